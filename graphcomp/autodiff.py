@@ -1,0 +1,100 @@
+"""Reverse-mode differentiation over the IR.
+
+A pure function from (loss, wrt leaves) to more nodes of the same IR: the walk
+goes through the graph in reversed topological order, keeps one adjoint per
+node, and sums the contributions of a node used more than once (the seeds'
+"duplicate" module). Only nodes on a path from a wrt leaf to the loss are
+visited. Because the result is ordinary IR, the printers, the code generator
+and a second differentiation all work on it unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .errors import DifferentiationError
+from .graph import Node, apply, format_shape, toposort
+from .ops import OPS
+
+
+@dataclass
+class Backward:
+    """The adjoint nodes of one loss, and where each backward node comes from."""
+
+    loss: Node
+    gradients: dict[Node, Node]                     # wrt leaf -> ∂loss/∂leaf
+    adjoints: dict[Node, Node]                      # forward node -> its total adjoint
+    made_by: dict[Node, Node] = field(default_factory=dict)       # backward node -> forward node whose rule made it
+    flows_into: dict[Node, Node] = field(default_factory=dict)    # contribution -> forward input it is the adjoint (part) of
+    fan_out: dict[Node, Node] = field(default_factory=dict)       # sum of paths -> the forward node used several times
+
+
+def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
+    """∂loss/∂leaf for every leaf in `wrt`, as IR nodes."""
+    if loss.shape != ():
+        raise DifferentiationError(f"gradients need a scalar output, but it has shape {format_shape(loss.shape)}; "
+                                   "reduce it first, e.g. with gc.sum or gc.mean")
+    order = toposort([loss])
+    depends = _depending_on(order, set(wrt))
+    forward = set(order)
+    seed = Node("const", (), (("value", 1),), ())  # ∂loss/∂loss
+    parts: dict[Node, list[Node]] = {loss: [seed]} if loss in depends else {}
+    result = Backward(loss, {}, {})
+
+    for node in reversed(order):
+        if node not in parts:
+            continue
+        adjoint = _total(node, parts.pop(node), result)
+        result.adjoints[node] = adjoint
+        if node.is_leaf:
+            continue
+        rule = OPS[node.op].vjp
+        if rule is None:
+            raise DifferentiationError(f"op {node.op!r} has no derivative rule")
+        pieces = rule(node, adjoint)
+        for x, piece in zip(node.inputs, pieces):
+            if piece is None or x not in depends:
+                continue
+            if piece in forward or piece.op == "const":
+                piece = apply("alias", piece)  # give ∂loss/∂x its own name, e.g. `d_t1 = w`
+            if tuple(piece.shape) != tuple(x.shape):
+                raise DifferentiationError(f"internal: the {node.op} rule gave shape {format_shape(piece.shape)} "
+                                           f"for an operand of shape {format_shape(x.shape)}")
+            parts.setdefault(x, []).append(piece)
+            result.flows_into.setdefault(piece, x)
+            _claim_new_nodes(piece, node, forward, result)
+
+    for leaf in wrt:
+        adjoint = result.adjoints.get(leaf)
+        result.gradients[leaf] = apply("zeros_like", leaf) if adjoint is None else adjoint
+    return result
+
+
+def _depending_on(order: list[Node], wrt: set[Node]) -> set[Node]:
+    depends: set[Node] = set()
+    for node in order:
+        if node in wrt or any(x in depends for x in node.inputs):
+            depends.add(node)
+    return depends
+
+
+def _total(node: Node, parts: list[Node], result: Backward) -> Node:
+    """One path: its contribution. Several (fan-out): their sum, as one node."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = apply("add", total, part)
+        result.made_by.setdefault(total, node)
+    if len(parts) > 1:
+        result.fan_out[total] = node
+    return total
+
+
+def _claim_new_nodes(piece: Node, owner: Node, forward: set[Node], result: Backward) -> None:
+    """Record which forward node's rule made each new backward node (for comments and reports)."""
+    stack = [piece]
+    while stack:
+        node = stack.pop()
+        if node in forward or node in result.made_by or node.op == "const":
+            continue
+        result.made_by[node] = owner
+        stack.extend(node.inputs)

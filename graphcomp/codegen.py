@@ -1,0 +1,319 @@
+"""From a graph to a standalone NumPy module.
+
+Python prepares plain data — ordered statements (target, expression, comment),
+names, shapes — and the Jinja template in `templates/` only lays it out. The
+same graph always gives the same text: every order here comes from the graph's
+own tuples and declaration order, never from hashing.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import itertools
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable, Sequence
+
+import jinja2
+import sympy as sp
+
+from . import __version__
+from .autodiff import Backward, reverse_mode
+from .errors import DifferentiationError, GraphError
+from .graph import Graph, Node, format_shape, toposort
+from .naming import Namer
+from .ops import OPS, scalar_expr
+from .printing import number_text, numpy_text, sympy_number
+from .simplify import Y, local_derivative, placeholder
+
+# Module-level names of the generated file; a user's value never takes them.
+MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED")
+DTYPES = ("float64", "float32")
+# Cheap views that read better inside the line that uses them: `d_z @ W.T`.
+INLINED_OPS = ("transpose", "reshape")
+
+
+@dataclass(frozen=True)
+class Statement:
+    target: str
+    expr: str
+    comment: str = ""
+
+
+class CompiledModel:
+    """A compiled graph: its generated source, and ways to save and import it."""
+
+    def __init__(self, graph: Graph, source: str, wrt: tuple[str, ...], loss: str | None,
+                 backward: Backward | None) -> None:
+        self.graph = graph
+        self.source = source
+        self.wrt = wrt
+        self.loss = loss
+        self.backward = backward
+        self._path: Path | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the generated module to `path` (a .py file)."""
+        path = Path(path)
+        path.write_text(self.source, encoding="utf-8")
+        self._path = path
+        return path
+
+    def load(self) -> ModuleType:
+        """Import the generated module (from where it was saved, or a private temporary file)."""
+        path = self._path
+        if path is None or not path.exists() or path.read_text(encoding="utf-8") != self.source:
+            path = Path(tempfile.mkdtemp(prefix="graphcomp_")) / f"{self.graph.name}.py"
+            path.write_text(self.source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(f"graphcomp_model_{self.graph.name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def __repr__(self) -> str:
+        return f"<CompiledModel {self.graph.name!r}: loss {self.loss!r}, wrt {list(self.wrt)}>"
+
+
+def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
+            dtype: str = "float64") -> CompiledModel:
+    """Differentiate `graph` and generate its NumPy module.
+
+    wrt: leaf names to differentiate with respect to; by default every param,
+    or every input when the graph has no params. loss: the output to
+    differentiate; by default the only output, or the only scalar one.
+    """
+    if not isinstance(graph, Graph):
+        raise GraphError(f"compile expects a gc.Graph, got {type(graph).__name__}")
+    if not graph.outputs:
+        raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
+    if dtype not in DTYPES:
+        raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    wrt_leaves = _wrt_leaves(graph, wrt)
+    loss_name = _loss_name(graph, loss)
+    backward = None
+    if loss_name is not None and graph.outputs[loss_name].shape == ():
+        backward = reverse_mode(graph.outputs[loss_name], wrt_leaves)
+    source = _render(_Module(graph, wrt_leaves, loss_name, backward, dtype).context())
+    return CompiledModel(graph, source, tuple(x.name for x in wrt_leaves), loss_name, backward)
+
+
+def _wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
+    if wrt is None:
+        return list((graph.params or graph.inputs).values())
+    if isinstance(wrt, str):
+        wrt = [wrt]
+    unknown = [name for name in wrt if name not in graph.leaves]
+    if unknown:
+        raise GraphError(f"wrt names {', '.join(map(repr, unknown))}, which graph {graph.name!r} does not have; "
+                         f"its leaves are {', '.join(graph.leaves)}")
+    return [graph.leaves[name] for name in dict.fromkeys(wrt)]
+
+
+def _loss_name(graph: Graph, loss: str | None) -> str | None:
+    if loss is not None:
+        if loss not in graph.outputs:
+            raise GraphError(f"loss {loss!r} is not an output of graph {graph.name!r}; outputs: {', '.join(graph.outputs)}")
+        return loss
+    if len(graph.outputs) == 1:
+        return next(iter(graph.outputs))
+    scalars = [name for name, node in graph.outputs.items() if node.shape == ()]
+    if len(scalars) == 1:
+        return scalars[0]
+    raise GraphError(f"graph {graph.name!r} has several outputs ({', '.join(graph.outputs)}); "
+                     "say which is the loss: gc.compile(g, loss=...)")
+
+
+class _Module:
+    """The render context of one generated module."""
+
+    def __init__(self, graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str):
+        self.graph, self.wrt, self.loss, self.backward, self.dtype = graph, wrt, loss, backward, dtype
+        self.forward_nodes = set(graph.nodes())
+        self.names: dict[Node, str] = {}
+        self.namer = Namer()
+        for name in MODULE_NAMES:
+            self.namer.reserve(name)
+        for leaf in graph.leaves.values():
+            self.names[leaf] = self.namer.reserve(leaf.name)
+        for node, name in list(graph.labels.items()) + [(v, k) for k, v in graph.outputs.items()]:
+            if node not in self.names:
+                self.names[node] = self.namer.reserve(name)
+        self.temporaries = (f"t{k}" for k in itertools.count(1))
+        self.adjoint_of: dict[Node, Node] = {}
+        self.paths_into: dict[Node, int] = {}
+        if backward is not None:
+            for forward, adjoint in backward.adjoints.items():  # reversed topological order
+                self.adjoint_of.setdefault(adjoint, forward)
+
+    # ---- names and operands ------------------------------------------
+    def name(self, node: Node) -> str:
+        if node not in self.names:
+            self.names[node] = self._backward_name(node) if node not in self.forward_nodes else None
+            if self.names[node] is None:
+                self.names[node] = self._fresh_temporary()
+        return self.names[node]
+
+    def _fresh_temporary(self) -> str:
+        return self.namer.fresh(next(self.temporaries))
+
+    def _backward_name(self, node: Node) -> str | None:
+        if node in self.adjoint_of:
+            return self.namer.fresh(f"d_{self.name(self.adjoint_of[node])}")
+        into = self.backward.flows_into.get(node)
+        if into is None:
+            return None
+        self.paths_into[into] = self.paths_into.get(into, 0) + 1
+        return self.namer.fresh(f"d_{self.name(into)}_{self.paths_into[into]}")
+
+    def operand(self, node: Node, inlined: dict[Node, str]) -> str | int | float:
+        if node.op == "const":
+            return node.attr("value")
+        return inlined.get(node) or self.name(node)
+
+    # ---- statements ---------------------------------------------------
+    def statements(self, roots: Iterable[Node]) -> tuple[list[Statement], list[Statement], dict[Node, str]]:
+        """Forward and backward statements computing `roots`, and the text of inlined nodes."""
+        order = [n for n in toposort(roots) if not n.is_leaf]
+        uses: dict[Node, int] = {}
+        for node in order:
+            for x in node.inputs:
+                uses[x] = uses.get(x, 0) + 1
+        for root in roots:
+            uses[root] = uses.get(root, 0) + 1
+        forward, backward, inlined = [], [], {}
+        for node in order:
+            args = tuple(self.operand(x, inlined) for x in node.inputs)
+            expr = OPS[node.op].emit(node, tuple(_literal(a) for a in args))
+            if node.op in INLINED_OPS and uses.get(node) == 1 and node not in self.names:
+                inlined[node] = expr
+                continue
+            if node in self.forward_nodes:
+                forward.append(Statement(self.name(node), expr))
+            else:
+                backward.append(Statement(self.name(node), expr, self.comment(node, inlined)))
+        return forward, backward, inlined
+
+    def formula(self, node: Node, inlined: dict[Node, str] | None = None) -> str:
+        args = tuple(self.operand(x, inlined or {}) for x in node.inputs)
+        return OPS[node.op].text(node, tuple(_literal(a) for a in args))
+
+    def comment(self, node: Node, inlined: dict[Node, str]) -> str:
+        b = self.backward
+        if node in b.fan_out:
+            return f"{self.name(b.fan_out[node])} is used more than once: sum of its paths"
+        owner = b.made_by.get(node)
+        if owner is None:
+            return ""
+        text = f"{self.name(owner)} = {self.formula(owner)}"
+        into = b.flows_into.get(node)
+        if into is None:
+            return text
+        if OPS[owner.op].elementwise and owner.op != "elementwise":
+            index = owner.inputs.index(into)
+            local = local_derivative(scalar_expr(owner), index)
+            return f"{text}; d{self.name(owner)}/d{self.name(into)} = {self._local_text(owner, local)}"
+        return f"{text}; into {self.name(into)}"
+
+    def _local_text(self, owner: Node, local: sp.Expr) -> str:
+        binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(self.name(x), real=True)
+                   for i, x in enumerate(owner.inputs)}
+        binding[Y] = sp.Symbol(self.name(owner), real=True)
+        return numpy_text(local.xreplace(binding)).replace("np.", "")
+
+    # ---- the whole module ---------------------------------------------
+    def context(self) -> dict:
+        graph, b = self.graph, self.backward
+        outputs = list(graph.outputs.values())
+        fwd, _, fwd_inlined = self.statements(outputs)
+        context = {
+            "graph_name": graph.name,
+            "version": __version__,
+            "dtype": self.dtype,
+            "inputs": [(name, _shape_literal(n.shape)) for name, n in graph.inputs.items()],
+            "params": [_param_context(name, n) for name, n in graph.params.items()],
+            "input_shapes": {name: n.shape for name, n in graph.inputs.items()},
+            "param_shapes": {name: n.shape for name, n in graph.params.items()},
+            "output_names": tuple(graph.outputs),
+            "outputs": [(name, self.operand(n, fwd_inlined)) for name, n in graph.outputs.items()],
+            "forward_reads": self._reads(outputs),
+            "forward": fwd,
+            "loss": self.loss,
+            "wrt": tuple(leaf.name for leaf in self.wrt),
+            "trained": tuple(leaf.name for leaf in self.wrt if leaf.op == "param"),
+            "gradients_error": None,
+        }
+        if b is None:
+            shape = graph.outputs[self.loss].shape if self.loss else None
+            context["gradients_error"] = (
+                f"gradients need a scalar loss, but output {self.loss!r} has shape {_shape_literal(shape)}; "
+                "reduce it with gc.sum or gc.mean" if self.loss else "no loss was chosen at compile time")
+            return context
+        roots = outputs + [b.gradients[leaf] for leaf in self.wrt]
+        fwd_all, bwd, inlined = self.statements(roots)
+        context.update({
+            "gradient_reads": self._reads(roots),
+            "gradient_forward": fwd_all,
+            "backward": bwd,
+            "gradient_outputs": [(name, self.operand(n, inlined)) for name, n in graph.outputs.items()],
+            "gradient_values": [(leaf.name, self.operand(b.gradients[leaf], inlined)) for leaf in self.wrt],
+        })
+        return context
+
+    def _reads(self, roots: list[Node]) -> dict:
+        """The leaves the roots depend on, in declaration order: their keys, and the unpacking target."""
+        needed = {n for n in toposort(roots) if n.op in ("input", "param")}
+        leaves = [(name, leaf) for name, leaf in self.graph.leaves.items() if leaf in needed]
+        targets = ", ".join(self.names[leaf] for _, leaf in leaves)
+        return {"names": tuple(name for name, _ in leaves), "targets": targets + ("," if len(leaves) == 1 else "")}
+
+
+def _literal(arg: str | int | float) -> str:
+    return arg if isinstance(arg, str) else number_text(arg)
+
+
+def _shape_literal(shape) -> str:
+    return format_shape(shape)
+
+
+def _fans(shape: tuple) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight: (in, out) matrices, (out, in, kh, kw) kernels."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = 1
+    for d in shape[2:]:
+        receptive *= d
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _param_context(name: str, leaf: Node) -> dict:
+    shape = _shape_literal(leaf.shape)
+    fan_in, fan_out = _fans(leaf.shape)
+    init = leaf.attr("init")
+    value = {
+        "xavier": f"np.sqrt(6 / ({fan_in} + {fan_out})) * rng.uniform(-1.0, 1.0, size={shape})",
+        "kaiming": f"np.sqrt(2 / {fan_in}) * rng.standard_normal({shape})",
+        "zeros": f"np.zeros({shape})",
+        "normal": f"0.01 * rng.standard_normal({shape})",
+    }[init]
+    return {"name": name, "shape": shape, "init": init, "value": value}
+
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(importlib.resources.files("graphcomp.templates"))),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+_ENVIRONMENT.filters["pyrepr"] = repr  # Python literals, not JSON: the output is Python source
+
+
+def _render(context: dict) -> str:
+    return _ENVIRONMENT.get_template("module.py.j2").render(**context)

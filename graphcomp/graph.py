@@ -1,0 +1,230 @@
+"""The IR: immutable nodes, and the Graph that owns leaves and named outputs.
+
+A Node is `(op, inputs, attrs, shape)`. Inputs are a tuple, so the order of
+everything built from a graph is fixed by the graph itself (never by hashing),
+which keeps generated code deterministic. Shapes are inferred when a node is
+made; `None` in a shape is the batch dimension, known only at run time.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from .errors import GraphError, ShapeError
+from .naming import check_user_name
+
+Shape = tuple  # of int | None; None is the batch dimension (first axis only)
+LEAF_OPS = ("input", "param", "const")
+INITS = ("xavier", "kaiming", "zeros", "normal")
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One value of the graph. Identity is the node itself: two equal-looking nodes are two values."""
+
+    op: str
+    inputs: tuple["Node", ...]
+    attrs: tuple[tuple[str, Any], ...]
+    shape: Shape
+    name: str | None = None
+
+    # NumPy must hand `array * node` over to Node.__rmul__ instead of looping over the array.
+    __array_ufunc__ = None
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op in LEAF_OPS
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return f"<Node {self.op}{label} shape={format_shape(self.shape)}>"
+
+    def __bool__(self) -> bool:
+        raise GraphError("a graph node has no truth value while the graph is being built; "
+                         "use gc.maximum/gc.relu instead of Python's if/and/or/max")
+
+    # Arithmetic builds new nodes; the op table decides shapes and derivatives.
+    def __add__(self, other): return apply("add", self, other)
+    def __radd__(self, other): return apply("add", other, self)
+    def __sub__(self, other): return apply("sub", self, other)
+    def __rsub__(self, other): return apply("sub", other, self)
+    def __mul__(self, other): return apply("mul", self, other)
+    def __rmul__(self, other): return apply("mul", other, self)
+    def __truediv__(self, other): return apply("div", self, other)
+    def __rtruediv__(self, other): return apply("div", other, self)
+    def __pow__(self, other): return apply("pow", self, other)
+    def __rpow__(self, other): return apply("pow", other, self)
+    def __neg__(self): return apply("neg", self)
+    def __pos__(self): return self
+    def __matmul__(self, other): return apply("matmul", self, other)
+    def __rmatmul__(self, other): return apply("matmul", other, self)
+
+
+def format_shape(shape: Shape) -> str:
+    """`(None, 3)` as users write it."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_node(value: Any) -> Node:
+    """A node as is, a real Python/NumPy number as a constant leaf; anything else is an error."""
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = int(value) if isinstance(value, numbers.Integral) else float(value)
+        return Node("const", (), (("value", number),), ())
+    raise GraphError(f"cannot use a {type(value).__name__} ({value!r}) in a graph: "
+                     "only graph nodes and real numbers are operands")
+
+
+def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
+    """Make the node `op_name(*operands)`, inferring its shape from the op table."""
+    from .ops import OPS  # the table imports this module; look it up at call time
+
+    op = OPS[op_name]
+    inputs = tuple(as_node(x) for x in operands)
+    if op.arity is not None and len(inputs) != op.arity:
+        raise GraphError(f"{op_name} takes {op.arity} operand(s), got {len(inputs)}")
+    frozen = tuple(sorted(attrs.items()))
+    shape = op.shape(tuple(x.shape for x in inputs), dict(frozen))
+    return Node(op_name, inputs, frozen, tuple(shape))
+
+
+def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:
+    """Validate a user's shape: a tuple of positive ints, `None` allowed as the first axis only."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise ShapeError(f"{what}: shape must be a tuple, got {shape!r}")
+    shape = tuple(shape)
+    for axis, d in enumerate(shape):
+        if d is None:
+            if not allow_batch:
+                raise ShapeError(f"{what}: shape {format_shape(shape)} has a batch dimension (None); parameters need fixed sizes")
+            if axis != 0:
+                raise ShapeError(f"{what}: shape {format_shape(shape)} has None at axis {axis}; the batch dimension must be the first axis")
+        elif not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ShapeError(f"{what}: shape {format_shape(shape)} must hold positive integers (or None first), got {d!r}")
+    return shape
+
+
+def toposort(roots: Iterable[Node]) -> list[Node]:
+    """Every node the roots depend on, inputs before users, in a deterministic order."""
+    order: list[Node] = []
+    seen: set[Node] = set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            for x in reversed(node.inputs):
+                if x not in seen:
+                    stack.append((x, False))
+    return order
+
+
+class Graph:
+    """A named computation: its leaves (inputs, params) and its named outputs."""
+
+    def __init__(self, name: str = "model") -> None:
+        self.name = check_user_name(name, "graph")
+        self.leaves: dict[str, Node] = {}
+        self.outputs: dict[str, Node] = {}
+        self.labels: dict[Node, str] = {}  # names users gave to intermediate nodes
+
+    # ---- leaves -------------------------------------------------------
+    def input(self, name: str, shape: Any = ()) -> Node:
+        """A value given at each call, e.g. `shape=(None, 4)` for a batch of 4-vectors."""
+        shape = check_shape(shape, f"input {name!r}", allow_batch=True)
+        return self._leaf(Node("input", (), (), shape, self._new_name(name, "input")))
+
+    def param(self, name: str, shape: Any = (), init: str = "xavier") -> Node:
+        """A trained value, created by the generated `init_params`."""
+        shape = check_shape(shape, f"param {name!r}", allow_batch=False)
+        if init not in INITS:
+            raise GraphError(f"param {name!r}: unknown init {init!r}; choose one of {', '.join(INITS)}")
+        return self._leaf(Node("param", (), (("init", init),), shape, self._new_name(name, "param")))
+
+    # ---- names --------------------------------------------------------
+    def let(self, name: str, node: Node) -> Node:
+        """Give an intermediate value a name, used in the generated code and the formulas."""
+        node = self._own(node, f"node {name!r}")
+        if node.is_leaf or node in self.labels:
+            raise GraphError(f"node {name!r}: that value is already named {self.name_of(node)!r}")
+        self.labels[node] = self._new_name(name, "node")
+        return node
+
+    def output(self, name: str, node: Any) -> Node:
+        """Declare a named result of the graph; `forward` returns every output by name."""
+        node = self._own(as_node(node), f"output {name!r}")
+        if name in self.outputs:
+            raise GraphError(f"output {name!r} is declared twice")
+        if self.labels.get(node) != name:  # g.output("h", g.let("h", ...)) names one value once
+            self._new_name(name, "output")
+        self.outputs[name] = node
+        return node
+
+    def name_of(self, node: Node) -> str | None:
+        """The user's name for a value, if it has one."""
+        if node.is_leaf:
+            return node.name
+        return self.labels.get(node) or next((k for k, v in self.outputs.items() if v is node), None)
+
+    # ---- queries ------------------------------------------------------
+    @property
+    def inputs(self) -> dict[str, Node]:
+        return {k: v for k, v in self.leaves.items() if v.op == "input"}
+
+    @property
+    def params(self) -> dict[str, Node]:
+        return {k: v for k, v in self.leaves.items() if v.op == "param"}
+
+    def nodes(self) -> list[Node]:
+        """Every node the outputs depend on, in topological order."""
+        return toposort(self.outputs.values())
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name!r}: {len(self.leaves)} leaves, outputs {list(self.outputs)}>"
+
+    # ---- helpers ------------------------------------------------------
+    def _leaf(self, node: Node) -> Node:
+        self.leaves[node.name] = node
+        return node
+
+    def _names_of_values(self) -> set[str]:
+        return set(self.leaves) | set(self.labels.values()) | set(self.outputs)
+
+    def _new_name(self, name: str, what: str) -> str:
+        check_user_name(name, what)
+        if name in self._names_of_values():
+            raise GraphError(f"{what} name {name!r} is already used in graph {self.name!r}")
+        return name
+
+    def _own(self, node: Node, what: str) -> Node:
+        """Refuse values built from another graph's leaves: they cannot be computed here."""
+        if not isinstance(node, Node):
+            raise GraphError(f"{what}: expected a graph node, got {type(node).__name__}")
+        for leaf in toposort([node]):
+            if leaf.op in ("input", "param") and self.leaves.get(leaf.name) is not leaf:
+                raise GraphError(f"{what} uses {leaf.op} {leaf.name!r}, which belongs to another graph")
+        return node
+
+
+def shapes_text(shapes: Sequence[Shape]) -> str:
+    return " and ".join(format_shape(s) for s in shapes)

@@ -1,0 +1,469 @@
+"""The op table: every op of the IR, each declared once.
+
+An `Op` says how many operands it takes, its shape rule, its NumPy emission,
+its derivative rule (VJP), and how it reads as a formula (text and LaTeX).
+Adding an op is one entry here, plus the user-facing function in `dsl.py`.
+
+Elementwise ops are declared by a SymPy formula over scalar placeholders; their
+shape rule (broadcasting), derivative rule (`sympy.diff`, through the forward
+output where cheaper), formula and default emission all follow from it.
+Tensor ops (matmul, reductions, reshapes) carry closed-form VJP rules.
+
+Rule signatures, fixed for every op:
+    shape(input_shapes, attrs) -> shape
+    emit(node, args) -> NumPy expression text   (args: variable names or number literals)
+    vjp(node, g) -> one Node or None per input  (g: adjoint of node, same shape)
+    text(node, args) / latex(node, args) -> formula
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import sympy as sp
+
+from .errors import DifferentiationError, ShapeError
+from .graph import Node, Shape, apply, format_shape, shapes_text
+from .printing import numpy_text, sympy_number
+from .simplify import G, Y, local_derivative, placeholder, placeholders
+
+ShapeRule = Callable[[tuple, dict], Shape]
+Emit = Callable[[Node, tuple], str]
+Vjp = Callable[[Node, Node], tuple]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    arity: Optional[int]
+    shape: ShapeRule
+    emit: Emit
+    vjp: Optional[Vjp]
+    text: Emit
+    latex: Emit
+    scalar: Optional[Callable[..., sp.Expr]] = None  # elementwise ops: formula of placeholders
+
+    @property
+    def elementwise(self) -> bool:
+        return self.scalar is not None
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(op: Op) -> Op:
+    if op.name in OPS:
+        raise ValueError(f"op {op.name!r} is declared twice")
+    OPS[op.name] = op
+    return op
+
+
+# ---------------------------------------------------------------- shapes
+
+def broadcast_shapes(shapes: tuple, what: str = "elementwise op") -> Shape:
+    """NumPy broadcasting, where the batch dimension None only meets None or 1."""
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(ndim):
+        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0} - {1}
+        if len(dims) > 1:
+            raise ShapeError(f"{what}: shapes {shapes_text(shapes)} do not broadcast together")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints; None means every axis."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = set()
+    for a in axes:
+        if not isinstance(a, int) or isinstance(a, bool) or not -ndim <= a < ndim:
+            raise ShapeError(f"{what}: axis {a!r} is out of range for {ndim} dimension(s)")
+        out.add(a % ndim)
+    return tuple(sorted(out))
+
+
+def axis_text(axes: tuple[int, ...]) -> str:
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+# ---------------------------------------------------------------- elementwise
+
+def scalar_expr(node: Node) -> sp.Expr:
+    """The node's formula over placeholders x0, x1, ... of its inputs."""
+    op = OPS[node.op]
+    return op.scalar(*placeholders(len(node.inputs)), **dict(node.attrs))
+
+
+def _bound(node: Node, args: tuple, symbol: Callable[[str], sp.Expr]) -> sp.Expr:
+    """The node's formula with placeholders replaced by its operands."""
+    binding = {placeholder(i): (symbol(a) if isinstance(a, str) else sympy_number(a))
+               for i, a in enumerate(args)}
+    return scalar_expr(node).xreplace(binding)
+
+
+def _default_emit(node: Node, args: tuple) -> str:
+    return numpy_text(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
+
+
+def _default_latex(node: Node, args: tuple) -> str:
+    return sp.latex(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
+
+
+def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optional[Node]:
+    """A node computing `expr`, whose symbols stand for the nodes in `binding`.
+
+    Constants are folded into the formula, repeated nodes share a placeholder,
+    and a formula that is just one of its operands returns that node itself.
+    """
+    expr = expr.xreplace({s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"})
+    if expr == 0:
+        return None
+    operands: list[Node] = []
+    renaming = {}
+    for symbol in sorted(expr.free_symbols, key=lambda s: _symbol_rank(s, binding)):
+        node = binding[symbol]
+        if node not in operands:
+            operands.append(node)
+        renaming[symbol] = placeholder(operands.index(node))
+    expr = expr.xreplace(renaming)
+    if not operands:
+        if shape != ():
+            raise DifferentiationError(f"internal: constant formula {expr} for shape {format_shape(shape)}")
+        return Node("const", (), (("value", float(expr)),), ())
+    if expr == placeholder(0) and operands[0].shape == shape:
+        return operands[0]
+    return apply("elementwise", *operands, expr=expr)
+
+
+def _symbol_rank(symbol: sp.Symbol, binding: dict) -> int:
+    return list(binding).index(symbol)
+
+
+def elementwise_vjp(node: Node, g: Node) -> tuple:
+    """g · ∂y/∂xi for each input, summed back to the input's shape."""
+    expr = scalar_expr(node)
+    pieces = []
+    for i, x in enumerate(node.inputs):
+        if x.op == "const":
+            pieces.append(None)
+            continue
+        binding = {G: g, **{placeholder(j): v for j, v in enumerate(node.inputs)}, Y: node}
+        piece = fuse(G * local_derivative(expr, i), binding, node.shape)
+        pieces.append(None if piece is None else sum_to(piece, x.shape))
+    return tuple(pieces)
+
+
+def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
+                emit: str | None = None, text: str | None = None) -> Op:
+    """Declare an elementwise op from its SymPy formula.
+
+    `emit` and `text` are format strings over the operands ({0}, {1}); without
+    `emit` the formula itself is printed, without `text` it reads `name(x)`.
+    """
+    def emit_rule(node: Node, args: tuple) -> str:
+        return emit.format(*args) if emit else _default_emit(node, args)
+
+    def text_rule(node: Node, args: tuple) -> str:
+        return text.format(*args) if text else f"{name}({', '.join(map(str, args))})"
+
+    return register(Op(name, arity, lambda shapes, attrs: broadcast_shapes(shapes, name),
+                       emit_rule, elementwise_vjp, text_rule, _default_latex, scalar=formula))
+
+
+def _sigmoid(x):
+    return 1 / (1 + sp.exp(-x))
+
+
+elementwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
+elementwise("sub", lambda a, b: a - b, 2, emit="{0} - {1}", text="{0} - {1}")
+elementwise("mul", lambda a, b: a * b, 2, emit="{0} * {1}", text="{0} * {1}")
+elementwise("div", lambda a, b: a / b, 2, emit="{0} / {1}", text="{0} / {1}")
+elementwise("pow", lambda a, b: a ** b, 2, emit="{0} ** {1}", text="{0} ** {1}")
+elementwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
+elementwise("exp", sp.exp, emit="np.exp({0})")
+elementwise("log", sp.log, emit="np.log({0})")
+elementwise("tanh", sp.tanh, emit="np.tanh({0})")
+# σ(a) = (1 + tanh(a/2)) / 2 exactly, and never overflows where 1/(1+exp(-a)) would.
+elementwise("sigmoid", _sigmoid, emit="0.5 * (np.tanh(0.5 * {0}) + 1)")
+elementwise("relu", lambda a: sp.Max(0, a), emit="np.maximum({0}, 0)")
+
+
+def _generic_emit(node: Node, args: tuple) -> str:
+    return _default_emit(node, args)
+
+
+def _generic_text(node: Node, args: tuple) -> str:
+    return str(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
+
+
+# A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.
+register(Op("elementwise", None, lambda shapes, attrs: broadcast_shapes(shapes),
+            _generic_emit, elementwise_vjp, _generic_text, _default_latex,
+            scalar=lambda *xs, expr: expr))
+
+
+# ---------------------------------------------------------------- tensor ops
+
+def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
+    a, b = shapes
+    if not a or not b:
+        raise ShapeError(f"matmul: operands must have at least one dimension, got shapes {shapes_text(shapes)}")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:  # None meets None: a sum over the batch, as in the weight gradient hᵀ g
+        raise ShapeError(f"matmul: shapes {shapes_text(shapes)} do not fit: "
+                         f"inner dimensions {a2[-1]} and {b2[-2]} differ")
+    batch = broadcast_shapes((a2[:-2], b2[:-2]), "matmul (batch axes)")
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def swap_last(x: Node) -> Node:
+    """xᵀ over the last two axes."""
+    if x.ndim == 2:
+        return apply("transpose", x, axes=None)
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return apply("transpose", x, axes=axes)
+
+
+def _matmul_vjp(node: Node, g: Node) -> tuple:
+    """dA = g Bᵀ, dB = Aᵀ g, with vectors treated as 1-row / 1-column matrices."""
+    a, b = node.inputs
+    a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = reshape(g2, g2.shape[:-1] + (1,) + g2.shape[-1:] if b.ndim > 1 else g2.shape + (1,))
+    if b.ndim == 1:
+        g2 = reshape(g2, g2.shape + (1,))
+    da = reshape(sum_to(apply("matmul", g2, swap_last(b2)), a2.shape), a.shape)
+    db = reshape(sum_to(apply("matmul", swap_last(a2), g2), b2.shape), b.shape)
+    return da, db
+
+
+register(Op("matmul", 2, _matmul_shape,
+            lambda node, args: f"{args[0]} @ {args[1]}", _matmul_vjp,
+            lambda node, args: f"{args[0]} @ {args[1]}",
+            lambda node, args: f"{args[0]} {args[1]}"))
+
+
+def _transpose_axes(node: Node) -> tuple[int, ...]:
+    axes = node.attr("axes")
+    return tuple(reversed(range(node.inputs[0].ndim))) if axes is None else axes
+
+
+def _transpose_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    axes = attrs.get("axes")
+    if axes is None:
+        return tuple(reversed(x))
+    if sorted(axes) != list(range(len(x))):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of the axes of shape {format_shape(x)}")
+    return tuple(x[a] for a in axes)
+
+
+def _transpose_vjp(node: Node, g: Node) -> tuple:
+    axes = _transpose_axes(node)
+    inverse = tuple(sorted(range(len(axes)), key=lambda k: axes[k]))
+    return (apply("transpose", g, axes=None if node.attr("axes") is None else inverse),)
+
+
+register(Op("transpose", 1, _transpose_shape,
+            lambda node, args: f"{args[0]}.T" if node.attr("axes") is None
+            else f"np.transpose({args[0]}, {node.attr('axes')})",
+            _transpose_vjp,
+            lambda node, args: f"transpose({args[0]})",
+            lambda node, args: f"{args[0]}^\\top"))
+
+
+def _reduce_shape(name: str) -> ShapeRule:
+    def rule(shapes: tuple, attrs: dict) -> Shape:
+        (x,) = shapes
+        axes = normalize_axes(attrs.get("axis"), len(x), name)
+        if attrs.get("keepdims"):
+            return tuple(1 if i in axes else d for i, d in enumerate(x))
+        return tuple(d for i, d in enumerate(x) if i not in axes)
+    return rule
+
+
+def _reduce_emit(function: str) -> Emit:
+    def emit(node: Node, args: tuple) -> str:
+        x = node.inputs[0]
+        axes = normalize_axes(node.attr("axis"), x.ndim, function)
+        options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_text(axes)}"
+        if node.attr("keepdims"):
+            options += ", keepdims=True"
+        return f"np.{function}({args[0]}{options})"
+    return emit
+
+
+def _unreduce(node: Node, g: Node) -> Node:
+    """g spread back over the axes the reduction `node` removed."""
+    x = node.inputs[0]
+    axes = None if node.attr("keepdims") else normalize_axes(node.attr("axis"), x.ndim, node.op)
+    return apply("broadcast_like", g, x, axis=axes)
+
+
+def reduced_count(x: Node, axes: tuple[int, ...]) -> Node:
+    """How many elements one reduction over `axes` of x sums: a number, or a run-time node."""
+    if any(x.shape[a] is None for a in axes):
+        return apply("count", x, axis=axes)
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    return Node("const", (), (("value", count),), ())
+
+
+def _sum_vjp(node: Node, g: Node) -> tuple:
+    return (_unreduce(node, g),)
+
+
+def _mean_vjp(node: Node, g: Node) -> tuple:
+    x = node.inputs[0]
+    return (apply("div", _unreduce(node, g), reduced_count(x, normalize_axes(node.attr("axis"), x.ndim, "mean"))),)
+
+
+def _reduction_text(name: str) -> Emit:
+    def text(node: Node, args: tuple) -> str:
+        axis = node.attr("axis")
+        return f"{name}({args[0]})" if axis is None else f"{name}({args[0]}, axis={axis})"
+    return text
+
+
+register(Op("sum", 1, _reduce_shape("sum"), _reduce_emit("sum"), _sum_vjp, _reduction_text("sum"),
+            lambda node, args: f"\\sum {args[0]}"))
+register(Op("mean", 1, _reduce_shape("mean"), _reduce_emit("mean"), _mean_vjp, _reduction_text("mean"),
+            lambda node, args: f"\\operatorname{{mean}}\\left({args[0]}\\right)"))
+
+
+def _count_emit(node: Node, args: tuple) -> str:
+    x = node.inputs[0]
+    axes = node.attr("axis")
+    known = _product(x.shape[a] for a in axes if x.shape[a] is not None)
+    factors = [f"{args[0]}.shape[{a}]" for a in axes if x.shape[a] is None] + ([str(known)] if known != 1 else [])
+    return " * ".join(factors)
+
+
+# The run-time number of elements over some axes (a mean over the batch divides by it).
+register(Op("count", 1, lambda shapes, attrs: (), _count_emit, lambda node, g: (None,),
+            lambda node, args: f"count({args[0]})", lambda node, args: f"N_{{{args[0]}}}"))
+
+
+def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
+    g, ref = shapes
+    if attrs.get("axis") is not None:
+        g = list(g)
+        for a in attrs["axis"]:
+            g.insert(a, 1)
+    broadcast_shapes((tuple(g), ref), "broadcast_like")
+    return ref
+
+
+def _broadcast_like_emit(node: Node, args: tuple) -> str:
+    g = args[0]
+    axis = node.attr("axis")
+    if axis is not None and axis != tuple(range(len(node.shape))):
+        g = f"np.expand_dims({g}, {axis_text(axis)})"
+    return f"np.broadcast_to({g}, {args[1]}.shape)"
+
+
+def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
+    axis = node.attr("axis")
+    source = node.inputs[0]
+    if axis is not None:
+        return apply("sum", g, axis=axis), None
+    return sum_to(g, source.shape), None
+
+
+# g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
+register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
+            lambda node, args: f"broadcast({args[0]}, like={args[1]})",
+            lambda node, args: f"\\mathbf{{1}} {args[0]}"))
+
+
+def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(axes summed with keepdims, leading axes summed away) to bring `source` to `target`."""
+    lead = len(source) - len(target)
+    kept = tuple(lead + i for i, d in enumerate(target) if d == 1 and source[lead + i] != 1)
+    return kept, tuple(range(lead))
+
+
+def _sum_to_shape(shapes: tuple, attrs: dict) -> Shape:
+    (source,) = shapes
+    target = attrs["shape"]
+    if len(target) > len(source) or broadcast_shapes((source, target), "sum_to") != source:
+        raise ShapeError(f"sum_to: cannot sum shape {format_shape(source)} down to {format_shape(target)}")
+    return target
+
+
+def _sum_to_emit(node: Node, args: tuple) -> str:
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    text = args[0]
+    if kept:
+        text = f"{text}.sum(axis={axis_text(kept)}, keepdims=True)"
+    if leading:
+        text = f"{text}.sum(axis={axis_text(leading)})"
+    return text
+
+
+# Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
+register(Op("sum_to", 1, _sum_to_shape, _sum_to_emit,
+            lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
+            lambda node, args: f"unbroadcast({args[0]})",
+            lambda node, args: args[0]))
+
+
+def sum_to(x: Node, shape: Shape) -> Node:
+    """x summed down to `shape`; x itself when the shapes already agree."""
+    return x if tuple(x.shape) == tuple(shape) else apply("sum_to", x, shape=tuple(shape))
+
+
+def _reshape_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    target = tuple(attrs["shape"])
+    if (None in x) != (None in target) or target.count(None) > 1:
+        raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)} must keep the batch dimension None")
+    known = lambda s: _product(d for d in s if d is not None)
+    if known(x) != known(target):
+        raise ShapeError(f"reshape: cannot reshape {format_shape(x)} to {format_shape(target)}")
+    return target
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _reshape_emit(node: Node, args: tuple) -> str:
+    dims = tuple(-1 if d is None else d for d in node.shape)
+    return f"{args[0]}.reshape({dims})" if len(dims) != 1 else f"{args[0]}.reshape({dims[0]})"
+
+
+register(Op("reshape", 1, _reshape_shape, _reshape_emit,
+            lambda node, g: (reshape(g, node.inputs[0].shape),),
+            lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
+            lambda node, args: args[0]))
+
+
+def reshape(x: Node, shape: Shape) -> Node:
+    return x if tuple(x.shape) == tuple(shape) else apply("reshape", x, shape=tuple(shape))
+
+
+# A zero gradient for a leaf the loss does not depend on.
+register(Op("zeros_like", 1, lambda shapes, attrs: shapes[0],
+            lambda node, args: f"np.zeros_like({args[0]})", lambda node, g: (None,),
+            lambda node, args: "0", lambda node, args: "0"))
+
+
+# The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
+register(Op("alias", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
+            lambda node, g: (g,), lambda node, args: str(args[0]), lambda node, args: str(args[0])))

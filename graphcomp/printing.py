@@ -1,0 +1,74 @@
+"""Printing scalar SymPy expressions and numbers as NumPy source text.
+
+Only elementwise formulas go through SymPy; tensor ops format their own text
+in the op table. The printer is strict: a SymPy function it does not know is an
+error, never a silently wrong line of code.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from .errors import DifferentiationError
+
+
+class NumPyCodePrinter(NumPyPrinter):
+    """SymPy's NumPy printer, writing `np.` and exact float literals."""
+
+    def __init__(self) -> None:
+        super().__init__({"strict": True, "fully_qualified_modules": True})
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        text = super()._module_format(fqn, register)
+        return "np." + text[len("numpy."):] if text.startswith("numpy.") else text
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        # H(0) is part of the expression: graphcomp builds step functions as Heaviside(x, 0).
+        value_at_zero = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"np.heaviside({self._print(expr.args[0])}, {self._print(sp.Float(value_at_zero))})"
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        # Arrays are always float here, so negative integer powers are safe to print as
+        # `1/x` or `x**(-2)`, not as SymPy's float workaround `x**(-1.0)`.
+        return self._hprint_Pow(expr, rational=False, sqrt="numpy.sqrt")
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return self._pairwise("np.maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return self._pairwise("np.minimum", expr.args)
+
+    def _pairwise(self, function: str, args) -> str:
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{function}({text}, {self._print(arg)})"
+        return text
+
+    def _print_Abs(self, expr: sp.Abs) -> str:
+        return f"np.abs({self._print(expr.args[0])})"
+
+
+_PRINTER = NumPyCodePrinter()
+
+
+def numpy_text(expr: sp.Expr) -> str:
+    """NumPy source for a scalar expression whose symbols are variable names."""
+    try:
+        return _PRINTER.doprint(expr)
+    except Exception as error:  # SymPy raises PrintMethodNotImplementedError and friends
+        raise DifferentiationError(f"cannot print {expr} as NumPy code: {error}") from error
+
+
+def number_text(value: int | float) -> str:
+    """A Python literal that reads back to exactly `value`; negatives in parentheses."""
+    text = repr(value) if isinstance(value, float) else str(int(value))
+    if text in ("inf", "-inf", "nan"):
+        text = {"inf": "np.inf", "-inf": "-np.inf", "nan": "np.nan"}[text]
+    return f"({text})" if text.startswith("-") else text
+
+
+def sympy_number(value: int | float) -> sp.Expr:
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)

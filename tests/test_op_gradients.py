@@ -1,0 +1,59 @@
+"""Every op's gradient against central finite differences in float64: one row per op and shape."""
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from gradcheck import check_gradients
+
+BATCH = 3
+
+# (id, shapes of the operands a, b, ...; None is the batch axis), the op, and the range of the operand values.
+CASES = [
+    ("add scalar", [(), ()], lambda a, b: a + b, (-2, 2)),
+    ("add bias broadcast", [(None, 4), (4,)], lambda a, b: a + b, (-2, 2)),
+    ("sub broadcast", [(None, 1), (None, 3)], lambda a, b: a - b, (-2, 2)),
+    ("sub constant", [(None, 3)], lambda a: 1 - a, (-2, 2)),
+    ("mul scalar", [(), ()], lambda a, b: a * b, (-2, 2)),
+    ("mul batched by scalar", [(None, 3), ()], lambda a, b: a * b, (-2, 2)),
+    ("div", [(None, 3), (3,)], lambda a, b: a / b, (0.5, 2)),
+    ("div constant numerator", [(None, 2)], lambda a: 2 / a, (0.5, 2)),
+    ("pow constant exponent", [(None, 3)], lambda a: a ** 3, (-2, 2)),
+    ("pow both operands", [(2,), (2,)], lambda a, b: a ** b, (0.5, 2)),
+    ("neg", [(None, 2)], lambda a: -a, (-2, 2)),
+    ("exp", [(None, 3)], lambda a: gc.exp(a), (-2, 2)),
+    ("log", [(None, 3)], lambda a: gc.log(a), (0.5, 3)),
+    ("sigmoid scalar", [()], lambda a: gc.sigmoid(a), (-3, 3)),
+    ("sigmoid batched", [(None, 4)], lambda a: gc.sigmoid(a), (-3, 3)),
+    ("tanh", [(None, 4)], lambda a: gc.tanh(a), (-2, 2)),
+    ("relu", [(None, 5)], lambda a: gc.relu(a), (-2, 2)),
+    ("matmul batch x matrix", [(None, 3), (3, 2)], lambda a, b: a @ b, (-1, 1)),
+    ("matmul vector x matrix", [(3,), (3, 2)], lambda a, b: a @ b, (-1, 1)),
+    ("matmul matrix x vector", [(2, 3), (3,)], lambda a, b: gc.matmul(a, b), (-1, 1)),
+    ("matmul vector x vector", [(4,), (4,)], lambda a, b: a @ b, (-1, 1)),
+    ("matmul batched stack x matrix", [(None, 2, 3), (3, 4)], lambda a, b: a @ b, (-1, 1)),
+    ("sum all", [(None, 3)], lambda a: gc.sum(a), (-1, 1)),
+    ("sum axis 0", [(None, 3)], lambda a: gc.sum(a, axis=0), (-1, 1)),
+    ("sum axis -1 keepdims", [(None, 2, 3)], lambda a: gc.sum(a, axis=-1, keepdims=True), (-1, 1)),
+    ("mean all", [(None, 3)], lambda a: gc.mean(a), (-1, 1)),
+    ("mean axis 1", [(None, 4)], lambda a: gc.mean(a, axis=1), (-1, 1)),
+    ("mean over batch keepdims", [(None, 2)], lambda a: gc.mean(a, axis=0, keepdims=True), (-1, 1)),
+    ("mean fixed axes", [(4, 3)], lambda a: gc.mean(a, axis=(0, 1)), (-1, 1)),
+]
+
+
+def concrete(shape):
+    return tuple(BATCH if d is None else d for d in shape)
+
+
+@pytest.mark.parametrize("shapes, build, domain", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_op_gradient_matches_finite_differences(shapes, build, domain):
+    rng = np.random.default_rng(0)
+    g = gc.Graph("case")
+    operands = [g.input(name, shape) for name, shape in zip("abcd", shapes)]
+    out = build(*operands)
+    weights = g.input("r", out.shape)  # a fixed random weighting makes any output shape a scalar loss
+    g.output("loss", gc.sum(out * weights))
+    m = gc.compile(g, wrt=[x.name for x in operands]).load()
+    arrays = {x.name: rng.uniform(*domain, size=concrete(x.shape)) for x in operands}
+    arrays["r"] = rng.normal(size=concrete(out.shape))
+    check_gradients(m, arrays, "loss")

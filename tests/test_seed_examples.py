@@ -1,0 +1,36 @@
+"""The worked examples of the lecture notes, exactly."""
+import graphcomp as gc
+
+
+def test_f_equals_u_plus_v_times_w():
+    # Seed 000: f = (u + v) w at u=2, v=3, w=4 -> f = 20, ∂f/∂u = ∂f/∂v = w = 4, ∂f/∂w = u + v = 5.
+    g = gc.Graph("fuv")
+    u, v, w = g.input("u"), g.input("v"), g.input("w")
+    g.output("f", (u + v) * w)
+    m = gc.compile(g, wrt=["u", "v", "w"]).load()
+    assert m.forward(u=2.0, v=3.0, w=4.0) == {"f": 20.0}
+    assert m.gradients(u=2.0, v=3.0, w=4.0) == ({"f": 20.0}, {"u": 4.0, "v": 4.0, "w": 5.0})
+
+
+def test_fan_out_sums_both_paths():
+    # Seed 004: b = (x + y) y at x=2, y=-3 -> b = 3; y is used twice: -1 (through the product) + -3 (through a).
+    g = gc.Graph("fanout")
+    x, y = g.input("x"), g.input("y")
+    g.output("b", (x + y) * y)
+    model = gc.compile(g)
+    outputs, grads = model.load().gradients(x=2.0, y=-3.0)
+    assert outputs == {"b": 3.0}
+    assert grads == {"x": -3.0, "y": -4.0}
+    assert "d_y = d_y_1 + d_t1" in model.source
+
+
+def test_default_wrt_is_params_else_inputs():
+    g = gc.Graph("lin")
+    x = g.input("x", shape=(None, 3))
+    w = g.param("w", (3,))
+    g.output("loss", gc.sum(x @ w))
+    assert gc.compile(g).wrt == ("w",)
+    h = gc.Graph("noparams")
+    a = h.input("a")
+    h.output("y", a * a)
+    assert gc.compile(h).wrt == ("a",)
