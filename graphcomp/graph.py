@@ -54,6 +54,12 @@ class Node:
         raise GraphError("a graph node has no truth value while the graph is being built; "
                          "use gc.maximum/gc.relu instead of Python's if/and/or/max")
 
+    def _no_comparison(self, other):
+        raise GraphError("graph nodes cannot be compared while the graph is being built; "
+                         "use gc.relu/gc.maximum for max(x, 0)-like formulas")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _no_comparison
+
     # Arithmetic builds new nodes; the op table decides shapes and derivatives.
     def __add__(self, other): return apply("add", self, other)
     def __radd__(self, other): return apply("add", other, self)

@@ -368,6 +368,8 @@ def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
 
 def _broadcast_like_emit(node: Node, args: tuple) -> str:
     g = args[0]
+    if node.inputs[0].op == "const":  # the seed ∂loss/∂loss: an array of the ref's own dtype
+        return f"np.ones_like({args[1]})" if node.inputs[0].attr("value") == 1 else f"np.full_like({args[1]}, {g})"
     axis = node.attr("axis")
     if axis is not None and axis != tuple(range(len(node.shape))):
         g = f"np.expand_dims({g}, {axis_text(axis)})"

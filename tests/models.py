@@ -1,0 +1,18 @@
+"""Graphs shared by several tests (importable by a fresh interpreter, too)."""
+import graphcomp as gc
+
+
+def sigmoid_net() -> gc.Graph:
+    g = gc.Graph("net")
+    x = g.input("x", shape=(None, 4))
+    y = g.input("y", shape=(None, 1))
+    W1, b1 = g.param("W1", (4, 6)), g.param("b1", (6,), init="zeros")
+    W2, b2 = g.param("W2", (6, 1)), g.param("b2", (1,), init="zeros")
+    h = g.let("h", gc.sigmoid(x @ W1 + b1))
+    p = g.output("p", gc.sigmoid(h @ W2 + b2))
+    g.output("loss", gc.mean((p - y) ** 2 + gc.exp(-p) * gc.tanh(p)))
+    return g
+
+
+def sigmoid_net_source() -> str:
+    return gc.compile(sigmoid_net(), loss="loss").source
