@@ -7,11 +7,12 @@ __version__ = "0.1.0"
 
 from .errors import DifferentiationError, GraphcompError, GraphError, ShapeError
 from .graph import Graph, Node
-from .dsl import exp, log, matmul, mean, relu, sigmoid, sum, tanh
+from . import dsl
+from .dsl import *  # noqa: F403 - the functions users build graphs with
 from .codegen import CompiledModel, compile
 
 __all__ = [
     "Graph", "Node", "CompiledModel", "compile",
-    "exp", "log", "matmul", "mean", "relu", "sigmoid", "sum", "tanh",
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
+    *dsl.__all__,
 ]

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import sympy as sp
+
 from .errors import DifferentiationError
 from .graph import Node, apply, format_shape, toposort
-from .ops import OPS
+from .ops import OPS, fuse
 
 
 @dataclass
@@ -55,7 +57,7 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         for x, piece in zip(node.inputs, pieces):
             if piece is None or x not in depends:
                 continue
-            if piece in forward or piece.op == "const":
+            if piece in forward:
                 piece = apply("alias", piece)  # give ∂loss/∂x its own name, e.g. `d_t1 = w`
             if tuple(piece.shape) != tuple(x.shape):
                 raise DifferentiationError(f"internal: the {node.op} rule gave shape {format_shape(piece.shape)} "
@@ -80,12 +82,11 @@ def _depending_on(order: list[Node], wrt: set[Node]) -> set[Node]:
 
 def _total(node: Node, parts: list[Node], result: Backward) -> Node:
     """One path: its contribution. Several (fan-out): their sum, as one node."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = apply("add", total, part)
-        result.made_by.setdefault(total, node)
-    if len(parts) > 1:
-        result.fan_out[total] = node
+    if len(parts) == 1:
+        return parts[0]
+    symbols = [sp.Symbol(f"p{k}") for k in range(len(parts))]
+    total = fuse(sp.Add(*symbols), dict(zip(symbols, parts)), node.shape)
+    result.fan_out[total] = node
     return total
 
 

@@ -243,6 +243,7 @@ class _Module:
             "wrt": tuple(leaf.name for leaf in self.wrt),
             "trained": tuple(leaf.name for leaf in self.wrt if leaf.op == "param"),
             "gradients_error": None,
+            "helpers": self.helpers(outputs),
         }
         if b is None:
             shape = graph.outputs[self.loss].shape if self.loss else None
@@ -252,6 +253,7 @@ class _Module:
             return context
         roots = outputs + [b.gradients[leaf] for leaf in self.wrt]
         fwd_all, bwd, inlined = self.statements(roots)
+        context["helpers"] = self.helpers(roots)
         context.update({
             "gradient_reads": self._reads(roots),
             "gradient_forward": fwd_all,
@@ -260,6 +262,11 @@ class _Module:
             "gradient_values": [(leaf.name, self.operand(b.gradients[leaf], inlined)) for leaf in self.wrt],
         })
         return context
+
+    @staticmethod
+    def helpers(roots: list[Node]) -> list[str]:
+        """Names of the helper functions the code computing `roots` calls."""
+        return sorted({h for n in toposort(roots) if not n.is_leaf for h in OPS[n.op].helpers})
 
     def _reads(self, roots: list[Node]) -> dict:
         """The leaves the roots depend on, in declaration order: their keys, and the unpacking target."""

@@ -7,9 +7,15 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from .errors import GraphError
 from .graph import Node, apply
 
 Axis = Any  # None, an int, or a tuple of ints
+
+__all__ = [
+    "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "maximum", "minimum",
+    "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient",
+]
 
 
 def exp(x: Node) -> Node:
@@ -34,6 +40,35 @@ def relu(x: Node) -> Node:
     return apply("relu", x)
 
 
+def leaky_relu(x: Node, slope: float = 0.01) -> Node:
+    """x for x > 0, slope·x otherwise; its derivative at 0 is taken as slope."""
+    return apply("leaky_relu", x, slope=float(slope))
+
+
+def softplus(x: Node) -> Node:
+    """log(1 + e^x), computed without overflow."""
+    return apply("softplus", x)
+
+
+def sqrt(x: Node) -> Node:
+    return apply("sqrt", x)
+
+
+def abs(x: Node) -> Node:  # noqa: A001 - mirrors np.abs
+    """|x|; its derivative at 0 is taken as 0."""
+    return apply("abs", x)
+
+
+def maximum(a: Node, b: Node) -> Node:
+    """Elementwise max; at a tie the whole gradient goes to b (seed 001's Max module)."""
+    return apply("maximum", a, b)
+
+
+def minimum(a: Node, b: Node) -> Node:
+    """Elementwise min; at a tie the whole gradient goes to b."""
+    return apply("minimum", a, b)
+
+
 def matmul(a: Node, b: Node) -> Node:
     return apply("matmul", a, b)
 
@@ -49,3 +84,47 @@ def mean(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:
 def _axis(axis: Axis) -> Axis:
     # Attrs must be hashable: lists become tuples.
     return tuple(axis) if isinstance(axis, list) else axis
+
+
+def max(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:  # noqa: A001 - mirrors np.max
+    """Largest element; the gradient goes to the maximal positions, shared equally at ties."""
+    return apply("max", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+
+
+def min(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:  # noqa: A001 - mirrors np.min
+    """Smallest element; the gradient goes to the minimal positions, shared equally at ties."""
+    return apply("min", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+
+
+def transpose(x: Node, axes: Axis = None) -> Node:
+    """Axes reversed (None), or permuted as `axes` says, as in np.transpose."""
+    return apply("transpose", x, axes=None if axes is None else tuple(axes))
+
+
+def reshape(x: Node, shape: Any) -> Node:
+    """Same elements, new shape; None marks the batch axis, one -1 may be inferred."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return apply("reshape", x, shape=shape)
+
+
+def flatten(x: Node) -> Node:
+    """Every axis after the first merged into one: (N, C, H, W) -> (N, C*H*W)."""
+    if x.ndim < 2:
+        return x
+    size = 1
+    for d in x.shape[1:]:
+        size *= d
+    return reshape(x, (x.shape[0], size))
+
+
+def concat(xs: Any, axis: int = -1) -> Node:
+    """Join along an existing axis, as np.concatenate."""
+    xs = tuple(xs)
+    if not xs:
+        raise GraphError("concat needs at least one value")
+    return apply("concat", *xs, axis=axis)
+
+
+def stop_gradient(x: Node) -> Node:
+    """The same value, treated as a constant by differentiation."""
+    return apply("stop_gradient", x)

@@ -74,6 +74,15 @@ class Node:
     def __neg__(self): return apply("neg", self)
     def __pos__(self): return self
     def __matmul__(self, other): return apply("matmul", self, other)
+
+    def __getitem__(self, index):
+        """Basic slicing: ints, slices and '...'; the batch axis is only taken whole."""
+        from .ops import normalize_index
+        return apply("index", self, index=normalize_index(index, self.shape))
+
+    @property
+    def T(self) -> "Node":
+        return apply("transpose", self, axes=None)
     def __rmatmul__(self, other): return apply("matmul", other, self)
 
 

@@ -24,7 +24,7 @@ import sympy as sp
 
 from .errors import DifferentiationError, ShapeError
 from .graph import Node, Shape, apply, format_shape, shapes_text
-from .printing import numpy_text, sympy_number
+from .printing import number_text, numpy_text, sympy_number
 from .simplify import G, Y, local_derivative, placeholder, placeholders
 
 ShapeRule = Callable[[tuple, dict], Shape]
@@ -42,6 +42,7 @@ class Op:
     text: Emit
     latex: Emit
     scalar: Optional[Callable[..., sp.Expr]] = None  # elementwise ops: formula of placeholders
+    helpers: tuple[str, ...] = ()  # functions of templates/helpers.py.j2 the emitted code calls
 
     @property
     def elementwise(self) -> bool:
@@ -132,7 +133,7 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     if not operands:
         if shape != ():
             raise DifferentiationError(f"internal: constant formula {expr} for shape {format_shape(shape)}")
-        return Node("const", (), (("value", float(expr)),), ())
+        return Node("const", (), (("value", int(expr) if expr.is_Integer else float(expr)),), ())
     if expr == placeholder(0) and operands[0].shape == shape:
         return operands[0]
     return apply("elementwise", *operands, expr=expr)
@@ -151,7 +152,7 @@ def elementwise_vjp(node: Node, g: Node) -> tuple:
             pieces.append(None)
             continue
         binding = {G: g, **{placeholder(j): v for j, v in enumerate(node.inputs)}, Y: node}
-        piece = fuse(G * local_derivative(expr, i), binding, node.shape)
+        piece = fuse(sp.piecewise_fold(G * local_derivative(expr, i)), binding, node.shape)
         pieces.append(None if piece is None else sum_to(piece, x.shape))
     return tuple(pieces)
 
@@ -164,13 +165,17 @@ def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
     `emit` the formula itself is printed, without `text` it reads `name(x)`.
     """
     def emit_rule(node: Node, args: tuple) -> str:
-        return emit.format(*args) if emit else _default_emit(node, args)
+        return emit.format(*args, **_attr_texts(node)) if emit else _default_emit(node, args)
 
     def text_rule(node: Node, args: tuple) -> str:
-        return text.format(*args) if text else f"{name}({', '.join(map(str, args))})"
+        return text.format(*args, **_attr_texts(node)) if text else f"{name}({', '.join(map(str, args))})"
 
     return register(Op(name, arity, lambda shapes, attrs: broadcast_shapes(shapes, name),
                        emit_rule, elementwise_vjp, text_rule, _default_latex, scalar=formula))
+
+
+def _attr_texts(node: Node) -> dict[str, str]:
+    return {k: number_text(v) if isinstance(v, (int, float)) else str(v) for k, v in node.attrs}
 
 
 def _sigmoid(x):
@@ -188,7 +193,17 @@ elementwise("log", sp.log, emit="np.log({0})")
 elementwise("tanh", sp.tanh, emit="np.tanh({0})")
 # σ(a) = (1 + tanh(a/2)) / 2 exactly, and never overflows where 1/(1+exp(-a)) would.
 elementwise("sigmoid", _sigmoid, emit="0.5 * (np.tanh(0.5 * {0}) + 1)")
-elementwise("relu", lambda a: sp.Max(0, a), emit="np.maximum({0}, 0)")
+# Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
+# gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
+elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="np.maximum({0}, 0)")
+elementwise("leaky_relu", lambda a, slope: sp.Piecewise((a, a > 0), (sympy_number(slope) * a, True)),
+            emit="np.where({0} > 0, {0}, {slope} * {0})", text="leaky_relu({0}, slope={slope})")
+elementwise("maximum", lambda a, b: sp.Piecewise((a, a > b), (b, True)), 2, emit="np.maximum({0}, {1})")
+elementwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit="np.minimum({0}, {1})")
+elementwise("sqrt", sp.sqrt, emit="np.sqrt({0})")
+elementwise("abs", sp.Abs, emit="np.abs({0})")
+# softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so that it never overflows.
+elementwise("softplus", lambda a: sp.log(1 + sp.exp(a)), emit="np.logaddexp(0, {0})")
 
 
 def _generic_emit(node: Node, args: tuple) -> str:
@@ -343,6 +358,34 @@ register(Op("mean", 1, _reduce_shape("mean"), _reduce_emit("mean"), _mean_vjp, _
             lambda node, args: f"\\operatorname{{mean}}\\left({args[0]}\\right)"))
 
 
+def _extremum_vjp(node: Node, g: Node) -> tuple:
+    """The gradient goes to the positions that reach the max (min); tied positions share it equally."""
+    share = apply("tie_share", node.inputs[0], node, axis=node.attr("axis"), keepdims=node.attr("keepdims"))
+    return (apply("mul", share, _unreduce(node, g)),)
+
+
+register(Op("max", 1, _reduce_shape("max"), _reduce_emit("max"), _extremum_vjp, _reduction_text("max"),
+            lambda node, args: f"\\max {args[0]}"))
+register(Op("min", 1, _reduce_shape("min"), _reduce_emit("min"), _extremum_vjp, _reduction_text("min"),
+            lambda node, args: f"\\min {args[0]}"))
+
+
+def _tie_share_emit(node: Node, args: tuple) -> str:
+    x, extremum = node.inputs
+    axes = normalize_axes(node.attr("axis"), x.ndim, "max")
+    reached = args[1]
+    if not node.attr("keepdims") and axes != tuple(range(x.ndim)):
+        reached = f"np.expand_dims({reached}, {axis_text(axes)})"
+    hit = f"({args[0]} == {reached})"
+    options = "" if axes == tuple(range(x.ndim)) else f"axis={axis_text(axes)}, "
+    return f"{hit} / np.sum({hit}, {options}keepdims=True, dtype={args[0]}.dtype)"
+
+
+# 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
+register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, lambda node, g: (None, None),
+            lambda node, args: f"argmax_share({args[0]})", lambda node, args: f"\\mathbb{{1}}_{{{args[0]} = {args[1]}}}"))
+
+
 def _count_emit(node: Node, args: tuple) -> str:
     x = node.inputs[0]
     axes = node.attr("axis")
@@ -430,6 +473,11 @@ def sum_to(x: Node, shape: Shape) -> Node:
 def _reshape_shape(shapes: tuple, attrs: dict) -> Shape:
     (x,) = shapes
     target = tuple(attrs["shape"])
+    if -1 in target:  # one unknown size, as in NumPy, when everything else is known
+        rest = _product(d for d in target if d != -1)
+        if target.count(-1) > 1 or None in x or None in target or _product(x) % rest:
+            raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
+        target = tuple(_product(x) // rest if d == -1 else d for d in target)
     if (None in x) != (None in target) or target.count(None) > 1:
         raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)} must keep the batch dimension None")
     known = lambda s: _product(d for d in s if d is not None)
@@ -469,3 +517,111 @@ register(Op("zeros_like", 1, lambda shapes, attrs: shapes[0],
 # The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
 register(Op("alias", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
             lambda node, g: (g,), lambda node, args: str(args[0]), lambda node, args: str(args[0])))
+
+
+# ---------------------------------------------------------------- slicing and joining
+
+def normalize_index(index, shape: Shape) -> tuple:
+    """A basic index as a tuple of ("int", i) / ("slice", start, stop, step), one per leading axis."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    if sum(1 for k in index if k is Ellipsis) > 1:
+        raise ShapeError("index: at most one '...' is allowed")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
+    if len(index) > len(shape):
+        raise ShapeError(f"index: {len(index)} indices for shape {format_shape(shape)}")
+    out = []
+    for axis, (k, d) in enumerate(zip(index, shape)):
+        if isinstance(k, slice):
+            if d is None:
+                if k != slice(None):
+                    raise ShapeError(f"index: the batch axis (axis {axis}) can only be taken whole with ':'")
+                out.append(("slice", None, None, None))
+                continue
+            for part in (k.start, k.stop, k.step):
+                if part is not None and (not isinstance(part, int) or isinstance(part, bool)):
+                    raise ShapeError(f"index: slice bounds must be ints, got {part!r}")
+            if k.step is not None and k.step < 1:
+                raise ShapeError(f"index: slice steps must be positive, got {k.step}")
+            out.append(("slice", k.start, k.stop, k.step))
+        elif isinstance(k, int) and not isinstance(k, bool):
+            if d is None:
+                raise ShapeError(f"index: cannot pick one example of the batch axis (axis {axis})")
+            if not -d <= k < d:
+                raise ShapeError(f"index: {k} is out of range for axis {axis} of size {d}")
+            out.append(("int", k % d))
+        else:
+            raise ShapeError(f"index: only ints, slices and '...' are supported, got {k!r}")
+    return tuple(out)
+
+
+def _index_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    out = []
+    for axis, d in enumerate(x):
+        entry = attrs["index"][axis] if axis < len(attrs["index"]) else ("slice", None, None, None)
+        if entry[0] == "slice":
+            size = d if d is None else len(range(d)[slice(*entry[1:])])
+            if size == 0:
+                raise ShapeError(f"index: the slice {_index_text(attrs['index'])} of shape {format_shape(x)} is empty")
+            out.append(size)
+    return tuple(out)
+
+
+def _index_text(index: tuple) -> str:
+    def one(entry):
+        if entry[0] == "int":
+            return str(entry[1])
+        start, stop, step = entry[1:]
+        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+        return text if step is None else f"{text}:{step}"
+    return ", ".join(one(e) for e in index)
+
+
+register(Op("index", 1, _index_shape,
+            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
+            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            lambda node, args: f"{args[0]}_{{[{_index_text(node.attr('index'))}]}}"))
+
+# The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
+register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
+            lambda node, args: f"_unindex({args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
+            lambda node, g: (apply("index", g, index=node.attr("index")), None),
+            lambda node, args: f"unindex({args[0]})", lambda node, args: args[0],
+            helpers=("unindex",)))
+
+
+def _concat_shape(shapes: tuple, attrs: dict) -> Shape:
+    first = shapes[0]
+    axis = normalize_axes(attrs["axis"], len(first), "concat")[0]
+    for other in shapes[1:]:
+        if len(other) != len(first) or any(a != b for k, (a, b) in enumerate(zip(first, other)) if k != axis):
+            raise ShapeError(f"concat: shapes {shapes_text(shapes)} differ outside axis {attrs['axis']}")
+    if any(s[axis] is None for s in shapes):
+        raise ShapeError(f"concat: cannot join along the batch axis (shapes {shapes_text(shapes)})")
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+
+
+def _concat_vjp(node: Node, g: Node) -> tuple:
+    axis = normalize_axes(node.attr("axis"), node.ndim, "concat")[0]
+    pieces, start = [], 0
+    for x in node.inputs:
+        index = (("slice", None, None, None),) * axis + (("slice", start, start + x.shape[axis], None),)
+        pieces.append(apply("index", g, index=index))
+        start += x.shape[axis]
+    return tuple(pieces)
+
+
+register(Op("concat", None, _concat_shape,
+            lambda node, args: f"np.concatenate(({', '.join(args)}), axis={node.attr('axis')})",
+            _concat_vjp,
+            lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
+            lambda node, args: "\\left[" + ",\\ ".join(args) + "\\right]"))
+
+
+# Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
+register(Op("stop_gradient", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
+            lambda node, g: (None,), lambda node, args: f"stop_gradient({args[0]})", lambda node, args: args[0]))

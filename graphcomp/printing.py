@@ -47,6 +47,22 @@ class NumPyCodePrinter(NumPyPrinter):
             text = f"{function}({text}, {self._print(arg)})"
         return text
 
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        # Piecewise((a, c1), (b, c2), (z, True)) -> np.where(c1, a, np.where(c2, b, z))
+        *branches, (last, condition) = expr.args
+        if condition is not sp.true:
+            raise DifferentiationError(f"piecewise formula {expr} has no default branch")
+        text = self._print(last)
+        for value, cond in reversed(branches):
+            text = f"np.where({self._print(cond)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _print_sign(self, expr: sp.sign) -> str:
+        return f"np.sign({self._print(expr.args[0])})"
+
     def _print_Abs(self, expr: sp.Abs) -> str:
         return f"np.abs({self._print(expr.args[0])})"
 

@@ -50,19 +50,22 @@ def _tidy(derivative: sp.Expr) -> sp.Expr:
 
 def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr]:
     """The derivative with x replaced by each solution of y = expr, in a few normal forms."""
-    if not plain.has(x):
+    if not plain.has(x) or expr.has(sp.Piecewise):  # a piecewise formula has no inverse to solve for
         return []
+    # SymPy's solver and simplifier fail in many ways (NotImplementedError, TypeError, ...) on
+    # formulas they cannot invert; a failure only means that no rewrite is offered.
     try:
         solutions = sp.solve(sp.Eq(expr.rewrite(sp.exp), Y), x)
-    except (NotImplementedError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - see above
         return []
     candidates = []
     for solution in solutions:
-        substituted = plain.rewrite(sp.exp).subs(x, solution)
-        for normal_form in (sp.simplify, sp.factor, sp.expand):
-            form = _tidy(normal_form(substituted))
-            if not form.has(x) and form.has(Y):
-                candidates.append(form)
+        try:
+            substituted = plain.rewrite(sp.exp).subs(x, solution)
+            forms = [_tidy(normal_form(substituted)) for normal_form in (sp.simplify, sp.factor, sp.expand)]
+        except Exception:  # noqa: BLE001 - see above
+            continue
+        candidates.extend(form for form in forms if not form.has(x) and form.has(Y))
     return sorted(set(candidates), key=sp.default_sort_key)
 
 

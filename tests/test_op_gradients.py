@@ -19,13 +19,8 @@ CASES = [
     ("div constant numerator", [(None, 2)], lambda a: 2 / a, (0.5, 2)),
     ("pow constant exponent", [(None, 3)], lambda a: a ** 3, (-2, 2)),
     ("pow both operands", [(2,), (2,)], lambda a, b: a ** b, (0.5, 2)),
-    ("neg", [(None, 2)], lambda a: -a, (-2, 2)),
-    ("exp", [(None, 3)], lambda a: gc.exp(a), (-2, 2)),
-    ("log", [(None, 3)], lambda a: gc.log(a), (0.5, 3)),
-    ("sigmoid scalar", [()], lambda a: gc.sigmoid(a), (-3, 3)),
-    ("sigmoid batched", [(None, 4)], lambda a: gc.sigmoid(a), (-3, 3)),
-    ("tanh", [(None, 4)], lambda a: gc.tanh(a), (-2, 2)),
-    ("relu", [(None, 5)], lambda a: gc.relu(a), (-2, 2)),
+    ("maximum broadcast", [(None, 3), (3,)], lambda a, b: gc.maximum(a, b), (-2, 2)),
+    ("minimum scalar", [(), ()], lambda a, b: gc.minimum(a, b), (-2, 2)),
     ("matmul batch x matrix", [(None, 3), (3, 2)], lambda a, b: a @ b, (-1, 1)),
     ("matmul vector x matrix", [(3,), (3, 2)], lambda a, b: a @ b, (-1, 1)),
     ("matmul matrix x vector", [(2, 3), (3,)], lambda a, b: gc.matmul(a, b), (-1, 1)),
@@ -38,7 +33,37 @@ CASES = [
     ("mean axis 1", [(None, 4)], lambda a: gc.mean(a, axis=1), (-1, 1)),
     ("mean over batch keepdims", [(None, 2)], lambda a: gc.mean(a, axis=0, keepdims=True), (-1, 1)),
     ("mean fixed axes", [(4, 3)], lambda a: gc.mean(a, axis=(0, 1)), (-1, 1)),
+    ("max all", [(None, 4)], lambda a: gc.max(a), (-1, 1)),
+    ("max axis 1", [(None, 4)], lambda a: gc.max(a, axis=1), (-1, 1)),
+    ("max axis 0 keepdims", [(3, 4)], lambda a: gc.max(a, axis=0, keepdims=True), (-1, 1)),
+    ("min axis -1", [(None, 2, 3)], lambda a: gc.min(a, axis=-1), (-1, 1)),
+    ("transpose 2-d", [(3, 4)], lambda a: gc.transpose(a), (-1, 1)),
+    ("transpose axes", [(None, 2, 3)], lambda a: gc.transpose(a, (0, 2, 1)), (-1, 1)),
+    ("reshape fixed", [(2, 6)], lambda a: gc.reshape(a, (3, 4)), (-1, 1)),
+    ("reshape batched", [(None, 2, 3)], lambda a: gc.reshape(a, (None, 6)), (-1, 1)),
+    ("flatten", [(None, 2, 2, 2)], lambda a: gc.flatten(a), (-1, 1)),
+    ("concat axis 1", [(None, 2), (None, 3)], lambda a, b: gc.concat([a, b], axis=1), (-1, 1)),
+    ("concat axis 0", [(2, 3), (1, 3)], lambda a, b: gc.concat([a, b, a], axis=0), (-1, 1)),
+    ("slice columns", [(None, 5)], lambda a: a[:, 1:4], (-1, 1)),
+    ("slice step and int", [(4, 6)], lambda a: a[1, ::2], (-1, 1)),
+    ("slice ellipsis", [(None, 2, 3)], lambda a: a[..., 0], (-1, 1)),
 ]
+
+# Every unary elementwise op, on a scalar and on a batch.
+UNARY = [
+    ("neg", lambda a: -a, (-2, 2)),
+    ("exp", gc.exp, (-2, 2)),
+    ("log", gc.log, (0.5, 3)),
+    ("sqrt", gc.sqrt, (0.5, 3)),
+    ("abs", gc.abs, (-2, 2)),
+    ("sigmoid", gc.sigmoid, (-3, 3)),
+    ("tanh", gc.tanh, (-2, 2)),
+    ("relu", gc.relu, (-2, 2)),
+    ("leaky_relu", lambda a: gc.leaky_relu(a, slope=0.1), (-2, 2)),
+    ("softplus", gc.softplus, (-3, 3)),
+]
+CASES += [(f"{name} {label}", [shape], build, domain)
+          for name, build, domain in UNARY for label, shape in (("scalar", ()), ("batched", (None, 4)))]
 
 
 def concrete(shape):

@@ -21,7 +21,7 @@ def test_fan_out_sums_both_paths():
     outputs, grads = model.load().gradients(x=2.0, y=-3.0)
     assert outputs == {"b": 3.0}
     assert grads == {"x": -3.0, "y": -4.0}
-    assert "d_y = d_y_1 + d_t1" in model.source
+    assert "d_y = d_t1 + d_y_1" in model.source
 
 
 def test_default_wrt_is_params_else_inputs():
