@@ -7,12 +7,16 @@ __version__ = "0.1.0"
 
 from .errors import DifferentiationError, GraphcompError, GraphError, ShapeError
 from .graph import Graph, Node
+from . import ops_nn  # noqa: F401 - registers the CNN and dropout ops
 from . import dsl
 from .dsl import *  # noqa: F403 - the functions users build graphs with
+from . import losses
+from .losses import *  # noqa: F403 - softmax family and losses
 from .codegen import CompiledModel, compile
 
 __all__ = [
     "Graph", "Node", "CompiledModel", "compile",
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
+    *losses.__all__,
 ]

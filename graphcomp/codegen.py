@@ -33,6 +33,8 @@ MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED"
 DTYPES = ("float64", "float32")
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
 INLINED_OPS = ("transpose", "reshape")
+# Ops that only matter to differentiation: their value is their operand's, under the same name.
+TRANSPARENT_OPS = ("stop_gradient",)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,9 @@ class _Module:
         forward, backward, inlined = [], [], {}
         for node in order:
             args = tuple(self.operand(x, inlined) for x in node.inputs)
+            if node.op in TRANSPARENT_OPS and node not in self.names:
+                inlined[node] = _literal(args[0])
+                continue
             expr = OPS[node.op].emit(node, tuple(_literal(a) for a in args))
             if node.op in INLINED_OPS and uses.get(node) == 1 and node not in self.names:
                 inlined[node] = expr
@@ -245,6 +250,7 @@ class _Module:
             "gradients_error": None,
             "helpers": self.helpers(outputs),
         }
+        context["uses_dropout"] = "dropout_mask" in context["helpers"]
         if b is None:
             shape = graph.outputs[self.loss].shape if self.loss else None
             context["gradients_error"] = (
@@ -254,6 +260,7 @@ class _Module:
         roots = outputs + [b.gradients[leaf] for leaf in self.wrt]
         fwd_all, bwd, inlined = self.statements(roots)
         context["helpers"] = self.helpers(roots)
+        context["uses_dropout"] = "dropout_mask" in context["helpers"]
         context.update({
             "gradient_reads": self._reads(roots),
             "gradient_forward": fwd_all,

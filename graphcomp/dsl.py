@@ -7,14 +7,15 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from .errors import GraphError
-from .graph import Node, apply
+from .errors import GraphError, ShapeError
+from .graph import Node, apply, format_shape
 
 Axis = Any  # None, an int, or a tuple of ints
 
 __all__ = [
     "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "maximum", "minimum",
     "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient",
+    "conv2d", "max_pool2d", "dropout",
 ]
 
 
@@ -128,3 +129,37 @@ def concat(xs: Any, axis: int = -1) -> Node:
 def stop_gradient(x: Node) -> Node:
     """The same value, treated as a constant by differentiation."""
     return apply("stop_gradient", x)
+
+
+def conv2d(x: Node, w: Node, b: Node | None = None, stride: int = 1, padding: int = 0) -> Node:
+    """2-d cross-correlation, NCHW: x (N, C, H, W), w (out, C, kh, kw), optional bias b (out,)."""
+    _positive_int("conv2d", stride=stride)
+    _positive_int("conv2d", padding=padding, minimum=0)
+    out = apply("conv2d", x, w, stride=stride, padding=padding)
+    if b is None:
+        return out
+    if b.shape != (w.shape[0],):
+        raise ShapeError(f"conv2d: bias of shape {format_shape(b.shape)} must have shape ({w.shape[0]},)")
+    return out + reshape(b, (w.shape[0], 1, 1))
+
+
+def max_pool2d(x: Node, size: int = 2, stride: int = 2) -> Node:
+    """The max of each size x size window (NCHW); the gradient goes to the max, shared at ties."""
+    _positive_int("max_pool2d", size=size, stride=stride)
+    return apply("max_pool2d", x, size=size, stride=stride)
+
+
+def dropout(x: Node, rate: float) -> Node:
+    """Inverted dropout: in training, zero each value with probability `rate` and scale the rest by
+    1/(1 - rate); in `forward` and `gradients` it is the identity."""
+    if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+        raise GraphError(f"dropout: rate must be in [0, 1), got {rate!r}")
+    if rate == 0:
+        return x
+    return x * apply("dropout_mask", x, rate=float(rate))
+
+
+def _positive_int(what: str, minimum: int = 1, **values: Any) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, builtins.bool) or value < minimum:
+            raise GraphError(f"{what}: {name} must be an int >= {minimum}, got {value!r}")

@@ -251,6 +251,10 @@ def swap_last(x: Node) -> Node:
 def _matmul_vjp(node: Node, g: Node) -> tuple:
     """dA = g Bᵀ, dB = Aᵀ g, with vectors treated as 1-row / 1-column matrices."""
     a, b = node.inputs
+    if a.ndim == 2 and b.ndim == 1:  # matrix · vector: dA = g bᵀ (outer), dB = Aᵀ g
+        return apply("mul", reshape(g, g.shape + (1,)), b), apply("matmul", swap_last(a), g)
+    if a.ndim == 1 and b.ndim == 2:  # vector · matrix: dA = B g, dB = a gᵀ (outer)
+        return apply("matmul", b, g), apply("mul", reshape(a, a.shape + (1,)), g)
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     g2 = g
@@ -625,3 +629,13 @@ register(Op("concat", None, _concat_shape,
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
 register(Op("stop_gradient", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
             lambda node, g: (None,), lambda node, args: f"stop_gradient({args[0]})", lambda node, args: args[0]))
+
+
+def _one_hot_emit(node: Node, args: tuple) -> str:
+    return f"({args[0]}[..., None] == np.arange({node.attr('classes')})).astype({args[0]}.dtype)"
+
+
+# Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
+register(Op("one_hot", 1, lambda shapes, attrs: shapes[0] + (attrs["classes"],), _one_hot_emit,
+            lambda node, g: (None,), lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
+            lambda node, args: f"\\operatorname{{onehot}}\\left({args[0]}\\right)"))

@@ -1,0 +1,93 @@
+"""The softmax family and the classic losses, built from primitive ops.
+
+Composites, not new ops (micrograd's habit): their derivatives follow from the
+primitives' rules, and their stability from how they are built. logsumexp
+subtracts the (gradient-free) max before exp, so inputs of ±800 stay finite,
+and every softmax quantity goes through it. Each loss is a mean over the batch.
+"""
+from __future__ import annotations
+
+from .errors import GraphError, ShapeError
+from .graph import Node, apply, format_shape
+from .ops import normalize_axes
+from . import dsl
+
+__all__ = [
+    "logsumexp", "log_softmax", "softmax", "mse", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "softmax_cross_entropy", "nll", "one_hot",
+]
+
+
+def logsumexp(x: Node, axis: int = -1, keepdims: bool = False) -> Node:
+    """log Σ exp(x) along `axis`, as m + log Σ exp(x - m) with m = max(x)."""
+    (axis,) = normalize_axes(axis, x.ndim, "logsumexp")
+    shift = dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True))
+    total = dsl.log(dsl.sum(dsl.exp(x - shift), axis=axis, keepdims=True))
+    result = shift + total
+    return result if keepdims else dsl.reshape(result, x.shape[:axis] + x.shape[axis + 1:])
+
+
+def log_softmax(x: Node, axis: int = -1) -> Node:
+    """x - logsumexp(x): log-probabilities, finite for any finite logits."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def softmax(x: Node, axis: int = -1) -> Node:
+    """exp(log_softmax(x)): probabilities that sum to 1 along `axis`."""
+    return dsl.exp(log_softmax(x, axis=axis))
+
+
+def one_hot(labels: Node, classes: int) -> Node:
+    """Integer labels (any float array of whole numbers) as one-hot rows of length `classes`."""
+    if not isinstance(classes, int) or classes < 1:
+        raise GraphError(f"one_hot: classes must be a positive int, got {classes!r}")
+    return apply("one_hot", labels, classes=classes)
+
+
+def mse(pred: Node, target: Node) -> Node:
+    """Mean squared error, over every element: mean((pred - target)²); its derivative is 2(pred - y)/n."""
+    _same_shape("mse", pred, target)
+    return dsl.mean((pred - target) ** 2)
+
+
+def binary_cross_entropy(p: Node, y: Node) -> Node:
+    """mean(-y log p - (1 - y) log(1 - p)) for probabilities p; prefer the logits form when you have logits."""
+    _same_shape("binary_cross_entropy", p, y)
+    return dsl.mean(-(y * dsl.log(p) + (1 - y) * dsl.log(1 - p)))
+
+
+def binary_cross_entropy_with_logits(z: Node, y: Node) -> Node:
+    """The same loss for p = σ(z), as mean(softplus(z) - y z): finite for any z; derivative σ(z) - y."""
+    _same_shape("binary_cross_entropy_with_logits", z, y)
+    return dsl.mean(dsl.softplus(z) - y * z)
+
+
+def softmax_cross_entropy(logits: Node, labels: Node) -> Node:
+    """Cross-entropy of softmax(logits) against one-hot or integer labels, mean over the batch.
+
+    Computed as -Σ y · log_softmax(logits), so its gradient is (softmax - y)/N, stably.
+    """
+    return nll(log_softmax(logits, axis=-1), labels)
+
+
+def nll(log_probs: Node, labels: Node) -> Node:
+    """Negative log-likelihood -Σ y · log_probs over the last axis, mean over the batch."""
+    targets = _as_one_hot("nll", log_probs, labels)
+    per_example = -dsl.sum(targets * log_probs, axis=-1)
+    return dsl.mean(per_example)
+
+
+def _as_one_hot(what: str, scores: Node, labels: Node) -> Node:
+    if labels.shape == scores.shape:
+        return labels
+    if labels.shape == scores.shape[:-1]:
+        return one_hot(labels, scores.shape[-1])
+    raise ShapeError(f"{what}: labels of shape {format_shape(labels.shape)} fit neither one-hot "
+                     f"{format_shape(scores.shape)} nor integer {format_shape(scores.shape[:-1])} labels")
+
+
+def _same_shape(what: str, a: Node, b: Node) -> None:
+    if not isinstance(a, Node) or not isinstance(b, Node):
+        raise GraphError(f"{what}: both operands must be graph values")
+    if a.shape != b.shape:
+        raise ShapeError(f"{what}: prediction {format_shape(a.shape)} and target {format_shape(b.shape)} differ in shape")
