@@ -12,6 +12,8 @@ from . import dsl
 from .dsl import *  # noqa: F403 - the functions users build graphs with
 from . import losses
 from .losses import *  # noqa: F403 - softmax family and losses
+from . import nn
+from .nn import mlp
 from .codegen import CompiledModel, compile
 
 __all__ = [
@@ -19,4 +21,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
+    "mlp",
 ]

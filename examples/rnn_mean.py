@@ -1,0 +1,47 @@
+"""An RNN unrolled over T steps with shared weights (seed 002), learning the mean of a sequence.
+
+h_t = tanh(x_t Wx + h_{t-1} Wh + b), prediction h_T Wy + by, squared error.
+The same Wx, Wh, b serve at every step, so their gradient is the sum of the
+contributions of the T steps. Run: python examples/rnn_mean.py [output directory]
+"""
+import sys
+from pathlib import Path
+
+import graphcomp as gc
+from example_data import sequences
+
+STEPS, HIDDEN = 6, 8
+
+
+def build(steps: int = STEPS, hidden: int = HIDDEN) -> gc.Graph:
+    g = gc.Graph("rnn")
+    x = g.input("x", shape=(None, steps, 1))
+    y = g.input("y", shape=(None, 1))
+    Wx, Wh = g.param("Wx", (1, hidden)), g.param("Wh", (hidden, hidden))
+    b = g.param("b", (hidden,), init="zeros")
+    Wy, by = g.param("Wy", (hidden, 1)), g.param("by", (1,), init="zeros")
+    h = gc.tanh(x[:, 0, :] @ Wx + b)
+    for t in range(1, steps):
+        h = gc.tanh(x[:, t, :] @ Wx + h @ Wh + b)
+    prediction = g.output("prediction", h @ Wy + by)
+    g.output("loss", gc.mse(prediction, y))
+    return g
+
+
+def main(out_dir: Path, epochs: int = 40) -> tuple[float, float]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = gc.compile(build(), loss="loss")
+    model.save(out_dir / "rnn_model.py")
+    m = model.load()
+    x, y = sequences(512, STEPS, seed=0)
+    params, losses = m.train(m.init_params(seed=0), {"x": x, "y": y}, epochs=epochs, lr=0.1, batch_size=16)
+    x_test, y_test = sequences(256, STEPS, seed=1)
+    test_loss = m.forward(x=x_test, y=y_test, **params)["loss"]
+    baseline = float(((y_test - y_test.mean()) ** 2).mean())
+    print(f"epoch 1 loss {losses[0]:.4f}, epoch {epochs} loss {losses[-1]:.4f}")
+    print(f"test mse {test_loss:.5f} (predicting the average target: {baseline:.5f})")
+    return test_loss, baseline
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out"))

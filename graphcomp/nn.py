@@ -1,0 +1,37 @@
+"""Model builders: whole layers from the primitives, with their params declared on the graph."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from . import dsl
+from .errors import GraphError
+from .graph import Graph, Node
+
+__all__ = ["mlp"]
+
+ACTIVATIONS = {"relu": dsl.relu, "tanh": dsl.tanh, "sigmoid": dsl.sigmoid}
+# Kaiming init keeps relu layers' variance; xavier suits the saturating activations.
+INIT_FOR = {"relu": "kaiming", "tanh": "xavier", "sigmoid": "xavier"}
+
+
+def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefix: str = "") -> Node:
+    """A K-layer perceptron on x (..., d0): a_k = φ_{k-1} W_k + b_k, φ_k = activation(a_k).
+
+    `sizes` are the widths of the K layers; the last layer has no activation, so
+    the result is the logits. Params are named W1, b1, ..., WK, bK (after `prefix`).
+    """
+    if activation not in ACTIVATIONS:
+        raise GraphError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    sizes = list(sizes)
+    if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in sizes):
+        raise GraphError(f"mlp: sizes must be a non-empty list of positive ints, got {sizes!r}")
+    if x.ndim < 1 or x.shape[-1] is None:
+        raise GraphError(f"mlp: the input's last axis must have a fixed size, got shape {x.shape}")
+    h, width = x, x.shape[-1]
+    for k, size in enumerate(sizes, start=1):
+        W = g.param(f"{prefix}W{k}", (width, size), init=INIT_FOR[activation])
+        b = g.param(f"{prefix}b{k}", (size,), init="zeros")
+        a = h @ W + b
+        h = ACTIVATIONS[activation](a) if k < len(sizes) else a
+        width = size
+    return h
