@@ -32,7 +32,7 @@ from .simplify import Y, local_derivative, placeholder
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED")
 DTYPES = ("float64", "float32")
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
-INLINED_OPS = ("transpose", "reshape")
+INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
 # Ops that only matter to differentiation: their value is their operand's, under the same name.
 TRANSPARENT_OPS = ("stop_gradient",)
 
@@ -178,12 +178,6 @@ class _Module:
     def statements(self, roots: Iterable[Node]) -> tuple[list[Statement], list[Statement], dict[Node, str]]:
         """Forward and backward statements computing `roots`, and the text of inlined nodes."""
         order = [n for n in toposort(roots) if not n.is_leaf]
-        uses: dict[Node, int] = {}
-        for node in order:
-            for x in node.inputs:
-                uses[x] = uses.get(x, 0) + 1
-        for root in roots:
-            uses[root] = uses.get(root, 0) + 1
         forward, backward, inlined = [], [], {}
         for node in order:
             args = tuple(self.operand(x, inlined) for x in node.inputs)
@@ -191,7 +185,7 @@ class _Module:
                 inlined[node] = _literal(args[0])
                 continue
             expr = OPS[node.op].emit(node, tuple(_literal(a) for a in args))
-            if node.op in INLINED_OPS and uses.get(node) == 1 and node not in self.names:
+            if self._inlined(node):
                 inlined[node] = expr
                 continue
             if node in self.forward_nodes:
@@ -200,8 +194,17 @@ class _Module:
                 backward.append(Statement(self.name(node), expr, self.comment(node, inlined)))
         return forward, backward, inlined
 
-    def formula(self, node: Node, inlined: dict[Node, str] | None = None) -> str:
-        args = tuple(self.operand(x, inlined or {}) for x in node.inputs)
+    def _inlined(self, node: Node) -> bool:
+        """A cheap view used once, with no name of its own to show: written inside its user's line.
+
+        The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
+        """
+        has_adjoint = self.backward is not None and node in self.backward.adjoints
+        return (node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
+                and (node not in self.names or self.names[node] is None))
+
+    def formula(self, node: Node, inlined: dict[Node, str]) -> str:
+        args = tuple(self.operand(x, inlined) for x in node.inputs)
         return OPS[node.op].text(node, tuple(_literal(a) for a in args))
 
     def comment(self, node: Node, inlined: dict[Node, str]) -> str:
@@ -211,7 +214,7 @@ class _Module:
         owner = b.made_by.get(node)
         if owner is None:
             return ""
-        text = f"{self.name(owner)} = {self.formula(owner)}"
+        text = f"{self.name(owner)} = {self.formula(owner, inlined)}"
         into = b.flows_into.get(node)
         if into is None:
             return text
@@ -231,6 +234,8 @@ class _Module:
     def context(self) -> dict:
         graph, b = self.graph, self.backward
         outputs = list(graph.outputs.values())
+        roots = outputs if b is None else outputs + [b.gradients[leaf] for leaf in self.wrt]
+        self.uses = _uses(roots)
         fwd, _, fwd_inlined = self.statements(outputs)
         context = {
             "graph_name": graph.name,
@@ -257,7 +262,6 @@ class _Module:
                 f"gradients need a scalar loss, but output {self.loss!r} has shape {_shape_literal(shape)}; "
                 "reduce it with gc.sum or gc.mean" if self.loss else "no loss was chosen at compile time")
             return context
-        roots = outputs + [b.gradients[leaf] for leaf in self.wrt]
         fwd_all, bwd, inlined = self.statements(roots)
         context["helpers"] = self.helpers(roots)
         context["uses_dropout"] = "dropout_mask" in context["helpers"]
@@ -281,6 +285,17 @@ class _Module:
         leaves = [(name, leaf) for name, leaf in self.graph.leaves.items() if leaf in needed]
         targets = ", ".join(self.names[leaf] for _, leaf in leaves)
         return {"names": tuple(name for name, _ in leaves), "targets": targets + ("," if len(leaves) == 1 else "")}
+
+
+def _uses(roots: list[Node]) -> dict[Node, int]:
+    """How many times each node is read by the code computing `roots` (returning a root counts)."""
+    uses: dict[Node, int] = {}
+    for node in toposort(roots):
+        for x in node.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    return uses
 
 
 def _literal(arg: str | int | float) -> str:

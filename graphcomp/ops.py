@@ -395,7 +395,7 @@ def _count_emit(node: Node, args: tuple) -> str:
     axes = node.attr("axis")
     known = _product(x.shape[a] for a in axes if x.shape[a] is not None)
     factors = [f"{args[0]}.shape[{a}]" for a in axes if x.shape[a] is None] + ([str(known)] if known != 1 else [])
-    return " * ".join(factors)
+    return factors[0] if len(factors) == 1 else "(" + " * ".join(factors) + ")"
 
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
