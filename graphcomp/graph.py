@@ -99,7 +99,7 @@ def as_node(value: Any) -> Node:
         number = int(value) if isinstance(value, numbers.Integral) else float(value)
         return Node("const", (), (("value", number),), ())
     raise GraphError(f"cannot use a {type(value).__name__} ({value!r}) in a graph: "
-                     "only graph nodes and real numbers are operands")
+                     "only graph nodes and real numbers are operands (declare arrays with g.input or g.param)")
 
 
 def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
