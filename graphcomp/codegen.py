@@ -25,7 +25,7 @@ from .errors import DifferentiationError, GraphError
 from .graph import Graph, Node, format_shape, toposort
 from .naming import Namer
 from .ops import OPS, scalar_expr
-from .printing import number_text, numpy_text, sympy_number
+from .printing import helpers_in, number_text, numpy_text, sympy_number
 from .simplify import Y, local_derivative, placeholder
 
 # Module-level names of the generated file; a user's value never takes them.
@@ -277,7 +277,13 @@ class _Module:
     @staticmethod
     def helpers(roots: list[Node]) -> list[str]:
         """Names of the helper functions the code computing `roots` calls."""
-        return sorted({h for n in toposort(roots) if not n.is_leaf for h in OPS[n.op].helpers})
+        names = set()
+        for node in toposort(roots):
+            if not node.is_leaf:
+                names.update(OPS[node.op].helpers)
+                if node.op == "elementwise":
+                    names.update(helpers_in(scalar_expr(node)))
+        return sorted(names)
 
     def _reads(self, roots: list[Node]) -> dict:
         """The leaves the roots depend on, in declaration order: their keys, and the unpacking target."""

@@ -5,12 +5,14 @@ Each is one line over the op table; operators (`+ - * / ** @`) live on `Node`.
 from __future__ import annotations
 
 import builtins
+import itertools
 from typing import Any
 
 from .errors import GraphError, ShapeError
 from .graph import Node, apply, format_shape
 
 Axis = Any  # None, an int, or a tuple of ints
+_DRAWS = itertools.count()
 
 __all__ = [
     "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "maximum", "minimum",
@@ -156,7 +158,8 @@ def dropout(x: Node, rate: float) -> Node:
         raise GraphError(f"dropout: rate must be in [0, 1), got {rate!r}")
     if rate == 0:
         return x
-    return x * apply("dropout_mask", x, rate=float(rate))
+    # Each dropout draws its own mask: a fresh `draw` number keeps two of them from being shared.
+    return x * apply("dropout_mask", x, rate=float(rate), draw=next(_DRAWS))
 
 
 def _positive_int(what: str, minimum: int = 1, **values: Any) -> None:

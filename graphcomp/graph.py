@@ -8,6 +8,7 @@ made; `None` in a shape is the batch dimension, known only at run time.
 from __future__ import annotations
 
 import numbers
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -102,8 +103,14 @@ def as_node(value: Any) -> Node:
                      "only graph nodes and real numbers are operands (declare arrays with g.input or g.param)")
 
 
+# Structural sharing: the same op on the same operands is the same node, wherever it is built
+# (the user's graph, a rewrite, the backward pass). Nodes are immutable, so sharing is safe;
+# entries vanish with their nodes, and a live node keeps its operands (and their ids) alive.
+_INTERNED: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+
 def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
-    """Make the node `op_name(*operands)`, inferring its shape from the op table."""
+    """The node `op_name(*operands)`, its shape inferred from the op table."""
     from .ops import OPS  # the table imports this module; look it up at call time
 
     op = OPS[op_name]
@@ -111,8 +118,13 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
     if op.arity is not None and len(inputs) != op.arity:
         raise GraphError(f"{op_name} takes {op.arity} operand(s), got {len(inputs)}")
     frozen = tuple(sorted(attrs.items()))
-    shape = op.shape(tuple(x.shape for x in inputs), dict(frozen))
-    return Node(op_name, inputs, frozen, tuple(shape))
+    key = (op_name, tuple(id(x) if x.op != "const" else ("const", x.attr("value")) for x in inputs), frozen)
+    node = _INTERNED.get(key)
+    if node is None:
+        shape = op.shape(tuple(x.shape for x in inputs), dict(frozen))
+        node = Node(op_name, inputs, frozen, tuple(shape))
+        _INTERNED[key] = node
+    return node
 
 
 def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:

@@ -158,7 +158,7 @@ def elementwise_vjp(node: Node, g: Node) -> tuple:
 
 
 def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
-                emit: str | None = None, text: str | None = None) -> Op:
+                emit: str | None = None, text: str | None = None, helpers: tuple[str, ...] = ()) -> Op:
     """Declare an elementwise op from its SymPy formula.
 
     `emit` and `text` are format strings over the operands ({0}, {1}); without
@@ -171,7 +171,7 @@ def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
         return text.format(*args, **_attr_texts(node)) if text else f"{name}({', '.join(map(str, args))})"
 
     return register(Op(name, arity, lambda shapes, attrs: broadcast_shapes(shapes, name),
-                       emit_rule, elementwise_vjp, text_rule, _default_latex, scalar=formula))
+                       emit_rule, elementwise_vjp, text_rule, _default_latex, scalar=formula, helpers=helpers))
 
 
 def _attr_texts(node: Node) -> dict[str, str]:
@@ -191,8 +191,8 @@ elementwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
 elementwise("exp", sp.exp, emit="np.exp({0})")
 elementwise("log", sp.log, emit="np.log({0})")
 elementwise("tanh", sp.tanh, emit="np.tanh({0})")
-# σ(a) = (1 + tanh(a/2)) / 2 exactly, and never overflows where 1/(1+exp(-a)) would.
-elementwise("sigmoid", _sigmoid, emit="0.5 * (np.tanh(0.5 * {0}) + 1)")
+# The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
+elementwise("sigmoid", _sigmoid, emit="_sigmoid({0})", helpers=("sigmoid",))
 # Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
 elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="np.maximum({0}, 0)")

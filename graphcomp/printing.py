@@ -10,6 +10,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import DifferentiationError
+from .simplify import Sigmoid
 
 
 class NumPyCodePrinter(NumPyPrinter):
@@ -63,6 +64,12 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_sign(self, expr: sp.sign) -> str:
         return f"np.sign({self._print(expr.args[0])})"
 
+    def _print_Sigmoid(self, expr) -> str:
+        return f"_sigmoid({self._print(expr.args[0])})"
+
+    def _print_Softplus(self, expr) -> str:
+        return f"np.logaddexp(0, {self._print(expr.args[0])})"
+
     def _print_Abs(self, expr: sp.Abs) -> str:
         return f"np.abs({self._print(expr.args[0])})"
 
@@ -76,6 +83,11 @@ def numpy_text(expr: sp.Expr) -> str:
         return _PRINTER.doprint(expr)
     except Exception as error:  # SymPy raises PrintMethodNotImplementedError and friends
         raise DifferentiationError(f"cannot print {expr} as NumPy code: {error}") from error
+
+
+def helpers_in(expr: sp.Expr) -> tuple[str, ...]:
+    """Helper functions of the generated module that the printed `expr` calls."""
+    return ("sigmoid",) if expr.has(Sigmoid) else ()
 
 
 def number_text(value: int | float) -> str:

@@ -18,6 +18,56 @@ Y = sp.Symbol("y", real=True)
 G = sp.Symbol("g", real=True)
 
 
+class Sigmoid(sp.Function):
+    """σ(x) = 1/(1 + e^(-x)), kept whole so that it can be printed in a form that never overflows."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sigmoid(self.args[0]) * (1 - Sigmoid(self.args[0]))
+
+    def _eval_rewrite_as_exp(self, arg, **hints):
+        return 1 / (1 + sp.exp(-arg))
+
+    def _latex(self, printer) -> str:
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class Softplus(sp.Function):
+    """softplus(x) = log(1 + e^x), kept whole for the same reason (printed as logaddexp(0, x))."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return Sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, arg, **hints):
+        return sp.log(1 + sp.exp(arg))
+
+    def _latex(self, printer) -> str:
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+
+
+_W = sp.Wild("w")
+# Formulas that overflow when printed as written, and their whole forms; order matters
+# (e^w/(1+e^w) must be seen before its denominator is taken for a sigmoid of -w).
+_STABLE_FORMS = (
+    (sp.exp(_W) / (1 + sp.exp(_W)), lambda w: Sigmoid(w)),
+    (1 / (1 + sp.exp(-_W)), lambda w: Sigmoid(w)),
+    (sp.log(1 + sp.exp(_W)), lambda w: Softplus(w)),
+    (sp.log(Sigmoid(_W)), lambda w: -Softplus(-w)),          # log σ(x) = -softplus(-x)
+    (sp.log(1 - Sigmoid(_W)), lambda w: -Softplus(w)),       # log(1 - σ(x)) = -softplus(x)
+    ((sp.exp(2 * _W) - 1) / (sp.exp(2 * _W) + 1), lambda w: sp.tanh(w)),
+)
+
+
+def stable_form(expr: sp.Expr) -> sp.Expr:
+    """`expr` with sigmoid, softplus and tanh written as themselves, and log σ as -softplus."""
+    for pattern, whole in _STABLE_FORMS:
+        expr = expr.replace(pattern, whole)
+    return expr
+
+
 def placeholder(i: int) -> sp.Symbol:
     return sp.Symbol(f"x{i}", real=True)
 
@@ -35,9 +85,11 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     x = placeholder(i)
     plain = _tidy(sp.diff(expr, x))
     best, best_cost = plain, sp.count_ops(plain)
-    for candidate in _through_output(expr, x, plain):
+    raw = plain.rewrite(sp.exp) if plain.has(Sigmoid, Softplus) else plain
+    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr.rewrite(sp.exp), x, raw)
+    for candidate in candidates:
         cost = sp.count_ops(candidate)
-        if cost < best_cost and _agrees(candidate, plain, expr):
+        if cost < best_cost and _agrees(candidate, raw, expr):
             best, best_cost = candidate, cost
     return best
 
@@ -55,7 +107,7 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
     # SymPy's solver and simplifier fail in many ways (NotImplementedError, TypeError, ...) on
     # formulas they cannot invert; a failure only means that no rewrite is offered.
     try:
-        solutions = sp.solve(sp.Eq(expr.rewrite(sp.exp), Y), x)
+        solutions = sp.solve(sp.Eq(expr, Y), x)
     except Exception:  # noqa: BLE001 - see above
         return []
     candidates = []
@@ -75,8 +127,8 @@ def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
     checked = 0
     for k in range(len(_SAMPLES)):
         point = {s: sp.Float(_SAMPLES[(k + j) % len(_SAMPLES)]) for j, s in enumerate(symbols)}
-        want = sp.N(plain.subs(point))
-        got = sp.N(candidate.subs(Y, expr).subs(point))
+        want = sp.N(plain.rewrite(sp.exp).subs(point))
+        got = sp.N(candidate.subs(Y, expr).rewrite(sp.exp).subs(point))
         if not (want.is_real and want.is_finite):
             continue
         if not (got.is_real and got.is_finite) or abs(got - want) > 1e-9 * (1 + abs(want)):
