@@ -1,16 +1,16 @@
-"""The softmax family and the classic losses, built from primitive ops.
+"""The softmax family and the classic losses: the functions users call.
 
-Composites, not new ops (micrograd's habit): their derivatives follow from the
-primitives' rules, and their stability from how they are built. logsumexp
-subtracts the (gradient-free) max before exp, so inputs of ±800 stay finite,
-and every softmax quantity goes through it. Each loss is a mean over the batch.
+The softmax family are ops of their own (ops_nn.py): each goes through a
+logsumexp that takes the max out before exp, so inputs of ±800 stay finite,
+and each has a one-line derivative rule. The losses are composites of ops;
+each is a mean over the batch.
 """
 from __future__ import annotations
 
+from . import dsl
 from .errors import GraphError, ShapeError
 from .graph import Node, apply, format_shape
 from .ops import normalize_axes
-from . import dsl
 
 __all__ = [
     "logsumexp", "log_softmax", "softmax", "mse", "binary_cross_entropy",
@@ -19,22 +19,24 @@ __all__ = [
 
 
 def logsumexp(x: Node, axis: int = -1, keepdims: bool = False) -> Node:
-    """log Σ exp(x) along `axis`, as m + log Σ exp(x - m) with m = max(x)."""
-    (axis,) = normalize_axes(axis, x.ndim, "logsumexp")
-    shift = dsl.stop_gradient(dsl.max(x, axis=axis, keepdims=True))
-    total = dsl.log(dsl.sum(dsl.exp(x - shift), axis=axis, keepdims=True))
-    result = shift + total
-    return result if keepdims else dsl.reshape(result, x.shape[:axis] + x.shape[axis + 1:])
+    """log Σ exp(x) along one axis, computed as m + log Σ exp(x - m) with m = max(x)."""
+    return apply("logsumexp", x, axis=_one_axis("logsumexp", x, axis), keepdims=bool(keepdims))
 
 
 def log_softmax(x: Node, axis: int = -1) -> Node:
     """x - logsumexp(x): log-probabilities, finite for any finite logits."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    return apply("log_softmax", x, axis=_one_axis("log_softmax", x, axis))
 
 
 def softmax(x: Node, axis: int = -1) -> Node:
-    """exp(log_softmax(x)): probabilities that sum to 1 along `axis`."""
-    return dsl.exp(log_softmax(x, axis=axis))
+    """exp(x - logsumexp(x)): probabilities that sum to 1 along `axis`."""
+    return apply("softmax", x, axis=_one_axis("softmax", x, axis))
+
+
+def _one_axis(what: str, x: Node, axis) -> int:
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise GraphError(f"{what}: axis must be one int, got {axis!r}")
+    return normalize_axes(axis, x.ndim, what)[0]
 
 
 def one_hot(labels: Node, classes: int) -> Node:
@@ -63,11 +65,12 @@ def binary_cross_entropy_with_logits(z: Node, y: Node) -> Node:
 
 
 def softmax_cross_entropy(logits: Node, labels: Node) -> Node:
-    """Cross-entropy of softmax(logits) against one-hot or integer labels, mean over the batch.
-
-    Computed as -Σ y · log_softmax(logits), so its gradient is (softmax - y)/N, stably.
-    """
-    return nll(log_softmax(logits, axis=-1), labels)
+    """Cross-entropy of softmax(logits) against one-hot (or probability) rows or integer labels,
+    mean over the batch. One fused op: its gradient is (softmax(logits) - y)/N, computed stably."""
+    targets = _as_one_hot("softmax_cross_entropy", logits, labels)
+    per_example = apply("softmax_cross_entropy", logits, targets, axis=logits.ndim - 1,
+                        normalized=targets.op == "one_hot")
+    return dsl.mean(per_example)
 
 
 def nll(log_probs: Node, labels: Node) -> Node:

@@ -1,4 +1,4 @@
-"""Ops of convolutional networks and dropout (layout NCHW), registered in the one op table.
+"""Ops of neural networks — CNN layers (NCHW), dropout, the softmax family — in the one op table.
 
 Their NumPy code lives in helper functions of the generated module
 (templates/helpers.py.j2), vectorised with sliding windows: the only Python
@@ -6,9 +6,12 @@ loops run over kernel offsets, never over pixels.
 """
 from __future__ import annotations
 
+import sympy as sp
+
 from .errors import ShapeError
 from .graph import Node, apply, format_shape
-from .ops import Op, register
+from .ops import Op, fuse, normalize_axes, register, reshape
+from .simplify import G, Y, placeholder
 
 
 def _positions(size, kernel: int, stride: int, padding: int, what: str, shape) -> int | None:
@@ -97,3 +100,107 @@ register(Op("dropout_mask", 1, lambda shapes, attrs: shapes[0],
             lambda node, args: f"_dropout_mask(_rng, {args[0]}, rate={node.attr('rate')})",
             lambda node, g: (None,), lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
             lambda node, args: f"m_{{{args[0]}}}", helpers=("dropout_mask",)))
+
+
+# ---------------------------------------------------------------- softmax family
+# Primitive ops with closed-form rules, so that the backward pass is one line each and reuses
+# the forward value; every one goes through _logsumexp, which takes the max out before exp.
+
+def _one_axis_shape(keep: bool):
+    def rule(shapes: tuple, attrs: dict):
+        (x,) = shapes[:1]
+        (axis,) = normalize_axes(attrs["axis"], len(x), "softmax family")
+        if keep:
+            return x
+        return x[:axis] + x[axis + 1:]
+    return rule
+
+
+def _axis_of(node: Node) -> int:
+    return normalize_axes(node.attr("axis"), node.inputs[0].ndim, node.op)[0]
+
+
+def kept(value: Node, axis: int) -> Node:
+    """`value` with a size-1 axis put back at `axis` (as keepdims=True would have left it)."""
+    return reshape(value, value.shape[:axis] + (1,) + value.shape[axis:])
+
+
+def _logsumexp_vjp(node: Node, g: Node) -> tuple:
+    axis, x = _axis_of(node), node.inputs[0]
+    g_k, y_k = (g, node) if node.attr("keepdims") else (kept(g, axis), kept(node, axis))
+    return (fuse(G * sp.exp(placeholder(0) - Y), {G: g_k, placeholder(0): x, Y: y_k}, x.shape),)
+
+
+def _log_softmax_vjp(node: Node, g: Node) -> tuple:
+    total = apply("sum", g, axis=_axis_of(node), keepdims=True)
+    s = sp.Symbol("s")
+    return (fuse(G - sp.exp(Y) * s, {G: g, Y: node, s: total}, node.shape),)
+
+
+def _softmax_vjp(node: Node, g: Node) -> tuple:
+    total = apply("sum", apply("mul", g, node), axis=_axis_of(node), keepdims=True)
+    s = sp.Symbol("s")
+    return (fuse(Y * (G - s), {G: g, Y: node, s: total}, node.shape),)
+
+
+def _lse_text(node: Node, x: str, keepdims: bool) -> str:
+    return f"_logsumexp({x}, axis={_axis_of(node)}{', keepdims=True' if keepdims else ''})"
+
+
+register(Op("logsumexp", 1, _one_axis_shape(False),
+            lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
+            _logsumexp_vjp,
+            lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
+            lambda node, args: rf"\log \sum \exp\left({args[0]}\right)",
+            helpers=("logsumexp",)))
+register(Op("log_softmax", 1, _one_axis_shape(True),
+            lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
+            _log_softmax_vjp,
+            lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
+            lambda node, args: rf"\log \operatorname{{softmax}}\left({args[0]}\right)",
+            helpers=("logsumexp",)))
+register(Op("softmax", 1, _one_axis_shape(True),
+            lambda node, args: f"np.exp({args[0]} - {_lse_text(node, args[0], True)})",
+            _softmax_vjp,
+            lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
+            lambda node, args: rf"\operatorname{{softmax}}\left({args[0]}\right)",
+            helpers=("logsumexp",)))
+
+
+def _xent_shape(shapes: tuple, attrs: dict):
+    logits, targets = shapes
+    if logits != targets:
+        raise ShapeError(f"softmax_cross_entropy: logits {format_shape(logits)} and targets "
+                         f"{format_shape(targets)} differ in shape")
+    return _one_axis_shape(False)(shapes, attrs)
+
+
+def _xent_emit(node: Node, args: tuple) -> str:
+    z, y = args
+    axis = _axis_of(node)
+    lse = _lse_text(node, z, False)
+    if node.attr("normalized"):
+        return f"{lse} - np.sum({y} * {z}, axis={axis})"
+    return f"np.sum({y}, axis={axis}) * {lse} - np.sum({y} * {z}, axis={axis})"
+
+
+def _xent_vjp(node: Node, g: Node) -> tuple:
+    """∂/∂z = g (softmax(z) Σy - y), which is g (p - y) for one-hot or probability targets."""
+    z, y = node.inputs
+    axis = _axis_of(node)
+    g_k, p, s = kept(g, axis), apply("softmax", z, axis=axis), sp.Symbol("s")
+    binding = {G: g_k, placeholder(0): p, placeholder(1): y}
+    if node.attr("normalized"):
+        dz = fuse(G * (placeholder(0) - placeholder(1)), binding, z.shape)
+    else:
+        total = apply("sum", y, axis=axis, keepdims=True)
+        dz = fuse(G * (placeholder(0) * s - placeholder(1)), {**binding, s: total}, z.shape)
+    dy = fuse(-G * placeholder(0), {G: g_k, placeholder(0): apply("log_softmax", z, axis=axis)}, y.shape)
+    return dz, dy
+
+
+# -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
+register(Op("softmax_cross_entropy", 2, _xent_shape, _xent_emit, _xent_vjp,
+            lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
+            lambda node, args: rf"-\sum {args[1]} \odot \log \operatorname{{softmax}}\left({args[0]}\right)",
+            helpers=("logsumexp",)))
