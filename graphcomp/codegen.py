@@ -25,6 +25,7 @@ from .errors import DifferentiationError, GraphError
 from .graph import Graph, Node, format_shape, toposort
 from .naming import Namer
 from .ops import OPS, scalar_expr
+from .passes import optimize
 from .printing import helpers_in, number_text, numpy_text, sympy_number
 from .simplify import Y, local_derivative, placeholder
 
@@ -47,9 +48,10 @@ class Statement:
 class CompiledModel:
     """A compiled graph: its generated source, and ways to save and import it."""
 
-    def __init__(self, graph: Graph, source: str, wrt: tuple[str, ...], loss: str | None,
-                 backward: Backward | None) -> None:
-        self.graph = graph
+    def __init__(self, graph: Graph, compiled_graph: Graph, source: str, wrt: tuple[str, ...],
+                 loss: str | None, backward: Backward | None) -> None:
+        self.graph = graph                    # as the user wrote it
+        self.compiled_graph = compiled_graph  # after the passes: what the source computes
         self.source = source
         self.wrt = wrt
         self.loss = loss
@@ -79,12 +81,14 @@ class CompiledModel:
 
 
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
-            dtype: str = "float64") -> CompiledModel:
+            dtype: str = "float64", simplify: bool = True) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
-    or every input when the graph has no params. loss: the output to
-    differentiate; by default the only output, or the only scalar one.
+    or every input when the graph has none. loss: the output to differentiate;
+    by default the only output, or the only scalar one. simplify: rewrite naive
+    formulas into stable ones and fuse elementwise chains first (False: emit the
+    graph exactly as written, one line per op).
     """
     if not isinstance(graph, Graph):
         raise GraphError(f"compile expects a gc.Graph, got {type(graph).__name__}")
@@ -94,11 +98,14 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
         raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     wrt_leaves = _wrt_leaves(graph, wrt)
     loss_name = _loss_name(graph, loss)
+    source_graph = graph
+    if simplify:
+        graph = optimize(graph)
     backward = None
     if loss_name is not None and graph.outputs[loss_name].shape == ():
         backward = reverse_mode(graph.outputs[loss_name], wrt_leaves)
     source = _render(_Module(graph, wrt_leaves, loss_name, backward, dtype).context())
-    return CompiledModel(graph, source, tuple(x.name for x in wrt_leaves), loss_name, backward)
+    return CompiledModel(source_graph, graph, source, tuple(x.name for x in wrt_leaves), loss_name, backward)
 
 
 def _wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
@@ -218,7 +225,7 @@ class _Module:
         into = b.flows_into.get(node)
         if into is None:
             return text
-        if OPS[owner.op].elementwise and owner.op != "elementwise":
+        if OPS[owner.op].elementwise:
             index = owner.inputs.index(into)
             local = local_derivative(scalar_expr(owner), index)
             return f"{text}; d{self.name(owner)}/d{self.name(into)} = {self._local_text(owner, local)}"

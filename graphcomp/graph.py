@@ -226,6 +226,15 @@ class Graph:
         """Every node the outputs depend on, in topological order."""
         return toposort(self.outputs.values())
 
+    def remapped(self, mapping: dict[Node, Node]) -> "Graph":
+        """A copy whose named values and outputs are `mapping[value]` (leaves stay): a pass's result."""
+        copy = Graph(self.name)
+        copy.leaves = dict(self.leaves)
+        for node, name in self.labels.items():
+            copy.labels.setdefault(mapping.get(node, node), name)
+        copy.outputs = {name: mapping.get(node, node) for name, node in self.outputs.items()}
+        return copy
+
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.leaves)} leaves, outputs {list(self.outputs)}>"
 

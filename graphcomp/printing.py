@@ -10,7 +10,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from .errors import DifferentiationError
-from .simplify import Sigmoid
+from .simplify import sigmoid
 
 
 class NumPyCodePrinter(NumPyPrinter):
@@ -64,10 +64,10 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_sign(self, expr: sp.sign) -> str:
         return f"np.sign({self._print(expr.args[0])})"
 
-    def _print_Sigmoid(self, expr) -> str:
+    def _print_sigmoid(self, expr) -> str:
         return f"_sigmoid({self._print(expr.args[0])})"
 
-    def _print_Softplus(self, expr) -> str:
+    def _print_softplus(self, expr) -> str:
         return f"np.logaddexp(0, {self._print(expr.args[0])})"
 
     def _print_Abs(self, expr: sp.Abs) -> str:
@@ -87,7 +87,7 @@ def numpy_text(expr: sp.Expr) -> str:
 
 def helpers_in(expr: sp.Expr) -> tuple[str, ...]:
     """Helper functions of the generated module that the printed `expr` calls."""
-    return ("sigmoid",) if expr.has(Sigmoid) else ()
+    return ("sigmoid",) if expr.has(sigmoid) else ()
 
 
 def number_text(value: int | float) -> str:

@@ -18,13 +18,13 @@ Y = sp.Symbol("y", real=True)
 G = sp.Symbol("g", real=True)
 
 
-class Sigmoid(sp.Function):
+class sigmoid(sp.Function):  # noqa: N801 - named like SymPy's own functions (exp, tanh), as it prints
     """σ(x) = 1/(1 + e^(-x)), kept whole so that it can be printed in a form that never overflows."""
 
     is_real = True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return Sigmoid(self.args[0]) * (1 - Sigmoid(self.args[0]))
+        return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
 
     def _eval_rewrite_as_exp(self, arg, **hints):
         return 1 / (1 + sp.exp(-arg))
@@ -33,13 +33,13 @@ class Sigmoid(sp.Function):
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
 
-class Softplus(sp.Function):
+class softplus(sp.Function):  # noqa: N801 - see sigmoid
     """softplus(x) = log(1 + e^x), kept whole for the same reason (printed as logaddexp(0, x))."""
 
     is_real = True
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return Sigmoid(self.args[0])
+        return sigmoid(self.args[0])
 
     def _eval_rewrite_as_exp(self, arg, **hints):
         return sp.log(1 + sp.exp(arg))
@@ -52,11 +52,11 @@ _W = sp.Wild("w")
 # Formulas that overflow when printed as written, and their whole forms; order matters
 # (e^w/(1+e^w) must be seen before its denominator is taken for a sigmoid of -w).
 _STABLE_FORMS = (
-    (sp.exp(_W) / (1 + sp.exp(_W)), lambda w: Sigmoid(w)),
-    (1 / (1 + sp.exp(-_W)), lambda w: Sigmoid(w)),
-    (sp.log(1 + sp.exp(_W)), lambda w: Softplus(w)),
-    (sp.log(Sigmoid(_W)), lambda w: -Softplus(-w)),          # log σ(x) = -softplus(-x)
-    (sp.log(1 - Sigmoid(_W)), lambda w: -Softplus(w)),       # log(1 - σ(x)) = -softplus(x)
+    (sp.exp(_W) / (1 + sp.exp(_W)), lambda w: sigmoid(w)),
+    (1 / (1 + sp.exp(-_W)), lambda w: sigmoid(w)),
+    (sp.log(1 + sp.exp(_W)), lambda w: softplus(w)),
+    (sp.log(sigmoid(_W)), lambda w: -softplus(-w)),          # log σ(x) = -softplus(-x)
+    (sp.log(1 - sigmoid(_W)), lambda w: -softplus(w)),       # log(1 - σ(x)) = -softplus(x)
     ((sp.exp(2 * _W) - 1) / (sp.exp(2 * _W) + 1), lambda w: sp.tanh(w)),
 )
 
@@ -79,14 +79,19 @@ def placeholders(n: int) -> tuple[sp.Symbol, ...]:
 _SAMPLES = (0.37, -0.81, 1.29, -1.73, 0.093, 2.21, -0.46)
 
 
+def in_exponentials(expr: sp.Expr) -> sp.Expr:
+    """expr with tanh, σ and softplus written through exp (powers are left alone)."""
+    return expr.rewrite([sp.tanh, sigmoid, softplus], sp.exp)
+
+
 @lru_cache(maxsize=None)
 def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     """∂expr/∂xi in its cheapest verified form, possibly in terms of the output `y`."""
     x = placeholder(i)
     plain = _tidy(sp.diff(expr, x))
     best, best_cost = plain, sp.count_ops(plain)
-    raw = plain.rewrite(sp.exp) if plain.has(Sigmoid, Softplus) else plain
-    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr.rewrite(sp.exp), x, raw)
+    raw = in_exponentials(plain)
+    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr, x, raw)
     for candidate in candidates:
         cost = sp.count_ops(candidate)
         if cost < best_cost and _agrees(candidate, raw, expr):
@@ -101,24 +106,38 @@ def _tidy(derivative: sp.Expr) -> sp.Expr:
 
 
 def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr]:
-    """The derivative with x replaced by each solution of y = expr, in a few normal forms."""
-    if not plain.has(x) or expr.has(sp.Piecewise):  # a piecewise formula has no inverse to solve for
+    """The derivative with x replaced by the solution of y = expr, in a few normal forms.
+
+    Tried only where x occurs once (σ(a + b), 1/(1 + e^(-a)), tanh a, e^a, log a, ...): there
+    SymPy inverts the formula layer by layer, at once. Formulas with x in several places,
+    such as x + e^x, seldom have a closed-form inverse, and finding that out can take SymPy
+    minutes; their derivatives keep the operands.
+    """
+    solvable = expr.rewrite([sigmoid, softplus], sp.exp)
+    if not plain.has(x) or solvable.has(sp.Piecewise) or solvable.count(x) != 1:
         return []
     # SymPy's solver and simplifier fail in many ways (NotImplementedError, TypeError, ...) on
     # formulas they cannot invert; a failure only means that no rewrite is offered.
     try:
-        solutions = sp.solve(sp.Eq(expr, Y), x)
+        solutions = sp.solve(sp.Eq(solvable, Y), x)
     except Exception:  # noqa: BLE001 - see above
         return []
     candidates = []
     for solution in solutions:
         try:
-            substituted = plain.rewrite(sp.exp).subs(x, solution)
+            substituted = in_exponentials(plain).subs(x, solution)
             forms = [_tidy(normal_form(substituted)) for normal_form in (sp.simplify, sp.factor, sp.expand)]
         except Exception:  # noqa: BLE001 - see above
             continue
         candidates.extend(form for form in forms if not form.has(x) and form.has(Y))
     return sorted(set(candidates), key=sp.default_sort_key)
+
+
+def recomputes_functions(derivative: sp.Expr) -> bool:
+    """Whether a derivative evaluates a transcendental function (exp, tanh, σ, ...) of its operands,
+    rather than reusing the forward output y: piecewise steps, signs and |x| are cheap and allowed."""
+    cheap = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min)
+    return any(not isinstance(f, cheap) for f in derivative.atoms(sp.Function))
 
 
 def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
@@ -127,8 +146,8 @@ def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
     checked = 0
     for k in range(len(_SAMPLES)):
         point = {s: sp.Float(_SAMPLES[(k + j) % len(_SAMPLES)]) for j, s in enumerate(symbols)}
-        want = sp.N(plain.rewrite(sp.exp).subs(point))
-        got = sp.N(candidate.subs(Y, expr).rewrite(sp.exp).subs(point))
+        want = sp.N(in_exponentials(plain).subs(point))
+        got = sp.N(in_exponentials(candidate.subs(Y, expr)).subs(point))
         if not (want.is_real and want.is_finite):
             continue
         if not (got.is_real and got.is_finite) or abs(got - want) > 1e-9 * (1 + abs(want)):

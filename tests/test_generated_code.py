@@ -21,7 +21,7 @@ def test_sigmoid_derivative_reuses_the_forward_output():
     lines = backward_lines(sigmoid_net_source())
     assert lines, "no backward pass was generated"
     assert not any("np.exp" in line or "np.tanh" in line for line in lines), lines
-    assert "d_t2 = d_h*h*(1 - h)  # h = sigmoid(t2); dh/dt2 = h*(1 - h)" in lines
+    assert "d_t1 = d_h*h*(1 - h)  # h = sigmoid(b1 + t1); dh/dt1 = h*(1 - h)" in lines
 
 
 def test_every_backward_line_has_a_comment():

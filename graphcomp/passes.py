@@ -1,0 +1,206 @@
+"""Graph passes run before differentiation: stable rewrites, then elementwise fusion.
+
+Both rebuild the graph bottom-up and never touch the user's Graph: `optimize`
+returns a new Graph with the same leaves whose named values and outputs point
+at the rewritten nodes. Structural sharing is already done by `apply`.
+
+Rewrites are small functions, one per pattern, `rule(node) -> Node | None`:
+a naive formula is replaced by its stable form, so that a graph written the
+textbook way gives finite values and gradients at logits of ±800.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Iterable, Optional
+
+import sympy as sp
+
+from .graph import Graph, Node, apply, toposort
+from .ops import OPS, fuse, normalize_axes, scalar_expr
+from .printing import sympy_number
+from .simplify import local_derivative, placeholder, placeholders, recomputes_functions, stable_form
+
+Rule = Callable[[Node], Optional[Node]]
+
+
+def _is(node: Node, op: str) -> bool:
+    return node.op == op
+
+
+def _is_one(node: Node) -> bool:
+    return node.op == "const" and node.attr("value") == 1
+
+
+def log_of_sigmoid(node: Node) -> Optional[Node]:
+    """log σ(z) = -softplus(-z)."""
+    if _is(node, "log") and _is(node.inputs[0], "sigmoid"):
+        return -apply("softplus", -node.inputs[0].inputs[0])
+    return None
+
+
+def log_of_one_minus_sigmoid(node: Node) -> Optional[Node]:
+    """log(1 - σ(z)) = -softplus(z)."""
+    if _is(node, "log") and _is(node.inputs[0], "sub"):
+        one, s = node.inputs[0].inputs
+        if _is_one(one) and _is(s, "sigmoid"):
+            return -apply("softplus", s.inputs[0])
+    return None
+
+
+def log_of_exp(node: Node) -> Optional[Node]:
+    """log(exp(u)) = u."""
+    if _is(node, "log") and _is(node.inputs[0], "exp"):
+        return node.inputs[0].inputs[0]
+    return None
+
+
+def log_of_softmax(node: Node) -> Optional[Node]:
+    """log(softmax(x)) = log_softmax(x)."""
+    if _is(node, "log") and _is(node.inputs[0], "softmax"):
+        s = node.inputs[0]
+        return apply("log_softmax", s.inputs[0], axis=s.attr("axis"))
+    return None
+
+
+def log_of_sum_of_exp(node: Node) -> Optional[Node]:
+    """log(sum(exp(x), axis)) = logsumexp(x, axis), for one axis."""
+    if _is(node, "log") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "exp"):
+        total = node.inputs[0]
+        x = total.inputs[0].inputs[0]
+        axes = normalize_axes(total.attr("axis"), x.ndim, "sum")
+        if len(axes) == 1:
+            return apply("logsumexp", x, axis=axes[0], keepdims=bool(total.attr("keepdims")))
+    return None
+
+
+def softmax_written_out(node: Node) -> Optional[Node]:
+    """exp(x) / sum(exp(x), axis, keepdims=True) = softmax(x, axis)."""
+    if _is(node, "div") and _is(node.inputs[0], "exp") and _is(node.inputs[1], "sum"):
+        e, total = node.inputs
+        if total.inputs[0] is e and total.attr("keepdims"):
+            axes = normalize_axes(total.attr("axis"), e.ndim, "sum")
+            if len(axes) == 1:
+                return apply("softmax", e.inputs[0], axis=axes[0])
+    return None
+
+
+def cross_entropy_of_log_softmax(node: Node) -> Optional[Node]:
+    """-sum(y * log_softmax(z), axis) = softmax_cross_entropy(z, y): its gradient is one line."""
+    if not (_is(node, "neg") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "mul")):
+        return None
+    total, product = node.inputs[0], node.inputs[0].inputs[0]
+    for y, ls in (product.inputs, product.inputs[::-1]):
+        if _is(ls, "log_softmax") and y.shape == ls.shape and not total.attr("keepdims"):
+            axis = normalize_axes(total.attr("axis"), ls.ndim, "sum")
+            if axis == (ls.attr("axis"),):
+                return apply("softmax_cross_entropy", ls.inputs[0], y, axis=axis[0], normalized=_is(y, "one_hot"))
+    return None
+
+
+RULES: tuple[Rule, ...] = (
+    log_of_sigmoid, log_of_one_minus_sigmoid, log_of_exp, log_of_softmax, log_of_sum_of_exp,
+    softmax_written_out, cross_entropy_of_log_softmax,
+)
+
+
+def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True) -> Graph:
+    """The graph with stable rewrites applied and elementwise chains fused."""
+    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules))
+    graph = graph.remapped(mapping)
+    if fuse_elementwise:
+        graph = graph.remapped(fuse_chains(graph))
+    return graph
+
+
+def rebuild(roots: list[Node], transform: Callable[[Node], Node]) -> dict[Node, Node]:
+    """old node -> new node, rebuilding bottom-up and passing each rebuilt node through `transform`."""
+    new: dict[Node, Node] = {}
+    for node in toposort(roots):
+        if node.is_leaf:
+            new[node] = node
+            continue
+        inputs = tuple(new[x] for x in node.inputs)
+        same = all(a is b for a, b in zip(inputs, node.inputs))
+        rebuilt = node if same else apply(node.op, *inputs, **dict(node.attrs))
+        new[node] = transform(rebuilt)
+    return new
+
+
+def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
+    """Apply the rules everywhere until none fires (a rule's result is rewritten too)."""
+    def transform(node: Node) -> Node:
+        for _ in range(32):  # rules only shrink or stabilise a formula; this bounds a faulty one
+            for rule in rules:
+                replacement = rule(node)
+                if replacement is not None:
+                    node = rebuild([replacement], transform)[replacement] if replacement is not node else node
+                    break
+            else:
+                return node
+        return node
+    return rebuild(roots, transform)
+
+
+def fuse_chains(graph: Graph) -> dict[Node, Node]:
+    """Merge each elementwise node with the elementwise values only it uses, into one formula.
+
+    A value the user named, an output, or a value used twice stays a node of its own.
+    The fused formula is put in stable form: a sigmoid typed as 1/(1 + exp(-a)) becomes σ(a).
+    """
+    roots = list(graph.outputs.values()) + list(graph.labels)
+    order = toposort(roots)
+    uses: dict[Node, int] = {}
+    for node in order:
+        for x in node.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    kept = set(roots)
+    fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
+    views: dict[Node, tuple[sp.Expr, dict[sp.Symbol, Node]]] = {}  # elementwise node -> formula over new nodes
+    new: dict[Node, Node] = {}
+    for node in order:
+        if node.is_leaf:
+            new[node] = node
+            continue
+        inputs = tuple(new[x] for x in node.inputs)
+        remade = node if all(a is b for a, b in zip(inputs, node.inputs)) else apply(node.op, *inputs, **dict(node.attrs))
+        new[node] = remade
+        if not OPS[node.op].elementwise:
+            continue
+        substitution, binding, absorbed = {}, {}, False
+        for i, (x, x_new) in enumerate(zip(node.inputs, inputs)):
+            if x in views and uses[x] == 1 and x not in kept:
+                substitution[placeholder(i)], inner_binding = views[x]
+                binding.update(inner_binding)
+                absorbed = True
+            else:
+                symbol = next(fresh)
+                substitution[placeholder(i)] = symbol
+                binding[symbol] = x_new
+        expr = scalar_expr(node).xreplace(substitution)
+        fused = _fused(expr, binding, node.shape) if absorbed else None
+        if fused is None:  # the node keeps its own line: later users see it as one operand
+            symbols = [next(fresh) for _ in inputs]
+            views[node] = (scalar_expr(node).xreplace(dict(zip(placeholders(len(inputs)), symbols))),
+                           dict(zip(symbols, inputs)))
+        else:
+            new[node], views[node] = fused, (expr, binding)
+    return new
+
+
+def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape) -> Optional[Node]:
+    """One node for `expr`, unless fusing would cost more than it saves.
+
+    A fused formula must still differentiate through its output or through cheap
+    operations: if its derivative had to evaluate exp or tanh again (where the
+    separate nodes would reuse their forward values), the chain stays split.
+    """
+    constants = {s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"}
+    if not expr.xreplace(constants).free_symbols:
+        return None
+    fused = fuse(stable_form(expr), binding, shape)
+    if fused is None or fused.shape != shape or fused.op != "elementwise":
+        return fused if fused is not None and fused.shape == shape else None
+    formula = scalar_expr(fused)
+    if any(recomputes_functions(local_derivative(formula, i)) for i, x in enumerate(fused.inputs) if x.op != "const"):
+        return None
+    return fused
