@@ -235,7 +235,7 @@ class _Module:
         binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(self.name(x), real=True)
                    for i, x in enumerate(owner.inputs)}
         binding[Y] = sp.Symbol(self.name(owner), real=True)
-        return numpy_text(local.xreplace(binding)).replace("np.", "")
+        return sp.sstr(local.xreplace(binding))
 
     # ---- the whole module ---------------------------------------------
     def context(self) -> dict:

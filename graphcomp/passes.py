@@ -18,7 +18,7 @@ import sympy as sp
 from .graph import Graph, Node, apply, toposort
 from .ops import OPS, fuse, normalize_axes, scalar_expr
 from .printing import sympy_number
-from .simplify import local_derivative, placeholder, placeholders, recomputes_functions, stable_form
+from .simplify import local_derivative, placeholder, recomputes_functions, stable_form
 
 Rule = Callable[[Node], Optional[Node]]
 
@@ -142,10 +142,12 @@ def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
 
 
 def fuse_chains(graph: Graph) -> dict[Node, Node]:
-    """Merge each elementwise node with the elementwise values only it uses, into one formula.
+    """Merge each elementwise node with the elementwise values that only it consumes, into one formula.
 
-    A value the user named, an output, or a value used twice stays a node of its own.
-    The fused formula is put in stable form: a sigmoid typed as 1/(1 + exp(-a)) becomes σ(a).
+    A value is absorbed when every one of its uses lies inside the fused region (so e^(2a),
+    used twice by (e^(2a) - 1)/(e^(2a) + 1), is absorbed, and the formula is seen as tanh a).
+    A value the user named and an output stay nodes of their own. The fused formula is put in
+    stable form: a sigmoid typed as 1/(1 + exp(-a)) becomes σ(a).
     """
     roots = list(graph.outputs.values()) + list(graph.labels)
     order = toposort(roots)
@@ -155,35 +157,36 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
             uses[x] = uses.get(x, 0) + 1
     kept = set(roots)
     fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
-    views: dict[Node, tuple[sp.Expr, dict[sp.Symbol, Node]]] = {}  # elementwise node -> formula over new nodes
+    # elementwise node -> (its whole formula, symbol -> operand outside the region, the region)
+    views: dict[Node, tuple[sp.Expr, dict[sp.Symbol, Node], frozenset[Node]]] = {}
     new: dict[Node, Node] = {}
     for node in order:
         if node.is_leaf:
             new[node] = node
             continue
         inputs = tuple(new[x] for x in node.inputs)
-        remade = node if all(a is b for a, b in zip(inputs, node.inputs)) else apply(node.op, *inputs, **dict(node.attrs))
-        new[node] = remade
+        new[node] = node if all(a is b for a, b in zip(inputs, node.inputs)) else apply(node.op, *inputs, **dict(node.attrs))
         if not OPS[node.op].elementwise:
             continue
-        substitution, binding, absorbed = {}, {}, False
-        for i, (x, x_new) in enumerate(zip(node.inputs, inputs)):
-            if x in views and uses[x] == 1 and x not in kept:
-                substitution[placeholder(i)], inner_binding = views[x]
-                binding.update(inner_binding)
-                absorbed = True
-            else:
-                symbol = next(fresh)
-                substitution[placeholder(i)] = symbol
-                binding[symbol] = x_new
-        expr = scalar_expr(node).xreplace(substitution)
-        fused = _fused(expr, binding, node.shape) if absorbed else None
-        if fused is None:  # the node keeps its own line: later users see it as one operand
-            symbols = [next(fresh) for _ in inputs]
-            views[node] = (scalar_expr(node).xreplace(dict(zip(placeholders(len(inputs)), symbols))),
-                           dict(zip(symbols, inputs)))
-        else:
-            new[node], views[node] = fused, (expr, binding)
+        symbols = [next(fresh) for _ in node.inputs]
+        expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
+        frontier, region = dict(zip(symbols, node.inputs)), {node}
+        absorbing = True
+        while absorbing:
+            absorbing = False
+            for symbol, x in list(frontier.items()):
+                if x in views and x not in kept and uses[x] == sum(r.inputs.count(x) for r in region):
+                    inner, inner_frontier, inner_region = views[x]
+                    expr = expr.xreplace({symbol: inner})
+                    del frontier[symbol]
+                    frontier.update(inner_frontier)
+                    region |= inner_region
+                    absorbing = True
+        views[node] = (expr, frontier, frozenset(region))
+        if len(region) > 1:
+            fused = _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape)
+            if fused is not None:
+                new[node] = fused
     return new
 
 
@@ -195,7 +198,8 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape) -> Optional[Nod
     separate nodes would reuse their forward values), the chain stays split.
     """
     constants = {s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"}
-    if not expr.xreplace(constants).free_symbols:
+    expr = expr.xreplace(constants)
+    if not expr.free_symbols:
         return None
     fused = fuse(stable_form(expr), binding, shape)
     if fused is None or fused.shape != shape or fused.op != "elementwise":

@@ -49,15 +49,15 @@ class softplus(sp.Function):  # noqa: N801 - see sigmoid
 
 
 _W = sp.Wild("w")
-# Formulas that overflow when printed as written, and their whole forms; order matters
-# (e^w/(1+e^w) must be seen before its denominator is taken for a sigmoid of -w).
+# Formulas that overflow when printed as written, and their whole forms; order matters (a
+# tanh or e^w/(1+e^w) must be seen before its denominator is taken for a sigmoid).
 _STABLE_FORMS = (
+    ((sp.exp(2 * _W) - 1) / (sp.exp(2 * _W) + 1), lambda w: sp.tanh(w)),
     (sp.exp(_W) / (1 + sp.exp(_W)), lambda w: sigmoid(w)),
     (1 / (1 + sp.exp(-_W)), lambda w: sigmoid(w)),
     (sp.log(1 + sp.exp(_W)), lambda w: softplus(w)),
     (sp.log(sigmoid(_W)), lambda w: -softplus(-w)),          # log σ(x) = -softplus(-x)
     (sp.log(1 - sigmoid(_W)), lambda w: -softplus(w)),       # log(1 - σ(x)) = -softplus(x)
-    ((sp.exp(2 * _W) - 1) / (sp.exp(2 * _W) + 1), lambda w: sp.tanh(w)),
 )
 
 
@@ -134,9 +134,10 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
 
 
 def recomputes_functions(derivative: sp.Expr) -> bool:
-    """Whether a derivative evaluates a transcendental function (exp, tanh, σ, ...) of its operands,
-    rather than reusing the forward output y: piecewise steps, signs and |x| are cheap and allowed."""
-    cheap = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min)
+    """Whether a derivative evaluates exp, tanh, log, ... of its operands again rather than reusing the
+    forward output y. Piecewise steps, signs and |x| are cheap; σ and softplus are allowed because
+    they are what the stable forms (softplus' = σ) differentiate to."""
+    cheap = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min, sigmoid, softplus)
     return any(not isinstance(f, cheap) for f in derivative.atoms(sp.Function))
 
 
