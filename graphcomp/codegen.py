@@ -150,6 +150,7 @@ class _Module:
             if node not in self.names:
                 self.names[node] = self.namer.reserve(name)
         self.temporaries = (f"t{k}" for k in itertools.count(1))
+        self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
         self.adjoint_of: dict[Node, Node] = {}
         self.paths_into: dict[Node, int] = {}
         if backward is not None:
@@ -195,11 +196,32 @@ class _Module:
             if self._inlined(node):
                 inlined[node] = expr
                 continue
+            shared, expr = self._common_parts(node, args, expr)
             if node in self.forward_nodes:
+                forward.extend(Statement(name, text) for name, text in shared)
                 forward.append(Statement(self.name(node), expr))
             else:
-                backward.append(Statement(self.name(node), expr, self.comment(node, inlined)))
+                comment = self.comment(node, inlined)
+                backward.extend(Statement(name, text, comment) for name, text in shared)
+                backward.append(Statement(self.name(node), expr, comment))
         return forward, backward, inlined
+
+    def _common_parts(self, node: Node, args: tuple, expr: str) -> tuple[list[tuple[str, str]], str]:
+        """A fused formula's repeated subexpressions, computed once each (sympy.cse): ([(name, text)], main text).
+
+        Cached per node, so `forward` and `gradients` give them the same names.
+        """
+        if node.op != "elementwise":
+            return [], expr
+        if node not in self._cse:
+            bound = scalar_expr(node).xreplace({
+                placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+                for i, a in enumerate(args)})
+            names = (sp.Symbol(self._fresh_temporary(), real=True) for _ in itertools.count())
+            replacements, (reduced,) = sp.cse(bound, symbols=names, order="none")
+            self._cse[node] = ([(str(name), numpy_text(part)) for name, part in replacements],
+                               numpy_text(reduced) if replacements else expr)
+        return self._cse[node]
 
     def _inlined(self, node: Node) -> bool:
         """A cheap view used once, with no name of its own to show: written inside its user's line.

@@ -25,7 +25,7 @@ import sympy as sp
 from .errors import DifferentiationError, ShapeError
 from .graph import Node, Shape, apply, format_shape, shapes_text
 from .printing import number_text, numpy_text, sympy_number
-from .simplify import G, Y, local_derivative, placeholder, placeholders
+from .simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 
 ShapeRule = Callable[[tuple, dict], Shape]
 Emit = Callable[[Node, tuple], str]
@@ -178,10 +178,6 @@ def _attr_texts(node: Node) -> dict[str, str]:
     return {k: number_text(v) if isinstance(v, (int, float)) else str(v) for k, v in node.attrs}
 
 
-def _sigmoid(x):
-    return 1 / (1 + sp.exp(-x))
-
-
 elementwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
 elementwise("sub", lambda a, b: a - b, 2, emit="{0} - {1}", text="{0} - {1}")
 elementwise("mul", lambda a, b: a * b, 2, emit="{0} * {1}", text="{0} * {1}")
@@ -192,7 +188,7 @@ elementwise("exp", sp.exp, emit="np.exp({0})")
 elementwise("log", sp.log, emit="np.log({0})")
 elementwise("tanh", sp.tanh, emit="np.tanh({0})")
 # The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
-elementwise("sigmoid", _sigmoid, emit="_sigmoid({0})", helpers=("sigmoid",))
+elementwise("sigmoid", sigmoid, emit="_sigmoid({0})", helpers=("sigmoid",))
 # Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
 elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="np.maximum({0}, 0)")
@@ -203,7 +199,7 @@ elementwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit
 elementwise("sqrt", sp.sqrt, emit="np.sqrt({0})")
 elementwise("abs", sp.Abs, emit="np.abs({0})")
 # softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so that it never overflows.
-elementwise("softplus", lambda a: sp.log(1 + sp.exp(a)), emit="np.logaddexp(0, {0})")
+elementwise("softplus", softplus, emit="np.logaddexp(0, {0})")
 
 
 def _generic_emit(node: Node, args: tuple) -> str:

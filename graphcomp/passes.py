@@ -18,7 +18,7 @@ import sympy as sp
 from .graph import Graph, Node, apply, toposort
 from .ops import OPS, fuse, normalize_axes, scalar_expr
 from .printing import sympy_number
-from .simplify import local_derivative, placeholder, recomputes_functions, stable_form
+from .simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
 
 Rule = Callable[[Node], Optional[Node]]
 
@@ -142,12 +142,15 @@ def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
 
 
 def fuse_chains(graph: Graph) -> dict[Node, Node]:
-    """Merge each elementwise node with the elementwise values that only it consumes, into one formula.
+    """Merge elementwise nodes into one formula where that makes the code leaner or stabler.
 
-    A value is absorbed when every one of its uses lies inside the fused region (so e^(2a),
-    used twice by (e^(2a) - 1)/(e^(2a) + 1), is absorbed, and the formula is seen as tanh a).
-    A value the user named and an output stay nodes of their own. The fused formula is put in
-    stable form: a sigmoid typed as 1/(1 + exp(-a)) becomes σ(a).
+    Two ways of growing a fused region from each elementwise node are tried:
+    - whole: take in every elementwise value all of whose uses are inside the region; kept only
+      if the formula is then recognised as a stable whole — (e^(2a) - 1)/(e^(2a) + 1) is tanh a,
+      log(1 + e^a) is softplus a, 1/(1 + e^(-a)) is σ(a);
+    - stepwise: take in single-use values one by one, each only if the fused formula still
+      differentiates without evaluating exp, tanh, ... again (see `_fused`).
+    Values the user named and outputs always stay nodes of their own.
     """
     roots = list(graph.outputs.values()) + list(graph.labels)
     order = toposort(roots)
@@ -155,10 +158,7 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
     for node in order:
         for x in node.inputs:
             uses[x] = uses.get(x, 0) + 1
-    kept = set(roots)
-    fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
-    # elementwise node -> (its whole formula, symbol -> operand outside the region, the region)
-    views: dict[Node, tuple[sp.Expr, dict[sp.Symbol, Node], frozenset[Node]]] = {}
+    regions = _Regions(uses, set(roots))
     new: dict[Node, Node] = {}
     for node in order:
         if node.is_leaf:
@@ -166,45 +166,96 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
             continue
         inputs = tuple(new[x] for x in node.inputs)
         new[node] = node if all(a is b for a, b in zip(inputs, node.inputs)) else apply(node.op, *inputs, **dict(node.attrs))
-        if not OPS[node.op].elementwise:
-            continue
-        symbols = [next(fresh) for _ in node.inputs]
-        expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
-        frontier, region = dict(zip(symbols, node.inputs)), {node}
-        absorbing = True
-        while absorbing:
-            absorbing = False
-            for symbol, x in list(frontier.items()):
-                if x in views and x not in kept and uses[x] == sum(r.inputs.count(x) for r in region):
-                    inner, inner_frontier, inner_region = views[x]
-                    expr = expr.xreplace({symbol: inner})
-                    del frontier[symbol]
-                    frontier.update(inner_frontier)
-                    region |= inner_region
-                    absorbing = True
-        views[node] = (expr, frontier, frozenset(region))
-        if len(region) > 1:
-            fused = _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape)
+        if OPS[node.op].elementwise:
+            fused = regions.whole(node, new)
+            if fused is None:
+                fused = regions.stepwise(node, new)
             if fused is not None:
                 new[node] = fused
     return new
 
 
-def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape) -> Optional[Node]:
+class _Regions:
+    """Fused regions: for each elementwise node, its formula over the values outside its region."""
+
+    def __init__(self, uses: dict[Node, int], kept: set[Node]) -> None:
+        self.uses, self.kept = uses, kept
+        self.fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
+        self.wholes: dict[Node, tuple] = {}   # node -> (expr, frontier, region), grown as far as possible
+        self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
+
+    def own(self, node: Node) -> tuple:
+        symbols = [next(self.fresh) for _ in node.inputs]
+        expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
+        return expr, dict(zip(symbols, node.inputs)), frozenset({node})
+
+    def whole(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
+        expr, frontier, region = self.own(node)
+        growing = True
+        while growing:
+            growing = False
+            for symbol, x in list(frontier.items()):
+                if x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region):
+                    expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
+                    growing = True
+        self.wholes[node] = (expr, frontier, region)
+        if len(region) == 1 or stable_form(_folded(expr, frontier)) == _folded(expr, frontier):
+            return None
+        return _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape)
+
+    def stepwise(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
+        current, fused, rejected = self.own(node), None, set()
+        growing = True
+        while growing:
+            growing = False
+            for symbol, x in list(current[1].items()):
+                if x in self.steps and x not in self.kept and self.uses[x] == 1 and symbol not in rejected:
+                    trial = _absorb(current, symbol, self.steps[x])
+                    # softplus differentiates to σ anyway: a region holding one may recompute σ.
+                    allowed = (sigmoid,) if any(r.op == "softplus" for r in trial[2]) else ()
+                    node_for_trial = _fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape, allowed)
+                    if node_for_trial is None:
+                        rejected.add(symbol)
+                        continue
+                    current, fused, growing = trial, node_for_trial, True
+        self.steps[node] = current
+        return fused
+
+
+def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
+    """`view` with the operand `symbol` replaced by the formula and region of `inner`."""
+    expr, frontier, region = view
+    inner_expr, inner_frontier, inner_region = inner
+    frontier = {s: x for s, x in frontier.items() if s != symbol}
+    frontier.update(inner_frontier)
+    return expr.xreplace({symbol: inner_expr}), frontier, region | inner_region
+
+
+def _folded(expr: sp.Expr, frontier: dict[sp.Symbol, Node]) -> sp.Expr:
+    return expr.xreplace({s: sympy_number(x.attr("value")) for s, x in frontier.items() if x.op == "const"})
+
+
+def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple = ()) -> Optional[Node]:
     """One node for `expr`, unless fusing would cost more than it saves.
 
     A fused formula must still differentiate through its output or through cheap
     operations: if its derivative had to evaluate exp or tanh again (where the
-    separate nodes would reuse their forward values), the chain stays split.
+    separate nodes would reuse their forward values), the chain stays split. A
+    formula recognised as σ or softplus may differentiate to σ (softplus' = σ).
     """
-    constants = {s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"}
-    expr = expr.xreplace(constants)
+    expr = _folded(expr, binding)
     if not expr.free_symbols:
         return None
-    fused = fuse(stable_form(expr), binding, shape)
-    if fused is None or fused.shape != shape or fused.op != "elementwise":
-        return fused if fused is not None and fused.shape == shape else None
+    whole = stable_form(expr)
+    fused = fuse(whole, binding, shape)
+    if fused is None or fused.shape != shape:
+        return None
+    if fused.op != "elementwise":
+        return fused
     formula = scalar_expr(fused)
-    if any(recomputes_functions(local_derivative(formula, i)) for i, x in enumerate(fused.inputs) if x.op != "const"):
+    if whole != expr:
+        allowed = (sigmoid, softplus)
+    if any(recomputes_functions(local_derivative(formula, i), allowed)
+           for i, x in enumerate(fused.inputs) if x.op != "const"):
         return None
     return fused

@@ -133,11 +133,10 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
     return sorted(set(candidates), key=sp.default_sort_key)
 
 
-def recomputes_functions(derivative: sp.Expr) -> bool:
-    """Whether a derivative evaluates exp, tanh, log, ... of its operands again rather than reusing the
-    forward output y. Piecewise steps, signs and |x| are cheap; σ and softplus are allowed because
-    they are what the stable forms (softplus' = σ) differentiate to."""
-    cheap = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min, sigmoid, softplus)
+def recomputes_functions(derivative: sp.Expr, allowed: tuple = ()) -> bool:
+    """Whether a derivative evaluates exp, tanh, log, ... of its operands again rather than reusing
+    the forward output y. Piecewise steps, signs and |x| are cheap, and so are the `allowed` ones."""
+    cheap = (sp.Piecewise, sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min) + tuple(allowed)
     return any(not isinstance(f, cheap) for f in derivative.atoms(sp.Function))
 
 
