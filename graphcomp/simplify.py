@@ -92,11 +92,20 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     best, best_cost = plain, sp.count_ops(plain)
     raw = in_exponentials(plain)
     candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr, x, raw)
+    if stable_form(expr) != expr:  # typed out as e.g. (e^(2a) - 1)/(e^(2a) + 1): invert tanh a
+        candidates += _through_output(stable_form(expr), x, raw)
     for candidate in candidates:
         cost = sp.count_ops(candidate)
-        if cost < best_cost and _agrees(candidate, raw, expr):
+        if cost < best_cost and _no_new_poles(candidate, raw) and _agrees(candidate, raw, expr):
             best, best_cost = candidate, cost
     return best
+
+
+def _no_new_poles(candidate: sp.Expr, plain: sp.Expr) -> bool:
+    """A rewrite may not divide by anything the plain derivative does not divide by: y·σ(z) gives
+    ∂/∂z = out·(y - out)/y through its output, which is 0/0 wherever y = 0."""
+    new = sp.denom(sp.together(candidate)).free_symbols
+    return new <= (sp.denom(sp.together(plain)).free_symbols - {Y}) and Y not in new
 
 
 def _tidy(derivative: sp.Expr) -> sp.Expr:
