@@ -29,6 +29,7 @@ class Backward:
     made_by: dict[Node, Node] = field(default_factory=dict)       # backward node -> forward node whose rule made it
     flows_into: dict[Node, Node] = field(default_factory=dict)    # contribution -> forward input it is the adjoint (part) of
     fan_out: dict[Node, Node] = field(default_factory=dict)       # sum of paths -> the forward node used several times
+    paths: dict[tuple[Node, int], Node] = field(default_factory=dict)  # (node, operand index) -> gradient into it
 
 
 def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
@@ -54,7 +55,7 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         if rule is None:
             raise DifferentiationError(f"op {node.op!r} has no derivative rule")
         pieces = rule(node, adjoint)
-        for x, piece in zip(node.inputs, pieces):
+        for index, (x, piece) in enumerate(zip(node.inputs, pieces)):
             if piece is None or x not in depends:
                 continue
             if piece in forward:
@@ -63,6 +64,7 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
                 raise DifferentiationError(f"internal: the {node.op} rule gave shape {format_shape(piece.shape)} "
                                            f"for an operand of shape {format_shape(x.shape)}")
             parts.setdefault(x, []).append(piece)
+            result.paths[(node, index)] = piece
             result.flows_into.setdefault(piece, x)
             _claim_new_nodes(piece, node, forward, result)
 

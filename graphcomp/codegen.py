@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import jinja2
 import sympy as sp
 
-from . import __version__
+from . import __version__, latex, report
 from .autodiff import Backward, reverse_mode
 from .errors import DifferentiationError, GraphError
 from .graph import Graph, Node, format_shape, toposort
@@ -75,6 +75,31 @@ class CompiledModel:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
+
+    def gradient_latex(self) -> dict[str, str]:
+        """{leaf: LaTeX} of each gradient: a closed form for scalar graphs (∂f/∂u = w for
+        f = (u + v) w), the adjoint equation in matrix notation for tensor graphs."""
+        return latex.gradient_latex(self.graph, self._loss_or_error(), self.wrt)
+
+    def derivation(self, at: dict | None = None) -> latex.Derivation:
+        """The chain rule node by node, from the loss back to the leaves; with numbers when the
+        leaf values are given (scalar graphs): derivation(at={"u": 2, "v": 3, "w": 4})."""
+        return latex.derivation(self.graph, self._loss_or_error(), self.wrt, at)
+
+    def report(self, path: str | Path) -> Path:
+        """Write a Markdown report: the graph, forward formulas, local derivatives before and after
+        simplification, the gradient formulas and the derivation."""
+        path = Path(path)
+        path.write_text(report.markdown(self), encoding="utf-8")
+        return path
+
+    def _repr_markdown_(self) -> str:
+        return report.summary(self)
+
+    def _loss_or_error(self) -> str:
+        if self.backward is None:
+            raise DifferentiationError(f"model {self.graph.name!r} has no scalar loss to differentiate")
+        return self.loss
 
     def __repr__(self) -> str:
         return f"<CompiledModel {self.graph.name!r}: loss {self.loss!r}, wrt {list(self.wrt)}>"

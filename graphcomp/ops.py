@@ -17,6 +17,7 @@ Rule signatures, fixed for every op:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -110,7 +111,13 @@ def _default_emit(node: Node, args: tuple) -> str:
 
 
 def _default_latex(node: Node, args: tuple) -> str:
-    return sp.latex(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
+    """The formula in LaTeX, its operands being LaTeX already; ⊙ marks products of tensors."""
+    dummies = {i: sp.Symbol(f"a{i}", real=True) for i, a in enumerate(args) if isinstance(a, str)}
+    expr = scalar_expr(node).xreplace({placeholder(i): dummies[i] if i in dummies else sympy_number(a)
+                                       for i, a in enumerate(args)})
+    text = sp.latex(expr, symbol_names={dummies[i]: args[i] for i in dummies},
+                    mul_symbol=r" \odot " if node.shape != () else None)
+    return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
 
 
 def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optional[Node]:
@@ -396,7 +403,7 @@ def _count_emit(node: Node, args: tuple) -> str:
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
 register(Op("count", 1, lambda shapes, attrs: (), _count_emit, lambda node, g: (None,),
-            lambda node, args: f"count({args[0]})", lambda node, args: f"N_{{{args[0]}}}"))
+            lambda node, args: f"count({args[0]})", lambda node, args: "N"))
 
 
 def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -430,7 +437,7 @@ def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
 # g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
 register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
             lambda node, args: f"broadcast({args[0]}, like={args[1]})",
-            lambda node, args: f"\\mathbf{{1}} {args[0]}"))
+            lambda node, args: str(args[0])))  # broadcasting is implicit in the notation
 
 
 def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -459,10 +466,16 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
 
 
 # Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
+def _sum_to_latex(node: Node, args: tuple) -> str:
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    if leading == (0,) and not kept:
+        return rf"\mathbf{{1}}^\top {args[0]}"  # a bias gradient: the batch rows summed
+    return rf"\sum_{{\text{{axes }} {', '.join(map(str, leading + kept))}}} {args[0]}"
+
+
 register(Op("sum_to", 1, _sum_to_shape, _sum_to_emit,
             lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
-            lambda node, args: f"unbroadcast({args[0]})",
-            lambda node, args: args[0]))
+            lambda node, args: f"unbroadcast({args[0]})", _sum_to_latex))
 
 
 def sum_to(x: Node, shape: Shape) -> Node:

@@ -1,0 +1,329 @@
+"""Formulas a person can read: gradients in closed form, and the chain rule step by step.
+
+Everything here works on the graph as the user wrote it (no fusion), so that every
+value of the lecture slides has its step: t₁ = u + v, ∂f/∂t₁ = w · ∂f/∂f, ... Symbols
+keep the user's names (W1 prints as W_{1}); unnamed values are t_{1}, t_{2}, ... in
+topological order. Scalar graphs get ∂f/∂x notation and, given values, numbers;
+tensor graphs get adjoint equations x̄ = ... in matrix notation.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import sympy as sp
+from sympy.printing.conventions import split_super_sub
+
+from .autodiff import Backward, reverse_mode
+from .errors import GraphError
+from .graph import Graph, Node, format_shape, toposort
+from .ops import OPS, scalar_expr
+from .printing import sympy_number
+from .simplify import Y, local_derivative, placeholder, stable_form
+
+# Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
+_SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
+                      "broadcast_like", "sum_to")
+
+
+def symbol(name: str) -> str:
+    """A user's name as a LaTeX symbol: W1 -> W_{1}, loss -> \\mathrm{loss}."""
+    return sp.latex(sp.Symbol(name))
+
+
+def bar(name: str) -> str:
+    """The adjoint of a value: W1 -> \\bar{W}_{1}."""
+    base, sups, subs = split_super_sub(name)
+    text = rf"\bar{{{sp.latex(sp.Symbol(base))}}}"
+    if subs:
+        text += "_{" + " ".join(subs) + "}"
+    if sups:
+        text += "^{" + " ".join(sups) + "}"
+    return text
+
+
+def partial(of: str, wrt: str) -> str:
+    return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
+
+
+def _grouped(text: str) -> str:
+    """Parenthesise a compound operand so that it reads as one factor."""
+    atomic = re.fullmatch(r"(\\bar\{[^{}]*\}|\\?[A-Za-z]+|\\mathrm\{\w+\}|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\\top|\^\{\\top\})?", text)
+    return text if atomic else rf"\left({text}\right)"
+
+
+class Notation:
+    """Names of the values of one graph, in LaTeX."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.names: dict[Node, str] = {}
+        count = 0
+        for node in graph.nodes():
+            name = graph.name_of(node)
+            if name is None and node.op != "const":
+                count += 1
+                name = f"t{count}"
+            if name is not None:
+                self.names[node] = name
+
+    def value(self, node: Node) -> str:
+        if node.op == "const":
+            return _number(node.attr("value"))
+        return symbol(self.names[node])
+
+    def formula(self, node: Node) -> str:
+        """The node's own formula over its operands' names."""
+        return OPS[node.op].latex(node, tuple(self._operand(x) for x in node.inputs))
+
+    def _operand(self, node: Node) -> str | int | float:
+        return node.attr("value") if node.op == "const" else self.value(node)
+
+
+def _number(value: float) -> str:
+    value = float(value)
+    text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    return text.replace("e", r" \cdot 10^{") + "}" if "e" in text else text
+
+
+def _signed(value: float) -> str:
+    text = _number(value)
+    return rf"\left({text}\right)" if value < 0 else text
+
+
+# ------------------------------------------------------------------ gradient formulas
+
+def gradient_latex(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
+    """{leaf: LaTeX}: closed forms for scalar graphs, adjoint equations for tensor graphs."""
+    loss_node = graph.outputs[loss]
+    notation = Notation(graph)
+    if _is_scalar(graph, loss_node):
+        expression = _closed_form(loss_node)
+        return {name: rf"{partial(symbol(loss), symbol(name))} = "
+                      rf"{sp.latex(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
+                for name in wrt}
+    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
+    renderer = _AdjointRenderer(notation, backward, stop_at_named=True)
+    return {name: f"{bar(name)} = {renderer.render(backward.gradients[graph.leaves[name]])}" for name in wrt}
+
+
+def _is_scalar(graph: Graph, loss: Node) -> bool:
+    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
+               for n in toposort([loss]))
+
+
+def _closed_form(node: Node) -> sp.Expr:
+    """The scalar node as one SymPy formula of the leaves."""
+    formulas: dict[Node, sp.Expr] = {}
+    for n in toposort([node]):
+        if n.op == "const":
+            formulas[n] = sympy_number(n.attr("value"))
+        elif n.is_leaf:
+            formulas[n] = sp.Symbol(n.name, real=True)
+        elif OPS[n.op].elementwise:
+            formulas[n] = scalar_expr(n).xreplace({placeholder(i): formulas[x] for i, x in enumerate(n.inputs)})
+        else:
+            formulas[n] = formulas[n.inputs[0]]
+    return formulas[node]
+
+
+def _simplest(expr: sp.Expr) -> sp.Expr:
+    candidates = [expr, sp.simplify(expr), sp.factor(expr)]
+    return stable_form(min(candidates, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e))))
+
+
+class _AdjointRenderer:
+    """A backward node as a formula: forward values by name, adjoints as x̄, the rest expanded."""
+
+    def __init__(self, notation: Notation, backward: Backward, stop_at_named: bool) -> None:
+        self.notation = notation
+        self.stops: dict[Node, str] = {}
+        for forward, adjoint in backward.adjoints.items():  # reversed topological order: first wins
+            if forward in notation.names and (not stop_at_named or notation.graph.name_of(forward) or forward.is_leaf):
+                self.stops.setdefault(adjoint, bar(notation.names[forward]))
+        self.forward = set(notation.names)
+
+    def render(self, node: Node, top: bool = True, named: dict[Node, str] | None = None) -> str:
+        """LaTeX of `node`; `named` gives adjoints to show under a name of the caller's choosing."""
+        if named and node in named:
+            return named[node]
+        if node in self.stops and not top:
+            return self.stops[node]
+        if node.op == "const":
+            return _number(node.attr("value"))
+        if node in self.forward:
+            return self.notation.value(node)
+        args = []
+        for x in node.inputs:
+            if x.op == "const":
+                args.append(x.attr("value"))
+            else:
+                args.append(_grouped(self.render(x, top=False, named=named)))
+        return OPS[node.op].latex(node, tuple(args))
+
+
+# ------------------------------------------------------------------ derivations
+
+@dataclass
+class Step:
+    """∂loss/∂target as the sum of one term per path out of target."""
+
+    target: str                       # the value's name
+    lhs: str                          # ∂f/∂t_{1} or \bar{t}_{1}
+    terms: list[str]                  # local derivative · upstream adjoint, per path
+    numbers: list[str] = field(default_factory=list)   # the same terms with values (scalar graphs, given `at`)
+    path_values: list[float] = field(default_factory=list)
+    value: float | None = None
+
+    def latex(self) -> str:
+        parts = [" + ".join(self.terms) if self.terms else "1"]
+        if self.numbers:
+            parts.append(" + ".join(self.numbers))
+        if self.value is not None and (len(self.path_values) > 1 or self.numbers and self.numbers[0] != _number(self.value)):
+            if len(self.path_values) > 1:
+                parts.append(" + ".join(_signed(v) if k else _number(v) for k, v in enumerate(self.path_values)))
+            parts.append(_number(self.value))
+        return f"{self.lhs} &= " + " = ".join(dict.fromkeys(parts))
+
+
+@dataclass
+class Derivation:
+    """The chain rule applied node by node, from the loss back to the leaves."""
+
+    loss: str
+    steps: list[Step]
+
+    def latex(self) -> str:
+        return "\\begin{aligned}\n" + " \\\\\n".join(step.latex() for step in self.steps) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$$\n{self.latex()}\n$$"
+
+    def __str__(self) -> str:
+        return "\n".join(step.latex().replace("&=", "=") for step in self.steps)
+
+    def step(self, name: str) -> Step:
+        """The step of the value named `name`."""
+        for s in self.steps:
+            if s.target == name:
+                return s
+        raise KeyError(f"no step for {name!r}; steps: {', '.join(s.target for s in self.steps)}")
+
+
+def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, float] | None = None) -> Derivation:
+    """∂loss/∂v for every value v between the wrt leaves and the loss, in the order backprop visits them."""
+    loss_node = graph.outputs[loss]
+    notation = Notation(graph)
+    wrt_nodes = [graph.leaves[name] for name in wrt]
+    backward = reverse_mode(loss_node, wrt_nodes)
+    scalar = _is_scalar(graph, loss_node)
+    if at is not None and not scalar:
+        raise GraphError("numeric derivations need a graph of scalars; this one has tensors "
+                         f"(e.g. shape {format_shape(next(n.shape for n in toposort([loss_node]) if n.shape != ()))})")
+    values = _values(loss_node, graph, at) if at is not None else None
+    consumers = _consumers(loss_node, backward)
+    renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
+    f = symbol(loss)
+    adjoint_values: dict[Node, float] = {}
+    steps = []
+    for node in _backprop_order(loss_node, backward, consumers):
+        name = notation.names[node]
+        lhs = partial(f, symbol(name)) if scalar else bar(name)
+        if node is loss_node:
+            step = Step(name, lhs, [], value=1.0 if values is not None else None)
+            adjoint_values[node] = 1.0
+            steps.append(step)
+            continue
+        step = Step(name, lhs, [])
+        for user, index in consumers[node]:
+            upstream = partial(f, symbol(notation.names[user])) if scalar else bar(notation.names[user])
+            if scalar:
+                local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
+                step.terms.append(rf"{_grouped(_local_latex(local, user, notation))} \cdot {upstream}")
+                if values is not None:
+                    local_value = float(_local_value(local, user, values))
+                    step.numbers.append(rf"{_signed(local_value)} \cdot {_signed(adjoint_values[user])}")
+                    step.path_values.append(local_value * adjoint_values[user])
+            else:
+                # the user's own adjoint reads as ū, even where it is the same array as another's
+                step.terms.append(renderer.render(backward.paths[(user, index)],
+                                                  named={backward.adjoints[user]: bar(notation.names[user])}))
+        if values is not None:
+            adjoint_values[node] = step.value = sum(step.path_values)
+        steps.append(step)
+    return Derivation(loss, steps)
+
+
+def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
+    """For each value on a path to the loss: (user, operand index) of each use the gradient flows through."""
+    users: dict[Node, list[tuple[Node, int]]] = {}
+    for node in toposort([loss]):
+        if node.is_leaf or node not in backward.adjoints:
+            continue
+        for i, x in enumerate(node.inputs):
+            if x in backward.adjoints:
+                users.setdefault(x, []).append((node, i))
+    return users
+
+
+def _backprop_order(loss: Node, backward: Backward, consumers) -> list[Node]:
+    """Values in the order backprop finishes them: a value as soon as all its users are done."""
+    waiting = {x: len(uses) for x, uses in consumers.items()}
+    order, queue = [], [loss]
+    while queue:
+        node = queue.pop(0)
+        order.append(node)
+        for x in reversed(node.inputs):
+            if x in waiting:
+                waiting[x] -= 1
+                if waiting[x] == 0:
+                    queue.append(x)
+    return [n for n in order if n.op != "const"]
+
+
+def _local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
+    names = {placeholder(i): sp.Symbol(f"a{i}", real=True) for i in range(len(user.inputs))}
+    names[Y] = sp.Symbol("ay", real=True)
+    shown = {names[placeholder(i)]: notation.value(x) for i, x in enumerate(user.inputs) if x.op != "const"}
+    shown[names[Y]] = notation.value(user)
+    consts = {placeholder(i): sympy_number(x.attr("value")) for i, x in enumerate(user.inputs) if x.op == "const"}
+    return sp.latex(local.xreplace(consts).xreplace(names), symbol_names=shown)
+
+
+def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
+    binding = {placeholder(i): values[x] for i, x in enumerate(user.inputs)}
+    binding[Y] = values[user]
+    return float(sp.N(local.rewrite(sp.exp).xreplace({k: sp.Float(v) for k, v in binding.items()})))
+
+
+def _values(loss: Node, graph: Graph, at: Mapping[str, float]) -> dict[Node, float]:
+    """Every value of a scalar graph at the given leaf values."""
+    needed = [n for n in toposort([loss]) if n.op in ("input", "param")]
+    missing = [n.name for n in needed if n.name not in at]
+    unknown = [name for name in at if name not in graph.leaves]
+    if missing or unknown:
+        problems = ([f"missing value(s) for {', '.join(missing)}"] if missing else []) + \
+                   ([f"unknown name(s) {', '.join(unknown)}"] if unknown else [])
+        raise GraphError(f"derivation at: {'; '.join(problems)}")
+    values: dict[Node, float] = {}
+    for n in toposort([loss]):
+        if n.op == "const":
+            values[n] = float(n.attr("value"))
+        elif n.is_leaf:
+            values[n] = _as_float(at[n.name], n.name)
+        elif OPS[n.op].elementwise:
+            expr = scalar_expr(n).xreplace({placeholder(i): sp.Float(values[x]) for i, x in enumerate(n.inputs)})
+            values[n] = float(sp.N(expr.rewrite(sp.exp)))
+        else:
+            values[n] = values[n.inputs[0]]
+    return values
+
+
+def _as_float(value, name: str) -> float:
+    try:
+        number = float(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise GraphError(f"derivation at: the value of {name!r} must be a number, got {value!r}") from None
+    return number
