@@ -106,14 +106,17 @@ class CompiledModel:
 
 
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
-            dtype: str = "float64", simplify: bool = True) -> CompiledModel:
+            dtype: str = "float64", simplify: bool = True, predict: str | None = None,
+            target: str | None = None, training: dict | None = None) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
     or every input when the graph has none. loss: the output to differentiate;
     by default the only output, or the only scalar one. simplify: rewrite naive
     formulas into stable ones and fuse elementwise chains first (False: emit the
-    graph exactly as written, one line per op).
+    graph exactly as written, one line per op). predict / target: an output and
+    an input the training loop scores accuracy with. training: default settings
+    of the generated train() and command line (epochs, lr, batch_size, optimizer, ...).
     """
     if not isinstance(graph, Graph):
         raise GraphError(f"compile expects a gc.Graph, got {type(graph).__name__}")
@@ -123,14 +126,27 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
         raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     wrt_leaves = _wrt_leaves(graph, wrt)
     loss_name = _loss_name(graph, loss)
+    _check_scoring(graph, predict, target)
     source_graph = graph
     if simplify:
         graph = optimize(graph)
     backward = None
     if loss_name is not None and graph.outputs[loss_name].shape == ():
         backward = reverse_mode(graph.outputs[loss_name], wrt_leaves)
-    source = _render(_Module(graph, wrt_leaves, loss_name, backward, dtype).context())
+    context = _Module(graph, wrt_leaves, loss_name, backward, dtype).context()
+    context.update(predict=predict, target=target, training=dict(training or {}),
+                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
+    source = _render(context)
     return CompiledModel(source_graph, graph, source, tuple(x.name for x in wrt_leaves), loss_name, backward)
+
+
+def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
+    if (predict is None) != (target is None):
+        raise GraphError("accuracy needs both predict (an output) and target (an input)")
+    if predict is not None and predict not in graph.outputs:
+        raise GraphError(f"predict {predict!r} is not an output of graph {graph.name!r}; outputs: {', '.join(graph.outputs)}")
+    if target is not None and target not in graph.inputs:
+        raise GraphError(f"target {target!r} is not an input of graph {graph.name!r}; inputs: {', '.join(graph.inputs)}")
 
 
 def _wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:

@@ -1,0 +1,377 @@
+"""Model spec files: TOML in, a Graph (and training settings) out.
+
+Expressions are strings parsed with Python's `ast` and walked against a whitelist:
+names, numbers, + - * / ** @, unary minus, basic slicing, and calls to graphcomp's
+functions with keyword arguments. Nothing is ever passed to eval, exec or sympify.
+Every problem is a SpecError that names the file, the entry and what is wrong.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import dsl, losses, nn
+from .errors import GraphcompError
+from .graph import Graph, Node
+
+BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
+
+
+class SpecError(GraphcompError, ValueError):
+    """A spec file that cannot be read: `file: entry: problem`."""
+
+    def __init__(self, file: str, entry: str, problem: str) -> None:
+        self.file, self.entry, self.problem = file, entry, problem
+        super().__init__(f"{file}: {entry}: {problem}" if entry else f"{file}: {problem}")
+
+
+# The functions a spec may call: graphcomp's own, by their public names.
+FUNCTIONS: dict[str, Callable[..., Node]] = {
+    name: getattr(dsl, name) for name in dsl.__all__
+} | {name: getattr(losses, name) for name in losses.__all__}
+
+OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Div: "__truediv__",
+             ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
+
+TRAINING_KEYS = {"optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",
+                 "schedule", "step_size", "gamma", "weight_decay", "l1", "validation"}
+
+
+@dataclass
+class Spec:
+    """A parsed spec: the graph, which output is the loss, and how to train it."""
+
+    graph: Graph
+    loss: str | None
+    wrt: list[str] | None = None
+    predict: str | None = None          # the output to score accuracy on
+    target: str | None = None           # the input holding the true labels
+    classes: dict[str, int] = field(default_factory=dict)  # inputs that hold integer labels
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def load(path: str | Path) -> Spec:
+    """Read and build the spec at `path`."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SpecError(file, "", f"cannot read the file ({error.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(file, "", f"not valid TOML: {error}") from None
+    return build(data, file)
+
+
+def build(data: dict, file: str = "<spec>") -> Spec:
+    """Build a spec from parsed TOML data."""
+    _only(data, {"model", "inputs", "params", "nodes", "outputs", "training"}, file, "")
+    model = _table(data, "model", file)
+    _only(model, {"name", "kind", "loss", "wrt", "predict", "target", "inputs", "layers", "activation",
+                  "image", "filters", "kernel", "pool", "classes"}, file, "model")
+    name = model.get("name", Path(file).stem.replace("-", "_"))
+    graph = _guard(file, "model.name", lambda: Graph(name))
+    kind = model.get("kind", "graph")
+    builders = {"graph": _general, "mlp": _mlp, "cnn": _cnn}
+    if kind not in builders:
+        raise SpecError(file, "model.kind", f"unknown kind {kind!r}; choose one of {', '.join(builders)}")
+    spec = builders[kind](graph, data, model, file)
+    spec.training = _training(data, file)
+    for key in ("loss", "predict"):
+        value = getattr(spec, key)
+        if value is not None and value not in graph.outputs:
+            raise SpecError(file, f"model.{key}", f"{value!r} is not an output (outputs: {', '.join(graph.outputs)})")
+    if spec.target is not None and spec.target not in graph.inputs:
+        raise SpecError(file, "model.target", f"{spec.target!r} is not an input (inputs: {', '.join(graph.inputs)})")
+    return spec
+
+
+# ------------------------------------------------------------------ general graphs
+
+def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
+    classes: dict[str, int] = {}
+    for name, entry in _table(data, "inputs", file).items():
+        where = f"inputs.{name}"
+        if isinstance(entry, dict):
+            _only(entry, {"shape", "classes"}, file, where)
+            if "classes" in entry:
+                classes[name] = _positive_int(entry["classes"], file, f"{where}.classes")
+            entry = entry.get("shape", [])
+        _guard(file, where, lambda: graph.input(name, _shape(entry, file, where)))
+    for name, entry in _table(data, "params", file).items():
+        where = f"params.{name}"
+        if not isinstance(entry, dict):
+            entry = {"shape": entry}
+        _only(entry, {"shape", "init"}, file, where)
+        _guard(file, where, lambda: graph.param(name, _shape(entry.get("shape", []), file, where),
+                                               init=entry.get("init", "xavier")))
+    nodes = _table(data, "nodes", file)
+    outputs = _table(data, "outputs", file)
+    if not outputs:
+        raise SpecError(file, "outputs", "the spec declares no output; add an [outputs] table, e.g. loss = \"mean(...)\"")
+    for name in nodes:
+        if name in outputs and outputs[name] != name:
+            raise SpecError(file, f"outputs.{name}", f"{name!r} is also a node; name the output differently")
+    expressions = {f"nodes.{k}": (k, v) for k, v in nodes.items()}
+    trees = {where: _parse(text, file, where) for where, (_, text) in expressions.items()}
+    values: dict[str, Node] = dict(graph.leaves)
+    for where in _evaluation_order(trees, expressions, file):
+        name = expressions[where][0]
+        node = _evaluate(trees[where], values, file, where)
+        values[name] = _guard(file, where, lambda: graph.let(name, node) if not node.is_leaf and node not in graph.labels
+                              else node)
+    for name, text in outputs.items():
+        where = f"outputs.{name}"
+        if not isinstance(text, str):
+            raise SpecError(file, where, f"expected an expression string, got {text!r}")
+        node = _evaluate(_parse(text, file, where), values, file, where)
+        _guard(file, where, lambda: graph.output(name, node))
+    loss = model.get("loss")
+    if loss is None:
+        scalars = [k for k, v in graph.outputs.items() if v.shape == ()]
+        loss = scalars[0] if len(scalars) == 1 else None
+    return Spec(graph, loss, model.get("wrt"), model.get("predict"), model.get("target"), classes)
+
+
+def _evaluation_order(trees: dict[str, ast.AST], expressions: dict, file: str) -> list[str]:
+    """Node entries in an order where each comes after the nodes it uses; cycles are errors."""
+    by_name = {name: where for where, (name, _) in expressions.items()}
+    uses = {where: [by_name[n.id] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in by_name]
+            for where, tree in trees.items()}
+    order, state = [], {}
+
+    def visit(where: str, chain: list[str]) -> None:
+        if state.get(where) == "done":
+            return
+        if state.get(where) == "open":
+            cycle = chain[chain.index(where):] + [where]
+            raise SpecError(file, where, "cycle: " + " -> ".join(expressions[w][0] for w in cycle))
+        state[where] = "open"
+        for used in uses[where]:
+            visit(used, chain + [where])
+        state[where] = "done"
+        order.append(where)
+
+    for where in trees:
+        visit(where, [])
+    return order
+
+
+# ------------------------------------------------------------------ shorthands
+
+_LOSSES = {"softmax_cross_entropy", "mse", "binary_cross_entropy_with_logits"}
+
+
+def _mlp(graph: Graph, data: dict, model: dict, file: str) -> Spec:
+    """inputs = width, layers = [...], activation, loss: x (N, width) -> logits, and the loss."""
+    _no_tables(data, file, "mlp")
+    width = _positive_int(model.get("inputs"), file, "model.inputs")
+    layers = model.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise SpecError(file, "model.layers", "give the layer widths as a list, e.g. layers = [64, 10]")
+    loss_kind = model.get("loss", "softmax_cross_entropy")
+    if loss_kind not in _LOSSES:
+        raise SpecError(file, "model.loss", f"unknown loss {loss_kind!r}; choose one of {', '.join(sorted(_LOSSES))}")
+    x = graph.input("x", (None, width))
+    logits = graph.output("logits", _guard(file, "model", lambda: nn.mlp(graph, x, layers, model.get("activation", "relu"))))
+    return _classifier(graph, logits, loss_kind, file)
+
+
+def _cnn(graph: Graph, data: dict, model: dict, file: str) -> Spec:
+    """The CNN of seed 003: conv (filters, kernel) -> max-pool -> flatten -> dense -> softmax cross-entropy."""
+    _no_tables(data, file, "cnn")
+    image = model.get("image")
+    if not (isinstance(image, list) and len(image) == 3):
+        raise SpecError(file, "model.image", "give the image shape as [channels, height, width]")
+    c, h, w = (_positive_int(d, file, "model.image") for d in image)
+    filters = _positive_int(model.get("filters", 8), file, "model.filters")
+    kernel = _positive_int(model.get("kernel", 3), file, "model.kernel")
+    pool = _positive_int(model.get("pool", 2), file, "model.pool")
+    classes = _positive_int(model.get("classes"), file, "model.classes")
+
+    def layers() -> Node:
+        x = graph.input("x", (None, c, h, w))
+        kernels = graph.param("kernels", (filters, c, kernel, kernel), init="kaiming")
+        bias = graph.param("conv_bias", (filters,), init="zeros")
+        pooled = graph.let("pooled", dsl.max_pool2d(dsl.conv2d(x, kernels, bias), size=pool, stride=pool))
+        flat = dsl.flatten(pooled)
+        W = graph.param("W", (flat.shape[1], classes))
+        b = graph.param("b", (classes,), init="zeros")
+        return flat @ W + b
+
+    logits = graph.output("logits", _guard(file, "model", layers))
+    return _classifier(graph, logits, "softmax_cross_entropy", file)
+
+
+def _classifier(graph: Graph, logits: Node, loss_kind: str, file: str) -> Spec:
+    classes: dict[str, int] = {}
+    if loss_kind == "softmax_cross_entropy":
+        y = graph.input("labels", (None,))
+        classes["labels"] = logits.shape[-1]
+    else:
+        y = graph.input("labels", logits.shape)
+    graph.output("loss", getattr(losses, loss_kind)(logits, y))
+    return Spec(graph, "loss", None, "logits", "labels", classes)
+
+
+def _no_tables(data: dict, file: str, kind: str) -> None:
+    for table in ("inputs", "params", "nodes", "outputs"):
+        if table in data:
+            raise SpecError(file, table, f"a kind = \"{kind}\" model builds its own {table}; remove this table "
+                                         "or write the model out with kind = \"graph\"")
+
+
+# ------------------------------------------------------------------ training settings
+
+def _training(data: dict, file: str) -> dict[str, Any]:
+    settings = dict(_table(data, "training", file))
+    _only(settings, TRAINING_KEYS, file, "training")
+    schedule = settings.get("schedule")
+    if isinstance(schedule, dict):  # schedule = { kind = "step", step_size = 10, gamma = 0.5 }
+        _only(schedule, {"kind", "step_size", "gamma"}, file, "training.schedule")
+        settings.update({k: v for k, v in schedule.items() if k != "kind"})
+        settings["schedule"] = schedule.get("kind")
+    for key, value in settings.items():
+        if key in ("optimizer", "schedule"):
+            if value is not None and not isinstance(value, str):
+                raise SpecError(file, f"training.{key}", f"expected a name, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(file, f"training.{key}", f"expected a number, got {value!r}")
+    return settings
+
+
+# ------------------------------------------------------------------ expressions
+
+def _parse(text: Any, file: str, where: str) -> ast.AST:
+    if not isinstance(text, str):
+        raise SpecError(file, where, f"expected an expression string, got {text!r}")
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as error:
+        column = f" at column {error.offset}" if error.offset else ""
+        raise SpecError(file, where, f"syntax error{column} in {text!r}") from None
+
+
+def _evaluate(tree: ast.AST, values: dict[str, Node], file: str, where: str) -> Any:
+    """Build the graph value of a parsed expression, node type by node type (a whitelist)."""
+    def walk(n: ast.AST) -> Any:
+        if isinstance(n, ast.Name):
+            if n.id not in values:
+                raise SpecError(file, where, f"unknown name {n.id!r}")
+            return values[n.id]
+        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
+            return n.value
+        if isinstance(n, ast.BinOp) and type(n.op) in OPERATORS:
+            left, right = walk(n.left), walk(n.right)
+            if not isinstance(left, Node) and not isinstance(right, Node):
+                raise SpecError(file, where, "an operation on numbers alone: write its value instead")
+            operand, other, method = (left, right, OPERATORS[type(n.op)]) if isinstance(left, Node) \
+                else (right, left, "__r" + OPERATORS[type(n.op)][2:])
+            return _guard(file, where, lambda: getattr(operand, method)(other))
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+            value = walk(n.operand)
+            return -value if isinstance(n.op, ast.USub) else value
+        if isinstance(n, ast.Call):
+            return call(n)
+        if isinstance(n, ast.Subscript):
+            value = walk(n.value)
+            if not isinstance(value, Node):
+                raise SpecError(file, where, "only graph values can be sliced")
+            return _guard(file, where, lambda: value[_index(n.slice)])
+        if isinstance(n, (ast.List, ast.Tuple)):
+            return [walk(e) for e in n.elts]
+        raise SpecError(file, where, f"{_describe(n)} is not allowed: expressions use names, numbers, "
+                                     "+ - * / ** @, unary minus, slicing and calls to graphcomp functions")
+
+    def call(n: ast.Call) -> Node:
+        if not isinstance(n.func, ast.Name):
+            raise SpecError(file, where, f"{_describe(n.func)} cannot be called: call graphcomp functions by name")
+        if n.func.id not in FUNCTIONS:
+            raise SpecError(file, where, f"unknown function {n.func.id!r}")
+        args = [walk(a) for a in n.args]
+        kwargs = {}
+        for k in n.keywords:
+            if k.arg is None:
+                raise SpecError(file, where, "'**' arguments are not allowed")
+            kwargs[k.arg] = _literal(k.value, file, where)
+        return _guard(file, where, lambda: FUNCTIONS[n.func.id](*args, **kwargs))
+
+    def _index(n: ast.AST) -> Any:
+        if isinstance(n, ast.Slice):
+            return slice(*(None if part is None else _literal(part, file, where) for part in (n.lower, n.upper, n.step)))
+        if isinstance(n, ast.Tuple):
+            return tuple(_index(e) for e in n.elts)
+        if isinstance(n, ast.Constant) and n.value is Ellipsis:
+            return Ellipsis
+        return _literal(n, file, where)
+
+    return walk(tree)
+
+
+def _literal(n: ast.AST, file: str, where: str) -> Any:
+    """A keyword argument's value: a number, a string, True/False/None, or a tuple/list of those."""
+    if isinstance(n, ast.Constant) and (n.value is None or isinstance(n.value, (int, float, str, bool))):
+        return n.value
+    if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \
+            and isinstance(n.operand.value, (int, float)) and not isinstance(n.operand.value, bool):
+        return -n.operand.value
+    if isinstance(n, (ast.Tuple, ast.List)):
+        return tuple(_literal(e, file, where) for e in n.elts)
+    raise SpecError(file, where, f"{_describe(n)} is not allowed as a keyword value: use numbers, names in "
+                                 "quotes, True/False/None, or tuples of those")
+
+
+def _describe(n: ast.AST) -> str:
+    if isinstance(n, ast.Attribute):
+        return f"attribute access '.{n.attr}'"
+    if isinstance(n, ast.Constant):
+        return f"the constant {n.value!r}"
+    return f"a {type(n).__name__} expression"
+
+
+# ------------------------------------------------------------------ small checks
+
+def _guard(file: str, where: str, make: Callable[[], Any]) -> Any:
+    """Run one building step, turning graphcomp's errors into a SpecError for this entry."""
+    try:
+        return make()
+    except SpecError:
+        raise
+    except GraphcompError as error:
+        raise SpecError(file, where, str(error)) from None
+    except TypeError as error:  # a function called with the wrong arguments
+        raise SpecError(file, where, str(error)) from None
+
+
+def _table(data: dict, key: str, file: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(file, key, f"expected a table [{key}]")
+    return value
+
+
+def _only(table: dict, allowed: set[str], file: str, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SpecError(file, where or "top level", f"unknown key(s) {', '.join(map(repr, unknown))}; "
+                                                    f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _shape(value: Any, file: str, where: str) -> tuple:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise SpecError(file, where, f"a shape is a list such as [\"N\", 4], got {value!r}")
+    return tuple(None if d in BATCH else d for d in value)
+
+
+def _positive_int(value: Any, file: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(file, where, f"expected a positive whole number, got {value!r}")
+    return value
