@@ -81,6 +81,10 @@ class CompiledModel:
         f = (u + v) w), the adjoint equation in matrix notation for tensor graphs."""
         return latex.gradient_latex(self.graph, self._loss_or_error(), self.wrt)
 
+    def gradient_text(self) -> dict[str, str]:
+        """{leaf: plain text} of each gradient, as `graphcomp grad` prints them."""
+        return latex.gradient_text(self.graph, self._loss_or_error(), self.wrt)
+
     def derivation(self, at: dict | None = None) -> latex.Derivation:
         """The chain rule node by node, from the loss back to the leaves; with numbers when the
         leaf values are given (scalar graphs): derivation(at={"u": 2, "v": 3, "w": 4})."""

@@ -93,6 +93,15 @@ def _signed(value: float) -> str:
     return rf"\left({text}\right)" if value < 0 else text
 
 
+def _number_text(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
+def _signed_text(value: float) -> str:
+    return f"({_number_text(value)})" if value < 0 else _number_text(value)
+
+
 # ------------------------------------------------------------------ gradient formulas
 
 def gradient_latex(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
@@ -107,6 +116,18 @@ def gradient_latex(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, s
     backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
     renderer = _AdjointRenderer(notation, backward, stop_at_named=True)
     return {name: f"{bar(name)} = {renderer.render(backward.gradients[graph.leaves[name]])}" for name in wrt}
+
+
+def gradient_text(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
+    """{leaf: plain text} of each gradient: dloss/dleaf = formula, or d_leaf = expression of adjoints."""
+    loss_node = graph.outputs[loss]
+    if _is_scalar(graph, loss_node):
+        expression = _closed_form(loss_node)
+        return {name: f"d{loss}/d{name} = {sp.sstr(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
+                for name in wrt}
+    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
+    renderer = _AdjointRenderer(Notation(graph), backward, stop_at_named=True, plain=True)
+    return {name: f"d_{name} = {renderer.render(backward.gradients[graph.leaves[name]])}" for name in wrt}
 
 
 def _is_scalar(graph: Graph, loss: Node) -> bool:
@@ -137,12 +158,13 @@ def _simplest(expr: sp.Expr) -> sp.Expr:
 class _AdjointRenderer:
     """A backward node as a formula: forward values by name, adjoints as x̄, the rest expanded."""
 
-    def __init__(self, notation: Notation, backward: Backward, stop_at_named: bool) -> None:
-        self.notation = notation
+    def __init__(self, notation: Notation, backward: Backward, stop_at_named: bool, plain: bool = False) -> None:
+        self.notation, self.plain = notation, plain
         self.stops: dict[Node, str] = {}
         for forward, adjoint in backward.adjoints.items():  # reversed topological order: first wins
             if forward in notation.names and (not stop_at_named or notation.graph.name_of(forward) or forward.is_leaf):
-                self.stops.setdefault(adjoint, bar(notation.names[forward]))
+                name = notation.names[forward]
+                self.stops.setdefault(adjoint, f"d_{name}" if plain else bar(name))
         self.forward = set(notation.names)
 
     def render(self, node: Node, top: bool = True, named: dict[Node, str] | None = None) -> str:
@@ -152,15 +174,18 @@ class _AdjointRenderer:
         if node in self.stops and not top:
             return self.stops[node]
         if node.op == "const":
-            return _number(node.attr("value"))
+            return _number_text(node.attr("value")) if self.plain else _number(node.attr("value"))
         if node in self.forward:
-            return self.notation.value(node)
+            return self.notation.names[node] if self.plain else self.notation.value(node)
         args = []
         for x in node.inputs:
             if x.op == "const":
                 args.append(x.attr("value"))
             else:
-                args.append(_grouped(self.render(x, top=False, named=named)))
+                text = self.render(x, top=False, named=named)
+                args.append((text if text.isidentifier() else f"({text})") if self.plain else _grouped(text))
+        if self.plain:
+            return OPS[node.op].text(node, tuple(str(a) if not isinstance(a, str) else a for a in args))
         return OPS[node.op].latex(node, tuple(args))
 
 
@@ -176,16 +201,24 @@ class Step:
     numbers: list[str] = field(default_factory=list)   # the same terms with values (scalar graphs, given `at`)
     path_values: list[float] = field(default_factory=list)
     value: float | None = None
+    plain: tuple[str, list[str], list[str]] = ("", [], [])  # lhs, terms and numbers as plain text
 
     def latex(self) -> str:
-        parts = [" + ".join(self.terms) if self.terms else "1"]
-        if self.numbers:
-            parts.append(" + ".join(self.numbers))
-        if self.value is not None and (len(self.path_values) > 1 or self.numbers and self.numbers[0] != _number(self.value)):
+        return f"{self.lhs} &= " + " = ".join(self._parts(self.terms, self.numbers, _signed, _number))
+
+    def text(self) -> str:
+        lhs, terms, numbers = self.plain
+        return f"{lhs} = " + " = ".join(self._parts(terms, numbers, _signed_text, _number_text))
+
+    def _parts(self, terms: list[str], numbers: list[str], signed, number) -> list[str]:
+        parts = [" + ".join(terms) if terms else "1"]
+        if numbers:
+            parts.append(" + ".join(numbers))
+        if self.value is not None and (len(self.path_values) > 1 or numbers and numbers[0] != number(self.value)):
             if len(self.path_values) > 1:
-                parts.append(" + ".join(_signed(v) if k else _number(v) for k, v in enumerate(self.path_values)))
-            parts.append(_number(self.value))
-        return f"{self.lhs} &= " + " = ".join(dict.fromkeys(parts))
+                parts.append(" + ".join(signed(v) if k else number(v) for k, v in enumerate(self.path_values)))
+            parts.append(number(self.value))
+        return list(dict.fromkeys(parts))
 
 
 @dataclass
@@ -201,8 +234,11 @@ class Derivation:
     def _repr_latex_(self) -> str:
         return f"$$\n{self.latex()}\n$$"
 
-    def __str__(self) -> str:
-        return "\n".join(step.latex().replace("&=", "=") for step in self.steps)
+    def text(self) -> str:
+        """One plain-text line per step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
+        return "\n".join(step.text() for step in self.steps)
+
+    __str__ = text
 
     def step(self, name: str) -> Step:
         """The step of the value named `name`."""
@@ -225,31 +261,37 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     values = _values(loss_node, graph, at) if at is not None else None
     consumers = _consumers(loss_node, backward)
     renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
+    text_renderer = _AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
     f = symbol(loss)
     adjoint_values: dict[Node, float] = {}
     steps = []
     for node in _backprop_order(loss_node, backward, consumers):
         name = notation.names[node]
         lhs = partial(f, symbol(name)) if scalar else bar(name)
+        plain_lhs = f"d{loss}/d{name}" if scalar else f"d_{name}"
         if node is loss_node:
-            step = Step(name, lhs, [], value=1.0 if values is not None else None)
+            step = Step(name, lhs, [], value=1.0 if values is not None else None, plain=(plain_lhs, [], []))
             adjoint_values[node] = 1.0
             steps.append(step)
             continue
-        step = Step(name, lhs, [])
+        step = Step(name, lhs, [], plain=(plain_lhs, [], []))
         for user, index in consumers[node]:
-            upstream = partial(f, symbol(notation.names[user])) if scalar else bar(notation.names[user])
+            user_name = notation.names[user]
+            upstream = partial(f, symbol(user_name)) if scalar else bar(user_name)
             if scalar:
                 local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
                 step.terms.append(rf"{_grouped(_local_latex(local, user, notation))} \cdot {upstream}")
+                step.plain[1].append(f"{_local_text(local, user, notation)} * d{loss}/d{user_name}")
                 if values is not None:
                     local_value = float(_local_value(local, user, values))
                     step.numbers.append(rf"{_signed(local_value)} \cdot {_signed(adjoint_values[user])}")
+                    step.plain[2].append(f"{_signed_text(local_value)} * {_signed_text(adjoint_values[user])}")
                     step.path_values.append(local_value * adjoint_values[user])
             else:
                 # the user's own adjoint reads as ū, even where it is the same array as another's
-                step.terms.append(renderer.render(backward.paths[(user, index)],
-                                                  named={backward.adjoints[user]: bar(notation.names[user])}))
+                piece = backward.paths[(user, index)]
+                step.terms.append(renderer.render(piece, named={backward.adjoints[user]: bar(user_name)}))
+                step.plain[1].append(text_renderer.render(piece, named={backward.adjoints[user]: f"d_{user_name}"}))
         if values is not None:
             adjoint_values[node] = step.value = sum(step.path_values)
         steps.append(step)
@@ -290,6 +332,13 @@ def _local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
     shown[names[Y]] = notation.value(user)
     consts = {placeholder(i): sympy_number(x.attr("value")) for i, x in enumerate(user.inputs) if x.op == "const"}
     return sp.latex(local.xreplace(consts).xreplace(names), symbol_names=shown)
+
+
+def _local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
+    binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(notation.names[x])
+               for i, x in enumerate(user.inputs)}
+    binding[Y] = sp.Symbol(notation.names[user])
+    return sp.sstr(local.xreplace(binding))
 
 
 def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:

@@ -115,28 +115,39 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     outputs = _table(data, "outputs", file)
     if not outputs:
         raise SpecError(file, "outputs", "the spec declares no output; add an [outputs] table, e.g. loss = \"mean(...)\"")
-    for name in nodes:
-        if name in outputs and outputs[name] != name:
-            raise SpecError(file, f"outputs.{name}", f"{name!r} is also a node; name the output differently")
     expressions = {f"nodes.{k}": (k, v) for k, v in nodes.items()}
+    for name, text in outputs.items():
+        if name in nodes and text != name:
+            raise SpecError(file, f"outputs.{name}", f"{name!r} is also a node; name the output differently "
+                                                      f"or write {name} = \"{name}\"")
+        if name not in nodes:
+            expressions[f"outputs.{name}"] = (name, text)
     trees = {where: _parse(text, file, where) for where, (_, text) in expressions.items()}
     values: dict[str, Node] = dict(graph.leaves)
     for where in _evaluation_order(trees, expressions, file):
         name = expressions[where][0]
-        node = _evaluate(trees[where], values, file, where)
-        values[name] = _guard(file, where, lambda: graph.let(name, node) if not node.is_leaf and node not in graph.labels
-                              else node)
-    for name, text in outputs.items():
-        where = f"outputs.{name}"
-        if not isinstance(text, str):
-            raise SpecError(file, where, f"expected an expression string, got {text!r}")
-        node = _evaluate(_parse(text, file, where), values, file, where)
-        _guard(file, where, lambda: graph.output(name, node))
+        node = _as_node(_evaluate(trees[where], values, file, where), file, where)
+        if where.startswith("outputs."):
+            values[name] = _guard(file, where, lambda: graph.output(name, node))
+        elif node.is_leaf or node in graph.labels:
+            values[name] = node
+        else:
+            values[name] = _guard(file, where, lambda: graph.let(name, node))
+    for name in outputs:
+        if name in nodes:  # an output that is a node of the same name
+            _guard(file, f"outputs.{name}", lambda: graph.output(name, values[name]))
+    graph.outputs = {name: graph.outputs[name] for name in outputs}  # the order the spec gives
     loss = model.get("loss")
     if loss is None:
         scalars = [k for k, v in graph.outputs.items() if v.shape == ()]
         loss = scalars[0] if len(scalars) == 1 else None
     return Spec(graph, loss, model.get("wrt"), model.get("predict"), model.get("target"), classes)
+
+
+def _as_node(value: Any, file: str, where: str) -> Node:
+    if not isinstance(value, Node):
+        raise SpecError(file, where, f"the expression gives {value!r}, not a graph value")
+    return value
 
 
 def _evaluation_order(trees: dict[str, ast.AST], expressions: dict, file: str) -> list[str]:

@@ -1,0 +1,238 @@
+"""The `graphcomp` command: compile, grad, graph, check and train a model spec.
+
+A spec is a TOML file (see graphcomp.spec) or a Python file that builds a gc.Graph
+(a module-level `graph`, or a `build()` function returning one). Any problem with the
+input is one line on stderr naming the file, the entry and the problem, with exit
+code 2; nothing is written then.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .codegen import CompiledModel, compile
+from .errors import GraphcompError
+from .export import FORMATS, to_networkx, write
+from .graph import Graph
+from .spec import Spec, SpecError, load
+
+TOLERANCE = 1e-6
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (GraphcompError, ValueError, OSError) as error:
+        print(f"graphcomp: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphcomp", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("compile", help="write the standalone NumPy module of a spec")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", required=True, help="the .py file to write")
+    p.add_argument("--no-simplify", action="store_true", help="emit the graph exactly as written")
+    p.set_defaults(run=_compile)
+
+    p = commands.add_parser("grad", help="print the gradient formulas")
+    p.add_argument("spec")
+    p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
+    p.add_argument("--at", help="leaf values, e.g. u=2,v=3,w=4: print the numeric derivation step by step")
+    p.set_defaults(run=_grad)
+
+    p = commands.add_parser("graph", help="export the graph (DOT, GraphML, JSON, or a PNG picture)")
+    p.add_argument("spec")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--at", help="leaf values (graphs of scalars): show each value and gradient")
+    p.set_defaults(run=_graph)
+
+    p = commands.add_parser("check", help="compare the compiled gradients with central finite differences")
+    p.add_argument("spec")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_check)
+
+    p = commands.add_parser("train", help="compile a spec and train it on a data file")
+    p.add_argument("spec")
+    p.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
+    p.add_argument("--out", default="params.npz", help="where to save the trained params")
+    p.add_argument("-o", "--output", help="also save the generated module here")
+    for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
+                       ("validation", float)):
+        p.add_argument(f"--{name}", type=kind, help="overrides the spec's [training] setting")
+    p.set_defaults(run=_train)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+
+def _compile(args: argparse.Namespace) -> int:
+    model = _compiled(read_spec(args.spec), simplify=not args.no_simplify)
+    path = model.save(args.output)
+    print(f"wrote {path}: model {model.graph.name!r}, loss {model.loss!r}, gradients for {', '.join(model.wrt)}")
+    return 0
+
+
+def _grad(args: argparse.Namespace) -> int:
+    model = _compiled(read_spec(args.spec))
+    if args.at:
+        steps = model.derivation(at=parse_values(args.at))
+        print(steps.latex() if args.latex else steps.text())
+        return 0
+    formulas = model.gradient_latex() if args.latex else model.gradient_text()
+    for formula in formulas.values():
+        print(formula)
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    spec = read_spec(args.spec)
+    at = parse_values(args.at) if args.at else None
+    model = _compiled(spec) if at is not None else None
+    view = to_networkx(spec.graph, model.loss if model else spec.loss, model.wrt if model else (), at)
+    path = write(view, args.format, args.output)
+    print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    spec = read_spec(args.spec)
+    model = _compiled(spec)
+    errors = gradient_errors(model, spec, args.seed)
+    width = max(len(name) for name in errors)
+    for name, error in errors.items():
+        print(f"{name:<{width}}  worst relative error {error:.2e}  {'ok' if error <= args.tolerance else 'FAIL'}")
+    failed = [name for name, error in errors.items() if error > args.tolerance]
+    if failed:
+        print(f"gradient check failed for {', '.join(failed)} (tolerance {args.tolerance:g})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    spec = read_spec(args.spec)
+    model = _compiled(spec)
+    if args.output:
+        model.save(args.output)
+    m = model.load()
+    data = m.load_data(args.data)
+    settings = dict(spec.training)
+    for key in ("epochs", "lr", "batch_size", "seed", "optimizer", "validation"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings.setdefault("epochs", 10)
+    settings.setdefault("lr", 0.1)
+    settings.setdefault("batch_size", 32)
+    params = m.init_params(settings.get("seed", 0))
+    print(f"training {model.graph.name!r} on {args.data}: {_settings_text(settings)}")
+    params, _ = m.train(params, data, verbose=True, **settings)
+    m.save_params(args.out, params)
+    print(f"saved params to {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------ helpers
+
+def read_spec(path: str) -> Spec:
+    """A TOML spec, or a Python file that builds a gc.Graph."""
+    if path.endswith(".py"):
+        return Spec(_graph_from_python(path), None)
+    return load(path)
+
+
+def _graph_from_python(path: str) -> Graph:
+    """Import the user's Python file (as `python FILE` would run it) and find its graph."""
+    file = Path(path)
+    if not file.exists():
+        raise SpecError(path, "", "no such file")
+    module_spec = importlib.util.spec_from_file_location(f"graphcomp_spec_{file.stem}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+        if isinstance(getattr(module, "graph", None), Graph):
+            return module.graph
+        if callable(getattr(module, "build", None)):
+            graph = module.build()
+            if isinstance(graph, Graph):
+                return graph
+    except GraphcompError as error:
+        raise SpecError(path, "", str(error)) from None
+    except Exception as error:  # noqa: BLE001 - the user's own code: report it on one line
+        raise SpecError(path, "", f"running it raised {type(error).__name__}: {error}") from None
+    graphs = [value for value in vars(module).values() if isinstance(value, Graph)]
+    if len(graphs) == 1:
+        return graphs[0]
+    raise SpecError(path, "", "define the model as a module-level `graph` (a gc.Graph) or a `build()` function returning one")
+
+
+def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
+    wrt = spec.wrt
+    return compile(spec.graph, wrt=wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
+                   target=spec.target, training=spec.training)
+
+
+def parse_values(text: str) -> dict[str, float]:
+    """"u=2,v=3,w=4" -> {"u": 2.0, "v": 3.0, "w": 4.0}."""
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, number = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            values[name.strip()] = float(number)
+        except ValueError:
+            raise ValueError(f"--at: {item!r} is not name=number (e.g. --at u=2,v=3,w=4)") from None
+    return values
+
+
+def gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
+    """Worst relative error per leaf of the compiled gradients against central differences."""
+    m = model.load()
+    rng = np.random.default_rng(seed)
+    arrays = dict(m.init_params(seed))
+    for name, leaf in spec.graph.inputs.items():
+        shape = tuple(batch if d is None else d for d in leaf.shape)
+        arrays[name] = (rng.integers(0, spec.classes[name], size=shape).astype(float) if name in spec.classes
+                        else rng.normal(size=shape))
+    for name, value in arrays.items():
+        if name in model.wrt and name in spec.graph.params:  # keep params off the zero of relu kinks
+            arrays[name] = value + rng.normal(scale=0.1, size=np.shape(value))
+    _, grads = m.gradients(**arrays)
+    loss = model.loss
+    errors = {}
+    for name, grad in grads.items():
+        numeric = _central_difference(lambda **a: m.forward(**a)[loss], arrays, name)
+        scale = max(np.max(np.abs(grad), initial=0.0), np.max(np.abs(numeric), initial=0.0), 1e-8)
+        errors[name] = float(np.max(np.abs(np.asarray(grad) - numeric), initial=0.0) / scale)
+    return errors
+
+
+def _central_difference(f, arrays: dict, name: str, eps: float = 1e-6) -> np.ndarray:
+    base = np.array(arrays[name], dtype=np.float64)
+    grad = np.zeros_like(base)
+    for index in np.ndindex(base.shape):
+        for sign in (1, -1):
+            shifted = base.copy()
+            shifted[index] += sign * eps
+            grad[index] += sign * f(**{**arrays, name: shifted})
+    return grad / (2 * eps)
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The graphcomp command and the generated module's own command line, end to end."""
+import json
+import py_compile
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from graphcomp.cli import main
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_compile_writes_a_module_that_compiles(tmp_path, capsys):
+    out = tmp_path / "fuv_model.py"
+    code, stdout, _ = run(capsys, "compile", EXAMPLES / "fuv.toml", "-o", out)
+    assert code == 0 and "wrote" in stdout
+    py_compile.compile(str(out), doraise=True)
+
+
+def test_compile_accepts_a_python_file_that_builds_a_graph(tmp_path, capsys):
+    source = tmp_path / "model.py"
+    source.write_text(textwrap.dedent("""
+        import graphcomp as gc
+        graph = gc.Graph("py")
+        a = graph.input("a")
+        graph.output("y", a * a * 3)
+    """))
+    code, _, _ = run(capsys, "compile", source, "-o", tmp_path / "out.py")
+    assert code == 0
+    code, stdout, _ = run(capsys, "grad", source)
+    assert stdout.strip() == "dy/da = 6*a"
+    broken = tmp_path / "broken.py"
+    broken.write_text("import graphcomp as gc\nraise RuntimeError('no model today')\n")
+    code, _, err = run(capsys, "compile", broken, "-o", tmp_path / "never.py")
+    assert code == 2 and "RuntimeError: no model today" in err and not (tmp_path / "never.py").exists()
+
+
+def test_grad_prints_formulas_and_the_numeric_derivation(capsys):
+    _, stdout, _ = run(capsys, "grad", EXAMPLES / "fuv.toml")
+    assert stdout.splitlines() == ["df/du = w", "df/dv = w", "df/dw = u + v"]
+    _, stdout, _ = run(capsys, "grad", EXAMPLES / "fuv.toml", "--latex")
+    assert stdout.splitlines()[0] == r"\frac{\partial f}{\partial u} = w"
+    _, stdout, _ = run(capsys, "grad", EXAMPLES / "fuv.toml", "--at", "u=2,v=3,w=4")
+    assert "df/du = 1 * df/dt1 = 1 * 4 = 4" in stdout.splitlines()
+    code, _, err = run(capsys, "grad", EXAMPLES / "fuv.toml", "--at", "u=2,v")
+    assert code == 2 and "'v' is not name=number" in err
+
+
+def test_graph_exports_through_networkx(tmp_path, capsys):
+    at = ["--at", "u=2,v=3,w=4"]
+    for fmt in ("dot", "graphml", "json", "png"):
+        out = tmp_path / f"fuv.{fmt}"
+        code, _, err = run(capsys, "graph", EXAMPLES / "fuv.toml", "--format", fmt, "-o", out, *at)
+        assert code == 0, err
+    view = nx.read_graphml(tmp_path / "fuv.graphml")
+    assert view.nodes["t1"]["formula"] == "t1 = u + v"
+    assert view.nodes["u"]["value"] == 2.0 and view.nodes["u"]["gradient"] == 4.0
+    assert view.nodes["f"]["value"] == 20.0 and set(view.successors("t1")) == {"f"}
+    data = json.loads((tmp_path / "fuv.json").read_text())
+    assert {n["id"]: n["op"] for n in data["nodes"]} == {"u": "input", "v": "input", "t1": "add", "w": "input", "f": "mul"}
+    assert '"t1" -> "f";' in (tmp_path / "fuv.dot").read_text()
+    assert (tmp_path / "fuv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_check_compares_with_finite_differences(capsys):
+    code, stdout, _ = run(capsys, "check", EXAMPLES / "digits.toml")
+    assert code == 0
+    assert [line.split()[0] for line in stdout.splitlines()] == ["W1", "b1", "W2", "b2"]
+    assert all(line.endswith("ok") for line in stdout.splitlines())
+    code, _, err = run(capsys, "check", EXAMPLES / "fuv.toml", "--tolerance", "0")
+    assert code == 1 and "gradient check failed" in err
+
+
+def test_train_reaches_95_percent_on_held_out_digits(tmp_path, capsys):
+    out = tmp_path / "params.npz"
+    code, stdout, err = run(capsys, "train", EXAMPLES / "digits.toml", "--data", EXAMPLES / "data" / "digits.npz",
+                            "--out", out, "-o", tmp_path / "digits_model.py")
+    assert code == 0, err
+    last = [line for line in stdout.splitlines() if line.startswith("epoch")][-1]
+    val_accuracy = float(last.split("val accuracy ")[1].split("%")[0]) / 100
+    assert val_accuracy >= 0.95, last
+    assert set(np.load(out).files) == {"W1", "b1", "W2", "b2"}
+
+
+def test_the_generated_module_trains_and_predicts_from_its_own_command_line(tmp_path, capsys):
+    module = tmp_path / "xor_model.py"
+    assert main(["compile", str(EXAMPLES / "xor.toml"), "-o", str(module)]) == 0
+    params = tmp_path / "xor.npz"
+    data = EXAMPLES / "data" / "xor.csv"
+    trained = subprocess.run([sys.executable, str(module), "train", "--data", str(data), "--out", str(params)],
+                             capture_output=True, text=True, check=True)
+    assert "epoch 1000/1000" in trained.stdout and "accuracy 100.00%" in trained.stdout
+    predicted = subprocess.run([sys.executable, str(module), "predict", "--params", str(params), "--data", str(data)],
+                               capture_output=True, text=True, check=True)
+    assert [float(v) > 0.5 for v in predicted.stdout.split()] == [False, True, True, False]
+    failed = subprocess.run([sys.executable, str(module), "predict", "--params", str(tmp_path / "none.npz"),
+                             "--data", str(data)], capture_output=True, text=True)
+    assert failed.returncode == 2 and failed.stderr.startswith("error:") and "Traceback" not in failed.stderr
+
+
+def test_custom_loss_spec_fits_through_outliers(tmp_path, capsys):
+    out = tmp_path / "params.npz"
+    code, _, err = run(capsys, "train", EXAMPLES / "custom_loss.toml", "--data", EXAMPLES / "data" / "outliers.csv",
+                       "--out", out)
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(out)["w"], [1.5, -2.0, 0.5], atol=0.1)
