@@ -102,6 +102,7 @@ def _graph(args: argparse.Namespace) -> int:
     at = parse_values(args.at) if args.at else None
     model = _compiled(spec) if at is not None else None
     view = to_networkx(spec.graph, model.loss if model else spec.loss, model.wrt if model else (), at)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     path = write(view, args.format, args.output)
     print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")
     return 0
@@ -138,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     params = m.init_params(settings.get("seed", 0))
     print(f"training {model.graph.name!r} on {args.data}: {_settings_text(settings)}")
     params, _ = m.train(params, data, verbose=True, **settings)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     m.save_params(args.out, params)
     print(f"saved params to {args.out}")
     return 0

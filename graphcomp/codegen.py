@@ -61,6 +61,7 @@ class CompiledModel:
     def save(self, path: str | Path) -> Path:
         """Write the generated module to `path` (a .py file)."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.source, encoding="utf-8")
         self._path = path
         return path
