@@ -26,7 +26,7 @@ from .graph import Graph, Node, format_shape, toposort
 from .naming import Namer
 from .ops import OPS, scalar_expr
 from .passes import optimize
-from .printing import helpers_in, number_text, numpy_text, sympy_number
+from .printing import helpers_in, number_text, numpy_text, plain_text, sympy_number
 from .simplify import Y, local_derivative, placeholder
 
 # Module-level names of the generated file; a user's value never takes them.
@@ -303,7 +303,7 @@ class _Module:
         binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(self.name(x), real=True)
                    for i, x in enumerate(owner.inputs)}
         binding[Y] = sp.Symbol(self.name(owner), real=True)
-        return sp.sstr(local.xreplace(binding))
+        return plain_text(local.xreplace(binding))
 
     # ---- the whole module ---------------------------------------------
     def context(self) -> dict:

@@ -20,7 +20,7 @@ from .autodiff import Backward, reverse_mode
 from .errors import GraphError
 from .graph import Graph, Node, format_shape, toposort
 from .ops import OPS, scalar_expr
-from .printing import sympy_number
+from .printing import plain_text, sympy_number
 from .simplify import Y, local_derivative, placeholder, stable_form
 
 # Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
@@ -93,6 +93,23 @@ def _signed(value: float) -> str:
     return rf"\left({text}\right)" if value < 0 else text
 
 
+def _grouped_text(text: str) -> str:
+    """Parenthesise a compound plain-text operand; names and calls such as f(x) stay bare."""
+    call = re.fullmatch(r"[A-Za-z_]\w*\((.*)\)", text)
+    if text.isidentifier() or (call and _balanced(call.group(1))):
+        return text
+    return f"({text})"
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _number_text(value: float) -> str:
     value = float(value)
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
@@ -123,7 +140,7 @@ def gradient_text(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, st
     loss_node = graph.outputs[loss]
     if _is_scalar(graph, loss_node):
         expression = _closed_form(loss_node)
-        return {name: f"d{loss}/d{name} = {sp.sstr(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
+        return {name: f"d{loss}/d{name} = {plain_text(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
                 for name in wrt}
     backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
     renderer = _AdjointRenderer(Notation(graph), backward, stop_at_named=True, plain=True)
@@ -183,7 +200,7 @@ class _AdjointRenderer:
                 args.append(x.attr("value"))
             else:
                 text = self.render(x, top=False, named=named)
-                args.append((text if text.isidentifier() else f"({text})") if self.plain else _grouped(text))
+                args.append(_grouped_text(text) if self.plain else _grouped(text))
         if self.plain:
             return OPS[node.op].text(node, tuple(str(a) if not isinstance(a, str) else a for a in args))
         return OPS[node.op].latex(node, tuple(args))
@@ -338,7 +355,7 @@ def _local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
     binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(notation.names[x])
                for i, x in enumerate(user.inputs)}
     binding[Y] = sp.Symbol(notation.names[user])
-    return sp.sstr(local.xreplace(binding))
+    return plain_text(local.xreplace(binding))
 
 
 def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:

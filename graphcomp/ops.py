@@ -25,7 +25,7 @@ import sympy as sp
 
 from .errors import DifferentiationError, ShapeError
 from .graph import Node, Shape, apply, format_shape, shapes_text
-from .printing import number_text, numpy_text, sympy_number
+from .printing import number_text, numpy_text, plain_text, sympy_number
 from .simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 
 ShapeRule = Callable[[tuple, dict], Shape]
@@ -214,7 +214,7 @@ def _generic_emit(node: Node, args: tuple) -> str:
 
 
 def _generic_text(node: Node, args: tuple) -> str:
-    return str(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
+    return plain_text(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
 
 
 # A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.str import StrPrinter
 
 from .errors import DifferentiationError
 from .simplify import sigmoid
@@ -74,7 +75,24 @@ class NumPyCodePrinter(NumPyPrinter):
         return f"np.abs({self._print(expr.args[0])})"
 
 
+class TextPrinter(StrPrinter):
+    """Formulas as plain text for comments and the terminal: where(c, a, b) for piecewise."""
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        *branches, (last, _) = expr.args
+        text = self._print(last)
+        for value, cond in reversed(branches):
+            text = f"where({self._print(cond)}, {self._print(value)}, {text})"
+        return text
+
+
 _PRINTER = NumPyCodePrinter()
+_TEXT = TextPrinter()
+
+
+def plain_text(expr: sp.Expr) -> str:
+    """A formula as a person types it: h*(1 - h), where(a > 0, 1, 0)."""
+    return _TEXT.doprint(expr)
 
 
 def numpy_text(expr: sp.Expr) -> str:
