@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from .errors import DifferentiationError
@@ -54,6 +55,12 @@ class NumPyCodePrinter(NumPyPrinter):
         *branches, (last, condition) = expr.args
         if condition is not sp.true:
             raise DifferentiationError(f"piecewise formula {expr} has no default branch")
+        if len(branches) == 1 and last == 0:
+            value, cond = branches[0]
+            if cond == (value > 0):
+                return f"np.maximum({self._print(value)}, 0)"  # relu
+            # a masked value, as in relu's derivative: several times faster than np.where
+            return f"{self.parenthesize(value, precedence(sp.Mul(2, value, evaluate=False)))} * ({self._print(cond)})"
         text = self._print(last)
         for value, cond in reversed(branches):
             text = f"np.where({self._print(cond)}, {self._print(value)}, {text})"

@@ -91,7 +91,7 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     plain = _tidy(sp.diff(expr, x))
     best, best_cost = plain, sp.count_ops(plain)
     raw = in_exponentials(plain)
-    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr, x, raw)
+    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr, x, raw) + _sign_of_output(plain)
     if stable_form(expr) != expr:  # typed out as e.g. (e^(2a) - 1)/(e^(2a) + 1): invert tanh a
         candidates += _through_output(stable_form(expr), x, raw)
     for candidate in candidates:
@@ -99,6 +99,15 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
         if cost < best_cost and _no_new_poles(candidate, raw) and _agrees(candidate, raw, expr):
             best, best_cost = candidate, cost
     return best
+
+
+def _sign_of_output(plain: sp.Expr) -> list[sp.Expr]:
+    """For a piecewise derivative with conditions u > 0 (relu, leaky relu, ... of a formula u), the same
+    derivative with y > 0 in their place, which reuses the output; kept only where it agrees."""
+    conditions = {c for c in plain.atoms(sp.core.relational.Relational) if c.rhs == 0 and c.lhs != Y}
+    if not conditions:
+        return []
+    return [plain.xreplace({c: c.func(Y, 0) for c in conditions})]
 
 
 def _no_new_poles(candidate: sp.Expr, plain: sp.Expr) -> bool:
