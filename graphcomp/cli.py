@@ -19,6 +19,7 @@ import numpy as np
 from .codegen import CompiledModel, compile
 from .errors import GraphcompError
 from .export import FORMATS, to_networkx, write
+from .gradcheck import gradient_errors
 from .graph import Graph
 from .spec import Spec, SpecError, load
 
@@ -111,7 +112,7 @@ def _graph(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     model = _compiled(spec)
-    errors = gradient_errors(model, spec, args.seed)
+    errors = spec_gradient_errors(model, spec, args.seed)
     width = max(len(name) for name in errors)
     for name, error in errors.items():
         print(f"{name:<{width}}  worst relative error {error:.2e}  {'ok' if error <= args.tolerance else 'FAIL'}")
@@ -199,8 +200,9 @@ def parse_values(text: str) -> dict[str, float]:
     return values
 
 
-def gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
-    """Worst relative error per leaf of the compiled gradients against central differences."""
+def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
+    """Worst relative error per leaf of the compiled gradients against central differences, at random
+    inputs (integer labels for inputs with `classes`) and the model's initial params."""
     m = model.load()
     rng = np.random.default_rng(seed)
     arrays = dict(m.init_params(seed))
@@ -208,28 +210,9 @@ def gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int 
         shape = tuple(batch if d is None else d for d in leaf.shape)
         arrays[name] = (rng.integers(0, spec.classes[name], size=shape).astype(float) if name in spec.classes
                         else rng.normal(size=shape))
-    for name, value in arrays.items():
-        if name in model.wrt and name in spec.graph.params:  # keep params off the zero of relu kinks
-            arrays[name] = value + rng.normal(scale=0.1, size=np.shape(value))
-    _, grads = m.gradients(**arrays)
-    loss = model.loss
-    errors = {}
-    for name, grad in grads.items():
-        numeric = _central_difference(lambda **a: m.forward(**a)[loss], arrays, name)
-        scale = max(np.max(np.abs(grad), initial=0.0), np.max(np.abs(numeric), initial=0.0), 1e-8)
-        errors[name] = float(np.max(np.abs(np.asarray(grad) - numeric), initial=0.0) / scale)
-    return errors
-
-
-def _central_difference(f, arrays: dict, name: str, eps: float = 1e-6) -> np.ndarray:
-    base = np.array(arrays[name], dtype=np.float64)
-    grad = np.zeros_like(base)
-    for index in np.ndindex(base.shape):
-        for sign in (1, -1):
-            shifted = base.copy()
-            shifted[index] += sign * eps
-            grad[index] += sign * f(**{**arrays, name: shifted})
-    return grad / (2 * eps)
+    for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
+        arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
+    return gradient_errors(m, arrays, model.loss)
 
 
 def _settings_text(settings: dict) -> str:

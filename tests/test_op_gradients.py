@@ -110,3 +110,13 @@ def test_op_gradient_matches_finite_differences(shapes, build, domain):
     arrays = {x.name: rng.uniform(*domain, size=concrete(x.shape)) for x in operands}
     arrays["r"] = rng.normal(size=concrete(out.shape))
     check_gradients(m, arrays, "loss")
+
+
+def test_the_finite_difference_reference_itself():
+    from gradcheck import numeric_gradient, relative_error
+
+    x = np.array([[0.3, -1.2], [2.0, 0.5]])
+    np.testing.assert_allclose(numeric_gradient(lambda x: float(np.sum(np.sin(x) * x)), {"x": x}, "x"),
+                               np.cos(x) * x + np.sin(x), rtol=1e-8)
+    assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0
+    assert relative_error([1.0, 2.2], [1.0, 2.0]) == pytest.approx(0.2 / 2.2)
