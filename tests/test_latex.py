@@ -1,5 +1,4 @@
 """Formulas a person reads: golden strings for the seeds' examples, and every string rendered by KaTeX."""
-import numpy as np
 import pytest
 
 import graphcomp as gc
