@@ -29,8 +29,10 @@ from .passes import optimize
 from .printing import helpers_in, number_text, numpy_text, plain_text, sympy_number
 from .simplify import Y, local_derivative, placeholder
 
-# Module-level names of the generated file; a user's value never takes them.
-MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED")
+# Names the generated file uses itself (module constants, and the locals of forward/gradients):
+# a user's value that has one of them gets a variable with a trailing underscore instead.
+MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
+                "THRESHOLD", "TRAINING", "arrays", "outputs", "grads")
 DTYPES = ("float64", "float32")
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
 INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
@@ -206,9 +208,8 @@ class _Module:
     # ---- names and operands ------------------------------------------
     def name(self, node: Node) -> str:
         if node not in self.names:
-            self.names[node] = self._backward_name(node) if node not in self.forward_nodes else None
-            if self.names[node] is None:
-                self.names[node] = self._fresh_temporary()
+            backward_name = None if node in self.forward_nodes else self._backward_name(node)
+            self.names[node] = backward_name or self._fresh_temporary()
         return self.names[node]
 
     def _fresh_temporary(self) -> str:
@@ -275,8 +276,7 @@ class _Module:
         The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
         """
         has_adjoint = self.backward is not None and node in self.backward.adjoints
-        return (node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
-                and (node not in self.names or self.names[node] is None))
+        return node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint and node not in self.names
 
     def formula(self, node: Node, inlined: dict[Node, str]) -> str:
         args = tuple(self.operand(x, inlined) for x in node.inputs)

@@ -143,9 +143,10 @@ def test_train_checks_its_settings():
 
 def test_names_that_shadow_python_or_numpy_still_work():
     g = gc.Graph("shadow")
-    np_, total, LOSS = g.input("np"), g.input("sum"), g.input("LOSS")
-    g.output("input", np_ * total + LOSS)
-    model = gc.compile(g)
-    outputs, grads = model.load().gradients(np=2.0, sum=3.0, LOSS=1.0)
-    assert outputs == {"input": 7.0}
-    assert grads == {"np": 3.0, "sum": 2.0, "LOSS": 1.0}
+    np_, total, LOSS, grads_ = g.input("np"), g.input("sum"), g.input("LOSS"), g.input("grads")
+    g.output("input", np_ * total + LOSS * grads_)
+    g.output("outputs", np_ * 1)
+    model = gc.compile(g, loss="input")
+    outputs, grads = model.load().gradients(np=2.0, sum=3.0, LOSS=1.0, grads=5.0)
+    assert outputs == {"input": 11.0, "outputs": 2.0}
+    assert grads == {"np": 3.0, "sum": 2.0, "LOSS": 5.0, "grads": 1.0}
