@@ -202,8 +202,16 @@ class _Module:
         self.adjoint_of: dict[Node, Node] = {}
         self.paths_into: dict[Node, int] = {}
         if backward is not None:
-            for forward, adjoint in backward.adjoints.items():  # reversed topological order
+            # An adjoint shared by several values is named after the one nearest the loss
+            # (d_t1 rather than d_u for t1 = u + v), or else the first leaf declared.
+            shared = sorted(backward.adjoints.items(), key=lambda item: item[0].is_leaf)  # stable: keeps order
+            for forward, adjoint in shared:
+                if forward.is_leaf:
+                    break
                 self.adjoint_of.setdefault(adjoint, forward)
+            for leaf in graph.leaves.values():
+                if leaf in backward.adjoints:
+                    self.adjoint_of.setdefault(backward.adjoints[leaf], leaf)
 
     # ---- names and operands ------------------------------------------
     def name(self, node: Node) -> str:
@@ -293,11 +301,14 @@ class _Module:
         into = b.flows_into.get(node)
         if into is None:
             return text
+        # every operand this line is the gradient path into (u and v share one in f = w*(u + v))
+        indices = [i for i, x in enumerate(owner.inputs) if b.paths.get((owner, i)) is node] or [owner.inputs.index(into)]
+        operands = list(dict.fromkeys(self.name(owner.inputs[i]) for i in indices))
         if OPS[owner.op].elementwise:
-            index = owner.inputs.index(into)
-            local = local_derivative(scalar_expr(owner), index)
-            return f"{text}; d{self.name(owner)}/d{self.name(into)} = {self._local_text(owner, local)}"
-        return f"{text}; into {self.name(into)}"
+            local = local_derivative(scalar_expr(owner), indices[0])
+            partials = " = ".join(f"d{self.name(owner)}/d{name}" for name in operands)
+            return f"{text}; {partials} = {self._local_text(owner, local)}"
+        return f"{text}; into {', '.join(operands)}"
 
     def _local_text(self, owner: Node, local: sp.Expr) -> str:
         binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(self.name(x), real=True)
