@@ -7,7 +7,10 @@ def test_f_equals_u_plus_v_times_w():
     g = gc.Graph("fuv")
     u, v, w = g.input("u"), g.input("v"), g.input("w")
     g.output("f", (u + v) * w)
-    m = gc.compile(g, wrt=["u", "v", "w"]).load()
+    model = gc.compile(g, wrt=["u", "v", "w"])
+    assert "    d_u = w  # f = w*(u + v); df/du = df/dv = w\n" in model.source  # as the README shows
+    assert "    d_t1 = w  # f = t1 * w; df/dt1 = w\n" in gc.compile(g, simplify=False).source
+    m = model.load()
     assert m.forward(u=2.0, v=3.0, w=4.0) == {"f": 20.0}
     assert m.gradients(u=2.0, v=3.0, w=4.0) == ({"f": 20.0}, {"u": 4.0, "v": 4.0, "w": 5.0})
 
@@ -37,3 +40,14 @@ def test_default_wrt_is_params_else_inputs():
     a = h.input("a")
     h.output("y", a * a)
     assert gc.compile(h).wrt == ("a",)
+
+
+def test_unusual_but_valid_graphs():
+    g = gc.Graph("odd")
+    x, w, unused = g.input("x", (None, 2)), g.param("w", (2,)), g.param("unused", (3,))
+    g.output("x_again", x)
+    g.output("loss", gc.sum(x @ w))
+    m = gc.compile(g, loss="loss").load()
+    outputs, grads = m.gradients(x=[[1.0, 2.0]], w=[0.5, 0.5], unused=[0.0, 0.0, 0.0])
+    assert outputs["x_again"].tolist() == [[1.0, 2.0]] and outputs["loss"] == 1.5
+    assert grads["w"].tolist() == [1.0, 2.0] and grads["unused"].tolist() == [0.0, 0.0, 0.0]

@@ -131,3 +131,24 @@ def test_the_command_reports_a_bad_spec_without_a_traceback(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"graphcomp: error: {path}: outputs.y: syntax error in 'x +'"]
+
+
+def test_mlp_shorthand_builds_and_trains(tmp_path):
+    s = spec.load(write(tmp_path, """
+        [model]
+        kind = "mlp"
+        inputs = 2
+        layers = [16, 3]
+        activation = "tanh"
+        [training]
+        lr = 0.5
+    """))
+    assert (s.loss, s.predict, s.target, s.classes) == ("loss", "logits", "labels", {"labels": 3})
+    assert s.graph.params["W1"].shape == (2, 16) and s.graph.params["W2"].shape == (16, 3)
+    m = gc.compile(s.graph, loss=s.loss, predict=s.predict, target=s.target).load()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 2))
+    labels = (x[:, 0] > 0).astype(float) + (x[:, 1] > 0)
+    records = []
+    m.train(m.init_params(), {"x": x, "labels": labels}, epochs=40, lr=0.5, batch_size=16, on_epoch=records.append)
+    assert records[-1]["accuracy"] > 0.9
