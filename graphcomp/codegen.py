@@ -136,7 +136,7 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     _check_scoring(graph, predict, target)
     source_graph = graph
     if simplify:
-        graph = optimize(graph)
+        graph = optimize(graph, wrt=wrt_leaves)
     backward = None
     if loss_name is not None and graph.outputs[loss_name].shape == ():
         backward = reverse_mode(graph.outputs[loss_name], wrt_leaves)

@@ -103,12 +103,17 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True) -> Graph:
-    """The graph with stable rewrites applied and elementwise chains fused."""
+def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True,
+             wrt: Iterable[Node] | None = None) -> Graph:
+    """The graph with stable rewrites applied and elementwise chains fused.
+
+    wrt: the leaves gradients will be taken for (default: all); fusion only weighs the
+    derivatives that the backward pass will compute.
+    """
     mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules))
     graph = graph.remapped(mapping)
     if fuse_elementwise:
-        graph = graph.remapped(fuse_chains(graph))
+        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt)))
     return graph
 
 
@@ -141,7 +146,7 @@ def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
     return rebuild(roots, transform)
 
 
-def fuse_chains(graph: Graph) -> dict[Node, Node]:
+def fuse_chains(graph: Graph, wrt: set[Node]) -> dict[Node, Node]:
     """Merge elementwise nodes into one formula where that makes the code leaner or stabler.
 
     Two ways of growing a fused region from each elementwise node are tried:
@@ -150,15 +155,19 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
       log(1 + e^a) is softplus a, 1/(1 + e^(-a)) is σ(a);
     - stepwise: take in single-use values one by one, each only if the fused formula still
       differentiates without evaluating exp, tanh, ... again (see `_fused`).
-    Values the user named and outputs always stay nodes of their own.
+    Values the user named and outputs always stay nodes of their own. Only derivatives with
+    respect to values that depend on a `wrt` leaf are weighed: the backward pass needs no others.
     """
     roots = list(graph.outputs.values()) + list(graph.labels)
     order = toposort(roots)
     uses: dict[Node, int] = {}
+    varying: set[Node] = set()
     for node in order:
         for x in node.inputs:
             uses[x] = uses.get(x, 0) + 1
-    regions = _Regions(uses, set(roots))
+        if node in wrt or any(x in varying for x in node.inputs):
+            varying.add(node)
+    regions = _Regions(uses, set(roots), varying)
     new: dict[Node, Node] = {}
     for node in order:
         if node.is_leaf:
@@ -170,6 +179,8 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
             fused = regions.whole(node, new)
             if fused is None:
                 fused = regions.stepwise(node, new)
+            else:  # later nodes may take this whole formula in, step by step
+                regions.steps[node] = regions.wholes[node]
             if fused is not None:
                 new[node] = fused
     return new
@@ -178,8 +189,8 @@ def fuse_chains(graph: Graph) -> dict[Node, Node]:
 class _Regions:
     """Fused regions: for each elementwise node, its formula over the values outside its region."""
 
-    def __init__(self, uses: dict[Node, int], kept: set[Node]) -> None:
-        self.uses, self.kept = uses, kept
+    def __init__(self, uses: dict[Node, int], kept: set[Node], varying: set[Node]) -> None:
+        self.uses, self.kept, self.varying = uses, kept, varying
         self.fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
         self.wholes: dict[Node, tuple] = {}   # node -> (expr, frontier, region), grown as far as possible
         self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
@@ -201,7 +212,8 @@ class _Regions:
         self.wholes[node] = (expr, frontier, region)
         if len(region) == 1 or stable_form(_folded(expr, frontier)) == _folded(expr, frontier):
             return None
-        return _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape)
+        return _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape,
+                      differentiated={new[x] for x in frontier.values() if x in self.varying})
 
     def stepwise(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
         current, fused, rejected = self.own(node), None, set()
@@ -213,7 +225,8 @@ class _Regions:
                     trial = _absorb(current, symbol, self.steps[x])
                     # softplus differentiates to σ anyway: a region holding one may recompute σ.
                     allowed = (sigmoid,) if any(r.op == "softplus" for r in trial[2]) else ()
-                    node_for_trial = _fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape, allowed)
+                    node_for_trial = _fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape, allowed,
+                                            {new[y] for y in trial[1].values() if y in self.varying})
                     if node_for_trial is None:
                         rejected.add(symbol)
                         continue
@@ -235,7 +248,8 @@ def _folded(expr: sp.Expr, frontier: dict[sp.Symbol, Node]) -> sp.Expr:
     return expr.xreplace({s: sympy_number(x.attr("value")) for s, x in frontier.items() if x.op == "const"})
 
 
-def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple = ()) -> Optional[Node]:
+def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple = (),
+           differentiated: set[Node] | None = None) -> Optional[Node]:
     """One node for `expr`, unless fusing would cost more than it saves.
 
     A fused formula must still differentiate through its output or through cheap
@@ -256,6 +270,6 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple 
     if whole != expr:
         allowed = (sigmoid, softplus)
     if any(recomputes_functions(local_derivative(formula, i), allowed)
-           for i, x in enumerate(fused.inputs) if x.op != "const"):
+           for i, x in enumerate(fused.inputs) if x.op != "const" and (differentiated is None or x in differentiated)):
         return None
     return fused

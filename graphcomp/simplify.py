@@ -91,7 +91,8 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     plain = _tidy(sp.diff(expr, x))
     best, best_cost = plain, sp.count_ops(plain)
     raw = in_exponentials(plain)
-    candidates = [stable_form(plain), stable_form(raw)] + _through_output(expr, x, raw) + _sign_of_output(plain)
+    candidates = ([stable_form(plain), stable_form(raw), _sigmoid_of_positive(plain)]
+                  + _through_output(expr, x, raw) + _sign_of_output(plain))
     if stable_form(expr) != expr:  # typed out as e.g. (e^(2a) - 1)/(e^(2a) + 1): invert tanh a
         candidates += _through_output(stable_form(expr), x, raw)
     for candidate in candidates:
@@ -99,6 +100,14 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
         if cost < best_cost and _no_new_poles(candidate, raw) and _agrees(candidate, raw, expr):
             best, best_cost = candidate, cost
     return best
+
+
+def _sigmoid_of_positive(expr: sp.Expr) -> sp.Expr:
+    """σ(-u) written as 1 - σ(u), then expanded: the binary cross-entropy of σ(z) differentiates to
+    -y σ(-z) + (1 - y) σ(z), which this turns into σ(z) - y."""
+    flipped = expr.replace(lambda e: isinstance(e, sigmoid) and e.args[0].could_extract_minus_sign(),
+                           lambda e: 1 - sigmoid(-e.args[0]))
+    return sp.expand(flipped) if flipped != expr else expr
 
 
 def _sign_of_output(plain: sp.Expr) -> list[sp.Expr]:
