@@ -14,6 +14,7 @@ from . import losses
 from .losses import *  # noqa: F403 - softmax family and losses
 from . import nn
 from .nn import mlp
+from .autodiff import grad
 from .codegen import CompiledModel, compile
 
 __all__ = [
@@ -21,5 +22,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
-    "mlp",
+    "mlp", "grad",
 ]

@@ -5,7 +5,8 @@ goes through the graph in reversed topological order, keeps one adjoint per
 node, and sums the contributions of a node used more than once (the seeds'
 "duplicate" module). Only nodes on a path from a wrt leaf to the loss are
 visited. Because the result is ordinary IR, the printers, the code generator
-and a second differentiation all work on it unchanged.
+and a second differentiation (Hessian-vector products, through every op that
+has a rule) all work on it unchanged.
 """
 from __future__ import annotations
 
@@ -101,3 +102,15 @@ def _claim_new_nodes(piece: Node, owner: Node, forward: set[Node], result: Backw
             continue
         result.made_by[node] = owner
         stack.extend(node.inputs)
+
+
+def grad(loss: Node, wrt: Sequence[Node]) -> list[Node]:
+    """The gradient of a scalar `loss` with respect to each of `wrt`, as graph values.
+
+    They can be used like any other value: output, combined, differentiated again
+    (gc.sum(gc.grad(loss, [W])[0] * v) differentiated for W is a Hessian-vector product).
+    """
+    if not isinstance(loss, Node) or any(not isinstance(x, Node) for x in wrt):
+        raise DifferentiationError("gc.grad takes a graph value and a list of graph values")
+    backward = reverse_mode(loss, list(wrt))
+    return [backward.gradients[x] for x in wrt]

@@ -137,3 +137,24 @@ def test_rnn_gradient_is_the_sum_of_the_per_step_contributions():
 def test_rnn_learns_the_sequence_mean(tmp_path):
     test_loss, baseline = rnn_mean.main(tmp_path)
     assert test_loss < 0.1 * baseline
+
+
+def test_gradients_are_graph_values_that_differentiate_again():
+    # Hessian-vector product: d/dW of sum(dL/dW * v), against central differences of the gradient.
+    g = gc.Graph("hvp")
+    x, v = g.input("x", (None, 3)), g.input("v", (3, 2))
+    W = g.param("W", (3, 2))
+    loss = gc.mean(gc.tanh(x @ W) ** 2)
+    (dW,) = gc.grad(loss, [W])
+    g.output("hv", gc.sum(dW * v))
+    m = gc.compile(g, wrt=["W"], loss="hv").load()
+    rng = np.random.default_rng(0)
+    X, W0, V = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    _, grads = m.gradients(x=X, W=W0, v=V)
+
+    def gradient(Wv):
+        h = np.tanh(X @ Wv)
+        return X.T @ (2 * h * (1 - h ** 2) / h.size)
+
+    eps = 1e-6
+    np.testing.assert_allclose(grads["W"], (gradient(W0 + eps * V) - gradient(W0 - eps * V)) / (2 * eps), atol=1e-8)
