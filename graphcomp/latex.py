@@ -282,7 +282,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     f = symbol(loss)
     adjoint_values: dict[Node, float] = {}
     steps = []
-    for node in _backprop_order(loss_node, backward, consumers):
+    for node in _backprop_order(loss_node, list(graph.leaves.values()), consumers):
         name = notation.names[node]
         lhs = partial(f, symbol(name)) if scalar else bar(name)
         plain_lhs = f"d{loss}/d{name}" if scalar else f"d_{name}"
@@ -327,18 +327,24 @@ def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, in
     return users
 
 
-def _backprop_order(loss: Node, backward: Backward, consumers) -> list[Node]:
-    """Values in the order backprop finishes them: a value as soon as all its users are done."""
+def _backprop_order(loss: Node, leaves: list[Node], consumers) -> list[Node]:
+    """Values in the order backprop finishes them: a value as soon as all its users are done.
+
+    Among the values one node makes ready, leaves come first in declaration order, then the
+    others from the last operand back, as on the slides: f = t1 w gives f, w, t1, then u, v.
+    """
     waiting = {x: len(uses) for x, uses in consumers.items()}
     order, queue = [], [loss]
     while queue:
         node = queue.pop(0)
         order.append(node)
-        for x in reversed(node.inputs):
+        ready = []
+        for x in dict.fromkeys(reversed(node.inputs)):
             if x in waiting:
-                waiting[x] -= 1
+                waiting[x] -= node.inputs.count(x)
                 if waiting[x] == 0:
-                    queue.append(x)
+                    ready.append(x)
+        queue += sorted((x for x in ready if x.is_leaf), key=leaves.index) + [x for x in ready if not x.is_leaf]
     return [n for n in order if n.op != "const"]
 
 
