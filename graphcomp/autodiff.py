@@ -16,7 +16,7 @@ from typing import Sequence
 import sympy as sp
 
 from .errors import DifferentiationError
-from .graph import Node, apply, format_shape, toposort
+from .graph import Node, apply, constant, format_shape, toposort
 from .ops import OPS, fuse
 
 
@@ -41,7 +41,7 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
     order = toposort([loss])
     depends = _depending_on(order, set(wrt))
     forward = set(order)
-    seed = Node("const", (), (("value", 1),), ())  # ∂loss/∂loss
+    seed = constant(1)  # ∂loss/∂loss
     parts: dict[Node, list[Node]] = {loss: [seed]} if loss in depends else {}
     result = Backward(loss, {}, {})
 

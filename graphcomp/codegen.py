@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 import itertools
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,9 +405,7 @@ def _fans(shape: tuple) -> tuple[int, int]:
         return 1, 1
     if len(shape) == 1:
         return shape[0], shape[0]
-    receptive = 1
-    for d in shape[2:]:
-        receptive *= d
+    receptive = math.prod(shape[2:])
     if len(shape) == 2:
         return shape[0], shape[1]
     return shape[1] * receptive, shape[0] * receptive

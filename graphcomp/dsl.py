@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import math
 from typing import Any
 
 from .errors import GraphError, ShapeError
@@ -114,10 +115,7 @@ def flatten(x: Node) -> Node:
     """Every axis after the first merged into one: (N, C, H, W) -> (N, C*H*W)."""
     if x.ndim < 2:
         return x
-    size = 1
-    for d in x.shape[1:]:
-        size *= d
-    return reshape(x, (x.shape[0], size))
+    return reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
 
 def concat(xs: Any, axis: int = -1) -> Node:

@@ -92,13 +92,17 @@ def format_shape(shape: Shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def constant(value: int | float) -> Node:
+    """A constant leaf; whole numbers stay ints, so that they print as `2`, not `2.0`."""
+    return Node("const", (), (("value", value),), ())
+
+
 def as_node(value: Any) -> Node:
     """A node as is, a real Python/NumPy number as a constant leaf; anything else is an error."""
     if isinstance(value, Node):
         return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = int(value) if isinstance(value, numbers.Integral) else float(value)
-        return Node("const", (), (("value", number),), ())
+        return constant(int(value) if isinstance(value, numbers.Integral) else float(value))
     raise GraphError(f"cannot use a {type(value).__name__} ({value!r}) in a graph: "
                      "only graph nodes and real numbers are operands (declare arrays with g.input or g.param)")
 

@@ -17,6 +17,7 @@ Rule signatures, fixed for every op:
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -24,7 +25,7 @@ from typing import Callable, Optional
 import sympy as sp
 
 from .errors import DifferentiationError, ShapeError
-from .graph import Node, Shape, apply, format_shape, shapes_text
+from .graph import Node, Shape, apply, constant, format_shape, shapes_text
 from .printing import number_text, numpy_text, plain_text, sympy_number
 from .simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 
@@ -140,7 +141,7 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     if not operands:
         if shape != ():
             raise DifferentiationError(f"internal: constant formula {expr} for shape {format_shape(shape)}")
-        return Node("const", (), (("value", int(expr) if expr.is_Integer else float(expr)),), ())
+        return constant(int(expr) if expr.is_Integer else float(expr))
     if expr == placeholder(0) and operands[0].shape == shape:
         return operands[0]
     return apply("elementwise", *operands, expr=expr)
@@ -209,17 +210,13 @@ elementwise("abs", sp.Abs, emit="np.abs({0})")
 elementwise("softplus", softplus, emit="np.logaddexp(0, {0})")
 
 
-def _generic_emit(node: Node, args: tuple) -> str:
-    return _default_emit(node, args)
-
-
 def _generic_text(node: Node, args: tuple) -> str:
     return plain_text(_bound(node, args, lambda name: sp.Symbol(name, real=True)))
 
 
 # A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.
 register(Op("elementwise", None, lambda shapes, attrs: broadcast_shapes(shapes),
-            _generic_emit, elementwise_vjp, _generic_text, _default_latex,
+            _default_emit, elementwise_vjp, _generic_text, _default_latex,
             scalar=lambda *xs, expr: expr))
 
 
@@ -337,10 +334,7 @@ def reduced_count(x: Node, axes: tuple[int, ...]) -> Node:
     """How many elements one reduction over `axes` of x sums: a number, or a run-time node."""
     if any(x.shape[a] is None for a in axes):
         return apply("count", x, axis=axes)
-    count = 1
-    for a in axes:
-        count *= x.shape[a]
-    return Node("const", (), (("value", count),), ())
+    return constant(math.prod(x.shape[a] for a in axes))
 
 
 def _sum_vjp(node: Node, g: Node) -> tuple:
@@ -396,7 +390,7 @@ register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, la
 def _count_emit(node: Node, args: tuple) -> str:
     x = node.inputs[0]
     axes = node.attr("axis")
-    known = _product(x.shape[a] for a in axes if x.shape[a] is not None)
+    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
     factors = [f"{args[0]}.shape[{a}]" for a in axes if x.shape[a] is None] + ([str(known)] if known != 1 else [])
     return factors[0] if len(factors) == 1 else "(" + " * ".join(factors) + ")"
 
@@ -465,7 +459,6 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
     return text
 
 
-# Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
 def _sum_to_latex(node: Node, args: tuple) -> str:
     kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
     if leading == (0,) and not kept:
@@ -473,6 +466,7 @@ def _sum_to_latex(node: Node, args: tuple) -> str:
     return rf"\sum_{{\text{{axes }} {', '.join(map(str, leading + kept))}}} {args[0]}"
 
 
+# Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
 register(Op("sum_to", 1, _sum_to_shape, _sum_to_emit,
             lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
             lambda node, args: f"unbroadcast({args[0]})", _sum_to_latex))
@@ -487,23 +481,15 @@ def _reshape_shape(shapes: tuple, attrs: dict) -> Shape:
     (x,) = shapes
     target = tuple(attrs["shape"])
     if -1 in target:  # one unknown size, as in NumPy, when everything else is known
-        rest = _product(d for d in target if d != -1)
-        if target.count(-1) > 1 or None in x or None in target or _product(x) % rest:
+        rest = math.prod(d for d in target if d != -1)
+        if target.count(-1) > 1 or None in x or None in target or math.prod(x) % rest:
             raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
-        target = tuple(_product(x) // rest if d == -1 else d for d in target)
+        target = tuple(math.prod(x) // rest if d == -1 else d for d in target)
     if (None in x) != (None in target) or target.count(None) > 1:
         raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)} must keep the batch dimension None")
-    known = lambda s: _product(d for d in s if d is not None)
-    if known(x) != known(target):
+    if math.prod(d for d in x if d is not None) != math.prod(d for d in target if d is not None):
         raise ShapeError(f"reshape: cannot reshape {format_shape(x)} to {format_shape(target)}")
     return target
-
-
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 def _reshape_emit(node: Node, args: tuple) -> str:
