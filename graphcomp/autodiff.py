@@ -16,7 +16,7 @@ from typing import Sequence
 import sympy as sp
 
 from .errors import DifferentiationError
-from .graph import Node, apply, constant, format_shape, toposort
+from .graph import Node, apply, constant, depending_on, format_shape, toposort
 from .ops import OPS, fuse
 
 
@@ -39,7 +39,7 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         raise DifferentiationError(f"gradients need a scalar output, but it has shape {format_shape(loss.shape)}; "
                                    "reduce it first, e.g. with gc.sum or gc.mean")
     order = toposort([loss])
-    depends = _depending_on(order, set(wrt))
+    depends = depending_on(order, set(wrt))
     forward = set(order)
     seed = constant(1)  # ∂loss/∂loss
     parts: dict[Node, list[Node]] = {loss: [seed]} if loss in depends else {}
@@ -73,14 +73,6 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         adjoint = result.adjoints.get(leaf)
         result.gradients[leaf] = apply("zeros_like", leaf) if adjoint is None else adjoint
     return result
-
-
-def _depending_on(order: list[Node], wrt: set[Node]) -> set[Node]:
-    depends: set[Node] = set()
-    for node in order:
-        if node in wrt or any(x in depends for x in node.inputs):
-            depends.add(node)
-    return depends
 
 
 def _total(node: Node, parts: list[Node], result: Backward) -> Node:

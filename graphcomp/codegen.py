@@ -23,7 +23,7 @@ import sympy as sp
 from . import __version__, latex, report
 from .autodiff import Backward, reverse_mode
 from .errors import DifferentiationError, GraphError
-from .graph import Graph, Node, format_shape, toposort
+from .graph import Graph, Node, format_shape, toposort, use_counts
 from .naming import Namer
 from .ops import OPS, scalar_expr
 from .passes import optimize
@@ -73,7 +73,8 @@ class CompiledModel:
         """Import the generated module (from where it was saved, or a private temporary file)."""
         path = self._path
         if path is None or not path.exists() or path.read_text(encoding="utf-8") != self.source:
-            path = Path(tempfile.mkdtemp(prefix="graphcomp_")) / f"{self.graph.name}.py"
+            # written once per model: later loads import the same file again
+            path = self._path = Path(tempfile.mkdtemp(prefix="graphcomp_")) / f"{self.graph.name}.py"
             path.write_text(self.source, encoding="utf-8")
         spec = importlib.util.spec_from_file_location(f"graphcomp_model_{self.graph.name}", path)
         module = importlib.util.module_from_spec(spec)
@@ -322,13 +323,14 @@ class _Module:
         graph, b = self.graph, self.backward
         outputs = list(graph.outputs.values())
         roots = outputs if b is None else outputs + [b.gradients[leaf] for leaf in self.wrt]
-        self.uses = _uses(roots)
+        self.uses = use_counts(roots)
         fwd, _, fwd_inlined = self.statements(outputs)
+        helpers = self.helpers(roots)
         context = {
             "graph_name": graph.name,
             "version": __version__,
             "dtype": self.dtype,
-            "inputs": [(name, _shape_literal(n.shape)) for name, n in graph.inputs.items()],
+            "inputs": [(name, format_shape(n.shape)) for name, n in graph.inputs.items()],
             "params": [_param_context(name, n) for name, n in graph.params.items()],
             "input_shapes": {name: n.shape for name, n in graph.inputs.items()},
             "param_shapes": {name: n.shape for name, n in graph.params.items()},
@@ -340,18 +342,16 @@ class _Module:
             "wrt": tuple(leaf.name for leaf in self.wrt),
             "trained": tuple(leaf.name for leaf in self.wrt if leaf.op == "param"),
             "gradients_error": None,
-            "helpers": self.helpers(outputs),
+            "helpers": helpers,
+            "uses_dropout": "dropout_mask" in helpers,
         }
-        context["uses_dropout"] = "dropout_mask" in context["helpers"]
         if b is None:
             shape = graph.outputs[self.loss].shape if self.loss else None
             context["gradients_error"] = (
-                f"gradients need a scalar loss, but output {self.loss!r} has shape {_shape_literal(shape)}; "
+                f"gradients need a scalar loss, but output {self.loss!r} has shape {format_shape(shape)}; "
                 "reduce it with gc.sum or gc.mean" if self.loss else "no loss was chosen at compile time")
             return context
         fwd_all, bwd, inlined = self.statements(roots)
-        context["helpers"] = self.helpers(roots)
-        context["uses_dropout"] = "dropout_mask" in context["helpers"]
         context.update({
             "gradient_reads": self._reads(roots),
             "gradient_forward": fwd_all,
@@ -380,23 +380,8 @@ class _Module:
         return {"names": tuple(name for name, _ in leaves), "targets": targets + ("," if len(leaves) == 1 else "")}
 
 
-def _uses(roots: list[Node]) -> dict[Node, int]:
-    """How many times each node is read by the code computing `roots` (returning a root counts)."""
-    uses: dict[Node, int] = {}
-    for node in toposort(roots):
-        for x in node.inputs:
-            uses[x] = uses.get(x, 0) + 1
-    for root in roots:
-        uses[root] = uses.get(root, 0) + 1
-    return uses
-
-
 def _literal(arg: str | int | float) -> str:
     return arg if isinstance(arg, str) else number_text(arg)
-
-
-def _shape_literal(shape) -> str:
-    return format_shape(shape)
 
 
 def _fans(shape: tuple) -> tuple[int, int]:
@@ -412,7 +397,7 @@ def _fans(shape: tuple) -> tuple[int, int]:
 
 
 def _param_context(name: str, leaf: Node) -> dict:
-    shape = _shape_literal(leaf.shape)
+    shape = format_shape(leaf.shape)
     fan_in, fan_out = _fans(leaf.shape)
     init = leaf.attr("init")
     value = {

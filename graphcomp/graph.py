@@ -170,6 +170,26 @@ def toposort(roots: Iterable[Node]) -> list[Node]:
     return order
 
 
+def depending_on(order: list[Node], sources: set[Node]) -> set[Node]:
+    """The nodes of a topological `order` that are, or are computed from, one of `sources`."""
+    found: set[Node] = set()
+    for node in order:
+        if node in sources or any(x in found for x in node.inputs):
+            found.add(node)
+    return found
+
+
+def use_counts(roots: list[Node]) -> dict[Node, int]:
+    """How many times each node is read by the nodes computing `roots`; being a root counts once."""
+    uses: dict[Node, int] = {}
+    for node in toposort(roots):
+        for x in node.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    for root in roots:
+        uses[root] = uses.get(root, 0) + 1
+    return uses
+
+
 class Graph:
     """A named computation: its leaves (inputs, params) and its named outputs."""
 

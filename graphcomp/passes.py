@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Optional
 
 import sympy as sp
 
-from .graph import Graph, Node, apply, toposort
+from .graph import Graph, Node, apply, depending_on, toposort, use_counts
 from .ops import OPS, fuse, normalize_axes, scalar_expr
 from .printing import sympy_number
 from .simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
@@ -160,14 +160,7 @@ def fuse_chains(graph: Graph, wrt: set[Node]) -> dict[Node, Node]:
     """
     roots = list(graph.outputs.values()) + list(graph.labels)
     order = toposort(roots)
-    uses: dict[Node, int] = {}
-    varying: set[Node] = set()
-    for node in order:
-        for x in node.inputs:
-            uses[x] = uses.get(x, 0) + 1
-        if node in wrt or any(x in varying for x in node.inputs):
-            varying.add(node)
-    regions = _Regions(uses, set(roots), varying)
+    regions = _Regions(use_counts(roots), set(roots), depending_on(order, wrt))
     new: dict[Node, Node] = {}
     for node in order:
         if node.is_leaf:
