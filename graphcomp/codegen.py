@@ -25,10 +25,10 @@ from .autodiff import Backward, reverse_mode
 from .errors import DifferentiationError, GraphError
 from .graph import Graph, Node, format_shape, toposort, use_counts
 from .naming import Namer
-from .ops import OPS, scalar_expr
+from .ops import OPS, in_terms_of, scalar_expr
 from .passes import optimize
 from .printing import helpers_in, number_text, numpy_text, plain_text, sympy_number
-from .simplify import Y, local_derivative, placeholder
+from .simplify import local_derivative, placeholder
 
 # Names the generated file uses itself (module constants, and the locals of forward/gradients):
 # a user's value that has one of them gets a variable with a trailing underscore instead.
@@ -313,10 +313,7 @@ class _Module:
         return f"{text}; into {', '.join(operands)}"
 
     def _local_text(self, owner: Node, local: sp.Expr) -> str:
-        binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(self.name(x), real=True)
-                   for i, x in enumerate(owner.inputs)}
-        binding[Y] = sp.Symbol(self.name(owner), real=True)
-        return plain_text(local.xreplace(binding))
+        return plain_text(in_terms_of(local, owner, lambda value: sp.Symbol(self.name(value), real=True)))
 
     # ---- the whole module ---------------------------------------------
     def context(self) -> dict:

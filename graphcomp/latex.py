@@ -19,9 +19,9 @@ from sympy.printing.conventions import split_super_sub
 from .autodiff import Backward, reverse_mode
 from .errors import GraphError
 from .graph import Graph, Node, format_shape, toposort
-from .ops import OPS, scalar_expr
+from .ops import OPS, in_terms_of, scalar_expr
 from .printing import plain_text, sympy_number
-from .simplify import Y, local_derivative, placeholder, stable_form
+from .simplify import in_exponentials, local_derivative, placeholder, stable_form
 
 # Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
 _SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
@@ -29,7 +29,7 @@ _SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "re
 
 
 def symbol(name: str) -> str:
-    """A user's name as a LaTeX symbol: W1 -> W_{1}, loss -> \\mathrm{loss}."""
+    """A user's name as a LaTeX symbol: W1 -> W_{1}, b_1 -> b_{1}."""
     return sp.latex(sp.Symbol(name))
 
 
@@ -83,8 +83,8 @@ class Notation:
 
 
 def _number(value: float) -> str:
-    value = float(value)
-    text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    r"""A number in LaTeX: 4, 0.25, 1.5 \cdot 10^{-07}."""
+    text = _number_text(value)
     return text.replace("e", r" \cdot 10^{") + "}" if "e" in text else text
 
 
@@ -123,31 +123,29 @@ def _signed_text(value: float) -> str:
 
 def gradient_latex(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
     """{leaf: LaTeX}: closed forms for scalar graphs, adjoint equations for tensor graphs."""
-    loss_node = graph.outputs[loss]
-    notation = Notation(graph)
-    if _is_scalar(graph, loss_node):
-        expression = _closed_form(loss_node)
-        return {name: rf"{partial(symbol(loss), symbol(name))} = "
-                      rf"{sp.latex(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
-                for name in wrt}
-    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
-    renderer = _AdjointRenderer(notation, backward, stop_at_named=True)
-    return {name: f"{bar(name)} = {renderer.render(backward.gradients[graph.leaves[name]])}" for name in wrt}
+    return _gradient_formulas(graph, loss, wrt, plain=False)
 
 
 def gradient_text(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
     """{leaf: plain text} of each gradient: dloss/dleaf = formula, or d_leaf = expression of adjoints."""
+    return _gradient_formulas(graph, loss, wrt, plain=True)
+
+
+def _gradient_formulas(graph: Graph, loss: str, wrt: tuple[str, ...], plain: bool) -> dict[str, str]:
     loss_node = graph.outputs[loss]
-    if _is_scalar(graph, loss_node):
+    if is_scalar_graph(graph, loss_node):
         expression = _closed_form(loss_node)
-        return {name: f"d{loss}/d{name} = {plain_text(_simplest(sp.diff(expression, sp.Symbol(name, real=True))))}"
-                for name in wrt}
+        formulas = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in wrt}
+        if plain:
+            return {name: f"d{loss}/d{name} = {plain_text(f)}" for name, f in formulas.items()}
+        return {name: rf"{partial(symbol(loss), symbol(name))} = {sp.latex(f)}" for name, f in formulas.items()}
     backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
-    renderer = _AdjointRenderer(Notation(graph), backward, stop_at_named=True, plain=True)
-    return {name: f"d_{name} = {renderer.render(backward.gradients[graph.leaves[name]])}" for name in wrt}
+    renderer = _AdjointRenderer(Notation(graph), backward, stop_at_named=True, plain=plain)
+    return {name: f"{f'd_{name}' if plain else bar(name)} = {renderer.render(backward.gradients[graph.leaves[name]])}"
+            for name in wrt}
 
 
-def _is_scalar(graph: Graph, loss: Node) -> bool:
+def is_scalar_graph(graph: Graph, loss: Node) -> bool:
     return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
                for n in toposort([loss]))
 
@@ -271,7 +269,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     notation = Notation(graph)
     wrt_nodes = [graph.leaves[name] for name in wrt]
     backward = reverse_mode(loss_node, wrt_nodes)
-    scalar = _is_scalar(graph, loss_node)
+    scalar = is_scalar_graph(graph, loss_node)
     if at is not None and not scalar:
         raise GraphError("numeric derivations need a graph of scalars; this one has tensors "
                          f"(e.g. shape {format_shape(next(n.shape for n in toposort([loss_node]) if n.shape != ()))})")
@@ -297,7 +295,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
             upstream = partial(f, symbol(user_name)) if scalar else bar(user_name)
             if scalar:
                 local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
-                step.terms.append(rf"{_grouped(_local_latex(local, user, notation))} \cdot {upstream}")
+                step.terms.append(rf"{_grouped(local_latex(local, user, notation))} \cdot {upstream}")
                 step.plain[1].append(f"{_local_text(local, user, notation)} * d{loss}/d{user_name}")
                 if values is not None:
                     local_value = float(_local_value(local, user, values))
@@ -348,26 +346,19 @@ def _backprop_order(loss: Node, leaves: list[Node], consumers) -> list[Node]:
     return [n for n in order if n.op != "const"]
 
 
-def _local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
-    names = {placeholder(i): sp.Symbol(f"a{i}", real=True) for i in range(len(user.inputs))}
-    names[Y] = sp.Symbol("ay", real=True)
-    shown = {names[placeholder(i)]: notation.value(x) for i, x in enumerate(user.inputs) if x.op != "const"}
-    shown[names[Y]] = notation.value(user)
-    consts = {placeholder(i): sympy_number(x.attr("value")) for i, x in enumerate(user.inputs) if x.op == "const"}
-    return sp.latex(local.xreplace(consts).xreplace(names), symbol_names=shown)
+def local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
+    """A local derivative of `user` in LaTeX, over the names of its operands and output."""
+    dummies: dict[Node, sp.Symbol] = {}
+    expr = in_terms_of(local, user, lambda value: dummies.setdefault(value, sp.Symbol(f"a{len(dummies)}", real=True)))
+    return sp.latex(expr, symbol_names={d: notation.value(value) for value, d in dummies.items()})
 
 
 def _local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
-    binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else sp.Symbol(notation.names[x])
-               for i, x in enumerate(user.inputs)}
-    binding[Y] = sp.Symbol(notation.names[user])
-    return plain_text(local.xreplace(binding))
+    return plain_text(in_terms_of(local, user, lambda value: sp.Symbol(notation.names[value])))
 
 
 def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
-    binding = {placeholder(i): values[x] for i, x in enumerate(user.inputs)}
-    binding[Y] = values[user]
-    return float(sp.N(local.rewrite(sp.exp).xreplace({k: sp.Float(v) for k, v in binding.items()})))
+    return float(sp.N(in_exponentials(in_terms_of(local, user, lambda value: sp.Float(values[value])))))
 
 
 def _values(loss: Node, graph: Graph, at: Mapping[str, float]) -> dict[Node, float]:

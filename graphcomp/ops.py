@@ -100,6 +100,15 @@ def scalar_expr(node: Node) -> sp.Expr:
     return op.scalar(*placeholders(len(node.inputs)), **dict(node.attrs))
 
 
+def in_terms_of(expr: sp.Expr, node: Node, operand: Callable[[Node], sp.Expr]) -> sp.Expr:
+    """A formula over `node`'s placeholders (x0, x1, ... and y, its output) with each replaced
+    by `operand(value)`; constant operands become their numbers."""
+    binding = {placeholder(i): sympy_number(x.attr("value")) if x.op == "const" else operand(x)
+               for i, x in enumerate(node.inputs)}
+    binding[Y] = operand(node)
+    return expr.xreplace(binding)
+
+
 def _bound(node: Node, args: tuple, symbol: Callable[[str], sp.Expr]) -> sp.Expr:
     """The node's formula with placeholders replaced by its operands."""
     binding = {placeholder(i): (symbol(a) if isinstance(a, str) else sympy_number(a))

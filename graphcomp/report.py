@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import sympy as sp
 
 from .graph import format_shape
-from .latex import Notation, _is_scalar, _local_latex, partial, symbol
+from .latex import Notation, is_scalar_graph, local_latex, partial, symbol
 from .ops import OPS, scalar_expr
 from .simplify import in_exponentials, local_derivative, placeholder
 
@@ -46,11 +46,11 @@ def markdown(model: "CompiledModel") -> str:
             plain = sp.diff(in_exponentials(scalar_expr(node)), placeholder(i))
             chosen = local_derivative(scalar_expr(node), i)
             lhs = partial(notation.value(node), notation.value(x))
-            out.append(f"$${lhs} = {_local_latex(plain, node, notation)} \\;\\to\\; {_local_latex(chosen, node, notation)}$$")
+            out.append(f"$${lhs} = {local_latex(plain, node, notation)} \\;\\to\\; {local_latex(chosen, node, notation)}$$")
     if model.backward is not None:
         out += ["", "## Gradients", ""]
         out += [f"$${formula}$$" for formula in model.gradient_latex().values()]
-        notation_note = ("" if _is_scalar(graph, graph.outputs[model.loss])
+        notation_note = ("" if is_scalar_graph(graph, graph.outputs[model.loss])
                          else f" A bar marks a gradient: $\\bar{{v}} = \\partial {symbol(model.loss)} / \\partial v$.")
         out += ["", "## Derivation", "",
                 "The chain rule from the loss back to the leaves: each value's gradient is the sum, over the "
