@@ -183,7 +183,7 @@ class _AdjointRenderer:
         self.forward = set(notation.names)
 
     def render(self, node: Node, top: bool = True, named: dict[Node, str] | None = None) -> str:
-        """LaTeX of `node`; `named` gives adjoints to show under a name of the caller's choosing."""
+        """`node` as LaTeX (or plain text); `named` gives adjoints to show under a name of the caller's choosing."""
         if named and node in named:
             return named[node]
         if node in self.stops and not top:

@@ -117,28 +117,29 @@ def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool
     return graph
 
 
-def rebuild(roots: list[Node], transform: Callable[[Node], Node]) -> dict[Node, Node]:
-    """old node -> new node, rebuilding bottom-up and passing each rebuilt node through `transform`."""
-    new: dict[Node, Node] = {}
+def rebuild(roots: list[Node], transform: Callable[[Node, Node], Node],
+            new: dict[Node, Node] | None = None) -> dict[Node, Node]:
+    """old node -> new node, rebuilding bottom-up: each node is remade on its operands' new
+    versions, and `transform(old, remade)` gives what replaces it. `new` is filled as it goes."""
+    new = {} if new is None else new
     for node in toposort(roots):
         if node.is_leaf:
             new[node] = node
             continue
         inputs = tuple(new[x] for x in node.inputs)
         same = all(a is b for a, b in zip(inputs, node.inputs))
-        rebuilt = node if same else apply(node.op, *inputs, **dict(node.attrs))
-        new[node] = transform(rebuilt)
+        new[node] = transform(node, node if same else apply(node.op, *inputs, **dict(node.attrs)))
     return new
 
 
 def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
     """Apply the rules everywhere until none fires (a rule's result is rewritten too)."""
-    def transform(node: Node) -> Node:
+    def transform(original: Node, node: Node) -> Node:
         for _ in range(32):  # rules only shrink or stabilise a formula; this bounds a faulty one
             for rule in rules:
                 replacement = rule(node)
                 if replacement is not None:
-                    node = rebuild([replacement], transform)[replacement] if replacement is not node else node
+                    node = rebuild([replacement], transform)[replacement]
                     break
             else:
                 return node
@@ -162,21 +163,18 @@ def fuse_chains(graph: Graph, wrt: set[Node]) -> dict[Node, Node]:
     order = toposort(roots)
     regions = _Regions(use_counts(roots), set(roots), depending_on(order, wrt))
     new: dict[Node, Node] = {}
-    for node in order:
-        if node.is_leaf:
-            new[node] = node
-            continue
-        inputs = tuple(new[x] for x in node.inputs)
-        new[node] = node if all(a is b for a, b in zip(inputs, node.inputs)) else apply(node.op, *inputs, **dict(node.attrs))
-        if OPS[node.op].elementwise:
-            fused = regions.whole(node, new)
-            if fused is None:
-                fused = regions.stepwise(node, new)
-            else:  # later nodes may take this whole formula in, step by step
-                regions.steps[node] = regions.wholes[node]
-            if fused is not None:
-                new[node] = fused
-    return new
+
+    def transform(node: Node, remade: Node) -> Node:
+        if not OPS[node.op].elementwise:
+            return remade
+        fused = regions.whole(node, new)
+        if fused is None:
+            fused = regions.stepwise(node, new)
+        else:  # later nodes may take this whole formula in, step by step
+            regions.steps[node] = regions.wholes[node]
+        return remade if fused is None else fused
+
+    return rebuild(roots, transform, new)
 
 
 class _Regions:
