@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .codegen import CompiledModel, compile
+from .codegen import CompiledModel, compile, loss_name, wrt_leaves
 from .errors import GraphcompError
 from .export import FORMATS, to_networkx, write
 from .gradcheck import gradient_errors
@@ -100,8 +100,11 @@ def _grad(args: argparse.Namespace) -> int:
 def _graph(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     at = parse_values(args.at) if args.at else None
-    model = _compiled(spec) if at is not None else None
-    view = to_networkx(spec.graph, model.loss if model else spec.loss, model.wrt if model else (), at)
+    loss, wrt = None, ()
+    if at is not None:  # values and gradients: the loss and leaves compile() would differentiate
+        loss = loss_name(spec.graph, spec.loss)
+        wrt = tuple(leaf.name for leaf in wrt_leaves(spec.graph, spec.wrt))
+    view = to_networkx(spec.graph, loss, wrt, at)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     path = write(view, args.format, args.output)
     print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")

@@ -133,20 +133,20 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
         raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
     if dtype not in DTYPES:
         raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    wrt_leaves = _wrt_leaves(graph, wrt)
-    loss_name = _loss_name(graph, loss)
+    leaves = wrt_leaves(graph, wrt)
+    loss_output = loss_name(graph, loss)
     _check_scoring(graph, predict, target)
     source_graph = graph
     if simplify:
-        graph = optimize(graph, wrt=wrt_leaves)
+        graph = optimize(graph, wrt=leaves)
     backward = None
-    if loss_name is not None and graph.outputs[loss_name].shape == ():
-        backward = reverse_mode(graph.outputs[loss_name], wrt_leaves)
-    context = _Module(graph, wrt_leaves, loss_name, backward, dtype).context()
+    if loss_output is not None and graph.outputs[loss_output].shape == ():
+        backward = reverse_mode(graph.outputs[loss_output], leaves)
+    context = _Module(graph, leaves, loss_output, backward, dtype).context()
     context.update(predict=predict, target=target, training=dict(training or {}),
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
     source = _render(context)
-    return CompiledModel(source_graph, graph, source, tuple(x.name for x in wrt_leaves), loss_name, backward)
+    return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward)
 
 
 def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
@@ -158,7 +158,8 @@ def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> Non
         raise GraphError(f"target {target!r} is not an input of graph {graph.name!r}; inputs: {', '.join(graph.inputs)}")
 
 
-def _wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
+def wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
+    """The leaves to differentiate for: those named, else every param, else every input."""
     if wrt is None:
         return list((graph.params or graph.inputs).values())
     if isinstance(wrt, str):
@@ -170,7 +171,8 @@ def _wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
     return [graph.leaves[name] for name in dict.fromkeys(wrt)]
 
 
-def _loss_name(graph: Graph, loss: str | None) -> str | None:
+def loss_name(graph: Graph, loss: str | None) -> str | None:
+    """The output to differentiate: the one named, else the only output, else the only scalar one."""
     if loss is not None:
         if loss not in graph.outputs:
             raise GraphError(f"loss {loss!r} is not an output of graph {graph.name!r}; outputs: {', '.join(graph.outputs)}")

@@ -46,7 +46,7 @@ class Spec:
     """A parsed spec: the graph, which output is the loss, and how to train it."""
 
     graph: Graph
-    loss: str | None
+    loss: str | None                    # None: gc.compile's default (the only scalar output)
     wrt: list[str] | None = None
     predict: str | None = None          # the output to score accuracy on
     target: str | None = None           # the input holding the true labels
@@ -137,11 +137,7 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         if name in nodes:  # an output that is a node of the same name
             _guard(file, f"outputs.{name}", lambda: graph.output(name, values[name]))
     graph.outputs = {name: graph.outputs[name] for name in outputs}  # the order the spec gives
-    loss = model.get("loss")
-    if loss is None:
-        scalars = [k for k, v in graph.outputs.items() if v.shape == ()]
-        loss = scalars[0] if len(scalars) == 1 else None
-    return Spec(graph, loss, model.get("wrt"), model.get("predict"), model.get("target"), classes)
+    return Spec(graph, model.get("loss"), model.get("wrt"), model.get("predict"), model.get("target"), classes)
 
 
 def _as_node(value: Any, file: str, where: str) -> Node:
