@@ -48,17 +48,11 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
         if loss is None:
             raise ExportError("values and gradients need a loss: say which output it is")
         steps = derivation(graph, loss, wrt, at)
-        for name, value in _forward_values(graph, loss, at).items():
+        for name, value in steps.values.items():
             view.nodes[name]["value"] = value
         for step in steps.steps:
             view.nodes[step.target]["gradient"] = step.value
     return view
-
-
-def _forward_values(graph: Graph, loss: str, at: Mapping[str, float]) -> dict[str, float]:
-    from .latex import _values
-    notation = Notation(graph)
-    return {notation.names[n]: v for n, v in _values(graph.outputs[loss], graph, at).items() if n in notation.names}
 
 
 def write(view: nx.DiGraph, fmt: str, path: str | Path) -> Path:

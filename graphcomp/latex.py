@@ -242,6 +242,7 @@ class Derivation:
 
     loss: str
     steps: list[Step]
+    values: dict[str, float] = field(default_factory=dict)  # every value by name, when `at` was given
 
     def latex(self) -> str:
         return "\\begin{aligned}\n" + " \\\\\n".join(step.latex() for step in self.steps) + "\n\\end{aligned}"
@@ -310,7 +311,8 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
         if values is not None:
             adjoint_values[node] = step.value = sum(step.path_values)
         steps.append(step)
-    return Derivation(loss, steps)
+    named_values = {notation.names[n]: v for n, v in (values or {}).items() if n in notation.names}
+    return Derivation(loss, steps, named_values)
 
 
 def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
