@@ -100,3 +100,16 @@ def test_bad_settings_are_named():
                               ({"validation": 1.5}, "validation")]:
         with pytest.raises(ValueError, match=message):
             m.train(m.init_params(), data, epochs=1, lr=0.1, batch_size=8, **settings)
+
+
+def test_predict_needs_no_labels():
+    g = gc.Graph("clf")
+    x, labels = g.input("x", (None, 2)), g.input("labels", (None,))
+    W = g.param("W", (2, 3))
+    logits = g.output("logits", x @ W)
+    g.output("loss", gc.softmax_cross_entropy(logits, labels))
+    m = gc.compile(g, loss="loss", predict="logits", target="labels").load()
+    params = m.init_params()
+    X = np.array([[1.0, 2.0], [3.0, -1.0]])
+    np.testing.assert_allclose(m.predict(params, {"x": X}), X @ params["W"])
+    assert set(m.evaluate(params, {"x": X, "labels": [0, 2]})) == {"loss", "accuracy"}
