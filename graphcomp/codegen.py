@@ -193,9 +193,7 @@ class _Module:
         self.graph, self.wrt, self.loss, self.backward, self.dtype = graph, wrt, loss, backward, dtype
         self.forward_nodes = set(graph.nodes())
         self.names: dict[Node, str] = {}
-        self.namer = Namer()
-        for name in MODULE_NAMES:
-            self.namer.reserve(name)
+        self.namer = Namer(reserved=MODULE_NAMES)
         for leaf in graph.leaves.values():
             self.names[leaf] = self.namer.reserve(leaf.name)
         for node, name in list(graph.labels.items()) + [(v, k) for k, v in graph.outputs.items()]:

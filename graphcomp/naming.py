@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import builtins
 import keyword
+from typing import Iterable
 
 from .errors import GraphError
 
-# Names the generated module itself uses at module level.
-_MODULE_NAMES = frozenset({"np"})
 _BUILTINS = frozenset(dir(builtins))
 
 
@@ -32,15 +31,14 @@ def check_user_name(name: object, what: str) -> str:
 class Namer:
     """Hands out unique, valid variable names for one generated module."""
 
-    def __init__(self) -> None:
-        self._taken: set[str] = set(_MODULE_NAMES)
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        """`reserved`: names the generated code uses itself (np is always one)."""
+        self._reserved = frozenset(reserved) | {"np"}
+        self._taken: set[str] = set(self._reserved)
 
     def reserve(self, name: str) -> str:
-        """Claim a user's name, or a close variant if it would shadow a builtin or np."""
-        variable = name
-        if variable in _BUILTINS or variable in _MODULE_NAMES:
-            variable = name + "_"
-        return self.fresh(variable)
+        """Claim a user's name, or name_ if it would shadow a builtin or a reserved name."""
+        return self.fresh(name + "_" if name in _BUILTINS or name in self._reserved else name)
 
     def fresh(self, base: str) -> str:
         """`base` itself if free, else `base_2`, `base_3`, ..."""
