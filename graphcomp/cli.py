@@ -132,13 +132,10 @@ def _train(args: argparse.Namespace) -> int:
         model.save(args.output)
     m = model.load()
     data = m.load_data(args.data)
-    settings = dict(spec.training)
+    settings = dict(m.TRAINING)  # the spec's [training], over compile()'s defaults
     for key in ("epochs", "lr", "batch_size", "seed", "optimizer", "validation"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
-    settings.setdefault("epochs", 10)
-    settings.setdefault("lr", 0.1)
-    settings.setdefault("batch_size", 32)
     params = m.init_params(settings.get("seed", 0))
     print(f"training {model.graph.name!r} on {args.data}: {_settings_text(settings)}")
     params, _ = m.train(params, data, verbose=True, **settings)

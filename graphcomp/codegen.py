@@ -35,6 +35,10 @@ from .simplify import local_derivative, placeholder
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
                 "THRESHOLD", "TRAINING", "arrays", "outputs", "grads")
 DTYPES = ("float64", "float32")
+# The settings train() takes besides params and data, and the defaults of the module's command line.
+TRAINING_KEYS = ("optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",
+                 "schedule", "step_size", "gamma", "weight_decay", "l1", "validation")
+DEFAULT_TRAINING = {"epochs": 10, "lr": 0.1, "batch_size": 32}
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
 INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
 # Ops that only matter to differentiation: their value is their operand's, under the same name.
@@ -136,6 +140,9 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     leaves = wrt_leaves(graph, wrt)
     loss_output = loss_name(graph, loss)
     _check_scoring(graph, predict, target)
+    unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
+    if unknown:
+        raise GraphError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(TRAINING_KEYS)}")
     source_graph = graph
     if simplify:
         graph = optimize(graph, wrt=leaves)
@@ -143,7 +150,7 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
     context = _Module(graph, leaves, loss_output, backward, dtype).context()
-    context.update(predict=predict, target=target, training=dict(training or {}),
+    context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
     source = _render(context)
     return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import dsl, losses, nn
+from .codegen import TRAINING_KEYS
 from .errors import GraphcompError
 from .graph import Graph, Node
 
@@ -37,8 +38,6 @@ FUNCTIONS: dict[str, Callable[..., Node]] = {
 OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Div: "__truediv__",
              ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
 
-TRAINING_KEYS = {"optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",
-                 "schedule", "step_size", "gamma", "weight_decay", "l1", "validation"}
 
 
 @dataclass
@@ -238,7 +237,7 @@ def _no_tables(data: dict, file: str, kind: str) -> None:
 
 def _training(data: dict, file: str) -> dict[str, Any]:
     settings = dict(_table(data, "training", file))
-    _only(settings, TRAINING_KEYS, file, "training")
+    _only(settings, set(TRAINING_KEYS), file, "training")
     schedule = settings.get("schedule")
     if isinstance(schedule, dict):  # schedule = { kind = "step", step_size = 10, gamma = 0.5 }
         _only(schedule, {"kind", "step_size", "gamma"}, file, "training.schedule")

@@ -96,6 +96,8 @@ def test_compile_errors_name_the_problem():
         gc.compile(g, loss="a", wrt=["z"])
     with pytest.raises(gc.GraphError, match="'c' is not an output"):
         gc.compile(g, loss="c")
+    with pytest.raises(gc.GraphError, match="unknown training setting\\(s\\) learning_rate"):
+        gc.compile(g, loss="a", training={"learning_rate": 0.1})
 
 
 def make_model():
