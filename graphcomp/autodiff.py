@@ -49,6 +49,8 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         if node not in parts:
             continue
         adjoint = _total(node, parts.pop(node), result)
+        if adjoint is None:  # its paths cancel (t - t): nothing flows back from here
+            continue
         result.adjoints[node] = adjoint
         if node.is_leaf:
             continue
@@ -75,13 +77,14 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
     return result
 
 
-def _total(node: Node, parts: list[Node], result: Backward) -> Node:
-    """One path: its contribution. Several (fan-out): their sum, as one node."""
+def _total(node: Node, parts: list[Node], result: Backward) -> Node | None:
+    """One path: its contribution. Several (fan-out): their sum, as one node (None if it is 0)."""
     if len(parts) == 1:
         return parts[0]
     symbols = [sp.Symbol(f"p{k}") for k in range(len(parts))]
     total = fuse(sp.Add(*symbols), dict(zip(symbols, parts)), node.shape)
-    result.fan_out[total] = node
+    if total is not None:
+        result.fan_out[total] = node
     return total
 
 

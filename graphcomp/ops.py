@@ -131,10 +131,14 @@ def _default_latex(node: Node, args: tuple) -> str:
 
 
 def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optional[Node]:
-    """A node computing `expr`, whose symbols stand for the nodes in `binding`.
+    """A node of `shape` computing `expr`, whose symbols stand for the nodes in `binding`;
+    None when the formula is 0 (no contribution).
 
-    Constants are folded into the formula, repeated nodes share a placeholder,
-    and a formula that is just one of its operands returns that node itself.
+    Constants are folded into the formula, symbols bound to the same node share a
+    placeholder, and a formula that is just one of its operands returns that node.
+    A formula that no longer mentions the operands that gave `shape` (x - x + 1 is 1
+    for an x of shape (N, 3)) keeps that shape through `expand`: a folded value never
+    silently shrinks to a scalar.
     """
     expr = expr.xreplace({s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"})
     if expr == 0:
@@ -147,13 +151,30 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
             operands.append(node)
         renaming[symbol] = placeholder(operands.index(node))
     expr = expr.xreplace(renaming)
-    if not operands:
-        if shape != ():
-            raise DifferentiationError(f"internal: constant formula {expr} for shape {format_shape(shape)}")
-        return constant(int(expr) if expr.is_Integer else float(expr))
-    if expr == placeholder(0) and operands[0].shape == shape:
-        return operands[0]
-    return apply("elementwise", *operands, expr=expr)
+    if expr == 0:
+        return None
+    used = [x for i, x in enumerate(operands) if placeholder(i) in expr.free_symbols]
+    if len(used) < len(operands):  # x - x cancelled: renumber the placeholders that are left
+        expr = expr.xreplace({placeholder(operands.index(x)): placeholder(k) for k, x in enumerate(used)})
+    if not used:
+        value = constant(int(expr) if expr.is_Integer else float(expr))
+    elif expr == placeholder(0):
+        value = used[0]
+    else:
+        value = apply("elementwise", *used, expr=expr)
+    return expand(value, shape, [x for x in binding.values() if x.op != "const"])
+
+
+def expand(value: Node, shape: Shape, refs: list[Node]) -> Node:
+    """`value` broadcast to `shape`, the broadcast shape of `value` and some of `refs`."""
+    if tuple(value.shape) == tuple(shape):
+        return value
+    full = [x for x in refs if tuple(x.shape) == tuple(shape)]
+    needed = full[:1] or list(dict.fromkeys(refs))
+    if broadcast_shapes(tuple(x.shape for x in [value] + needed)) != tuple(shape):
+        raise DifferentiationError(f"internal: cannot broadcast shape {format_shape(value.shape)} "
+                                   f"to {format_shape(shape)}")
+    return apply("expand", value, *needed)
 
 
 def _symbol_rank(symbol: sp.Symbol, binding: dict) -> int:
@@ -260,6 +281,8 @@ def swap_last(x: Node) -> Node:
 def _matmul_vjp(node: Node, g: Node) -> tuple:
     """dA = g Bᵀ, dB = Aᵀ g, with vectors treated as 1-row / 1-column matrices."""
     a, b = node.inputs
+    if a.ndim == 1 and b.ndim == 1:  # inner product: da = g b, db = g a
+        return apply("mul", g, b), apply("mul", g, a)
     if a.ndim == 2 and b.ndim == 1:  # matrix · vector: dA = g bᵀ (outer), dB = Aᵀ g
         return apply("mul", reshape(g, g.shape + (1,)), b), apply("matmul", swap_last(a), g)
     if a.ndim == 1 and b.ndim == 2:  # vector · matrix: dA = B g, dB = a gᵀ (outer)
@@ -441,6 +464,25 @@ def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
 register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
             lambda node, args: f"broadcast({args[0]}, like={args[1]})",
             lambda node, args: str(args[0])))  # broadcasting is implicit in the notation
+
+
+def _expand_emit(node: Node, args: tuple) -> str:
+    value, refs = args[0], args[1:]
+    shape = f"{refs[0]}.shape" if len(refs) == 1 else f"np.broadcast_shapes({', '.join(r + '.shape' for r in refs)})"
+    if node.inputs[0].op == "const":
+        return f"np.full_like({refs[0]}, {value})" if len(refs) == 1 else f"np.full({shape}, {value}, dtype=DTYPE)"
+    return f"np.broadcast_to({value}, {shape})"
+
+
+def _expand_vjp(node: Node, g: Node) -> tuple:
+    return (sum_to(g, node.inputs[0].shape),) + (None,) * (len(node.inputs) - 1)
+
+
+# A value repeated to the broadcast shape of some reference values (only their shapes are read):
+# a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
+register(Op("expand", None, lambda shapes, attrs: broadcast_shapes(shapes, "expand"), _expand_emit, _expand_vjp,
+            lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
+            lambda node, args: str(args[0])))
 
 
 def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:

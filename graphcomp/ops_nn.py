@@ -112,6 +112,8 @@ def _one_axis_shape(keep: bool):
         (axis,) = normalize_axes(attrs["axis"], len(x), "softmax family")
         if keep:
             return x
+        if attrs.get("keepdims"):
+            return x[:axis] + (1,) + x[axis + 1:]
         return x[:axis] + x[axis + 1:]
     return rule
 
@@ -121,7 +123,10 @@ def _axis_of(node: Node) -> int:
 
 
 def kept(value: Node, axis: int) -> Node:
-    """`value` with a size-1 axis put back at `axis` (as keepdims=True would have left it)."""
+    """`value` with a size-1 axis put back at `axis` (as keepdims=True would have left it); a scalar
+    broadcasts as it is."""
+    if value.shape == ():
+        return value
     return reshape(value, value.shape[:axis] + (1,) + value.shape[axis:])
 
 

@@ -69,6 +69,29 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
 
+    # Conditions combine with & and |, which broadcast arrays of different shapes (SymPy's default
+    # np.logical_and.reduce((a, b)) stacks its operands and fails on them).
+    def _print_And(self, expr: sp.And) -> str:
+        return " & ".join(self._condition(arg) for arg in expr.args)
+
+    def _print_Or(self, expr: sp.Or) -> str:
+        return " | ".join(self._condition(arg) for arg in expr.args)
+
+    def _condition(self, arg) -> str:
+        return self._print(arg) if arg.is_Symbol else f"({self._print(arg)})"  # & binds before >
+
+    def _print_Not(self, expr: sp.Not) -> str:
+        return f"np.logical_not({self._print(expr.args[0])})"
+
+    def _print_ITE(self, expr) -> str:
+        return "np.where({}, {}, {})".format(*(self._print(arg) for arg in expr.args))
+
+    def _print_BooleanTrue(self, expr) -> str:
+        return "True"
+
+    def _print_BooleanFalse(self, expr) -> str:
+        return "False"
+
     def _print_sign(self, expr: sp.sign) -> str:
         return f"np.sign({self._print(expr.args[0])})"
 
@@ -84,6 +107,9 @@ class NumPyCodePrinter(NumPyPrinter):
 
 class TextPrinter(StrPrinter):
     """Formulas as plain text for comments and the terminal: where(c, a, b) for piecewise."""
+
+    def _print_ITE(self, expr) -> str:
+        return "where({}, {}, {})".format(*(self._print(arg) for arg in expr.args))
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         *branches, (last, _) = expr.args

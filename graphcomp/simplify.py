@@ -92,9 +92,9 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     best, best_cost = plain, sp.count_ops(plain)
     raw = in_exponentials(plain)
     candidates = ([stable_form(plain), stable_form(raw), _sigmoid_of_positive(plain)]
-                  + _through_output(expr, x, raw) + _sign_of_output(plain))
+                  + _through_output(expr, x, plain) + _sign_of_output(plain))
     if stable_form(expr) != expr:  # typed out as e.g. (e^(2a) - 1)/(e^(2a) + 1): invert tanh a
-        candidates += _through_output(stable_form(expr), x, raw)
+        candidates += _through_output(stable_form(expr), x, plain)
     for candidate in candidates:
         cost = sp.count_ops(candidate)
         if cost < best_cost and _no_new_poles(candidate, raw) and _agrees(candidate, raw, expr):
@@ -132,32 +132,71 @@ def _tidy(derivative: sp.Expr) -> sp.Expr:
                               lambda e: sp.Heaviside(e.args[0], 0))
 
 
+# Work limits that keep SymPy fast and the result deterministic (operation counts, not seconds):
+# formulas above them keep the plain derivative.
+INVERT_LIMIT = 40     # count_ops of a formula we try to solve for one operand
+SIMPLIFY_LIMIT = 30   # count_ops of a substituted derivative that sympy.simplify may work on
+NORMAL_LIMIT = 80     # the same for factor / expand
+
+
+def invert(expr: sp.Expr, x: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
+    """x such that expr(x) = y, peeling one layer at a time, where x occurs once in `expr`;
+    None when a layer has no inverse here. Deterministic and instant, unlike sympy.solve."""
+    while expr != x:
+        if expr.is_Add or expr.is_Mul:
+            inner = next(arg for arg in expr.args if arg.has(x))
+            rest = expr.func(*(arg for arg in expr.args if arg is not inner))
+            y, expr = (y - rest, inner) if expr.is_Add else (y / rest, inner)
+        elif expr.is_Pow and not expr.exp.has(x):
+            y, expr = y ** (1 / expr.exp), expr.base
+        elif expr.is_Pow and not expr.base.has(x):
+            y, expr = sp.log(y) / sp.log(expr.base), expr.exp
+        elif isinstance(expr, sp.exp):
+            y, expr = sp.log(y), expr.args[0]
+        elif isinstance(expr, sp.log):
+            y, expr = sp.exp(y), expr.args[0]
+        elif isinstance(expr, sp.tanh):
+            y, expr = sp.log((1 + y) / (1 - y)) / 2, expr.args[0]  # atanh y, in a form exp() undoes
+        elif isinstance(expr, sigmoid):
+            y, expr = sp.log(y / (1 - y)), expr.args[0]
+        elif isinstance(expr, softplus):
+            y, expr = sp.log(sp.exp(y) - 1), expr.args[0]
+        else:
+            return None
+    return y
+
+
 def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr]:
     """The derivative with x replaced by the solution of y = expr, in a few normal forms.
 
     Tried only where x occurs once (σ(a + b), 1/(1 + e^(-a)), tanh a, e^a, log a, ...): there
-    SymPy inverts the formula layer by layer, at once. Formulas with x in several places,
-    such as x + e^x, seldom have a closed-form inverse, and finding that out can take SymPy
-    minutes; their derivatives keep the operands.
+    the formula inverts layer by layer (`invert`). Formulas with x in several places, such as
+    x + e^x, seldom have a closed-form inverse; their derivatives keep the operands. Formulas
+    and substituted derivatives above the work limits are left as they are.
     """
-    solvable = expr.rewrite([sigmoid, softplus], sp.exp)
-    if not plain.has(x) or solvable.has(sp.Piecewise) or solvable.count(x) != 1:
+    if (not plain.has(x) or expr.has(sp.Piecewise) or expr.count(x) != 1
+            or sp.count_ops(expr) > INVERT_LIMIT):
         return []
-    # SymPy's solver and simplifier fail in many ways (NotImplementedError, TypeError, ...) on
-    # formulas they cannot invert; a failure only means that no rewrite is offered.
-    try:
-        solutions = sp.solve(sp.Eq(solvable, Y), x)
-    except Exception:  # noqa: BLE001 - see above
+    solution = invert(expr, x, Y)
+    if solution is None:
         return []
     candidates = []
-    for solution in solutions:
-        try:
-            substituted = in_exponentials(plain).subs(x, solution)
-            forms = [_tidy(normal_form(substituted)) for normal_form in (sp.simplify, sp.factor, sp.expand)]
-        except Exception:  # noqa: BLE001 - see above
-            continue
-        candidates.extend(form for form in forms if not form.has(x) and form.has(Y))
-    return sorted(set(candidates), key=sp.default_sort_key)
+    for form in (plain, in_exponentials(plain)):
+        substituted = form.subs(x, solution)
+        size = sp.count_ops(substituted)
+        normal_forms = [lambda e: e]
+        if size <= NORMAL_LIMIT:
+            normal_forms += [sp.factor, sp.expand]
+        if size <= SIMPLIFY_LIMIT:
+            normal_forms.append(sp.simplify)
+        for normal_form in normal_forms:
+            # SymPy's simplifiers fail in many ways (NotImplementedError, TypeError, ...) on some
+            # formulas; a failure only means that no rewrite is offered.
+            try:
+                candidates.append(_tidy(normal_form(substituted)))
+            except Exception:  # noqa: BLE001 - see above
+                continue
+    return sorted({c for c in candidates if not c.has(x) and c.has(Y)}, key=sp.default_sort_key)
 
 
 def recomputes_functions(derivative: sp.Expr, allowed: tuple = ()) -> bool:
