@@ -157,12 +157,23 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     if len(used) < len(operands):  # x - x cancelled: renumber the placeholders that are left
         expr = expr.xreplace({placeholder(operands.index(x)): placeholder(k) for k, x in enumerate(used)})
     if not used:
-        value = constant(int(expr) if expr.is_Integer else float(expr))
+        value = constant(_number(expr))
     elif expr == placeholder(0):
         value = used[0]
     else:
         value = apply("elementwise", *used, expr=expr)
     return expand(value, shape, [x for x in binding.values() if x.op != "const"])
+
+
+def _number(expr: sp.Expr) -> int | float:
+    """A constant formula as a Python number; ±inf for ±oo, and nan where SymPy's answer has no
+    sign (1/0 is zoo: NumPy would give inf or nan, depending on the operands' signs)."""
+    if expr.is_Integer:
+        return int(expr)
+    value = sp.N(expr)
+    if value.is_real and value.is_finite:
+        return float(value)
+    return {sp.oo: math.inf, -sp.oo: -math.inf}.get(value, math.nan)
 
 
 def expand(value: Node, shape: Shape, refs: list[Node]) -> Node:

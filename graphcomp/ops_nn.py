@@ -54,16 +54,30 @@ register(Op("conv2d", 2, _conv2d_shape,
             helpers=("windows", "conv2d")))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
+def _conv2d_input_grad_vjp(node: Node, h: Node) -> tuple:
+    """conv2d_input_grad(g, w) is linear in g and in w: its adjoints are a convolution and a weight gradient."""
+    g, w, x = node.inputs
+    settings = dict(stride=node.attr("stride"), padding=node.attr("padding"))
+    return apply("conv2d", h, w, **settings), apply("conv2d_weight_grad", g, h, w, **settings), None
+
+
+def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
+    """conv2d_weight_grad(g, x) is linear in g and in x: the kernel h convolves x, and flows back into it."""
+    g, x, w = node.inputs
+    settings = dict(stride=node.attr("stride"), padding=node.attr("padding"))
+    return apply("conv2d", x, h, **settings), apply("conv2d_input_grad", g, h, x, **settings), None
+
+
 register(Op("conv2d_input_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_input_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            None, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
+            _conv2d_input_grad_vjp, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
             lambda node, args: f"{args[0]} \\star_x {args[1]}",
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_weight_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            None, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
+            _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
             lambda node, args: f"{args[1]} \\star_w {args[0]}",
             helpers=("windows", "conv2d_weight_grad")))
 
@@ -91,8 +105,20 @@ register(Op("max_pool2d", 1, _pool_shape,
 # ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
 register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
             lambda node, args: f"_max_pool2d_grad({args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
-            None, lambda node, args: f"max_pool2d_grad({args[0]})", lambda node, args: args[0],
+            lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
+                                   stride=node.attr("stride")), None, None),
+            lambda node, args: f"max_pool2d_grad({args[0]})", lambda node, args: args[0],
             helpers=("windows", "fold", "max_pool2d_grad")))
+
+# The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
+# positions (averaged over ties), which is what a second derivative through max-pooling reads.
+register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
+            lambda node, args: f"_max_pool2d_select({args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
+            lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
+                                   stride=node.attr("stride")), None, None),
+            lambda node, args: f"max_pool2d_select({args[0]})",
+            lambda node, args: f"\\operatorname{{maxpool}}_{{{args[1]}}}\\left({args[0]}\\right)",
+            helpers=("windows", "max_pool2d_select")))
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).

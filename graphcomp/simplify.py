@@ -29,6 +29,9 @@ class sigmoid(sp.Function):  # noqa: N801 - named like SymPy's own functions (ex
     def _eval_rewrite_as_exp(self, arg, **hints):
         return 1 / (1 + sp.exp(-arg))
 
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
     def _latex(self, printer) -> str:
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
@@ -43,6 +46,9 @@ class softplus(sp.Function):  # noqa: N801 - see sigmoid
 
     def _eval_rewrite_as_exp(self, arg, **hints):
         return sp.log(1 + sp.exp(arg))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
 
     def _latex(self, printer) -> str:
         return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
@@ -127,7 +133,9 @@ def _no_new_poles(candidate: sp.Expr, plain: sp.Expr) -> bool:
 
 
 def _tidy(derivative: sp.Expr) -> sp.Expr:
-    # A step's value at 0 is part of graphcomp's tie convention (relu'(0) = 0).
+    # A step's value at 0 is part of graphcomp's tie convention (relu'(0) = 0), and the derivative
+    # of a step (sign' = 2δ, as in the second derivative of |x|) is 0, as in every autodiff tool.
+    derivative = derivative.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     return derivative.replace(lambda e: isinstance(e, sp.Heaviside),
                               lambda e: sp.Heaviside(e.args[0], 0))
 

@@ -1,0 +1,521 @@
+"""Random graphs over every op, differentiated by graphcomp and checked against central differences.
+
+A seeded generator builds a DAG (fan-out, broadcasting, keepdims, reshapes, slicing, the softmax
+family, losses, convolutions, named values and extra outputs), writing down the Python lines
+that build it. Each graph is compiled with and without simplification; both modules must load,
+agree with each other on every output and gradient, and agree with central differences in
+float64 wherever those are trustworthy (two step sizes agree: the point is not on a kink).
+
+The test suite runs a few hundred graphs (tests/test_random_graphs.py). The longer run:
+
+    python tests/random_graphs.py --graphs 2000            # seeds 0..1999
+    python tests/random_graphs.py --seed 1234 --show       # one graph: its code and its check
+
+Every failure it finds becomes a named test in tests/test_regressions.py.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import graphcomp as gc  # noqa: E402 - after the path set-up, for `python tests/random_graphs.py`
+from graphcomp.gradcheck import numeric_gradient, relative_error  # noqa: E402
+
+BATCH = 2
+SHAPES = [(), (3,), (4,), (2, 3), (3, 3), (None, 3), (None, 1), (1, 3), (3, 1), (None, 2, 3)]
+IMAGES = [(None, 1, 5, 5), (2, 2, 4, 4)]
+TOLERANCE = 1e-5      # relative error of a gradient against central differences
+AGREEMENT = 1e-8      # relative difference between the simplified and the literal module
+COMPILE_BUDGET = 5.0  # seconds to compile one graph, both ways (the long run reports the slowest)
+
+
+@dataclass
+class Case:
+    """One random graph: how to rebuild it (`code`), the arrays to check it at, the leaves to differentiate."""
+
+    seed: int
+    graph: gc.Graph
+    code: list[str]
+    arrays: dict[str, np.ndarray]
+    wrt: list[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.graph.nodes())
+
+
+@dataclass
+class Entry:
+    node: gc.Node
+    text: str  # the Python expression that names it in `code`
+
+
+class _Builder:
+    """Grows one graph at random; every node it adds is also a line of `code`."""
+
+    def __init__(self, seed: int) -> None:
+        self.r = random.Random(seed)
+        self.g = gc.Graph(f"random{seed}")
+        self.code = [f'g = gc.Graph("random{seed}")']
+        self.pool: list[Entry] = []
+        self.data: dict[str, Callable[[np.random.Generator, tuple], np.ndarray]] = {}
+        self.no_gradient: set[str] = set()
+
+    # ---- leaves and values ----------------------------------------------
+    def leaf(self, shape: tuple, data: str = "normal", classes: int = 0) -> Entry:
+        name = f"x{len(self.g.leaves)}"
+        param = None not in shape and data == "normal" and self.r.random() < 0.3
+        if param:
+            node = self.g.param(name, shape)
+            self.code.append(f'{name} = g.param("{name}", {shape!r})')
+        else:
+            node = self.g.input(name, shape=shape)
+            self.code.append(f'{name} = g.input("{name}", shape={shape!r})')
+        self.data[name] = {
+            "normal": lambda rng, s: rng.normal(size=s),
+            "unit": lambda rng, s: rng.uniform(0.05, 0.95, size=s),
+            "labels": lambda rng, s: rng.integers(0, classes, size=s).astype(float),
+        }[data]
+        if data == "labels":
+            self.no_gradient.add(name)
+        return Entry(node, name)
+
+    def add(self, node: gc.Node, text: str) -> Entry:
+        var = f"n{len(self.pool)}"
+        if self.r.random() < 0.12:
+            try:
+                self.g.let(f"h{len(self.pool)}", node)
+                text = f'g.let("h{len(self.pool)}", {text})'
+            except gc.GraphError:  # already named (the same value was built before): leave it
+                pass
+        self.code.append(f"{var} = {text}")
+        entry = Entry(node, var)
+        self.pool.append(entry)
+        return entry
+
+    def pick(self, ndim_at_least: int = 0) -> Entry:
+        choices = [e for e in self.pool if e.node.ndim >= ndim_at_least]
+        if not choices:
+            raise gc.ShapeError("no value of that rank yet")
+        if self.r.random() < 0.6:
+            return self.r.choice(choices[-3:])
+        return self.r.choice(choices)
+
+    def axis(self, node: gc.Node):
+        """A random axis argument for a reduction: None, an int (maybe negative), or a tuple."""
+        if node.ndim == 0 or self.r.random() < 0.3:
+            return None
+        axes = list(range(node.ndim))
+        if node.ndim > 1 and self.r.random() < 0.25:
+            return tuple(sorted(self.r.sample(axes, 2)))
+        a = self.r.choice(axes)
+        return a - node.ndim if self.r.random() < 0.3 else a
+
+    def like(self, node: gc.Node, data: str = "normal") -> Entry:
+        """An existing value of the same shape (fan-out), or a new leaf of that shape."""
+        same = [e for e in self.pool if e.node.shape == node.shape and e.node is not node]
+        if same and data == "normal" and self.r.random() < 0.5:
+            return self.r.choice(same)
+        return self.leaf(node.shape, data)
+
+    # ---- building ---------------------------------------------------------
+    def step(self) -> None:
+        make = self.r.choices([m for m, _ in MAKERS], weights=[w for _, w in MAKERS])[0]
+        for _ in range(8):  # operands that do not fit (a ShapeError) are drawn again
+            try:
+                node, text = make(self)
+            except gc.GraphcompError:
+                continue
+            self.add(node, text)
+            return
+
+    def loss(self) -> None:
+        """Every value nothing else reads, reduced to a scalar and added up: all of them feed the loss."""
+        read = {x for e in self.pool for x in gc.graph.toposort([e.node]) if x is not e.node}
+        sinks = [e for e in self.pool if e.node not in read and not e.node.is_leaf]
+        sinks = list({id(e.node): e for e in sinks}.values())
+        terms, texts = [], []
+        for e in sinks:
+            kind = self.r.choice(["sum", "mean", "square", "weighted"]) if e.node.ndim else "itself"
+            if kind == "weighted" and None in e.node.shape[1:]:  # no leaf can have that shape
+                kind = "sum"
+            if kind == "itself":
+                terms.append(e.node), texts.append(e.text)
+            elif kind == "sum":
+                terms.append(gc.sum(e.node)), texts.append(f"gc.sum({e.text})")
+            elif kind == "mean":
+                terms.append(gc.mean(e.node)), texts.append(f"gc.mean({e.text})")
+            elif kind == "square":
+                terms.append(gc.sum(e.node * e.node)), texts.append(f"gc.sum({e.text} * {e.text})")
+            else:
+                w = self.leaf(e.node.shape)
+                terms.append(gc.sum(e.node * w.node)), texts.append(f"gc.sum({e.text} * {w.text})")
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        self.g.output("loss", total)
+        self.code.append(f'g.output("loss", {" + ".join(texts)})')
+        outputs = [e for e in self.pool if e.node.ndim and e.node is not total]
+        if outputs and self.r.random() < 0.3:
+            extra = self.r.choice(outputs)
+            try:
+                self.g.output("extra", extra.node)
+                self.code.append(f'g.output("extra", {extra.text})')
+            except gc.GraphError:
+                pass
+
+
+def _call(template: str, function: Callable, *entries: Entry) -> tuple[gc.Node, str]:
+    return function(*(e.node for e in entries)), template.format(*(e.text for e in entries))
+
+
+def _unary(template: str, function: Callable) -> Callable[[_Builder], tuple]:
+    return lambda b: _call(template, function, b.pick())
+
+
+def _binary(template: str, function: Callable) -> Callable[[_Builder], tuple]:
+    return lambda b: _call(template, function, b.pick(), b.pick())
+
+
+def _reduction(b: _Builder) -> tuple:
+    name = b.r.choice(["sum", "mean", "max", "min"])
+    x = b.pick(1)
+    axis, keepdims = b.axis(x.node), b.r.random() < 0.4
+    node = getattr(gc, name)(x.node, axis=axis, keepdims=keepdims)
+    return node, f"gc.{name}({x.text}, axis={axis!r}, keepdims={keepdims})"
+
+
+def _matmul(b: _Builder) -> tuple:
+    a = b.pick(1)
+    n = a.node.shape[-1]
+    if n is None:
+        raise gc.ShapeError("contracting the batch axis")
+    kind = b.r.choice(["matrix", "vector", "left", "pool"])
+    if kind == "matrix":
+        w = b.leaf((n, b.r.choice([1, 2, 3])))
+        return _call("{0} @ {1}", lambda x, y: x @ y, a, w)
+    if kind == "vector":
+        w = b.leaf((n,))
+        return _call("{0} @ {1}", lambda x, y: x @ y, a, w)
+    if kind == "left":
+        m = a.node.shape[-2] if a.node.ndim >= 2 else a.node.shape[0]
+        if m is None:
+            raise gc.ShapeError("contracting the batch axis")
+        w = b.leaf((b.r.choice([2, 3]), m) if b.r.random() < 0.7 else (m,))
+        return _call("gc.matmul({0}, {1})", gc.matmul, w, a)
+    return _call("{0} @ {1}", lambda x, y: x @ y, a, b.pick(1))
+
+
+def _transpose(b: _Builder) -> tuple:
+    x = b.pick(2)
+    if b.r.random() < 0.5:
+        return _call("gc.transpose({0})", gc.transpose, x)
+    axes = list(range(x.node.ndim))
+    b.r.shuffle(axes)
+    return _call(f"gc.transpose({{0}}, {tuple(axes)!r})", lambda v: gc.transpose(v, tuple(axes)), x)
+
+
+def _reshape(b: _Builder) -> tuple:
+    x = b.pick(1)
+    shape = x.node.shape
+    if None in shape[1:]:
+        raise gc.ShapeError("the batch axis has moved")
+    if shape[0] is None:
+        rest = int(np.prod(shape[1:], dtype=int))
+        target = b.r.choice([(None, rest), (None, rest, 1), (None, 1, rest)])
+    else:
+        size = int(np.prod(shape, dtype=int))
+        target = b.r.choice([(size,), (-1,), (1, size), (size, 1)] + ([(2, size // 2)] if size % 2 == 0 else []))
+    return _call(f"gc.reshape({{0}}, {target!r})", lambda v: gc.reshape(v, target), x)
+
+
+def _slice(b: _Builder) -> tuple:
+    x = b.pick(1)
+    axes = [a for a, d in enumerate(x.node.shape) if d is not None and d > 1]
+    if not axes:
+        raise gc.ShapeError("nothing to slice")
+    axis = b.r.choice(axes)
+    d = x.node.shape[axis]
+    part = b.r.choice([f"1:{d}", "0", f"{d - 1}", "::2", f"0:{d - 1}"])
+    index = ", ".join([":"] * axis + [part])
+    key = tuple([slice(None)] * axis + [_parse_part(part)])
+    return _call(f"{{0}}[{index}]", lambda v: v[key], x)
+
+
+def _parse_part(part: str):
+    if ":" not in part:
+        return int(part)
+    bits = [int(p) if p else None for p in part.split(":")]
+    return slice(*bits)
+
+
+def _concat(b: _Builder) -> tuple:
+    x = b.pick(1)
+    axes = [a for a, d in enumerate(x.node.shape) if d is not None]
+    if not axes:
+        raise gc.ShapeError("only a batch axis")
+    axis = b.r.choice(axes)
+    other = b.like(x.node)
+    return _call(f"gc.concat([{{0}}, {{1}}, {{0}}], axis={axis})", lambda u, v: gc.concat([u, v, u], axis=axis), x, other)
+
+
+def _softmax_family(b: _Builder) -> tuple:
+    x = b.pick(1)
+    axis = b.r.choice(range(x.node.ndim)) - (x.node.ndim if b.r.random() < 0.5 else 0)
+    kind = b.r.choice(["softmax", "log_softmax", "logsumexp", "logsumexp keep", "log softmax", "log sum exp",
+                       "softmax typed", "cross-entropy typed"])
+    if kind == "logsumexp keep":
+        return _call(f"gc.logsumexp({{0}}, axis={axis}, keepdims=True)", lambda v: gc.logsumexp(v, axis, True), x)
+    if kind == "log softmax":
+        return _call(f"gc.log(gc.softmax({{0}}, axis={axis}))", lambda v: gc.log(gc.softmax(v, axis)), x)
+    if kind == "log sum exp":
+        return _call(f"gc.log(gc.sum(gc.exp({{0}}), axis={axis}))", lambda v: gc.log(gc.sum(gc.exp(v), axis=axis)), x)
+    if kind == "softmax typed":
+        return _call(f"gc.exp({{0}}) / gc.sum(gc.exp({{0}}), axis={axis}, keepdims=True)",
+                     lambda v: gc.exp(v) / gc.sum(gc.exp(v), axis=axis, keepdims=True), x)
+    if kind == "cross-entropy typed":
+        y = b.like(x.node, "unit")
+        return _call(f"-gc.sum({{1}} * gc.log_softmax({{0}}, axis={axis}), axis={axis})",
+                     lambda v, t: -gc.sum(t * gc.log_softmax(v, axis), axis=axis), x, y)
+    return _call(f"gc.{kind}({{0}}, axis={axis})", lambda v: getattr(gc, kind)(v, axis=axis), x)
+
+
+def _loss(b: _Builder) -> tuple:
+    x = b.pick(1)
+    kind = b.r.choice(["mse", "bce", "bce logits", "softmax ce", "softmax ce labels", "nll labels"])
+    if kind == "mse":
+        return _call("gc.mse({0}, {1})", gc.mse, x, b.like(x.node))
+    if kind == "bce":
+        return _call("gc.binary_cross_entropy(gc.sigmoid({0}), {1})",
+                     lambda v, t: gc.binary_cross_entropy(gc.sigmoid(v), t), x, b.like(x.node, "unit"))
+    if kind == "bce logits":
+        return _call("gc.binary_cross_entropy_with_logits({0}, {1})", gc.binary_cross_entropy_with_logits,
+                     x, b.like(x.node, "unit"))
+    if kind == "softmax ce":
+        return _call("gc.softmax_cross_entropy({0}, {1})", gc.softmax_cross_entropy, x, b.like(x.node, "unit"))
+    classes = x.node.shape[-1]
+    if classes is None:
+        raise gc.ShapeError("classes along the batch axis")
+    labels = b.leaf(x.node.shape[:-1], "labels", classes)
+    if kind == "nll labels":
+        return _call("gc.nll(gc.log_softmax({0}), {1})", lambda v, t: gc.nll(gc.log_softmax(v), t), x, labels)
+    return _call("gc.softmax_cross_entropy({0}, {1})", gc.softmax_cross_entropy, x, labels)
+
+
+def _conv(b: _Builder) -> tuple:
+    images = [e for e in b.pool if e.node.ndim == 4]
+    x = b.r.choice(images) if images and b.r.random() < 0.7 else b.leaf(b.r.choice(IMAGES))
+    if b.r.random() < 0.4:
+        return _call("gc.max_pool2d({0}, size=2, stride=2)", lambda v: gc.max_pool2d(v, 2, 2), x)
+    channels = x.node.shape[1]
+    w = b.leaf((b.r.choice([1, 2]), channels, 2, 2))
+    bias = b.leaf((w.node.shape[0],))
+    stride, padding = b.r.choice([1, 2]), b.r.choice([0, 1])
+    return _call(f"gc.conv2d({{0}}, {{1}}, {{2}}, stride={stride}, padding={padding})",
+                 lambda v, k, c: gc.conv2d(v, k, c, stride=stride, padding=padding), x, w, bias)
+
+
+def _second_order(b: _Builder) -> tuple:
+    x = b.pick(1)
+    leaves = [leaf for leaf in gc.graph.toposort([x.node])
+              if leaf.op in ("input", "param") and leaf.name not in b.no_gradient]
+    if not leaves:
+        raise gc.ShapeError("no leaf to differentiate")
+    leaf = b.r.choice(leaves)
+    return _call(f"gc.grad(gc.sum({{0}} * {{0}}), [{leaf.name}])[0]",
+                 lambda v: gc.grad(gc.sum(v * v), [leaf])[0], x)
+
+
+def _elementwise_of_pool(b: _Builder) -> tuple:
+    """A binary op of two values already built: fan-out and broadcasting."""
+    template, function = b.r.choice(BINARY)
+    return _call(template, function, b.pick(), b.pick())
+
+
+UNARY = [
+    ("gc.exp({0})", gc.exp), ("gc.tanh({0})", gc.tanh), ("gc.sigmoid({0})", gc.sigmoid),
+    ("gc.relu({0})", gc.relu), ("gc.leaky_relu({0}, slope=0.1)", lambda v: gc.leaky_relu(v, 0.1)),
+    ("gc.softplus({0})", gc.softplus), ("gc.abs({0})", gc.abs), ("-{0}", lambda v: -v),
+    ("{0} ** 2", lambda v: v ** 2), ("{0} ** 3", lambda v: v ** 3), ("0.5 * {0}", lambda v: 0.5 * v),
+    ("1 - {0}", lambda v: 1 - v), ("{0} + 1", lambda v: v + 1),
+    ("gc.log({0} * {0} + 0.5)", lambda v: gc.log(v * v + 0.5)),
+    ("gc.sqrt({0} * {0} + 0.25)", lambda v: gc.sqrt(v * v + 0.25)),
+    ("1 / ({0} * {0} + 1)", lambda v: 1 / (v * v + 1)),
+    ("1 / (1 + gc.exp(-{0}))", lambda v: 1 / (1 + gc.exp(-v))),
+    ("(gc.exp(2 * {0}) - 1) / (gc.exp(2 * {0}) + 1)", lambda v: (gc.exp(2 * v) - 1) / (gc.exp(2 * v) + 1)),
+    ("gc.log(1 + gc.exp({0}))", lambda v: gc.log(1 + gc.exp(v))),
+    ("gc.log(gc.sigmoid({0}))", lambda v: gc.log(gc.sigmoid(v))),
+    ("gc.log(1 - gc.sigmoid({0}))", lambda v: gc.log(1 - gc.sigmoid(v))),
+    ("gc.log(gc.exp({0}))", lambda v: gc.log(gc.exp(v))),
+    ("gc.dropout({0}, 0.5)", lambda v: gc.dropout(v, 0.5)),
+    ("{0} - {0}", lambda v: v - v), ("gc.exp({0} - {0})", lambda v: gc.exp(v - v)),
+]
+BINARY = [
+    ("{0} + {1}", lambda u, v: u + v), ("{0} - {1}", lambda u, v: u - v), ("{0} * {1}", lambda u, v: u * v),
+    ("{0} / ({1} * {1} + 0.5)", lambda u, v: u / (v * v + 0.5)),
+    ("gc.maximum({0}, {1})", gc.maximum), ("gc.minimum({0}, {1})", gc.minimum),
+    ("({0} * {0} + 0.5) ** {1}", lambda u, v: (u * u + 0.5) ** v),
+    ("gc.minimum({1}, gc.maximum(-{1}, {0}))", lambda u, v: gc.minimum(v, gc.maximum(-v, u))),
+]
+MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
+    *[(_unary(t, f), 1.0) for t, f in UNARY],
+    (_elementwise_of_pool, 12.0), (_reduction, 5.0), (_matmul, 5.0), (_transpose, 1.5), (_reshape, 2.0),
+    (_slice, 2.0), (_concat, 1.5), (_softmax_family, 4.0), (_loss, 2.0), (_conv, 1.0), (_second_order, 0.7),
+]
+
+
+def random_case(seed: int, steps: int | None = None) -> Case:
+    """The random graph of `seed`: 1 to 3 leaves, then `steps` ops (2 to 12 by default)."""
+    b = _Builder(seed)
+    for _ in range(b.r.randint(1, 3)):
+        b.pool.append(b.leaf(b.r.choice(SHAPES)))
+    for _ in range(b.r.randint(2, 12) if steps is None else steps):
+        b.step()
+    if all(e.node.is_leaf for e in b.pool):
+        b.add(*_call("gc.tanh({0})", gc.tanh, b.pool[0]))
+    b.loss()
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for name, leaf in b.g.leaves.items():
+        shape = tuple(BATCH if d is None else d for d in leaf.shape)
+        arrays[name] = np.asarray(b.data[name](rng, shape), dtype=np.float64)
+    wrt = [name for name in b.g.leaves if name not in b.no_gradient]
+    return Case(seed, b.g, b.code, arrays, wrt)
+
+
+# ---------------------------------------------------------------- checking
+
+@dataclass
+class Outcome:
+    seed: int
+    nodes: int
+    compile_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    degenerate: bool = False   # the literal graph overflows at this point: nothing to compare
+    unsmooth: list[str] = field(default_factory=list)  # leaves whose finite differences are untrustworthy here
+
+
+def check_case(case: Case) -> Outcome:
+    """Compile both ways, run, compare with each other and with central differences."""
+    outcome = Outcome(case.seed, case.size)
+    results = {}
+    for simplify in (False, True):
+        what = "simplified" if simplify else "literal"
+        start = time.perf_counter()
+        try:
+            model = gc.compile(case.graph, wrt=case.wrt, loss="loss", simplify=simplify)
+        except Exception as error:  # noqa: BLE001 - any compile failure is a finding
+            outcome.problems.append(f"{what}: compile failed: {type(error).__name__}: {error}")
+            return outcome
+        outcome.compile_seconds += time.perf_counter() - start
+        try:
+            module = model.load()
+            with np.errstate(all="ignore"):
+                outputs, grads = module.gradients(**case.arrays)
+                forward = module.forward(**case.arrays)
+        except Exception as error:  # noqa: BLE001 - a generated module that fails is a finding
+            outcome.problems.append(f"{what}: running failed: {type(error).__name__}: {error}")
+            return outcome
+        for name, value in forward.items():
+            if not _same(value, outputs[name], 0.0):
+                outcome.problems.append(f"{what}: forward() and gradients() disagree on {name!r}")
+        results[simplify] = (module, outputs, grads)
+
+    literal, simplified = results[False], results[True]
+    if not _tame(literal[1]) or not _tame(literal[2]):
+        outcome.degenerate = True
+        return outcome
+    for name in literal[1]:
+        if np.shape(literal[1][name]) != np.shape(simplified[1][name]) or not _same(literal[1][name], simplified[1][name], AGREEMENT):
+            outcome.problems.append(f"output {name!r}: literal {_short(literal[1][name])} "
+                                    f"but simplified {_short(simplified[1][name])}")
+    loss = lambda **a: literal[0].forward(**a)["loss"]  # noqa: E731
+    for name in case.wrt:
+        got = {k: np.asarray(r[2][name]) for k, r in (("literal", literal), ("simplified", simplified))}
+        if any(g.shape != case.arrays[name].shape for g in got.values()):
+            outcome.problems.append(f"gradient {name!r}: shapes {[g.shape for g in got.values()]} "
+                                    f"for a leaf of shape {case.arrays[name].shape}")
+            continue
+        with np.errstate(all="ignore"):
+            fine, coarse = numeric_gradient(loss, case.arrays, name), numeric_gradient(loss, case.arrays, name, 1e-4)
+        if relative_error(fine, coarse) > TOLERANCE or not np.all(np.isfinite(fine)):
+            outcome.unsmooth.append(name)  # on a kink or a tie: compare the two modules only
+            if not _same(got["literal"], got["simplified"], AGREEMENT):
+                outcome.problems.append(f"gradient {name!r}: literal {_short(got['literal'])} "
+                                        f"but simplified {_short(got['simplified'])}")
+            continue
+        for what, g in got.items():
+            error = relative_error(g, fine)
+            if error > TOLERANCE:
+                outcome.problems.append(f"gradient {name!r} ({what}): relative error {error:.1e} against "
+                                        f"central differences: got {_short(g)}, want {_short(fine)}")
+    return outcome
+
+
+def _tame(values: dict) -> bool:
+    return all(np.all(np.isfinite(v)) and np.max(np.abs(v), initial=0.0) < 1e6 for v in values.values())
+
+
+def _same(a, b, tolerance: float) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return False
+    if tolerance == 0.0:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return relative_error(a, b) <= tolerance
+
+
+def _short(value) -> str:
+    return np.array2string(np.asarray(value), precision=5, threshold=8, max_line_width=120).replace("\n", "")
+
+
+def report(case: Case, outcome: Outcome) -> str:
+    """A failure as something to paste into a test: the graph's code and what went wrong."""
+    lines = [f"seed {case.seed} ({outcome.nodes} nodes):"]
+    lines += [f"    {line}" for line in case.code]
+    lines += [f"  ! {problem}" for problem in outcome.problems]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--graphs", type=int, default=300, help="how many seeds to run (default 300)")
+    parser.add_argument("--start", type=int, default=0, help="the first seed (default 0)")
+    parser.add_argument("--seed", type=int, help="run this one seed")
+    parser.add_argument("--steps", type=int, help="ops per graph (default: 2 to 12 at random)")
+    parser.add_argument("--show", action="store_true", help="print each graph's code")
+    args = parser.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.graphs)
+    failures = degenerate = unsmooth = 0
+    slowest = (0.0, -1, 0)
+    largest = 0
+    started = time.perf_counter()
+    for seed in seeds:
+        case = random_case(seed, args.steps)
+        outcome = check_case(case)
+        largest = max(largest, outcome.nodes)
+        slowest = max(slowest, (outcome.compile_seconds, seed, outcome.nodes))
+        degenerate += outcome.degenerate
+        unsmooth += bool(outcome.unsmooth)
+        if outcome.compile_seconds > COMPILE_BUDGET:
+            outcome.problems.append(f"compiling took {outcome.compile_seconds:.1f} s (budget {COMPILE_BUDGET} s)")
+        if outcome.problems or args.show:
+            print(report(case, outcome), flush=True)
+        failures += bool(outcome.problems)
+    print(f"{len(seeds)} graphs (up to {largest} nodes) in {time.perf_counter() - started:.0f} s: "
+          f"{failures} failed, {degenerate} overflowed in the literal graph (not compared), "
+          f"{unsmooth} on a kink for some leaf (modules compared with each other only); "
+          f"slowest compile {slowest[0]:.2f} s (seed {slowest[1]}, {slowest[2]} nodes)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
