@@ -54,24 +54,63 @@ class softplus(sp.Function):  # noqa: N801 - see sigmoid
         return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
 
 
-_W = sp.Wild("w")
-# Formulas that overflow when printed as written, and their whole forms; order matters (a
-# tanh or e^w/(1+e^w) must be seen before its denominator is taken for a sigmoid).
-_STABLE_FORMS = (
-    ((sp.exp(2 * _W) - 1) / (sp.exp(2 * _W) + 1), lambda w: sp.tanh(w)),
-    (sp.exp(_W) / (1 + sp.exp(_W)), lambda w: sigmoid(w)),
-    (1 / (1 + sp.exp(-_W)), lambda w: sigmoid(w)),
-    (sp.log(1 + sp.exp(_W)), lambda w: softplus(w)),
-    (sp.log(sigmoid(_W)), lambda w: -softplus(-w)),          # log σ(x) = -softplus(-x)
-    (sp.log(1 - sigmoid(_W)), lambda w: -softplus(w)),       # log(1 - σ(x)) = -softplus(x)
-)
+def _exp_plus_one(expr: sp.Expr) -> sp.Expr | None:
+    """u where expr is 1 + e^u."""
+    if expr.is_Add and len(expr.args) == 2 and sp.S.One in expr.args:
+        other = expr.args[0] if expr.args[1] == 1 else expr.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
 
 
+def _whole_function(expr: sp.Expr) -> sp.Expr | None:
+    """The stable whole function that `expr` itself spells out, or None:
+    (e^u - 1)/(e^u + 1) = tanh(u/2), e^u/(1 + e^u) = σ(u), 1/(1 + e^u) = σ(-u),
+    log(1 + e^u) = softplus(u), log σ(u) = -softplus(-u), log(1 - σ(u)) = -softplus(u)."""
+    if isinstance(expr, sp.log):
+        (arg,) = expr.args
+        u = _exp_plus_one(arg)
+        if u is not None:
+            return softplus(u)
+        if isinstance(arg, sigmoid):
+            return -softplus(-arg.args[0])
+        if arg.is_Add and len(arg.args) == 2 and sp.S.One in arg.args:
+            other = arg - 1
+            if isinstance(-other, sigmoid):
+                return -softplus((-other).args[0])
+        return None
+    if expr.is_Pow and expr.exp == -1:
+        u = _exp_plus_one(expr.base)
+        return None if u is None else sigmoid(-u)
+    if expr.is_Mul:
+        factors = list(expr.args)
+        for f in factors:
+            u = _exp_plus_one(f.base) if f.is_Pow and f.exp == -1 else None
+            if u is None:
+                continue
+            for partner, whole in ((sp.exp(u), sigmoid(u)), (sp.exp(u) - 1, sp.tanh(u / 2))):
+                if partner in factors:
+                    rest = list(factors)
+                    rest.remove(f)
+                    rest.remove(partner)
+                    return sp.Mul(whole, *rest)
+    return None
+
+
+@lru_cache(maxsize=4096)
 def stable_form(expr: sp.Expr) -> sp.Expr:
-    """`expr` with sigmoid, softplus and tanh written as themselves, and log σ as -softplus."""
-    for pattern, whole in _STABLE_FORMS:
-        expr = expr.replace(pattern, whole)
-    return expr
+    """`expr` with sigmoid, softplus and tanh written as themselves, and log σ as -softplus.
+
+    A walk from the root down, so that e^u/(1 + e^u) is seen whole before its 1/(1 + e^u);
+    hand-written recognisers, because SymPy's pattern matching takes seconds on large formulas.
+    """
+    if expr.is_Atom:
+        return expr
+    whole = _whole_function(expr)
+    if whole is not None:
+        return stable_form(whole)
+    args = tuple(stable_form(arg) for arg in expr.args)
+    return expr if args == expr.args else expr.func(*args)
 
 
 def placeholder(i: int) -> sp.Symbol:
@@ -90,7 +129,7 @@ def in_exponentials(expr: sp.Expr) -> sp.Expr:
     return expr.rewrite([sp.tanh, sigmoid, softplus], sp.exp)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=4096)
 def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     """∂expr/∂xi in its cheapest verified form, possibly in terms of the output `y`."""
     x = placeholder(i)
@@ -143,8 +182,7 @@ def _tidy(derivative: sp.Expr) -> sp.Expr:
 # Work limits that keep SymPy fast and the result deterministic (operation counts, not seconds):
 # formulas above them keep the plain derivative.
 INVERT_LIMIT = 40     # count_ops of a formula we try to solve for one operand
-SIMPLIFY_LIMIT = 30   # count_ops of a substituted derivative that sympy.simplify may work on
-NORMAL_LIMIT = 80     # the same for factor / expand
+NORMAL_LIMIT = 80     # count_ops of a substituted derivative that factor / cancel / expand may work on
 
 
 def invert(expr: sp.Expr, x: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
@@ -164,7 +202,7 @@ def invert(expr: sp.Expr, x: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
         elif isinstance(expr, sp.log):
             y, expr = sp.exp(y), expr.args[0]
         elif isinstance(expr, sp.tanh):
-            y, expr = sp.log((1 + y) / (1 - y)) / 2, expr.args[0]  # atanh y, in a form exp() undoes
+            y, expr = sp.atanh(y), expr.args[0]
         elif isinstance(expr, sigmoid):
             y, expr = sp.log(y / (1 - y)), expr.args[0]
         elif isinstance(expr, softplus):
@@ -189,14 +227,14 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
     if solution is None:
         return []
     candidates = []
-    for form in (plain, in_exponentials(plain)):
-        substituted = form.subs(x, solution)
+    # tanh(atanh(y)) evaluates to y at once; in exponentials, atanh is better written as a log
+    for form, inverse in ((plain, solution), (in_exponentials(plain), solution.rewrite(sp.log))):
+        substituted = form.subs(x, inverse)
         size = sp.count_ops(substituted)
-        normal_forms = [lambda e: e]
-        if size <= NORMAL_LIMIT:
-            normal_forms += [sp.factor, sp.expand]
-        if size <= SIMPLIFY_LIMIT:
-            normal_forms.append(sp.simplify)
+        # Rational normal forms only: sympy.simplify tries trigonometric rewrites that can take
+        # a minute on a small formula, and finds nothing factor/cancel/expand would not.
+        normal_forms = [lambda e: e] + ([sp.factor, sp.cancel, sp.expand, lambda e: sp.factor_terms(sp.expand(e))]
+                                        if size <= NORMAL_LIMIT else [])
         for normal_form in normal_forms:
             # SymPy's simplifiers fail in many ways (NotImplementedError, TypeError, ...) on some
             # formulas; a failure only means that no rewrite is offered.
@@ -220,10 +258,16 @@ def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
     checked = 0
     for k in range(len(_SAMPLES)):
         point = {s: sp.Float(_SAMPLES[(k + j) % len(_SAMPLES)]) for j, s in enumerate(symbols)}
-        want = sp.N(in_exponentials(plain).subs(point))
-        got = sp.N(in_exponentials(candidate.subs(Y, expr)).subs(point))
+        try:
+            want = sp.N(in_exponentials(plain).subs(point))
+        except TypeError:  # a condition met a complex value (a power of a negative number): no test here
+            continue
         if not (want.is_real and want.is_finite):
             continue
+        try:
+            got = sp.N(in_exponentials(candidate.subs(Y, expr)).subs(point))
+        except TypeError:  # a condition compared a complex value: the candidate is not real here
+            return False
         if not (got.is_real and got.is_finite) or abs(got - want) > 1e-9 * (1 + abs(want)):
             return False
         checked += 1
