@@ -41,6 +41,8 @@ TRAINING_KEYS = ("optimizer", "lr", "epochs", "batch_size", "seed", "momentum", 
 DEFAULT_TRAINING = {"epochs": 10, "lr": 0.1, "batch_size": 32}
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
 INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
+# Ops whose emitted code takes a plain number as an operand (others call array methods on it).
+NUMBER_OPERANDS = ("broadcast_like", "expand", "sum", "mean", "alias")
 # Ops that only matter to differentiation: their value is their operand's, under the same name.
 TRANSPARENT_OPS = ("stop_gradient",)
 
@@ -256,7 +258,7 @@ class _Module:
             if node.op in TRANSPARENT_OPS and node not in self.names:
                 inlined[node] = _literal(args[0])
                 continue
-            expr = OPS[node.op].emit(node, tuple(_literal(a) for a in args))
+            expr = OPS[node.op].emit(node, tuple(self._operand_text(node, a) for a in args))
             if self._inlined(node):
                 inlined[node] = expr
                 continue
@@ -269,6 +271,13 @@ class _Module:
                 backward.extend(Statement(name, text, comment) for name, text in shared)
                 backward.append(Statement(self.name(node), expr, comment))
         return forward, backward, inlined
+
+    @staticmethod
+    def _operand_text(node: Node, arg: str | int | float) -> str:
+        """A variable name, or a number; a number read by an array method (reshape, .T, ...) is an array."""
+        if isinstance(arg, str) or OPS[node.op].elementwise or node.op in NUMBER_OPERANDS:
+            return _literal(arg)
+        return f"np.asarray({number_text(arg)}, dtype=DTYPE)"
 
     def _common_parts(self, node: Node, args: tuple, expr: str) -> tuple[list[tuple[str, str]], str]:
         """A fused formula's repeated subexpressions, computed once each (sympy.cse): ([(name, text)], main text).

@@ -1,0 +1,173 @@
+"""Named regression tests: every graph that once gave a wrong number, a crash or a hang.
+
+Each is compiled with and without simplification, and both modules are checked against
+each other and against central differences (random_graphs.check_case).
+"""
+import numpy as np
+import pytest
+import sympy as sp
+
+import graphcomp as gc
+from graphcomp.simplify import local_derivative, placeholder, sigmoid
+from random_graphs import Case, check_case, random_case, report
+
+rng = np.random.default_rng(0)
+
+
+def graph_of(**shapes):
+    g = gc.Graph("regression")
+    return g, [g.input(name, shape=shape) for name, shape in shapes.items()]
+
+
+def checked(g: gc.Graph, **arrays) -> dict:
+    """Both modules agree with central differences and with each other; the literal module's outputs."""
+    arrays = {k: np.asarray(v, dtype=float) for k, v in arrays.items()}
+    case = Case(-1, g, [], arrays, list(g.leaves))
+    outcome = check_case(case)
+    assert not outcome.problems and not outcome.degenerate, outcome.problems
+    return {simplify: gc.compile(g, simplify=simplify).load().forward(**arrays) for simplify in (False, True)}
+
+
+# ---- constant gradients that were reshaped emitted `1.reshape(1)` ---------------------------
+
+def test_inner_product_of_a_vector_with_itself():
+    g, (x,) = graph_of(x=(3,))
+    g.output("loss", x @ x)
+    out = checked(g, x=[1.0, 2.0, -2.0])
+    assert out[True]["loss"] == out[False]["loss"] == 9.0
+
+
+def test_logsumexp_of_a_vector():
+    g, (p,) = graph_of(p=(3,))
+    g.output("loss", gc.logsumexp(p))
+    checked(g, p=[0.5, -1.0, 2.0])
+
+
+def test_cross_entropy_of_a_one_dimensional_log_softmax():
+    g, (y, z) = graph_of(y=(3,), z=(3,))
+    g.output("loss", -gc.sum(y * gc.log_softmax(z)))
+    checked(g, y=[0.0, 1.0, 0.0], z=[0.3, -0.2, 1.1])
+
+
+def test_half_an_inner_product():
+    g, (a, b) = graph_of(a=(3,), b=(3,))
+    g.output("loss", (a @ b) / 2)
+    checked(g, a=[1.0, 2.0, 3.0], b=[0.5, -1.0, 0.25])
+
+
+def test_a_constant_operand_of_a_tensor_op_is_printed_as_an_array():
+    g, (x,) = graph_of(x=(None, 2))
+    g.output("loss", gc.sum(x * gc.reshape(2, (1, 1))))
+    assert "2.reshape" not in gc.compile(g).source
+    checked(g, x=rng.normal(size=(3, 2)))
+
+
+# ---- keepdims in logsumexp's shape rule ------------------------------------------------
+
+def test_logsumexp_with_keepdims_keeps_the_axis():
+    g, (x,) = graph_of(x=(None, 3))
+    assert gc.logsumexp(x, axis=-1, keepdims=True).shape == (None, 1)
+    g.output("loss", gc.sum((x - gc.logsumexp(x, axis=-1, keepdims=True)) ** 2))
+    checked(g, x=rng.normal(size=(4, 3)))
+
+
+# ---- a folded constant keeps its node's shape (was silently wrong) ---------------------------
+
+def test_a_formula_that_cancels_to_a_constant_keeps_its_shape():
+    g, (x,) = graph_of(x=(None, 3))
+    g.output("loss", gc.sum(gc.exp(x - x)))
+    out = checked(g, x=np.ones((4, 3)))
+    assert out[True]["loss"] == out[False]["loss"] == 12.0
+
+
+def test_a_cancelled_output_keeps_the_batch_shape():
+    g, (x,) = graph_of(x=(None, 1))
+    h = g.output("h", x - x + 1)
+    g.output("loss", gc.sum(h.T @ x))
+    out = checked(g, x=rng.normal(size=(5, 1)))
+    assert np.shape(out[True]["h"]) == np.shape(out[False]["h"]) == (5, 1)
+
+
+def test_a_constant_formula_sympy_cannot_turn_into_a_float():
+    g, (x,) = graph_of(x=(2, 3))
+    t = x - x
+    g.output("loss", gc.sum(gc.log(gc.sigmoid(t))) + gc.sum(gc.log(1 + gc.exp(t))))
+    out = checked(g, x=rng.normal(size=(2, 3)))
+    assert out[True]["loss"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ---- broadcast conditions in a clamp (np.logical_and.reduce of arrays of different shapes) ---
+
+def test_clamp_between_scalar_params():
+    g = gc.Graph("clamp")
+    lo, hi, x = g.param("lo", ()), g.param("hi", ()), g.input("x", shape=(None, 3))
+    g.output("loss", gc.sum(gc.minimum(hi, gc.maximum(lo, x))))
+    source = gc.compile(g).source
+    assert "logical_and.reduce" not in source and "logical_or.reduce" not in source
+    checked(g, lo=-0.5, hi=0.5, x=rng.normal(size=(4, 3)))
+
+
+# ---- paths that cancel ------------------------------------------------------------------
+
+def test_a_value_minus_itself():
+    g, (u,) = graph_of(u=())
+    t = gc.tanh(u)
+    g.output("loss", t - t)
+    checked(g, u=0.7)
+    _, grads = gc.compile(g).load().gradients(u=0.7)
+    assert grads == {"u": 0.0}
+
+
+# ---- SymPy with a budget (these took from 10 s to over 500 s) ----------------------------
+
+@pytest.mark.parametrize("build", [
+    lambda p: gc.sum(gc.sigmoid(p) ** 3),
+    lambda p: gc.sum(gc.tanh(p) ** 3),
+    lambda p: gc.sum(gc.tanh(gc.tanh(p))),
+], ids=["sigmoid cubed", "tanh cubed", "tanh of tanh"])
+def test_powers_and_compositions_of_activations_compile_at_once(build):
+    g, (p,) = graph_of(p=(None, 3))
+    g.output("loss", build(p))
+    checked(g, p=rng.normal(size=(2, 3)))
+
+
+def test_through_output_derivatives_are_still_found_within_the_budget():
+    a = placeholder(0)
+    y = sp.Symbol("y", real=True)
+    assert local_derivative(sigmoid(a), 0) == y * (1 - y)
+    assert local_derivative(sp.tanh(a), 0) == 1 - y ** 2
+    assert local_derivative(sp.exp(a), 0) == y
+
+
+# ---- found by the random-graph test ---------------------------------------------------------
+
+def test_second_derivative_through_max_pooling():
+    g = gc.Graph("pool2")
+    x = g.input("x", shape=(None, 1, 4, 4))
+    pooled = gc.max_pool2d(x)
+    (dx,) = gc.grad(gc.sum(pooled * pooled), [x])
+    g.output("loss", gc.sum(dx * dx) + gc.sum(gc.tanh(pooled)))
+    checked(g, x=rng.normal(size=(2, 1, 4, 4)))
+
+
+def test_second_derivative_through_convolution():
+    g = gc.Graph("conv2")
+    x, w = g.input("x", shape=(None, 2, 5, 5)), g.param("w", (3, 2, 2, 2))
+    out = gc.conv2d(x, w, stride=2, padding=1)
+    dx, dw = gc.grad(gc.sum(gc.tanh(out)), [x, w])
+    g.output("loss", gc.sum(dx * dx) + gc.sum(dw * dw))
+    checked(g, x=rng.normal(size=(2, 2, 5, 5)), w=rng.normal(size=(3, 2, 2, 2)))
+
+
+def test_second_derivative_of_abs_has_no_dirac_delta():
+    g, (x,) = graph_of(x=(3,))
+    (dx,) = gc.grad(gc.sum(gc.abs(x) * x), [x])
+    g.output("loss", gc.sum(dx * dx))
+    checked(g, x=[0.5, -1.5, 2.0])
+
+
+@pytest.mark.parametrize("seed", [0, 65, 301, 318, 365, 524, 539, 722, 813])
+def test_random_graph_that_once_failed(seed):
+    case = random_case(seed)
+    outcome = check_case(case)
+    assert not outcome.problems, report(case, outcome)
