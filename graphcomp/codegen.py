@@ -223,6 +223,8 @@ class _Module:
             for leaf in graph.leaves.values():
                 if leaf in backward.adjoints:
                     self.adjoint_of.setdefault(backward.adjoints[leaf], leaf)
+                elif leaf in backward.gradients:  # the loss does not depend on it: d_x = np.zeros_like(x)
+                    self.adjoint_of.setdefault(backward.gradients[leaf], leaf)
 
     # ---- names and operands ------------------------------------------
     def name(self, node: Node) -> str:

@@ -192,6 +192,15 @@ def _symbol_rank(symbol: sp.Symbol, binding: dict) -> int:
     return list(binding).index(symbol)
 
 
+def _times_adjoint(local: sp.Expr) -> sp.Expr:
+    """g · local, with g taken into the cases of a piecewise local derivative (relu' → g where x > 0,
+    printed as a mask). Built by hand: sympy.piecewise_fold simplifies the conditions, which can
+    take seconds."""
+    if isinstance(local, sp.Piecewise):
+        return sp.Piecewise(*((G * value, condition) for value, condition in local.args), evaluate=False)
+    return G * local
+
+
 def elementwise_vjp(node: Node, g: Node) -> tuple:
     """g · ∂y/∂xi for each input, summed back to the input's shape."""
     expr = scalar_expr(node)
@@ -201,7 +210,7 @@ def elementwise_vjp(node: Node, g: Node) -> tuple:
             pieces.append(None)
             continue
         binding = {G: g, **{placeholder(j): v for j, v in enumerate(node.inputs)}, Y: node}
-        piece = fuse(sp.piecewise_fold(G * local_derivative(expr, i)), binding, node.shape)
+        piece = fuse(_times_adjoint(local_derivative(expr, i)), binding, node.shape)
         pieces.append(None if piece is None else sum_to(piece, x.shape))
     return tuple(pieces)
 

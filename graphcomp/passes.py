@@ -197,7 +197,8 @@ class _Regions:
         while growing:
             growing = False
             for symbol, x in list(frontier.items()):
-                if x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region):
+                if (x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region)
+                        and _pieces(expr) + _pieces(self.wholes[x][0]) == 0):  # stable forms have no cases
                     expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
                     growing = True
         self.wholes[node] = (expr, frontier, region)
@@ -213,6 +214,9 @@ class _Regions:
             growing = False
             for symbol, x in list(current[1].items()):
                 if x in self.steps and x not in self.kept and self.uses[x] == 1 and symbol not in rejected:
+                    if _pieces(current[0]) + _pieces(self.steps[x][0]) > 1:
+                        rejected.add(symbol)  # np.where inside np.where: unreadable, and slow for SymPy
+                        continue
                     trial = _absorb(current, symbol, self.steps[x])
                     # softplus differentiates to σ anyway: a region holding one may recompute σ.
                     allowed = (sigmoid,) if any(r.op == "softplus" for r in trial[2]) else ()
@@ -233,6 +237,11 @@ def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
     frontier = {s: x for s, x in frontier.items() if s != symbol}
     frontier.update(inner_frontier)
     return expr.xreplace({symbol: inner_expr}), frontier, region | inner_region
+
+
+def _pieces(expr: sp.Expr) -> int:
+    """How many case distinctions (relu, maximum, ...) a formula holds."""
+    return len(expr.atoms(sp.Piecewise))
 
 
 def _folded(expr: sp.Expr, frontier: dict[sp.Symbol, Node]) -> sp.Expr:
