@@ -72,6 +72,10 @@ def broadcast_shapes(shapes: tuple, what: str = "elementwise op") -> Shape:
         if len(dims) > 1:
             raise ShapeError(f"{what}: shapes {shapes_text(shapes)} do not broadcast together")
         result.append(dims.pop() if dims else 1)
+    if result.count(None) > 1:
+        raise ShapeError(f"{what}: shapes {shapes_text(shapes)} put their batch axes (None) on different "
+                         "axes; the result would have two batch axes. Reshape one of them so that the batch "
+                         "axes line up")
     return tuple(result)
 
 

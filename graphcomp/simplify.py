@@ -181,8 +181,8 @@ def _tidy(derivative: sp.Expr) -> sp.Expr:
 
 # Work limits that keep SymPy fast and the result deterministic (operation counts, not seconds):
 # formulas above them keep the plain derivative.
-INVERT_LIMIT = 40     # count_ops of a formula we try to solve for one operand
-NORMAL_LIMIT = 80     # count_ops of a substituted derivative that factor / cancel / expand may work on
+INVERT_LIMIT = 20     # count_ops of a formula we try to solve for one operand
+NORMAL_LIMIT = 30     # count_ops of a substituted derivative that factor / cancel / expand may work on
 
 
 def invert(expr: sp.Expr, x: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
@@ -233,8 +233,7 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
         size = sp.count_ops(substituted)
         # Rational normal forms only: sympy.simplify tries trigonometric rewrites that can take
         # a minute on a small formula, and finds nothing factor/cancel/expand would not.
-        normal_forms = [lambda e: e] + ([sp.factor, sp.cancel, sp.expand, lambda e: sp.factor_terms(sp.expand(e))]
-                                        if size <= NORMAL_LIMIT else [])
+        normal_forms = [lambda e: e] + ([sp.factor, sp.cancel, _expanded] if size <= NORMAL_LIMIT else [])
         for normal_form in normal_forms:
             # SymPy's simplifiers fail in many ways (NotImplementedError, TypeError, ...) on some
             # formulas; a failure only means that no rewrite is offered.
@@ -243,6 +242,12 @@ def _through_output(expr: sp.Expr, x: sp.Symbol, plain: sp.Expr) -> list[sp.Expr
             except Exception:  # noqa: BLE001 - see above
                 continue
     return sorted({c for c in candidates if not c.has(x) and c.has(Y)}, key=sp.default_sort_key)
+
+
+def _expanded(expr: sp.Expr) -> sp.Expr:
+    """expr expanded, with common factors then taken out (y - y² as y(1 - y)) while it stays small."""
+    expanded = sp.expand(expr)
+    return sp.factor_terms(expanded) if sp.count_ops(expanded) <= NORMAL_LIMIT else expanded
 
 
 def recomputes_functions(derivative: sp.Expr, allowed: tuple = ()) -> bool:
