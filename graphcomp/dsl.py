@@ -113,8 +113,10 @@ def reshape(x: Node, shape: Any) -> Node:
 
 def flatten(x: Node) -> Node:
     """Every axis after the first merged into one: (N, C, H, W) -> (N, C*H*W)."""
-    if x.ndim < 2:
+    if x.ndim <= 2:
         return x
+    if None in x.shape[1:]:
+        raise ShapeError(f"flatten: shape {format_shape(x.shape)} has a batch-sized axis (None) after the first")
     return reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
 

@@ -72,10 +72,6 @@ def broadcast_shapes(shapes: tuple, what: str = "elementwise op") -> Shape:
         if len(dims) > 1:
             raise ShapeError(f"{what}: shapes {shapes_text(shapes)} do not broadcast together")
         result.append(dims.pop() if dims else 1)
-    if result.count(None) > 1:
-        raise ShapeError(f"{what}: shapes {shapes_text(shapes)} put their batch axes (None) on different "
-                         "axes; the result would have two batch axes. Reshape one of them so that the batch "
-                         "axes line up")
     return tuple(result)
 
 
@@ -556,18 +552,37 @@ def _reshape_shape(shapes: tuple, attrs: dict) -> Shape:
     (x,) = shapes
     target = tuple(attrs["shape"])
     if -1 in target:  # one unknown size, as in NumPy, when everything else is known
+        if target.count(-1) > 1 or None in x or None in target:
+            raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
         rest = math.prod(d for d in target if d != -1)
-        if target.count(-1) > 1 or None in x or None in target or math.prod(x) % rest:
+        if math.prod(x) % rest:
             raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
         target = tuple(math.prod(x) // rest if d == -1 else d for d in target)
-    if (None in x) != (None in target) or target.count(None) > 1:
+    if x.count(None) > 1 or target.count(None) > 1:  # x @ x.T is (None, None): only 1-axes may come or go
+        if _without_ones(x) != _without_ones(target):
+            raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)}: with several batch-sized "
+                             "axes (None), a reshape may only add or remove axes of size 1")
+        return target
+    if (None in x) != (None in target):
         raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)} must keep the batch dimension None")
     if math.prod(d for d in x if d is not None) != math.prod(d for d in target if d is not None):
         raise ShapeError(f"reshape: cannot reshape {format_shape(x)} to {format_shape(target)}")
     return target
 
 
+def _without_ones(shape: Shape) -> Shape:
+    return tuple(d for d in shape if d != 1)
+
+
 def _reshape_emit(node: Node, args: tuple) -> str:
+    if node.shape.count(None) > 1:  # only size-1 axes come or go: drop them all, then put the new ones in
+        x = node.inputs[0]
+        text = args[0]
+        ones = tuple(i for i, d in enumerate(x.shape) if d == 1)
+        if ones:
+            text = f"np.squeeze({text}, axis={axis_text(ones)})"
+        new_ones = tuple(i for i, d in enumerate(node.shape) if d == 1)
+        return f"np.expand_dims({text}, {axis_text(new_ones)})" if new_ones else text
     dims = tuple(-1 if d is None else d for d in node.shape)
     return f"{args[0]}.reshape({dims})" if len(dims) != 1 else f"{args[0]}.reshape({dims[0]})"
 
