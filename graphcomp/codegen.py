@@ -54,17 +54,30 @@ class Statement:
     comment: str = ""
 
 
+@dataclass
+class Listing:
+    """What the generated gradients() computes, node by node, under the names the code uses:
+    the formulas (latex.py) and `graphcomp grad` read it, so that they name values as the code does."""
+
+    names: dict[Node, str]                  # node -> its variable
+    symbols: dict[Node, str]                # node -> its LaTeX symbol (W_{1}, t_{3}, \bar{h}, ...)
+    inlined: dict[Node, str]                # node -> the code text written inside its user's line
+    statements: dict[Node, list[Statement]]  # node -> the lines computing it (common parts first)
+    order: list[Node]                       # the nodes with lines of their own, in the order of gradients()
+
+
 class CompiledModel:
     """A compiled graph: its generated source, and ways to save and import it."""
 
     def __init__(self, graph: Graph, compiled_graph: Graph, source: str, wrt: tuple[str, ...],
-                 loss: str | None, backward: Backward | None) -> None:
+                 loss: str | None, backward: Backward | None, listing: Listing | None = None) -> None:
         self.graph = graph                    # as the user wrote it
         self.compiled_graph = compiled_graph  # after the passes: what the source computes
         self.source = source
         self.wrt = wrt
         self.loss = loss
         self.backward = backward
+        self.listing = listing                # None when there is no loss to differentiate
         self._path: Path | None = None
 
     def save(self, path: str | Path) -> Path:
@@ -90,11 +103,13 @@ class CompiledModel:
     def gradient_latex(self) -> dict[str, str]:
         """{leaf: LaTeX} of each gradient: a closed form for scalar graphs (∂f/∂u = w for
         f = (u + v) w), the adjoint equation in matrix notation for tensor graphs."""
-        return latex.gradient_latex(self.graph, self._loss_or_error(), self.wrt)
+        self._loss_or_error()
+        return latex.gradient_latex(self)
 
     def gradient_text(self) -> dict[str, str]:
         """{leaf: plain text} of each gradient, as `graphcomp grad` prints them."""
-        return latex.gradient_text(self.graph, self._loss_or_error(), self.wrt)
+        self._loss_or_error()
+        return latex.gradient_text(self)
 
     def derivation(self, at: dict | None = None) -> latex.Derivation:
         """The chain rule node by node, from the loss back to the leaves; with numbers when the
@@ -151,11 +166,13 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     backward = None
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
-    context = _Module(graph, leaves, loss_output, backward, dtype).context()
+    module = _Module(graph, leaves, loss_output, backward, dtype)
+    context = module.context()
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
     source = _render(context)
-    return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward)
+    return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
+                         module.listing)
 
 
 def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
@@ -202,13 +219,21 @@ class _Module:
         self.graph, self.wrt, self.loss, self.backward, self.dtype = graph, wrt, loss, backward, dtype
         self.forward_nodes = set(graph.nodes())
         self.names: dict[Node, str] = {}
+        self.symbols: dict[Node, str] = {}       # LaTeX, from the user's name (outputs_ is still \mathrm{outputs})
+        self._source: dict[Node, str] = {}       # the name a symbol is made from: the user's, or t3
         self.namer = Namer(reserved=MODULE_NAMES)
         for leaf in graph.leaves.values():
             self.names[leaf] = self.namer.reserve(leaf.name)
+            self._source[leaf] = leaf.name
         for node, name in list(graph.labels.items()) + [(v, k) for k, v in graph.outputs.items()]:
             if node not in self.names:
                 self.names[node] = self.namer.reserve(name)
+                self._source[node] = name
+        self.symbols = {node: latex.symbol(name) for node, name in self._source.items()}
+        self._user_symbols = set(self.symbols.values())  # t3 is skipped where a user's t_3 prints the same
         self.temporaries = (f"t{k}" for k in itertools.count(1))
+        self.statement_of: dict[Node, list[Statement]] = {}
+        self.listing: Listing | None = None
         self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
         self.adjoint_of: dict[Node, Node] = {}
         self.paths_into: dict[Node, int] = {}
@@ -230,20 +255,31 @@ class _Module:
     def name(self, node: Node) -> str:
         if node not in self.names:
             backward_name = None if node in self.forward_nodes else self._backward_name(node)
-            self.names[node] = backward_name or self._fresh_temporary()
+            if backward_name is None:
+                backward_name = self._source[node] = self._fresh_temporary()
+                self.symbols[node] = latex.symbol(backward_name)
+            self.names[node] = backward_name
         return self.names[node]
 
     def _fresh_temporary(self) -> str:
-        return self.namer.fresh(next(self.temporaries))
+        while True:
+            name = next(self.temporaries)
+            if self.namer.is_free(name) and latex.symbol(name) not in self._user_symbols:
+                return self.namer.fresh(name)
 
     def _backward_name(self, node: Node) -> str | None:
         if node in self.adjoint_of:
-            return self.namer.fresh(f"d_{self.name(self.adjoint_of[node])}")
+            forward = self.adjoint_of[node]
+            name = self.namer.fresh(f"d_{self.name(forward)}")
+            self.symbols[node] = latex.bar(self._source[forward])
+            return name
         into = self.backward.flows_into.get(node)
         if into is None:
             return None
         self.paths_into[into] = self.paths_into.get(into, 0) + 1
-        return self.namer.fresh(f"d_{self.name(into)}_{self.paths_into[into]}")
+        name = self.namer.fresh(f"d_{self.name(into)}_{self.paths_into[into]}")
+        self.symbols[node] = latex.bar(self._source[into]) + f"^{{({self.paths_into[into]})}}"
+        return name
 
     def operand(self, node: Node, inlined: dict[Node, str]) -> str | int | float:
         if node.op == "const":
@@ -265,6 +301,7 @@ class _Module:
                 inlined[node] = expr
                 continue
             shared, expr = self._common_parts(node, args, expr)
+            self.statement_of[node] = [Statement(name, text) for name, text in shared] + [Statement(self.name(node), expr)]
             if node in self.forward_nodes:
                 forward.extend(Statement(name, text) for name, text in shared)
                 forward.append(Statement(self.name(node), expr))
@@ -367,6 +404,8 @@ class _Module:
                 "reduce it with gc.sum or gc.mean" if self.loss else "no loss was chosen at compile time")
             return context
         fwd_all, bwd, inlined = self.statements(roots)
+        order = [n for n in toposort(roots) if n in self.statement_of and n not in inlined]
+        self.listing = Listing(dict(self.names), dict(self.symbols), inlined, dict(self.statement_of), order)
         context.update({
             "gradient_reads": self._reads(roots),
             "gradient_forward": fwd_all,

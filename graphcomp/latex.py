@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import sympy as sp
@@ -23,20 +23,33 @@ from .ops import OPS, in_terms_of, scalar_expr
 from .printing import plain_text, sympy_number
 from .simplify import in_exponentials, local_derivative, placeholder, stable_form
 
+if TYPE_CHECKING:
+    from .codegen import CompiledModel
+
 # Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
 _SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
                       "broadcast_like", "sum_to")
 
 
 def symbol(name: str) -> str:
-    """A user's name as a LaTeX symbol: W1 -> W_{1}, b_1 -> b_{1}."""
-    return sp.latex(sp.Symbol(name))
+    """A user's name as a LaTeX symbol: W1 -> W_{1}, b_1 -> b_{1}, yhat -> \\hat{y}, loss -> \\mathrm{loss}."""
+    base, sups, subs = split_super_sub(name)
+    return _scripted(_base_latex(base), sups, subs)
 
 
 def bar(name: str) -> str:
-    """The adjoint of a value: W1 -> \\bar{W}_{1}."""
+    """The adjoint of a value: W1 -> \\bar{W}_{1}, loss -> \\overline{\\mathrm{loss}}."""
     base, sups, subs = split_super_sub(name)
-    text = rf"\bar{{{sp.latex(sp.Symbol(base))}}}"
+    text = _base_latex(base)
+    return _scripted(rf"\overline{{{text}}}" if text.startswith(r"\mathrm") else rf"\bar{{{text}}}", sups, subs)
+
+
+def _base_latex(base: str) -> str:
+    text = sp.latex(sp.Symbol(base))
+    return rf"\mathrm{{{base}}}" if text == base and len(base) > 1 else text  # one word, not a product of letters
+
+
+def _scripted(text: str, sups: list[str], subs: list[str]) -> str:
     if subs:
         text += "_{" + " ".join(subs) + "}"
     if sups:
@@ -121,28 +134,88 @@ def _signed_text(value: float) -> str:
 
 # ------------------------------------------------------------------ gradient formulas
 
-def gradient_latex(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
-    """{leaf: LaTeX}: closed forms for scalar graphs, adjoint equations for tensor graphs."""
-    return _gradient_formulas(graph, loss, wrt, plain=False)
+def gradient_latex(model: "CompiledModel") -> dict[str, str]:
+    """{leaf: LaTeX}: closed forms for scalar graphs; for tensor graphs, the equations of the
+    generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
+    loss = model.graph.outputs[model.loss]
+    if is_scalar_graph(model.graph, loss):
+        return {name: rf"{partial(symbol(model.loss), symbol(name))} = {sp.latex(f)}"
+                for name, f in _closed_forms(model).items()}
+    equations = gradient_equations(model)
+    return {name: _aligned(lines) for name, lines in equations.items()}
 
 
-def gradient_text(graph: Graph, loss: str, wrt: tuple[str, ...]) -> dict[str, str]:
-    """{leaf: plain text} of each gradient: dloss/dleaf = formula, or d_leaf = expression of adjoints."""
-    return _gradient_formulas(graph, loss, wrt, plain=True)
+def gradient_text(model: "CompiledModel") -> dict[str, str]:
+    """{leaf: plain text}: dloss/dleaf = formula for scalar graphs; for tensor graphs, the lines of
+    the generated gradients() that compute d_leaf, forward values first, exactly as in the code."""
+    loss = model.graph.outputs[model.loss]
+    if is_scalar_graph(model.graph, loss):
+        return {name: f"d{model.loss}/d{name} = {plain_text(f)}" for name, f in _closed_forms(model).items()}
+    listing, texts = model.listing, {}
+    for name in model.wrt:
+        grad = model.backward.gradients[model.compiled_graph.leaves[name]]
+        lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
+        variable = _code_operand(listing, grad)
+        if variable != f"d_{listing.names[model.compiled_graph.leaves[name]]}":
+            lines.append(f"d_{name} = {variable}")
+        texts[name] = "\n".join(lines)
+    return texts
 
 
-def _gradient_formulas(graph: Graph, loss: str, wrt: tuple[str, ...], plain: bool) -> dict[str, str]:
-    loss_node = graph.outputs[loss]
-    if is_scalar_graph(graph, loss_node):
-        expression = _closed_form(loss_node)
-        formulas = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in wrt}
-        if plain:
-            return {name: f"d{loss}/d{name} = {plain_text(f)}" for name, f in formulas.items()}
-        return {name: rf"{partial(symbol(loss), symbol(name))} = {sp.latex(f)}" for name, f in formulas.items()}
-    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
-    renderer = _AdjointRenderer(Notation(graph), backward, stop_at_named=True, plain=plain)
-    return {name: f"{f'd_{name}' if plain else bar(name)} = {renderer.render(backward.gradients[graph.leaves[name]])}"
-            for name in wrt}
+def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]]]:
+    """{leaf: [(lhs, rhs), ...]}: the leaf's gradient first, then each gradient it is computed from,
+    back to the loss, then every forward value they read. One equation per line of the generated
+    gradients(), with the code's names (d_a1 is \\bar{a}_{1}, t3 is t_{3}): no symbol is left undefined."""
+    listing, equations = model.listing, {}
+    forward = set(model.compiled_graph.nodes())
+    for name in model.wrt:
+        leaf = model.compiled_graph.leaves[name]
+        grad = model.backward.gradients[leaf]
+        nodes = _slice(model, grad)
+        backward = [n for n in reversed(nodes) if n not in forward]
+        lines = [(listing.symbols[n], render_latex(n, listing)) for n in backward]
+        if not lines or lines[0][0] != bar(name):
+            lines.insert(0, (bar(name), _latex_operand(listing, grad)))
+        lines += [(listing.symbols[n], render_latex(n, listing)) for n in nodes if n in forward]
+        equations[name] = lines
+    return equations
+
+
+def _slice(model: "CompiledModel", root: Node) -> list[Node]:
+    """The nodes with lines of their own that `root` is computed from, in the code's order."""
+    needed = set(toposort([root]))
+    return [n for n in model.listing.order if n in needed]
+
+
+def render_latex(node: Node, listing) -> str:
+    """A node's formula over its operands' symbols; operands written inside the line in code are
+    written inside the formula too."""
+    return OPS[node.op].latex(node, tuple(_latex_operand(listing, x) for x in node.inputs))
+
+
+def _latex_operand(listing, node: Node) -> str | int | float:
+    if node.op == "const":
+        return node.attr("value")
+    if node in listing.inlined and node not in listing.symbols:
+        return render_latex(node, listing) if node.op not in ("stop_gradient",) else _latex_operand(listing, node.inputs[0])
+    return listing.symbols[node]
+
+
+def _code_operand(listing, node: Node) -> str:
+    if node.op == "const":
+        return _number_text(node.attr("value"))
+    return listing.inlined.get(node) or listing.names[node]
+
+
+def _aligned(lines: list[tuple[str, str]]) -> str:
+    if len(lines) == 1:
+        return f"{lines[0][0]} = {lines[0][1]}"
+    return "\\begin{aligned}\n" + " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in lines) + "\n\\end{aligned}"
+
+
+def _closed_forms(model: "CompiledModel") -> dict[str, sp.Expr]:
+    expression = _closed_form(model.graph.outputs[model.loss])
+    return {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
 
 
 def is_scalar_graph(graph: Graph, loss: Node) -> bool:

@@ -40,6 +40,9 @@ class Namer:
         """Claim a user's name, or name_ if it would shadow a builtin or a reserved name."""
         return self.fresh(name + "_" if name in _BUILTINS or name in self._reserved else name)
 
+    def is_free(self, name: str) -> bool:
+        return name not in self._taken and name not in _BUILTINS
+
     def fresh(self, base: str) -> str:
         """`base` itself if free, else `base_2`, `base_3`, ..."""
         if base not in self._taken and base not in _BUILTINS:

@@ -26,7 +26,8 @@ import sympy as sp
 
 from .errors import DifferentiationError, ShapeError
 from .graph import Node, Shape, apply, constant, format_shape, shapes_text
-from .printing import number_text, numpy_text, plain_text, sympy_number
+from .printing import (axis_subscript, elementwise_latex, group, latex_operator, latex_shape, number_text,
+                       numpy_text, plain_text, sympy_number)
 from .simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 
 ShapeRule = Callable[[tuple, dict], Shape]
@@ -125,9 +126,7 @@ def _default_latex(node: Node, args: tuple) -> str:
     dummies = {i: sp.Symbol(f"a{i}", real=True) for i, a in enumerate(args) if isinstance(a, str)}
     expr = scalar_expr(node).xreplace({placeholder(i): dummies[i] if i in dummies else sympy_number(a)
                                        for i, a in enumerate(args)})
-    text = sp.latex(expr, symbol_names={dummies[i]: args[i] for i in dummies},
-                    mul_symbol=r" \odot " if node.shape != () else None)
-    return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
+    return elementwise_latex(expr, {dummies[i]: group(args[i]) for i in dummies}, tensor=node.shape != ())
 
 
 def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optional[Node]:
@@ -302,11 +301,11 @@ def _matmul_vjp(node: Node, g: Node) -> tuple:
     """dA = g Bᵀ, dB = Aᵀ g, with vectors treated as 1-row / 1-column matrices."""
     a, b = node.inputs
     if a.ndim == 1 and b.ndim == 1:  # inner product: da = g b, db = g a
-        return apply("mul", g, b), apply("mul", g, a)
+        return fuse(G * placeholder(0), {G: g, placeholder(0): b}, b.shape), fuse(G * placeholder(0), {G: g, placeholder(0): a}, a.shape)
     if a.ndim == 2 and b.ndim == 1:  # matrix · vector: dA = g bᵀ (outer), dB = Aᵀ g
-        return apply("mul", reshape(g, g.shape + (1,)), b), apply("matmul", swap_last(a), g)
+        return apply("outer", g, b), apply("matmul", swap_last(a), g)
     if a.ndim == 1 and b.ndim == 2:  # vector · matrix: dA = B g, dB = a gᵀ (outer)
-        return apply("matmul", b, g), apply("mul", reshape(a, a.shape + (1,)), g)
+        return apply("matmul", b, g), apply("outer", a, g)
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     g2 = g
@@ -322,7 +321,21 @@ def _matmul_vjp(node: Node, g: Node) -> tuple:
 register(Op("matmul", 2, _matmul_shape,
             lambda node, args: f"{args[0]} @ {args[1]}", _matmul_vjp,
             lambda node, args: f"{args[0]} @ {args[1]}",
-            lambda node, args: f"{args[0]} {args[1]}"))
+            lambda node, args: f"{group(args[0])} {group(args[1])}"))
+
+
+def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeError(f"outer: operands must be vectors, got shapes {shapes_text(shapes)}")
+    return a + b
+
+
+# a bᵀ of two vectors (the weight gradient of a matrix-vector product, seed 001's Linear).
+register(Op("outer", 2, _outer_shape, lambda node, args: f"np.outer({args[0]}, {args[1]})",
+            lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
+            lambda node, args: f"outer({args[0]}, {args[1]})",
+            lambda node, args: f"{group(args[0])} {group(args[1])}^\\top"))
 
 
 def _transpose_axes(node: Node) -> tuple[int, ...]:
@@ -351,7 +364,8 @@ register(Op("transpose", 1, _transpose_shape,
             else f"np.transpose({args[0]}, {node.attr('axes')})",
             _transpose_vjp,
             lambda node, args: f"transpose({args[0]})",
-            lambda node, args: f"{args[0]}^\\top"))
+            lambda node, args: f"{group(args[0])}^\\top" if node.attr("axes") is None
+            else latex_operator("transpose", args, str(tuple(node.attr("axes"))))))
 
 
 def _reduce_shape(name: str) -> ShapeRule:
@@ -405,10 +419,19 @@ def _reduction_text(name: str) -> Emit:
     return text
 
 
+def _reduction_latex(name: str, whole: str | None = None) -> Emit:
+    """Σ x over every axis; otherwise the operator with its axes (and keepdims) as a subscript."""
+    def latex(node: Node, args: tuple) -> str:
+        if node.attr("axis") is None and not node.attr("keepdims") and whole:
+            return f"{whole} {group(args[0])}"
+        return latex_operator(name, args, axis_subscript(node.attr("axis"), bool(node.attr("keepdims"))))
+    return latex
+
+
 register(Op("sum", 1, _reduce_shape("sum"), _reduce_emit("sum"), _sum_vjp, _reduction_text("sum"),
-            lambda node, args: f"\\sum {args[0]}"))
+            _reduction_latex("sum", r"\sum")))
 register(Op("mean", 1, _reduce_shape("mean"), _reduce_emit("mean"), _mean_vjp, _reduction_text("mean"),
-            lambda node, args: f"\\operatorname{{mean}}\\left({args[0]}\\right)"))
+            _reduction_latex("mean")))
 
 
 def _extremum_vjp(node: Node, g: Node) -> tuple:
@@ -418,9 +441,9 @@ def _extremum_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op("max", 1, _reduce_shape("max"), _reduce_emit("max"), _extremum_vjp, _reduction_text("max"),
-            lambda node, args: f"\\max {args[0]}"))
+            _reduction_latex("max", r"\max")))
 register(Op("min", 1, _reduce_shape("min"), _reduce_emit("min"), _extremum_vjp, _reduction_text("min"),
-            lambda node, args: f"\\min {args[0]}"))
+            _reduction_latex("min", r"\min")))
 
 
 def _tie_share_emit(node: Node, args: tuple) -> str:
@@ -436,7 +459,8 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
 register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, lambda node, g: (None, None),
-            lambda node, args: f"argmax_share({args[0]})", lambda node, args: f"\\mathbb{{1}}_{{{args[0]} = {args[1]}}}"))
+            lambda node, args: f"argmax_share({args[0]})",
+            lambda node, args: latex_operator("ties", args, axis_subscript(node.attr("axis"), bool(node.attr("keepdims"))))))
 
 
 def _count_emit(node: Node, args: tuple) -> str:
@@ -447,9 +471,16 @@ def _count_emit(node: Node, args: tuple) -> str:
     return factors[0] if len(factors) == 1 else "(" + " * ".join(factors) + ")"
 
 
+def _count_latex(node: Node, args: tuple) -> str:
+    x = node.inputs[0]
+    known = math.prod(x.shape[a] for a in node.attr("axis") if x.shape[a] is not None)
+    batches = sum(1 for a in node.attr("axis") if x.shape[a] is None)
+    return " ".join(([str(known)] if known != 1 or not batches else []) + ["N"] * batches)
+
+
 # The run-time number of elements over some axes (a mean over the batch divides by it).
 register(Op("count", 1, lambda shapes, attrs: (), _count_emit, lambda node, g: (None,),
-            lambda node, args: f"count({args[0]})", lambda node, args: "N"))
+            lambda node, args: f"count({args[0]})", _count_latex))
 
 
 def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -480,10 +511,18 @@ def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
     return sum_to(g, source.shape), None
 
 
+def _broadcast_like_latex(node: Node, args: tuple) -> str:
+    """1_x (ones shaped like x) for the seed, c 1_x for a constant, broadcast_x(g) otherwise."""
+    like = args[1] if node.attr("axis") is None else f"{args[1]},\\ {axis_subscript(node.attr('axis'))}"
+    if node.inputs[0].op == "const":
+        ones = f"\\mathbf{{1}}_{{{args[1]}}}"
+        return ones if node.inputs[0].attr("value") == 1 else f"{group(args[0])} {ones}"
+    return latex_operator("broadcast", args[:1], like)
+
+
 # g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
 register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
-            lambda node, args: f"broadcast({args[0]}, like={args[1]})",
-            lambda node, args: str(args[0])))  # broadcasting is implicit in the notation
+            lambda node, args: f"broadcast({args[0]}, like={args[1]})", _broadcast_like_latex))
 
 
 def _expand_emit(node: Node, args: tuple) -> str:
@@ -502,7 +541,8 @@ def _expand_vjp(node: Node, g: Node) -> tuple:
 # a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
 register(Op("expand", None, lambda shapes, attrs: broadcast_shapes(shapes, "expand"), _expand_emit, _expand_vjp,
             lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
-            lambda node, args: str(args[0])))
+            lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
+                                else latex_operator("broadcast", args[:1], ", ".join(args[1:])))))
 
 
 def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -533,8 +573,8 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
 def _sum_to_latex(node: Node, args: tuple) -> str:
     kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
     if leading == (0,) and not kept:
-        return rf"\mathbf{{1}}^\top {args[0]}"  # a bias gradient: the batch rows summed
-    return rf"\sum_{{\text{{axes }} {', '.join(map(str, leading + kept))}}} {args[0]}"
+        return rf"\mathbf{{1}}^\top {group(args[0])}"  # a bias gradient: the batch rows summed
+    return latex_operator("sum", args, rf"\to {latex_shape(node.shape)}")
 
 
 # Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
@@ -590,7 +630,7 @@ def _reshape_emit(node: Node, args: tuple) -> str:
 register(Op("reshape", 1, _reshape_shape, _reshape_emit,
             lambda node, g: (reshape(g, node.inputs[0].shape),),
             lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
-            lambda node, args: args[0]))
+            lambda node, args: latex_operator("reshape", args, latex_shape(node.shape))))
 
 
 def reshape(x: Node, shape: Shape) -> Node:
@@ -673,13 +713,14 @@ register(Op("index", 1, _index_shape,
             lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
             lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
             lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
-            lambda node, args: f"{args[0]}_{{[{_index_text(node.attr('index'))}]}}"))
+            lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
 register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
             lambda node, args: f"_unindex({args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
             lambda node, g: (apply("index", g, index=node.attr("index")), None),
-            lambda node, args: f"unindex({args[0]})", lambda node, args: args[0],
+            lambda node, args: f"unindex({args[0]})",
+            lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
             helpers=("unindex",)))
 
 
@@ -708,7 +749,7 @@ register(Op("concat", None, _concat_shape,
             lambda node, args: f"np.concatenate(({', '.join(args)}), axis={node.attr('axis')})",
             _concat_vjp,
             lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
-            lambda node, args: "\\left[" + ",\\ ".join(args) + "\\right]"))
+            lambda node, args: latex_operator("concat", args, axis_subscript(node.attr("axis")))))
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
@@ -723,4 +764,4 @@ def _one_hot_emit(node: Node, args: tuple) -> str:
 # Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
 register(Op("one_hot", 1, lambda shapes, attrs: shapes[0] + (attrs["classes"],), _one_hot_emit,
             lambda node, g: (None,), lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
-            lambda node, args: f"\\operatorname{{onehot}}\\left({args[0]}\\right)"))
+            lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))

@@ -11,6 +11,7 @@ import sympy as sp
 from .errors import ShapeError
 from .graph import Node, apply, format_shape
 from .ops import Op, fuse, normalize_axes, register, reshape
+from .printing import axis_subscript, group, latex_operator
 from .simplify import G, Y, placeholder
 
 
@@ -42,6 +43,16 @@ def _conv2d_vjp(node: Node, g: Node) -> tuple:
             apply("conv2d_weight_grad", g, x, w, **settings))
 
 
+def _settings_latex(node: Node) -> str:
+    """Stride and padding where they differ from 1 and 0."""
+    parts = [f"s={node.attr('stride')}"] * (node.attr("stride") != 1) + [f"p={node.attr('padding')}"] * (node.attr("padding") != 0)
+    return ",".join(parts)
+
+
+def _pool_latex(node: Node) -> str:
+    return f"{node.attr('size')}" if node.attr("size") == node.attr("stride") else f"{node.attr('size')},s={node.attr('stride')}"
+
+
 def _settings(node: Node) -> str:
     return f"stride={node.attr('stride')}, padding={node.attr('padding')}"
 
@@ -50,7 +61,7 @@ register(Op("conv2d", 2, _conv2d_shape,
             lambda node, args: f"_conv2d({args[0]}, {args[1]}, {_settings(node)})",
             _conv2d_vjp,
             lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
-            lambda node, args: f"{args[0]} \\star {args[1]}",
+            lambda node, args: latex_operator("conv", args, _settings_latex(node)),
             helpers=("windows", "conv2d")))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
@@ -71,14 +82,14 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
 register(Op("conv2d_input_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_input_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_input_grad_vjp, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
-            lambda node, args: f"{args[0]} \\star_x {args[1]}",
+            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\\partial x"),
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_weight_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
-            lambda node, args: f"{args[1]} \\star_w {args[0]}",
+            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\\partial w"),
             helpers=("windows", "conv2d_weight_grad")))
 
 
@@ -99,7 +110,7 @@ register(Op("max_pool2d", 1, _pool_shape,
             lambda node, g: (apply("max_pool2d_grad", g, node.inputs[0], node,
                                    size=node.attr("size"), stride=node.attr("stride")),),
             lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
-            lambda node, args: f"\\operatorname{{maxpool}}\\left({args[0]}\\right)",
+            lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
             helpers=("windows", "max_pool2d")))
 
 # ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
@@ -107,7 +118,8 @@ register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
             lambda node, args: f"_max_pool2d_grad({args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
             lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
-            lambda node, args: f"max_pool2d_grad({args[0]})", lambda node, args: args[0],
+            lambda node, args: f"max_pool2d_grad({args[0]})",
+            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\\partial"),
             helpers=("windows", "fold", "max_pool2d_grad")))
 
 # The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
@@ -117,7 +129,7 @@ register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
             lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_select({args[0]})",
-            lambda node, args: f"\\operatorname{{maxpool}}_{{{args[1]}}}\\left({args[0]}\\right)",
+            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\\mathrm{sel}"),
             helpers=("windows", "max_pool2d_select")))
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
@@ -125,7 +137,7 @@ register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
 register(Op("dropout_mask", 1, lambda shapes, attrs: shapes[0],
             lambda node, args: f"_dropout_mask(_rng, {args[0]}, rate={node.attr('rate')})",
             lambda node, g: (None,), lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
-            lambda node, args: f"m_{{{args[0]}}}", helpers=("dropout_mask",)))
+            lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
 
 
 # ---------------------------------------------------------------- softmax family
@@ -182,19 +194,19 @@ register(Op("logsumexp", 1, _one_axis_shape(False),
             lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
             _logsumexp_vjp,
             lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: rf"\log \sum \exp\left({args[0]}\right)",
+            lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims")))),
             helpers=("logsumexp",)))
 register(Op("log_softmax", 1, _one_axis_shape(True),
             lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
             _log_softmax_vjp,
             lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: rf"\log \operatorname{{softmax}}\left({args[0]}\right)",
+            lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
 register(Op("softmax", 1, _one_axis_shape(True),
             lambda node, args: f"np.exp({args[0]} - {_lse_text(node, args[0], True)})",
             _softmax_vjp,
             lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: rf"\operatorname{{softmax}}\left({args[0]}\right)",
+            lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
 
 
@@ -233,5 +245,7 @@ def _xent_vjp(node: Node, g: Node) -> tuple:
 # -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
 register(Op("softmax_cross_entropy", 2, _xent_shape, _xent_emit, _xent_vjp,
             lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
-            lambda node, args: rf"-\sum {args[1]} \odot \log \operatorname{{softmax}}\left({args[0]}\right)",
+            lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
+                                                     + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],
+                                                     axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))

@@ -6,8 +6,12 @@ error, never a silently wrong line of code.
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
@@ -125,13 +129,18 @@ _TEXT = TextPrinter()
 
 def plain_text(expr: sp.Expr) -> str:
     """A formula as a person types it: h*(1 - h), where(a > 0, 1, 0)."""
-    return _TEXT.doprint(expr)
+    return _TEXT.doprint(factored(expr))
+
+
+def factored(expr: sp.Expr) -> sp.Expr:
+    """Common numeric factors taken out of sums, as a person writes them: 2(ŷ - y), not 2ŷ - 2y."""
+    return sp.factor_terms(expr) if expr.has(sp.Add) and sp.count_ops(expr) <= 40 else expr
 
 
 def numpy_text(expr: sp.Expr) -> str:
     """NumPy source for a scalar expression whose symbols are variable names."""
     try:
-        return _PRINTER.doprint(expr)
+        return _PRINTER.doprint(factored(expr))
     except Exception as error:  # SymPy raises PrintMethodNotImplementedError and friends
         raise DifferentiationError(f"cannot print {expr} as NumPy code: {error}") from error
 
@@ -151,3 +160,99 @@ def number_text(value: int | float) -> str:
 
 def sympy_number(value: int | float) -> sp.Expr:
     return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
+# ---------------------------------------------------------------- LaTeX of tensor formulas
+# The notation (README, "Reading the formulas"): juxtaposition is the matrix product, ⊙ the
+# elementwise one, a b^T of two vectors their outer product, 1^T A the sum over the first axis,
+# named operators carry their axis or shape as a subscript. tests/latex_reader.py evaluates it.
+
+_ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
+                           r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\})?")
+
+
+def group(text: str | int | float) -> str:
+    """A LaTeX operand as one factor: names and numbers bare, anything compound in parentheses."""
+    text = text if isinstance(text, str) else latex_number(text)
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text):
+        return text
+    return rf"\left({text}\right)"
+
+
+def _balanced_call(text: str) -> bool:
+    """`\\operatorname{f}_{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole, which needs no parentheses."""
+    match = re.fullmatch(r"(\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\})(_\{.*?\})?(\^\{[^{}]*\})?(\\left\(.*\\right\))?", text)
+    if not match:
+        return False
+    depth = 0
+    body = match.group(4) or ""
+    for k, piece in enumerate(re.findall(r"\\left\(|\\right\)", body)):
+        depth += 1 if piece == r"\left(" else -1
+        if depth == 0 and k < len(re.findall(r"\\left\(|\\right\)", body)) - 1:
+            return False
+    return True
+
+
+def latex_number(value: int | float) -> str:
+    r"""A number in LaTeX: 4, 0.25, 1.5 \cdot 10^{-7}."""
+    value = float(value)
+    text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
+    return text
+
+
+def latex_shape(shape: tuple) -> str:
+    """(None, 3) as (N, 3)."""
+    dims = ["N" if d is None else str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def latex_operator(name: str, args, subscript: str = "", superscript: str = "") -> str:
+    """\\operatorname{name}_{subscript}^{superscript}\\left(a, b\\right)."""
+    text = rf"\operatorname{{{name}}}"
+    if subscript:
+        text += f"_{{{subscript}}}"
+    if superscript:
+        text += f"^{{{superscript}}}"
+    return text + r"\left(" + ", ".join(a if isinstance(a, str) else latex_number(a) for a in args) + r"\right)"
+
+
+def axis_subscript(axes, keepdims: bool = False) -> str:
+    """The subscript of a reduction: `\\text{axis } 1`, `\\text{axes } 0, 2`, with `keepdims`."""
+    parts = []
+    if axes is not None:
+        axes = (axes,) if isinstance(axes, int) else tuple(axes)
+        parts.append((r"\text{axis } " if len(axes) == 1 else r"\text{axes } ") + ", ".join(map(str, axes)))
+    if keepdims:
+        parts.append(r"\text{keepdims}")
+    return r",\ ".join(parts)
+
+
+class TensorLatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer for elementwise formulas of tensors: a piecewise formula reads as
+    values times indicators, v ⊙ 1[c], which the formula reader can evaluate."""
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        terms, previous = [], []
+        for value, condition in expr.args:
+            full = sp.And(condition, *[sp.Not(c) for c in previous]) if previous else condition
+            previous.append(condition)
+            if value == 0 or full is sp.false:
+                continue
+            indicator = "" if full is sp.true else rf"\mathbb{{1}}\left[{self._print(full)}\right]"
+            if not indicator:
+                terms.append(self._print(value))
+            elif value == 1:
+                terms.append(indicator)
+            else:
+                terms.append(self.parenthesize(value, PRECEDENCE["Mul"]) + self._settings["mul_symbol_latex"] + indicator)
+        return " + ".join(terms) if terms else "0"
+
+
+def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) -> str:
+    """An elementwise formula over symbols shown as `names`; ⊙ between tensor factors."""
+    printer = TensorLatexPrinter({"symbol_names": names, "mul_symbol": r" \odot " if tensor else None})
+    text = printer.doprint(factored(expr))
+    return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
