@@ -20,8 +20,8 @@ from .autodiff import Backward, reverse_mode
 from .errors import GraphError
 from .graph import Graph, Node, format_shape, toposort
 from .ops import OPS, in_terms_of, scalar_expr
-from .printing import plain_text, sympy_number
-from .simplify import in_exponentials, local_derivative, placeholder, stable_form
+from .printing import elementwise_latex, plain_text, sympy_number
+from .simplify import NORMAL_LIMIT, in_exponentials, local_derivative, placeholder, stable_form
 
 if TYPE_CHECKING:
     from .codegen import CompiledModel
@@ -137,22 +137,21 @@ def _signed_text(value: float) -> str:
 def gradient_latex(model: "CompiledModel") -> dict[str, str]:
     """{leaf: LaTeX}: closed forms for scalar graphs; for tensor graphs, the equations of the
     generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
-    loss = model.graph.outputs[model.loss]
-    if is_scalar_graph(model.graph, loss):
-        return {name: rf"{partial(symbol(model.loss), symbol(name))} = {sp.latex(f)}"
-                for name, f in _closed_forms(model).items()}
+    closed = _closed_forms(model)
     equations = gradient_equations(model)
-    return {name: _aligned(lines) for name, lines in equations.items()}
+    return {name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
+            if name in closed else _aligned(equations[name]) for name in model.wrt}
 
 
 def gradient_text(model: "CompiledModel") -> dict[str, str]:
     """{leaf: plain text}: dloss/dleaf = formula for scalar graphs; for tensor graphs, the lines of
     the generated gradients() that compute d_leaf, forward values first, exactly as in the code."""
-    loss = model.graph.outputs[model.loss]
-    if is_scalar_graph(model.graph, loss):
-        return {name: f"d{model.loss}/d{name} = {plain_text(f)}" for name, f in _closed_forms(model).items()}
+    closed = _closed_forms(model)
     listing, texts = model.listing, {}
     for name in model.wrt:
+        if name in closed:
+            texts[name] = f"d{model.loss}/d{name} = {plain_text(closed[name])}"
+            continue
         grad = model.backward.gradients[model.compiled_graph.leaves[name]]
         lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
         variable = _code_operand(listing, grad)
@@ -213,9 +212,17 @@ def _aligned(lines: list[tuple[str, str]]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in lines) + "\n\\end{aligned}"
 
 
+CLOSED_FORM_LIMIT = 25  # operations; a longer closed form is given as the code's equations instead
+
+
 def _closed_forms(model: "CompiledModel") -> dict[str, sp.Expr]:
-    expression = _closed_form(model.graph.outputs[model.loss])
-    return {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
+    """{leaf: ∂loss/∂leaf as one formula of the leaves}, for graphs of scalars and where it is short."""
+    loss = model.graph.outputs[model.loss]
+    if not is_scalar_graph(model.graph, loss):
+        return {}
+    expression = _closed_form(loss)
+    forms = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
+    return {name: f for name, f in forms.items() if sp.count_ops(f) <= CLOSED_FORM_LIMIT}
 
 
 def is_scalar_graph(graph: Graph, loss: Node) -> bool:
@@ -239,7 +246,9 @@ def _closed_form(node: Node) -> sp.Expr:
 
 
 def _simplest(expr: sp.Expr) -> sp.Expr:
-    candidates = [expr, sp.simplify(expr), sp.factor(expr)]
+    """The shortest of the derivative and its factored form, with σ, tanh and softplus whole.
+    (No sympy.simplify: it trades 1 - tanh² for 1/cosh², and can take minutes.)"""
+    candidates = [expr] + ([sp.factor(expr)] if sp.count_ops(expr) <= NORMAL_LIMIT else [])
     return stable_form(min(candidates, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e))))
 
 

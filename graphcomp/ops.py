@@ -424,8 +424,15 @@ def _reduction_latex(name: str, whole: str | None = None) -> Emit:
     def latex(node: Node, args: tuple) -> str:
         if node.attr("axis") is None and not node.attr("keepdims") and whole:
             return f"{whole} {group(args[0])}"
-        return latex_operator(name, args, axis_subscript(node.attr("axis"), bool(node.attr("keepdims"))))
+        return latex_operator(name, args, _axes_latex(node))
     return latex
+
+
+def _axes_latex(node: Node) -> str:
+    """The subscript of a reduction of node.inputs[0]: its axes, counted from 0, and keepdims."""
+    axis = node.attr("axis")
+    axes = None if axis is None else normalize_axes(axis, node.inputs[0].ndim, node.op)
+    return axis_subscript(axes, bool(node.attr("keepdims")))
 
 
 register(Op("sum", 1, _reduce_shape("sum"), _reduce_emit("sum"), _sum_vjp, _reduction_text("sum"),
@@ -460,7 +467,7 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
 register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, lambda node, g: (None, None),
             lambda node, args: f"argmax_share({args[0]})",
-            lambda node, args: latex_operator("ties", args, axis_subscript(node.attr("axis"), bool(node.attr("keepdims"))))))
+            lambda node, args: latex_operator("ties", args, _axes_latex(node))))
 
 
 def _count_emit(node: Node, args: tuple) -> str:
@@ -749,7 +756,7 @@ register(Op("concat", None, _concat_shape,
             lambda node, args: f"np.concatenate(({', '.join(args)}), axis={node.attr('axis')})",
             _concat_vjp,
             lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
-            lambda node, args: latex_operator("concat", args, axis_subscript(node.attr("axis")))))
+            lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).

@@ -82,14 +82,14 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
 register(Op("conv2d_input_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_input_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_input_grad_vjp, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
-            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\\partial x"),
+            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_weight_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
-            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\\partial w"),
+            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
             helpers=("windows", "conv2d_weight_grad")))
 
 
@@ -119,7 +119,7 @@ register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
             lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_grad({args[0]})",
-            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\\partial"),
+            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\partial"),
             helpers=("windows", "fold", "max_pool2d_grad")))
 
 # The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
@@ -129,7 +129,7 @@ register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
             lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_select({args[0]})",
-            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\\mathrm{sel}"),
+            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\mathrm{sel}"),
             helpers=("windows", "max_pool2d_select")))
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only

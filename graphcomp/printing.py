@@ -248,7 +248,18 @@ class TensorLatexPrinter(LatexPrinter):
                 terms.append(indicator)
             else:
                 terms.append(self.parenthesize(value, PRECEDENCE["Mul"]) + self._settings["mul_symbol_latex"] + indicator)
-        return " + ".join(terms) if terms else "0"
+        if not terms:
+            return "0"
+        # a sum of cases is one factor: -(a 1[c] + b 1[¬c]) must not read as -a 1[c] + b 1[¬c]
+        return terms[0] if len(terms) == 1 else r"\left(" + " + ".join(terms) + r"\right)"
+
+
+def _ite_latex(self, expr) -> str:
+    condition, then, otherwise = expr.args
+    return self._print(sp.Or(sp.And(condition, then), sp.And(sp.Not(condition), otherwise)))
+
+
+TensorLatexPrinter._print_ITE = _ite_latex
 
 
 def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) -> str:

@@ -32,8 +32,9 @@ class sigmoid(sp.Function):  # noqa: N801 - named like SymPy's own functions (ex
     def _eval_evalf(self, prec):
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
-    def _latex(self, printer) -> str:
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer, exp=None) -> str:
+        power = "" if exp is None else f"^{{{exp}}}"
+        return rf"\sigma{power}\left({printer._print(self.args[0])}\right)"
 
 
 class softplus(sp.Function):  # noqa: N801 - see sigmoid
@@ -50,8 +51,9 @@ class softplus(sp.Function):  # noqa: N801 - see sigmoid
     def _eval_evalf(self, prec):
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
-    def _latex(self, printer) -> str:
-        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer, exp=None) -> str:
+        power = "" if exp is None else f"^{{{exp}}}"
+        return rf"\operatorname{{softplus}}{power}\left({printer._print(self.args[0])}\right)"
 
 
 def _exp_plus_one(expr: sp.Expr) -> sp.Expr | None:
