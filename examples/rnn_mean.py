@@ -20,9 +20,9 @@ def build(steps: int = STEPS, hidden: int = HIDDEN) -> gc.Graph:
     Wx, Wh = g.param("Wx", (1, hidden)), g.param("Wh", (hidden, hidden))
     b = g.param("b", (hidden,), init="zeros")
     Wy, by = g.param("Wy", (hidden, 1)), g.param("by", (1,), init="zeros")
-    h = gc.tanh(x[:, 0, :] @ Wx + b)
+    h = g.let("h1", gc.tanh(x[:, 0, :] @ Wx + b))  # the states h1 ... hT are named in time order
     for t in range(1, steps):
-        h = gc.tanh(x[:, t, :] @ Wx + h @ Wh + b)
+        h = g.let(f"h{t + 1}", gc.tanh(x[:, t, :] @ Wx + h @ Wh + b))
     prediction = g.output("prediction", h @ Wy + by)
     g.output("loss", gc.mse(prediction, y))
     return g

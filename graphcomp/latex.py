@@ -73,11 +73,15 @@ class Notation:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.names: dict[Node, str] = {}
+        nodes = graph.nodes()
+        taken = {symbol(n) for n in map(graph.name_of, nodes) if n is not None}  # a user's t_2 is not t2
         count = 0
-        for node in graph.nodes():
+        for node in nodes:
             name = graph.name_of(node)
             if name is None and node.op != "const":
                 count += 1
+                while symbol(f"t{count}") in taken:
+                    count += 1
                 name = f"t{count}"
             if name is not None:
                 self.names[node] = name
@@ -90,6 +94,11 @@ class Notation:
     def formula(self, node: Node) -> str:
         """The node's own formula over its operands' names."""
         return OPS[node.op].latex(node, tuple(self._operand(x) for x in node.inputs))
+
+    def text(self, node: Node) -> str:
+        """The node's own formula as plain text: u + v."""
+        args = tuple(_number_text(x.attr("value")) if x.op == "const" else self.names[x] for x in node.inputs)
+        return OPS[node.op].text(node, args)
 
     def _operand(self, node: Node) -> str | int | float:
         return node.attr("value") if node.op == "const" else self.value(node)
@@ -319,22 +328,42 @@ class Step:
 
 
 @dataclass
+class ForwardStep:
+    """One value of the forward pass: t1 = u + v = 5."""
+
+    target: str
+    lhs: str
+    formula: str                  # LaTeX
+    plain: str                    # the same formula as plain text
+    value: float | None = None
+
+    def latex(self) -> str:
+        return f"{self.lhs} &= {self.formula}" + ("" if self.value is None else f" = {_number(self.value)}")
+
+    def text(self) -> str:
+        return f"{self.target} = {self.plain}" + ("" if self.value is None else f" = {_number_text(self.value)}")
+
+
+@dataclass
 class Derivation:
-    """The chain rule applied node by node, from the loss back to the leaves."""
+    """Both passes: each value computed forward, then the chain rule node by node from the loss back
+    to the leaves."""
 
     loss: str
     steps: list[Step]
     values: dict[str, float] = field(default_factory=dict)  # every value by name, when `at` was given
+    forward: list[ForwardStep] = field(default_factory=list)
 
     def latex(self) -> str:
-        return "\\begin{aligned}\n" + " \\\\\n".join(step.latex() for step in self.steps) + "\n\\end{aligned}"
+        lines = [s.latex() for s in self.forward] + [s.latex() for s in self.steps]
+        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
 
     def _repr_latex_(self) -> str:
         return f"$$\n{self.latex()}\n$$"
 
     def text(self) -> str:
-        """One plain-text line per step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
-        return "\n".join(step.text() for step in self.steps)
+        """The forward pass, then one plain-text line per backward step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
+        return "\n".join([s.text() for s in self.forward] + [s.text() for s in self.steps])
 
     __str__ = text
 
@@ -394,7 +423,10 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
             adjoint_values[node] = step.value = sum(step.path_values)
         steps.append(step)
     named_values = {notation.names[n]: v for n, v in (values or {}).items() if n in notation.names}
-    return Derivation(loss, steps, named_values)
+    forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n),
+                           None if values is None else values[n])
+               for n in toposort([loss_node]) if not n.is_leaf and n in notation.names and n in backward.adjoints]
+    return Derivation(loss, steps, named_values, forward)
 
 
 def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:

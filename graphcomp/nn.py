@@ -15,10 +15,12 @@ INIT_FOR = {"relu": "kaiming", "tanh": "xavier", "sigmoid": "xavier"}
 
 
 def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefix: str = "") -> Node:
-    """A K-layer perceptron on x (..., d0): a_k = φ_{k-1} W_k + b_k, φ_k = activation(a_k).
+    """A K-layer perceptron on x (..., d0): a_k = h_{k-1} W_k + b_k, h_k = activation(a_k).
 
     `sizes` are the widths of the K layers; the last layer has no activation, so
-    the result is the logits. Params are named W1, b1, ..., WK, bK (after `prefix`).
+    the result is the logits. Params are named W1, b1, ..., WK, bK, hidden values
+    a1, h1, ..., a{K-1}, h{K-1} (after `prefix`; a name the graph already uses is skipped),
+    so that formulas and code read as seed 000's recursion.
     """
     if activation not in ACTIVATIONS:
         raise GraphError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -32,6 +34,16 @@ def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefi
         W = g.param(f"{prefix}W{k}", (width, size), init=INIT_FOR[activation])
         b = g.param(f"{prefix}b{k}", (size,), init="zeros")
         a = h @ W + b
-        h = ACTIVATIONS[activation](a) if k < len(sizes) else a
+        if k == len(sizes):  # the logits: named by whatever output the caller declares
+            return a
+        h = _named(g, f"{prefix}h{k}", ACTIVATIONS[activation](_named(g, f"{prefix}a{k}", a)))
         width = size
     return h
+
+
+def _named(g: Graph, name: str, value: Node) -> Node:
+    """value under `name` (a_k, h_k: the seeds' names), unless the graph already uses that name."""
+    try:
+        return g.let(name, value)
+    except GraphError:
+        return value

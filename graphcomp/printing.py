@@ -234,7 +234,20 @@ class TensorLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer for elementwise formulas of tensors: a piecewise formula reads as
     values times indicators, v ⊙ 1[c], which the formula reader can evaluate."""
 
+    def _print_Add(self, expr: sp.Add, order=None) -> str:
+        # positive terms first: σ(z) - y, not -y + σ(z)
+        terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
+        text = self._print(terms[0])
+        for term in terms[1:]:
+            if term.could_extract_minus_sign():
+                text += " - " + self.parenthesize(-term, PRECEDENCE["Add"])
+            else:
+                text += " + " + self.parenthesize(term, PRECEDENCE["Add"])
+        return text
+
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        if len(expr.args) == 2 and expr.args[1] == (0, True) and expr.args[0][1] == (expr.args[0][0] > 0):
+            return rf"\max\left({self._print(expr.args[0][0])}, 0\right)"  # relu
         terms, previous = [], []
         for value, condition in expr.args:
             full = sp.And(condition, *[sp.Not(c) for c in previous]) if previous else condition
@@ -266,4 +279,5 @@ def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) 
     """An elementwise formula over symbols shown as `names`; ⊙ between tensor factors."""
     printer = TensorLatexPrinter({"symbol_names": names, "mul_symbol": r" \odot " if tensor else None})
     text = printer.doprint(factored(expr))
+    text = re.sub(r"\}\{\\left\(([^{}()]*?)\\right\)\}", r"}{\1}", text)  # \frac{1}{3 N}: no parentheses
     return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h

@@ -1,0 +1,130 @@
+"""What a person reads for tensor graphs: the cases once printed wrong, names shared with the code,
+both passes of a derivation; every string rendered by KaTeX."""
+import re
+
+import numpy as np
+
+import graphcomp as gc
+from latex_check import katex_errors
+from test_formula_reader import (CORPUS, cnn, linear_vector, logistic_regression, mean_over_batch_and_classes,
+                                 quadratic_form, quadratic_loss, row_vector_times_matrix, sigmoid_typed_out)
+
+
+def latex_of(build, leaf):
+    return gc.compile(build(), loss="loss").gradient_latex()[leaf]
+
+
+def defined_and_used(latex: str) -> tuple[set, set]:
+    """Symbols on the left of an aligned block, and every \\bar{...}/t_{k} used on the right."""
+    lines = [line.split("&=") for line in latex.splitlines() if "&=" in line]
+    defined = {lhs.strip() for lhs, _ in lines}
+    used = set()
+    for _, rhs in lines:
+        used.update(re.findall(r"\\bar\{\w\}(?:_\{\w+\})?(?:\^\{\(\d+\)\})?|\\overline\{\\mathrm\{\w+\}\}|t_\{\d+\}", rhs))
+    return defined, used
+
+
+def test_linear_with_a_vector_input_has_an_outer_product_weight_gradient():
+    assert latex_of(linear_vector, "W").splitlines()[1] == r"\bar{W} &= \bar{Y} X^\top \\"
+    assert latex_of(row_vector_times_matrix, "W").splitlines()[1] == r"\bar{W} &= x \bar{t}_{1}^\top \\"
+
+
+def test_the_cnn_kernel_gradient_goes_through_the_max_pool_step():
+    latex = latex_of(cnn, "k")
+    assert r"\bar{k} &= \operatorname{conv}^{\partial w}\left(\bar{t}_{1}, x, k\right)" in latex
+    assert r"\operatorname{maxpool}_{2}^{\partial}" in latex
+    assert r"\mathrm{pooled} &= \operatorname{maxpool}_{2}" in latex
+
+
+def test_a_mean_over_batch_and_classes_divides_by_both():
+    assert r"\bar{t}_{1} &= \frac{\mathbf{1}_{t_{1}}}{3 N}" in latex_of(mean_over_batch_and_classes, "W")
+
+
+def test_a_quadratic_form_prints_both_paths():
+    latex = latex_of(quadratic_form, "x")
+    assert latex.splitlines()[1] == r"\bar{x} &= \bar{x}^{(1)} + \bar{x}^{(2)} \\"
+    assert r"\bar{x}^{(2)} &= A^\top \bar{t}_{1}" in latex
+
+
+def test_logistic_regression_reads_sigma_minus_y_with_every_symbol_defined():
+    latex = latex_of(logistic_regression, "w")
+    assert latex.splitlines()[1] == r"\bar{w} &= X^\top \bar{t}_{1} \\"
+    assert r"\sigma\left(t_{1}\right) - y" in latex
+    defined, used = defined_and_used(latex)
+    assert used <= defined | {r"\bar{w}"}, used - defined
+    assert len(latex) < 600
+
+
+def test_a_sigmoid_typed_out_differentiates_through_its_output():
+    latex = latex_of(sigmoid_typed_out, "a")
+    assert r"h \odot \left(1 - h\right)" in latex
+    assert "e^{" not in latex.split(r"\\")[0]
+
+
+def test_the_quadratic_loss_keeps_its_factor():
+    assert r"2 \bar{t}_{1} \odot \left(\hat{y} - y\right)" in latex_of(quadratic_loss, "yhat")
+
+
+def test_mlp_layers_are_named_as_in_the_seed():
+    g = gc.Graph("mlp")
+    x, labels = g.input("x", (None, 4)), g.input("labels", (None,))
+    logits = g.output("logits", gc.mlp(g, x, [5, 5, 3]))
+    g.output("loss", gc.softmax_cross_entropy(logits, labels))
+    model = gc.compile(g, loss="loss")
+    lines = model.gradient_latex()["W1"].splitlines()[1:6]
+    assert lines == [r"\bar{W}_{1} &= x^\top \bar{a}_{1} \\",
+                     r"\bar{a}_{1} &= \bar{h}_{1} \odot \mathbb{1}\left[a_{1} > 0\right] \\",
+                     r"\bar{h}_{1} &= \bar{a}_{2} W_{2}^\top \\",
+                     r"\bar{a}_{2} &= \bar{h}_{2} \odot \mathbb{1}\left[a_{2} > 0\right] \\",
+                     r"\bar{h}_{2} &= \overline{\mathrm{logits}} W_{3}^\top \\"]
+    assert "d_a1 = d_h1 * (a1 > 0)" in model.source
+
+
+def test_grad_text_defines_every_gradient_it_uses():
+    model = gc.compile(logistic_regression())
+    lines = model.gradient_text()["w"].splitlines()
+    targets = [line.split(" = ")[0] for line in lines]
+    for k, line in enumerate(lines):
+        for name in re.findall(r"\bd_\w+|\bt\d+", line.split(" = ", 1)[1]):
+            assert name in targets[:k], f"{name} is used before it is defined in {lines}"
+    assert targets[-1] == "d_w"
+
+
+def test_automatic_names_never_print_like_a_users():
+    g = gc.Graph("seed003")
+    t_2, x = g.input("t_2", (None, 3)), g.input("x", (None, 3))
+    g.output("loss", gc.sum(gc.tanh(x * t_2) * gc.exp(x)))
+    model = gc.compile(g, wrt=["x"], simplify=False)
+    latex = model.gradient_latex()["x"]
+    assert latex.count(r"t_{2} &=") == 0      # t_2 is the user's input, never an automatic name
+    assert "t2 =" not in model.source
+    assert all(s.target != "t2" for s in model.derivation().forward)
+
+
+def test_multi_letter_names_read_as_words():
+    model = gc.compile(logistic_regression())
+    g = gc.Graph("words")
+    logits, labels = g.input("logits", (None, 3)), g.input("labels", (None,))
+    g.output("loss", gc.softmax_cross_entropy(logits, labels))
+    latex = gc.compile(g, wrt=["logits"]).gradient_latex()["logits"]
+    assert latex.splitlines()[1].startswith(r"\overline{\mathrm{logits}} &= ")
+    assert model.derivation().steps[0].lhs == r"\overline{\mathrm{loss}}"
+
+
+def test_a_derivation_shows_the_forward_pass_then_the_backward_pass():
+    g = gc.Graph("fuv")
+    u, v, w = g.input("u"), g.input("v"), g.input("w")
+    g.output("f", (u + v) * w)
+    d = gc.compile(g).derivation(at={"u": 2, "v": 3, "w": 4})
+    assert str(d).splitlines()[:3] == ["t1 = u + v = 5", "f = t1 * w = 20", "df/df = 1"]
+    assert d.latex().splitlines()[1:3] == [r"t_{1} &= u + v = 5 \\", r"f &= t_{1} w = 20 \\"]
+
+
+def test_every_formula_of_the_corpus_renders():
+    formulas = []
+    for build in CORPUS:
+        model = gc.compile(build(), loss="loss" if "loss" in build().outputs else None)
+        formulas += list(model.gradient_latex().values())
+        formulas.append(model.derivation().latex())
+    assert katex_errors(formulas) == {}
+    assert np.mean([len(f) for f in formulas]) > 0
