@@ -92,7 +92,10 @@ def _grad(args: argparse.Namespace) -> int:
         print(steps.latex() if args.latex else steps.text())
         return 0
     formulas = model.gradient_latex() if args.latex else model.gradient_text()
-    for formula in formulas.values():
+    several_lines = any("\n" in formula for formula in formulas.values())
+    for k, (leaf, formula) in enumerate(formulas.items()):
+        if several_lines:  # a block per leaf: the lines of the generated code (or equations) it takes
+            print(("\n" if k else "") + ("% " if args.latex else "# ") + f"gradient of {model.loss} with respect to {leaf}")
         print(formula)
     return 0
 

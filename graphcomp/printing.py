@@ -19,6 +19,18 @@ from .errors import DifferentiationError
 from .simplify import sigmoid
 
 
+def _positive_first(self, expr: sp.Add, order=None) -> str:
+    """A sum with its positive terms first, as a person writes it: σ(z) - y, not -y + σ(z)."""
+    terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
+    text = self._print(terms[0])
+    for term in terms[1:]:
+        if term.could_extract_minus_sign():
+            text += " - " + self.parenthesize(-term, PRECEDENCE["Add"])
+        else:
+            text += " + " + self.parenthesize(term, PRECEDENCE["Add"])
+    return text
+
+
 class NumPyCodePrinter(NumPyPrinter):
     """SymPy's NumPy printer, writing `np.` and exact float literals."""
 
@@ -31,6 +43,8 @@ class NumPyCodePrinter(NumPyPrinter):
 
     def _print_Float(self, expr: sp.Float) -> str:
         return repr(float(expr))
+
+    _print_Add = _positive_first
 
     def _print_Heaviside(self, expr: sp.Heaviside) -> str:
         # H(0) is part of the expression: graphcomp builds step functions as Heaviside(x, 0).
@@ -111,6 +125,8 @@ class NumPyCodePrinter(NumPyPrinter):
 
 class TextPrinter(StrPrinter):
     """Formulas as plain text for comments and the terminal: where(c, a, b) for piecewise."""
+
+    _print_Add = _positive_first
 
     def _print_ITE(self, expr) -> str:
         return "where({}, {}, {})".format(*(self._print(arg) for arg in expr.args))
@@ -234,16 +250,7 @@ class TensorLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer for elementwise formulas of tensors: a piecewise formula reads as
     values times indicators, v ⊙ 1[c], which the formula reader can evaluate."""
 
-    def _print_Add(self, expr: sp.Add, order=None) -> str:
-        # positive terms first: σ(z) - y, not -y + σ(z)
-        terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
-        text = self._print(terms[0])
-        for term in terms[1:]:
-            if term.could_extract_minus_sign():
-                text += " - " + self.parenthesize(-term, PRECEDENCE["Add"])
-            else:
-                text += " + " + self.parenthesize(term, PRECEDENCE["Add"])
-        return text
+    _print_Add = _positive_first
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         if len(expr.args) == 2 and expr.args[1] == (0, True) and expr.args[0][1] == (expr.args[0][0] > 0):
