@@ -10,6 +10,11 @@ import numpy as np
 
 import graphcomp as gc
 
+# What `graphcomp train examples/xor.py --data examples/data/xor.csv` reads, as a TOML spec's [model]
+# and [training] tables would say it.
+loss, predict, target = "loss", "p", "y"
+training = {"lr": 0.5, "epochs": 1000, "batch_size": 4, "seed": 0}
+
 
 def build() -> gc.Graph:
     g = gc.Graph("xor")
@@ -25,14 +30,14 @@ def build() -> gc.Graph:
 
 def main(out_dir: Path) -> float:
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = gc.compile(build(), loss="loss")
+    model = gc.compile(build(), loss=loss, predict=predict, target=target)
     path = model.save(out_dir / "xor_model.py")
     print(f"wrote {path} ({len(model.source.splitlines())} lines, imports numpy only)")
 
     m = model.load()
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
     Y = np.array([[0], [1], [1], [0]], dtype=float)
-    params, losses = m.train(m.init_params(seed=0), {"x": X, "y": Y}, epochs=1000, lr=0.5, batch_size=4)
+    params, losses = m.train(m.init_params(seed=0), {"x": X, "y": Y}, **training)
     p = m.forward(x=X, y=Y, **params)["p"]
     accuracy = float(np.mean((p > 0.5) == (Y > 0.5)))
     for epoch in (0, 9, 99, len(losses) - 1):

@@ -153,29 +153,56 @@ def _train(args: argparse.Namespace) -> int:
 def read_spec(path: str) -> Spec:
     """A TOML spec, or a Python file that builds a gc.Graph."""
     if path.endswith(".py"):
-        return Spec(_graph_from_python(path), None)
+        return _spec_from_python(path)
     return load(path)
 
 
-def _graph_from_python(path: str) -> Graph:
-    """Import the user's Python file (as `python FILE` would run it) and find its graph."""
+# Module-level settings a Python spec may define, as a TOML spec's [model] and [training] tables do.
+PYTHON_SETTINGS = {"loss": str, "predict": str, "target": str, "wrt": list, "training": dict, "classes": dict}
+
+
+def _spec_from_python(path: str) -> Spec:
+    """Import the user's Python file as `python FILE` would run it (its folder first on the import
+    path, so that it can import its neighbours), find its graph and its settings."""
     file = Path(path)
     if not file.exists():
         raise SpecError(path, "", "no such file")
     module_spec = importlib.util.spec_from_file_location(f"graphcomp_spec_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
+    folder = str(file.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
-        if isinstance(getattr(module, "graph", None), Graph):
-            return module.graph
-        if callable(getattr(module, "build", None)):
-            graph = module.build()
-            if isinstance(graph, Graph):
-                return graph
+        graph = _graph_of(module, path)
     except GraphcompError as error:
         raise SpecError(path, "", str(error)) from None
+    except SpecError:
+        raise
     except Exception as error:  # noqa: BLE001 - the user's own code: report it on one line
         raise SpecError(path, "", f"running it raised {type(error).__name__}: {error}") from None
+    finally:
+        sys.path.remove(folder)
+    settings = {}
+    for name, kind in PYTHON_SETTINGS.items():
+        value = getattr(module, name, None)
+        if value is None or (name == "loss" and isinstance(value, Graph)):
+            continue
+        if isinstance(value, tuple) and kind is list:
+            value = list(value)
+        if not isinstance(value, kind):
+            raise SpecError(path, name, f"must be a {kind.__name__}, got {type(value).__name__} {value!r}")
+        settings[name] = value
+    return Spec(graph, settings.get("loss"), settings.get("wrt"), settings.get("predict"), settings.get("target"),
+                settings.get("classes", {}), settings.get("training", {}))
+
+
+def _graph_of(module, path: str) -> Graph:
+    if isinstance(getattr(module, "graph", None), Graph):
+        return module.graph
+    if callable(getattr(module, "build", None)):
+        graph = module.build()
+        if isinstance(graph, Graph):
+            return graph
     graphs = [value for value in vars(module).values() if isinstance(value, Graph)]
     if len(graphs) == 1:
         return graphs[0]

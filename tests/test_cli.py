@@ -115,3 +115,38 @@ def test_custom_loss_spec_fits_through_outliers(tmp_path, capsys):
                        "--out", out)
     assert code == 0, err
     np.testing.assert_allclose(np.load(out)["w"], [1.5, -2.0, 0.5], atol=0.1)
+
+
+def test_every_shipped_python_example_is_a_spec(tmp_path, capsys):
+    for example in ("xor.py", "mlp_spirals.py", "cnn_shapes.py", "rnn_mean.py"):  # three import a neighbour
+        code, stdout, err = run(capsys, "check", EXAMPLES / example)
+        assert code == 0, err
+        assert "ok" in stdout
+
+
+def test_a_python_spec_imports_its_neighbours_and_sets_what_a_toml_spec_sets(tmp_path, capsys):
+    (tmp_path / "helpers.py").write_text("WIDTH = 3\n")
+    source = tmp_path / "model.py"
+    source.write_text(textwrap.dedent("""
+        import graphcomp as gc
+        from helpers import WIDTH
+        loss, predict, target = "cost", "p", "y"
+        training = {"lr": 0.3, "epochs": 7}
+        graph = gc.Graph("py")
+        x, y = graph.input("x", (None, 2)), graph.input("y", (None, 1))
+        W = graph.param("W", (2, WIDTH))
+        v = graph.param("v", (WIDTH, 1))
+        p = graph.output("p", gc.sigmoid(gc.tanh(x @ W) @ v))
+        graph.output("cost", gc.binary_cross_entropy(p, y))
+        graph.output("other", gc.sum(x))
+    """))
+    out = tmp_path / "out.py"
+    code, _, err = run(capsys, "compile", source, "-o", out)
+    assert code == 0, err
+    text = out.read_text()
+    assert "LOSS = 'cost'" in text and "PREDICT = 'p'" in text and "'lr': 0.3" in text and "'epochs': 7" in text
+    assert str(tmp_path) not in sys.path
+    bad = tmp_path / "bad.py"
+    bad.write_text(source.read_text().replace('training = {"lr": 0.3, "epochs": 7}', 'training = 0.3'))
+    code, _, err = run(capsys, "compile", bad, "-o", tmp_path / "never.py")
+    assert code == 2 and "bad.py: training: must be a dict, got float 0.3" in err
