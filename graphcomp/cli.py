@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("grad", help="print the gradient formulas")
     p.add_argument("spec")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
-    p.add_argument("--at", help="leaf values, e.g. u=2,v=3,w=4: print the numeric derivation step by step")
+    p.add_argument("--at", help="leaf values: u=2,v=3,w=4 inline, or an .npz file of arrays (and u=2 after a "
+                                "comma): print both passes with their values")
+    p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
     p.set_defaults(run=_grad)
 
     p = commands.add_parser("graph", help="export the graph (DOT, GraphML, JSON, or a PNG picture)")
@@ -87,8 +89,8 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _grad(args: argparse.Namespace) -> int:
     model = _compiled(read_spec(args.spec))
-    if args.at:
-        steps = model.derivation(at=parse_values(args.at))
+    if args.at or args.steps:
+        steps = model.derivation(at=parse_values(args.at) if args.at else None)
         print(steps.latex() if args.latex else steps.text())
         return 0
     formulas = model.gradient_latex() if args.latex else model.gradient_text()
@@ -215,10 +217,16 @@ def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
                    target=spec.target, training=spec.training)
 
 
-def parse_values(text: str) -> dict[str, float]:
-    """"u=2,v=3,w=4" -> {"u": 2.0, "v": 3.0, "w": 4.0}."""
+def parse_values(text: str) -> dict[str, float | np.ndarray]:
+    """"u=2,v=3,w=4" -> {"u": 2.0, "v": 3.0, "w": 4.0}; an .npz file among them gives its arrays."""
     values = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
+        if item.endswith(".npz"):
+            if not Path(item).is_file():
+                raise ValueError(f"--at: no such file {item!r}")
+            with np.load(item) as arrays:
+                values.update({name: arrays[name] for name in arrays.files})
+            continue
         name, sep, number = item.partition("=")
         try:
             if not sep:

@@ -169,10 +169,32 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     module = _Module(graph, leaves, loss_output, backward, dtype)
     context = module.context()
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
-                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
+                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
     source = _render(context)
-    return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
-                         module.listing)
+    model = CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
+                          module.listing)
+    return model
+
+
+def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> dict[Node, object]:
+    """Every value the literal graph's gradients() computes at `arrays`, by node: forward values and
+    gradients as the generated code computes them (numeric derivations show these numbers). The module
+    is generated with a line for every value, even the cheap views code would write inline."""
+    leaves = wrt_leaves(graph, wrt)
+    module = _Module(graph, leaves, loss, reverse_mode(graph.outputs[loss], leaves), "float64", inline=False)
+    context = module.context()
+    context.update(predict=None, target=None, training=DEFAULT_TRAINING, threshold=0.0, trace=True)
+    path = Path(tempfile.mkdtemp(prefix="graphcomp_trace_")) / f"{graph.name}_trace.py"
+    path.write_text(_render(context), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"graphcomp_trace_{graph.name}", path)
+    traced = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traced)
+    _, _, variables = traced.gradients(**arrays)
+    values = {node: variables[name] for node, name in module.names.items() if name in variables}
+    for node in module.statement_of:  # stop_gradient: its operand's value under another name
+        if node not in values and node.op in TRANSPARENT_OPS and node.inputs[0] in values:
+            values[node] = values[node.inputs[0]]
+    return values
 
 
 def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
@@ -215,8 +237,10 @@ def loss_name(graph: Graph, loss: str | None) -> str | None:
 class _Module:
     """The render context of one generated module."""
 
-    def __init__(self, graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str):
+    def __init__(self, graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str,
+                 inline: bool = True):
         self.graph, self.wrt, self.loss, self.backward, self.dtype = graph, wrt, loss, backward, dtype
+        self.inline = inline  # False: every value gets a line (and a name), as a traced derivation needs
         self.forward_nodes = set(graph.nodes())
         self.names: dict[Node, str] = {}
         self.symbols: dict[Node, str] = {}       # LaTeX, from the user's name (outputs_ is still \mathrm{outputs})
@@ -341,7 +365,8 @@ class _Module:
         The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
         """
         has_adjoint = self.backward is not None and node in self.backward.adjoints
-        return node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint and node not in self.names
+        return (self.inline and node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
+                and node not in self.names)
 
     def formula(self, node: Node, inlined: dict[Node, str]) -> str:
         args = tuple(self.operand(x, inlined) for x in node.inputs)

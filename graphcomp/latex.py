@@ -308,6 +308,7 @@ class Step:
     path_values: list[float] = field(default_factory=list)
     value: float | None = None
     plain: tuple[str, list[str], list[str]] = ("", [], [])  # lhs, terms and numbers as plain text
+    array: np.ndarray | None = None   # the gradient's value in a tensor graph, given `at`
 
     def latex(self) -> str:
         return f"{self.lhs} &= " + " = ".join(self._parts(self.terms, self.numbers, _signed, _number))
@@ -318,6 +319,8 @@ class Step:
 
     def _parts(self, terms: list[str], numbers: list[str], signed, number) -> list[str]:
         parts = [" + ".join(terms) if terms else "1"]
+        if self.array is not None:  # a tensor graph's step: the formula, then the array it computes
+            return list(dict.fromkeys(parts + [shown(self.array, latex=signed is _signed)]))
         if numbers:
             parts.append(" + ".join(numbers))
         if self.value is not None and (len(self.path_values) > 1 or numbers and numbers[0] != number(self.value)):
@@ -335,13 +338,35 @@ class ForwardStep:
     lhs: str
     formula: str                  # LaTeX
     plain: str                    # the same formula as plain text
-    value: float | None = None
+    value: float | np.ndarray | None = None
 
     def latex(self) -> str:
-        return f"{self.lhs} &= {self.formula}" + ("" if self.value is None else f" = {_number(self.value)}")
+        return f"{self.lhs} &= {self.formula}" + ("" if self.value is None else f" = {shown(self.value, latex=True)}")
 
     def text(self) -> str:
-        return f"{self.target} = {self.plain}" + ("" if self.value is None else f" = {_number_text(self.value)}")
+        return f"{self.target} = {self.plain}" + ("" if self.value is None else f" = {shown(self.value, latex=False)}")
+
+
+SHOWN_ELEMENTS = 16  # arrays up to this size (and two axes, size-1 axes aside) print in full
+
+
+def shown(value, latex: bool) -> str:
+    """A number or an array as a person reads it: a matrix when small, its shape and a summary when not."""
+    array = np.asarray(value, dtype=float)
+    if array.ndim == 0:
+        return _number(float(array)) if latex else _number_text(float(array))
+    squeezed = array.reshape([d for d in array.shape if d != 1] or [1])
+    if array.size <= SHOWN_ELEMENTS and squeezed.ndim <= 2:
+        rows = squeezed.reshape(-1, squeezed.shape[-1]) if squeezed.ndim == 2 or array.ndim == 1 else squeezed.reshape(1, -1)
+        if array.ndim >= 2 and squeezed.ndim == 1 and array.shape[-1] == 1:
+            rows = squeezed.reshape(-1, 1)  # a column stays a column
+        fmt = (lambda v: _number(float(f"{v + 0.0:.4g}"))) if latex else (lambda v: f"{v + 0.0:.4g}")  # no -0
+        if latex:
+            return r"\begin{bmatrix} " + r" \\ ".join(" & ".join(fmt(v) for v in row) for row in rows) + r" \end{bmatrix}"
+        return "[" + "; ".join(" ".join(fmt(v) for v in row) for row in rows) + "]"
+    shape = "×".join(map(str, array.shape)) if not latex else r" \times ".join(map(str, array.shape))
+    summary = f"mean {array.mean():.4g}, min {array.min():.4g}, max {array.max():.4g}"
+    return rf"\left[{shape} \text{{ array: {summary}}}\right]" if latex else f"[{shape} array: {summary}]"
 
 
 @dataclass
@@ -382,10 +407,13 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     wrt_nodes = [graph.leaves[name] for name in wrt]
     backward = reverse_mode(loss_node, wrt_nodes)
     scalar = is_scalar_graph(graph, loss_node)
-    if at is not None and not scalar:
-        raise GraphError("numeric derivations need a graph of scalars; this one has tensors "
-                         f"(e.g. shape {format_shape(next(n.shape for n in toposort([loss_node]) if n.shape != ()))})")
-    values = _values(loss_node, graph, at) if at is not None else None
+    values = arrays = None
+    if at is not None:
+        _check_leaves(loss_node, graph, at)
+        if scalar:
+            values = _values(loss_node, at)
+        else:
+            arrays = _arrays(graph, loss, wrt, at)
     consumers = _consumers(loss_node, backward)
     renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
     text_renderer = _AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
@@ -421,10 +449,14 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
                 step.plain[1].append(text_renderer.render(piece, named={backward.adjoints[user]: f"d_{user_name}"}))
         if values is not None:
             adjoint_values[node] = step.value = sum(step.path_values)
+        if arrays is not None:
+            step.array = arrays.get(backward.adjoints[node])
         steps.append(step)
-    named_values = {notation.names[n]: v for n, v in (values or {}).items() if n in notation.names}
-    forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n),
-                           None if values is None else values[n])
+    if arrays is not None and steps:
+        steps[0].array = np.float64(1.0)
+    values = values or arrays or {}
+    named_values = {notation.names[n]: v for n, v in values.items() if n in notation.names}
+    forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n), values.get(n))
                for n in toposort([loss_node]) if not n.is_leaf and n in notation.names and n in backward.adjoints]
     return Derivation(loss, steps, named_values, forward)
 
@@ -477,8 +509,7 @@ def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float
     return float(sp.N(in_exponentials(in_terms_of(local, user, lambda value: sp.Float(values[value])))))
 
 
-def _values(loss: Node, graph: Graph, at: Mapping[str, float]) -> dict[Node, float]:
-    """Every value of a scalar graph at the given leaf values."""
+def _check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
     needed = [n for n in toposort([loss]) if n.op in ("input", "param")]
     missing = [n.name for n in needed if n.name not in at]
     unknown = [name for name in at if name not in graph.leaves]
@@ -486,6 +517,27 @@ def _values(loss: Node, graph: Graph, at: Mapping[str, float]) -> dict[Node, flo
         problems = ([f"missing value(s) for {', '.join(missing)}"] if missing else []) + \
                    ([f"unknown name(s) {', '.join(unknown)}"] if unknown else [])
         raise GraphError(f"derivation at: {'; '.join(problems)}")
+
+
+def _arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[Node, np.ndarray]:
+    """Every value and gradient of a tensor graph at the given arrays, as the generated code computes them."""
+    from .codegen import traced_values  # codegen imports this module
+
+    arrays = {}
+    for name, value in at.items():
+        try:
+            arrays[name] = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise GraphError(f"derivation at: the value of {name!r} must be a number or an array, got {value!r}") from None
+    try:
+        with np.errstate(all="ignore"):
+            return traced_values(graph, list(wrt), loss, arrays)
+    except (TypeError, ValueError) as error:  # the module names the array and the shape it expected
+        raise GraphError(f"derivation at: {error}") from None
+
+
+def _values(loss: Node, at: Mapping[str, float]) -> dict[Node, float]:
+    """Every value of a scalar graph at the given leaf values."""
     values: dict[Node, float] = {}
     for n in toposort([loss]):
         if n.op == "const":

@@ -150,3 +150,18 @@ def test_a_python_spec_imports_its_neighbours_and_sets_what_a_toml_spec_sets(tmp
     bad.write_text(source.read_text().replace('training = {"lr": 0.3, "epochs": 7}', 'training = 0.3'))
     code, _, err = run(capsys, "compile", bad, "-o", tmp_path / "never.py")
     assert code == 2 and "bad.py: training: must be a dict, got float 0.3" in err
+
+
+def test_grad_at_reads_arrays_from_npz_and_steps_prints_the_chain(tmp_path, capsys):
+    at = tmp_path / "at.npz"
+    np.savez(at, x=[[0.0, 1.0], [1.0, 1.0]], y=[[1.0], [0.0]], W1=np.full((2, 8), 0.1), b1=np.zeros(8),
+             W2=np.full((8, 1), 0.2), b2=np.zeros(1))
+    code, stdout, err = run(capsys, "grad", EXAMPLES / "xor.toml", "--at", at)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == "t1 = x @ W1 = [0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1; 0.2 0.2 0.2 0.2 0.2 0.2 0.2 0.2]"
+    assert any(line.startswith("d_W2 = transpose(h) @ d_t") for line in lines)
+    code, stdout, _ = run(capsys, "grad", EXAMPLES / "xor.toml", "--steps")
+    assert code == 0 and "d_h = d_t3 @ transpose(W2)" in stdout and "=" in stdout.splitlines()[0]
+    code, _, err = run(capsys, "grad", EXAMPLES / "xor.toml", "--at", tmp_path / "missing.npz")
+    assert code == 2 and "no such file" in err

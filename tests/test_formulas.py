@@ -3,6 +3,7 @@ both passes of a derivation; every string rendered by KaTeX."""
 import re
 
 import numpy as np
+import pytest
 
 import graphcomp as gc
 from latex_check import katex_errors
@@ -143,3 +144,59 @@ def test_the_readme_shows_what_gradient_latex_prints():
     g.output("loss", gc.mean(-(y * gc.log(p) + (1 - y) * gc.log(1 - p))))
     printed = gc.compile(g, loss="loss").gradient_latex()["W1"]
     assert [line.strip() for line in block.strip().splitlines()] == printed.splitlines()
+
+
+def mazur_network():
+    """The classic worked example of backpropagation: a 2-2-2 sigmoid network, squared error."""
+    g = gc.Graph("net")
+    x, y = g.input("x", (1, 2)), g.input("y", (1, 2))
+    W1, b1 = g.param("W1", (2, 2)), g.param("b1", ())
+    W2, b2 = g.param("W2", (2, 2)), g.param("b2", ())
+    h = g.let("h", gc.sigmoid(x @ W1 + b1))
+    o = g.let("o", gc.sigmoid(h @ W2 + b2))
+    g.output("E", gc.sum(0.5 * (y - o) ** 2))
+    at = dict(x=[[0.05, 0.10]], y=[[0.01, 0.99]], W1=[[0.15, 0.25], [0.20, 0.30]], b1=0.35,
+              W2=[[0.40, 0.50], [0.45, 0.55]], b2=0.60)
+    return g, at
+
+
+def test_a_tensor_derivation_reproduces_the_textbook_2_2_2_network():
+    g, at = mazur_network()
+    d = gc.compile(g).derivation(at=at)
+    values = {s.target: s.value for s in d.forward}
+    assert np.allclose(values["h"], [[0.593269992, 0.596884378]])        # out_h1, out_h2
+    assert np.allclose(values["o"], [[0.75136507, 0.772928465]])         # out_o1, out_o2
+    assert values["E"] == pytest.approx(0.298371109)                     # E_total
+    gradients = {s.target: s.array for s in d.steps}
+    assert np.allclose(gradients["W2"], [[0.082167041, -0.022602540], [0.082667628, -0.022740242]])  # w5 w7 / w6 w8
+    assert np.allclose(gradients["W1"], [[0.000438568, 0.000497713], [0.000877135, 0.000995425]])    # w1 w3 / w2 w4
+    text = str(d)
+    assert "h = sigmoid(t2) = [0.5933 0.5969]" in text
+    assert "d_W2 = transpose(h) @ d_t3 = [0.08217 -0.0226; 0.08267 -0.02274]" in text
+    latex = d.latex()
+    assert r"\bar{W}_{2} &= h^\top \bar{t}_{3} = \begin{bmatrix} 0.08217 & -0.0226 \\ 0.08267 & -0.02274 \end{bmatrix}" in latex
+    assert katex_errors([latex]) == {}
+
+
+def test_tensor_derivations_show_small_convolutions_and_pools_whole_and_summarise_large_arrays():
+    g = gc.Graph("conv")
+    x, k = g.input("x", (1, 1, 4, 4)), g.param("k", (1, 1, 3, 3))
+    pooled = g.let("pooled", gc.max_pool2d(x, 2, 2))
+    g.output("loss", gc.sum(gc.conv2d(x, k) * gc.conv2d(x, k)) + gc.sum(pooled))
+    rng = np.random.default_rng(0)
+    d = gc.compile(g, wrt=["x", "k"]).derivation(at={"x": rng.normal(size=(1, 1, 4, 4)), "k": rng.normal(size=(1, 1, 3, 3))})
+    latex = d.latex()
+    assert latex.count(r"\begin{bmatrix}") >= 6
+    assert katex_errors([latex]) == {}
+    assert d.step("k").array.shape == (1, 1, 3, 3)
+    big = gc.Graph("big")
+    z = big.input("z", (None, 30))
+    big.output("loss", gc.sum(gc.tanh(z)))
+    text = str(gc.compile(big).derivation(at={"z": np.ones((2, 30))}))
+    assert "[2×30 array: mean 0.7616, min 0.7616, max 0.7616]" in text
+
+
+def test_derivation_at_errors_name_the_array():
+    g, at = mazur_network()
+    with pytest.raises(gc.GraphError, match=r"'W1' has shape \(3,\)"):
+        gc.compile(g).derivation(at={**at, "W1": [1.0, 2.0, 3.0]})
