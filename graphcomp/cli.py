@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
     p.set_defaults(run=_grad)
 
+    p = commands.add_parser("report", help="write a Markdown report: both passes, what simplification changed, the code")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", required=True, help="the .md file to write")
+    p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): the report shows every value and gradient")
+    p.set_defaults(run=_report)
+
     p = commands.add_parser("graph", help="export the graph (DOT, GraphML, JSON, or a PNG picture)")
     p.add_argument("spec")
     p.add_argument("--format", choices=FORMATS, required=True)
@@ -99,6 +105,16 @@ def _grad(args: argparse.Namespace) -> int:
         if several_lines:  # a block per leaf: the lines of the generated code (or equations) it takes
             print(("\n" if k else "") + ("% " if args.latex else "# ") + f"gradient of {model.loss} with respect to {leaf}")
         print(formula)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    model = _compiled(read_spec(args.spec))
+    at = parse_values(args.at) if args.at else None
+    if at is not None:
+        model.derivation(at)  # a missing or misshapen value is an error before anything is written
+    path = model.report(args.output, at)
+    print(f"wrote {path}")
     return 0
 
 

@@ -78,6 +78,7 @@ class CompiledModel:
         self.loss = loss
         self.backward = backward
         self.listing = listing                # None when there is no loss to differentiate
+        self.changes: list = []               # what the passes changed (passes.Change), for the report
         self._path: Path | None = None
 
     def save(self, path: str | Path) -> Path:
@@ -116,11 +117,13 @@ class CompiledModel:
         leaf values are given (scalar graphs): derivation(at={"u": 2, "v": 3, "w": 4})."""
         return latex.derivation(self.graph, self._loss_or_error(), self.wrt, at)
 
-    def report(self, path: str | Path) -> Path:
-        """Write a Markdown report: the graph, forward formulas, local derivatives before and after
-        simplification, the gradient formulas and the derivation."""
+    def report(self, path: str | Path, at: dict | None = None) -> Path:
+        """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before
+        and after simplification, what the passes changed and why, the gradient equations, the
+        derivation, and the forward/gradients part of the generated code."""
         path = Path(path)
-        path.write_text(report.markdown(self), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.markdown(self, at), encoding="utf-8")
         return path
 
     def _repr_markdown_(self) -> str:
@@ -161,8 +164,9 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     if unknown:
         raise GraphError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(TRAINING_KEYS)}")
     source_graph = graph
+    changes: list = []
     if simplify:
-        graph = optimize(graph, wrt=leaves)
+        graph = optimize(graph, wrt=leaves, log=changes)
     backward = None
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
@@ -173,6 +177,7 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     source = _render(context)
     model = CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
                           module.listing)
+    model.changes = changes
     return model
 
 

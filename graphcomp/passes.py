@@ -11,6 +11,7 @@ textbook way gives finite values and gradients at logits of ±800.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import sympy as sp
@@ -32,14 +33,14 @@ def _is_one(node: Node) -> bool:
 
 
 def log_of_sigmoid(node: Node) -> Optional[Node]:
-    """log σ(z) = -softplus(-z)."""
+    """log σ(z) = -softplus(-z): finite for any z, where log σ(z) is log 0 = -inf below z = -745."""
     if _is(node, "log") and _is(node.inputs[0], "sigmoid"):
         return -apply("softplus", -node.inputs[0].inputs[0])
     return None
 
 
 def log_of_one_minus_sigmoid(node: Node) -> Optional[Node]:
-    """log(1 - σ(z)) = -softplus(z)."""
+    """log(1 - σ(z)) = -softplus(z): finite for any z, where 1 - σ(z) rounds to 0 above z = 37."""
     if _is(node, "log") and _is(node.inputs[0], "sub"):
         one, s = node.inputs[0].inputs
         if _is_one(one) and _is(s, "sigmoid"):
@@ -48,14 +49,14 @@ def log_of_one_minus_sigmoid(node: Node) -> Optional[Node]:
 
 
 def log_of_exp(node: Node) -> Optional[Node]:
-    """log(exp(u)) = u."""
+    """log(exp(u)) = u: exact, and no overflow of exp above u = 709."""
     if _is(node, "log") and _is(node.inputs[0], "exp"):
         return node.inputs[0].inputs[0]
     return None
 
 
 def log_of_softmax(node: Node) -> Optional[Node]:
-    """log(softmax(x)) = log_softmax(x)."""
+    """log(softmax(x)) = log_softmax(x): finite where a probability underflows to 0."""
     if _is(node, "log") and _is(node.inputs[0], "softmax"):
         s = node.inputs[0]
         return apply("log_softmax", s.inputs[0], axis=s.attr("axis"))
@@ -63,7 +64,7 @@ def log_of_softmax(node: Node) -> Optional[Node]:
 
 
 def log_of_sum_of_exp(node: Node) -> Optional[Node]:
-    """log(sum(exp(x), axis)) = logsumexp(x, axis), for one axis."""
+    """log(sum(exp(x), axis)) = logsumexp(x, axis): the max is taken out first, so exp never overflows."""
     if _is(node, "log") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "exp"):
         total = node.inputs[0]
         x = total.inputs[0].inputs[0]
@@ -74,7 +75,7 @@ def log_of_sum_of_exp(node: Node) -> Optional[Node]:
 
 
 def softmax_written_out(node: Node) -> Optional[Node]:
-    """exp(x) / sum(exp(x), axis, keepdims=True) = softmax(x, axis)."""
+    """exp(x) / sum(exp(x), axis, keepdims=True) = softmax(x, axis): no overflow, and a one-line gradient."""
     if _is(node, "div") and _is(node.inputs[0], "exp") and _is(node.inputs[1], "sum"):
         e, total = node.inputs
         if total.inputs[0] is e and total.attr("keepdims"):
@@ -85,7 +86,7 @@ def softmax_written_out(node: Node) -> Optional[Node]:
 
 
 def cross_entropy_of_log_softmax(node: Node) -> Optional[Node]:
-    """-sum(y * log_softmax(z), axis) = softmax_cross_entropy(z, y): its gradient is one line."""
+    """-sum(y * log_softmax(z), axis) = softmax_cross_entropy(z, y): its gradient is one line, p - y."""
     if not (_is(node, "neg") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "mul")):
         return None
     total, product = node.inputs[0], node.inputs[0].inputs[0]
@@ -103,17 +104,33 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Change:
+    """One thing a pass did, for the report: a rule that fired, or a fused formula."""
+
+    kind: str          # "rewrite" or "fusion"
+    before: Node       # the node as it was (a rewrite), or the last node of the fused chain
+    after: Node        # what replaced it
+    why: str           # the rule's own words, or why the chain was fused
+    ops: tuple[str, ...] = ()   # a fusion: the ops it merged
+
+
 def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True,
-             wrt: Iterable[Node] | None = None) -> Graph:
+             wrt: Iterable[Node] | None = None, log: list[Change] | None = None) -> Graph:
     """The graph with stable rewrites applied and elementwise chains fused.
 
     wrt: the leaves gradients will be taken for (default: all); fusion only weighs the
-    derivatives that the backward pass will compute.
+    derivatives that the backward pass will compute. log: receives a Change for every
+    rewrite that fired and every fused formula the result keeps.
     """
-    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules))
+    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules), log)
     graph = graph.remapped(mapping)
     if fuse_elementwise:
-        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt)))
+        fusions: list[Change] = []
+        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions))
+        if log is not None:
+            kept = set(graph.nodes())
+            log.extend(change for change in fusions if change.after in kept)
     return graph
 
 
@@ -132,14 +149,16 @@ def rebuild(roots: list[Node], transform: Callable[[Node, Node], Node],
     return new
 
 
-def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
+def rewrite(roots: list[Node], rules: tuple[Rule, ...], log: list[Change] | None = None) -> dict[Node, Node]:
     """Apply the rules everywhere until none fires (a rule's result is rewritten too)."""
     def transform(original: Node, node: Node) -> Node:
         for _ in range(32):  # rules only shrink or stabilise a formula; this bounds a faulty one
             for rule in rules:
                 replacement = rule(node)
                 if replacement is not None:
-                    node = rebuild([replacement], transform)[replacement]
+                    before, node = node, rebuild([replacement], transform)[replacement]
+                    if log is not None:
+                        log.append(Change("rewrite", before, node, (rule.__doc__ or rule.__name__).strip()))
                     break
             else:
                 return node
@@ -147,7 +166,7 @@ def rewrite(roots: list[Node], rules: tuple[Rule, ...]) -> dict[Node, Node]:
     return rebuild(roots, transform)
 
 
-def fuse_chains(graph: Graph, wrt: set[Node]) -> dict[Node, Node]:
+def fuse_chains(graph: Graph, wrt: set[Node], log: list[Change] | None = None) -> dict[Node, Node]:
     """Merge elementwise nodes into one formula where that makes the code leaner or stabler.
 
     Two ways of growing a fused region from each elementwise node are tried:
@@ -170,8 +189,13 @@ def fuse_chains(graph: Graph, wrt: set[Node]) -> dict[Node, Node]:
         fused = regions.whole(node, new)
         if fused is None:
             fused = regions.stepwise(node, new)
+            region, why = regions.steps[node][2], "one formula whose derivative reuses forward values"
         else:  # later nodes may take this whole formula in, step by step
             regions.steps[node] = regions.wholes[node]
+            region, why = regions.wholes[node][2], "recognised as a function computed stably (σ, tanh, softplus)"
+        if fused is not None and log is not None and len(region) > 1:
+            ops = tuple(n.op for n in toposort([node]) if n in region)
+            log.append(Change("fusion", node, fused, why, ops))
         return remade if fused is None else fused
 
     return rebuild(roots, transform, new)

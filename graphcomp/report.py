@@ -1,12 +1,13 @@
 """The Markdown report of a compiled model: a document a student can read top to bottom."""
 from __future__ import annotations
 
+import ast
 from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from .graph import format_shape
-from .latex import Notation, is_scalar_graph, local_latex, partial, symbol
+from .latex import Notation, local_latex, partial, shown, symbol
 from .ops import OPS, scalar_expr
 from .simplify import in_exponentials, local_derivative, placeholder
 
@@ -23,17 +24,29 @@ def summary(model: "CompiledModel") -> str:
     return "\n".join(lines)
 
 
-def markdown(model: "CompiledModel") -> str:
+def markdown(model: "CompiledModel", at: dict | None = None) -> str:
+    """The whole story of a compiled model, top to bottom: the graph and its forward pass (with values
+    when `at` gives the leaves), the local derivatives, what simplification changed and why, the
+    gradients, the derivation, and the part of the generated code that computes them."""
     graph, notation = model.graph, Notation(model.graph)
+    derivation = model.derivation(at) if model.backward is not None else None
+    values = derivation.values if derivation is not None and at is not None else {}
     out = [f"# Model `{graph.name}`", ""]
-    out += ["## Graph", "", "| value | op | shape | formula |", "| --- | --- | --- | --- |"]
+    if model.backward is not None:
+        out += [f"Loss `{model.loss}`, differentiated with respect to " + ", ".join(f"`{w}`" for w in model.wrt)
+                + (" at the values given." if at is not None else "."), ""]
+    out += ["## Forward pass", "", "| value | op | shape | formula |" + (" value |" if values else ""),
+            "| --- | --- | --- | --- |" + (" --- |" if values else "")]
     for node in graph.nodes():
         if node.op == "const":
             continue
+        name = notation.names[node]
         formula = node.op if node.is_leaf else f"${notation.formula(node)}$"
-        out.append(f"| ${notation.value(node)}$ | {node.op} | `{format_shape(node.shape)}` | {formula} |")
-    out += ["", "## Forward pass", ""]
-    out += [f"$${notation.value(n)} = {notation.formula(n)}$$" for n in graph.nodes() if not n.is_leaf]
+        row = f"| ${notation.value(node)}$ | {node.op} | `{format_shape(node.shape)}` | {formula} |"
+        if values:
+            shown_value = values.get(name, at.get(name) if node.is_leaf else None)
+            row += f" {'' if shown_value is None else '$' + shown(shown_value, latex=True) + '$'} |"
+        out.append(row)
     out += ["", "## Local derivatives", "",
             "Each elementwise node's derivative as `sympy.diff` gives it, and the form graphcomp uses "
             "(through the node's own output where that is cheaper).", ""]
@@ -47,17 +60,54 @@ def markdown(model: "CompiledModel") -> str:
             chosen = local_derivative(scalar_expr(node), i)
             lhs = partial(notation.value(node), notation.value(x))
             out.append(f"$${lhs} = {local_latex(plain, node, notation)} \\;\\to\\; {local_latex(chosen, node, notation)}$$")
-    if model.backward is not None:
-        out += ["", "## Gradients", ""]
-        out += [f"$${formula}$$" for formula in model.gradient_latex().values()]
-        notation_note = ("" if is_scalar_graph(graph, graph.outputs[model.loss])
-                         else f" A bar marks a gradient: $\\bar{{v}} = \\partial {symbol(model.loss)} / \\partial v$.")
-        out += ["", "## Derivation", "",
-                "The chain rule from the loss back to the leaves: each value's gradient is the sum, over the "
-                "paths out of it, of the local derivative times the gradient of the value it feeds." + notation_note,
-                "", f"$$\n{model.derivation().latex()}\n$$"]
-    out += ["", "## Generated code", "", "```python", model.source.rstrip(), "```", ""]
+    out += ["", "## What simplification changed", ""] + _changes(model, notation)
+    if derivation is not None:
+        out += ["", "## Gradients", "",
+                "The equations of the generated code, under its names (a bar marks a gradient: "
+                f"$\\bar{{v}} = \\partial {symbol(model.loss)} / \\partial v$).", ""]
+        for leaf, formula in model.gradient_latex().items():
+            out += [f"### `{leaf}`", "", f"$$\n{formula}\n$$", ""]
+        out += ["## Derivation", "",
+                "The forward pass, then the chain rule from the loss back to the leaves on the graph as written: "
+                "each value's gradient is the sum, over the paths out of it, of the local derivative times the "
+                "gradient of the value it feeds.", "", f"$$\n{derivation.latex()}\n$$"]
+    out += ["", "## Generated code", "", "`forward` and `gradients` of the generated module (the training loop, "
+            "file helpers and command line are in the module itself).", "", "```python", _functions(model.source,
+            ("forward", "gradients")), "```", ""]
     return "\n".join(out)
+
+
+def _changes(model: "CompiledModel", notation: Notation) -> list[str]:
+    if not model.changes:
+        return ["Nothing: the code computes the graph as written, one line per op."]
+    lines = []
+    names = {**{n: notation.value(n) for n in notation.names}, **(model.listing.symbols if model.listing else {})}
+    for change in model.changes:
+        if change.kind == "rewrite":
+            lines.append(f"- rewrite: ${_formula(change.before, names)} \\;\\to\\; {_formula(change.after, names)}$ "
+                         f"— {change.why}")
+        else:
+            target = names.get(change.after) or names.get(change.before) or "t"
+            lines.append(f"- fused ({', '.join(change.ops)}): ${target} = {_formula(change.after, names)}$ — {change.why}")
+    return lines
+
+
+def _formula(node, names: dict) -> str:
+    """A node's formula over the names its operands have somewhere (the graph or the code); others inline."""
+    def operand(x):
+        if x.op == "const":
+            return x.attr("value")
+        return names.get(x) or _formula(x, names)
+    return OPS[node.op].latex(node, tuple(operand(x) for x in node.inputs))
+
+
+def _functions(source: str, wanted: tuple[str, ...]) -> str:
+    """The source text of the module's top-level functions named `wanted`."""
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    parts = [("\n".join(lines[f.lineno - 1:f.end_lineno])) for f in tree.body
+             if isinstance(f, ast.FunctionDef) and f.name in wanted]
+    return "\n\n\n".join(parts)
 
 
 __all__ = ["markdown", "summary", "symbol"]

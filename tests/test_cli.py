@@ -165,3 +165,13 @@ def test_grad_at_reads_arrays_from_npz_and_steps_prints_the_chain(tmp_path, caps
     assert code == 0 and "d_h = d_t3 @ transpose(W2)" in stdout and "=" in stdout.splitlines()[0]
     code, _, err = run(capsys, "grad", EXAMPLES / "xor.toml", "--at", tmp_path / "missing.npz")
     assert code == 2 and "no such file" in err
+
+
+def test_report_command_writes_the_story_with_values(tmp_path, capsys):
+    out = tmp_path / "fuv.md"
+    code, stdout, err = run(capsys, "report", EXAMPLES / "fuv.toml", "-o", out, "--at", "u=2,v=3,w=4")
+    assert code == 0, err
+    text = out.read_text()
+    assert r"t_{1} &= u + v = 5 \\" in text and r"f &= t_{1} w = 20 \\" in text
+    code, _, err = run(capsys, "report", EXAMPLES / "fuv.toml", "-o", tmp_path / "never.md", "--at", "u=2")
+    assert code == 2 and "missing value(s) for v, w" in err and not (tmp_path / "never.md").exists()

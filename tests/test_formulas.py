@@ -200,3 +200,22 @@ def test_derivation_at_errors_name_the_array():
     g, at = mazur_network()
     with pytest.raises(gc.GraphError, match=r"'W1' has shape \(3,\)"):
         gc.compile(g).derivation(at={**at, "W1": [1.0, 2.0, 3.0]})
+
+
+def test_a_report_tells_the_whole_story_with_values(tmp_path):
+    g = gc.Graph("bce")
+    z, y = g.input("z", (None, 1)), g.input("y", (None, 1))
+    p = g.output("p", gc.sigmoid(z))
+    g.output("loss", gc.binary_cross_entropy(p, y))
+    model = gc.compile(g, loss="loss", wrt=["z"])
+    text = model.report(tmp_path / "bce.md", at={"z": [[0.5], [-1.0]], "y": [[1.0], [0.0]]}).read_text()
+    assert r"| $p$ | sigmoid | `(None, 1)` | $\sigma\left(z\right)$ | $\begin{bmatrix} 0.6225 \\ 0.2689 \end{bmatrix}$ |" in text
+    assert "- rewrite: $" in text and "log σ(z) = -softplus(-z): finite for any z" in text
+    assert "- fused (" in text and "one formula whose derivative reuses forward values" in text
+    assert r"\bar{z} &= \bar{t}_{1} \odot \left(\sigma\left(z\right) - y\right)" in text
+    code = text.split("## Generated code")[1]
+    assert "def forward(" in code and "def gradients(" in code and "def train(" not in code
+    from latex_check import display_math
+    assert katex_errors(display_math(text) + re.findall(r"(?<!\$)\$([^$\n]+)\$(?!\$)", text)) == {}
+    literal = gc.compile(g, loss="loss", wrt=["z"], simplify=False).report(tmp_path / "literal.md").read_text()
+    assert "Nothing: the code computes the graph as written" in literal
