@@ -103,7 +103,40 @@ def fuv():
     return g
 
 
-CORPUS = [linear_vector, row_vector_times_matrix, mean_over_batch_and_classes, quadratic_form,
+def xor():
+    """Seed 004's XOR network, binary cross-entropy written out."""
+    g = gc.Graph("xor")
+    x, y = g.input("x", shape=(None, 2)), g.input("y", shape=(None, 1))
+    W1, b1 = g.param("W1", (2, 8)), g.param("b1", (8,))
+    W2, b2 = g.param("W2", (8, 1)), g.param("b2", (1,))
+    h = g.let("h", gc.tanh(x @ W1 + b1))
+    p = g.output("p", gc.sigmoid(h @ W2 + b2))
+    g.output("loss", gc.mean(-(y * gc.log(p) + (1 - y) * gc.log(1 - p))))
+    return g
+
+
+def two_two_two():
+    """The textbook 2-2-2 sigmoid network with squared error."""
+    g = gc.Graph("net")
+    x, y = g.input("x", (None, 2)), g.input("y", (None, 2))
+    W1, b1, W2, b2 = g.param("W1", (2, 2)), g.param("b1", ()), g.param("W2", (2, 2)), g.param("b2", ())
+    o = gc.sigmoid(gc.sigmoid(x @ W1 + b1) @ W2 + b2)
+    g.output("loss", gc.sum(0.5 * (y - o) ** 2))
+    return g
+
+
+def attention():
+    """Softmax over scores of a batch against itself, keepdims reductions and a transpose."""
+    g = gc.Graph("attention")
+    x, Wq = g.input("x", (None, 4)), g.param("Wq", (4, 4))
+    scores = g.let("scores", (x @ Wq) @ x.T / 2)
+    weights = gc.softmax(scores, axis=-1)
+    pooled = weights @ x
+    g.output("loss", gc.mean((pooled - x) ** 2) + gc.sum(gc.max(scores, axis=1, keepdims=True)))
+    return g
+
+
+CORPUS = [xor, two_two_two, attention, linear_vector, row_vector_times_matrix, mean_over_batch_and_classes, quadratic_form,
           logistic_regression, sigmoid_typed_out, quadratic_loss, mlp_two_layers, cnn, rnn, fuv]
 
 
