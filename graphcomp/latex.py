@@ -19,7 +19,7 @@ from sympy.printing.conventions import split_super_sub
 from .autodiff import Backward, reverse_mode
 from .errors import GraphError
 from .graph import Graph, Node, format_shape, toposort
-from .ops import OPS, in_terms_of, scalar_expr
+from .ops import OPS, broadcast_shapes, in_terms_of, scalar_expr
 from .printing import elementwise_latex, plain_text, sympy_number
 from .simplify import NORMAL_LIMIT, in_exponentials, local_derivative, placeholder, stable_form
 
@@ -170,23 +170,62 @@ def gradient_text(model: "CompiledModel") -> dict[str, str]:
     return texts
 
 
+INLINE_LIMIT = 60  # characters: a value whose formula is at most this long is written where it is used
+
+
 def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]]]:
-    """{leaf: [(lhs, rhs), ...]}: the leaf's gradient first, then each gradient it is computed from,
-    back to the loss, then every forward value they read. One equation per line of the generated
-    gradients(), with the code's names (d_a1 is \\bar{a}_{1}, t3 is t_{3}): no symbol is left undefined."""
+    """{leaf: [(lhs, rhs), ...]}: the leaf's gradient first, then the gradients it is computed from,
+    back to the loss, then the forward values they read; no symbol is left undefined.
+
+    The equations are the generated gradients()'s, under the code's names (d_a1 is \\bar{a}_{1}, t3 is
+    t_{3}), written as a person would: the gradients of your named values and leaves keep equations
+    of their own; an unnamed value used once, or a short unnamed forward value, is written where it
+    is used; ones spread over an array whose shape the formula already has read as the number
+    (1/N, not 1_t/N). tests/latex_reader.py evaluates every one of them.
+    """
     listing, equations = model.listing, {}
     forward = set(model.compiled_graph.nodes())
+    # gradients that keep an equation of their own: those of your named values and of leaves
+    kept = {adjoint for value, adjoint in model.backward.adjoints.items()
+            if value.is_leaf or model.compiled_graph.name_of(value) is not None}
     for name in model.wrt:
         leaf = model.compiled_graph.leaves[name]
         grad = model.backward.gradients[leaf]
         nodes = _slice(model, grad)
-        backward = [n for n in reversed(nodes) if n not in forward]
-        lines = [(listing.symbols[n], render_latex(n, listing)) for n in backward]
+        writer = _Writer(listing, set())
+        uses = {n: sum(m.inputs.count(n) for m in nodes) for n in nodes}
+        for n in nodes:
+            if n is grad:
+                continue
+            named = n in forward and model.compiled_graph.name_of(n) is not None
+            kept_adjoint = n in kept
+            short = len(writer.render(n)) <= (INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2)
+            if not named and not kept_adjoint and short and (uses[n] == 1 or n in forward):
+                writer.inline.add(n)
+        backward = [n for n in reversed(nodes) if n not in forward and n not in writer.inline]
+        lines = [(listing.symbols[n], writer.render(n)) for n in backward]
         if not lines or lines[0][0] != bar(name):
-            lines.insert(0, (bar(name), _latex_operand(listing, grad)))
-        lines += [(listing.symbols[n], render_latex(n, listing)) for n in nodes if n in forward]
-        equations[name] = lines
+            lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
+        lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
+        equations[name] = _referenced(lines)
     return equations
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else _number(value)
+
+
+def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first equation and those whose symbol the kept ones use (a spread of ones read as a number
+    leaves its own equation unused)."""
+    kept, changed = {0}, True
+    while changed:
+        changed = False
+        for k, (lhs, _) in enumerate(lines):
+            if k not in kept and any(lhs in lines[j][1] for j in kept):
+                kept.add(k)
+                changed = True
+    return [line for k, line in enumerate(lines) if k in kept]
 
 
 def _slice(model: "CompiledModel", root: Node) -> list[Node]:
@@ -195,18 +234,52 @@ def _slice(model: "CompiledModel", root: Node) -> list[Node]:
     return [n for n in model.listing.order if n in needed]
 
 
+class _Writer:
+    """Formulas of one gradient's equations: symbols, or formulas written in place."""
+
+    def __init__(self, listing, inline: set[Node]) -> None:
+        self.listing, self.inline = listing, inline
+
+    def render(self, node: Node) -> str:
+        args = []
+        for x in node.inputs:
+            scalar = _spread(x) if OPS[node.op].elementwise and _shape_without(node, x) else None
+            args.append(scalar if scalar is not None else self.operand(x))
+        return OPS[node.op].latex(node, tuple(args))
+
+    def operand(self, node: Node) -> str | int | float:
+        if node.op == "const":
+            return node.attr("value")
+        if node.op == "stop_gradient" and node not in self.listing.symbols:
+            return self.operand(node.inputs[0])
+        if node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols):
+            return self.render(node)
+        return self.listing.symbols[node]
+
+
+def _spread(node: Node) -> str | int | float | None:
+    """The number c where `node` is c spread over an array (1_x, or 1_x / N); else None."""
+    if node.op == "broadcast_like" and node.inputs[0].op == "const":
+        return node.inputs[0].attr("value")
+    if node.op == "reshape":  # the same ones, another shape
+        return _spread(node.inputs[0])
+    if node.op == "div" and node.inputs[1].op in ("count", "const"):
+        top, bottom = _spread(node.inputs[0]), node.inputs[1]
+        if top is not None:
+            below = OPS["count"].latex(bottom, ()) if bottom.op == "count" else _number(bottom.attr("value"))
+            return rf"\frac{{{_as_text(top)}}}{{{below}}}"
+    return None
+
+
+def _shape_without(node: Node, operand: Node) -> bool:
+    """Whether node's other operands alone already have node's shape (so `operand` may be a scalar)."""
+    others = [x.shape for x in node.inputs if x is not operand and x.op != "const"]
+    return bool(others) and broadcast_shapes(tuple(others)) == node.shape
+
+
 def render_latex(node: Node, listing) -> str:
-    """A node's formula over its operands' symbols; operands written inside the line in code are
-    written inside the formula too."""
-    return OPS[node.op].latex(node, tuple(_latex_operand(listing, x) for x in node.inputs))
-
-
-def _latex_operand(listing, node: Node) -> str | int | float:
-    if node.op == "const":
-        return node.attr("value")
-    if node in listing.inlined and node not in listing.symbols:
-        return render_latex(node, listing) if node.op not in ("stop_gradient",) else _latex_operand(listing, node.inputs[0])
-    return listing.symbols[node]
+    """A node's formula over its operands' symbols (operands the code writes inline, written inline)."""
+    return _Writer(listing, set()).render(node)
 
 
 def _code_operand(listing, node: Node) -> str:

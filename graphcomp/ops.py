@@ -27,7 +27,7 @@ import sympy as sp
 from .errors import DifferentiationError, ShapeError
 from .graph import Node, Shape, apply, constant, format_shape, shapes_text
 from .printing import (axis_subscript, elementwise_latex, group, latex_operator, latex_shape, number_text,
-                       numpy_text, plain_text, sympy_number)
+                       numpy_text, operand_symbol, plain_text, sympy_number, transposed)
 from .simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 
 ShapeRule = Callable[[tuple, dict], Shape]
@@ -123,10 +123,10 @@ def _default_emit(node: Node, args: tuple) -> str:
 
 def _default_latex(node: Node, args: tuple) -> str:
     """The formula in LaTeX, its operands being LaTeX already; ⊙ marks products of tensors."""
-    dummies = {i: sp.Symbol(f"a{i}", real=True) for i, a in enumerate(args) if isinstance(a, str)}
-    expr = scalar_expr(node).xreplace({placeholder(i): dummies[i] if i in dummies else sympy_number(a)
+    dummies = {i: operand_symbol(f"a{i}", a) for i, a in enumerate(args) if isinstance(a, str)}
+    expr = scalar_expr(node).xreplace({placeholder(i): dummies[i][0] if i in dummies else sympy_number(a)
                                        for i, a in enumerate(args)})
-    return elementwise_latex(expr, {dummies[i]: group(args[i]) for i in dummies}, tensor=node.shape != ())
+    return elementwise_latex(expr, dict(dummies.values()), tensor=node.shape != ())
 
 
 def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optional[Node]:
@@ -335,7 +335,7 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 register(Op("outer", 2, _outer_shape, lambda node, args: f"np.outer({args[0]}, {args[1]})",
             lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
             lambda node, args: f"outer({args[0]}, {args[1]})",
-            lambda node, args: f"{group(args[0])} {group(args[1])}^\\top"))
+            lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
 
 
 def _transpose_axes(node: Node) -> tuple[int, ...]:
@@ -364,7 +364,7 @@ register(Op("transpose", 1, _transpose_shape,
             else f"np.transpose({args[0]}, {node.attr('axes')})",
             _transpose_vjp,
             lambda node, args: f"transpose({args[0]})",
-            lambda node, args: f"{group(args[0])}^\\top" if node.attr("axes") is None
+            lambda node, args: transposed(args[0]) if node.attr("axes") is None
             else latex_operator("transpose", args, str(tuple(node.attr("axes"))))))
 
 
@@ -422,7 +422,8 @@ def _reduction_text(name: str) -> Emit:
 def _reduction_latex(name: str, whole: str | None = None) -> Emit:
     """Σ x over every axis; otherwise the operator with its axes (and keepdims) as a subscript."""
     def latex(node: Node, args: tuple) -> str:
-        if node.attr("axis") is None and not node.attr("keepdims") and whole:
+        if node.attr("axis") is None and not node.attr("keepdims") and whole and (
+                whole == r"\sum" or group(args[0]) == args[0]):  # \max(a, b) is SymPy's elementwise max
             return f"{whole} {group(args[0])}"
         return latex_operator(name, args, _axes_latex(node))
     return latex

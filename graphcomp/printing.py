@@ -27,7 +27,7 @@ def _positive_first(self, expr: sp.Add, order=None) -> str:
         if term.could_extract_minus_sign():
             text += " - " + self.parenthesize(-term, PRECEDENCE["Add"])
         else:
-            text += " + " + self.parenthesize(term, PRECEDENCE["Add"])
+            text += " + " + self.parenthesize(term, PRECEDENCE["Add"], strict=True)
     return text
 
 
@@ -190,23 +190,112 @@ _ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\ma
 def group(text: str | int | float) -> str:
     """A LaTeX operand as one factor: names and numbers bare, anything compound in parentheses."""
     text = text if isinstance(text, str) else latex_number(text)
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text):
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text):
         return text
     return rf"\left({text}\right)"
 
 
+def transposed(text: str | int | float) -> str:
+    """text^T, in parentheses where text already carries a superscript (no x^T^T in LaTeX)."""
+    grouped = group(text)
+    if re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
+        grouped = rf"\left({grouped}\right)"
+    return grouped + r"^\top"
+
+
 def _balanced_call(text: str) -> bool:
-    """`\\operatorname{f}_{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole, which needs no parentheses."""
-    match = re.fullmatch(r"(\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\})(_\{.*?\})?(\^\{[^{}]*\})?(\\left\(.*\\right\))?", text)
-    if not match:
+    """`\\operatorname{f}_{...}^{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole: one factor."""
+    head = re.match(r"\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\}", text)
+    if not head:
         return False
+    k = head.end()
+    for mark in ("_", "^"):
+        if text.startswith(mark + "{", k):
+            k = _closing_brace(text, k + 1)
+            if k is None:
+                return False
+    if k == len(text):
+        return text.startswith(r"\mathbf{1}")
+    return text.startswith(r"\left(", k) and _matching(text, k) == len(text) - len(r"\right)")
+
+
+def _closing_brace(text: str, at: int) -> int | None:
+    """The index just past the } that closes the { at `at`."""
     depth = 0
-    body = match.group(4) or ""
-    for k, piece in enumerate(re.findall(r"\\left\(|\\right\)", body)):
-        depth += 1 if piece == r"\left(" else -1
-        if depth == 0 and k < len(re.findall(r"\\left\(|\\right\)", body)) - 1:
-            return False
-    return True
+    for k in range(at, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        if depth == 0:
+            return k + 1
+    return None
+
+
+class _Compound(sp.Symbol):
+    """A symbol standing for a compound LaTeX operand (X w, a + b): SymPy's printer puts it in
+    parentheses inside products and powers, as it would a sum, and not inside sums or f(...)."""
+
+    precedence = PRECEDENCE["Add"]
+
+
+def operand_symbol(name: str, text: str) -> tuple[sp.Symbol, str]:
+    """A placeholder for a LaTeX operand in an elementwise formula, and the text to print for it: a
+    factor as it is; a product (X w) as a compound that SymPy parenthesises inside products; a sum
+    in parentheses always (-(a + b) must not print as -a + b)."""
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text):
+        return sp.Symbol(name, real=True), text
+    if _has_top_level_sum(text):
+        return sp.Symbol(name, real=True), rf"\left({text}\right)"
+    return _Compound(name, real=True), text
+
+
+def _has_top_level_sum(text: str) -> bool:
+    depth = 0
+    for k, char in enumerate(text):
+        if text.startswith((r"\left", "{"), k):
+            depth += 1
+        elif text.startswith((r"\right", "}"), k):
+            depth -= 1
+        elif depth == 0 and char in "+-":  # a leading minus too: a + -b would read oddly
+            return True
+    return False
+
+
+def _single_parentheses(text: str) -> str:
+    """\\left(\\left(a + b\\right)\\right) as \\left(a + b\\right)."""
+    start = 0
+    while True:
+        k = text.find(r"\left(\left(", start)
+        if k < 0:
+            return text
+        inner_end = _matching(text, k + len(r"\left("))
+        if inner_end is not None and text.startswith(r"\right)", inner_end + len(r"\right)")):
+            outer_end = inner_end + len(r"\right)")
+            if _matching(text, k) == outer_end:
+                text = text[:k] + text[k + len(r"\left("):outer_end] + text[outer_end + len(r"\right)"):]
+                continue
+        start = k + 1
+
+
+def _matching(text: str, at: int) -> int | None:
+    """Where the \\right) closing the \\left( at `at` starts."""
+    depth = 0
+    for match in re.finditer(r"\\left\(|\\right\)", text[at:]):
+        depth += 1 if match.group() == r"\left(" else -1
+        if depth == 0:
+            return at + match.start()
+    return None
+
+
+def _single_fraction(text: str) -> bool:
+    if not text.startswith(r"\frac{"):
+        return False
+    depth, groups = 0, 0
+    for k, char in enumerate(text[len(r"\frac"):]):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0 and char == "}":
+            groups += 1
+            if groups == 2:
+                return k == len(text) - len(r"\frac") - 1
+    return False
 
 
 def latex_number(value: int | float) -> str:
@@ -285,6 +374,6 @@ TensorLatexPrinter._print_ITE = _ite_latex
 def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) -> str:
     """An elementwise formula over symbols shown as `names`; ⊙ between tensor factors."""
     printer = TensorLatexPrinter({"symbol_names": names, "mul_symbol": r" \odot " if tensor else None})
-    text = printer.doprint(factored(expr))
+    text = _single_parentheses(printer.doprint(factored(expr)))
     text = re.sub(r"\}\{\\left\(([^{}()]*?)\\right\)\}", r"}{\1}", text)  # \frac{1}{3 N}: no parentheses
     return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
