@@ -236,6 +236,10 @@ class _Parser:
         raise ReadError(f"cannot read {self.text[self.pos:self.pos + 30]!r} in {self.text!r}")
 
     def arguments(self) -> list[np.ndarray]:
+        return [self.sub(part) for part in _split(self.group_text())]
+
+    def group_text(self) -> str:
+        """The raw text inside the \\left( ... \\right) ahead, which it steps over."""
         self.expect(r"\\left\(")
         start, depth = self.pos, 1
         while depth:
@@ -244,8 +248,7 @@ class _Parser:
                 raise ReadError(f"unbalanced \\left( in {self.text!r}")
             depth += 1 if match.group().startswith(r"\left") else -1
             self.pos = match.end()
-        inner = self.text[start:self.pos - len(r"\right)")]
-        return [self.sub(part) for part in _split(inner)]
+        return self.text[start:self.pos - len(r"\right)")]
 
     def condition(self) -> np.ndarray:
         value = self.conjunction()
@@ -285,15 +288,7 @@ class _Parser:
             self.pos = saved
 
     def arguments_text(self) -> None:
-        self.expect(r"\\left\(")
-        start, depth = self.pos, 1
-        while depth:
-            match = re.compile(r"\\left[(\[|]|\\right[)\]|]").search(self.text, self.pos)
-            if not match:
-                raise ReadError("unbalanced")
-            depth += 1 if match.group().startswith(r"\left") else -1
-            self.pos = match.end()
-        inner = self.text[start:self.pos - len(r"\right)")]
+        inner = self.group_text()
         logic = r">|<|\\geq|\\leq|\\neq|(?<![&\\])=|\\wedge|\\vee|\\neg"
         outside = _outside_groups(inner)
         if not (re.search(logic, outside) or (not outside.strip() and re.search(logic, inner))):
