@@ -22,6 +22,9 @@ from .printing import sympy_number
 from .simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
 
 Rule = Callable[[Node], Optional[Node]]
+# The most ops one fused formula takes in: every SymPy call of fusion then works on a bounded
+# formula, so compile time grows linearly with the graph (a 100-step chain took 300 s unbounded).
+MAX_REGION = 12
 
 
 def _is(node: Node, op: str) -> bool:
@@ -181,6 +184,7 @@ def fuse_chains(graph: Graph, wrt: set[Node], log: list[Change] | None = None) -
     roots = list(graph.outputs.values()) + list(graph.labels)
     order = toposort(roots)
     regions = _Regions(use_counts(roots), set(roots), depending_on(order, wrt))
+    position = {node: k for k, node in enumerate(order)}
     new: dict[Node, Node] = {}
 
     def transform(node: Node, remade: Node) -> Node:
@@ -194,7 +198,7 @@ def fuse_chains(graph: Graph, wrt: set[Node], log: list[Change] | None = None) -
             regions.steps[node] = regions.wholes[node]
             region, why = regions.wholes[node][2], "recognised as a function computed stably (σ, tanh, softplus)"
         if fused is not None and log is not None and len(region) > 1:
-            ops = tuple(n.op for n in toposort([node]) if n in region)
+            ops = tuple(n.op for n in sorted(region, key=position.__getitem__))
             log.append(Change("fusion", node, fused, why, ops))
         return remade if fused is None else fused
 
@@ -222,7 +226,8 @@ class _Regions:
             growing = False
             for symbol, x in list(frontier.items()):
                 if (x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region)
-                        and _pieces(expr) + _pieces(self.wholes[x][0]) == 0):  # stable forms have no cases
+                        and _pieces(expr) + _pieces(self.wholes[x][0]) == 0  # stable forms have no cases
+                        and len(region) + len(self.wholes[x][2]) <= MAX_REGION):
                     expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
                     growing = True
         self.wholes[node] = (expr, frontier, region)
@@ -238,8 +243,9 @@ class _Regions:
             growing = False
             for symbol, x in list(current[1].items()):
                 if x in self.steps and x not in self.kept and self.uses[x] == 1 and symbol not in rejected:
-                    if _pieces(current[0]) + _pieces(self.steps[x][0]) > 1:
-                        rejected.add(symbol)  # np.where inside np.where: unreadable, and slow for SymPy
+                    if (_pieces(current[0]) + _pieces(self.steps[x][0]) > 1  # np.where in np.where: unreadable
+                            or len(current[2]) + len(self.steps[x][2]) > MAX_REGION):  # and slow for SymPy
+                        rejected.add(symbol)
                         continue
                     trial = _absorb(current, symbol, self.steps[x])
                     # softplus differentiates to σ anyway: a region holding one may recompute σ.

@@ -150,7 +150,17 @@ def plain_text(expr: sp.Expr) -> str:
 
 def factored(expr: sp.Expr) -> sp.Expr:
     """Common numeric factors taken out of sums, as a person writes them: 2(ŷ - y), not 2ŷ - 2y."""
-    return sp.factor_terms(expr) if expr.has(sp.Add) and sp.count_ops(expr) <= 40 else expr
+    return sp.factor_terms(expr) if _common_factor(expr) and sp.count_ops(expr) <= 40 else expr
+
+
+def _common_factor(expr: sp.Expr) -> bool:
+    """Whether some sum in expr has terms whose numeric coefficients share a factor other than ±1."""
+    for node in sp.preorder_traversal(expr):
+        if node.is_Add:
+            coefficients = [abs(term.as_coeff_Mul()[0]) for term in node.args]
+            if all(c.is_Rational and c != 0 for c in coefficients) and sp.gcd(coefficients) not in (0, 1):
+                return True
+    return False
 
 
 def numpy_text(expr: sp.Expr) -> str:
