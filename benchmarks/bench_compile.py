@@ -1,0 +1,67 @@
+"""Compile time against graph size: elementwise chains, MLPs and unrolled RNNs of growing size.
+
+Run: python benchmarks/bench_compile.py [--largest 10000]
+Prints one row per graph: its node count, seconds to compile (simplified, and as written), and
+milliseconds per node. Compile time is linear in graph size when the per-node figure stays flat as
+the graphs grow; timings are noisy, so compare the per-node column, not single seconds.
+"""
+import argparse
+import time
+
+import graphcomp as gc
+
+
+def chain(steps: int) -> gc.Graph:
+    """An elementwise chain alternating h*1.01 + w and tanh(h)*0.9 + 0.1: one long fusion candidate."""
+    g = gc.Graph("chain")
+    x, w = g.input("x", (None, 4)), g.param("w", (4,))
+    h = x
+    for k in range(steps):
+        h = h * 1.01 + w if k % 2 == 0 else gc.tanh(h) * 0.9 + 0.1
+    g.output("loss", gc.sum(h))
+    return g
+
+
+def mlp(layers: int) -> gc.Graph:
+    g = gc.Graph("mlp")
+    x, labels = g.input("x", (None, 16)), g.input("labels", (None,))
+    logits = g.output("logits", gc.mlp(g, x, [16] * layers + [4], activation="tanh"))
+    g.output("loss", gc.softmax_cross_entropy(logits, labels))
+    return g
+
+
+def rnn(steps: int) -> gc.Graph:
+    g = gc.Graph("rnn")
+    x, y = g.input("x", (None, steps, 2)), g.input("y", (None, 1))
+    Wx, Wh, b = g.param("Wx", (2, 8)), g.param("Wh", (8, 8)), g.param("b", (8,))
+    Wy = g.param("Wy", (8, 1))
+    h = gc.tanh(x[:, 0, :] @ Wx + b)
+    for t in range(1, steps):
+        h = gc.tanh(x[:, t, :] @ Wx + h @ Wh + b)
+    g.output("loss", gc.mse(h @ Wy, y))
+    return g
+
+
+def seconds(graph: gc.Graph, simplify: bool) -> float:
+    start = time.perf_counter()
+    gc.compile(graph, simplify=simplify)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--largest", type=int, default=10000, help="node count of the largest chain (default 10000)")
+    args = parser.parse_args()
+    cases = [("chain", chain, steps) for steps in (25, 100, 250, 1000, args.largest // 4)]
+    cases += [("mlp", mlp, layers) for layers in (2, 8, 32)]
+    cases += [("rnn", rnn, steps) for steps in (5, 20, 80)]
+    print(f"{'graph':<14}{'nodes':>8}{'simplified s':>15}{'as written s':>15}{'ms/node':>10}")
+    for name, build, size in cases:
+        graph = build(size)
+        nodes = len(graph.nodes())
+        fused, literal = seconds(graph, True), seconds(graph, False)
+        print(f"{name + ' ' + str(size):<14}{nodes:>8}{fused:>15.2f}{literal:>15.2f}{1000 * fused / nodes:>10.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
