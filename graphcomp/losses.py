@@ -11,6 +11,7 @@ from . import dsl
 from .errors import GraphError, ShapeError
 from .graph import Node, apply, format_shape
 from .ops import normalize_axes
+from .ops_nn import cross_entropy
 
 __all__ = [
     "logsumexp", "log_softmax", "softmax", "mse", "binary_cross_entropy",
@@ -68,8 +69,7 @@ def softmax_cross_entropy(logits: Node, labels: Node) -> Node:
     """Cross-entropy of softmax(logits) against one-hot (or probability) rows or integer labels,
     mean over the batch. One fused op: its gradient is (softmax(logits) - y)/N, computed stably."""
     targets = _as_one_hot("softmax_cross_entropy", logits, labels)
-    per_example = apply("softmax_cross_entropy", logits, targets, axis=logits.ndim - 1,
-                        normalized=targets.op == "one_hot")
+    per_example = cross_entropy(logits, targets, axis=logits.ndim - 1, normalized=targets.op == "one_hot")
     return dsl.mean(per_example)
 
 

@@ -139,6 +139,7 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     for an x of shape (N, 3)) keeps that shape through `expand`: a folded value never
     silently shrinks to a scalar.
     """
+    expr, binding = _spreads_as_numbers(expr, binding, shape)
     expr = expr.xreplace({s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"})
     if expr == 0:
         return None
@@ -162,6 +163,39 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     else:
         value = apply("elementwise", *used, expr=expr)
     return expand(value, shape, [x for x in binding.values() if x.op != "const"])
+
+
+def _spreads_as_numbers(expr: sp.Expr, binding: dict, shape: Shape) -> tuple[sp.Expr, dict]:
+    """A number spread over an array (the gradient of a sum or mean: ones, or ones / N) taken as
+    the number itself where the formula's other operands already have its shape: (p - y) / N
+    rather than ones_like(t) / N * (p - y)."""
+    used = {s: n for s, n in binding.items() if s in expr.free_symbols}
+    for symbol, node in used.items():
+        spread = _spread(node)
+        others = [n.shape for s, n in used.items() if s is not symbol and n.op != "const"]
+        if spread is None or not others or broadcast_shapes(tuple(others)) != tuple(shape):
+            continue
+        value, divisor = spread
+        if divisor is None:
+            expr = expr.xreplace({symbol: value})
+        else:
+            count = sp.Symbol(f"{symbol.name}_count", real=True)
+            expr = expr.xreplace({symbol: value / count})
+            binding = {**binding, count: divisor}
+    return expr, binding
+
+
+def _spread(node: Node) -> tuple[sp.Expr, Node | None] | None:
+    """(c, None) where node is c spread over an array, (c, n) where it is that divided by n."""
+    if node.op == "broadcast_like" and node.inputs[0].op == "const":
+        return sympy_number(node.inputs[0].attr("value")), None
+    if node.op == "reshape":
+        return _spread(node.inputs[0])
+    if node.op == "div" and node.inputs[1].op in ("count", "const") and node.inputs[1].shape == ():
+        top = _spread(node.inputs[0])
+        if top is not None and top[1] is None:
+            return top[0], node.inputs[1]
+    return None
 
 
 def _number(expr: sp.Expr) -> int | float:

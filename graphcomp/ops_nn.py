@@ -211,39 +211,48 @@ register(Op("softmax", 1, _one_axis_shape(True),
 
 
 def _xent_shape(shapes: tuple, attrs: dict):
-    logits, targets = shapes
+    logits, targets, lse = shapes
     if logits != targets:
         raise ShapeError(f"softmax_cross_entropy: logits {format_shape(logits)} and targets "
                          f"{format_shape(targets)} differ in shape")
-    return _one_axis_shape(False)(shapes, attrs)
+    return _one_axis_shape(False)(shapes[:1], attrs)
 
 
 def _xent_emit(node: Node, args: tuple) -> str:
-    z, y = args
+    z, y, lse = args
     axis = _axis_of(node)
-    lse = _lse_text(node, z, False)
+    lse = f"np.squeeze({lse}, axis={axis})"
     if node.attr("normalized"):
         return f"{lse} - np.sum({y} * {z}, axis={axis})"
     return f"np.sum({y}, axis={axis}) * {lse} - np.sum({y} * {z}, axis={axis})"
 
 
 def _xent_vjp(node: Node, g: Node) -> tuple:
-    """∂/∂z = g (softmax(z) Σy - y), which is g (p - y) for one-hot or probability targets."""
-    z, y = node.inputs
+    """∂/∂z = g (softmax(z) Σy - y), which is g (p - y) for one-hot or probability targets; softmax and
+    log-softmax are exp(z - L) and z - L with the L = logsumexp(z) the loss computed."""
+    z, y, lse = node.inputs
     axis = _axis_of(node)
-    g_k, p, s = kept(g, axis), apply("softmax", z, axis=axis), sp.Symbol("s")
-    binding = {G: g_k, placeholder(0): p, placeholder(1): y}
+    g_k, s, x0, x1 = kept(g, axis), sp.Symbol("s"), placeholder(0), placeholder(1)
+    p = fuse(sp.exp(x0 - x1), {x0: z, x1: lse}, z.shape)
+    binding = {G: g_k, x0: p, x1: y}
     if node.attr("normalized"):
-        dz = fuse(G * (placeholder(0) - placeholder(1)), binding, z.shape)
+        dz = fuse(G * (x0 - x1), binding, z.shape)
     else:
         total = apply("sum", y, axis=axis, keepdims=True)
-        dz = fuse(G * (placeholder(0) * s - placeholder(1)), {**binding, s: total}, z.shape)
-    dy = fuse(-G * placeholder(0), {G: g_k, placeholder(0): apply("log_softmax", z, axis=axis)}, y.shape)
-    return dz, dy
+        dz = fuse(G * (x0 * s - x1), {**binding, s: total}, z.shape)
+    dy = fuse(-G * (x0 - x1), {G: g_k, x0: z, x1: lse}, y.shape)
+    return dz, dy, None
+
+
+def cross_entropy(z: Node, y: Node, axis: int, normalized: bool) -> Node:
+    """-Σ y log softmax(z) along `axis`, as one op over z, y and the logsumexp of z (kept for the
+    gradient's softmax, so that it is computed once)."""
+    lse = apply("logsumexp", z, axis=axis, keepdims=True)
+    return apply("softmax_cross_entropy", z, y, lse, axis=axis, normalized=normalized)
 
 
 # -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
-register(Op("softmax_cross_entropy", 2, _xent_shape, _xent_emit, _xent_vjp,
+register(Op("softmax_cross_entropy", 3, _xent_shape, _xent_emit, _xent_vjp,
             lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
             lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],

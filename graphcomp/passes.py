@@ -18,6 +18,7 @@ import sympy as sp
 
 from .graph import Graph, Node, apply, depending_on, toposort, use_counts
 from .ops import OPS, fuse, normalize_axes, scalar_expr
+from .ops_nn import cross_entropy
 from .printing import sympy_number
 from .simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
 
@@ -97,7 +98,7 @@ def cross_entropy_of_log_softmax(node: Node) -> Optional[Node]:
         if _is(ls, "log_softmax") and y.shape == ls.shape and not total.attr("keepdims"):
             axis = normalize_axes(total.attr("axis"), ls.ndim, "sum")
             if axis == (ls.attr("axis"),):
-                return apply("softmax_cross_entropy", ls.inputs[0], y, axis=axis[0], normalized=_is(y, "one_hot"))
+                return cross_entropy(ls.inputs[0], y, axis=axis[0], normalized=_is(y, "one_hot"))
     return None
 
 

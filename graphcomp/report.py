@@ -73,7 +73,7 @@ def markdown(model: "CompiledModel", at: dict | None = None) -> str:
                 "gradient of the value it feeds.", "", f"$$\n{derivation.latex()}\n$$"]
     out += ["", "## Generated code", "", "`forward` and `gradients` of the generated module (the training loop, "
             "file helpers and command line are in the module itself).", "", "```python", _functions(model.source,
-            ("forward", "gradients")), "```", ""]
+            ("forward", "gradients", "_gradients")), "```", ""]
     return "\n".join(out)
 
 

@@ -48,7 +48,7 @@ def test_a_quadratic_form_prints_both_paths():
 
 def test_logistic_regression_reads_sigma_minus_y_with_every_symbol_defined():
     latex = latex_of(logistic_regression, "w")
-    assert latex == r"\bar{w} = X^\top \left(\frac{1}{N} \odot \left(\sigma\left(X w\right) - y\right)\right)"
+    assert latex == r"\bar{w} = X^\top \frac{\sigma\left(X w\right) - y}{N}"   # X^T (σ(X w) - y) / N
 
 
 def test_a_sigmoid_typed_out_differentiates_through_its_output():
@@ -58,7 +58,7 @@ def test_a_sigmoid_typed_out_differentiates_through_its_output():
 
 
 def test_the_quadratic_loss_keeps_its_factor():
-    assert latex_of(quadratic_loss, "yhat") == r"\bar{\hat{y}} = 2 \frac{1}{4} \odot \left(\hat{y} - y\right)"
+    assert latex_of(quadratic_loss, "yhat") == r"\bar{\hat{y}} = \frac{\hat{y} - y}{2}"   # 2 (ŷ - y) / 4 elements
 
 
 def test_mlp_layers_are_named_as_in_the_seed():
@@ -207,7 +207,7 @@ def test_a_report_tells_the_whole_story_with_values(tmp_path):
     assert r"| $p$ | sigmoid | `(None, 1)` | $\sigma\left(z\right)$ | $\begin{bmatrix} 0.6225 \\ 0.2689 \end{bmatrix}$ |" in text
     assert "- rewrite: $" in text and "log σ(z) = -softplus(-z): finite for any z" in text
     assert "- fused (" in text and "one formula whose derivative reuses forward values" in text
-    assert r"\bar{z} = \frac{1}{N} \odot \left(\sigma\left(z\right) - y\right)" in text
+    assert r"\bar{z} = \frac{\sigma\left(z\right) - y}{N}" in text
     code = text.split("## Generated code")[1]
     assert "def forward(" in code and "def gradients(" in code and "def train(" not in code
     from latex_check import display_math
