@@ -1,14 +1,16 @@
 """One SGD training step (gradients + update) of the generated module against hand-written NumPy.
 
-Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64]
-For each workload, the generated module's own train() runs one epoch of minibatch SGD, and a
+Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32]
+For each workload (MLPs small and large, relu and sigmoid; seed 003's CNN on 28x28 images; an RNN
+unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
-process, interleaved; the table gives the median time per step of each and their ratio. Timings are
-noisy: compare ratios, which are measured in one run.
+process, interleaved; the table gives the median time per step of each, their ratio, and the peak
+memory of one epoch of each. Timings are noisy: compare ratios, which are measured in one run.
 """
 import argparse
 import statistics
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -62,6 +64,91 @@ def by_hand(params, data, batch, lr, activation, rng):
             params[f"b{k}"] -= lr * db
 
 
+def cnn_graph() -> gc.Graph:
+    """Seed 003's CNN on 1x28x28 images: 3x3 conv with 8 filters (padding 1), relu, 2x2 max-pool,
+    dense to 10, softmax cross-entropy."""
+    g = gc.Graph("cnn")
+    x, labels = g.input("x", (None, 1, 28, 28)), g.input("labels", (None,))
+    k, b = g.param("k", (8, 1, 3, 3), init="kaiming"), g.param("b", (8,), init="zeros")
+    W, c = g.param("W", (8 * 14 * 14, 10)), g.param("c", (10,), init="zeros")
+    pooled = gc.max_pool2d(gc.relu(gc.conv2d(x, k, b, padding=1)))
+    g.output("loss", gc.softmax_cross_entropy(gc.flatten(pooled) @ W + c, labels))
+    return g
+
+
+def cnn_by_hand(params, data, batch, lr, rng):
+    """The same CNN, one epoch of SGD, written directly in NumPy (sliding windows and tensordot)."""
+    x, labels = data["x"], data["labels"].astype(int)
+    order = rng.permutation(len(x))
+    k, b, W, c = params["k"], params["b"], params["W"], params["c"]
+    for start in range(0, len(x), batch):
+        rows = order[start:start + batch]
+        n = len(rows)
+        patches = np.lib.stride_tricks.sliding_window_view(np.pad(x[rows], ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
+        conv = np.tensordot(patches, k, axes=((1, 4, 5), (1, 2, 3))).transpose(0, 3, 1, 2) + b[:, None, None]
+        r = np.maximum(conv, 0)
+        windows = r.reshape(n, 8, 14, 2, 14, 2)
+        pooled = windows.max(axis=(3, 5))
+        f = pooled.reshape(n, -1)
+        z = f @ W + c
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(n), labels[rows]] -= 1
+        g = p / n
+        dW, dc = f.T @ g, g.sum(axis=0)
+        dpooled = (g @ W.T).reshape(n, 8, 14, 1, 14, 1)
+        mask = windows == pooled[:, :, :, None, :, None]
+        dconv = (mask * dpooled / mask.sum(axis=(3, 5), keepdims=True)).reshape(n, 8, 28, 28) * (conv > 0)
+        dk = np.tensordot(dconv, patches, axes=((0, 2, 3), (0, 2, 3)))
+        db = dconv.sum(axis=(0, 2, 3))
+        k -= lr * dk
+        b -= lr * db
+        W -= lr * dW
+        c -= lr * dc
+
+
+def rnn_graph(steps: int = 20, hidden: int = 64, inputs: int = 8) -> gc.Graph:
+    """An RNN unrolled over 20 steps (hidden 64), its last state regressed onto a target."""
+    g = gc.Graph("rnn")
+    x, y = g.input("x", (None, steps, inputs)), g.input("y", (None, 1))
+    Wx, Wh = g.param("Wx", (inputs, hidden)), g.param("Wh", (hidden, hidden))
+    bh, Wy = g.param("bh", (hidden,), init="zeros"), g.param("Wy", (hidden, 1))
+    h = gc.tanh(x[:, 0, :] @ Wx + bh)
+    for t in range(1, steps):
+        h = gc.tanh(x[:, t, :] @ Wx + h @ Wh + bh)
+    g.output("loss", gc.mse(h @ Wy, y))
+    return g
+
+
+def rnn_by_hand(params, data, batch, lr, rng):
+    """The same RNN, one epoch of SGD with backpropagation through time, written in NumPy."""
+    x, y = data["x"], data["y"]
+    order = rng.permutation(len(x))
+    Wx, Wh, bh, Wy = params["Wx"], params["Wh"], params["bh"], params["Wy"]
+    for start in range(0, len(x), batch):
+        rows = order[start:start + batch]
+        xs, n = x[rows], len(rows)
+        hs = [np.tanh(xs[:, 0, :] @ Wx + bh)]
+        for t in range(1, xs.shape[1]):
+            hs.append(np.tanh(xs[:, t, :] @ Wx + hs[-1] @ Wh + bh))
+        out = hs[-1] @ Wy
+        d_out = 2 * (out - y[rows]) / n
+        dWy = hs[-1].T @ d_out
+        dh = d_out @ Wy.T
+        dWx, dWh, dbh = np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(bh)
+        for t in range(xs.shape[1] - 1, -1, -1):
+            da = dh * (1 - hs[t] ** 2)
+            dWx += xs[:, t, :].T @ da
+            dbh += da.sum(axis=0)
+            if t:
+                dWh += hs[t - 1].T @ da
+                dh = da @ Wh.T
+        Wx -= lr * dWx
+        Wh -= lr * dWh
+        bh -= lr * dbh
+        Wy -= lr * dWy
+
+
 def median_step(run, steps, repeat) -> float:
     times = []
     for _ in range(repeat):
@@ -71,27 +158,52 @@ def median_step(run, steps, repeat) -> float:
     return statistics.median(times)
 
 
+def workloads(dtype: str):
+    """(name, graph, data, steps, hand-written epoch) for every workload of the table."""
+    rng = np.random.default_rng(0)
+    for name, (sizes, activation, batch, steps) in WORKLOADS.items():
+        data = {"x": rng.normal(size=(batch * steps, sizes[0])).astype(dtype),
+                "labels": rng.integers(0, sizes[-1], size=batch * steps).astype(dtype)}
+        yield name, build(sizes, activation), data, batch, steps, (
+            lambda hand, data=data, batch=batch, activation=activation:
+            by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0)))
+    data = {"x": rng.normal(size=(64 * 4, 1, 28, 28)).astype(dtype),
+            "labels": rng.integers(0, 10, size=64 * 4).astype(dtype)}
+    yield "CNN 1x28x28, 8 3x3 filters, batch 64", cnn_graph(), data, 64, 4, (
+        lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0)))
+    data = {"x": rng.normal(size=(32 * 8, 20, 8)).astype(dtype), "y": rng.normal(size=(32 * 8, 1)).astype(dtype)}
+    yield "RNN 20 steps, hidden 64, batch 32", rnn_graph(), data, 32, 8, (
+        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0)))
+
+
+def peak_megabytes(run) -> float:
+    """Peak memory NumPy allocated while `run()` ran (tracemalloc sees NumPy's buffers)."""
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2 ** 20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args()
-    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}")
-    for name, (sizes, activation, batch, steps) in WORKLOADS.items():
-        module = gc.compile(build(sizes, activation), loss="loss", dtype=args.dtype).load()
-        rng = np.random.default_rng(0)
-        data = {"x": rng.normal(size=(batch * steps, sizes[0])).astype(args.dtype),
-                "labels": rng.integers(0, sizes[-1], size=batch * steps).astype(args.dtype)}
+    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'peak MB':>10}{'NumPy MB':>10}")
+    for name, graph, data, batch, steps, epoch_by_hand in workloads(args.dtype):
+        module = gc.compile(graph, loss="loss", dtype=args.dtype).load()
         params = module.init_params(seed=0)
         hand = {k: v.copy() for k, v in params.items()}
         generated = lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch)  # noqa: E731
-        written = lambda: by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0))  # noqa: E731
+        written = lambda: epoch_by_hand(hand)  # noqa: E731
         ours, theirs = [], []
         for _ in range(args.repeat):  # interleaved, so that both see the same machine
             ours.append(median_step(generated, steps, 1))
             theirs.append(median_step(written, steps, 1))
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}", flush=True)
+        memory = peak_megabytes(generated), peak_megabytes(written)
+        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{memory[0]:>10.1f}{memory[1]:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":
