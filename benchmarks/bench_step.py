@@ -4,8 +4,9 @@ Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32]
 For each workload (MLPs small and large, relu and sigmoid; seed 003's CNN on 28x28 images; an RNN
 unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
-process, interleaved; the table gives the median time per step of each, their ratio, and the peak
-memory of one epoch of each. Timings are noisy: compare ratios, which are measured in one run.
+process, interleaved; the table gives the median time per step of each, their ratio, the ratio of a
+JAX jit step (x64) to the same NumPy step where JAX is installed (`pip install -e '.[bench]'`), and the
+peak memory of one epoch of each. Timings are noisy: compare ratios, which are measured in one run.
 """
 import argparse
 import statistics
@@ -166,14 +167,53 @@ def workloads(dtype: str):
                 "labels": rng.integers(0, sizes[-1], size=batch * steps).astype(dtype)}
         yield name, build(sizes, activation), data, batch, steps, (
             lambda hand, data=data, batch=batch, activation=activation:
-            by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0)))
+            by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0))), \
+            jax_epoch(sizes, activation, data, batch, dtype)
     data = {"x": rng.normal(size=(64 * 4, 1, 28, 28)).astype(dtype),
             "labels": rng.integers(0, 10, size=64 * 4).astype(dtype)}
     yield "CNN 1x28x28, 8 3x3 filters, batch 64", cnn_graph(), data, 64, 4, (
-        lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0)))
+        lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0))), None
     data = {"x": rng.normal(size=(32 * 8, 20, 8)).astype(dtype), "y": rng.normal(size=(32 * 8, 1)).astype(dtype)}
     yield "RNN 20 steps, hidden 64, batch 32", rnn_graph(), data, 32, 8, (
-        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0)))
+        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0))), None
+
+
+def jax_epoch(sizes, activation, data, batch, dtype):
+    """One epoch of the same MLP step in JAX (jit, x64 for float64), or None where JAX is not installed."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    act = jax.nn.sigmoid if activation == "sigmoid" else jax.nn.relu
+
+    def loss(params, x, labels):
+        h = x
+        for k in range(len(params) - 1):
+            h = act(h @ params[k][0] + params[k][1])
+        logits = h @ params[-1][0] + params[-1][1]
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(x)), labels])
+
+    @jax.jit
+    def step(params, x, labels):
+        grads = jax.grad(loss)(params, x, labels)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
+
+    rng = np.random.default_rng(0)
+    params = [(jnp.asarray(rng.normal(size=(a, b)) * 0.1, dtype=dtype), jnp.zeros(b, dtype=dtype))
+              for a, b in zip(sizes[:-1], sizes[1:])]
+    x, labels = jnp.asarray(data["x"]), jnp.asarray(data["labels"].astype(int))
+    jax.block_until_ready(step(params, x[:batch], labels[:batch]))  # compile outside the timing
+
+    def epoch():
+        nonlocal params
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch):
+            rows = order[start:start + batch]
+            params = step(params, x[rows], labels[rows])
+        jax.block_until_ready(params)
+    return epoch
 
 
 def peak_megabytes(run) -> float:
@@ -190,20 +230,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args()
-    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'peak MB':>10}{'NumPy MB':>10}")
-    for name, graph, data, batch, steps, epoch_by_hand in workloads(args.dtype):
+    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'JAX jit':>9}{'peak MB':>10}{'NumPy MB':>10}")
+    for name, graph, data, batch, steps, epoch_by_hand, jax_run in workloads(args.dtype):
         module = gc.compile(graph, loss="loss", dtype=args.dtype).load()
         params = module.init_params(seed=0)
         hand = {k: v.copy() for k, v in params.items()}
         generated = lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch)  # noqa: E731
         written = lambda: epoch_by_hand(hand)  # noqa: E731
-        ours, theirs = [], []
-        for _ in range(args.repeat):  # interleaved, so that both see the same machine
+        ours, theirs, peers = [], [], []
+        for _ in range(args.repeat):  # interleaved, so that all see the same machine
             ours.append(median_step(generated, steps, 1))
             theirs.append(median_step(written, steps, 1))
+            if jax_run is not None:
+                peers.append(median_step(jax_run, steps, 1))
         a, b = statistics.median(ours), statistics.median(theirs)
+        peer = f"{statistics.median(peers) / b:>9.2f}" if peers else f"{'-':>9}"
         memory = peak_megabytes(generated), peak_megabytes(written)
-        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{memory[0]:>10.1f}{memory[1]:>10.1f}", flush=True)
+        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{peer}{memory[0]:>10.1f}{memory[1]:>10.1f}",
+              flush=True)
 
 
 if __name__ == "__main__":

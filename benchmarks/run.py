@@ -1,0 +1,32 @@
+"""The benchmark suite in one command: training steps against hand-written NumPy (and JAX where
+installed), then compile time against graph size.
+
+Run: python benchmarks/run.py [--quick]
+"""
+import argparse
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a 2,500-node largest chain")
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}")
+    runs = [["bench_step.py", "--repeat", "3" if args.quick else "7"],
+            ["bench_step.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"],
+            ["bench_compile.py", "--largest", "2500" if args.quick else "10000"]]
+    for script, *options in runs:
+        print(f"\n$ python benchmarks/{script} {' '.join(options)}", flush=True)
+        code = subprocess.call([sys.executable, str(HERE / script), *options])
+        if code:
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
