@@ -259,9 +259,10 @@ def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch:
     m = model.load()
     rng = np.random.default_rng(seed)
     arrays = dict(m.init_params(seed))
+    classes = {**m.LABELS, **spec.classes}  # the module knows which inputs feed one-hot labels
     for name, leaf in spec.graph.inputs.items():
         shape = tuple(batch if d is None else d for d in leaf.shape)
-        arrays[name] = (rng.integers(0, spec.classes[name], size=shape).astype(float) if name in spec.classes
+        arrays[name] = (rng.integers(0, classes[name], size=shape).astype(float) if name in classes
                         else rng.normal(size=shape))
     for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
         arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))

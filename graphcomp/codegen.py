@@ -7,11 +7,12 @@ own tuples and declaration order, never from hashing.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.resources
 import importlib.util
 import itertools
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -66,6 +67,25 @@ class Listing:
     order: list[Node]                       # the nodes with lines of their own, in the order of gradients()
 
 
+class _SourceLoader(importlib.abc.SourceLoader):
+    """Imports generated source held in memory; `get_source` lets tracebacks show its lines."""
+
+    def __init__(self, source: str, filename: str) -> None:
+        self.source, self.filename = source, filename
+
+    def get_filename(self, fullname: str) -> str:
+        return self.filename
+
+    def get_data(self, path: str) -> bytes:
+        return self.source.encode("utf-8")
+
+
+def source_spec(name: str, source: str) -> importlib.machinery.ModuleSpec:
+    """An import spec for a generated module that exists only in memory."""
+    filename = f"graphcomp-generated:{name}.py"  # not <...>: linecache shows lines of such names
+    return importlib.util.spec_from_loader(name, _SourceLoader(source, filename), origin=filename)
+
+
 class CompiledModel:
     """A compiled graph: its generated source, and ways to save and import it."""
 
@@ -90,13 +110,13 @@ class CompiledModel:
         return path
 
     def load(self) -> ModuleType:
-        """Import the generated module (from where it was saved, or a private temporary file)."""
+        """Import the generated module: from where it was saved, or from memory (no file is left
+        behind; tracebacks still show its lines)."""
         path = self._path
-        if path is None or not path.exists() or path.read_text(encoding="utf-8") != self.source:
-            # written once per model: later loads import the same file again
-            path = self._path = Path(tempfile.mkdtemp(prefix="graphcomp_")) / f"{self.graph.name}.py"
-            path.write_text(self.source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(f"graphcomp_model_{self.graph.name}", path)
+        if path is not None and path.exists() and path.read_text(encoding="utf-8") == self.source:
+            spec = importlib.util.spec_from_file_location(f"graphcomp_model_{self.graph.name}", path)
+        else:
+            spec = source_spec(f"graphcomp_model_{self.graph.name}", self.source)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -189,9 +209,7 @@ def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> 
     module = _Module(graph, leaves, loss, reverse_mode(graph.outputs[loss], leaves), "float64", inline=False)
     context = module.context()
     context.update(predict=None, target=None, training=DEFAULT_TRAINING, threshold=0.0, trace=True)
-    path = Path(tempfile.mkdtemp(prefix="graphcomp_trace_")) / f"{graph.name}_trace.py"
-    path.write_text(_render(context), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(f"graphcomp_trace_{graph.name}", path)
+    spec = source_spec(f"graphcomp_trace_{graph.name}", _render(context))
     traced = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(traced)
     _, _, variables = traced.gradients(**arrays)
@@ -424,6 +442,8 @@ class _Module:
             "wrt": tuple(leaf.name for leaf in self.wrt),
             "trained": tuple(leaf.name for leaf in self.wrt if leaf.op == "param"),
             "gradients_error": None,
+            "labels": {n.inputs[0].name: n.attr("classes") for n in toposort(roots)
+                       if n.op == "one_hot" and n.inputs[0].op == "input"},
             "helpers": helpers,
             "uses_dropout": "dropout_mask" in helpers,
         }

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 import graphcomp as gc
 from models import sigmoid_net_source
 
@@ -76,3 +79,49 @@ def test_float32_models_compute_in_float32():
     assert params["w"].dtype.name == "float32"
     _, grads = m.gradients(x=[[1, 2], [3, 4]], **params)
     assert grads["w"].dtype.name == "float32"
+
+
+def test_bad_runtime_inputs_get_errors_that_name_the_array():
+    import graphcomp as gc
+    g = gc.Graph("labels")
+    x, labels, W = g.input("x", (None, 2)), g.input("labels", (None,)), g.param("W", (2, 3))
+    g.output("loss", gc.softmax_cross_entropy(x @ W, labels))
+    module = gc.compile(g).load()
+    params = module.init_params()
+    cases = [
+        (dict(x=np.ones((1, 2)), labels=np.zeros(5)), ValueError, "different numbers of examples: x 1, labels 5"),
+        (dict(x=np.ones((2, 2)), labels=np.array([0, 7.0])), ValueError, "'labels' holds class labels, whole numbers from 0 to 2; got 7"),
+        (dict(x=np.ones((2, 2)), labels=np.array([0, -1.0])), ValueError, "got -1"),
+        (dict(x=np.ones((2, 2)), labels=np.array([0, 0.5])), ValueError, "got 0.5"),
+        (dict(x=None, labels=np.zeros(2)), TypeError, "array 'x' is None"),
+        (dict(x="abc", labels=np.zeros(2)), TypeError, "array 'x' is not numeric"),
+        (dict(x=np.ones((2, 3)), labels=np.zeros(2)), ValueError, "'x' has shape (2, 3), expected (N, 2)"),
+    ]
+    for arrays, error, message in cases:
+        with pytest.raises(error) as caught:
+            module.gradients(**arrays, **params)
+        assert message in str(caught.value)
+    with pytest.raises(ValueError, match="no examples to train on"):
+        module.train(params, {"x": np.ones((0, 2)), "labels": np.zeros(0)}, epochs=1, lr=0.1, batch_size=2)
+    with pytest.raises(ValueError, match=r"validation=0.9 holds out all 1"):
+        module.train(params, {"x": np.ones((1, 2)), "labels": np.zeros(1)}, epochs=1, lr=0.1, batch_size=2,
+                     validation=0.9)
+
+
+def test_loading_a_model_leaves_no_file_behind():
+    import glob
+    import os
+    import tempfile
+
+    import graphcomp as gc
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "*")))
+    g = gc.Graph("nofile")
+    x = g.input("x", (None, 2))
+    g.output("loss", gc.sum(gc.tanh(x)))
+    model = gc.compile(g)
+    module = model.load()
+    model.derivation(at={"x": np.ones((2, 2))})
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "*"))) == before
+    with pytest.raises(TypeError) as caught:
+        module._gradients(None)
+    assert "t1 = np.tanh(x)" in "".join(__import__("traceback").format_tb(caught.tb))  # tracebacks show the line
