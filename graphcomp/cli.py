@@ -30,9 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (GraphcompError, ValueError, OSError) as error:
+    except SpecError as error:
         print(f"graphcomp: error: {error}", file=sys.stderr)
         return 2
+    except (GraphcompError, ValueError, OSError) as error:  # about the spec given: name its file
+        where = f"{args.spec}: " if getattr(args, "spec", None) and str(args.spec) not in str(error) else ""
+        print(f"graphcomp: error: {where}{_one_line(str(error))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,10 +200,12 @@ def _spec_from_python(path: str) -> Spec:
     try:
         module_spec.loader.exec_module(module)
         graph = _graph_of(module, path)
-    except GraphcompError as error:
-        raise SpecError(path, "", str(error)) from None
     except SpecError:
         raise
+    except GraphcompError as error:
+        raise SpecError(path, "", str(error)) from None
+    except SystemExit as error:  # the file called sys.exit(): no model came of it
+        raise SpecError(path, "", f"running it called sys.exit({error.code!r}) before defining a model") from None
     except Exception as error:  # noqa: BLE001 - the user's own code: report it on one line
         raise SpecError(path, "", f"running it raised {type(error).__name__}: {error}") from None
     finally:

@@ -40,6 +40,37 @@ DTYPES = ("float64", "float32")
 TRAINING_KEYS = ("optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",
                  "schedule", "step_size", "gamma", "weight_decay", "l1", "validation")
 DEFAULT_TRAINING = {"epochs": 10, "lr": 0.1, "batch_size": 32}
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = (None, "step", "exponential", "cosine")
+
+
+def training_problems(settings: dict) -> dict[str, str]:
+    """{setting: what is wrong with it} for training settings (empty when all are fine): checked
+    when a spec is read and when a model is compiled, not when training starts."""
+    def whole(value, least):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    rules = {
+        "epochs": (lambda v: whole(v, 0), "a whole number >= 0"),
+        "batch_size": (lambda v: whole(v, 1), "a whole number >= 1"),
+        "seed": (lambda v: whole(v, 0), "a whole number >= 0"),
+        "step_size": (lambda v: whole(v, 1), "a whole number >= 1"),
+        "lr": (lambda v: number(v) and v > 0, "a number > 0"),
+        "gamma": (lambda v: number(v) and v > 0, "a number > 0"),
+        "momentum": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "beta1": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "beta2": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
+        "l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
+        "validation": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+        "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+        "schedule": (lambda v: v in SCHEDULES, "none, or one of step, exponential, cosine"),
+    }
+    return {key: f"must be {rules[key][1]}, got {value!r}" for key, value in settings.items()
+            if key in rules and not rules[key][0](value)}
 # Cheap views that read better inside the line that uses them: `d_z @ W.T`.
 INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
 # Ops whose emitted code takes a plain number as an operand (others call array methods on it).
@@ -183,6 +214,8 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
     if unknown:
         raise GraphError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(TRAINING_KEYS)}")
+    for key, problem in training_problems(training or {}).items():
+        raise GraphError(f"training setting {key} {problem}")
     source_graph = graph
     changes: list = []
     if simplify:

@@ -7,6 +7,7 @@ made; `None` in a shape is the batch dimension, known only at run time.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import weakref
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .naming import check_user_name
 
 Shape = tuple  # of int | None; None is the batch dimension (first axis only)
 LEAF_OPS = ("input", "param", "const")
+MAX_ELEMENTS = 10 ** 10  # elements of one leaf (per example): 80 GB in float64
 INITS = ("xavier", "kaiming", "zeros", "normal")
 
 
@@ -119,6 +121,8 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
 
     op = OPS[op_name]
     inputs = tuple(as_node(x) for x in operands)
+    if op_name == "div" and inputs[1].op == "const" and inputs[1].attr("value") == 0:
+        raise GraphError("division by the constant 0")
     if op.arity is not None and len(inputs) != op.arity:
         raise GraphError(f"{op_name} takes {op.arity} operand(s), got {len(inputs)}")
     frozen = tuple(sorted(attrs.items()))
@@ -146,6 +150,10 @@ def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:
                 raise ShapeError(f"{what}: shape {format_shape(shape)} has None at axis {axis}; the batch dimension must be the first axis")
         elif not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ShapeError(f"{what}: shape {format_shape(shape)} must hold positive integers (or None first), got {d!r}")
+    size = math.prod(d for d in shape if d is not None)
+    if size > MAX_ELEMENTS:
+        raise ShapeError(f"{what}: shape {format_shape(shape)} has {size:.3g} elements (per example); "
+                         f"at most {MAX_ELEMENTS:.0e} fit in memory here")
     return shape
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import dsl, losses, nn
-from .codegen import TRAINING_KEYS
+from .codegen import TRAINING_KEYS, training_problems
 from .errors import GraphcompError
 from .graph import Graph, Node
 
@@ -26,8 +26,14 @@ class SpecError(GraphcompError, ValueError):
     """A spec file that cannot be read: `file: entry: problem`."""
 
     def __init__(self, file: str, entry: str, problem: str) -> None:
-        self.file, self.entry, self.problem = file, entry, problem
-        super().__init__(f"{file}: {entry}: {problem}" if entry else f"{file}: {problem}")
+        self.file, self.entry, self.problem = file, _printable(entry), _printable(problem)
+        message = f"{file}: {self.entry}: {self.problem}" if entry else f"{file}: {self.problem}"
+        super().__init__(message)
+
+
+def _printable(text: str) -> str:
+    """One line, whatever the user wrote: control characters as Python escapes."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 # The functions a spec may call: graphcomp's own, by their public names.
@@ -61,6 +67,8 @@ def load(path: str | Path) -> Spec:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(file, "", f"cannot read the file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(file, "", f"not UTF-8 text (byte {error.start} cannot be read)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -136,7 +144,10 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         if name in nodes:  # an output that is a node of the same name
             _guard(file, f"outputs.{name}", lambda: graph.output(name, values[name]))
     graph.outputs = {name: graph.outputs[name] for name in outputs}  # the order the spec gives
-    return Spec(graph, model.get("loss"), model.get("wrt"), model.get("predict"), model.get("target"), classes)
+    wrt = model.get("wrt")
+    if wrt is not None and (not isinstance(wrt, list) or not all(isinstance(name, str) for name in wrt)):
+        raise SpecError(file, "model.wrt", f"expected a list of leaf names, got {wrt!r}")
+    return Spec(graph, model.get("loss"), wrt, model.get("predict"), model.get("target"), classes)
 
 
 def _as_node(value: Any, file: str, where: str) -> Node:
@@ -249,6 +260,8 @@ def _training(data: dict, file: str) -> dict[str, Any]:
                 raise SpecError(file, f"training.{key}", f"expected a name, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(file, f"training.{key}", f"expected a number, got {value!r}")
+    for key, problem in training_problems(settings).items():
+        raise SpecError(file, f"training.{key}", problem)
     return settings
 
 
@@ -259,6 +272,8 @@ def _parse(text: Any, file: str, where: str) -> ast.AST:
         raise SpecError(file, where, f"expected an expression string, got {text!r}")
     try:
         return ast.parse(text.strip(), mode="eval").body
+    except (RecursionError, MemoryError):
+        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
     except SyntaxError as error:
         column = f" at column {error.offset}" if error.offset else ""
         raise SpecError(file, where, f"syntax error{column} in {text!r}") from None
@@ -351,8 +366,16 @@ def _guard(file: str, where: str, make: Callable[[], Any]) -> Any:
         raise
     except GraphcompError as error:
         raise SpecError(file, where, str(error)) from None
-    except TypeError as error:  # a function called with the wrong arguments
-        raise SpecError(file, where, str(error)) from None
+    except (TypeError, AttributeError, ValueError) as error:  # wrong arguments: a number where a tensor goes, ...
+        raise SpecError(file, where, _argument_problem(error)) from None
+    except RecursionError:
+        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
+
+
+def _argument_problem(error: Exception) -> str:
+    if isinstance(error, AttributeError) and "'int'" in str(error) or "'float'" in str(error):
+        return "a number was given where a tensor is expected"
+    return str(error)
 
 
 def _table(data: dict, key: str, file: str) -> dict:
