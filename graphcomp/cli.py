@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .codegen import CompiledModel, compile, loss_name, wrt_leaves
+from .codegen import CompiledModel, compile, loss_name, training_problems, wrt_leaves
 from .errors import GraphcompError
 from .export import FORMATS, to_networkx, write
 from .gradcheck import gradient_errors
@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
                        ("validation", float)):
         p.add_argument(f"--{name}", type=kind, help="overrides the spec's [training] setting")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="print progress every N epochs (and the last)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_train)
     return parser
 
@@ -155,22 +157,31 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.every < 1:
+        raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
     spec = read_spec(args.spec)
     model = _compiled(spec)
-    if args.output:
-        model.save(args.output)
     m = model.load()
-    data = m.load_data(args.data)
     settings = dict(m.TRAINING)  # the spec's [training], over compile()'s defaults
     for key in ("epochs", "lr", "batch_size", "seed", "optimizer", "validation"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    for key, problem in training_problems(settings).items():  # before anything is written
+        raise ValueError(f"--{key.replace('_', '-')} {problem}")
+    data = m.load_data(args.data)
+    if args.output:
+        print(f"wrote the module to {model.save(args.output)}")
     params = m.init_params(settings.get("seed", 0))
     print(f"training {model.graph.name!r} on {args.data}: {_settings_text(settings)}")
-    params, _ = m.train(params, data, verbose=True, **settings)
+    epochs = settings.get("epochs", 1)
+
+    def progress(record: dict) -> None:
+        if not args.quiet and (record["epoch"] % args.every == 0 or record["epoch"] == epochs):
+            print(m._progress(record, epochs), flush=True)
+    params, _ = m.train(params, data, on_epoch=progress, **settings)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     m.save_params(args.out, params)
-    print(f"saved params to {args.out}")
+    print(f"saved the trained params to {Path(args.out).resolve()}")
     return 0
 
 

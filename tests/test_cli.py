@@ -175,3 +175,21 @@ def test_report_command_writes_the_story_with_values(tmp_path, capsys):
     assert r"t_{1} &= u + v = 5 \\" in text and r"f &= t_{1} w = 20 \\" in text
     code, _, err = run(capsys, "report", EXAMPLES / "fuv.toml", "-o", tmp_path / "never.md", "--at", "u=2")
     assert code == 2 and "missing value(s) for v, w" in err and not (tmp_path / "never.md").exists()
+
+
+def test_train_says_where_it_writes_and_prints_every_n_epochs(tmp_path, capsys):
+    out, module = tmp_path / "p.npz", tmp_path / "xor_model.py"
+    code, stdout, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv",
+                            "--every", "250", "--out", out, "-o", module)
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == f"wrote the module to {module}"
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["250/1000", "500/1000", "750/1000", "1000/1000"]
+    assert lines[-1] == f"saved the trained params to {out.resolve()}"
+    code, stdout, _ = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv",
+                          "--quiet", "--epochs", "3", "--out", out)
+    assert code == 0 and not any(line.startswith("epoch") for line in stdout.splitlines())
+    never = tmp_path / "never.py"
+    code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv",
+                       "--lr", "-1", "-o", never)
+    assert code == 2 and "--lr must be a number > 0, got -1.0" in err and not never.exists()
