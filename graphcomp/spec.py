@@ -297,7 +297,9 @@ def _evaluate(tree: ast.AST, values: dict[str, Node], file: str, where: str) -> 
             return _guard(file, where, lambda: getattr(operand, method)(other))
         if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
             value = walk(n.operand)
-            return -value if isinstance(n.op, ast.USub) else value
+            if isinstance(value, list):
+                raise SpecError(file, where, "a sign applies to a value or a number, not to a list")
+            return _guard(file, where, lambda: -value) if isinstance(n.op, ast.USub) else value
         if isinstance(n, ast.Call):
             return call(n)
         if isinstance(n, ast.Subscript):

@@ -57,6 +57,7 @@ CASES = [
     ("a keyword as name", dict(outputs='"lambda" = "sum(x)"'), "is a Python keyword"),
     ("batch axis not first", dict(params="V = { shape = [3, \"N\"] }", outputs=FINE), "params.V:"),
     ("negative size", dict(params="V = { shape = [3, -2] }", outputs=FINE), "params.V:"),
+    ("minus a tuple", dict(outputs='loss = "sum(x) + -(1, 2)"'), "outputs.loss: a sign applies to a value or a number, not to a list"),
 ]
 
 
