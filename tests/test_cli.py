@@ -193,3 +193,27 @@ def test_train_says_where_it_writes_and_prints_every_n_epochs(tmp_path, capsys):
     code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv",
                        "--lr", "-1", "-o", never)
     assert code == 2 and "--lr must be a number > 0, got -1.0" in err and not never.exists()
+
+
+def test_the_generated_command_line_evaluates_and_says_what_is_wrong(tmp_path, capsys):
+    module, params = tmp_path / "xor_model.py", tmp_path / "p.npz"
+    code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv",
+                       "--quiet", "--out", params, "-o", module)
+    assert code == 0, err
+
+    def model_py(*argv):
+        done = subprocess.run([sys.executable, str(module), *map(str, argv)], capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+    code, out, _ = model_py("evaluate", "--params", params, "--data", EXAMPLES / "data" / "xor.csv")
+    assert code == 0 and out.splitlines()[1] == "accuracy 1"
+    npy = tmp_path / "p.npy"
+    npy.write_bytes(params.read_bytes())
+    code, _, err = model_py("predict", "--params", npy, "--data", EXAMPLES / "data" / "xor.csv")
+    assert code == 2 and "params are read from the .npz file save_params writes" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_text((EXAMPLES / "data" / "xor.csv").read_text().splitlines()[0] + "\n")
+    code, _, err = model_py("predict", "--params", params, "--data", empty)
+    assert code == 2 and err.strip() == f"error: {empty}: a header and no rows of data"
+    shell = subprocess.run(f"'{sys.executable}' '{module}' predict --params '{params}' --data "
+                           f"'{EXAMPLES / 'data' / 'xor.csv'}' | head -1", shell=True, capture_output=True, text=True)
+    assert float(shell.stdout) < 0.5 and shell.stderr == ""  # one probability, and no broken-pipe error
