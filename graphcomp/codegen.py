@@ -477,6 +477,8 @@ class _Module:
             "gradients_error": None,
             "labels": {n.inputs[0].name: n.attr("classes") for n in toposort(roots)
                        if n.op == "one_hot" and n.inputs[0].op == "input"},
+            "needs": {name: tuple(leaf_name for leaf_name, leaf in graph.inputs.items() if leaf in toposort([node]))
+                      for name, node in graph.outputs.items()},
             "helpers": helpers,
             "uses_dropout": "dropout_mask" in helpers,
         }

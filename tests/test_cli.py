@@ -217,3 +217,17 @@ def test_the_generated_command_line_evaluates_and_says_what_is_wrong(tmp_path, c
     shell = subprocess.run(f"'{sys.executable}' '{module}' predict --params '{params}' --data "
                            f"'{EXAMPLES / 'data' / 'xor.csv'}' | head -1", shell=True, capture_output=True, text=True)
     assert float(shell.stdout) < 0.5 and shell.stderr == ""  # one probability, and no broken-pipe error
+
+
+def test_predict_needs_only_the_inputs_of_the_prediction(tmp_path, capsys):
+    module, params = tmp_path / "xor_model.py", tmp_path / "p.npz"
+    run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv", "--quiet",
+        "--out", params, "-o", module)
+    lines = (EXAMPLES / "data" / "xor.csv").read_text().splitlines()
+    keep = [k for k, column in enumerate(lines[0].split(",")) if column.startswith("x")]
+    inputs_only = tmp_path / "x.csv"
+    inputs_only.write_text("\n".join(",".join(line.split(",")[k] for k in keep) for line in lines) + "\n")
+    done = subprocess.run([sys.executable, str(module), "predict", "--params", str(params), "--data", str(inputs_only)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [float(v) > 0.5 for v in done.stdout.split()] == [False, True, True, False]
