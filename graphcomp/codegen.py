@@ -153,19 +153,22 @@ class CompiledModel:
         return module
 
     def gradient_latex(self) -> dict[str, str]:
-        """{leaf: LaTeX} of each gradient: a closed form for scalar graphs (∂f/∂u = w for
-        f = (u + v) w), the adjoint equation in matrix notation for tensor graphs."""
+        """{leaf: LaTeX} of each gradient: a closed form for short scalar graphs (∂f/∂u = w for
+        f = (u + v) w); otherwise the generated code's equations under its names (README, "Reading
+        the formulas")."""
         self._loss_or_error()
         return latex.gradient_latex(self)
 
     def gradient_text(self) -> dict[str, str]:
-        """{leaf: plain text} of each gradient, as `graphcomp grad` prints them."""
+        """{leaf: plain text} of each gradient, as `graphcomp grad` prints them: the closed form, or the
+        generated code's lines that compute it."""
         self._loss_or_error()
         return latex.gradient_text(self)
 
     def derivation(self, at: dict | None = None) -> latex.Derivation:
-        """The chain rule node by node, from the loss back to the leaves; with numbers when the
-        leaf values are given (scalar graphs): derivation(at={"u": 2, "v": 3, "w": 4})."""
+        """Both passes node by node, on the graph as written: each value forward, then the chain rule
+        from the loss back to the leaves; with numbers (and arrays) when the leaves' values are given:
+        derivation(at={"u": 2, "v": 3, "w": 4})."""
         return latex.derivation(self.graph, self._loss_or_error(), self.wrt, at)
 
     def report(self, path: str | Path, at: dict | None = None) -> Path:
@@ -299,8 +302,7 @@ class _Module:
         self.inline = inline  # False: every value gets a line (and a name), as a traced derivation needs
         self.forward_nodes = set(graph.nodes())
         self.names: dict[Node, str] = {}
-        self.symbols: dict[Node, str] = {}       # LaTeX, from the user's name (outputs_ is still \mathrm{outputs})
-        self._source: dict[Node, str] = {}       # the name a symbol is made from: the user's, or t3
+        self._source: dict[Node, str] = {}       # the name a LaTeX symbol is made from: the user's, or t3
         self.namer = Namer(reserved=MODULE_NAMES)
         for leaf in graph.leaves.values():
             self.names[leaf] = self.namer.reserve(leaf.name)
@@ -309,7 +311,8 @@ class _Module:
             if node not in self.names:
                 self.names[node] = self.namer.reserve(name)
                 self._source[node] = name
-        self.symbols = {node: latex.symbol(name) for node, name in self._source.items()}
+        # LaTeX symbols, from the user's names (a variable outputs_ still prints as \mathrm{outputs})
+        self.symbols: dict[Node, str] = {node: latex.symbol(name) for node, name in self._source.items()}
         self._user_symbols = set(self.symbols.values())  # t3 is skipped where a user's t_3 prints the same
         self.temporaries = (f"t{k}" for k in itertools.count(1))
         self.statement_of: dict[Node, list[Statement]] = {}

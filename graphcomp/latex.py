@@ -19,7 +19,7 @@ from sympy.printing.conventions import split_super_sub
 from .autodiff import Backward, reverse_mode
 from .errors import GraphError
 from .graph import Graph, Node, format_shape, toposort
-from .ops import OPS, broadcast_shapes, in_terms_of, scalar_expr
+from .ops import OPS, in_terms_of, scalar_expr
 from .printing import elementwise_latex, plain_text, sympy_number
 from .simplify import NORMAL_LIMIT, in_exponentials, local_derivative, placeholder, stable_form
 
@@ -180,8 +180,7 @@ def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]
     The equations are the generated gradients()'s, under the code's names (d_a1 is \\bar{a}_{1}, t3 is
     t_{3}), written as a person would: the gradients of your named values and leaves keep equations
     of their own; an unnamed value used once, or a short unnamed forward value, is written where it
-    is used; ones spread over an array whose shape the formula already has read as the number
-    (1/N, not 1_t/N). tests/latex_reader.py evaluates every one of them.
+    is used. tests/latex_reader.py evaluates every one of them.
     """
     listing, equations = model.listing, {}
     forward = set(model.compiled_graph.nodes())
@@ -216,8 +215,7 @@ def _as_text(value) -> str:
 
 
 def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The first equation and those whose symbol the kept ones use (a spread of ones read as a number
-    leaves its own equation unused)."""
+    """The first equation and those whose symbol the kept ones use: no definition nobody reads."""
     kept, changed = {0}, True
     while changed:
         changed = False
@@ -241,11 +239,7 @@ class _Writer:
         self.listing, self.inline = listing, inline
 
     def render(self, node: Node) -> str:
-        args = []
-        for x in node.inputs:
-            scalar = _spread(x) if OPS[node.op].elementwise and _shape_without(node, x) else None
-            args.append(scalar if scalar is not None else self.operand(x))
-        return OPS[node.op].latex(node, tuple(args))
+        return OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
 
     def operand(self, node: Node) -> str | int | float:
         if node.op == "const":
@@ -255,26 +249,6 @@ class _Writer:
         if node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols):
             return self.render(node)
         return self.listing.symbols[node]
-
-
-def _spread(node: Node) -> str | int | float | None:
-    """The number c where `node` is c spread over an array (1_x, or 1_x / N); else None."""
-    if node.op == "broadcast_like" and node.inputs[0].op == "const":
-        return node.inputs[0].attr("value")
-    if node.op == "reshape":  # the same ones, another shape
-        return _spread(node.inputs[0])
-    if node.op == "div" and node.inputs[1].op in ("count", "const"):
-        top, bottom = _spread(node.inputs[0]), node.inputs[1]
-        if top is not None:
-            below = OPS["count"].latex(bottom, ()) if bottom.op == "count" else _number(bottom.attr("value"))
-            return rf"\frac{{{_as_text(top)}}}{{{below}}}"
-    return None
-
-
-def _shape_without(node: Node, operand: Node) -> bool:
-    """Whether node's other operands alone already have node's shape (so `operand` may be a scalar)."""
-    others = [x.shape for x in node.inputs if x is not operand and x.op != "const"]
-    return bool(others) and broadcast_shapes(tuple(others)) == node.shape
 
 
 def render_latex(node: Node, listing) -> str:
