@@ -125,3 +125,48 @@ def test_loading_a_model_leaves_no_file_behind():
     with pytest.raises(TypeError) as caught:
         module._gradients(None)
     assert "t1 = np.tanh(x)" in "".join(__import__("traceback").format_tb(caught.tb))  # tracebacks show the line
+
+
+RUNTIME_CASES = [  # (id, how the arrays differ from good ones, the error, words of its message)
+    ("missing input", dict(x=...), TypeError, "is missing array(s) x"),
+    ("missing param", dict(W=...), TypeError, "is missing array(s) W"),
+    ("unknown array", dict(z=np.ones(2)), TypeError, "got unknown array(s) z"),
+    ("None input", dict(x=None), TypeError, "array 'x' is None"),
+    ("None param", dict(W=None), TypeError, "array 'W' is None"),
+    ("string input", dict(x="abc"), TypeError, "array 'x' is not numeric"),
+    ("ragged list", dict(x=[[1.0, 2.0], [3.0]]), TypeError, "array 'x' is not numeric"),
+    ("dict input", dict(x={"a": 1}), TypeError, "array 'x' is not numeric"),
+    ("vector for a batch", dict(x=np.ones(2)), ValueError, "'x' has shape (2,), expected (N, 2)"),
+    ("3-d for 2-d", dict(x=np.ones((2, 2, 1))), ValueError, "'x' has shape (2, 2, 1), expected (N, 2)"),
+    ("wrong width", dict(x=np.ones((2, 3))), ValueError, "'x' has shape (2, 3), expected (N, 2)"),
+    ("param transposed", dict(W=np.ones((3, 2))), ValueError, "'W' has shape (3, 2), expected (2, 3)"),
+    ("scalar param", dict(W=1.0), ValueError, "'W' has shape (), expected (2, 3)"),
+    ("labels as a matrix", dict(labels=np.zeros((2, 3))), ValueError, "'labels' has shape (2, 3), expected (N,)"),
+    ("fewer labels", dict(labels=np.zeros(1)), ValueError, "different numbers of examples: x 2, labels 1"),
+    ("more labels", dict(labels=np.zeros(5)), ValueError, "different numbers of examples: x 2, labels 5"),
+    ("label too large", dict(labels=np.array([0.0, 3.0])), ValueError, "from 0 to 2; got 3"),
+    ("negative label", dict(labels=np.array([-1.0, 0.0])), ValueError, "got -1"),
+    ("fractional label", dict(labels=np.array([0.0, 1.5])), ValueError, "got 1.5"),
+    ("NaN label", dict(labels=np.array([0.0, np.nan])), ValueError, "got nan"),
+    ("infinite label", dict(labels=np.array([0.0, np.inf])), ValueError, "got inf"),
+    ("boolean labels beyond", dict(labels=np.array([True, True]), x=np.ones((2, 2))), None, None),
+]
+
+
+@pytest.mark.parametrize("change, error, words", [c[1:] for c in RUNTIME_CASES], ids=[c[0] for c in RUNTIME_CASES])
+def test_a_bad_runtime_input_gets_an_error_naming_it(change, error, words):
+    g = gc.Graph("runtime")
+    x, labels, W = g.input("x", (None, 2)), g.input("labels", (None,)), g.param("W", (2, 3))
+    g.output("loss", gc.softmax_cross_entropy(x @ W, labels))
+    module = gc.compile(g).load()
+    arrays = {"x": np.ones((2, 2)), "labels": np.array([0.0, 2.0]), **module.init_params()}
+    arrays.update(change)
+    arrays = {k: v for k, v in arrays.items() if v is not ...}
+    if error is None:  # fine input: True is 1, a class
+        _, grads = module.gradients(**arrays)
+        assert np.all(np.isfinite(grads["W"]))
+        return
+    for call in (module.gradients, module.forward):
+        with pytest.raises(error) as caught:
+            call(**arrays)
+        assert words in str(caught.value) and "\n" not in str(caught.value)
