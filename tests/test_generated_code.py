@@ -170,3 +170,19 @@ def test_a_bad_runtime_input_gets_an_error_naming_it(change, error, words):
         with pytest.raises(error) as caught:
             call(**arrays)
         assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_forward_computes_the_outputs_whose_inputs_are_given():
+    g = gc.Graph("partial")
+    x, labels, W = g.input("x", (None, 2)), g.input("labels", (None,)), g.param("W", (2, 3))
+    logits = g.output("logits", x @ W)
+    g.output("loss", gc.softmax_cross_entropy(logits, labels))
+    module = gc.compile(g, loss="loss").load()
+    params = module.init_params()
+    x_values = np.arange(4.0).reshape(2, 2)
+    partial = module.forward(x=x_values, **params)
+    assert list(partial) == ["logits"]
+    assert np.array_equal(partial["logits"], module.forward(x=x_values, labels=np.zeros(2), **params)["logits"])
+    assert module.NEEDS == {"logits": ("x",), "loss": ("x", "labels")}
+    with pytest.raises(TypeError, match="forward\\(\\) is missing array\\(s\\) x, labels, which every output needs"):
+        module.forward(**params)
