@@ -287,6 +287,8 @@ def _evaluate(tree: ast.AST, values: dict[str, Node], file: str, where: str) -> 
                 raise SpecError(file, where, f"unknown name {n.id!r}")
             return values[n.id]
         if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
+            if not math.isfinite(n.value):
+                raise SpecError(file, where, f"the number {n.value} is not finite")
             return n.value
         if isinstance(n, ast.BinOp) and type(n.op) in OPERATORS:
             left, right = walk(n.left), walk(n.right)
@@ -339,6 +341,8 @@ def _evaluate(tree: ast.AST, values: dict[str, Node], file: str, where: str) -> 
 
 def _literal(n: ast.AST, file: str, where: str) -> Any:
     """A keyword argument's value: a number, a string, True/False/None, or a tuple/list of those."""
+    if isinstance(n, ast.Constant) and isinstance(n.value, float) and not math.isfinite(n.value):
+        raise SpecError(file, where, f"the number {n.value} is not finite")
     if isinstance(n, ast.Constant) and (n.value is None or isinstance(n.value, (int, float, str, bool))):
         return n.value
     if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \

@@ -57,6 +57,8 @@ CASES = [
     ("a keyword as name", dict(outputs='"lambda" = "sum(x)"'), "is a Python keyword"),
     ("batch axis not first", dict(params="V = { shape = [3, \"N\"] }", outputs=FINE), "params.V:"),
     ("negative size", dict(params="V = { shape = [3, -2] }", outputs=FINE), "params.V:"),
+    ("an infinite number", dict(outputs='loss = "sum(x * 1e999)"'), "outputs.loss: the number inf is not finite"),
+    ("an infinite keyword", dict(outputs='loss = "sum(leaky_relu(x, slope=1e999))"'), "outputs.loss: the number inf is not finite"),
     ("minus a tuple", dict(outputs='loss = "sum(x) + -(1, 2)"'), "outputs.loss: a sign applies to a value or a number, not to a list"),
 ]
 
