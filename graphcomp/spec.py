@@ -122,6 +122,11 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     outputs = _table(data, "outputs", file)
     if not outputs:
         raise SpecError(file, "outputs", "the spec declares no output; add an [outputs] table, e.g. loss = \"mean(...)\"")
+    for table, names in (("nodes", nodes), ("outputs", outputs)):
+        for name in names:
+            if name in graph.leaves:  # it would hide the leaf from every expression after it
+                raise SpecError(file, f"{table}.{name}", f"{name!r} is already the name of {graph.leaves[name].op} "
+                                                         f"{name!r}; give the value another name")
     expressions = {f"nodes.{k}": (k, v) for k, v in nodes.items()}
     for name, text in outputs.items():
         if name in nodes and text != name:
