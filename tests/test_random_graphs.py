@@ -6,6 +6,8 @@ GRAPHCOMP_RANDOM_GRAPHS sets how many (default 300); the longer run is
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphcomp as gc
 from random_graphs import check_case, random_case, report
@@ -39,3 +41,12 @@ def test_random_graphs_cover_every_op_and_are_mostly_checkable():
 def test_a_random_graph_compiles_to_the_same_source_twice():
     case = random_case(7)
     assert gc.compile(case.graph, wrt=case.wrt).source == gc.compile(case.graph, wrt=case.wrt).source
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(seed=st.integers(min_value=10_000, max_value=10**9))
+def test_hypothesis_drawn_random_graphs_keep_the_contract(seed):
+    """Seeds drawn by hypothesis beyond the fixed range: it shrinks a failure to the smallest seed."""
+    case = random_case(seed)
+    outcome = check_case(case)
+    assert not outcome.problems, report(case, outcome)
