@@ -186,3 +186,49 @@ def test_forward_computes_the_outputs_whose_inputs_are_given():
     assert module.NEEDS == {"logits": ("x",), "loss": ("x", "labels")}
     with pytest.raises(TypeError, match="forward\\(\\) is missing array\\(s\\) x, labels, which every output needs"):
         module.forward(**params)
+
+
+TRAINING_CASES = [  # (id, settings, the error, words of its message)
+    ("negative lr", dict(lr=-1.0), ValueError, "lr must be > 0, got -1.0"),
+    ("zero batch", dict(batch_size=0), ValueError, "batch_size must be a whole number >= 1, got 0"),
+    ("fractional epochs", dict(epochs=2.5), ValueError, "epochs must be a whole number >= 0, got 2.5"),
+    ("unknown optimizer", dict(optimizer="rmsprop"), ValueError, "optimizer must be 'sgd', 'momentum' or 'adam'"),
+    ("unknown schedule", dict(schedule="linear"), ValueError, "schedule must be None, 'step', 'exponential' or 'cosine'"),
+    ("validation of all", dict(validation=1.0), ValueError, "validation must be a fraction in [0, 1), got 1.0"),
+    ("unknown setting", dict(learning_rate=0.1), TypeError, "learning_rate"),
+    ("data without labels", dict(data={"x": np.ones((4, 2))}), TypeError, "missing array(s) labels"),
+    ("data of another width", dict(data={"x": np.ones((4, 5)), "labels": np.zeros(4)}), ValueError, "'x' has shape (4, 5), expected (N, 2)"),
+    ("params missing one", dict(params={}), TypeError, "missing array(s) W"),
+]
+
+
+@pytest.mark.parametrize("change, error, words", [c[1:] for c in TRAINING_CASES], ids=[c[0] for c in TRAINING_CASES])
+def test_bad_training_calls_get_errors_that_say_what_is_wrong(change, error, words):
+    g = gc.Graph("training")
+    x, labels, W = g.input("x", (None, 2)), g.input("labels", (None,)), g.param("W", (2, 3))
+    g.output("loss", gc.softmax_cross_entropy(x @ W, labels))
+    module = gc.compile(g).load()
+    change = dict(change)
+    params = change.pop("params", module.init_params())
+    data = change.pop("data", {"x": np.ones((4, 2)), "labels": np.zeros(4)})
+    settings = {"epochs": 1, "lr": 0.1, "batch_size": 2, **change}
+    with pytest.raises(error) as caught:
+        module.train(params, data, **settings)
+    assert words in str(caught.value)
+
+
+def test_params_files_are_checked_by_name_and_shape(tmp_path):
+    g = gc.Graph("files")
+    x, W = g.input("x", (None, 2)), g.param("W", (2, 3))
+    g.output("loss", gc.sum(x @ W))
+    module = gc.compile(g).load()
+    np.savez(tmp_path / "wrong.npz", W=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="'W' has shape \\(3, 2\\), expected \\(2, 3\\)"):
+        module.load_params(tmp_path / "wrong.npz")
+    np.savez(tmp_path / "other.npz", V=np.ones((2, 3)))
+    with pytest.raises(TypeError, match="unknown array\\(s\\) V"):
+        module.load_params(tmp_path / "other.npz")
+    with pytest.raises(TypeError, match="missing array\\(s\\) W"):
+        module.save_params(tmp_path / "none.npz", {})
+    with pytest.raises(ValueError, match="data files are .npz or .csv"):
+        module.load_data(tmp_path / "data.json")
