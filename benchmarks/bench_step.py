@@ -5,8 +5,9 @@ For each workload (MLPs small and large, relu and sigmoid; seed 003's CNN on 28x
 unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
 process, interleaved; the table gives the median time per step of each, their ratio, the ratio of a
-JAX jit step (x64) to the same NumPy step where JAX is installed (`pip install -e '.[bench]'`), and the
-peak memory of one epoch of each. Timings are noisy: compare ratios, which are measured in one run.
+JAX jit step (x64) to the same NumPy step where JAX is installed (`pip install -e '.[bench]'`), the
+ratio of the MLP's matrix products alone (the BLAS floor) to the NumPy step, and the peak memory of
+one step of each. Timings are noisy: compare ratios, which are measured in one run.
 """
 import argparse
 import statistics
@@ -216,6 +217,33 @@ def jax_epoch(sizes, activation, data, batch, dtype):
     return epoch
 
 
+def blas_floor(sizes, batch, dtype):
+    """One step's matrix products alone (forward and weight gradient per layer, input gradient for all
+    but the first): the time no NumPy step of the MLP can go below."""
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
+    acts = [rng.normal(size=(batch, a)).astype(dtype) for a in sizes]
+
+    def epoch_of_products():
+        for k, (W, a, b) in enumerate(zip(weights, acts[:-1], acts[1:])):
+            a @ W
+            a.T @ b
+            if k:
+                b @ W.T
+    return epoch_of_products
+
+
+def step_peak(module, params, data, batch) -> float:
+    """Peak memory of one training step of the generated module (its _gradients and the update)."""
+    arguments = [data[name][:batch] if name in module.INPUTS else params[name] for name in module.GRADIENT_ARGS]
+
+    def step():
+        _, grads = module._gradients(*arguments)
+        for name in module.TRAINED:
+            params[name] -= 0.01 * grads[name]
+    return peak_megabytes(step)
+
+
 def peak_megabytes(run) -> float:
     """Peak memory NumPy allocated while `run()` ran (tracemalloc sees NumPy's buffers)."""
     tracemalloc.start()
@@ -230,23 +258,30 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args()
-    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'JAX jit':>9}{'peak MB':>10}{'NumPy MB':>10}")
+    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'JAX jit':>9}{'GEMMs':>8}"
+          f"{'step MB':>9}{'NumPy MB':>10}")
     for name, graph, data, batch, steps, epoch_by_hand, jax_run in workloads(args.dtype):
         module = gc.compile(graph, loss="loss", dtype=args.dtype).load()
         params = module.init_params(seed=0)
         hand = {k: v.copy() for k, v in params.items()}
         generated = lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch)  # noqa: E731
         written = lambda: epoch_by_hand(hand)  # noqa: E731
-        ours, theirs, peers = [], [], []
+        epoch_by_hand_of = lambda one: epoch_by_hand(hand, one)  # noqa: E731
+        floor = blas_floor(WORKLOADS[name][0], batch, args.dtype) if name in WORKLOADS else None
+        ours, theirs, peers, floors = [], [], [], []
         for _ in range(args.repeat):  # interleaved, so that all see the same machine
             ours.append(median_step(generated, steps, 1))
             theirs.append(median_step(written, steps, 1))
             if jax_run is not None:
                 peers.append(median_step(jax_run, steps, 1))
+            if floor is not None:
+                floors.append(median_step(floor, 1, 1))
         a, b = statistics.median(ours), statistics.median(theirs)
         peer = f"{statistics.median(peers) / b:>9.2f}" if peers else f"{'-':>9}"
-        memory = peak_megabytes(generated), peak_megabytes(written)
-        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{peer}{memory[0]:>10.1f}{memory[1]:>10.1f}",
+        gemm = f"{statistics.median(floors) / b:>8.2f}" if floors else f"{'-':>8}"
+        one_batch = {key: value[:batch] for key, value in data.items()}
+        memory = step_peak(module, dict(params), data, batch), peak_megabytes(lambda: epoch_by_hand_of(one_batch))
+        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{peer}{gemm}{memory[0]:>9.1f}{memory[1]:>10.1f}",
               flush=True)
 
 
