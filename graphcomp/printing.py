@@ -351,6 +351,10 @@ class TensorLatexPrinter(LatexPrinter):
 
     _print_Add = _positive_first
 
+    def _print_ITE(self, expr) -> str:
+        condition, then, otherwise = expr.args
+        return self._print(sp.Or(sp.And(condition, then), sp.And(sp.Not(condition), otherwise)))
+
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         if len(expr.args) == 2 and expr.args[1] == (0, True) and expr.args[0][1] == (expr.args[0][0] > 0):
             return rf"\max\left({self._print(expr.args[0][0])}, 0\right)"  # relu
@@ -371,14 +375,6 @@ class TensorLatexPrinter(LatexPrinter):
             return "0"
         # a sum of cases is one factor: -(a 1[c] + b 1[¬c]) must not read as -a 1[c] + b 1[¬c]
         return terms[0] if len(terms) == 1 else r"\left(" + " + ".join(terms) + r"\right)"
-
-
-def _ite_latex(self, expr) -> str:
-    condition, then, otherwise = expr.args
-    return self._print(sp.Or(sp.And(condition, then), sp.And(sp.Not(condition), otherwise)))
-
-
-TensorLatexPrinter._print_ITE = _ite_latex
 
 
 def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) -> str:
