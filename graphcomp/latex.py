@@ -18,9 +18,9 @@ from sympy.printing.conventions import split_super_sub
 
 from .autodiff import Backward, reverse_mode
 from .errors import GraphError
-from .graph import Graph, Node, format_shape, toposort
+from .graph import Graph, Node, toposort
 from .ops import OPS, in_terms_of, scalar_expr
-from .printing import elementwise_latex, plain_text, sympy_number
+from .printing import elementwise_latex, group, latex_number, plain_text, short_number, sympy_number
 from .simplify import NORMAL_LIMIT, in_exponentials, local_derivative, placeholder, stable_form
 
 if TYPE_CHECKING:
@@ -61,12 +61,6 @@ def partial(of: str, wrt: str) -> str:
     return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
 
 
-def _grouped(text: str) -> str:
-    """Parenthesise a compound operand so that it reads as one factor."""
-    atomic = re.fullmatch(r"(\\bar\{[^{}]*\}|\\?[A-Za-z]+|\\mathrm\{\w+\}|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\\top|\^\{\\top\})?", text)
-    return text if atomic else rf"\left({text}\right)"
-
-
 class Notation:
     """Names of the values of one graph, in LaTeX."""
 
@@ -88,7 +82,7 @@ class Notation:
 
     def value(self, node: Node) -> str:
         if node.op == "const":
-            return _number(node.attr("value"))
+            return latex_number(node.attr("value"))
         return symbol(self.names[node])
 
     def formula(self, node: Node) -> str:
@@ -97,21 +91,15 @@ class Notation:
 
     def text(self, node: Node) -> str:
         """The node's own formula as plain text: u + v."""
-        args = tuple(_number_text(x.attr("value")) if x.op == "const" else self.names[x] for x in node.inputs)
+        args = tuple(short_number(x.attr("value")) if x.op == "const" else self.names[x] for x in node.inputs)
         return OPS[node.op].text(node, args)
 
     def _operand(self, node: Node) -> str | int | float:
         return node.attr("value") if node.op == "const" else self.value(node)
 
 
-def _number(value: float) -> str:
-    r"""A number in LaTeX: 4, 0.25, 1.5 \cdot 10^{-07}."""
-    text = _number_text(value)
-    return text.replace("e", r" \cdot 10^{") + "}" if "e" in text else text
-
-
 def _signed(value: float) -> str:
-    text = _number(value)
+    text = latex_number(value)
     return rf"\left({text}\right)" if value < 0 else text
 
 
@@ -132,13 +120,8 @@ def _balanced(text: str) -> bool:
     return depth == 0
 
 
-def _number_text(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
-
-
 def _signed_text(value: float) -> str:
-    return f"({_number_text(value)})" if value < 0 else _number_text(value)
+    return f"({short_number(value)})" if value < 0 else short_number(value)
 
 
 # ------------------------------------------------------------------ gradient formulas
@@ -211,7 +194,7 @@ def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]
 
 
 def _as_text(value) -> str:
-    return value if isinstance(value, str) else _number(value)
+    return value if isinstance(value, str) else latex_number(value)
 
 
 def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -258,7 +241,7 @@ def render_latex(node: Node, listing) -> str:
 
 def _code_operand(listing, node: Node) -> str:
     if node.op == "const":
-        return _number_text(node.attr("value"))
+        return short_number(node.attr("value"))
     return listing.inlined.get(node) or listing.names[node]
 
 
@@ -327,7 +310,7 @@ class _AdjointRenderer:
         if node in self.stops and not top:
             return self.stops[node]
         if node.op == "const":
-            return _number_text(node.attr("value")) if self.plain else _number(node.attr("value"))
+            return short_number(node.attr("value")) if self.plain else latex_number(node.attr("value"))
         if node in self.forward:
             return self.notation.names[node] if self.plain else self.notation.value(node)
         args = []
@@ -336,7 +319,7 @@ class _AdjointRenderer:
                 args.append(x.attr("value"))
             else:
                 text = self.render(x, top=False, named=named)
-                args.append(_grouped_text(text) if self.plain else _grouped(text))
+                args.append(_grouped_text(text) if self.plain else group(text))
         if self.plain:
             return OPS[node.op].text(node, tuple(str(a) if not isinstance(a, str) else a for a in args))
         return OPS[node.op].latex(node, tuple(args))
@@ -358,16 +341,17 @@ class Step:
     array: np.ndarray | None = None   # the gradient's value in a tensor graph, given `at`
 
     def latex(self) -> str:
-        return f"{self.lhs} &= " + " = ".join(self._parts(self.terms, self.numbers, _signed, _number))
+        return f"{self.lhs} &= " + " = ".join(self._parts(self.terms, self.numbers, latex=True))
 
     def text(self) -> str:
         lhs, terms, numbers = self.plain
-        return f"{lhs} = " + " = ".join(self._parts(terms, numbers, _signed_text, _number_text))
+        return f"{lhs} = " + " = ".join(self._parts(terms, numbers, latex=False))
 
-    def _parts(self, terms: list[str], numbers: list[str], signed, number) -> list[str]:
+    def _parts(self, terms: list[str], numbers: list[str], latex: bool) -> list[str]:
+        signed, number = (_signed, latex_number) if latex else (_signed_text, short_number)
         parts = [" + ".join(terms) if terms else "1"]
         if self.array is not None:  # a tensor graph's step: the formula, then the array it computes
-            return list(dict.fromkeys(parts + [shown(self.array, latex=signed is _signed)]))
+            return list(dict.fromkeys(parts + [shown(self.array, latex=latex)]))
         if numbers:
             parts.append(" + ".join(numbers))
         if self.value is not None and (len(self.path_values) > 1 or numbers and numbers[0] != number(self.value)):
@@ -401,13 +385,13 @@ def shown(value, latex: bool) -> str:
     """A number or an array as a person reads it: a matrix when small, its shape and a summary when not."""
     array = np.asarray(value, dtype=float)
     if array.ndim == 0:
-        return _number(float(array)) if latex else _number_text(float(array))
+        return latex_number(float(array)) if latex else short_number(float(array))
     squeezed = array.reshape([d for d in array.shape if d != 1] or [1])
     if array.size <= SHOWN_ELEMENTS and squeezed.ndim <= 2:
         rows = squeezed.reshape(-1, squeezed.shape[-1]) if squeezed.ndim == 2 or array.ndim == 1 else squeezed.reshape(1, -1)
         if array.ndim >= 2 and squeezed.ndim == 1 and array.shape[-1] == 1:
             rows = squeezed.reshape(-1, 1)  # a column stays a column
-        fmt = (lambda v: _number(float(f"{v + 0.0:.4g}"))) if latex else (lambda v: f"{v + 0.0:.4g}")  # no -0
+        fmt = (lambda v: latex_number(float(f"{v + 0.0:.4g}"))) if latex else (lambda v: f"{v + 0.0:.4g}")  # no -0
         if latex:
             return r"\begin{bmatrix} " + r" \\ ".join(" & ".join(fmt(v) for v in row) for row in rows) + r" \end{bmatrix}"
         return "[" + "; ".join(" ".join(fmt(v) for v in row) for row in rows) + "]"
@@ -482,7 +466,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
             upstream = partial(f, symbol(user_name)) if scalar else bar(user_name)
             if scalar:
                 local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
-                step.terms.append(rf"{_grouped(local_latex(local, user, notation))} \cdot {upstream}")
+                step.terms.append(rf"{group(local_latex(local, user, notation))} \cdot {upstream}")
                 step.plain[1].append(f"{_local_text(local, user, notation)} * d{loss}/d{user_name}")
                 if values is not None:
                     local_value = float(_local_value(local, user, values))

@@ -18,7 +18,6 @@ Rule signatures, fixed for every op:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 

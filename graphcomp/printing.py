@@ -308,10 +308,15 @@ def _single_fraction(text: str) -> bool:
     return False
 
 
+def short_number(value: int | float) -> str:
+    """A number as a person reads it: 4, 0.25, 1.5e-07 (six significant digits)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+
+
 def latex_number(value: int | float) -> str:
     r"""A number in LaTeX: 4, 0.25, 1.5 \cdot 10^{-7}."""
-    value = float(value)
-    text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
+    text = short_number(value)
     if "e" in text:
         mantissa, exponent = text.split("e")
         return rf"{mantissa} \cdot 10^{{{int(exponent)}}}"
