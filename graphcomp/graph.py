@@ -70,8 +70,8 @@ class Node:
     def __rsub__(self, other): return apply("sub", other, self)
     def __mul__(self, other): return apply("mul", self, other)
     def __rmul__(self, other): return apply("mul", other, self)
-    def __truediv__(self, other): return apply("div", self, other)
-    def __rtruediv__(self, other): return apply("div", other, self)
+    def __truediv__(self, other): return _divide(self, other)
+    def __rtruediv__(self, other): return _divide(other, self)
     def __pow__(self, other): return apply("pow", self, other)
     def __rpow__(self, other): return apply("pow", other, self)
     def __neg__(self): return apply("neg", self)
@@ -87,6 +87,14 @@ class Node:
     def T(self) -> "Node":
         return apply("transpose", self, axes=None)
     def __rmatmul__(self, other): return apply("matmul", other, self)
+
+
+def _divide(numerator: Any, denominator: Any) -> "Node":
+    """numerator / denominator as written by a user: dividing by the number 0 is refused here, where
+    it is written, rather than compiled to inf or nan."""
+    if isinstance(denominator, numbers.Real) and not isinstance(denominator, Node) and denominator == 0:
+        raise GraphError("division by the constant 0")
+    return apply("div", numerator, denominator)
 
 
 def format_shape(shape: Shape) -> str:
@@ -121,8 +129,6 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
 
     op = OPS[op_name]
     inputs = tuple(as_node(x) for x in operands)
-    if op_name == "div" and inputs[1].op == "const" and inputs[1].attr("value") == 0:
-        raise GraphError("division by the constant 0")
     if op.arity is not None and len(inputs) != op.arity:
         raise GraphError(f"{op_name} takes {op.arity} operand(s), got {len(inputs)}")
     frozen = tuple(sorted(attrs.items()))

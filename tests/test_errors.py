@@ -152,3 +152,13 @@ def test_names_that_shadow_python_or_numpy_still_work():
     outputs, grads = model.load().gradients(np=2.0, sum=3.0, LOSS=1.0, grads=5.0)
     assert outputs == {"input": 11.0, "outputs": 2.0}
     assert grads == {"np": 3.0, "sum": 2.0, "LOSS": 5.0, "grads": 1.0}
+
+
+def test_dividing_by_the_number_zero_is_refused_where_it_is_written():
+    g = gc.Graph("div")
+    x = g.input("x", (None, 2))
+    with pytest.raises(gc.GraphError, match="division by the constant 0"):
+        x / 0
+    with pytest.raises(gc.GraphError, match="division by the constant 0"):
+        x / 0.0
+    assert (1 / x).op == "div" and (x / 2).op == "div"
