@@ -175,9 +175,10 @@ class CompiledModel:
         """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before
         and after simplification, what the passes changed and why, the gradient equations, the
         derivation, and the forward/gradients part of the generated code."""
+        text = report.markdown(self, at)  # a bad `at` raises here, before anything is written
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.markdown(self, at), encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
         return path
 
     def _repr_markdown_(self) -> str:
