@@ -9,6 +9,7 @@ tensor graphs get adjoint equations x̄ = ... in matrix notation.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
@@ -175,14 +176,12 @@ def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]
         grad = model.backward.gradients[leaf]
         nodes = _slice(model, grad)
         writer = _Writer(listing, set())
-        uses = {n: sum(m.inputs.count(n) for m in nodes) for n in nodes}
-        for n in nodes:
-            if n is grad:
+        uses = Counter(x for m in nodes for x in m.inputs)
+        for n in nodes:  # in the code's order: a node's operands are decided before it
+            if n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None):
                 continue
-            named = n in forward and model.compiled_graph.name_of(n) is not None
-            kept_adjoint = n in kept
-            short = len(writer.render(n)) <= (INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2)
-            if not named and not kept_adjoint and short and (uses[n] == 1 or n in forward):
+            limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
+            if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
                 writer.inline.add(n)
         backward = [n for n in reversed(nodes) if n not in forward and n not in writer.inline]
         lines = [(listing.symbols[n], writer.render(n)) for n in backward]
@@ -220,9 +219,12 @@ class _Writer:
 
     def __init__(self, listing, inline: set[Node]) -> None:
         self.listing, self.inline = listing, inline
+        self._texts: dict[Node, str] = {}  # an inline decision is made before any user of the node renders
 
     def render(self, node: Node) -> str:
-        return OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
+        if node not in self._texts:
+            self._texts[node] = OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
+        return self._texts[node]
 
     def operand(self, node: Node) -> str | int | float:
         if node.op == "const":
