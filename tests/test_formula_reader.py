@@ -188,8 +188,9 @@ def test_printed_gradients_of_random_graphs_evaluate_to_the_modules_gradients(se
 def test_the_reader_refuses_what_it_cannot_read():
     with pytest.raises(ReadError, match="undefined symbol"):
         Reader({}, 1).evaluate(r"x^\top \bar{t}_{1}")
-    reader = Reader({"x": np.ones(2), "W": np.ones((2, 2))}, 1)
-    assert reader.evaluate(r"x \bar{x}^\top".replace(r"\bar{x}", "x")).shape == (2, 2)   # outer product
-    assert reader.evaluate(r"x W").shape == (2,)                                          # row times matrix
+    reader = Reader({"x": np.array([1.0, 2.0]), "y": np.array([3.0, 4.0, 5.0]), "W": np.array([[1.0, 2.0], [3.0, 4.0]])}, 1)
+    assert np.array_equal(reader.evaluate(r"x y^\top"), np.outer([1, 2], [3, 4, 5]))   # two vectors: outer product
+    assert np.array_equal(reader.evaluate(r"x W"), [7.0, 10.0])                       # a row times a matrix
+    assert np.array_equal(reader.evaluate(r"x \odot x"), [1.0, 4.0])
     with pytest.raises(ReadError):
         reader.evaluate(r"x \star W")
