@@ -236,11 +236,6 @@ class _Writer:
         return self.listing.symbols[node]
 
 
-def render_latex(node: Node, listing) -> str:
-    """A node's formula over its operands' symbols (operands the code writes inline, written inline)."""
-    return _Writer(listing, set()).render(node)
-
-
 def _code_operand(listing, node: Node) -> str:
     if node.op == "const":
         return short_number(node.attr("value"))

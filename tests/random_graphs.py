@@ -16,6 +16,7 @@ Every failure it finds becomes a named test in tests/test_regressions.py.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -463,15 +464,12 @@ def check_case(case: Case) -> Outcome:
 
 def _extended_precision(model: gc.CompiledModel, arrays: dict) -> Callable[[], tuple]:
     """(outputs, grads) of the literal module run in long double, computed on first use."""
-    cache = []
-
+    @functools.cache
     def run() -> tuple:
-        if not cache:
-            module = model.load()
-            module.DTYPE = np.longdouble
-            with np.errstate(all="ignore"):
-                cache.append(module.gradients(**arrays))
-        return cache[0]
+        module = model.load()
+        module.DTYPE = np.longdouble
+        with np.errstate(all="ignore"):
+            return module.gradients(**arrays)
     return run
 
 
