@@ -319,6 +319,7 @@ class _Module:
         self.statement_of: dict[Node, list[Statement]] = {}
         self.listing: Listing | None = None
         self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
+        self._emitted: dict[Node, str] = {}  # a node's NumPy text, the same in forward() and gradients()
         self.adjoint_of: dict[Node, Node] = {}
         self.paths_into: dict[Node, int] = {}
         if backward is not None:
@@ -380,7 +381,9 @@ class _Module:
             if node.op in TRANSPARENT_OPS and node not in self.names:
                 inlined[node] = _literal(args[0])
                 continue
-            expr = OPS[node.op].emit(node, tuple(self._operand_text(node, a) for a in args))
+            if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
+                self._emitted[node] = OPS[node.op].emit(node, tuple(self._operand_text(node, a) for a in args))
+            expr = self._emitted[node]
             if self._inlined(node):
                 inlined[node] = expr
                 continue

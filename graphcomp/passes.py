@@ -232,7 +232,10 @@ class _Regions:
                     expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
                     growing = True
         self.wholes[node] = (expr, frontier, region)
-        if len(region) == 1 or stable_form(_folded(expr, frontier)) == _folded(expr, frontier):
+        if len(region) == 1:
+            return None
+        folded = _folded(expr, frontier)
+        if stable_form(folded) == folded:
             return None
         return _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape,
                       differentiated={new[x] for x in frontier.values() if x in self.varying})
