@@ -107,8 +107,11 @@ def transpose(x: Node, axes: Axis = None) -> Node:
 
 def reshape(x: Node, shape: Any) -> Node:
     """Same elements, new shape; None marks the batch axis, one -1 may be inferred."""
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return apply("reshape", x, shape=shape)
+    shape = (shape,) if isinstance(shape, int) and not isinstance(shape, builtins.bool) else shape
+    if not isinstance(shape, (tuple, list)) or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, builtins.bool)) for d in shape):
+        raise GraphError(f"reshape: the shape must be a tuple of ints (None for the batch axis), got {shape!r}")
+    return apply("reshape", x, shape=tuple(shape))
 
 
 def flatten(x: Node) -> Node:

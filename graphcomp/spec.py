@@ -384,8 +384,9 @@ def _guard(file: str, where: str, make: Callable[[], Any]) -> Any:
 
 
 def _argument_problem(error: Exception) -> str:
-    if isinstance(error, AttributeError) and "'int'" in str(error) or "'float'" in str(error):
-        return "a number was given where a tensor is expected"
+    """What a Python error raised inside a graphcomp function says about the spec's arguments."""
+    if isinstance(error, AttributeError) and ("'int'" in str(error) or "'float'" in str(error)):
+        return "a number was given where a tensor is expected"  # e.g. 3.ndim inside softmax(3)
     return str(error)
 
 

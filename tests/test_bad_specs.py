@@ -123,6 +123,8 @@ CASES = [
     ("an unknown schedule key", dict(outputs=FINE, extra='[training]\nschedule = { kind = "step", every = 3 }'), "training.schedule: unknown key"),
     ("a text lr", dict(outputs=FINE, extra='[training]\nlr = "fast"'), "training.lr: expected a number, got 'fast'"),
     ("a boolean epochs", dict(outputs=FINE, extra="[training]\nepochs = true"), "training.epochs: expected a number, got True"),
+    ("a float shape", dict(outputs='loss = "sum(reshape(x, 2.5))"'), "outputs.loss: reshape: the shape must be a tuple of ints (None for the batch axis), got 2.5"),
+    ("a float in a shape", dict(outputs='loss = "sum(reshape(W, (9, 1.0)))"'), "outputs.loss: reshape: the shape must be a tuple of ints"),
     ("minus a tuple", dict(outputs='loss = "sum(x) + -(1, 2)"'), "outputs.loss: a sign applies to a value or a number, not to a list"),
 ]
 
