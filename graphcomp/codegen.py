@@ -34,7 +34,7 @@ from .simplify import local_derivative, placeholder
 # Names the generated file uses itself (module constants, and the locals of forward/gradients):
 # a user's value that has one of them gets a variable with a trailing underscore instead.
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
-                "THRESHOLD", "TRAINING", "arrays", "outputs", "grads")
+                "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "arrays", "outputs", "grads", "absent")
 DTYPES = ("float64", "float32")
 # The settings train() takes besides params and data, and the defaults of the module's command line.
 TRAINING_KEYS = ("optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",

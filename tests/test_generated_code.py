@@ -220,3 +220,18 @@ def test_params_files_are_checked_by_name_and_shape(tmp_path):
         module.save_params(tmp_path / "none.npz", {})
     with pytest.raises(ValueError, match="data files are .npz or .csv"):
         module.load_data(tmp_path / "data.json")
+
+
+def test_user_names_that_are_the_modules_own_get_an_underscore():
+    g = gc.Graph("names")
+    needs, labels_, absent = g.input("NEEDS", (None, 2)), g.input("LABELS", (None,)), g.input("absent", (None, 2))
+    W = g.param("GRADIENT_ARGS", (2, 3))
+    g.output("loss", gc.softmax_cross_entropy((needs + absent) @ W, labels_))
+    model = gc.compile(g)
+    module = model.load()
+    arrays = {"NEEDS": np.ones((2, 2)), "LABELS": np.array([0.0, 2.0]), "absent": np.ones((2, 2)),
+              "GRADIENT_ARGS": np.ones((2, 3))}
+    _, grads = module.gradients(**arrays)
+    assert grads["GRADIENT_ARGS"].shape == (2, 3)
+    assert module.NEEDS == {"loss": ("NEEDS", "LABELS", "absent")}
+    assert "def _gradients(NEEDS_, LABELS_, absent_, GRADIENT_ARGS_):" in model.source
