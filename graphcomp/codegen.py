@@ -121,7 +121,8 @@ class CompiledModel:
     """A compiled graph: its generated source, and ways to save and import it."""
 
     def __init__(self, graph: Graph, compiled_graph: Graph, source: str, wrt: tuple[str, ...],
-                 loss: str | None, backward: Backward | None, listing: Listing | None = None) -> None:
+                 loss: str | None, backward: Backward | None, listing: Listing | None = None,
+                 changes: Sequence = ()) -> None:
         self.graph = graph                    # as the user wrote it
         self.compiled_graph = compiled_graph  # after the passes: what the source computes
         self.source = source
@@ -129,7 +130,7 @@ class CompiledModel:
         self.loss = loss
         self.backward = backward
         self.listing = listing                # None when there is no loss to differentiate
-        self.changes: list = []               # what the passes changed (passes.Change), for the report
+        self.changes = list(changes)          # what the passes changed (passes.Change), for the report
         self._path: Path | None = None
 
     def save(self, path: str | Path) -> Path:
@@ -232,10 +233,8 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
     source = _render(context)
-    model = CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
-                          module.listing)
-    model.changes = changes
-    return model
+    return CompiledModel(source_graph, graph, source, tuple(x.name for x in leaves), loss_output, backward,
+                         module.listing, changes)
 
 
 def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> dict[Node, object]:
