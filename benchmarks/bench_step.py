@@ -4,10 +4,11 @@ Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32]
 For each workload (MLPs small and large, relu and sigmoid; seed 003's CNN on 28x28 images; an RNN
 unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
-process, interleaved; the table gives the median time per step of each, their ratio, the ratio of a
-JAX jit step (x64) to the same NumPy step where JAX is installed (`pip install -e '.[bench]'`), the
-ratio of the MLP's matrix products alone (the BLAS floor) to the NumPy step, and the peak memory of
-one step of each. Timings are noisy: compare ratios, which are measured in one run.
+process, interleaved with the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU,
+PyTensor; `pip install -e '.[bench]'` installs them, a peer not installed shows `-`); the table gives
+the median time per step of the generated module and of hand-written NumPy, and every other time as
+a ratio to the NumPy step: the generated module's, the peers', and that of the MLP's matrix products
+alone (the BLAS floor); then the peak memory of one step of the generated module and of NumPy. Timings are noisy: compare ratios, which are measured in one run.
 """
 import argparse
 import statistics
@@ -17,6 +18,7 @@ import tracemalloc
 import numpy as np
 
 import graphcomp as gc
+import peers
 
 WORKLOADS = {  # name: (layer sizes, activation, batch, steps per epoch)
     "MLP 64-32-10 sigmoid, batch 64": ((64, 32, 10), "sigmoid", 64, 200),
@@ -169,52 +171,16 @@ def workloads(dtype: str):
         yield name, build(sizes, activation), data, batch, steps, (
             lambda hand, data=data, batch=batch, activation=activation:
             by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0))), \
-            jax_epoch(sizes, activation, data, batch, dtype)
+            {peer: make(sizes, activation, data, batch, dtype) for peer, make in peers.MLP_PEERS.items()}
     data = {"x": rng.normal(size=(64 * 4, 1, 28, 28)).astype(dtype),
             "labels": rng.integers(0, 10, size=64 * 4).astype(dtype)}
     yield "CNN 1x28x28, 8 3x3 filters, batch 64", cnn_graph(), data, 64, 4, (
-        lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0))), None
+        lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0))), \
+        {"PyTorch": peers.torch_cnn(data, 64, dtype)}
     data = {"x": rng.normal(size=(32 * 8, 20, 8)).astype(dtype), "y": rng.normal(size=(32 * 8, 1)).astype(dtype)}
     yield "RNN 20 steps, hidden 64, batch 32", rnn_graph(), data, 32, 8, (
-        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0))), None
-
-
-def jax_epoch(sizes, activation, data, batch, dtype):
-    """One epoch of the same MLP step in JAX (jit, x64 for float64), or None where JAX is not installed."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", dtype == "float64")
-    act = jax.nn.sigmoid if activation == "sigmoid" else jax.nn.relu
-
-    def loss(params, x, labels):
-        h = x
-        for k in range(len(params) - 1):
-            h = act(h @ params[k][0] + params[k][1])
-        logits = h @ params[-1][0] + params[-1][1]
-        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(x)), labels])
-
-    @jax.jit
-    def step(params, x, labels):
-        grads = jax.grad(loss)(params, x, labels)
-        return jax.tree_util.tree_map(lambda p, g: p - 0.01 * g, params, grads)
-
-    rng = np.random.default_rng(0)
-    params = [(jnp.asarray(rng.normal(size=(a, b)) * 0.1, dtype=dtype), jnp.zeros(b, dtype=dtype))
-              for a, b in zip(sizes[:-1], sizes[1:])]
-    x, labels = jnp.asarray(data["x"]), jnp.asarray(data["labels"].astype(int))
-    jax.block_until_ready(step(params, x[:batch], labels[:batch]))  # compile outside the timing
-
-    def epoch():
-        nonlocal params
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), batch):
-            rows = order[start:start + batch]
-            params = step(params, x[rows], labels[rows])
-        jax.block_until_ready(params)
-    return epoch
+        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0))), \
+        {"PyTorch": peers.torch_rnn(data, 32, dtype)}
 
 
 def blas_floor(sizes, batch, dtype):
@@ -253,37 +219,37 @@ def peak_megabytes(run) -> float:
     return peak / 2 ** 20
 
 
+PEER_COLUMNS = ("JAX jit", "PyTorch", "PyTensor")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     args = parser.parse_args()
-    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}{'JAX jit':>9}{'GEMMs':>8}"
-          f"{'step MB':>9}{'NumPy MB':>10}")
-    for name, graph, data, batch, steps, epoch_by_hand, jax_run in workloads(args.dtype):
+    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}"
+          + "".join(f"{peer:>10}" for peer in PEER_COLUMNS) + f"{'GEMMs':>8}{'step MB':>9}{'NumPy MB':>10}")
+    for name, graph, data, batch, steps, epoch_by_hand, peer_runs in workloads(args.dtype):
         module = gc.compile(graph, loss="loss", dtype=args.dtype).load()
         params = module.init_params(seed=0)
         hand = {k: v.copy() for k, v in params.items()}
-        generated = lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch)  # noqa: E731
-        written = lambda: epoch_by_hand(hand)  # noqa: E731
-        epoch_by_hand_of = lambda one: epoch_by_hand(hand, one)  # noqa: E731
-        floor = blas_floor(WORKLOADS[name][0], batch, args.dtype) if name in WORKLOADS else None
-        ours, theirs, peers, floors = [], [], [], []
+        runs = {"generated": lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch),
+                "NumPy": lambda: epoch_by_hand(hand),
+                **({"GEMMs": blas_floor(WORKLOADS[name][0], batch, args.dtype)} if name in WORKLOADS else {}),
+                **{peer: run for peer, run in peer_runs.items() if run is not None}}
+        times = {run: [] for run in runs}
         for _ in range(args.repeat):  # interleaved, so that all see the same machine
-            ours.append(median_step(generated, steps, 1))
-            theirs.append(median_step(written, steps, 1))
-            if jax_run is not None:
-                peers.append(median_step(jax_run, steps, 1))
-            if floor is not None:
-                floors.append(median_step(floor, 1, 1))
-        a, b = statistics.median(ours), statistics.median(theirs)
-        peer = f"{statistics.median(peers) / b:>9.2f}" if peers else f"{'-':>9}"
-        gemm = f"{statistics.median(floors) / b:>8.2f}" if floors else f"{'-':>8}"
+            for run, epoch in runs.items():
+                times[run].append(median_step(epoch, 1 if run == "GEMMs" else steps, 1))
+                if run in peer_runs:
+                    time.sleep(0.2)  # the peers' worker threads spin for a while after their last call
+        median = {run: statistics.median(values) for run, values in times.items()}
+        ratio = {run: f"{value / median['NumPy']:.2f}" for run, value in median.items()}
         one_batch = {key: value[:batch] for key, value in data.items()}
-        memory = step_peak(module, dict(params), data, batch), peak_megabytes(lambda: epoch_by_hand_of(one_batch))
-        print(f"{name:<42}{1000 * a:>14.3f}{1000 * b:>10.3f}{a / b:>8.2f}{peer}{gemm}{memory[0]:>9.1f}{memory[1]:>10.1f}",
-              flush=True)
-
+        memory = step_peak(module, dict(params), data, batch), peak_megabytes(lambda: epoch_by_hand(hand, one_batch))
+        print(f"{name:<42}{1000 * median['generated']:>14.3f}{1000 * median['NumPy']:>10.3f}{ratio['generated']:>8}"
+              + "".join(f"{ratio.get(peer, '-'):>10}" for peer in PEER_COLUMNS)
+              + f"{ratio.get('GEMMs', '-'):>8}{memory[0]:>9.1f}{memory[1]:>10.1f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -62,7 +62,7 @@ register(Op("conv2d", 2, _conv2d_shape,
             _conv2d_vjp,
             lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
             lambda node, args: latex_operator("conv", args, _settings_latex(node)),
-            helpers=("windows", "conv2d")))
+            helpers=("windows", "columns", "conv2d")))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
 def _conv2d_input_grad_vjp(node: Node, h: Node) -> tuple:
@@ -90,7 +90,7 @@ register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
             lambda node, args: f"_conv2d_weight_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
             lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
-            helpers=("windows", "conv2d_weight_grad")))
+            helpers=("windows", "columns", "conv2d_weight_grad")))
 
 
 def _pool_shape(shapes: tuple, attrs: dict):
@@ -111,7 +111,7 @@ register(Op("max_pool2d", 1, _pool_shape,
                                    size=node.attr("size"), stride=node.attr("stride")),),
             lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
             lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
-            helpers=("windows", "max_pool2d")))
+            helpers=("pool_cuts", "max_pool2d")))
 
 # ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
 register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
@@ -120,7 +120,7 @@ register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_grad({args[0]})",
             lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\partial"),
-            helpers=("windows", "fold", "max_pool2d_grad")))
+            helpers=("pool_cuts", "max_pool2d_grad")))
 
 # The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
 # positions (averaged over ties), which is what a second derivative through max-pooling reads.
@@ -130,7 +130,7 @@ register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_select({args[0]})",
             lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\mathrm{sel}"),
-            helpers=("windows", "max_pool2d_select")))
+            helpers=("pool_cuts", "max_pool2d_select")))
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).
