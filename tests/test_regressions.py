@@ -209,3 +209,18 @@ def test_random_graph_that_once_failed(seed, steps):
     case = random_case(seed, steps)
     outcome = check_case(case)
     assert not outcome.problems, report(case, outcome)
+
+
+def test_max_pooling_shares_the_gradient_equally_at_ties():
+    """Pooling works on strided slices, one per position in the window: a tie must still split the
+    window's gradient evenly, also where windows overlap (size 3, stride 2)."""
+    g = gc.Graph("ties")
+    x, c = g.input("x", shape=(None, 1, 5, 5)), g.param("c", (1, 1, 2, 2))
+    g.output("loss", gc.sum(gc.max_pool2d(x, size=3, stride=2) * c))
+    weights = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
+    module = gc.compile(g, loss="loss", wrt=["x"]).load()
+    ties = module.gradients(x=np.zeros((1, 1, 5, 5)), c=weights)[1]["x"]
+    want = np.zeros((5, 5))
+    for k, (i, j) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)]):
+        want[i:i + 3, j:j + 3] += weights.flat[k] / 9
+    np.testing.assert_allclose(ties[0, 0], want, rtol=1e-15)
