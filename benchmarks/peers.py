@@ -163,7 +163,8 @@ def pytensor_mlp(sizes, activation, data, batch, dtype):
     log_p = logits - pt.logsumexp(logits, axis=1, keepdims=True)
     loss = -pt.mean(log_p[pt.arange(labels.shape[0]), labels])
     grads = pytensor.grad(loss, params)
-    sgd = pytensor.function([x, labels], [], updates=[(p, p - LR * g) for p, g in zip(params, grads)])
+    rate = np.asarray(LR, dtype=dtype)  # a Python float would make the float32 update float64
+    sgd = pytensor.function([x, labels], [], updates=[(p, p - rate * g) for p, g in zip(params, grads)])
     xs, ys = data["x"], data["labels"].astype(np.int64)
     return _epoch_over(lambda rows: sgd(xs[rows], ys[rows]), len(xs), batch)
 

@@ -1,0 +1,40 @@
+"""The generated files of the examples, byte for byte: a change to the compiler that alters what it
+writes shows here first. After a deliberate change, write them again and review the diff:
+
+    python tests/test_golden.py --update
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphcomp import report
+from graphcomp.cli import _compiled, read_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+SPECS = sorted(path for path in (ROOT / "examples").iterdir()
+               if path.suffix in (".toml", ".py") and path.stem not in ("example_data", "make_shapes"))
+
+
+def generated(spec_path: Path) -> dict[str, str]:
+    """{golden file name: text} for one example: its module simplified and as written, and its report."""
+    spec = read_spec(str(spec_path))
+    model = _compiled(spec)
+    return {f"{spec_path.stem}.py": model.source,
+            f"{spec_path.stem}.literal.py": _compiled(spec, simplify=False).source,
+            f"{spec_path.stem}.report.md": report.markdown(model)}
+
+
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda path: path.name)
+def test_the_examples_compile_to_the_same_bytes(spec_path):
+    for name, text in generated(spec_path).items():
+        assert text == (GOLDEN / name).read_text(encoding="utf-8"), f"{name} differs from tests/golden/{name}"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--update"]:
+    GOLDEN.mkdir(exist_ok=True)
+    for spec_path in SPECS:
+        for name, text in generated(spec_path).items():
+            (GOLDEN / name).write_text(text, encoding="utf-8")
+            print(f"wrote tests/golden/{name}")
