@@ -1,7 +1,7 @@
 """The gradient-check assertion the tests share (the finite differences live in graphcomp.gradcheck)."""
 from __future__ import annotations
 
-from graphcomp.gradcheck import gradient_errors, numeric_gradient, relative_error  # noqa: F401
+from graphcomp.diff.gradcheck import gradient_errors, numeric_gradient, relative_error  # noqa: F401
 
 
 def check_gradients(module, arrays: dict, loss_name: str, tolerance: float = 1e-6) -> dict:

@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import graphcomp as gc  # noqa: E402 - after the path set-up, for `python tests/random_graphs.py`
-from graphcomp.gradcheck import numeric_gradient, relative_error  # noqa: E402
+from graphcomp.diff.gradcheck import numeric_gradient, relative_error  # noqa: E402
+from graphcomp.ir import toposort  # noqa: E402
 
 BATCH = 2
 SHAPES = [(), (3,), (4,), (2, 3), (3, 3), (None, 3), (None, 1), (1, 3), (3, 1), (None, 2, 3)]
@@ -140,7 +141,7 @@ class _Builder:
 
     def loss(self) -> None:
         """Every value nothing else reads, reduced to a scalar and added up: all of them feed the loss."""
-        read = {x for e in self.pool for x in gc.graph.toposort([e.node]) if x is not e.node}
+        read = {x for e in self.pool for x in toposort([e.node]) if x is not e.node}
         sinks = [e for e in self.pool if e.node not in read and not e.node.is_leaf]
         sinks = list({id(e.node): e for e in sinks}.values())
         terms, texts = [], []
@@ -326,7 +327,7 @@ def _conv(b: _Builder) -> tuple:
 
 def _second_order(b: _Builder) -> tuple:
     x = b.pick(1)
-    leaves = [leaf for leaf in gc.graph.toposort([x.node])
+    leaves = [leaf for leaf in toposort([x.node])
               if leaf.op in ("input", "param") and leaf.name not in b.no_gradient]
     if not leaves:
         raise gc.ShapeError("no leaf to differentiate")

@@ -2,7 +2,7 @@
 problem`, exit code 2, no traceback, nothing written — for each spec below."""
 import pytest
 
-from graphcomp.cli import main
+from graphcomp.frontend.cli import main
 
 BASE = """[model]
 name = "m"

@@ -9,7 +9,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from graphcomp.cli import main
+from graphcomp.frontend.cli import main
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "examples"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.latex import symbol
+from graphcomp.formulas.symbols import symbol
 from latex_reader import Reader, ReadError, equations
 from random_graphs import BATCH as RANDOM_BATCH
 from random_graphs import random_case

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from graphcomp import report
-from graphcomp.cli import _compiled, read_spec
+from graphcomp.inspection import report
+from graphcomp.frontend.cli import _compiled, read_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp import spec
-from graphcomp.cli import main
+from graphcomp.frontend import spec
+from graphcomp.frontend.cli import main
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -127,7 +127,7 @@ def test_names_cannot_inject_code(tmp_path, capsys):
 
 def test_the_command_reports_a_bad_spec_without_a_traceback(tmp_path):
     path = write(tmp_path, '[inputs]\nx = []\n[outputs]\ny = "x +"')
-    result = subprocess.run([sys.executable, "-m", "graphcomp.cli", "compile", str(path), "-o", str(tmp_path / "m.py")],
+    result = subprocess.run([sys.executable, "-m", "graphcomp", "compile", str(path), "-o", str(tmp_path / "m.py")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"graphcomp: error: {path}: outputs.y: syntax error in 'x +'"]

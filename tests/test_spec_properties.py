@@ -6,7 +6,7 @@ import py_compile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphcomp.cli import main
+from graphcomp.frontend.cli import main
 
 NAMES = st.sampled_from(["x", "W", "labels", "q", "v", "__class__", "None", "True"])
 NUMBERS = st.sampled_from(["0", "1", "-2", "0.5", "1e308", "3", "(1, 2)", "(None, 3)", "-1"])

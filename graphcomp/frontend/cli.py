@@ -15,11 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .codegen import CompiledModel, compile, loss_name, training_problems, wrt_leaves
-from .errors import GraphcompError
-from .export import FORMATS, to_networkx, write
-from .gradcheck import gradient_errors
-from .graph import Graph
+from ..codegen import loss_name, training_problems, wrt_leaves
+from ..diff.gradcheck import gradient_errors
+from ..errors import GraphcompError
+from ..inspection.export import FORMATS, to_networkx, write
+from ..ir import Graph
+from .model import CompiledModel, compile
 from .spec import Spec, SpecError, load
 
 TOLERANCE = 1e-6

@@ -9,8 +9,8 @@ import itertools
 import math
 from typing import Any
 
-from .errors import GraphError, ShapeError
-from .graph import Node, apply, format_shape
+from ..errors import GraphError, ShapeError
+from ..ir import Node, apply, format_shape
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()

@@ -1,174 +1,22 @@
-"""Graph passes run before differentiation: stable rewrites, then elementwise fusion.
-
-Both rebuild the graph bottom-up and never touch the user's Graph: `optimize`
-returns a new Graph with the same leaves whose named values and outputs point
-at the rewritten nodes. Structural sharing is already done by `apply`.
-
-Rewrites are small functions, one per pattern, `rule(node) -> Node | None`:
-a naive formula is replaced by its stable form, so that a graph written the
-textbook way gives finite values and gradients at logits of ±800.
-"""
+"""Elementwise fusion: chains of elementwise ops merged into one formula each, where that makes the
+code leaner (a derivative that reuses forward values) or stabler (a formula recognised as σ, tanh,
+softplus typed out)."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import sympy as sp
 
-from .graph import Graph, Node, apply, depending_on, toposort, use_counts
-from .ops import OPS, fuse, normalize_axes, scalar_expr
-from .ops_nn import cross_entropy
-from .printing import sympy_number
-from .simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
+from ..formulas.printing import sympy_number
+from ..formulas.simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
+from ..ir import Graph, Node, depending_on, toposort, use_counts
+from ..ops import OPS, fuse, scalar_expr
+from .changes import Change, rebuild
 
-Rule = Callable[[Node], Optional[Node]]
 # The most ops one fused formula takes in: every SymPy call of fusion then works on a bounded
 # formula, so compile time grows linearly with the graph (a 100-step chain took 300 s unbounded).
 MAX_REGION = 12
-
-
-def _is(node: Node, op: str) -> bool:
-    return node.op == op
-
-
-def _is_one(node: Node) -> bool:
-    return node.op == "const" and node.attr("value") == 1
-
-
-def log_of_sigmoid(node: Node) -> Optional[Node]:
-    """log σ(z) = -softplus(-z): finite for any z, where log σ(z) is log 0 = -inf below z = -745."""
-    if _is(node, "log") and _is(node.inputs[0], "sigmoid"):
-        return -apply("softplus", -node.inputs[0].inputs[0])
-    return None
-
-
-def log_of_one_minus_sigmoid(node: Node) -> Optional[Node]:
-    """log(1 - σ(z)) = -softplus(z): finite for any z, where 1 - σ(z) rounds to 0 above z = 37."""
-    if _is(node, "log") and _is(node.inputs[0], "sub"):
-        one, s = node.inputs[0].inputs
-        if _is_one(one) and _is(s, "sigmoid"):
-            return -apply("softplus", s.inputs[0])
-    return None
-
-
-def log_of_exp(node: Node) -> Optional[Node]:
-    """log(exp(u)) = u: exact, and no overflow of exp above u = 709."""
-    if _is(node, "log") and _is(node.inputs[0], "exp"):
-        return node.inputs[0].inputs[0]
-    return None
-
-
-def log_of_softmax(node: Node) -> Optional[Node]:
-    """log(softmax(x)) = log_softmax(x): finite where a probability underflows to 0."""
-    if _is(node, "log") and _is(node.inputs[0], "softmax"):
-        s = node.inputs[0]
-        return apply("log_softmax", s.inputs[0], axis=s.attr("axis"))
-    return None
-
-
-def log_of_sum_of_exp(node: Node) -> Optional[Node]:
-    """log(sum(exp(x), axis)) = logsumexp(x, axis): the max is taken out first, so exp never overflows."""
-    if _is(node, "log") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "exp"):
-        total = node.inputs[0]
-        x = total.inputs[0].inputs[0]
-        axes = normalize_axes(total.attr("axis"), x.ndim, "sum")
-        if len(axes) == 1:
-            return apply("logsumexp", x, axis=axes[0], keepdims=bool(total.attr("keepdims")))
-    return None
-
-
-def softmax_written_out(node: Node) -> Optional[Node]:
-    """exp(x) / sum(exp(x), axis, keepdims=True) = softmax(x, axis): no overflow, and a one-line gradient."""
-    if _is(node, "div") and _is(node.inputs[0], "exp") and _is(node.inputs[1], "sum"):
-        e, total = node.inputs
-        if total.inputs[0] is e and total.attr("keepdims"):
-            axes = normalize_axes(total.attr("axis"), e.ndim, "sum")
-            if len(axes) == 1:
-                return apply("softmax", e.inputs[0], axis=axes[0])
-    return None
-
-
-def cross_entropy_of_log_softmax(node: Node) -> Optional[Node]:
-    """-sum(y * log_softmax(z), axis) = softmax_cross_entropy(z, y): its gradient is one line, p - y."""
-    if not (_is(node, "neg") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "mul")):
-        return None
-    total, product = node.inputs[0], node.inputs[0].inputs[0]
-    for y, ls in (product.inputs, product.inputs[::-1]):
-        if _is(ls, "log_softmax") and y.shape == ls.shape and not total.attr("keepdims"):
-            axis = normalize_axes(total.attr("axis"), ls.ndim, "sum")
-            if axis == (ls.attr("axis"),):
-                return cross_entropy(ls.inputs[0], y, axis=axis[0], normalized=_is(y, "one_hot"))
-    return None
-
-
-RULES: tuple[Rule, ...] = (
-    log_of_sigmoid, log_of_one_minus_sigmoid, log_of_exp, log_of_softmax, log_of_sum_of_exp,
-    softmax_written_out, cross_entropy_of_log_softmax,
-)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One thing a pass did, for the report: a rule that fired, or a fused formula."""
-
-    kind: str          # "rewrite" or "fusion"
-    before: Node       # the node as it was (a rewrite), or the last node of the fused chain
-    after: Node        # what replaced it
-    why: str           # the rule's own words, or why the chain was fused
-    ops: tuple[str, ...] = ()   # a fusion: the ops it merged
-
-
-def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True,
-             wrt: Iterable[Node] | None = None, log: list[Change] | None = None) -> Graph:
-    """The graph with stable rewrites applied and elementwise chains fused.
-
-    wrt: the leaves gradients will be taken for (default: all); fusion only weighs the
-    derivatives that the backward pass will compute. log: receives a Change for every
-    rewrite that fired and every fused formula the result keeps.
-    """
-    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules), log)
-    graph = graph.remapped(mapping)
-    if fuse_elementwise:
-        fusions: list[Change] = []
-        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions))
-        if log is not None:
-            kept = set(graph.nodes())
-            log.extend(change for change in fusions if change.after in kept)
-    return graph
-
-
-def rebuild(roots: list[Node], transform: Callable[[Node, Node], Node],
-            new: dict[Node, Node] | None = None) -> dict[Node, Node]:
-    """old node -> new node, rebuilding bottom-up: each node is remade on its operands' new
-    versions, and `transform(old, remade)` gives what replaces it. `new` is filled as it goes."""
-    new = {} if new is None else new
-    for node in toposort(roots):
-        if node.is_leaf:
-            new[node] = node
-            continue
-        inputs = tuple(new[x] for x in node.inputs)
-        same = all(a is b for a, b in zip(inputs, node.inputs))
-        new[node] = transform(node, node if same else apply(node.op, *inputs, **dict(node.attrs)))
-    return new
-
-
-def rewrite(roots: list[Node], rules: tuple[Rule, ...], log: list[Change] | None = None) -> dict[Node, Node]:
-    """Apply the rules everywhere until none fires (a rule's result is rewritten too)."""
-    def transform(original: Node, node: Node) -> Node:
-        for _ in range(32):  # rules only shrink or stabilise a formula; this bounds a faulty one
-            for rule in rules:
-                replacement = rule(node)
-                if replacement is not None:
-                    before, node = node, rebuild([replacement], transform)[replacement]
-                    if log is not None:
-                        log.append(Change("rewrite", before, node, (rule.__doc__ or rule.__name__).strip()))
-                    break
-            else:
-                return node
-        return node
-    return rebuild(roots, transform)
-
 
 def fuse_chains(graph: Graph, wrt: set[Node], log: list[Change] | None = None) -> dict[Node, Node]:
     """Merge elementwise nodes into one formula where that makes the code leaner or stabler.

@@ -15,7 +15,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
-from .errors import DifferentiationError
+from ..errors import DifferentiationError
 from .simplify import sigmoid
 
 

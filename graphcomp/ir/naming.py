@@ -10,7 +10,7 @@ import builtins
 import keyword
 from typing import Iterable
 
-from .errors import GraphError
+from ..errors import GraphError
 
 _BUILTINS = frozenset(dir(builtins))
 

@@ -1,291 +1,26 @@
-"""Formulas a person can read: gradients in closed form, and the chain rule step by step.
-
-Everything here works on the graph as the user wrote it (no fusion), so that every
-value of the lecture slides has its step: t₁ = u + v, ∂f/∂t₁ = w · ∂f/∂f, ... Symbols
-keep the user's names (W1 prints as W_{1}); unnamed values are t_{1}, t_{2}, ... in
-topological order. Scalar graphs get ∂f/∂x notation and, given values, numbers;
-tensor graphs get adjoint equations x̄ = ... in matrix notation.
+"""The chain rule step by step, on the graph as the user wrote it (no fusion), so that every value of
+the lecture slides has its step: t₁ = u + v, ∂f/∂t₁ = w · ∂f/∂f, ... Scalar graphs get ∂f/∂x notation
+and, given values, numbers; tensor graphs get adjoint equations x̄ = ... and, given arrays, their
+values as the generated code computes them (`codegen.traced_values`).
 """
 from __future__ import annotations
 
-import re
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import numpy as np
 import sympy as sp
-from sympy.printing.conventions import split_super_sub
 
-from .autodiff import Backward, reverse_mode
-from .errors import GraphError
-from .graph import Graph, Node, toposort
-from .ops import OPS, in_terms_of, scalar_expr
-from .printing import elementwise_latex, group, latex_number, plain_text, short_number, sympy_number
-from .simplify import NORMAL_LIMIT, in_exponentials, local_derivative, placeholder, stable_form
-
-if TYPE_CHECKING:
-    from .codegen import CompiledModel
-
-# Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
-_SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
-                      "broadcast_like", "sum_to")
-
-
-def symbol(name: str) -> str:
-    """A user's name as a LaTeX symbol: W1 -> W_{1}, b_1 -> b_{1}, yhat -> \\hat{y}, loss -> \\mathrm{loss}."""
-    base, sups, subs = split_super_sub(name)
-    return _scripted(_base_latex(base), sups, subs)
-
-
-def bar(name: str) -> str:
-    """The adjoint of a value: W1 -> \\bar{W}_{1}, loss -> \\overline{\\mathrm{loss}}."""
-    base, sups, subs = split_super_sub(name)
-    text = _base_latex(base)
-    return _scripted(rf"\overline{{{text}}}" if text.startswith(r"\mathrm") else rf"\bar{{{text}}}", sups, subs)
-
-
-def _base_latex(base: str) -> str:
-    text = sp.latex(sp.Symbol(base))
-    return rf"\mathrm{{{base}}}" if text == base and len(base) > 1 else text  # one word, not a product of letters
-
-
-def _scripted(text: str, sups: list[str], subs: list[str]) -> str:
-    if subs:
-        text += "_{" + " ".join(subs) + "}"
-    if sups:
-        text += "^{" + " ".join(sups) + "}"
-    return text
-
-
-def partial(of: str, wrt: str) -> str:
-    return rf"\frac{{\partial {of}}}{{\partial {wrt}}}"
-
-
-class Notation:
-    """Names of the values of one graph, in LaTeX."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.names: dict[Node, str] = {}
-        nodes = graph.nodes()
-        taken = {symbol(n) for n in map(graph.name_of, nodes) if n is not None}  # a user's t_2 is not t2
-        count = 0
-        for node in nodes:
-            name = graph.name_of(node)
-            if name is None and node.op != "const":
-                count += 1
-                while symbol(f"t{count}") in taken:
-                    count += 1
-                name = f"t{count}"
-            if name is not None:
-                self.names[node] = name
-
-    def value(self, node: Node) -> str:
-        if node.op == "const":
-            return latex_number(node.attr("value"))
-        return symbol(self.names[node])
-
-    def formula(self, node: Node) -> str:
-        """The node's own formula over its operands' names."""
-        return OPS[node.op].latex(node, tuple(self._operand(x) for x in node.inputs))
-
-    def text(self, node: Node) -> str:
-        """The node's own formula as plain text: u + v."""
-        args = tuple(short_number(x.attr("value")) if x.op == "const" else self.names[x] for x in node.inputs)
-        return OPS[node.op].text(node, args)
-
-    def _operand(self, node: Node) -> str | int | float:
-        return node.attr("value") if node.op == "const" else self.value(node)
-
-
-def _signed(value: float) -> str:
-    text = latex_number(value)
-    return rf"\left({text}\right)" if value < 0 else text
-
-
-def _grouped_text(text: str) -> str:
-    """Parenthesise a compound plain-text operand; names and calls such as f(x) stay bare."""
-    call = re.fullmatch(r"[A-Za-z_]\w*\((.*)\)", text)
-    if text.isidentifier() or (call and _balanced(call.group(1))):
-        return text
-    return f"({text})"
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def _signed_text(value: float) -> str:
-    return f"({short_number(value)})" if value < 0 else short_number(value)
-
-
-# ------------------------------------------------------------------ gradient formulas
-
-def gradient_latex(model: "CompiledModel") -> dict[str, str]:
-    """{leaf: LaTeX}: closed forms for scalar graphs; for tensor graphs, the equations of the
-    generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
-    closed = _closed_forms(model)
-    equations = gradient_equations(model)
-    return {name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
-            if name in closed else _aligned(equations[name]) for name in model.wrt}
-
-
-def gradient_text(model: "CompiledModel") -> dict[str, str]:
-    """{leaf: plain text}: dloss/dleaf = formula for scalar graphs; for tensor graphs, the lines of
-    the generated gradients() that compute d_leaf, forward values first, exactly as in the code."""
-    closed = _closed_forms(model)
-    listing, texts = model.listing, {}
-    for name in model.wrt:
-        if name in closed:
-            texts[name] = f"d{model.loss}/d{name} = {plain_text(closed[name])}"
-            continue
-        grad = model.backward.gradients[model.compiled_graph.leaves[name]]
-        lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
-        variable = _code_operand(listing, grad)
-        if variable != f"d_{listing.names[model.compiled_graph.leaves[name]]}":
-            lines.append(f"d_{name} = {variable}")
-        texts[name] = "\n".join(lines)
-    return texts
-
-
-INLINE_LIMIT = 60  # characters: a value whose formula is at most this long is written where it is used
-
-
-def gradient_equations(model: "CompiledModel") -> dict[str, list[tuple[str, str]]]:
-    """{leaf: [(lhs, rhs), ...]}: the leaf's gradient first, then the gradients it is computed from,
-    back to the loss, then the forward values they read; no symbol is left undefined.
-
-    The equations are the generated gradients()'s, under the code's names (d_a1 is \\bar{a}_{1}, t3 is
-    t_{3}), written as a person would: the gradients of your named values and leaves keep equations
-    of their own; an unnamed value used once, or a short unnamed forward value, is written where it
-    is used. tests/latex_reader.py evaluates every one of them.
-    """
-    listing, equations = model.listing, {}
-    forward = set(model.compiled_graph.nodes())
-    # gradients that keep an equation of their own: those of your named values and of leaves
-    kept = {adjoint for value, adjoint in model.backward.adjoints.items()
-            if value.is_leaf or model.compiled_graph.name_of(value) is not None}
-    for name in model.wrt:
-        leaf = model.compiled_graph.leaves[name]
-        grad = model.backward.gradients[leaf]
-        nodes = _slice(model, grad)
-        writer = _Writer(listing, set())
-        uses = Counter(x for m in nodes for x in m.inputs)
-        for n in nodes:  # in the code's order: a node's operands are decided before it
-            if n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None):
-                continue
-            limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
-            if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
-                writer.inline.add(n)
-        backward = [n for n in reversed(nodes) if n not in forward and n not in writer.inline]
-        lines = [(listing.symbols[n], writer.render(n)) for n in backward]
-        if not lines or lines[0][0] != bar(name):
-            lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
-        lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
-        equations[name] = _referenced(lines)
-    return equations
-
-
-def _as_text(value) -> str:
-    return value if isinstance(value, str) else latex_number(value)
-
-
-def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The first equation and those whose symbol the kept ones use: no definition nobody reads."""
-    kept, changed = {0}, True
-    while changed:
-        changed = False
-        for k, (lhs, _) in enumerate(lines):
-            if k not in kept and any(lhs in lines[j][1] for j in kept):
-                kept.add(k)
-                changed = True
-    return [line for k, line in enumerate(lines) if k in kept]
-
-
-def _slice(model: "CompiledModel", root: Node) -> list[Node]:
-    """The nodes with lines of their own that `root` is computed from, in the code's order."""
-    needed = set(toposort([root]))
-    return [n for n in model.listing.order if n in needed]
-
-
-class _Writer:
-    """Formulas of one gradient's equations: symbols, or formulas written in place."""
-
-    def __init__(self, listing, inline: set[Node]) -> None:
-        self.listing, self.inline = listing, inline
-        self._texts: dict[Node, str] = {}  # an inline decision is made before any user of the node renders
-
-    def render(self, node: Node) -> str:
-        if node not in self._texts:
-            self._texts[node] = OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
-        return self._texts[node]
-
-    def operand(self, node: Node) -> str | int | float:
-        if node.op == "const":
-            return node.attr("value")
-        if node.op == "stop_gradient" and node not in self.listing.symbols:
-            return self.operand(node.inputs[0])
-        if node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols):
-            return self.render(node)
-        return self.listing.symbols[node]
-
-
-def _code_operand(listing, node: Node) -> str:
-    if node.op == "const":
-        return short_number(node.attr("value"))
-    return listing.inlined.get(node) or listing.names[node]
-
-
-def _aligned(lines: list[tuple[str, str]]) -> str:
-    if len(lines) == 1:
-        return f"{lines[0][0]} = {lines[0][1]}"
-    return "\\begin{aligned}\n" + " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in lines) + "\n\\end{aligned}"
-
-
-CLOSED_FORM_LIMIT = 25  # operations; a longer closed form is given as the code's equations instead
-
-
-def _closed_forms(model: "CompiledModel") -> dict[str, sp.Expr]:
-    """{leaf: ∂loss/∂leaf as one formula of the leaves}, for graphs of scalars and where it is short."""
-    loss = model.graph.outputs[model.loss]
-    if not is_scalar_graph(model.graph, loss):
-        return {}
-    expression = _closed_form(loss)
-    forms = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
-    return {name: f for name, f in forms.items() if sp.count_ops(f) <= CLOSED_FORM_LIMIT}
-
-
-def is_scalar_graph(graph: Graph, loss: Node) -> bool:
-    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
-               for n in toposort([loss]))
-
-
-def _closed_form(node: Node) -> sp.Expr:
-    """The scalar node as one SymPy formula of the leaves."""
-    formulas: dict[Node, sp.Expr] = {}
-    for n in toposort([node]):
-        if n.op == "const":
-            formulas[n] = sympy_number(n.attr("value"))
-        elif n.is_leaf:
-            formulas[n] = sp.Symbol(n.name, real=True)
-        elif OPS[n.op].elementwise:
-            formulas[n] = scalar_expr(n).xreplace({placeholder(i): formulas[x] for i, x in enumerate(n.inputs)})
-        else:
-            formulas[n] = formulas[n.inputs[0]]
-    return formulas[node]
-
-
-def _simplest(expr: sp.Expr) -> sp.Expr:
-    """The shortest of the derivative and its factored form, with σ, tanh and softplus whole.
-    (No sympy.simplify: it trades 1 - tanh² for 1/cosh², and can take minutes.)"""
-    candidates = [expr] + ([sp.factor(expr)] if sp.count_ops(expr) <= NORMAL_LIMIT else [])
-    return stable_form(min(candidates, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e))))
+from ..codegen import traced_values
+from ..diff.reverse import Backward, reverse_mode
+from ..errors import GraphError
+from ..formulas.printing import group, latex_number, plain_text, short_number
+from ..formulas.simplify import in_exponentials, local_derivative, placeholder
+from ..formulas.symbols import bar, partial, symbol
+from ..ir import Graph, Node, toposort
+from ..ops import OPS, in_terms_of, scalar_expr
+from .equations import is_scalar_graph
+from .notation import Notation, grouped_text, signed, signed_text
 
 
 class _AdjointRenderer:
@@ -316,7 +51,7 @@ class _AdjointRenderer:
                 args.append(x.attr("value"))
             else:
                 text = self.render(x, top=False, named=named)
-                args.append(_grouped_text(text) if self.plain else group(text))
+                args.append(grouped_text(text) if self.plain else group(text))
         if self.plain:
             return OPS[node.op].text(node, tuple(str(a) if not isinstance(a, str) else a for a in args))
         return OPS[node.op].latex(node, tuple(args))
@@ -345,7 +80,7 @@ class Step:
         return f"{lhs} = " + " = ".join(self._parts(terms, numbers, latex=False))
 
     def _parts(self, terms: list[str], numbers: list[str], latex: bool) -> list[str]:
-        signed, number = (_signed, latex_number) if latex else (_signed_text, short_number)
+        sign, number = (signed, latex_number) if latex else (signed_text, short_number)
         parts = [" + ".join(terms) if terms else "1"]
         if self.array is not None:  # a tensor graph's step: the formula, then the array it computes
             return list(dict.fromkeys(parts + [shown(self.array, latex=latex)]))
@@ -353,7 +88,7 @@ class Step:
             parts.append(" + ".join(numbers))
         if self.value is not None and (len(self.path_values) > 1 or numbers and numbers[0] != number(self.value)):
             if len(self.path_values) > 1:
-                parts.append(" + ".join(signed(v) if k else number(v) for k, v in enumerate(self.path_values)))
+                parts.append(" + ".join(sign(v) if k else number(v) for k, v in enumerate(self.path_values)))
             parts.append(number(self.value))
         return list(dict.fromkeys(parts))
 
@@ -467,8 +202,8 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
                 step.plain[1].append(f"{_local_text(local, user, notation)} * d{loss}/d{user_name}")
                 if values is not None:
                     local_value = float(_local_value(local, user, values))
-                    step.numbers.append(rf"{_signed(local_value)} \cdot {_signed(adjoint_values[user])}")
-                    step.plain[2].append(f"{_signed_text(local_value)} * {_signed_text(adjoint_values[user])}")
+                    step.numbers.append(rf"{signed(local_value)} \cdot {signed(adjoint_values[user])}")
+                    step.plain[2].append(f"{signed_text(local_value)} * {signed_text(adjoint_values[user])}")
                     step.path_values.append(local_value * adjoint_values[user])
             else:
                 # the user's own adjoint reads as ū, even where it is the same array as another's
@@ -549,7 +284,6 @@ def _check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
 
 def _arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[Node, np.ndarray]:
     """Every value and gradient of a tensor graph at the given arrays, as the generated code computes them."""
-    from .codegen import traced_values  # codegen imports this module
 
     arrays = {}
     for name, value in at.items():

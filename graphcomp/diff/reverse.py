@@ -15,9 +15,9 @@ from typing import Sequence
 
 import sympy as sp
 
-from .errors import DifferentiationError
-from .graph import Node, apply, constant, depending_on, format_shape, toposort
-from .ops import OPS, fuse
+from ..errors import DifferentiationError
+from ..ir import Node, apply, constant, depending_on, format_shape, toposort
+from ..ops import OPS, fuse
 
 
 @dataclass

@@ -15,10 +15,11 @@ from typing import Mapping
 
 import networkx as nx
 
-from .errors import GraphcompError
-from .graph import Graph, format_shape
-from .latex import Notation, derivation
-from .ops import OPS
+from ..errors import GraphcompError
+from ..ir import Graph, format_shape
+from ..ops import OPS
+from .derivation import derivation
+from .notation import Notation
 
 FORMATS = ("dot", "graphml", "json", "png")
 

@@ -7,18 +7,20 @@ made; `None` in a shape is the batch dimension, known only at run time.
 """
 from __future__ import annotations
 
-import math
 import numbers
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
-from .errors import GraphError, ShapeError
+from ..errors import GraphError
 from .naming import check_user_name
+from .shapes import Shape, check_shape, format_shape, normalize_index
 
-Shape = tuple  # of int | None; None is the batch dimension (first axis only)
+# The op table, filled by graphcomp.ops when it is imported: op name -> its rules (an `ops.table.Op`).
+# The IR reads only each op's arity and shape rule from it, to check operands and infer shapes.
+OPS: dict[str, Any] = {}
+
 LEAF_OPS = ("input", "param", "const")
-MAX_ELEMENTS = 10 ** 10  # elements of one leaf (per example): 80 GB in float64
 INITS = ("xavier", "kaiming", "zeros", "normal")
 
 
@@ -80,7 +82,6 @@ class Node:
 
     def __getitem__(self, index):
         """Basic slicing: ints, slices and '...'; the batch axis is only taken whole."""
-        from .ops import normalize_index
         return apply("index", self, index=normalize_index(index, self.shape))
 
     @property
@@ -95,11 +96,6 @@ def _divide(numerator: Any, denominator: Any) -> "Node":
     if isinstance(denominator, numbers.Real) and not isinstance(denominator, Node) and denominator == 0:
         raise GraphError("division by the constant 0")
     return apply("div", numerator, denominator)
-
-
-def format_shape(shape: Shape) -> str:
-    """`(None, 3)` as users write it."""
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def constant(value: int | float) -> Node:
@@ -125,8 +121,6 @@ _INTERNED: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDiction
 
 def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
     """The node `op_name(*operands)`, its shape inferred from the op table."""
-    from .ops import OPS  # the table imports this module; look it up at call time
-
     op = OPS[op_name]
     inputs = tuple(as_node(x) for x in operands)
     if op.arity is not None and len(inputs) != op.arity:
@@ -139,28 +133,6 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
         node = Node(op_name, inputs, frozen, tuple(shape))
         _INTERNED[key] = node
     return node
-
-
-def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:
-    """Validate a user's shape: a tuple of positive ints, `None` allowed as the first axis only."""
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, (tuple, list)):
-        raise ShapeError(f"{what}: shape must be a tuple, got {shape!r}")
-    shape = tuple(shape)
-    for axis, d in enumerate(shape):
-        if d is None:
-            if not allow_batch:
-                raise ShapeError(f"{what}: shape {format_shape(shape)} has a batch dimension (None); parameters need fixed sizes")
-            if axis != 0:
-                raise ShapeError(f"{what}: shape {format_shape(shape)} has None at axis {axis}; the batch dimension must be the first axis")
-        elif not isinstance(d, int) or isinstance(d, bool) or d < 1:
-            raise ShapeError(f"{what}: shape {format_shape(shape)} must hold positive integers (or None first), got {d!r}")
-    size = math.prod(d for d in shape if d is not None)
-    if size > MAX_ELEMENTS:
-        raise ShapeError(f"{what}: shape {format_shape(shape)} has {size:.3g} elements (per example); "
-                         f"at most {MAX_ELEMENTS:.0e} fit in memory here")
-    return shape
 
 
 def toposort(roots: Iterable[Node]) -> list[Node]:
@@ -298,7 +270,3 @@ class Graph:
             if leaf.op in ("input", "param") and self.leaves.get(leaf.name) is not leaf:
                 raise GraphError(f"{what} uses {leaf.op} {leaf.name!r}, which belongs to another graph")
         return node
-
-
-def shapes_text(shapes: Sequence[Shape]) -> str:
-    return " and ".join(format_shape(s) for s in shapes)

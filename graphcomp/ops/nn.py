@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .errors import ShapeError
-from .graph import Node, apply, format_shape
-from .ops import Op, fuse, normalize_axes, register, reshape
-from .printing import axis_subscript, group, latex_operator
-from .simplify import G, Y, placeholder
+from ..errors import ShapeError
+from ..formulas.printing import axis_subscript, group, latex_operator
+from ..formulas.simplify import G, Y, placeholder
+from ..ir import Node, apply, format_shape, normalize_axes
+from .elementwise import fuse
+from .shape import reshape
+from .table import Op, register
 
 
 def _positions(size, kernel: int, stride: int, padding: int, what: str, shape) -> int | None:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import dsl, losses, nn
-from .codegen import TRAINING_KEYS, training_problems
-from .errors import GraphcompError
-from .graph import Graph, Node
+from ..codegen import TRAINING_KEYS, training_problems
+from ..errors import GraphcompError
+from ..ir import Graph, Node
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
 

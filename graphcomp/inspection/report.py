@@ -2,34 +2,35 @@
 from __future__ import annotations
 
 import ast
-from typing import TYPE_CHECKING
 
 import sympy as sp
 
-from .graph import format_shape
-from .latex import Notation, local_latex, partial, shown, symbol
-from .ops import OPS, scalar_expr
-from .simplify import in_exponentials, local_derivative, placeholder
+from ..codegen import GeneratedModule
+from ..formulas.simplify import in_exponentials, local_derivative, placeholder
+from ..formulas.symbols import partial, symbol
+from ..ir import format_shape
+from ..ops import OPS, scalar_expr
+from .derivation import derivation as derive, local_latex, shown
+from .equations import gradient_latex
+from .notation import Notation
 
-if TYPE_CHECKING:
-    from .codegen import CompiledModel
 
 
-def summary(model: "CompiledModel") -> str:
+def summary(model: GeneratedModule) -> str:
     """A short Markdown view (what a notebook shows for a model)."""
     lines = [f"**{model.graph.name}**: loss `{model.loss}`, gradients with respect to "
              + ", ".join(f"`{w}`" for w in model.wrt)]
     if model.backward is not None:
-        lines += ["", *(f"$${formula}$$" for formula in model.gradient_latex().values())]
+        lines += ["", *(f"$${formula}$$" for formula in gradient_latex(model).values())]
     return "\n".join(lines)
 
 
-def markdown(model: "CompiledModel", at: dict | None = None) -> str:
+def markdown(model: GeneratedModule, at: dict | None = None) -> str:
     """The whole story of a compiled model, top to bottom: the graph and its forward pass (with values
     when `at` gives the leaves), the local derivatives, what simplification changed and why, the
     gradients, the derivation, and the part of the generated code that computes them."""
     graph, notation = model.graph, Notation(model.graph)
-    derivation = model.derivation(at) if model.backward is not None else None
+    derivation = derive(graph, model.loss, model.wrt, at) if model.backward is not None else None
     values = derivation.values if derivation is not None and at is not None else {}
     out = [f"# Model `{graph.name}`", ""]
     if model.backward is not None:
@@ -65,7 +66,7 @@ def markdown(model: "CompiledModel", at: dict | None = None) -> str:
         out += ["", "## Gradients", "",
                 "The equations of the generated code, under its names (a bar marks a gradient: "
                 f"$\\bar{{v}} = \\partial {symbol(model.loss)} / \\partial v$).", ""]
-        for leaf, formula in model.gradient_latex().items():
+        for leaf, formula in gradient_latex(model).items():
             out += [f"### `{leaf}`", "", f"$$\n{formula}\n$$", ""]
         out += ["## Derivation", "",
                 "The forward pass, then the chain rule from the loss back to the leaves on the graph as written: "
@@ -77,7 +78,7 @@ def markdown(model: "CompiledModel", at: dict | None = None) -> str:
     return "\n".join(out)
 
 
-def _changes(model: "CompiledModel", notation: Notation) -> list[str]:
+def _changes(model: GeneratedModule, notation: Notation) -> list[str]:
     if not model.changes:
         return ["Nothing: the code computes the graph as written, one line per op."]
     lines = []

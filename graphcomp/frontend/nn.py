@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from . import dsl
-from .errors import GraphError
-from .graph import Graph, Node
+from ..errors import GraphError
+from ..ir import Graph, Node
 
 __all__ = ["mlp"]
 

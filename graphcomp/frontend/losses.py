@@ -7,11 +7,10 @@ each is a mean over the batch.
 """
 from __future__ import annotations
 
+from ..errors import GraphError, ShapeError
+from ..ir import Node, apply, format_shape, normalize_axes
+from ..ops import cross_entropy
 from . import dsl
-from .errors import GraphError, ShapeError
-from .graph import Node, apply, format_shape
-from .ops import normalize_axes
-from .ops_nn import cross_entropy
 
 __all__ = [
     "logsumexp", "log_softmax", "softmax", "mse", "binary_cross_entropy",

@@ -1,0 +1,16 @@
+"""Code generation: from a graph to the text of a standalone NumPy module.
+
+Owns the names of values in the code (and their LaTeX symbols), the order and comments of statements,
+which helper functions a module needs, the template context and rendering (`templates/`), loading a
+module from memory, and the `Listing` that tells the inspection side what each line computes. It may
+import every package above it in the pipeline: `ir`, `formulas`, `ops`, `diff`, `passes`.
+"""
+from .generate import GeneratedModule, generate, traced_values
+from .listing import Listing, Statement
+from .loading import source_spec
+from .settings import DEFAULT_TRAINING, TRAINING_KEYS, loss_name, training_problems, wrt_leaves
+
+__all__ = [
+    "GeneratedModule", "generate", "traced_values", "Listing", "Statement", "source_spec",
+    "DEFAULT_TRAINING", "TRAINING_KEYS", "loss_name", "training_problems", "wrt_leaves"
+]

@@ -1,0 +1,48 @@
+"""The comment on each line of the backward pass: which forward value it differentiates, and the
+local derivative it multiplies by (`h1 = sigmoid(a1); dh1/da1 = h1*(1 - h1)`)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy as sp
+
+from ..diff.reverse import Backward
+from ..formulas.printing import number_text, plain_text
+from ..formulas.simplify import local_derivative
+from ..ir import Node
+from ..ops import OPS, in_terms_of, scalar_expr
+
+Operand = Callable[[Node], "str | int | float"]
+
+
+def literal(arg: str | int | float) -> str:
+    """A variable name as is, a number as code."""
+    return arg if isinstance(arg, str) else number_text(arg)
+
+
+def formula(node: Node, operand: Operand) -> str:
+    """The node's op over its operands, as plain text: `u + v`."""
+    return OPS[node.op].text(node, tuple(literal(operand(x)) for x in node.inputs))
+
+
+def comment(node: Node, backward: Backward, name: Callable[[Node], str], operand: Operand) -> str:
+    """Why a backward line exists: the fan-out it sums, or the forward value and local derivative."""
+    if node in backward.fan_out:
+        return f"{name(backward.fan_out[node])} is used more than once: sum of its paths"
+    owner = backward.made_by.get(node)
+    if owner is None:
+        return ""
+    text = f"{name(owner)} = {formula(owner, operand)}"
+    into = backward.flows_into.get(node)
+    if into is None:
+        return text
+    # every operand this line is the gradient path into (u and v share one in f = w*(u + v))
+    indices = ([i for i, x in enumerate(owner.inputs) if backward.paths.get((owner, i)) is node]
+               or [owner.inputs.index(into)])
+    operands = list(dict.fromkeys(name(owner.inputs[i]) for i in indices))
+    if OPS[owner.op].elementwise:
+        local = local_derivative(scalar_expr(owner), indices[0])
+        partials = " = ".join(f"d{name(owner)}/d{operand_name}" for operand_name in operands)
+        local_text = plain_text(in_terms_of(local, owner, lambda value: sp.Symbol(name(value), real=True)))
+        return f"{text}; {partials} = {local_text}"
+    return f"{text}; into {', '.join(operands)}"

@@ -1,0 +1,123 @@
+"""From a graph to the text of a standalone NumPy module: the passes, the reverse pass, the template
+context, rendering. The same graph always gives the same text: every order comes from the graph's own
+tuples and declaration order, never from hashing.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Sequence
+
+from ..diff.reverse import Backward, reverse_mode
+from ..errors import DifferentiationError, GraphError
+from ..ir import Graph, Node
+from ..passes import optimize
+from .context import module_context
+from .listing import Listing
+from .loading import source_spec
+from .render import render
+from .settings import DEFAULT_TRAINING, DTYPES, TRAINING_KEYS, check_scoring, loss_name, training_problems, wrt_leaves
+from .statements import TRANSPARENT_OPS
+
+
+class GeneratedModule:
+    """A compiled graph: its generated source, what it was made from, and ways to save and import it."""
+
+    def __init__(self, graph: Graph, compiled_graph: Graph, source: str, wrt: tuple[str, ...],
+                 loss: str | None, backward: Backward | None, listing: Listing | None = None,
+                 changes: Sequence = ()) -> None:
+        self.graph = graph                    # as the user wrote it
+        self.compiled_graph = compiled_graph  # after the passes: what the source computes
+        self.source = source
+        self.wrt = wrt
+        self.loss = loss
+        self.backward = backward
+        self.listing = listing                # None when there is no loss to differentiate
+        self.changes = list(changes)          # what the passes changed (passes.Change), for the report
+        self._path: Path | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the generated module to `path` (a .py file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.source, encoding="utf-8")
+        self._path = path
+        return path
+
+    def load(self) -> ModuleType:
+        """Import the generated module: from where it was saved, or from memory (no file is left
+        behind; tracebacks still show its lines)."""
+        path = self._path
+        if path is not None and path.exists() and path.read_text(encoding="utf-8") == self.source:
+            spec = importlib.util.spec_from_file_location(f"graphcomp_model_{self.graph.name}", path)
+        else:
+            spec = source_spec(f"graphcomp_model_{self.graph.name}", self.source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def loss_or_error(self) -> str:
+        """The loss output's name; an error naming the model when it has no scalar loss."""
+        if self.backward is None:
+            raise DifferentiationError(f"model {self.graph.name!r} has no scalar loss to differentiate")
+        return self.loss
+
+
+def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
+             dtype: str = "float64", simplify: bool = True, predict: str | None = None,
+             target: str | None = None, training: dict | None = None,
+             model_class: type[GeneratedModule] = GeneratedModule) -> GeneratedModule:
+    """Differentiate `graph` and generate its NumPy module (the arguments of `gc.compile`); the
+    result is a `model_class`."""
+    leaves, loss_output = _checked_request(graph, wrt, loss, dtype, predict, target, training)
+    source_graph = graph
+    changes: list = []
+    if simplify:
+        graph = optimize(graph, wrt=leaves, log=changes)
+    backward = None
+    if loss_output is not None and graph.outputs[loss_output].shape == ():
+        backward = reverse_mode(graph.outputs[loss_output], leaves)
+    context, listing, _ = module_context(graph, leaves, loss_output, backward, dtype)
+    context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
+                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
+    return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,
+                       listing, changes)
+
+
+def _checked_request(graph: Graph, wrt, loss, dtype, predict, target, training) -> tuple[list[Node], str | None]:
+    """(the leaves to differentiate for, the loss output), once every argument of compile() is checked."""
+    if not isinstance(graph, Graph):
+        raise GraphError(f"compile expects a gc.Graph, got {type(graph).__name__}")
+    if not graph.outputs:
+        raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
+    if dtype not in DTYPES:
+        raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    leaves = wrt_leaves(graph, wrt)
+    loss_output = loss_name(graph, loss)
+    check_scoring(graph, predict, target)
+    unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
+    if unknown:
+        raise GraphError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(TRAINING_KEYS)}")
+    for key, problem in training_problems(training or {}).items():
+        raise GraphError(f"training setting {key} {problem}")
+    return leaves, loss_output
+
+
+def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> dict[Node, object]:
+    """Every value the literal graph's gradients() computes at `arrays`, by node: forward values and
+    gradients as the generated code computes them (numeric derivations show these numbers). The module
+    is generated with a line for every value, even the cheap views code would write inline."""
+    leaves = wrt_leaves(graph, wrt)
+    context, _, lines = module_context(graph, leaves, loss, reverse_mode(graph.outputs[loss], leaves), "float64",
+                                       inline=False)
+    context.update(predict=None, target=None, training=DEFAULT_TRAINING, threshold=0.0, trace=True)
+    spec = source_spec(f"graphcomp_trace_{graph.name}", render(context))
+    traced = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traced)
+    _, _, variables = traced.gradients(**arrays)
+    values = {node: variables[name] for node, name in lines.names.names.items() if name in variables}
+    for node in lines.statement_of:  # stop_gradient: its operand's value under another name
+        if node not in values and node.op in TRANSPARENT_OPS and node.inputs[0] in values:
+            values[node] = values[node.inputs[0]]
+    return values

@@ -1,0 +1,102 @@
+"""The lines of a generated function: each node's NumPy text, in topological order, with cheap views
+used once written inside the line that uses them, and the repeated parts of a fused formula computed
+once each. Forward and backward lines are kept apart, and backward lines carry their comment.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Iterable
+
+import sympy as sp
+
+from ..diff.reverse import Backward
+from ..formulas.printing import number_text, numpy_text, sympy_number
+from ..formulas.simplify import placeholder
+from ..ir import Node, toposort
+from ..ops import OPS, scalar_expr
+from .comments import comment, literal
+from .listing import Statement
+from .names import CodeNames
+
+# Cheap views that read better inside the line that uses them: `d_z @ W.T`.
+INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
+# Ops whose emitted code takes a plain number as an operand (others call array methods on it).
+NUMBER_OPERANDS = ("broadcast_like", "expand", "sum", "mean", "alias")
+# Ops that only matter to differentiation: their value is their operand's, under the same name.
+TRANSPARENT_OPS = ("stop_gradient",)
+
+
+class Statements:
+    """Plans the statements of `forward` and `gradients`; a node's text is made once and shared by both,
+    so that both name its parts alike."""
+
+    def __init__(self, names: CodeNames, backward: Backward | None, inline: bool = True) -> None:
+        self.names, self.backward = names, backward
+        self.inline = inline  # False: every value gets a line (and a name), as a traced derivation needs
+        self.uses: dict[Node, int] = {}  # how often each value is read: set before planning
+        self.statement_of: dict[Node, list[Statement]] = {}
+        self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
+        self._emitted: dict[Node, str] = {}
+
+    def operand(self, node: Node, inlined: dict[Node, str]) -> str | int | float:
+        if node.op == "const":
+            return node.attr("value")
+        return inlined.get(node) or self.names.name(node)
+
+    def plan(self, roots: Iterable[Node]) -> tuple[list[Statement], list[Statement], dict[Node, str]]:
+        """Forward and backward statements computing `roots`, and the text of inlined nodes."""
+        order = [n for n in toposort(roots) if not n.is_leaf]
+        forward, backward, inlined = [], [], {}
+        for node in order:
+            args = tuple(self.operand(x, inlined) for x in node.inputs)
+            if node.op in TRANSPARENT_OPS and node not in self.names:
+                inlined[node] = literal(args[0])
+                continue
+            if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
+                self._emitted[node] = OPS[node.op].emit(node, tuple(_operand_text(node, a) for a in args))
+            expr = self._emitted[node]
+            if self._inlined(node):
+                inlined[node] = expr
+                continue
+            shared, expr = self._common_parts(node, args, expr)
+            name = self.names.name(node)
+            self.statement_of[node] = [Statement(part, text) for part, text in shared] + [Statement(name, expr)]
+            if node in self.names.forward_nodes:
+                forward.extend(self.statement_of[node])
+            else:
+                note = comment(node, self.backward, self.names.name, lambda x: self.operand(x, inlined))
+                backward.extend(Statement(line.target, line.expr, note) for line in self.statement_of[node])
+        return forward, backward, inlined
+
+    def _common_parts(self, node: Node, args: tuple, expr: str) -> tuple[list[tuple[str, str]], str]:
+        """A fused formula's repeated subexpressions, computed once each (sympy.cse): ([(name, text)], main text).
+
+        Cached per node, so `forward` and `gradients` give them the same names.
+        """
+        if node.op != "elementwise":
+            return [], expr
+        if node not in self._cse:
+            bound = scalar_expr(node).xreplace({
+                placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+                for i, a in enumerate(args)})
+            names = (sp.Symbol(self.names.fresh_temporary(), real=True) for _ in itertools.count())
+            replacements, (reduced,) = sp.cse(bound, symbols=names, order="none")
+            self._cse[node] = ([(str(name), numpy_text(part)) for name, part in replacements],
+                               numpy_text(reduced) if replacements else expr)
+        return self._cse[node]
+
+    def _inlined(self, node: Node) -> bool:
+        """A cheap view used once, with no name of its own to show: written inside its user's line.
+
+        The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
+        """
+        has_adjoint = self.backward is not None and node in self.backward.adjoints
+        return (self.inline and node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
+                and node not in self.names)
+
+
+def _operand_text(node: Node, arg: str | int | float) -> str:
+    """A variable name, or a number; a number read by an array method (reshape, .T, ...) is an array."""
+    if isinstance(arg, str) or OPS[node.op].elementwise or node.op in NUMBER_OPERANDS:
+        return literal(arg)
+    return f"np.asarray({number_text(arg)}, dtype=DTYPE)"

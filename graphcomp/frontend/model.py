@@ -1,0 +1,67 @@
+"""`gc.compile` and the `CompiledModel` it returns: the generated module, plus the ways to read it —
+its gradient formulas, the derivation of both passes, the Markdown report, a notebook view."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..codegen import GeneratedModule, generate
+from ..inspection.derivation import Derivation, derivation
+from ..inspection.equations import gradient_latex, gradient_text
+from ..inspection.report import markdown, summary
+from ..ir import Graph
+
+
+class CompiledModel(GeneratedModule):
+    """A compiled graph: its generated source, ways to save and import it, and its formulas."""
+
+    def gradient_latex(self) -> dict[str, str]:
+        """{leaf: LaTeX} of each gradient: a closed form for short scalar graphs (∂f/∂u = w for
+        f = (u + v) w); otherwise the generated code's equations under its names (README, "Reading
+        the formulas")."""
+        self.loss_or_error()
+        return gradient_latex(self)
+
+    def gradient_text(self) -> dict[str, str]:
+        """{leaf: plain text} of each gradient, as `graphcomp grad` prints them: the closed form, or the
+        generated code's lines that compute it."""
+        self.loss_or_error()
+        return gradient_text(self)
+
+    def derivation(self, at: dict | None = None) -> Derivation:
+        """Both passes node by node, on the graph as written: each value forward, then the chain rule
+        from the loss back to the leaves; with numbers (and arrays) when the leaves' values are given:
+        derivation(at={"u": 2, "v": 3, "w": 4})."""
+        return derivation(self.graph, self.loss_or_error(), self.wrt, at)
+
+    def report(self, path: str | Path, at: dict | None = None) -> Path:
+        """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before
+        and after simplification, what the passes changed and why, the gradient equations, the
+        derivation, and the forward/gradients part of the generated code."""
+        text = markdown(self, at)  # a bad `at` raises here, before anything is written
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def _repr_markdown_(self) -> str:
+        return summary(self)
+
+    def __repr__(self) -> str:
+        return f"<CompiledModel {self.graph.name!r}: loss {self.loss!r}, wrt {list(self.wrt)}>"
+
+
+def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
+            dtype: str = "float64", simplify: bool = True, predict: str | None = None,
+            target: str | None = None, training: dict | None = None) -> CompiledModel:
+    """Differentiate `graph` and generate its NumPy module.
+
+    wrt: leaf names to differentiate with respect to; by default every param,
+    or every input when the graph has none. loss: the output to differentiate;
+    by default the only output, or the only scalar one. simplify: rewrite naive
+    formulas into stable ones and fuse elementwise chains first (False: emit the
+    graph exactly as written, one line per op). predict / target: an output and
+    an input the training loop scores accuracy with. training: default settings
+    of the generated train() and command line (epochs, lr, batch_size, optimizer, ...).
+    """
+    return generate(graph, wrt, loss, dtype, simplify, predict, target, training, model_class=CompiledModel)

@@ -1,0 +1,181 @@
+"""Gradient formulas a person can read: a closed form for short scalar graphs (∂f/∂u = w for
+f = (u + v) w); otherwise the generated code's own equations under its names, read off its `Listing`,
+with single-use unnamed values written in place.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import sympy as sp
+
+from ..codegen import GeneratedModule
+from ..formulas.printing import elementwise_latex, latex_number, plain_text, short_number, sympy_number
+from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
+from ..formulas.symbols import bar, partial, symbol
+from ..ir import Graph, Node, toposort
+from ..ops import OPS, scalar_expr
+
+# Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
+_SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
+                      "broadcast_like", "sum_to")
+
+
+def gradient_latex(model: GeneratedModule) -> dict[str, str]:
+    """{leaf: LaTeX}: closed forms for scalar graphs; for tensor graphs, the equations of the
+    generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
+    closed = _closed_forms(model)
+    equations = gradient_equations(model)
+    return {name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
+            if name in closed else _aligned(equations[name]) for name in model.wrt}
+
+
+def gradient_text(model: GeneratedModule) -> dict[str, str]:
+    """{leaf: plain text}: dloss/dleaf = formula for scalar graphs; for tensor graphs, the lines of
+    the generated gradients() that compute d_leaf, forward values first, exactly as in the code."""
+    closed = _closed_forms(model)
+    listing, texts = model.listing, {}
+    for name in model.wrt:
+        if name in closed:
+            texts[name] = f"d{model.loss}/d{name} = {plain_text(closed[name])}"
+            continue
+        grad = model.backward.gradients[model.compiled_graph.leaves[name]]
+        lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
+        variable = _code_operand(listing, grad)
+        if variable != f"d_{listing.names[model.compiled_graph.leaves[name]]}":
+            lines.append(f"d_{name} = {variable}")
+        texts[name] = "\n".join(lines)
+    return texts
+
+
+INLINE_LIMIT = 60  # characters: a value whose formula is at most this long is written where it is used
+
+
+def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]]]:
+    """{leaf: [(lhs, rhs), ...]}: the leaf's gradient first, then the gradients it is computed from,
+    back to the loss, then the forward values they read; no symbol is left undefined.
+
+    The equations are the generated gradients()'s, under the code's names (d_a1 is \\bar{a}_{1}, t3 is
+    t_{3}), written as a person would: the gradients of your named values and leaves keep equations
+    of their own; an unnamed value used once, or a short unnamed forward value, is written where it
+    is used. tests/latex_reader.py evaluates every one of them.
+    """
+    listing, equations = model.listing, {}
+    forward = set(model.compiled_graph.nodes())
+    # gradients that keep an equation of their own: those of your named values and of leaves
+    kept = {adjoint for value, adjoint in model.backward.adjoints.items()
+            if value.is_leaf or model.compiled_graph.name_of(value) is not None}
+    for name in model.wrt:
+        leaf = model.compiled_graph.leaves[name]
+        grad = model.backward.gradients[leaf]
+        nodes = _slice(model, grad)
+        writer = _Writer(listing, set())
+        uses = Counter(x for m in nodes for x in m.inputs)
+        for n in nodes:  # in the code's order: a node's operands are decided before it
+            if n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None):
+                continue
+            limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
+            if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
+                writer.inline.add(n)
+        backward = [n for n in reversed(nodes) if n not in forward and n not in writer.inline]
+        lines = [(listing.symbols[n], writer.render(n)) for n in backward]
+        if not lines or lines[0][0] != bar(name):
+            lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
+        lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
+        equations[name] = _referenced(lines)
+    return equations
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else latex_number(value)
+
+
+def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first equation and those whose symbol the kept ones use: no definition nobody reads."""
+    kept, changed = {0}, True
+    while changed:
+        changed = False
+        for k, (lhs, _) in enumerate(lines):
+            if k not in kept and any(lhs in lines[j][1] for j in kept):
+                kept.add(k)
+                changed = True
+    return [line for k, line in enumerate(lines) if k in kept]
+
+
+def _slice(model: GeneratedModule, root: Node) -> list[Node]:
+    """The nodes with lines of their own that `root` is computed from, in the code's order."""
+    needed = set(toposort([root]))
+    return [n for n in model.listing.order if n in needed]
+
+
+class _Writer:
+    """Formulas of one gradient's equations: symbols, or formulas written in place."""
+
+    def __init__(self, listing, inline: set[Node]) -> None:
+        self.listing, self.inline = listing, inline
+        self._texts: dict[Node, str] = {}  # an inline decision is made before any user of the node renders
+
+    def render(self, node: Node) -> str:
+        if node not in self._texts:
+            self._texts[node] = OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
+        return self._texts[node]
+
+    def operand(self, node: Node) -> str | int | float:
+        if node.op == "const":
+            return node.attr("value")
+        if node.op == "stop_gradient" and node not in self.listing.symbols:
+            return self.operand(node.inputs[0])
+        if node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols):
+            return self.render(node)
+        return self.listing.symbols[node]
+
+
+def _code_operand(listing, node: Node) -> str:
+    if node.op == "const":
+        return short_number(node.attr("value"))
+    return listing.inlined.get(node) or listing.names[node]
+
+
+def _aligned(lines: list[tuple[str, str]]) -> str:
+    if len(lines) == 1:
+        return f"{lines[0][0]} = {lines[0][1]}"
+    return "\\begin{aligned}\n" + " \\\\\n".join(f"{lhs} &= {rhs}" for lhs, rhs in lines) + "\n\\end{aligned}"
+
+
+CLOSED_FORM_LIMIT = 25  # operations; a longer closed form is given as the code's equations instead
+
+
+def _closed_forms(model: GeneratedModule) -> dict[str, sp.Expr]:
+    """{leaf: ∂loss/∂leaf as one formula of the leaves}, for graphs of scalars and where it is short."""
+    loss = model.graph.outputs[model.loss]
+    if not is_scalar_graph(model.graph, loss):
+        return {}
+    expression = _closed_form(loss)
+    forms = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
+    return {name: f for name, f in forms.items() if sp.count_ops(f) <= CLOSED_FORM_LIMIT}
+
+
+def is_scalar_graph(graph: Graph, loss: Node) -> bool:
+    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
+               for n in toposort([loss]))
+
+
+def _closed_form(node: Node) -> sp.Expr:
+    """The scalar node as one SymPy formula of the leaves."""
+    formulas: dict[Node, sp.Expr] = {}
+    for n in toposort([node]):
+        if n.op == "const":
+            formulas[n] = sympy_number(n.attr("value"))
+        elif n.is_leaf:
+            formulas[n] = sp.Symbol(n.name, real=True)
+        elif OPS[n.op].elementwise:
+            formulas[n] = scalar_expr(n).xreplace({placeholder(i): formulas[x] for i, x in enumerate(n.inputs)})
+        else:
+            formulas[n] = formulas[n.inputs[0]]
+    return formulas[node]
+
+
+def _simplest(expr: sp.Expr) -> sp.Expr:
+    """The shortest of the derivative and its factored form, with σ, tanh and softplus whole.
+    (No sympy.simplify: it trades 1 - tanh² for 1/cosh², and can take minutes.)"""
+    candidates = [expr] + ([sp.factor(expr)] if sp.count_ops(expr) <= NORMAL_LIMIT else [])
+    return stable_form(min(candidates, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e))))

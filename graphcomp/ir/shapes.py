@@ -1,0 +1,108 @@
+"""Shapes: how users write them, how they are checked, and the rules every op shares (broadcasting,
+axes, basic indexing). `None` in a shape is the batch dimension, first axis only.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from ..errors import ShapeError
+
+Shape = tuple  # of int | None; None is the batch dimension (first axis only)
+MAX_ELEMENTS = 10 ** 10  # elements of one leaf (per example): 80 GB in float64
+
+
+def format_shape(shape: Shape) -> str:
+    """`(None, 3)` as users write it."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def shapes_text(shapes: Sequence[Shape]) -> str:
+    return " and ".join(format_shape(s) for s in shapes)
+
+
+def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:
+    """Validate a user's shape: a tuple of positive ints, `None` allowed as the first axis only."""
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)):
+        raise ShapeError(f"{what}: shape must be a tuple, got {shape!r}")
+    shape = tuple(shape)
+    for axis, d in enumerate(shape):
+        if d is None:
+            if not allow_batch:
+                raise ShapeError(f"{what}: shape {format_shape(shape)} has a batch dimension (None); parameters need fixed sizes")
+            if axis != 0:
+                raise ShapeError(f"{what}: shape {format_shape(shape)} has None at axis {axis}; the batch dimension must be the first axis")
+        elif not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ShapeError(f"{what}: shape {format_shape(shape)} must hold positive integers (or None first), got {d!r}")
+    size = math.prod(d for d in shape if d is not None)
+    if size > MAX_ELEMENTS:
+        raise ShapeError(f"{what}: shape {format_shape(shape)} has {size:.3g} elements (per example); "
+                         f"at most {MAX_ELEMENTS:.0e} fit in memory here")
+    return shape
+
+
+def broadcast_shapes(shapes: tuple, what: str = "elementwise op") -> Shape:
+    """NumPy broadcasting, where the batch dimension None only meets None or 1."""
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(ndim):
+        dims = {s[axis - ndim + len(s)] for s in shapes if axis - ndim + len(s) >= 0} - {1}
+        if len(dims) > 1:
+            raise ShapeError(f"{what}: shapes {shapes_text(shapes)} do not broadcast together")
+        result.append(dims.pop() if dims else 1)
+    return tuple(result)
+
+
+def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints; None means every axis."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = set()
+    for a in axes:
+        if not isinstance(a, int) or isinstance(a, bool) or not -ndim <= a < ndim:
+            raise ShapeError(f"{what}: axis {a!r} is out of range for {ndim} dimension(s)")
+        out.add(a % ndim)
+    return tuple(sorted(out))
+
+
+def axis_text(axes: tuple[int, ...]) -> str:
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+def normalize_index(index, shape: Shape) -> tuple:
+    """A basic index as a tuple of ("int", i) / ("slice", start, stop, step), one per leading axis."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    if sum(1 for k in index if k is Ellipsis) > 1:
+        raise ShapeError("index: at most one '...' is allowed")
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - len(index) + 1) + index[at + 1:]
+    if len(index) > len(shape):
+        raise ShapeError(f"index: {len(index)} indices for shape {format_shape(shape)}")
+    out = []
+    for axis, (k, d) in enumerate(zip(index, shape)):
+        if isinstance(k, slice):
+            if d is None:
+                if k != slice(None):
+                    raise ShapeError(f"index: the batch axis (axis {axis}) can only be taken whole with ':'")
+                out.append(("slice", None, None, None))
+                continue
+            for part in (k.start, k.stop, k.step):
+                if part is not None and (not isinstance(part, int) or isinstance(part, bool)):
+                    raise ShapeError(f"index: slice bounds must be ints, got {part!r}")
+            if k.step is not None and k.step < 1:
+                raise ShapeError(f"index: slice steps must be positive, got {k.step}")
+            out.append(("slice", k.start, k.stop, k.step))
+        elif isinstance(k, int) and not isinstance(k, bool):
+            if d is None:
+                raise ShapeError(f"index: cannot pick one example of the batch axis (axis {axis})")
+            if not -d <= k < d:
+                raise ShapeError(f"index: {k} is out of range for axis {axis} of size {d}")
+            out.append(("int", k % d))
+        else:
+            raise ShapeError(f"index: only ints, slices and '...' are supported, got {k!r}")
+    return tuple(out)

@@ -1,0 +1,235 @@
+"""Linear algebra and reductions: matmul, outer, transpose, sum/mean/max/min over axes, and the
+helpers their derivatives use (tie_share, count), each with a closed-form derivative rule.
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import ShapeError
+from ..formulas.printing import axis_subscript, group, latex_operator, transposed
+from ..formulas.simplify import G, placeholder
+from ..ir.graph import Node, apply, constant
+from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text
+from .elementwise import fuse
+from .shape import reshape, sum_to
+from .table import Emit, Op, ShapeRule, register
+
+
+def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
+    a, b = shapes
+    if not a or not b:
+        raise ShapeError(f"matmul: operands must have at least one dimension, got shapes {shapes_text(shapes)}")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:  # None meets None: a sum over the batch, as in the weight gradient hᵀ g
+        raise ShapeError(f"matmul: shapes {shapes_text(shapes)} do not fit: "
+                         f"inner dimensions {a2[-1]} and {b2[-2]} differ")
+    batch = broadcast_shapes((a2[:-2], b2[:-2]), "matmul (batch axes)")
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def swap_last(x: Node) -> Node:
+    """xᵀ over the last two axes."""
+    if x.ndim == 2:
+        return apply("transpose", x, axes=None)
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return apply("transpose", x, axes=axes)
+
+
+def _matmul_vjp(node: Node, g: Node) -> tuple:
+    """dA = g Bᵀ, dB = Aᵀ g, with vectors treated as 1-row / 1-column matrices."""
+    a, b = node.inputs
+    if a.ndim == 1 and b.ndim == 1:  # inner product: da = g b, db = g a
+        return fuse(G * placeholder(0), {G: g, placeholder(0): b}, b.shape), fuse(G * placeholder(0), {G: g, placeholder(0): a}, a.shape)
+    if a.ndim == 2 and b.ndim == 1:  # matrix · vector: dA = g bᵀ (outer), dB = Aᵀ g
+        return apply("outer", g, b), apply("matmul", swap_last(a), g)
+    if a.ndim == 1 and b.ndim == 2:  # vector · matrix: dA = B g, dB = a gᵀ (outer)
+        return apply("matmul", b, g), apply("outer", a, g)
+    a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = reshape(g2, g2.shape[:-1] + (1,) + g2.shape[-1:] if b.ndim > 1 else g2.shape + (1,))
+    if b.ndim == 1:
+        g2 = reshape(g2, g2.shape + (1,))
+    da = reshape(sum_to(apply("matmul", g2, swap_last(b2)), a2.shape), a.shape)
+    db = reshape(sum_to(apply("matmul", swap_last(a2), g2), b2.shape), b.shape)
+    return da, db
+
+
+register(Op("matmul", 2, _matmul_shape,
+            lambda node, args: f"{args[0]} @ {args[1]}", _matmul_vjp,
+            lambda node, args: f"{args[0]} @ {args[1]}",
+            lambda node, args: f"{group(args[0])} {group(args[1])}"))
+
+
+def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or len(b) != 1:
+        raise ShapeError(f"outer: operands must be vectors, got shapes {shapes_text(shapes)}")
+    return a + b
+
+
+# a bᵀ of two vectors (the weight gradient of a matrix-vector product, seed 001's Linear).
+register(Op("outer", 2, _outer_shape, lambda node, args: f"np.outer({args[0]}, {args[1]})",
+            lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
+            lambda node, args: f"outer({args[0]}, {args[1]})",
+            lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
+
+
+def _transpose_axes(node: Node) -> tuple[int, ...]:
+    axes = node.attr("axes")
+    return tuple(reversed(range(node.inputs[0].ndim))) if axes is None else axes
+
+
+def _transpose_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    axes = attrs.get("axes")
+    if axes is None:
+        return tuple(reversed(x))
+    if sorted(axes) != list(range(len(x))):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of the axes of shape {format_shape(x)}")
+    return tuple(x[a] for a in axes)
+
+
+def _transpose_vjp(node: Node, g: Node) -> tuple:
+    axes = _transpose_axes(node)
+    inverse = tuple(sorted(range(len(axes)), key=lambda k: axes[k]))
+    return (apply("transpose", g, axes=None if node.attr("axes") is None else inverse),)
+
+
+register(Op("transpose", 1, _transpose_shape,
+            lambda node, args: f"{args[0]}.T" if node.attr("axes") is None
+            else f"np.transpose({args[0]}, {node.attr('axes')})",
+            _transpose_vjp,
+            lambda node, args: f"transpose({args[0]})",
+            lambda node, args: transposed(args[0]) if node.attr("axes") is None
+            else latex_operator("transpose", args, str(tuple(node.attr("axes"))))))
+
+
+def _reduce_shape(name: str) -> ShapeRule:
+    def rule(shapes: tuple, attrs: dict) -> Shape:
+        (x,) = shapes
+        axes = normalize_axes(attrs.get("axis"), len(x), name)
+        if attrs.get("keepdims"):
+            return tuple(1 if i in axes else d for i, d in enumerate(x))
+        return tuple(d for i, d in enumerate(x) if i not in axes)
+    return rule
+
+
+def _reduce_emit(function: str) -> Emit:
+    def emit(node: Node, args: tuple) -> str:
+        x = node.inputs[0]
+        axes = normalize_axes(node.attr("axis"), x.ndim, function)
+        options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_text(axes)}"
+        if node.attr("keepdims"):
+            options += ", keepdims=True"
+        return f"np.{function}({args[0]}{options})"
+    return emit
+
+
+def _unreduce(node: Node, g: Node) -> Node:
+    """g spread back over the axes the reduction `node` removed."""
+    x = node.inputs[0]
+    axes = None if node.attr("keepdims") else normalize_axes(node.attr("axis"), x.ndim, node.op)
+    return apply("broadcast_like", g, x, axis=axes)
+
+
+def reduced_count(x: Node, axes: tuple[int, ...]) -> Node:
+    """How many elements one reduction over `axes` of x sums: a number, or a run-time node."""
+    if any(x.shape[a] is None for a in axes):
+        return apply("count", x, axis=axes)
+    return constant(math.prod(x.shape[a] for a in axes))
+
+
+def _sum_vjp(node: Node, g: Node) -> tuple:
+    return (_unreduce(node, g),)
+
+
+def _mean_vjp(node: Node, g: Node) -> tuple:
+    x = node.inputs[0]
+    return (apply("div", _unreduce(node, g), reduced_count(x, normalize_axes(node.attr("axis"), x.ndim, "mean"))),)
+
+
+def _reduction_text(name: str) -> Emit:
+    def text(node: Node, args: tuple) -> str:
+        axis = node.attr("axis")
+        return f"{name}({args[0]})" if axis is None else f"{name}({args[0]}, axis={axis})"
+    return text
+
+
+def _reduction_latex(name: str, whole: str | None = None) -> Emit:
+    """Σ x over every axis; otherwise the operator with its axes (and keepdims) as a subscript."""
+    def latex(node: Node, args: tuple) -> str:
+        if node.attr("axis") is None and not node.attr("keepdims") and whole and (
+                whole == r"\sum" or group(args[0]) == args[0]):  # \max(a, b) is SymPy's elementwise max
+            return f"{whole} {group(args[0])}"
+        return latex_operator(name, args, _axes_latex(node))
+    return latex
+
+
+def _axes_latex(node: Node) -> str:
+    """The subscript of a reduction of node.inputs[0]: its axes, counted from 0, and keepdims."""
+    axis = node.attr("axis")
+    axes = None if axis is None else normalize_axes(axis, node.inputs[0].ndim, node.op)
+    return axis_subscript(axes, bool(node.attr("keepdims")))
+
+
+register(Op("sum", 1, _reduce_shape("sum"), _reduce_emit("sum"), _sum_vjp, _reduction_text("sum"),
+            _reduction_latex("sum", r"\sum")))
+register(Op("mean", 1, _reduce_shape("mean"), _reduce_emit("mean"), _mean_vjp, _reduction_text("mean"),
+            _reduction_latex("mean")))
+
+
+def _extremum_vjp(node: Node, g: Node) -> tuple:
+    """The gradient goes to the positions that reach the max (min); tied positions share it equally."""
+    share = apply("tie_share", node.inputs[0], node, axis=node.attr("axis"), keepdims=node.attr("keepdims"))
+    return (apply("mul", share, _unreduce(node, g)),)
+
+
+register(Op("max", 1, _reduce_shape("max"), _reduce_emit("max"), _extremum_vjp, _reduction_text("max"),
+            _reduction_latex("max", r"\max")))
+register(Op("min", 1, _reduce_shape("min"), _reduce_emit("min"), _extremum_vjp, _reduction_text("min"),
+            _reduction_latex("min", r"\min")))
+
+
+def _tie_share_emit(node: Node, args: tuple) -> str:
+    x, extremum = node.inputs
+    axes = normalize_axes(node.attr("axis"), x.ndim, "max")
+    reached = args[1]
+    if not node.attr("keepdims") and axes != tuple(range(x.ndim)):
+        reached = f"np.expand_dims({reached}, {axis_text(axes)})"
+    hit = f"({args[0]} == {reached})"
+    options = "" if axes == tuple(range(x.ndim)) else f"axis={axis_text(axes)}, "
+    return f"{hit} / np.sum({hit}, {options}keepdims=True, dtype={args[0]}.dtype)"
+
+
+# 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
+register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, lambda node, g: (None, None),
+            lambda node, args: f"argmax_share({args[0]})",
+            lambda node, args: latex_operator("ties", args, _axes_latex(node))))
+
+
+def _count_emit(node: Node, args: tuple) -> str:
+    x = node.inputs[0]
+    axes = node.attr("axis")
+    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
+    factors = [f"{args[0]}.shape[{a}]" for a in axes if x.shape[a] is None] + ([str(known)] if known != 1 else [])
+    return factors[0] if len(factors) == 1 else "(" + " * ".join(factors) + ")"
+
+
+def _count_latex(node: Node, args: tuple) -> str:
+    x = node.inputs[0]
+    known = math.prod(x.shape[a] for a in node.attr("axis") if x.shape[a] is not None)
+    batches = sum(1 for a in node.attr("axis") if x.shape[a] is None)
+    return " ".join(([str(known)] if known != 1 or not batches else []) + ["N"] * batches)
+
+
+# The run-time number of elements over some axes (a mean over the batch divides by it).
+register(Op("count", 1, lambda shapes, attrs: (), _count_emit, lambda node, g: (None,),
+            lambda node, args: f"count({args[0]})", _count_latex))

@@ -1,0 +1,259 @@
+"""Ops that move, repeat or pick values without computing new ones: broadcasting and its undoing
+(broadcast_like, expand, sum_to), reshape, indexing and its adjoint, concat, and the markers alias,
+zeros_like, stop_gradient and one_hot.
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import ShapeError
+from ..formulas.printing import axis_subscript, group, latex_operator, latex_shape
+from ..ir.graph import Node, apply
+from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text
+from .table import Op, register
+
+
+def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
+    g, ref = shapes
+    if attrs.get("axis") is not None:
+        g = list(g)
+        for a in attrs["axis"]:
+            g.insert(a, 1)
+    broadcast_shapes((tuple(g), ref), "broadcast_like")
+    return ref
+
+
+def _broadcast_like_emit(node: Node, args: tuple) -> str:
+    g = args[0]
+    if node.inputs[0].op == "const":  # the seed ∂loss/∂loss: an array of the ref's own dtype
+        return f"np.ones_like({args[1]})" if node.inputs[0].attr("value") == 1 else f"np.full_like({args[1]}, {g})"
+    axis = node.attr("axis")
+    if axis is not None and axis != tuple(range(len(node.shape))):
+        g = f"np.expand_dims({g}, {axis_text(axis)})"
+    return f"np.broadcast_to({g}, {args[1]}.shape)"
+
+
+def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
+    axis = node.attr("axis")
+    source = node.inputs[0]
+    if axis is not None:
+        return apply("sum", g, axis=axis), None
+    return sum_to(g, source.shape), None
+
+
+def _broadcast_like_latex(node: Node, args: tuple) -> str:
+    """1_x (ones shaped like x) for the seed, c 1_x for a constant, broadcast_x(g) otherwise."""
+    like = args[1] if node.attr("axis") is None else f"{args[1]},\\ {axis_subscript(node.attr('axis'))}"
+    if node.inputs[0].op == "const":
+        ones = f"\\mathbf{{1}}_{{{args[1]}}}"
+        return ones if node.inputs[0].attr("value") == 1 else f"{group(args[0])} {ones}"
+    return latex_operator("broadcast", args[:1], like)
+
+
+# g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
+register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
+            lambda node, args: f"broadcast({args[0]}, like={args[1]})", _broadcast_like_latex))
+
+
+def _expand_emit(node: Node, args: tuple) -> str:
+    value, refs = args[0], args[1:]
+    shape = f"{refs[0]}.shape" if len(refs) == 1 else f"np.broadcast_shapes({', '.join(r + '.shape' for r in refs)})"
+    if node.inputs[0].op == "const":
+        return f"np.full_like({refs[0]}, {value})" if len(refs) == 1 else f"np.full({shape}, {value}, dtype=DTYPE)"
+    return f"np.broadcast_to({value}, {shape})"
+
+
+def _expand_vjp(node: Node, g: Node) -> tuple:
+    return (sum_to(g, node.inputs[0].shape),) + (None,) * (len(node.inputs) - 1)
+
+
+# A value repeated to the broadcast shape of some reference values (only their shapes are read):
+# a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
+register(Op("expand", None, lambda shapes, attrs: broadcast_shapes(shapes, "expand"), _expand_emit, _expand_vjp,
+            lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
+            lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
+                                else latex_operator("broadcast", args[:1], ", ".join(args[1:])))))
+
+
+def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(axes summed with keepdims, leading axes summed away) to bring `source` to `target`."""
+    lead = len(source) - len(target)
+    kept = tuple(lead + i for i, d in enumerate(target) if d == 1 and source[lead + i] != 1)
+    return kept, tuple(range(lead))
+
+
+def _sum_to_shape(shapes: tuple, attrs: dict) -> Shape:
+    (source,) = shapes
+    target = attrs["shape"]
+    if len(target) > len(source) or broadcast_shapes((source, target), "sum_to") != source:
+        raise ShapeError(f"sum_to: cannot sum shape {format_shape(source)} down to {format_shape(target)}")
+    return target
+
+
+def _sum_to_emit(node: Node, args: tuple) -> str:
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    text = args[0]
+    if kept:
+        text = f"{text}.sum(axis={axis_text(kept)}, keepdims=True)"
+    if leading:
+        text = f"{text}.sum(axis={axis_text(leading)})"
+    return text
+
+
+def _sum_to_latex(node: Node, args: tuple) -> str:
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    if leading == (0,) and not kept:
+        return rf"\mathbf{{1}}^\top {group(args[0])}"  # a bias gradient: the batch rows summed
+    return latex_operator("sum", args, rf"\to {latex_shape(node.shape)}")
+
+
+# Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
+register(Op("sum_to", 1, _sum_to_shape, _sum_to_emit,
+            lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
+            lambda node, args: f"unbroadcast({args[0]})", _sum_to_latex))
+
+
+def sum_to(x: Node, shape: Shape) -> Node:
+    """x summed down to `shape`; x itself when the shapes already agree."""
+    return x if tuple(x.shape) == tuple(shape) else apply("sum_to", x, shape=tuple(shape))
+
+
+def _reshape_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    target = tuple(attrs["shape"])
+    if -1 in target:  # one unknown size, as in NumPy, when everything else is known
+        if target.count(-1) > 1 or None in x or None in target:
+            raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
+        rest = math.prod(d for d in target if d != -1)
+        if math.prod(x) % rest:
+            raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(x)}")
+        target = tuple(math.prod(x) // rest if d == -1 else d for d in target)
+    if x.count(None) > 1 or target.count(None) > 1:  # x @ x.T is (None, None): only 1-axes may come or go
+        if _without_ones(x) != _without_ones(target):
+            raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)}: with several batch-sized "
+                             "axes (None), a reshape may only add or remove axes of size 1")
+        return target
+    if (None in x) != (None in target):
+        raise ShapeError(f"reshape: {format_shape(x)} to {format_shape(target)} must keep the batch dimension None")
+    if math.prod(d for d in x if d is not None) != math.prod(d for d in target if d is not None):
+        raise ShapeError(f"reshape: cannot reshape {format_shape(x)} to {format_shape(target)}")
+    return target
+
+
+def _without_ones(shape: Shape) -> Shape:
+    return tuple(d for d in shape if d != 1)
+
+
+def _reshape_emit(node: Node, args: tuple) -> str:
+    if node.shape.count(None) > 1:  # only size-1 axes come or go: drop them all, then put the new ones in
+        x = node.inputs[0]
+        text = args[0]
+        ones = tuple(i for i, d in enumerate(x.shape) if d == 1)
+        if ones:
+            text = f"np.squeeze({text}, axis={axis_text(ones)})"
+        new_ones = tuple(i for i, d in enumerate(node.shape) if d == 1)
+        return f"np.expand_dims({text}, {axis_text(new_ones)})" if new_ones else text
+    dims = tuple(-1 if d is None else d for d in node.shape)
+    return f"{args[0]}.reshape({dims})" if len(dims) != 1 else f"{args[0]}.reshape({dims[0]})"
+
+
+register(Op("reshape", 1, _reshape_shape, _reshape_emit,
+            lambda node, g: (reshape(g, node.inputs[0].shape),),
+            lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
+            lambda node, args: latex_operator("reshape", args, latex_shape(node.shape))))
+
+
+def reshape(x: Node, shape: Shape) -> Node:
+    return x if tuple(x.shape) == tuple(shape) else apply("reshape", x, shape=tuple(shape))
+
+
+# A zero gradient for a leaf the loss does not depend on.
+register(Op("zeros_like", 1, lambda shapes, attrs: shapes[0],
+            lambda node, args: f"np.zeros_like({args[0]})", lambda node, g: (None,),
+            lambda node, args: "0", lambda node, args: "0"))
+
+
+# The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
+register(Op("alias", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
+            lambda node, g: (g,), lambda node, args: str(args[0]), lambda node, args: str(args[0])))
+
+
+def _index_shape(shapes: tuple, attrs: dict) -> Shape:
+    (x,) = shapes
+    out = []
+    for axis, d in enumerate(x):
+        entry = attrs["index"][axis] if axis < len(attrs["index"]) else ("slice", None, None, None)
+        if entry[0] == "slice":
+            size = d if d is None else len(range(d)[slice(*entry[1:])])
+            if size == 0:
+                raise ShapeError(f"index: the slice {_index_text(attrs['index'])} of shape {format_shape(x)} is empty")
+            out.append(size)
+    return tuple(out)
+
+
+def _index_text(index: tuple) -> str:
+    def one(entry):
+        if entry[0] == "int":
+            return str(entry[1])
+        start, stop, step = entry[1:]
+        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+        return text if step is None else f"{text}:{step}"
+    return ", ".join(one(e) for e in index)
+
+
+register(Op("index", 1, _index_shape,
+            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
+            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
+
+# The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
+register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
+            lambda node, args: f"_unindex({args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
+            lambda node, g: (apply("index", g, index=node.attr("index")), None),
+            lambda node, args: f"unindex({args[0]})",
+            lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
+            helpers=("unindex",)))
+
+
+def _concat_shape(shapes: tuple, attrs: dict) -> Shape:
+    first = shapes[0]
+    axis = normalize_axes(attrs["axis"], len(first), "concat")[0]
+    for other in shapes[1:]:
+        if len(other) != len(first) or any(a != b for k, (a, b) in enumerate(zip(first, other)) if k != axis):
+            raise ShapeError(f"concat: shapes {shapes_text(shapes)} differ outside axis {attrs['axis']}")
+    if any(s[axis] is None for s in shapes):
+        raise ShapeError(f"concat: cannot join along the batch axis (shapes {shapes_text(shapes)})")
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1:]
+
+
+def _concat_vjp(node: Node, g: Node) -> tuple:
+    axis = normalize_axes(node.attr("axis"), node.ndim, "concat")[0]
+    pieces, start = [], 0
+    for x in node.inputs:
+        index = (("slice", None, None, None),) * axis + (("slice", start, start + x.shape[axis], None),)
+        pieces.append(apply("index", g, index=index))
+        start += x.shape[axis]
+    return tuple(pieces)
+
+
+register(Op("concat", None, _concat_shape,
+            lambda node, args: f"np.concatenate(({', '.join(args)}), axis={node.attr('axis')})",
+            _concat_vjp,
+            lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
+            lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
+
+
+# Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
+register(Op("stop_gradient", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
+            lambda node, g: (None,), lambda node, args: f"stop_gradient({args[0]})", lambda node, args: args[0]))
+
+
+def _one_hot_emit(node: Node, args: tuple) -> str:
+    return f"({args[0]}[..., None] == np.arange({node.attr('classes')})).astype({args[0]}.dtype)"
+
+
+# Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
+register(Op("one_hot", 1, lambda shapes, attrs: shapes[0] + (attrs["classes"],), _one_hot_emit,
+            lambda node, g: (None,), lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
+            lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))

@@ -1,0 +1,35 @@
+"""Graph passes run before differentiation: stable rewrites (log σ, log-softmax, cross-entropy of
+softmax ...) and the fusion of elementwise chains into one formula each, with a log of what changed.
+It may import `ir`, `formulas` and `ops`.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..ir import Graph, Node
+from .changes import Change, rebuild
+from .fusion import MAX_REGION, fuse_chains
+from .rewrites import RULES, Rule, rewrite
+
+__all__ = [
+    "Change", "rebuild", "MAX_REGION", "fuse_chains", "RULES", "Rule", "rewrite", "optimize"
+]
+
+
+def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True,
+             wrt: Iterable[Node] | None = None, log: list[Change] | None = None) -> Graph:
+    """The graph with stable rewrites applied and elementwise chains fused.
+
+    wrt: the leaves gradients will be taken for (default: all); fusion only weighs the
+    derivatives that the backward pass will compute. log: receives a Change for every
+    rewrite that fired and every fused formula the result keeps.
+    """
+    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules), log)
+    graph = graph.remapped(mapping)
+    if fuse_elementwise:
+        fusions: list[Change] = []
+        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions))
+        if log is not None:
+            kept = set(graph.nodes())
+            log.extend(change for change in fusions if change.after in kept)
+    return graph
