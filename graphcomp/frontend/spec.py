@@ -1,9 +1,7 @@
 """Model spec files: TOML in, a Graph (and training settings) out.
 
-Expressions are strings parsed with Python's `ast` and walked against a whitelist:
-names, numbers, + - * / ** @, unary minus, basic slicing, and calls to graphcomp's
-functions with keyword arguments. Nothing is ever passed to eval, exec or sympify.
-Every problem is a SpecError that names the file, the entry and what is wrong.
+Expressions are strings built by `expressions.Evaluator` against a whitelist; nothing is ever passed
+to eval, exec or sympify. Every problem is a SpecError that names the file, the entry and what is wrong.
 """
 from __future__ import annotations
 
@@ -12,38 +10,14 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import dsl, losses, nn
 from ..codegen import TRAINING_KEYS, training_problems
-from ..errors import GraphcompError
 from ..ir import Graph, Node
+from . import dsl, losses, nn
+from .expressions import Evaluator, SpecError, guard, parse
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
-
-
-class SpecError(GraphcompError, ValueError):
-    """A spec file that cannot be read: `file: entry: problem`."""
-
-    def __init__(self, file: str, entry: str, problem: str) -> None:
-        self.file, self.entry, self.problem = file, _printable(entry), _printable(problem)
-        message = f"{file}: {self.entry}: {self.problem}" if entry else f"{file}: {self.problem}"
-        super().__init__(message)
-
-
-def _printable(text: str) -> str:
-    """One line, whatever the user wrote: control characters as Python escapes."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
-# The functions a spec may call: graphcomp's own, by their public names.
-FUNCTIONS: dict[str, Callable[..., Node]] = {
-    name: getattr(dsl, name) for name in dsl.__all__
-} | {name: getattr(losses, name) for name in losses.__all__}
-
-OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Div: "__truediv__",
-             ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
-
 
 
 @dataclass
@@ -83,7 +57,7 @@ def build(data: dict, file: str = "<spec>") -> Spec:
     _only(model, {"name", "kind", "loss", "wrt", "predict", "target", "inputs", "layers", "activation",
                   "image", "filters", "kernel", "pool", "classes"}, file, "model")
     name = model.get("name", Path(file).stem.replace("-", "_"))
-    graph = _guard(file, "model.name", lambda: Graph(name))
+    graph = guard(file, "model.name", lambda: Graph(name))
     kind = model.get("kind", "graph")
     builders = {"graph": _general, "mlp": _mlp, "cnn": _cnn}
     if kind not in builders:
@@ -102,22 +76,8 @@ def build(data: dict, file: str = "<spec>") -> Spec:
 # ------------------------------------------------------------------ general graphs
 
 def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
-    classes: dict[str, int] = {}
-    for name, entry in _table(data, "inputs", file).items():
-        where = f"inputs.{name}"
-        if isinstance(entry, dict):
-            _only(entry, {"shape", "classes"}, file, where)
-            if "classes" in entry:
-                classes[name] = _positive_int(entry["classes"], file, f"{where}.classes")
-            entry = entry.get("shape", [])
-        _guard(file, where, lambda: graph.input(name, _shape(entry, file, where)))
-    for name, entry in _table(data, "params", file).items():
-        where = f"params.{name}"
-        if not isinstance(entry, dict):
-            entry = {"shape": entry}
-        _only(entry, {"shape", "init"}, file, where)
-        _guard(file, where, lambda: graph.param(name, _shape(entry.get("shape", []), file, where),
-                                               init=entry.get("init", "xavier")))
+    """A spec of [inputs], [params], [nodes] and [outputs]: any graph of graphcomp's functions."""
+    classes = _leaves(graph, data, file)
     nodes = _table(data, "nodes", file)
     outputs = _table(data, "outputs", file)
     if not outputs:
@@ -134,25 +94,46 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
                                                       f"or write {name} = \"{name}\"")
         if name not in nodes:
             expressions[f"outputs.{name}"] = (name, text)
-    trees = {where: _parse(text, file, where) for where, (_, text) in expressions.items()}
+    trees = {where: parse(text, file, where) for where, (_, text) in expressions.items()}
     values: dict[str, Node] = dict(graph.leaves)
     for where in _evaluation_order(trees, expressions, file):
         name = expressions[where][0]
-        node = _as_node(_evaluate(trees[where], values, file, where), file, where)
+        node = _as_node(Evaluator(values, file, where).visit(trees[where]), file, where)
         if where.startswith("outputs."):
-            values[name] = _guard(file, where, lambda: graph.output(name, node))
+            values[name] = guard(file, where, lambda: graph.output(name, node))
         elif node.is_leaf or node in graph.labels:
             values[name] = node
         else:
-            values[name] = _guard(file, where, lambda: graph.let(name, node))
+            values[name] = guard(file, where, lambda: graph.let(name, node))
     for name in outputs:
         if name in nodes:  # an output that is a node of the same name
-            _guard(file, f"outputs.{name}", lambda: graph.output(name, values[name]))
+            guard(file, f"outputs.{name}", lambda: graph.output(name, values[name]))
     graph.outputs = {name: graph.outputs[name] for name in outputs}  # the order the spec gives
     wrt = model.get("wrt")
     if wrt is not None and (not isinstance(wrt, list) or not all(isinstance(name, str) for name in wrt)):
         raise SpecError(file, "model.wrt", f"expected a list of leaf names, got {wrt!r}")
     return Spec(graph, model.get("loss"), wrt, model.get("predict"), model.get("target"), classes)
+
+
+def _leaves(graph: Graph, data: dict, file: str) -> dict[str, int]:
+    """Declare the [inputs] and [params]; returns the inputs that hold class labels, with their counts."""
+    classes: dict[str, int] = {}
+    for name, entry in _table(data, "inputs", file).items():
+        where = f"inputs.{name}"
+        if isinstance(entry, dict):
+            _only(entry, {"shape", "classes"}, file, where)
+            if "classes" in entry:
+                classes[name] = _positive_int(entry["classes"], file, f"{where}.classes")
+            entry = entry.get("shape", [])
+        guard(file, where, lambda: graph.input(name, _shape(entry, file, where)))
+    for name, entry in _table(data, "params", file).items():
+        where = f"params.{name}"
+        if not isinstance(entry, dict):
+            entry = {"shape": entry}
+        _only(entry, {"shape", "init"}, file, where)
+        guard(file, where, lambda: graph.param(name, _shape(entry.get("shape", []), file, where),
+                                               init=entry.get("init", "xavier")))
+    return classes
 
 
 def _as_node(value: Any, file: str, where: str) -> Node:
@@ -201,7 +182,7 @@ def _mlp(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     if loss_kind not in _LOSSES:
         raise SpecError(file, "model.loss", f"unknown loss {loss_kind!r}; choose one of {', '.join(sorted(_LOSSES))}")
     x = graph.input("x", (None, width))
-    logits = graph.output("logits", _guard(file, "model", lambda: nn.mlp(graph, x, layers, model.get("activation", "relu"))))
+    logits = graph.output("logits", guard(file, "model", lambda: nn.mlp(graph, x, layers, model.get("activation", "relu"))))
     return _classifier(graph, logits, loss_kind, file)
 
 
@@ -227,7 +208,7 @@ def _cnn(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         b = graph.param("b", (classes,), init="zeros")
         return flat @ W + b
 
-    logits = graph.output("logits", _guard(file, "model", layers))
+    logits = graph.output("logits", guard(file, "model", layers))
     return _classifier(graph, logits, "softmax_cross_entropy", file)
 
 
@@ -271,124 +252,6 @@ def _training(data: dict, file: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ expressions
-
-def _parse(text: Any, file: str, where: str) -> ast.AST:
-    if not isinstance(text, str):
-        raise SpecError(file, where, f"expected an expression string, got {text!r}")
-    try:
-        return ast.parse(text.strip(), mode="eval").body
-    except (RecursionError, MemoryError):
-        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
-    except SyntaxError as error:
-        column = f" at column {error.offset}" if error.offset else ""
-        raise SpecError(file, where, f"syntax error{column} in {text!r}") from None
-
-
-def _evaluate(tree: ast.AST, values: dict[str, Node], file: str, where: str) -> Any:
-    """Build the graph value of a parsed expression, node type by node type (a whitelist)."""
-    def walk(n: ast.AST) -> Any:
-        if isinstance(n, ast.Name):
-            if n.id not in values:
-                raise SpecError(file, where, f"unknown name {n.id!r}")
-            return values[n.id]
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
-            if not math.isfinite(n.value):
-                raise SpecError(file, where, f"the number {n.value} is not finite")
-            return n.value
-        if isinstance(n, ast.BinOp) and type(n.op) in OPERATORS:
-            left, right = walk(n.left), walk(n.right)
-            if not isinstance(left, Node) and not isinstance(right, Node):
-                raise SpecError(file, where, "an operation on numbers alone: write its value instead")
-            operand, other, method = (left, right, OPERATORS[type(n.op)]) if isinstance(left, Node) \
-                else (right, left, "__r" + OPERATORS[type(n.op)][2:])
-            return _guard(file, where, lambda: getattr(operand, method)(other))
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
-            value = walk(n.operand)
-            if isinstance(value, list):
-                raise SpecError(file, where, "a sign applies to a value or a number, not to a list")
-            return _guard(file, where, lambda: -value) if isinstance(n.op, ast.USub) else value
-        if isinstance(n, ast.Call):
-            return call(n)
-        if isinstance(n, ast.Subscript):
-            value = walk(n.value)
-            if not isinstance(value, Node):
-                raise SpecError(file, where, "only graph values can be sliced")
-            return _guard(file, where, lambda: value[_index(n.slice)])
-        if isinstance(n, (ast.List, ast.Tuple)):
-            return [walk(e) for e in n.elts]
-        raise SpecError(file, where, f"{_describe(n)} is not allowed: expressions use names, numbers, "
-                                     "+ - * / ** @, unary minus, slicing and calls to graphcomp functions")
-
-    def call(n: ast.Call) -> Node:
-        if not isinstance(n.func, ast.Name):
-            raise SpecError(file, where, f"{_describe(n.func)} cannot be called: call graphcomp functions by name")
-        if n.func.id not in FUNCTIONS:
-            raise SpecError(file, where, f"unknown function {n.func.id!r}")
-        args = [walk(a) for a in n.args]
-        kwargs = {}
-        for k in n.keywords:
-            if k.arg is None:
-                raise SpecError(file, where, "'**' arguments are not allowed")
-            kwargs[k.arg] = _literal(k.value, file, where)
-        return _guard(file, where, lambda: FUNCTIONS[n.func.id](*args, **kwargs))
-
-    def _index(n: ast.AST) -> Any:
-        if isinstance(n, ast.Slice):
-            return slice(*(None if part is None else _literal(part, file, where) for part in (n.lower, n.upper, n.step)))
-        if isinstance(n, ast.Tuple):
-            return tuple(_index(e) for e in n.elts)
-        if isinstance(n, ast.Constant) and n.value is Ellipsis:
-            return Ellipsis
-        return _literal(n, file, where)
-
-    return walk(tree)
-
-
-def _literal(n: ast.AST, file: str, where: str) -> Any:
-    """A keyword argument's value: a number, a string, True/False/None, or a tuple/list of those."""
-    if isinstance(n, ast.Constant) and isinstance(n.value, float) and not math.isfinite(n.value):
-        raise SpecError(file, where, f"the number {n.value} is not finite")
-    if isinstance(n, ast.Constant) and (n.value is None or isinstance(n.value, (int, float, str, bool))):
-        return n.value
-    if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \
-            and isinstance(n.operand.value, (int, float)) and not isinstance(n.operand.value, bool):
-        return -n.operand.value
-    if isinstance(n, (ast.Tuple, ast.List)):
-        return tuple(_literal(e, file, where) for e in n.elts)
-    raise SpecError(file, where, f"{_describe(n)} is not allowed as a keyword value: use numbers, names in "
-                                 "quotes, True/False/None, or tuples of those")
-
-
-def _describe(n: ast.AST) -> str:
-    if isinstance(n, ast.Attribute):
-        return f"attribute access '.{n.attr}'"
-    if isinstance(n, ast.Constant):
-        return f"the constant {n.value!r}"
-    return f"a {type(n).__name__} expression"
-
-
-# ------------------------------------------------------------------ small checks
-
-def _guard(file: str, where: str, make: Callable[[], Any]) -> Any:
-    """Run one building step, turning graphcomp's errors into a SpecError for this entry."""
-    try:
-        return make()
-    except SpecError:
-        raise
-    except GraphcompError as error:
-        raise SpecError(file, where, str(error)) from None
-    except (TypeError, AttributeError, ValueError) as error:  # wrong arguments: a number where a tensor goes, ...
-        raise SpecError(file, where, _argument_problem(error)) from None
-    except RecursionError:
-        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
-
-
-def _argument_problem(error: Exception) -> str:
-    """What a Python error raised inside a graphcomp function says about the spec's arguments."""
-    if isinstance(error, AttributeError) and ("'int'" in str(error) or "'float'" in str(error)):
-        return "a number was given where a tensor is expected"  # e.g. 3.ndim inside softmax(3)
-    return str(error)
-
 
 def _table(data: dict, key: str, file: str) -> dict:
     value = data.get(key, {})

@@ -167,8 +167,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     """∂loss/∂v for every value v between the wrt leaves and the loss, in the order backprop visits them."""
     loss_node = graph.outputs[loss]
     notation = Notation(graph)
-    wrt_nodes = [graph.leaves[name] for name in wrt]
-    backward = reverse_mode(loss_node, wrt_nodes)
+    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
     scalar = is_scalar_graph(graph, loss_node)
     values = arrays = None
     if at is not None:
@@ -178,50 +177,70 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
         else:
             arrays = _arrays(graph, loss, wrt, at)
     consumers = _consumers(loss_node, backward)
-    renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
-    text_renderer = _AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
-    f = symbol(loss)
-    adjoint_values: dict[Node, float] = {}
-    steps = []
-    for node in _backprop_order(loss_node, list(graph.leaves.values()), consumers):
-        name = notation.names[node]
-        lhs = partial(f, symbol(name)) if scalar else bar(name)
-        plain_lhs = f"d{loss}/d{name}" if scalar else f"d_{name}"
-        if node is loss_node:
-            step = Step(name, lhs, [], value=1.0 if values is not None else None, plain=(plain_lhs, [], []))
-            adjoint_values[node] = 1.0
-            steps.append(step)
-            continue
-        step = Step(name, lhs, [], plain=(plain_lhs, [], []))
-        for user, index in consumers[node]:
-            user_name = notation.names[user]
-            upstream = partial(f, symbol(user_name)) if scalar else bar(user_name)
-            if scalar:
-                local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
-                step.terms.append(rf"{group(local_latex(local, user, notation))} \cdot {upstream}")
-                step.plain[1].append(f"{_local_text(local, user, notation)} * d{loss}/d{user_name}")
-                if values is not None:
-                    local_value = float(_local_value(local, user, values))
-                    step.numbers.append(rf"{signed(local_value)} \cdot {signed(adjoint_values[user])}")
-                    step.plain[2].append(f"{signed_text(local_value)} * {signed_text(adjoint_values[user])}")
-                    step.path_values.append(local_value * adjoint_values[user])
-            else:
-                # the user's own adjoint reads as ū, even where it is the same array as another's
-                piece = backward.paths[(user, index)]
-                step.terms.append(renderer.render(piece, named={backward.adjoints[user]: bar(user_name)}))
-                step.plain[1].append(text_renderer.render(piece, named={backward.adjoints[user]: f"d_{user_name}"}))
-        if values is not None:
-            adjoint_values[node] = step.value = sum(step.path_values)
-        if arrays is not None:
-            step.array = arrays.get(backward.adjoints[node])
-        steps.append(step)
-    if arrays is not None and steps:
-        steps[0].array = np.float64(1.0)
+    chain = _ChainRule(notation, backward, loss, scalar, values)
+    order = _backprop_order(loss_node, list(graph.leaves.values()), consumers)
+    steps = [chain.step(node, consumers.get(node, []), node is loss_node) for node in order]
+    if arrays is not None:  # a tensor graph's steps show the arrays the generated code computes
+        for step, node in zip(steps, order):
+            step.array = np.float64(1.0) if node is loss_node else arrays.get(backward.adjoints[node])
     values = values or arrays or {}
     named_values = {notation.names[n]: v for n, v in values.items() if n in notation.names}
     forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n), values.get(n))
                for n in toposort([loss_node]) if not n.is_leaf and n in notation.names and n in backward.adjoints]
     return Derivation(loss, steps, named_values, forward)
+
+
+class _ChainRule:
+    """Makes each value's step: the sum, over the paths out of it, of the local derivative times the
+    gradient of the value it feeds (with numbers when the scalar values are known)."""
+
+    def __init__(self, notation: Notation, backward: Backward, loss: str, scalar: bool,
+                 values: dict[Node, float] | None) -> None:
+        self.notation, self.backward, self.loss, self.scalar, self.values = notation, backward, loss, scalar, values
+        self.renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
+        self.text_renderer = _AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
+        self.adjoint_values: dict[Node, float] = {}
+
+    def lhs(self, name: str) -> tuple[str, str]:
+        """(LaTeX, plain text) of a value's gradient: ∂f/∂t1 and df/dt1, or t̄1 and d_t1."""
+        if self.scalar:
+            return partial(symbol(self.loss), symbol(name)), f"d{self.loss}/d{name}"
+        return bar(name), f"d_{name}"
+
+    def step(self, node: Node, consumers: list[tuple[Node, int]], is_loss: bool) -> Step:
+        name = self.notation.names[node]
+        lhs, plain_lhs = self.lhs(name)
+        if is_loss:
+            self.adjoint_values[node] = 1.0
+            return Step(name, lhs, [], value=1.0 if self.values is not None else None, plain=(plain_lhs, [], []))
+        step = Step(name, lhs, [], plain=(plain_lhs, [], []))
+        for user, index in consumers:
+            if self.scalar:
+                self._scalar_path(step, user, index)
+            else:
+                self._tensor_path(step, user, index)
+        if self.values is not None:
+            self.adjoint_values[node] = step.value = sum(step.path_values)
+        return step
+
+    def _scalar_path(self, step: Step, user: Node, index: int) -> None:
+        user_name = self.notation.names[user]
+        upstream, plain_upstream = self.lhs(user_name)
+        local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
+        step.terms.append(rf"{group(local_latex(local, user, self.notation))} \cdot {upstream}")
+        step.plain[1].append(f"{_local_text(local, user, self.notation)} * {plain_upstream}")
+        if self.values is not None:
+            local_value = float(_local_value(local, user, self.values))
+            step.numbers.append(rf"{signed(local_value)} \cdot {signed(self.adjoint_values[user])}")
+            step.plain[2].append(f"{signed_text(local_value)} * {signed_text(self.adjoint_values[user])}")
+            step.path_values.append(local_value * self.adjoint_values[user])
+
+    def _tensor_path(self, step: Step, user: Node, index: int) -> None:
+        # the user's own adjoint reads as ū, even where it is the same array as another's
+        user_name = self.notation.names[user]
+        piece, adjoint = self.backward.paths[(user, index)], self.backward.adjoints[user]
+        step.terms.append(self.renderer.render(piece, named={adjoint: bar(user_name)}))
+        step.plain[1].append(self.text_renderer.render(piece, named={adjoint: f"d_{user_name}"}))
 
 
 def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:

@@ -8,7 +8,7 @@ import sympy as sp
 from ..codegen import GeneratedModule
 from ..formulas.simplify import in_exponentials, local_derivative, placeholder
 from ..formulas.symbols import partial, symbol
-from ..ir import format_shape
+from ..ir import Graph, format_shape
 from ..ops import OPS, scalar_expr
 from .derivation import derivation as derive, local_latex, shown
 from .equations import gradient_latex
@@ -36,31 +36,7 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
     if model.backward is not None:
         out += [f"Loss `{model.loss}`, differentiated with respect to " + ", ".join(f"`{w}`" for w in model.wrt)
                 + (" at the values given." if at is not None else "."), ""]
-    out += ["## Forward pass", "", "| value | op | shape | formula |" + (" value |" if values else ""),
-            "| --- | --- | --- | --- |" + (" --- |" if values else "")]
-    for node in graph.nodes():
-        if node.op == "const":
-            continue
-        name = notation.names[node]
-        formula = node.op if node.is_leaf else f"${notation.formula(node)}$"
-        row = f"| ${notation.value(node)}$ | {node.op} | `{format_shape(node.shape)}` | {formula} |"
-        if values:
-            shown_value = values.get(name, at.get(name) if node.is_leaf else None)
-            row += f" {'' if shown_value is None else '$' + shown(shown_value, latex=True) + '$'} |"
-        out.append(row)
-    out += ["", "## Local derivatives", "",
-            "Each elementwise node's derivative as `sympy.diff` gives it, and the form graphcomp uses "
-            "(through the node's own output where that is cheaper).", ""]
-    for node in graph.nodes():
-        if node.is_leaf or not OPS[node.op].elementwise:
-            continue
-        for i, x in enumerate(node.inputs):
-            if x.op == "const":
-                continue
-            plain = sp.diff(in_exponentials(scalar_expr(node)), placeholder(i))
-            chosen = local_derivative(scalar_expr(node), i)
-            lhs = partial(notation.value(node), notation.value(x))
-            out.append(f"$${lhs} = {local_latex(plain, node, notation)} \\;\\to\\; {local_latex(chosen, node, notation)}$$")
+    out += _forward_table(graph, notation, values, at) + _local_derivatives(graph, notation)
     out += ["", "## What simplification changed", ""] + _changes(model, notation)
     if derivation is not None:
         out += ["", "## Gradients", "",
@@ -76,6 +52,41 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
             "file helpers and command line are in the module itself).", "", "```python", _functions(model.source,
             ("forward", "gradients", "_gradients")), "```", ""]
     return "\n".join(out)
+
+
+def _forward_table(graph: Graph, notation: Notation, values: dict, at: dict | None) -> list[str]:
+    """The forward pass as a table: each value, its op, shape and formula (and value, given `at`)."""
+    out = ["## Forward pass", "", "| value | op | shape | formula |" + (" value |" if values else ""),
+           "| --- | --- | --- | --- |" + (" --- |" if values else "")]
+    for node in graph.nodes():
+        if node.op == "const":
+            continue
+        name = notation.names[node]
+        formula = node.op if node.is_leaf else f"${notation.formula(node)}$"
+        row = f"| ${notation.value(node)}$ | {node.op} | `{format_shape(node.shape)}` | {formula} |"
+        if values:
+            shown_value = values.get(name, at.get(name) if node.is_leaf else None)
+            row += f" {'' if shown_value is None else '$' + shown(shown_value, latex=True) + '$'} |"
+        out.append(row)
+    return out
+
+
+def _local_derivatives(graph: Graph, notation: Notation) -> list[str]:
+    """Each elementwise node's derivative as sympy.diff gives it, and the form graphcomp uses."""
+    out = ["", "## Local derivatives", "",
+           "Each elementwise node's derivative as `sympy.diff` gives it, and the form graphcomp uses "
+           "(through the node's own output where that is cheaper).", ""]
+    for node in graph.nodes():
+        if node.is_leaf or not OPS[node.op].elementwise:
+            continue
+        for i, x in enumerate(node.inputs):
+            if x.op == "const":
+                continue
+            plain = sp.diff(in_exponentials(scalar_expr(node)), placeholder(i))
+            chosen = local_derivative(scalar_expr(node), i)
+            lhs = partial(notation.value(node), notation.value(x))
+            out.append(f"$${lhs} = {local_latex(plain, node, notation)} \\;\\to\\; {local_latex(chosen, node, notation)}$$")
+    return out
 
 
 def _changes(model: GeneratedModule, notation: Notation) -> list[str]:

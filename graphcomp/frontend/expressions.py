@@ -1,0 +1,181 @@
+"""Spec expressions: a string parsed with Python's `ast`, then built into graph values node type by
+node type against a whitelist — names, numbers, + - * / ** @, unary minus, basic slicing, lists, and
+calls to graphcomp's functions with literal keyword arguments. Nothing is passed to eval, exec or
+sympify; every problem is a SpecError naming the file, the entry and what is wrong.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any, Callable
+
+from ..errors import GraphcompError
+from ..ir import Node
+from . import dsl, losses
+
+
+class SpecError(GraphcompError, ValueError):
+    """A spec file that cannot be read: `file: entry: problem`."""
+
+    def __init__(self, file: str, entry: str, problem: str) -> None:
+        self.file, self.entry, self.problem = file, _printable(entry), _printable(problem)
+        message = f"{file}: {self.entry}: {self.problem}" if entry else f"{file}: {self.problem}"
+        super().__init__(message)
+
+
+def _printable(text: str) -> str:
+    """One line, whatever the user wrote: control characters as Python escapes."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+# The functions a spec may call: graphcomp's own, by their public names.
+FUNCTIONS: dict[str, Callable[..., Node]] = {
+    name: getattr(dsl, name) for name in dsl.__all__
+} | {name: getattr(losses, name) for name in losses.__all__}
+
+OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Div: "__truediv__",
+             ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
+
+
+def parse(text: Any, file: str, where: str) -> ast.AST:
+    if not isinstance(text, str):
+        raise SpecError(file, where, f"expected an expression string, got {text!r}")
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except (RecursionError, MemoryError):
+        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
+    except SyntaxError as error:
+        column = f" at column {error.offset}" if error.offset else ""
+        raise SpecError(file, where, f"syntax error{column} in {text!r}") from None
+
+
+class Evaluator:
+    """Builds the graph value of one parsed expression: one `_visit_<node type>` method per allowed
+    node type of Python's ast; any other node type is refused with what it was."""
+
+    def __init__(self, values: dict[str, Node], file: str, where: str) -> None:
+        self.values, self.file, self.where = values, file, where
+
+    def visit(self, n: ast.AST) -> Any:
+        method = getattr(self, f"_visit_{type(n).__name__}", None)
+        if method is None:
+            raise self.refused(n)
+        return method(n)
+
+    def refused(self, n: ast.AST) -> SpecError:
+        return self.error(f"{describe(n)} is not allowed: expressions use names, numbers, + - * / ** @, "
+                          "unary minus, slicing and calls to graphcomp functions")
+
+    def error(self, problem: str) -> SpecError:
+        return SpecError(self.file, self.where, problem)
+
+    def guard(self, make: Callable[[], Any]) -> Any:
+        return guard(self.file, self.where, make)
+
+    def _visit_Name(self, n: ast.Name) -> Node:
+        if n.id not in self.values:
+            raise self.error(f"unknown name {n.id!r}")
+        return self.values[n.id]
+
+    def _visit_Constant(self, n: ast.Constant) -> int | float:
+        if not isinstance(n.value, (int, float)) or isinstance(n.value, bool):
+            raise self.refused(n)
+        if not math.isfinite(n.value):
+            raise self.error(f"the number {n.value} is not finite")
+        return n.value
+
+    def _visit_BinOp(self, n: ast.BinOp) -> Node:
+        if type(n.op) not in OPERATORS:
+            raise self.refused(n)
+        left, right = self.visit(n.left), self.visit(n.right)
+        if not isinstance(left, Node) and not isinstance(right, Node):
+            raise self.error("an operation on numbers alone: write its value instead")
+        operand, other, method = (left, right, OPERATORS[type(n.op)]) if isinstance(left, Node) \
+            else (right, left, "__r" + OPERATORS[type(n.op)][2:])
+        return self.guard(lambda: getattr(operand, method)(other))
+
+    def _visit_UnaryOp(self, n: ast.UnaryOp) -> Any:
+        if not isinstance(n.op, (ast.USub, ast.UAdd)):
+            raise self.refused(n)
+        value = self.visit(n.operand)
+        if isinstance(value, list):
+            raise self.error("a sign applies to a value or a number, not to a list")
+        return self.guard(lambda: -value) if isinstance(n.op, ast.USub) else value
+
+    def _visit_Call(self, n: ast.Call) -> Node:
+        if not isinstance(n.func, ast.Name):
+            raise self.error(f"{describe(n.func)} cannot be called: call graphcomp functions by name")
+        if n.func.id not in FUNCTIONS:
+            raise self.error(f"unknown function {n.func.id!r}")
+        args = [self.visit(a) for a in n.args]
+        kwargs = {}
+        for k in n.keywords:
+            if k.arg is None:
+                raise self.error("'**' arguments are not allowed")
+            kwargs[k.arg] = literal(k.value, self.file, self.where)
+        return self.guard(lambda: FUNCTIONS[n.func.id](*args, **kwargs))
+
+    def _visit_Subscript(self, n: ast.Subscript) -> Node:
+        value = self.visit(n.value)
+        if not isinstance(value, Node):
+            raise self.error("only graph values can be sliced")
+        return self.guard(lambda: value[self._index(n.slice)])
+
+    def _visit_List(self, n: ast.List) -> list:
+        return [self.visit(e) for e in n.elts]
+
+    _visit_Tuple = _visit_List
+
+    def _index(self, n: ast.AST) -> Any:
+        if isinstance(n, ast.Slice):
+            return slice(*(None if part is None else literal(part, self.file, self.where)
+                           for part in (n.lower, n.upper, n.step)))
+        if isinstance(n, ast.Tuple):
+            return tuple(self._index(e) for e in n.elts)
+        if isinstance(n, ast.Constant) and n.value is Ellipsis:
+            return Ellipsis
+        return literal(n, self.file, self.where)
+
+
+def literal(n: ast.AST, file: str, where: str) -> Any:
+    """A keyword argument's value: a number, a string, True/False/None, or a tuple/list of those."""
+    if isinstance(n, ast.Constant) and isinstance(n.value, float) and not math.isfinite(n.value):
+        raise SpecError(file, where, f"the number {n.value} is not finite")
+    if isinstance(n, ast.Constant) and (n.value is None or isinstance(n.value, (int, float, str, bool))):
+        return n.value
+    if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \
+            and isinstance(n.operand.value, (int, float)) and not isinstance(n.operand.value, bool):
+        return -n.operand.value
+    if isinstance(n, (ast.Tuple, ast.List)):
+        return tuple(literal(e, file, where) for e in n.elts)
+    raise SpecError(file, where, f"{describe(n)} is not allowed as a keyword value: use numbers, names in "
+                                 "quotes, True/False/None, or tuples of those")
+
+
+def describe(n: ast.AST) -> str:
+    if isinstance(n, ast.Attribute):
+        return f"attribute access '.{n.attr}'"
+    if isinstance(n, ast.Constant):
+        return f"the constant {n.value!r}"
+    return f"a {type(n).__name__} expression"
+
+
+def guard(file: str, where: str, make: Callable[[], Any]) -> Any:
+    """Run one building step, turning graphcomp's errors into a SpecError for this entry."""
+    try:
+        return make()
+    except SpecError:
+        raise
+    except GraphcompError as error:
+        raise SpecError(file, where, str(error)) from None
+    except (TypeError, AttributeError, ValueError) as error:  # wrong arguments: a number where a tensor goes, ...
+        raise SpecError(file, where, _argument_problem(error)) from None
+    except RecursionError:
+        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
+
+
+def _argument_problem(error: Exception) -> str:
+    """What a Python error raised inside a graphcomp function says about the spec's arguments."""
+    if isinstance(error, AttributeError) and ("'int'" in str(error) or "'float'" in str(error)):
+        return "a number was given where a tensor is expected"  # e.g. 3.ndim inside softmax(3)
+    return str(error)
