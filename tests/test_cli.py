@@ -59,7 +59,7 @@ def test_grad_prints_formulas_and_the_numeric_derivation(capsys):
 
 def test_graph_exports_through_networkx(tmp_path, capsys):
     at = ["--at", "u=2,v=3,w=4"]
-    for fmt in ("dot", "graphml", "json", "png"):
+    for fmt in ("dot", "graphml", "json", "png", "svg", "pdf"):
         out = tmp_path / f"fuv.{fmt}"
         code, _, err = run(capsys, "graph", EXAMPLES / "fuv.toml", "--format", fmt, "-o", out, *at)
         assert code == 0, err
@@ -69,8 +69,10 @@ def test_graph_exports_through_networkx(tmp_path, capsys):
     assert view.nodes["f"]["value"] == 20.0 and set(view.successors("t1")) == {"f"}
     data = json.loads((tmp_path / "fuv.json").read_text())
     assert {n["id"]: n["op"] for n in data["nodes"]} == {"u": "input", "v": "input", "t1": "add", "w": "input", "f": "mul"}
-    assert '"t1" -> "f";' in (tmp_path / "fuv.dot").read_text()
+    assert '"t1" -> "f" [label=<∂f/∂t1 = w = 4<br/><b>adds 4</b>>' in (tmp_path / "fuv.dot").read_text()
     assert (tmp_path / "fuv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "fuv.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "<svg" in (tmp_path / "fuv.svg").read_text()
 
 
 def test_check_compares_with_finite_differences(capsys):

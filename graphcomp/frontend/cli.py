@@ -18,7 +18,8 @@ import numpy as np
 from ..codegen import loss_name, training_problems, wrt_leaves
 from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError
-from ..inspection.export import FORMATS, to_networkx, write
+from ..inspection.export import FORMATS, backward_view, to_networkx, write
+from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
 from .model import CompiledModel, compile
 from .spec import Spec, SpecError, load
@@ -68,11 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): the report shows every value and gradient")
     p.set_defaults(run=_report)
 
-    p = commands.add_parser("graph", help="export the graph (DOT, GraphML, JSON, or a PNG picture)")
+    p = commands.add_parser("graph", help="draw the graph (SVG, PNG, PDF) or export it (DOT, GraphML, JSON)")
     p.add_argument("spec")
-    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--format", choices=FORMATS, help="default: from the output's suffix, else svg")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--at", help="leaf values (graphs of scalars): show each value and gradient")
+    p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): each value, gradient and edge's share")
+    p.add_argument("--backward", action="store_true", help="draw what the generated code computes: "
+                   "its forward lines, then its gradient lines")
+    p.add_argument("--rankdir", choices=("auto", "LR", "TB"), default="auto",
+                   help="left to right or top to bottom (auto: LR for scalars, TB for networks)")
+    p.add_argument("--dpi", type=int, default=DEFAULT_DPI, help=f"PNG resolution (default {DEFAULT_DPI})")
+    p.add_argument("--unfold", action="store_true", help="a box for every operation, even in large graphs")
     p.set_defaults(run=_graph)
 
     p = commands.add_parser("check", help="compare the compiled gradients with central finite differences")
@@ -127,15 +134,27 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
+    fmt = args.format or (Path(args.output).suffix[1:].lower() if Path(args.output).suffix[1:].lower() in FORMATS
+                          else "svg")
+    if args.dpi < 10 or args.dpi > 1200:
+        raise GraphcompError(f"--dpi must be between 10 and 1200, got {args.dpi}")
     spec = read_spec(args.spec)
     at = parse_values(args.at) if args.at else None
-    loss, wrt = None, ()
-    if at is not None:  # values and gradients: the loss and leaves compile() would differentiate
-        loss = loss_name(spec.graph, spec.loss)
+    if args.backward:
+        if at is not None:
+            raise GraphcompError("--backward draws the code's lines; --at values go on the forward picture")
+        view = backward_view(_compiled(spec))
+    else:
+        try:  # the loss and leaves compile() would differentiate: they give the roles and the values
+            loss = loss_name(spec.graph, spec.loss)
+        except GraphcompError:
+            if at is not None:
+                raise
+            loss = None  # several outputs and none said to be the loss: the picture marks none
         wrt = tuple(leaf.name for leaf in wrt_leaves(spec.graph, spec.wrt))
-    view = to_networkx(spec.graph, loss, wrt, at)
+        view = to_networkx(spec.graph, loss, wrt, at, fold=False if args.unfold else None)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    path = write(view, args.format, args.output)
+    path = write(view, fmt, args.output, rankdir=args.rankdir, dpi=args.dpi)
     print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")
     return 0
 

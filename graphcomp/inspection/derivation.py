@@ -171,11 +171,11 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     scalar = is_scalar_graph(graph, loss_node)
     values = arrays = None
     if at is not None:
-        _check_leaves(loss_node, graph, at)
+        check_leaves(loss_node, graph, at)
         if scalar:
-            values = _values(loss_node, at)
+            values = scalar_values(loss_node, at)
         else:
-            arrays = _arrays(graph, loss, wrt, at)
+            arrays = traced_arrays(graph, loss, wrt, at)
     consumers = _consumers(loss_node, backward)
     chain = _ChainRule(notation, backward, loss, scalar, values)
     order = _backprop_order(loss_node, list(graph.leaves.values()), consumers)
@@ -228,12 +228,12 @@ class _ChainRule:
         upstream, plain_upstream = self.lhs(user_name)
         local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
         step.terms.append(rf"{group(local_latex(local, user, self.notation))} \cdot {upstream}")
-        step.plain[1].append(f"{_local_text(local, user, self.notation)} * {plain_upstream}")
+        step.plain[1].append(f"{local_text(local, user, self.notation)} * {plain_upstream}")
         if self.values is not None:
-            local_value = float(_local_value(local, user, self.values))
-            step.numbers.append(rf"{signed(local_value)} \cdot {signed(self.adjoint_values[user])}")
-            step.plain[2].append(f"{signed_text(local_value)} * {signed_text(self.adjoint_values[user])}")
-            step.path_values.append(local_value * self.adjoint_values[user])
+            slope = float(local_value(local, user, self.values))
+            step.numbers.append(rf"{signed(slope)} \cdot {signed(self.adjoint_values[user])}")
+            step.plain[2].append(f"{signed_text(slope)} * {signed_text(self.adjoint_values[user])}")
+            step.path_values.append(slope * self.adjoint_values[user])
 
     def _tensor_path(self, step: Step, user: Node, index: int) -> None:
         # the user's own adjoint reads as ū, even where it is the same array as another's
@@ -283,15 +283,15 @@ def local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
     return sp.latex(expr, symbol_names={d: notation.value(value) for value, d in dummies.items()})
 
 
-def _local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
+def local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
     return plain_text(in_terms_of(local, user, lambda value: sp.Symbol(notation.names[value])))
 
 
-def _local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
+def local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
     return float(sp.N(in_exponentials(in_terms_of(local, user, lambda value: sp.Float(values[value])))))
 
 
-def _check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
+def check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
     needed = [n for n in toposort([loss]) if n.op in ("input", "param")]
     missing = [n.name for n in needed if n.name not in at]
     unknown = [name for name in at if name not in graph.leaves]
@@ -301,7 +301,7 @@ def _check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
         raise GraphError(f"derivation at: {'; '.join(problems)}")
 
 
-def _arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[Node, np.ndarray]:
+def traced_arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[Node, np.ndarray]:
     """Every value and gradient of a tensor graph at the given arrays, as the generated code computes them."""
 
     arrays = {}
@@ -317,7 +317,7 @@ def _arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[
         raise GraphError(f"derivation at: {error}") from None
 
 
-def _values(loss: Node, at: Mapping[str, float]) -> dict[Node, float]:
+def scalar_values(loss: Node, at: Mapping[str, float]) -> dict[Node, float]:
     """Every value of a scalar graph at the given leaf values."""
     values: dict[Node, float] = {}
     for n in toposort([loss]):

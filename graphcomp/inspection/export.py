@@ -1,63 +1,242 @@
-"""The graph as a networkx DiGraph, and from there DOT, GraphML, JSON or a PNG picture.
+"""The graph as a networkx DiGraph, and from there DOT, GraphML, JSON or a picture (SVG, PNG, PDF).
 
-The IR stays the core store; this view is made on demand. Each node carries its op,
-shape and formula (plain and LaTeX), and, for a graph of scalars evaluated at given
-leaf values, its value and the loss's gradient with respect to it.
+The IR stays the core store; this view is made on demand. Each value is a node keyed by its name
+(t1, t2, ... for unnamed ones, as in the formulas) carrying its op, role, shape and formula; given the
+leaves' values it also carries its value and the loss's gradient, and each edge the local derivative
+and the gradient that flowed along it. `backward_view` draws what the generated code computes: its
+forward lines, then its gradient lines, under the code's names.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
+import re
 from pathlib import Path
 from typing import Mapping
 
 import networkx as nx
+import numpy as np
+import sympy as sp
 
+from ..codegen import GeneratedModule
+from ..diff.reverse import reverse_mode
 from ..errors import GraphcompError
-from ..ir import Graph, format_shape
-from ..ops import OPS
-from .derivation import derivation
+from ..formulas.printing import short_number
+from ..formulas.simplify import local_derivative
+from ..ir import Graph, Node, format_shape
+from ..ops import OPS, scalar_expr
+from .derivation import derivation, local_text, local_value, scalar_values, shown, traced_arrays
+from .equations import is_scalar_graph
 from .notation import Notation
+from .pictures import DEFAULT_DPI, PICTURE_FORMATS, render, to_dot
 
-FORMATS = ("dot", "graphml", "json", "png")
+FORMATS = ("svg", "png", "pdf", "dot", "graphml", "json")
+FOLD_ABOVE = 12  # operations: a larger graph writes unnamed single-use values inside their user's box
 
 
 class ExportError(GraphcompError):
-    """A graph that cannot be written in the format asked for (e.g. no Graphviz for PNG)."""
+    """A graph that cannot be written in the format asked for."""
 
 
 def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = (),
-                at: Mapping[str, float] | None = None) -> nx.DiGraph:
-    """The graph's values as nodes (keyed by name, t1, t2, ... for unnamed ones), operands as edges."""
+                at: Mapping[str, object] | None = None, fold: bool | None = None) -> nx.DiGraph:
+    """The graph's values as nodes, operands as edges; with `at` (the leaves' values), values and
+    gradients. fold: write unnamed values used once inside their user's box (default: for tensor graphs
+    and graphs of more than 12 operations, never when values are shown)."""
     notation = Notation(graph)
+    nodes = [n for n in graph.nodes() if n.op != "const"]
+    if fold is None:  # a lecture's scalar graph shows every step; a network shows its named values
+        fold = at is None and (sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes))
+    shown_nodes = _shown(graph, nodes, fold)
     view = nx.DiGraph(name=graph.name)
-    names = notation.names
-    for node in graph.nodes():
-        if node.op == "const":
+    texts: dict[Node, str] = {}
+    for node in nodes:
+        operands = [_operand(node, k, x, notation, texts, shown_nodes) for k, x in enumerate(node.inputs)]
+        texts[node] = notation.names[node] if node.is_leaf else OPS[node.op].text(node, tuple(operands))
+        if node not in shown_nodes:
             continue
-        operands = [str(x.attr("value")) if x.op == "const" else names[x] for x in node.inputs]
-        view.add_node(names[node], op=node.op, shape=format_shape(node.shape),
-                      formula="" if node.is_leaf else f"{names[node]} = {OPS[node.op].text(node, tuple(operands))}",
+        name = notation.names[node]
+        formula = "" if node.is_leaf else f"{name} = {texts[node]}"
+        view.add_node(name, op=node.op, role=_role(graph, node, loss), shape=format_shape(node.shape),
+                      shape_text=shape_text(node.shape), formula=formula,
+                      label_formula=re.sub(r"\bNone\b", "N", formula),  # reshape(p, (N, 200)), as specs write it
                       latex="" if node.is_leaf else f"{notation.value(node)} = {notation.formula(node)}",
-                      output=node in graph.outputs.values())
+                      output=node in graph.outputs.values(), cluster=_cluster(graph, node, notation))
         for index, x in enumerate(node.inputs):
-            if x.op != "const":
-                view.add_edge(names[x], names[node], operand=index)
+            for source in _shown_sources(x, shown_nodes):
+                view.add_edge(notation.names[source], name, operand=index)
     if at is not None:
         if loss is None:
             raise ExportError("values and gradients need a loss: say which output it is")
-        steps = derivation(graph, loss, wrt, at)
-        for name, value in steps.values.items():
-            view.nodes[name]["value"] = value
-        for step in steps.steps:
-            view.nodes[step.target]["gradient"] = step.value
+        _add_values(view, graph, notation, loss, wrt, at)
     return view
 
 
-def write(view: nx.DiGraph, fmt: str, path: str | Path) -> Path:
-    """Write the view as dot, graphml, json or png."""
+def shape_text(shape: tuple) -> str:
+    """A shape as a slide shows it: nothing for a scalar, N for the batch axis."""
+    return "" if shape == () else format_shape(shape).replace("None", "N")
+
+
+# Layers keep a box of their own even unnamed: folded, a CNN would be one line of nested calls.
+UNFOLDED_OPS = ("conv2d", "max_pool2d", "dropout_mask")
+
+
+def _shown(graph: Graph, nodes: list[Node], fold: bool) -> set[Node]:
+    if not fold:
+        return set(nodes)
+    uses: dict[Node, int] = {}
+    for node in nodes:
+        for x in node.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    return {n for n in nodes if n.is_leaf or graph.name_of(n) is not None or uses.get(n, 0) != 1
+            or n.op in UNFOLDED_OPS}
+
+
+# How tightly the infix ops of the text rules bind (Python's order); other ops print as calls.
+_BINDING = {"add": 1, "sub": 1, "mul": 2, "div": 2, "matmul": 2, "neg": 3, "pow": 4, "index": 5, "transpose": 5}
+
+
+def _operand(user: Node, position: int, x: Node, notation: Notation, texts: dict[Node, str],
+             shown_nodes: set[Node]) -> str:
+    """An operand as its user's formula reads it: a name, a number, or a folded formula, in
+    parentheses only where Python's order of operations needs them."""
+    if x.op == "const":
+        return short_number(x.attr("value"))
+    if x in shown_nodes:
+        return notation.names[x]
+    if user.op not in _BINDING:  # relu(...), sum(...): the call's own parentheses hold it
+        return texts[x]
+    inner, outer = _BINDING.get(x.op, 9), _BINDING[user.op]
+    right_side = position == 1 and user.op in ("sub", "div", "matmul", "pow")
+    loose = inner < outer or (inner == outer and (right_side or user.op == "pow"))
+    return f"({texts[x]})" if loose else texts[x]
+
+
+def _shown_sources(x: Node, shown_nodes: set[Node]) -> list[Node]:
+    """The boxes an operand's value comes from: itself, or (folded) the boxes its formula reads."""
+    if x.op == "const":
+        return []
+    if x in shown_nodes:
+        return [x]
+    return list(dict.fromkeys(s for y in x.inputs for s in _shown_sources(y, shown_nodes)))
+
+
+def _role(graph: Graph, node: Node, loss: str | None) -> str:
+    if node.op in ("input", "param"):
+        return node.op
+    if loss is not None and graph.outputs.get(loss) is node:
+        return "loss"
+    return "output" if node in graph.outputs.values() else "op"
+
+
+def _cluster(graph: Graph, node: Node, notation: Notation) -> str:
+    """Values named with the same trailing number (a1, h1, W1, b1) share a cluster, labelled by them;
+    an unnamed value joins the cluster of the one value it feeds, if that one has a cluster."""
+    group = _group(graph.name_of(node))
+    if group is None:
+        return ""
+    members = sorted(name for name in notation.names.values() if _group(name) == group and name in _named(graph))
+    return ", ".join(members) if len(members) > 1 else ""
+
+
+def _named(graph: Graph) -> set[str]:
+    return set(graph.leaves) | set(graph.labels.values()) | set(graph.outputs)
+
+
+def _group(name: str | None) -> str | None:
+    match = re.fullmatch(r"[A-Za-z_]+?_?(\d+)", name or "")
+    return match.group(1) if match else None
+
+
+def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, wrt: tuple[str, ...],
+                at: Mapping[str, object]) -> None:
+    """Each value and gradient on its box; each edge's local derivative and the gradient along it."""
+    steps = derivation(graph, loss, wrt, at)  # checks the values given
+    gradient = {step.target: step.value if step.array is None else step.array for step in steps.steps}
+    scalar = is_scalar_graph(graph, graph.outputs[loss])
+    for name, data in view.nodes(data=True):
+        if name in steps.values:
+            _put(data, "value", steps.values[name])
+        if gradient.get(name) is not None:
+            _put(data, "gradient", gradient[name])
+            data["gradient_label"] = f"∂{loss}/∂{name}" if scalar else f"d_{name}"
+    loss_node = graph.outputs[loss]
+    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
+    numbers = scalar_values(loss_node, at) if scalar else traced_arrays(graph, loss, wrt, at)
+    by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
+    for source, target, data in view.edges(data=True):
+        user, index = by_name[target], data["operand"]
+        if (user, index) not in backward.paths:
+            continue
+        if scalar:
+            local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
+            slope = local_value(local, user, numbers)
+            data["local_text"] = f"∂{target}/∂{source} = {local_text(local, user, notation)}"
+            if data["local_text"].split(" = ")[-1] != short_number(slope):
+                data["local_text"] += f" = {short_number(slope)}"
+            _put(data, "flow", slope * gradient[target])
+        elif backward.paths[(user, index)] in numbers:
+            _put(data, "flow", numbers[backward.paths[(user, index)]])
+        if "flow_text" in data:
+            data["flow_text"] = f"adds {data['flow_text']}"
+
+
+def _put(data: dict, key: str, value) -> None:
+    """A number as a number and as text; an array as text only (GraphML and JSON keep both readable)."""
+    array = np.asarray(value, dtype=float)
+    if array.ndim == 0:
+        data[key] = float(array)
+    data[f"{key}_text"] = shown(array, latex=False)
+
+
+def backward_view(model: GeneratedModule) -> nx.DiGraph:
+    """What the generated gradients() computes, under the code's names: the leaves, the forward lines
+    and the gradient lines (each labelled with its code), with edges from the values each line reads."""
+    listing = model.listing
+    if listing is None:
+        raise ExportError(f"model {model.graph.name!r} has no scalar loss, so no backward pass to draw")
+    graph = model.compiled_graph
+    forward = set(graph.nodes())
+    view = nx.DiGraph(name=f"{graph.name} (forward and backward)")
+    for leaf in graph.leaves.values():
+        if leaf.op in ("input", "param") and leaf in listing.names:
+            view.add_node(listing.names[leaf], op=leaf.op, role=leaf.op, shape=format_shape(leaf.shape),
+                          shape_text=shape_text(leaf.shape), formula="", label_formula="", latex="",
+                          output=False, cluster="")
+    for node in listing.order:
+        code = "\n".join(f"{line.target} = {line.expr}" for line in listing.statements[node])
+        role = "gradient" if node not in forward else _role(graph, node, model.loss)
+        view.add_node(listing.names[node], op=node.op, role=role, shape=format_shape(node.shape),
+                      shape_text=shape_text(node.shape), formula=code, label_formula=code, latex="",
+                      output=node in graph.outputs.values(), cluster="backward pass" if node not in forward
+                      else "forward pass")
+    for leaf in model.wrt:  # which lines are the gradients gradients() returns
+        gradient = listing.names.get(model.backward.gradients[graph.leaves[leaf]])
+        if gradient in view:
+            view.nodes[gradient]["gradient_of"] = ", ".join(filter(None, [view.nodes[gradient].get("gradient_of"), leaf]))
+    for node in listing.order:
+        for source in _read_values(node, listing):
+            if listing.names.get(source) in view:
+                crossing = source in forward and node not in forward
+                view.add_edge(listing.names[source], listing.names[node], backward=node not in forward,
+                              reads=crossing)
+    return view
+
+
+def _read_values(node: Node, listing) -> list[Node]:
+    """The named values a line reads, looking through the cheap views written inside it."""
+    found = []
+    for x in node.inputs:
+        if x.op == "const":
+            continue
+        if x in listing.inlined and x not in listing.statements:
+            found += _read_values(x, listing)
+        else:
+            found.append(x)
+    return list(dict.fromkeys(found))
+
+
+def write(view: nx.DiGraph, fmt: str, path: str | Path, rankdir: str = "auto", dpi: int = DEFAULT_DPI) -> Path:
+    """Write the view as a picture (svg, png, pdf) or as data (dot, graphml, json)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -66,42 +245,7 @@ def write(view: nx.DiGraph, fmt: str, path: str | Path) -> Path:
     elif fmt == "graphml":
         nx.write_graphml(view, path)
     elif fmt == "dot":
-        path.write_text(to_dot(view), encoding="utf-8")
-    else:
-        _png(view, path)
+        path.write_text(to_dot(view, rankdir), encoding="utf-8")
+    elif fmt in PICTURE_FORMATS:
+        path.write_bytes(render(to_dot(view, rankdir), fmt, dpi))
     return path
-
-
-def to_dot(view: nx.DiGraph) -> str:
-    """Graphviz DOT text: one box per value with its formula, shape and (if known) value and gradient."""
-    lines = [f"digraph {_quote(view.graph.get('name', 'graph'))} {{", "  rankdir=LR;",
-             '  node [shape=box, style="rounded", fontname="Helvetica"];']
-    for name, data in view.nodes(data=True):
-        label = [data["formula"] or f"{name} ({data['op']})", f"shape {data['shape']}"]
-        if "value" in data:
-            label.append(f"value {data['value']:.6g}")
-        if data.get("gradient") is not None:
-            label.append(f"gradient {data['gradient']:.6g}")
-        style = ', peripheries=2' if data.get("output") else ""
-        lines.append(f"  {_quote(name)} [label={_quote(chr(10).join(label))}{style}];")
-    for source, target in view.edges():
-        lines.append(f"  {_quote(source)} -> {_quote(target)};")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _quote(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _png(view: nx.DiGraph, path: Path) -> None:
-    dot = shutil.which("dot")
-    if dot is None:
-        raise ExportError("PNG needs Graphviz's `dot` program, which is not installed "
-                          "(Debian/Ubuntu: apt-get install graphviz); --format dot writes the text instead")
-    with tempfile.TemporaryDirectory() as folder:
-        source = Path(folder) / "graph.dot"
-        source.write_text(to_dot(view), encoding="utf-8")
-        result = subprocess.run([dot, "-Tpng", str(source), "-o", str(path)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ExportError(f"Graphviz failed: {result.stderr.strip()}")
