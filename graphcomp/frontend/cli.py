@@ -63,12 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
     p.set_defaults(run=_grad)
 
-    p = commands.add_parser("report", help="write a Markdown report: both passes, what simplification changed, the code")
+    p = commands.add_parser("report", help="write a Markdown report (both passes, what simplification changed, "
+                            "the code) or, with --html, the explorer page")
     p.add_argument("spec")
-    p.add_argument("-o", "--output", required=True, help="the .md file to write")
+    p.add_argument("-o", "--output", required=True, help="the .md (or, with --html, .html) file to write")
+    p.add_argument("--html", action="store_true", help="one self-contained HTML page: the picture, formulas, "
+                   "derivation and code, cross-linked (also chosen by an .html output)")
     p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): the report shows every value and gradient")
     p.set_defaults(run=_report)
 
+    _add_graph_command(commands)
+
+    p = commands.add_parser("check", help="compare the compiled gradients with central finite differences")
+    p.add_argument("spec")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_check)
+
+    _add_train_command(commands)
+    return parser
+
+
+def _add_graph_command(commands) -> None:
     p = commands.add_parser("graph", help="draw the graph (SVG, PNG, PDF) or export it (DOT, GraphML, JSON)")
     p.add_argument("spec")
     p.add_argument("--format", choices=FORMATS, help="default: from the output's suffix, else svg")
@@ -82,12 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unfold", action="store_true", help="a box for every operation, even in large graphs")
     p.set_defaults(run=_graph)
 
-    p = commands.add_parser("check", help="compare the compiled gradients with central finite differences")
-    p.add_argument("spec")
-    p.add_argument("--tolerance", type=float, default=TOLERANCE)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_check)
 
+def _add_train_command(commands) -> None:
     p = commands.add_parser("train", help="compile a spec and train it on a data file")
     p.add_argument("spec")
     p.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
@@ -99,7 +111,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, metavar="N", help="print progress every N epochs (and the last)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_train)
-    return parser
 
 
 # ------------------------------------------------------------------ commands
@@ -128,8 +139,13 @@ def _grad(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     model = _compiled(read_spec(args.spec))
-    path = model.report(args.output, parse_values(args.at) if args.at else None)
-    print(f"wrote {path}")
+    at = parse_values(args.at) if args.at else None
+    if args.html or args.output.lower().endswith((".html", ".htm")):
+        path = model.explorer(args.output, at)
+        print(f"wrote {path}: open it in a browser (it needs no network)")
+    else:
+        path = model.report(args.output, at)
+        print(f"wrote {path}")
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 from ..codegen import GeneratedModule, generate
 from ..inspection.derivation import Derivation, derivation
 from ..inspection.equations import gradient_latex, gradient_text
+from ..inspection.explorer import explorer_html, notebook_html
 from ..inspection.report import markdown, summary
 from ..ir import Graph
 
@@ -44,8 +45,22 @@ class CompiledModel(GeneratedModule):
         path.write_text(text, encoding="utf-8")
         return path
 
+    def explorer(self, path: str | Path, at: dict | None = None) -> Path:
+        """Write the explorer: one self-contained HTML page with the graph's picture, the formulas, the
+        derivation and the code, cross-linked (choose a value to see its formula, value, gradient, local
+        derivatives and code lines); it needs no network and opens from file://."""
+        text = explorer_html(self, at)  # a bad `at` raises here, before anything is written
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
     def _repr_markdown_(self) -> str:
         return summary(self)
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the graph's picture, then each gradient's formula (MathML, offline)."""
+        return notebook_html(self)
 
     def __repr__(self) -> str:
         return f"<CompiledModel {self.graph.name!r}: loss {self.loss!r}, wrt {list(self.wrt)}>"

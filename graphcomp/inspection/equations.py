@@ -14,6 +14,7 @@ from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
 from ..formulas.symbols import bar, partial, symbol
 from ..ir import Graph, Node, toposort
 from ..ops import OPS, scalar_expr
+from .mathml import Formulas
 
 # Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
 _SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
@@ -25,8 +26,8 @@ def gradient_latex(model: GeneratedModule) -> dict[str, str]:
     generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
     closed = _closed_forms(model)
     equations = gradient_equations(model)
-    return {name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
-            if name in closed else _aligned(equations[name]) for name in model.wrt}
+    return Formulas({name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
+                     if name in closed else _aligned(equations[name]) for name in model.wrt})
 
 
 def gradient_text(model: GeneratedModule) -> dict[str, str]:

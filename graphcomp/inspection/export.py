@@ -17,17 +17,17 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
-from ..codegen import GeneratedModule
+from ..codegen import GeneratedModule, loss_name
 from ..diff.reverse import reverse_mode
 from ..errors import GraphcompError
 from ..formulas.printing import short_number
 from ..formulas.simplify import local_derivative
-from ..ir import Graph, Node, format_shape
+from ..ir import DISPLAYS, Graph, Node, format_shape
 from ..ops import OPS, scalar_expr
 from .derivation import derivation, local_text, local_value, scalar_values, shown, traced_arrays
 from .equations import is_scalar_graph
 from .notation import Notation
-from .pictures import DEFAULT_DPI, PICTURE_FORMATS, render, to_dot
+from .pictures import DEFAULT_DPI, PICTURE_FORMATS, render, svg_text, to_dot
 
 FORMATS = ("svg", "png", "pdf", "dot", "graphml", "json")
 FOLD_ABOVE = 12  # operations: a larger graph writes unnamed single-use values inside their user's box
@@ -249,3 +249,17 @@ def write(view: nx.DiGraph, fmt: str, path: str | Path, rankdir: str = "auto", d
     elif fmt in PICTURE_FORMATS:
         path.write_bytes(render(to_dot(view, rankdir), fmt, dpi))
     return path
+
+
+def graph_svg(graph: Graph) -> str | None:
+    """A graph's picture as SVG text (what a notebook shows for a Graph); None without Graphviz."""
+    if not graph.outputs:
+        return None
+    try:
+        loss = loss_name(graph, None)
+    except GraphcompError:
+        loss = None
+    return svg_text(to_dot(to_networkx(graph, loss)))
+
+
+DISPLAYS["svg"] = graph_svg

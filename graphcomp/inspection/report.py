@@ -49,7 +49,7 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
                 "each value's gradient is the sum, over the paths out of it, of the local derivative times the "
                 "gradient of the value it feeds.", "", f"$$\n{derivation.latex()}\n$$"]
     out += ["", "## Generated code", "", "`forward` and `gradients` of the generated module (the training loop, "
-            "file helpers and command line are in the module itself).", "", "```python", _functions(model.source,
+            "file helpers and command line are in the module itself).", "", "```python", source_functions(model.source,
             ("forward", "gradients", "_gradients")), "```", ""]
     return "\n".join(out)
 
@@ -113,7 +113,7 @@ def _formula(node, names: dict) -> str:
     return OPS[node.op].latex(node, tuple(operand(x) for x in node.inputs))
 
 
-def _functions(source: str, wanted: tuple[str, ...]) -> str:
+def source_functions(source: str, wanted: tuple[str, ...]) -> str:
     """The source text of the module's top-level functions named `wanted`."""
     lines = source.splitlines()
     tree = ast.parse(source)

@@ -20,6 +20,10 @@ from .shapes import Shape, check_shape, format_shape, normalize_index
 # The IR reads only each op's arity and shape rule from it, to check operands and infer shapes.
 OPS: dict[str, Any] = {}
 
+# How a graph shows itself in a notebook: graphcomp.inspection registers its picture here (the IR
+# imports nothing above it); without Graphviz the picture is None and the notebook prints the repr.
+DISPLAYS: dict[str, Any] = {}
+
 LEAF_OPS = ("input", "param", "const")
 INITS = ("xavier", "kaiming", "zeros", "normal")
 
@@ -247,6 +251,10 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.leaves)} leaves, outputs {list(self.outputs)}>"
+
+    def _repr_svg_(self) -> str | None:
+        """The graph's picture, for notebooks."""
+        return DISPLAYS["svg"](self) if "svg" in DISPLAYS else None
 
     # ---- helpers ------------------------------------------------------
     def _leaf(self, node: Node) -> Node:
