@@ -23,7 +23,7 @@ from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
 
 
-class _AdjointRenderer:
+class AdjointRenderer:
     """A backward node as a formula: forward values by name, adjoints as x̄, the rest expanded."""
 
     def __init__(self, notation: Notation, backward: Backward, stop_at_named: bool, plain: bool = False) -> None:
@@ -197,8 +197,8 @@ class _ChainRule:
     def __init__(self, notation: Notation, backward: Backward, loss: str, scalar: bool,
                  values: dict[Node, float] | None) -> None:
         self.notation, self.backward, self.loss, self.scalar, self.values = notation, backward, loss, scalar, values
-        self.renderer = _AdjointRenderer(notation, backward, stop_at_named=False)
-        self.text_renderer = _AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
+        self.renderer = AdjointRenderer(notation, backward, stop_at_named=False)
+        self.text_renderer = AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
         self.adjoint_values: dict[Node, float] = {}
 
     def lhs(self, name: str) -> tuple[str, str]:

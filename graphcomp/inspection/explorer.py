@@ -14,9 +14,11 @@ import networkx as nx
 
 from ..codegen import GeneratedModule
 from ..errors import GraphcompError
+from ..diff.reverse import reverse_mode
 from ..formulas.simplify import local_derivative
+from ..ir import Node
 from ..ops import OPS, scalar_expr
-from .derivation import derivation, local_text
+from .derivation import AdjointRenderer, derivation, local_text
 from .equations import gradient_latex
 from .export import to_networkx
 from .mathml import Formulas, math_html
@@ -96,7 +98,9 @@ def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
         raise GraphcompError("the explorer draws its picture with Graphviz's `dot`, which is not installed "
                              "(Debian/Ubuntu: apt-get install graphviz)")
     code = source_functions(model.source, ("forward", "_gradients")).split("\n")
-    values = _values(view, Notation(graph), graph, code)
+    notation = Notation(graph)
+    paths = _path_texts(model, notation) if loss else {}
+    values = _values(view, notation, graph, code, paths)
     payload = json.dumps({"values": values, "first": loss or next(iter(values))}, ensure_ascii=False)
     payload = payload.replace("</", "<\\/")  # no "</script>" inside the script element
     title = html.escape(graph.name)
@@ -149,7 +153,16 @@ def _formula_sections(model: GeneratedModule, at: dict | None) -> list[str]:
             "from the loss back to the leaves, on the graph as written.</p>", math_html(steps.latex()), "</section>"]
 
 
-def _values(view: nx.DiGraph, notation: Notation, graph, code: list[str]) -> dict[str, dict]:
+def _path_texts(model: GeneratedModule, notation: Notation) -> dict[tuple[Node, int], str]:
+    """(user, operand index) -> the gradient that flows back along that edge, as text (d_t4 @ W2.T)."""
+    graph = model.graph
+    backward = reverse_mode(graph.outputs[model.loss], [graph.leaves[name] for name in model.wrt])
+    renderer = AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
+    return {(user, index): renderer.render(piece, named={backward.adjoints[user]: f"d_{notation.names[user]}"})
+            for (user, index), piece in backward.paths.items() if user in notation.names}
+
+
+def _values(view: nx.DiGraph, notation: Notation, graph, code: list[str], paths: dict) -> dict[str, dict]:
     """What the panel shows for each value, by name."""
     by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
     values = {}
@@ -159,13 +172,13 @@ def _values(view: nx.DiGraph, notation: Notation, graph, code: list[str]) -> dic
             "role": data["role"], "formula": math_html(latex), "shape": data.get("shape_text", ""),
             "value": data.get("value_text", ""), "gradient": data.get("gradient_text", ""),
             "gradient_label": data.get("gradient_label", ""),
-            "locals": [html.escape(text) for text in _locals(view, name, notation, by_name)],
+            "locals": [html.escape(text) for text in _locals(view, name, notation, by_name, paths)],
             "lines": [number for number, line in enumerate(code) if _computes(line, name)],
         }
     return values
 
 
-def _locals(view: nx.DiGraph, name: str, notation: Notation, by_name: dict) -> list[str]:
+def _locals(view: nx.DiGraph, name: str, notation: Notation, by_name: dict, paths: dict) -> list[str]:
     """∂user/∂name for each value this one feeds (with its number and flow when values were given)."""
     found = []
     for _, user_name, data in view.out_edges(name, data=True):
@@ -176,9 +189,14 @@ def _locals(view: nx.DiGraph, name: str, notation: Notation, by_name: dict) -> l
         if OPS[user.op].elementwise:
             local = local_derivative(scalar_expr(user), data["operand"])
             found.append(f"∂{user_name}/∂{name} = {local_text(local, user, notation)}")
-        else:
-            found.append(f"{user_name} reads it through {user.op} (see the derivation)")
+        elif (user, data["operand"]) in paths:  # a tensor op: the gradient its rule sends back
+            found.append(f"through {user_name} = {OPS[user.op].text(user, tuple(_names(user, notation)))}: "
+                         f"d_{name} += {paths[(user, data['operand'])]}")
     return found
+
+
+def _names(node: Node, notation: Notation) -> list[str]:
+    return [str(x.attr("value")) if x.op == "const" else notation.names[x] for x in node.inputs]
 
 
 def _computes(line: str, name: str) -> bool:
