@@ -63,7 +63,7 @@ def test_mlp_layers_are_named_as_in_the_seed():
                      r"\bar{h}_{1} &= \bar{a}_{2} W_{2}^\top \\",
                      r"\bar{a}_{2} &= \bar{h}_{2} \odot \mathbb{1}\left[a_{2} > 0\right] \\",
                      r"\bar{h}_{2} &= \overline{\mathrm{logits}} W_{3}^\top \\"]
-    assert "d_a1 = d_h1 * (a1 > 0)" in model.source
+    assert "d_a1 = d_h1 * xp.astype(a1 > 0, a1.dtype)" in model.source
 
 
 def test_grad_text_defines_every_gradient_it_uses():

@@ -122,7 +122,7 @@ def test_names_cannot_inject_code(tmp_path, capsys):
     path = write(tmp_path, '[inputs]\nnp = []\n[outputs]\ny = "np * 2"')
     assert main(["compile", str(path), "-o", str(tmp_path / "m.py")]) == 0
     source = (tmp_path / "m.py").read_text()
-    assert "    np_, = _read(\"forward\", arrays, ('np',))\n    y = np_ * 2\n" in source
+    assert "    xp, np_, = _read(\"forward\", arrays, ('np',))\n    y = np_ * 2\n" in source
 
 
 def test_the_command_reports_a_bad_spec_without_a_traceback(tmp_path):

@@ -17,7 +17,7 @@ from .statements import Statements
 def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str,
                    inline: bool = True) -> tuple[dict, Listing | None, Statements]:
     """(context, listing of gradients() or None without a loss, the statements planned)."""
-    lines = Statements(CodeNames(graph, backward), backward, inline)
+    lines = Statements(CodeNames(graph, backward), backward, dtype, inline)
     outputs = list(graph.outputs.values())
     roots = outputs if backward is None else outputs + [backward.gradients[leaf] for leaf in wrt]
     lines.uses = use_counts(roots)

@@ -16,7 +16,8 @@ from ..ir.naming import Namer
 # Names the generated file uses itself (module constants, and the locals of forward/gradients):
 # a user's value that has one of them gets a variable with a trailing underscore instead.
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
-                "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "arrays", "outputs", "grads", "absent")
+                "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "BACKENDS", "arrays", "outputs", "grads",
+                "absent", "xp")
 
 
 class CodeNames:

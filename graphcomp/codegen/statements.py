@@ -30,8 +30,8 @@ class Statements:
     """Plans the statements of `forward` and `gradients`; a node's text is made once and shared by both,
     so that both name its parts alike."""
 
-    def __init__(self, names: CodeNames, backward: Backward | None, inline: bool = True) -> None:
-        self.names, self.backward = names, backward
+    def __init__(self, names: CodeNames, backward: Backward | None, dtype: str, inline: bool = True) -> None:
+        self.names, self.backward, self.dtype = names, backward, dtype
         self.inline = inline  # False: every value gets a line (and a name), as a traced derivation needs
         self.uses: dict[Node, int] = {}  # how often each value is read: set before planning
         self.statement_of: dict[Node, list[Statement]] = {}
@@ -53,7 +53,7 @@ class Statements:
                 inlined[node] = literal(args[0])
                 continue
             if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
-                self._emitted[node] = OPS[node.op].emit(node, tuple(_operand_text(node, a) for a in args))
+                self._emitted[node] = OPS[node.op].emit(node, tuple(_operand_text(node, a, self.dtype) for a in args))
             expr = self._emitted[node]
             if self._inlined(node):
                 inlined[node] = expr
@@ -95,8 +95,8 @@ class Statements:
                 and node not in self.names)
 
 
-def _operand_text(node: Node, arg: str | int | float) -> str:
+def _operand_text(node: Node, arg: str | int | float, dtype: str) -> str:
     """A variable name, or a number; a number read by an array method (reshape, .T, ...) is an array."""
     if isinstance(arg, str) or OPS[node.op].elementwise or node.op in NUMBER_OPERANDS:
         return literal(arg)
-    return f"np.asarray({number_text(arg)}, dtype=DTYPE)"
+    return f"xp.asarray({number_text(arg)}, dtype=xp.{dtype})"

@@ -195,22 +195,22 @@ elementwise("mul", lambda a, b: a * b, 2, emit="{0} * {1}", text="{0} * {1}")
 elementwise("div", lambda a, b: a / b, 2, emit="{0} / {1}", text="{0} / {1}")
 elementwise("pow", lambda a, b: a ** b, 2, emit="{0} ** {1}", text="{0} ** {1}")
 elementwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
-elementwise("exp", sp.exp, emit="np.exp({0})")
-elementwise("log", sp.log, emit="np.log({0})")
-elementwise("tanh", sp.tanh, emit="np.tanh({0})")
+elementwise("exp", sp.exp, emit="xp.exp({0})")
+elementwise("log", sp.log, emit="xp.log({0})")
+elementwise("tanh", sp.tanh, emit="xp.tanh({0})")
 # The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
-elementwise("sigmoid", sigmoid, emit="_sigmoid({0})", helpers=("sigmoid",))
+elementwise("sigmoid", sigmoid, emit="_sigmoid(xp, {0})", helpers=("sigmoid",))
 # Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
-elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="np.maximum({0}, 0)")
+elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="xp.maximum({0}, 0)")
 elementwise("leaky_relu", lambda a, slope: sp.Piecewise((a, a > 0), (sympy_number(slope) * a, True)),
-            emit="np.where({0} > 0, {0}, {slope} * {0})", text="leaky_relu({0}, slope={slope})")
-elementwise("maximum", lambda a, b: sp.Piecewise((a, a > b), (b, True)), 2, emit="np.maximum({0}, {1})")
-elementwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit="np.minimum({0}, {1})")
-elementwise("sqrt", sp.sqrt, emit="np.sqrt({0})")
-elementwise("abs", sp.Abs, emit="np.abs({0})")
+            emit="xp.where({0} > 0, {0}, {slope} * {0})", text="leaky_relu({0}, slope={slope})")
+elementwise("maximum", lambda a, b: sp.Piecewise((a, a > b), (b, True)), 2, emit="xp.maximum({0}, {1})")
+elementwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit="xp.minimum({0}, {1})")
+elementwise("sqrt", sp.sqrt, emit="xp.sqrt({0})")
+elementwise("abs", sp.Abs, emit="xp.abs({0})")
 # softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so that it never overflows.
-elementwise("softplus", softplus, emit="np.logaddexp(0, {0})")
+elementwise("softplus", softplus, emit="xp.logaddexp(0, {0})")
 
 
 def _generic_text(node: Node, args: tuple) -> str:

@@ -76,7 +76,7 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 
 
 # a bᵀ of two vectors (the weight gradient of a matrix-vector product, seed 001's Linear).
-register(Op("outer", 2, _outer_shape, lambda node, args: f"np.outer({args[0]}, {args[1]})",
+register(Op("outer", 2, _outer_shape, lambda node, args: f"{args[0]}[:, None] * {args[1]}",
             lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
             lambda node, args: f"outer({args[0]}, {args[1]})",
             lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
@@ -104,8 +104,8 @@ def _transpose_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op("transpose", 1, _transpose_shape,
-            lambda node, args: f"{args[0]}.T" if node.attr("axes") is None
-            else f"np.transpose({args[0]}, {node.attr('axes')})",
+            lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
+            else f"xp.permute_dims({args[0]}, {_transpose_axes(node)})",
             _transpose_vjp,
             lambda node, args: f"transpose({args[0]})",
             lambda node, args: transposed(args[0]) if node.attr("axes") is None
@@ -129,7 +129,7 @@ def _reduce_emit(function: str) -> Emit:
         options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_text(axes)}"
         if node.attr("keepdims"):
             options += ", keepdims=True"
-        return f"np.{function}({args[0]}{options})"
+        return f"xp.{function}({args[0]}{options})"
     return emit
 
 
@@ -203,10 +203,10 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
     axes = normalize_axes(node.attr("axis"), x.ndim, "max")
     reached = args[1]
     if not node.attr("keepdims") and axes != tuple(range(x.ndim)):
-        reached = f"np.expand_dims({reached}, {axis_text(axes)})"
-    hit = f"({args[0]} == {reached})"
+        reached = f"{reached}[{', '.join('None' if i in axes else ':' for i in range(x.ndim))}]"
+    hit = f"xp.astype({args[0]} == {reached}, {args[0]}.dtype)"
     options = "" if axes == tuple(range(x.ndim)) else f"axis={axis_text(axes)}, "
-    return f"{hit} / np.sum({hit}, {options}keepdims=True, dtype={args[0]}.dtype)"
+    return f"{hit} / xp.sum({hit}, {options}keepdims=True)"
 
 
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.

@@ -60,7 +60,7 @@ def _settings(node: Node) -> str:
 
 
 register(Op("conv2d", 2, _conv2d_shape,
-            lambda node, args: f"_conv2d({args[0]}, {args[1]}, {_settings(node)})",
+            lambda node, args: f"_conv2d(xp, {args[0]}, {args[1]}, {_settings(node)})",
             _conv2d_vjp,
             lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
             lambda node, args: latex_operator("conv", args, _settings_latex(node)),
@@ -82,14 +82,14 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
 
 
 register(Op("conv2d_input_grad", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_conv2d_input_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
+            lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_input_grad_vjp, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
             lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_conv2d_weight_grad({args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
+            lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
             lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
             helpers=("windows", "columns", "conv2d_weight_grad")))
@@ -108,7 +108,7 @@ def _pool_settings(node: Node) -> str:
 
 
 register(Op("max_pool2d", 1, _pool_shape,
-            lambda node, args: f"_max_pool2d({args[0]}, {_pool_settings(node)})",
+            lambda node, args: f"_max_pool2d(xp, {args[0]}, {_pool_settings(node)})",
             lambda node, g: (apply("max_pool2d_grad", g, node.inputs[0], node,
                                    size=node.attr("size"), stride=node.attr("stride")),),
             lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
@@ -117,7 +117,7 @@ register(Op("max_pool2d", 1, _pool_shape,
 
 # ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
 register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
-            lambda node, args: f"_max_pool2d_grad({args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
+            lambda node, args: f"_max_pool2d_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
             lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_grad({args[0]})",
@@ -127,7 +127,7 @@ register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
 # The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
 # positions (averaged over ties), which is what a second derivative through max-pooling reads.
 register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_max_pool2d_select({args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
+            lambda node, args: f"_max_pool2d_select(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
             lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
                                    stride=node.attr("stride")), None, None),
             lambda node, args: f"max_pool2d_select({args[0]})",
@@ -137,7 +137,7 @@ register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).
 register(Op("dropout_mask", 1, lambda shapes, attrs: shapes[0],
-            lambda node, args: f"_dropout_mask(_rng, {args[0]}, rate={node.attr('rate')})",
+            lambda node, args: f"_dropout_mask(xp, _rng, {args[0]}, rate={node.attr('rate')})",
             lambda node, g: (None,), lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
             lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
 
@@ -189,7 +189,7 @@ def _softmax_vjp(node: Node, g: Node) -> tuple:
 
 
 def _lse_text(node: Node, x: str, keepdims: bool) -> str:
-    return f"_logsumexp({x}, axis={_axis_of(node)}{', keepdims=True' if keepdims else ''})"
+    return f"_logsumexp(xp, {x}, axis={_axis_of(node)}{', keepdims=True' if keepdims else ''})"
 
 
 register(Op("logsumexp", 1, _one_axis_shape(False),
@@ -205,7 +205,7 @@ register(Op("log_softmax", 1, _one_axis_shape(True),
             lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
 register(Op("softmax", 1, _one_axis_shape(True),
-            lambda node, args: f"np.exp({args[0]} - {_lse_text(node, args[0], True)})",
+            lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
             _softmax_vjp,
             lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
             lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node))),
@@ -223,10 +223,10 @@ def _xent_shape(shapes: tuple, attrs: dict):
 def _xent_emit(node: Node, args: tuple) -> str:
     z, y, lse = args
     axis = _axis_of(node)
-    lse = f"np.squeeze({lse}, axis={axis})"
+    lse = f"xp.squeeze({lse}, axis={axis})"
     if node.attr("normalized"):
-        return f"{lse} - np.sum({y} * {z}, axis={axis})"
-    return f"np.sum({y}, axis={axis}) * {lse} - np.sum({y} * {z}, axis={axis})"
+        return f"{lse} - xp.sum({y} * {z}, axis={axis})"
+    return f"xp.sum({y}, axis={axis}) * {lse} - xp.sum({y} * {z}, axis={axis})"
 
 
 def _xent_vjp(node: Node, g: Node) -> tuple:

@@ -26,11 +26,11 @@ def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
 def _broadcast_like_emit(node: Node, args: tuple) -> str:
     g = args[0]
     if node.inputs[0].op == "const":  # the seed ∂loss/∂loss: an array of the ref's own dtype
-        return f"np.ones_like({args[1]})" if node.inputs[0].attr("value") == 1 else f"np.full_like({args[1]}, {g})"
+        return f"xp.ones_like({args[1]})" if node.inputs[0].attr("value") == 1 else f"xp.full_like({args[1]}, {g})"
     axis = node.attr("axis")
     if axis is not None and axis != tuple(range(len(node.shape))):
-        g = f"np.expand_dims({g}, {axis_text(axis)})"
-    return f"np.broadcast_to({g}, {args[1]}.shape)"
+        g = f"{g}[{', '.join('None' if i in axis else ':' for i in range(len(node.shape)))}]"
+    return f"xp.broadcast_to({g}, {args[1]}.shape)"
 
 
 def _broadcast_like_vjp(node: Node, g: Node) -> tuple:
@@ -59,8 +59,8 @@ def _expand_emit(node: Node, args: tuple) -> str:
     value, refs = args[0], args[1:]
     shape = f"{refs[0]}.shape" if len(refs) == 1 else f"np.broadcast_shapes({', '.join(r + '.shape' for r in refs)})"
     if node.inputs[0].op == "const":
-        return f"np.full_like({refs[0]}, {value})" if len(refs) == 1 else f"np.full({shape}, {value}, dtype=DTYPE)"
-    return f"np.broadcast_to({value}, {shape})"
+        return f"xp.full_like({refs[0]}, {value})" if len(refs) == 1 else f"xp.full({shape}, {value}, dtype={refs[0]}.dtype)"
+    return f"xp.broadcast_to({value}, {shape})"
 
 
 def _expand_vjp(node: Node, g: Node) -> tuple:
@@ -94,9 +94,9 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
     kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
     text = args[0]
     if kept:
-        text = f"{text}.sum(axis={axis_text(kept)}, keepdims=True)"
+        text = f"xp.sum({text}, axis={axis_text(kept)}, keepdims=True)"
     if leading:
-        text = f"{text}.sum(axis={axis_text(leading)})"
+        text = f"xp.sum({text}, axis={axis_text(leading)})"
     return text
 
 
@@ -150,11 +150,11 @@ def _reshape_emit(node: Node, args: tuple) -> str:
         text = args[0]
         ones = tuple(i for i, d in enumerate(x.shape) if d == 1)
         if ones:
-            text = f"np.squeeze({text}, axis={axis_text(ones)})"
+            text = f"xp.squeeze({text}, axis={axis_text(ones)})"
         new_ones = tuple(i for i, d in enumerate(node.shape) if d == 1)
-        return f"np.expand_dims({text}, {axis_text(new_ones)})" if new_ones else text
+        return f"{text}[{', '.join('None' if i in new_ones else ':' for i in range(len(node.shape)))}]" if new_ones else text
     dims = tuple(-1 if d is None else d for d in node.shape)
-    return f"{args[0]}.reshape({dims})" if len(dims) != 1 else f"{args[0]}.reshape({dims[0]})"
+    return f"xp.reshape({args[0]}, {dims})"
 
 
 register(Op("reshape", 1, _reshape_shape, _reshape_emit,
@@ -169,7 +169,7 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 # A zero gradient for a leaf the loss does not depend on.
 register(Op("zeros_like", 1, lambda shapes, attrs: shapes[0],
-            lambda node, args: f"np.zeros_like({args[0]})", lambda node, g: (None,),
+            lambda node, args: f"xp.zeros_like({args[0]})", lambda node, g: (None,),
             lambda node, args: "0", lambda node, args: "0"))
 
 
@@ -209,7 +209,7 @@ register(Op("index", 1, _index_shape,
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
 register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
-            lambda node, args: f"_unindex({args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
+            lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
             lambda node, g: (apply("index", g, index=node.attr("index")), None),
             lambda node, args: f"unindex({args[0]})",
             lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
@@ -238,7 +238,7 @@ def _concat_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op("concat", None, _concat_shape,
-            lambda node, args: f"np.concatenate(({', '.join(args)}), axis={node.attr('axis')})",
+            lambda node, args: f"xp.concat(({', '.join(args)}), axis={node.attr('axis')})",
             _concat_vjp,
             lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
             lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
@@ -250,7 +250,7 @@ register(Op("stop_gradient", 1, lambda shapes, attrs: shapes[0], lambda node, ar
 
 
 def _one_hot_emit(node: Node, args: tuple) -> str:
-    return f"({args[0]}[..., None] == np.arange({node.attr('classes')})).astype({args[0]}.dtype)"
+    return f"xp.astype({args[0]}[..., None] == xp.arange({node.attr('classes')}, dtype={args[0]}.dtype), {args[0]}.dtype)"
 
 
 # Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
