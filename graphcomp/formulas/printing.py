@@ -86,7 +86,11 @@ class NumPyCodePrinter(NumPyPrinter):
             return f"{self.parenthesize(value, precedence(sp.Mul(2, value, evaluate=False)))} * {mask}"
         text = self._print(last)
         for value, cond in reversed(branches):
-            text = f"xp.where({self._print(cond)}, {self._print(value)}, {text})"
+            chosen = self._print(value)
+            if value.is_Number:  # the standard's where takes one Python number at most, and the other
+                # branch may be one at run time (1/N): this one becomes an array shaped like the condition
+                chosen = f"xp.full_like({self._print(sorted(cond.free_symbols, key=str)[0])}, {chosen})"
+            text = f"xp.where({self._print(cond)}, {chosen}, {text})"
         return text
 
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:

@@ -191,6 +191,13 @@ def _index_shape(shapes: tuple, attrs: dict) -> Shape:
     return tuple(out)
 
 
+def _code_index(index: tuple, ndim: int) -> str:
+    """The index as code: every axis it leaves out is taken whole by a trailing `...`, which the Array
+    API standard asks for (NumPy assumes it)."""
+    text = _index_text(index)
+    return text + ", ..." if len(index) < ndim else text
+
+
 def _index_text(index: tuple) -> str:
     def one(entry):
         if entry[0] == "int":
@@ -202,14 +209,14 @@ def _index_text(index: tuple) -> str:
 
 
 register(Op("index", 1, _index_shape,
-            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            lambda node, args: f"{args[0]}[{_code_index(node.attr('index'), node.inputs[0].ndim)}]",
             lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
             lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
             lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
 register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
-            lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_index_text(node.attr('index'))}])",
+            lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
             lambda node, g: (apply("index", g, index=node.attr("index")), None),
             lambda node, args: f"unindex({args[0]})",
             lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
