@@ -1,9 +1,10 @@
-"""The benchmark suite in one command: training steps against hand-written NumPy (and JAX where
-installed), then compile time against graph size.
+"""The benchmark suite in one command: training steps against hand-written NumPy and the peers that
+are installed, compile time against graph size, and the same module on NumPy and on PyTorch CPU tensors.
 
 Run: python benchmarks/run.py [--quick]
 """
 import argparse
+import importlib.util
 import platform
 import subprocess
 import sys
@@ -20,6 +21,8 @@ def main() -> int:
     runs = [["bench_step.py", "--repeat", "3" if args.quick else "7"],
             ["bench_step.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"],
             ["bench_compile.py", "--largest", "2500" if args.quick else "10000"]]
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("array_api_compat"):
+        runs.append(["bench_backends.py", "--repeat", "3" if args.quick else "7"])
     for script, *options in runs:
         print(f"\n$ python benchmarks/{script} {' '.join(options)}", flush=True)
         code = subprocess.call([sys.executable, str(HERE / script), *options])

@@ -15,7 +15,7 @@ from test_op_gradients import CASES, concrete
 
 array_api_strict.set_array_api_strict_flags(api_version="2024.12")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SPECS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".toml", ".py") and p.stem not in ("example_data", "make_shapes"))
+SPECS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".toml", ".py") and p.stem not in ("example_data", "make_shapes", "dask_cluster"))
 TORCH = importlib.util.find_spec("torch") is not None
 DASK = importlib.util.find_spec("dask") is not None
 
@@ -148,3 +148,27 @@ def test_random_graphs_compute_within_the_standard(seed):
         for name in want_grads:
             np.testing.assert_allclose(np.asarray(got_grads[name]), want_grads[name], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(float(got_outputs["loss"]), want_outputs["loss"], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(not DASK or importlib.util.find_spec("distributed") is None,
+                    reason="Dask's distributed scheduler is not installed (pip install distributed)")
+def test_the_dask_cluster_example_trains_as_numpy_does():
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, str(EXAMPLES / "dask_cluster.py"), "--epochs", "3"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    numpy_line, dask_line = (line.split(" in ")[0].split(":")[1] for line in lines[1:3])
+    assert numpy_line.strip() == dask_line.strip()  # the same losses, to the printed digits
+    assert float(lines[3].split(": ")[1]) < 1e-12
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install jax)")
+@pytest.mark.parametrize("name", ["xor.toml", "digits.toml", "rnn_mean.py"])
+def test_jax_arrays_give_the_numpy_results(name):
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    module = _compiled(read_spec(str(EXAMPLES / name))).load()
+    same_results(module, example_arrays(module), lambda value: jnp.asarray(np.asarray(value)))

@@ -108,6 +108,8 @@ def _add_train_command(commands) -> None:
     for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
                        ("validation", float)):
         p.add_argument(f"--{name}", type=kind, help="overrides the spec's [training] setting")
+    p.add_argument("--backend", choices=("numpy", "torch", "cupy", "jax", "dask"),
+                   help="the array library to train with (default numpy; others need array-api-compat)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="print progress every N epochs (and the last)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_train)
@@ -211,7 +213,7 @@ def _train(args: argparse.Namespace) -> int:
     def progress(record: dict) -> None:
         if not args.quiet and (record["epoch"] % args.every == 0 or record["epoch"] == epochs):
             print(m._progress(record, epochs), flush=True)
-    params, _ = m.train(params, data, on_epoch=progress, **settings)
+    params, _ = m.train(params, data, on_epoch=progress, backend=args.backend, **settings)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     m.save_params(args.out, params)
     print(f"saved the trained params to {Path(args.out).resolve()}")
