@@ -29,7 +29,6 @@ GRADIENT_ARGS = ('u', 'v', 'w')  # _gradients' arguments, in order
 
 def init_params(seed=0):
     """Fresh parameters {name: array}, the same for the same seed."""
-    rng = np.random.default_rng(seed)
     params = {}
     return {name: value.astype(DTYPE) for name, value in params.items()}
 
