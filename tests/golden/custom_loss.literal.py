@@ -29,7 +29,6 @@ GRADIENT_ARGS = ('x', 'y', 'w', 'b')  # _gradients' arguments, in order
 
 def init_params(seed=0):
     """Fresh parameters {name: array}, the same for the same seed."""
-    rng = np.random.default_rng(seed)
     params = {}
     params['w'] = np.zeros((3,))  # zeros
     params['b'] = np.zeros(())  # zeros
