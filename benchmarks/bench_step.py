@@ -204,7 +204,7 @@ def step_peak(module, params, data, batch) -> float:
     arguments = [data[name][:batch] if name in module.INPUTS else params[name] for name in module.GRADIENT_ARGS]
 
     def step():
-        _, grads = module._gradients(*arguments)
+        _, grads = module._gradients(module._namespace(arguments), *arguments)
         for name in module.TRAINED:
             params[name] -= 0.01 * grads[name]
     return peak_megabytes(step)
