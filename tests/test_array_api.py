@@ -15,7 +15,7 @@ from test_op_gradients import CASES, concrete
 
 array_api_strict.set_array_api_strict_flags(api_version="2024.12")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SPECS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".toml", ".py") and p.stem not in ("example_data", "make_shapes", "dask_cluster"))
+SPECS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".toml", ".py") and p.stem not in ("example_data", "make_shapes", "dask_cluster", "backends"))
 TORCH = importlib.util.find_spec("torch") is not None
 DASK = importlib.util.find_spec("dask") is not None
 

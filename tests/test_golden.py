@@ -14,7 +14,7 @@ from graphcomp.frontend.cli import _compiled, read_spec
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 SPECS = sorted(path for path in (ROOT / "examples").iterdir()
-               if path.suffix in (".toml", ".py") and path.stem not in ("example_data", "make_shapes", "dask_cluster"))
+               if path.suffix in (".toml", ".py") and path.stem not in ("example_data", "make_shapes", "dask_cluster", "backends"))
 
 
 def generated(spec_path: Path) -> dict[str, str]:
