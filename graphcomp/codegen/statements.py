@@ -4,7 +4,6 @@ once each. Forward and backward lines are kept apart, and backward lines carry t
 """
 from __future__ import annotations
 
-import itertools
 from typing import Iterable
 
 import sympy as sp
@@ -59,6 +58,8 @@ class Statements:
                 inlined[node] = expr
                 continue
             shared, expr = self._common_parts(node, args, expr)
+            if _python_number(node):  # a line of its own is read by functions too: an array, not an int
+                expr = f"xp.asarray({expr}, dtype=xp.{self.dtype})"
             name = self.names.name(node)
             self.statement_of[node] = [Statement(part, text) for part, text in shared] + [Statement(name, expr)]
             if node in self.names.forward_nodes:
@@ -79,10 +80,19 @@ class Statements:
             bound = scalar_expr(node).xreplace({
                 placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
                 for i, a in enumerate(args)})
-            names = (sp.Symbol(self.names.fresh_temporary(), real=True) for _ in itertools.count())
-            replacements, (reduced,) = sp.cse(bound, symbols=names, order="none")
-            self._cse[node] = ([(str(name), numpy_text(part)) for name, part in replacements],
-                               numpy_text(reduced) if replacements else expr)
+            replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
+            kept, conditions = _without_conditions(replacements)
+            names = {symbol: sp.Symbol(self.names.fresh_temporary(), real=True) for symbol, _ in kept}
+            reduced = reduced.xreplace(conditions).xreplace(names)
+            numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and _python_number(x)}
+            parts = []
+            for symbol, part in kept:
+                text = numpy_text(part.xreplace(names))
+                if part.free_symbols <= numbers:  # from counts of examples alone: a Python number, made an array
+                    numbers.add(symbol)
+                    text = f"xp.asarray({text}, dtype=xp.{self.dtype})"
+                parts.append((str(names[symbol]), text))
+            self._cse[node] = (parts, numpy_text(reduced) if kept else expr)
         return self._cse[node]
 
     def _inlined(self, node: Node) -> bool:
@@ -93,6 +103,28 @@ class Statements:
         has_adjoint = self.backward is not None and node in self.backward.adjoints
         return (self.inline and node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
                 and node not in self.names)
+
+
+def _without_conditions(replacements: list) -> tuple[list, dict]:
+    """sympy.cse's parts without the conditions, which stay inside the formula that tests them (a mask
+    takes its dtype from a number): (kept parts, {condition's symbol: condition})."""
+    conditions: dict[sp.Symbol, sp.Basic] = {}
+    kept = []
+    for symbol, part in replacements:
+        part = part.xreplace(conditions)
+        if isinstance(part, sp.logic.boolalg.Boolean):
+            conditions[symbol] = part
+        else:
+            kept.append((symbol, part))
+    return kept, conditions
+
+
+def _python_number(node: Node) -> bool:
+    """Whether the code computes the value as a Python number (a count of examples, or a formula of
+    counts and constants), which the standard's functions would refuse."""
+    if node.op == "count":
+        return True
+    return not node.is_leaf and OPS[node.op].elementwise and all(x.op == "const" or _python_number(x) for x in node.inputs)
 
 
 def _operand_text(node: Node, arg: str | int | float, dtype: str) -> str:

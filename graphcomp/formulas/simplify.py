@@ -279,3 +279,15 @@ def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
             return False
         checked += 1
     return checked >= 3
+
+
+def constants_evaluated(expr: sp.Expr) -> sp.Expr:
+    """Functions of numbers alone as their values (log(2), softplus(0)): the code computes nothing the
+    compiler knows, and an Array API namespace's functions take arrays, not Python numbers."""
+    values = {}
+    for sub in sp.preorder_traversal(expr):
+        if isinstance(sub, sp.Function) and not sub.free_symbols and sub not in values:
+            value = sp.N(sub, 17)
+            if value.is_real and value.is_finite:
+                values[sub] = sp.Float(value, 17)
+    return expr.xreplace(values) if values else expr

@@ -14,7 +14,8 @@ import sympy as sp
 from ..codegen import traced_values
 from ..diff.reverse import Backward, reverse_mode
 from ..errors import GraphError
-from ..formulas.printing import group, latex_number, plain_text, short_number
+from ..formulas.printing import plain_text
+from ..formulas.latex import group, latex_number, short_number
 from ..formulas.simplify import in_exponentials, local_derivative, placeholder
 from ..formulas.symbols import bar, partial, symbol
 from ..ir import Graph, Node, toposort

@@ -9,7 +9,8 @@ from collections import Counter
 import sympy as sp
 
 from ..codegen import GeneratedModule
-from ..formulas.printing import elementwise_latex, latex_number, plain_text, short_number, sympy_number
+from ..formulas.printing import plain_text, sympy_number
+from ..formulas.latex import elementwise_latex, latex_number, short_number
 from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
 from ..formulas.symbols import bar, partial, symbol
 from ..ir import Graph, Node, toposort

@@ -20,7 +20,7 @@ import sympy as sp
 from ..codegen import GeneratedModule, loss_name
 from ..diff.reverse import reverse_mode
 from ..errors import GraphcompError
-from ..formulas.printing import short_number
+from ..formulas.latex import short_number
 from ..formulas.simplify import local_derivative
 from ..ir import DISPLAYS, Graph, Node, format_shape
 from ..ops import OPS, scalar_expr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ..formulas.printing import latex_number, short_number
+from ..formulas.latex import latex_number, short_number
 from ..formulas.symbols import symbol
 from ..ir import Graph, Node
 from ..ops import OPS

@@ -11,7 +11,8 @@ from typing import Callable, Optional
 import sympy as sp
 
 from ..errors import DifferentiationError
-from ..formulas.printing import elementwise_latex, numpy_text, operand_symbol, plain_text, sympy_number
+from ..formulas.printing import numpy_text, plain_text, sympy_number
+from ..formulas.latex import elementwise_latex, operand_symbol
 from ..formulas.simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape

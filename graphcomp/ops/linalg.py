@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ShapeError
-from ..formulas.printing import axis_subscript, group, latex_operator, transposed
+from ..formulas.latex import axis_subscript, group, latex_operator, transposed
 from ..formulas.simplify import G, placeholder
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text

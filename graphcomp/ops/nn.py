@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import ShapeError
-from ..formulas.printing import axis_subscript, group, latex_operator
+from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.simplify import G, Y, placeholder
 from ..ir import Node, apply, format_shape, normalize_axes
 from .elementwise import fuse

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ShapeError
-from ..formulas.printing import axis_subscript, group, latex_operator, latex_shape
+from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text
 from .table import Op, register

@@ -72,7 +72,7 @@ def _gradients(xp, x, y, w, b):
     t6 = t5 - 0.6931471805599453
     loss = xp.mean(t6)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    t7 = t6.shape[0]  # loss = mean(t6)
+    t7 = xp.asarray(t6.shape[0], dtype=xp.float64)  # loss = mean(t6)
     d_t6 = xp.ones_like(t6) / t7  # loss = mean(t6); into t6
     d_residual_1 = -d_t6  # t5 = t4 - residual; dt5/dresidual = -1
     d_t3 = _sigmoid(xp, t3)/t7  # t4 = softplus(t3); dt4/dt3 = sigmoid(t3)
