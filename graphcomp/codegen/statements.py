@@ -52,7 +52,8 @@ class Statements:
                 inlined[node] = literal(args[0])
                 continue
             if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
-                self._emitted[node] = OPS[node.op].emit(node, tuple(_operand_text(node, a, self.dtype) for a in args))
+                self._emitted[node] = _constant_text(node) or OPS[node.op].emit(
+                    node, tuple(_operand_text(node, a, self.dtype) for a in args))
             expr = self._emitted[node]
             if self._inlined(node):
                 inlined[node] = expr
@@ -117,6 +118,14 @@ def _without_conditions(replacements: list) -> tuple[list, dict]:
         else:
             kept.append((symbol, part))
     return kept, conditions
+
+
+def _constant_text(node: Node) -> str | None:
+    """An elementwise op of numbers alone (exp(1) as the user wrote it) as its value, computed here."""
+    if not OPS[node.op].elementwise or not node.inputs or any(x.op != "const" for x in node.inputs):
+        return None
+    return numpy_text(scalar_expr(node).xreplace({placeholder(i): sympy_number(x.attr("value"))
+                                                  for i, x in enumerate(node.inputs)}))
 
 
 def _python_number(node: Node) -> bool:

@@ -282,11 +282,12 @@ def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
 
 
 def constants_evaluated(expr: sp.Expr) -> sp.Expr:
-    """Functions of numbers alone as their values (log(2), softplus(0)): the code computes nothing the
-    compiler knows, and an Array API namespace's functions take arrays, not Python numbers."""
+    """Functions of numbers alone as their values (log(2), softplus(0), e, sqrt(2)): the code computes
+    nothing the compiler knows, and an Array API namespace's functions take arrays, not Python numbers."""
     values = {}
     for sub in sp.preorder_traversal(expr):
-        if isinstance(sub, sp.Function) and not sub.free_symbols and sub not in values:
+        constant = isinstance(sub, (sp.Function, sp.NumberSymbol)) or (sub.is_Pow and not sub.exp.is_Integer)
+        if constant and not sub.free_symbols and sub not in values:
             value = sp.N(sub, 17)
             if value.is_real and value.is_finite:
                 values[sub] = sp.Float(value, 17)
