@@ -167,11 +167,27 @@ def test_the_dask_cluster_example_trains_as_numpy_does():
     assert float(lines[3].split(": ")[1]) < 1e-12
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (pip install jax)")
-@pytest.mark.parametrize("name", ["xor.toml", "digits.toml", "rnn_mean.py"])
-def test_jax_arrays_give_the_numpy_results(name):
+JAX = importlib.util.find_spec("jax") is not None
+
+
+def as_jax(value):
     import jax
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", True)  # float64, as the module's DTYPE
     import jax.numpy as jnp
-    module = _compiled(read_spec(str(EXAMPLES / name))).load()
-    same_results(module, example_arrays(module), lambda value: jnp.asarray(np.asarray(value)))
+    return jnp.asarray(np.asarray(value))
+
+
+@pytest.mark.skipif(not JAX, reason="JAX is not installed (pip install jax)")
+@pytest.mark.parametrize("spec_path", SPECS, ids=lambda path: path.name)
+def test_jax_arrays_give_the_numpy_results(spec_path):
+    """JAX arrays cannot be assigned into: the gradients of slicing, convolution and pooling add into
+    their arrays through JAX's .at instead."""
+    module = _compiled(read_spec(str(spec_path))).load()
+    same_results(module, example_arrays(module), as_jax)
+
+
+@pytest.mark.skipif(not JAX, reason="JAX is not installed (pip install jax)")
+@pytest.mark.parametrize("shapes, build, domain", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_every_op_on_jax_arrays(shapes, build, domain):
+    module, operands, out = op_module(shapes, build)
+    same_results(module, op_arrays(operands, out, domain), as_jax)

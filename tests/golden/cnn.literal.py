@@ -662,7 +662,7 @@ def _max_pool2d_grad(xp, grad, x, pooled, size, stride):
     share = grad / count
     out = xp.zeros_like(x)
     for cut, hit in zip(cuts, hits):
-        out[cut] += hit * share
+        out = _added(out, cut, hit * share)
     return out
 
 
@@ -680,6 +680,15 @@ def _device(xp, x):
     import array_api_compat
 
     return array_api_compat.device(x)
+
+
+def _added(out, index, value):
+    """out with value added at index: in place where the library allows it, through JAX's .at where
+    arrays cannot be assigned into."""
+    if hasattr(out, "at"):
+        return out.at[index].add(value)
+    out[index] += value
+    return out
 
 
 if __name__ == "__main__":
