@@ -180,12 +180,21 @@ def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, w
             data["flow_text"] = f"adds {data['flow_text']}"
 
 
+BOX_ELEMENTS = 6  # an array up to this size prints whole in a picture's box; a larger one as a summary
+
+
 def _put(data: dict, key: str, value) -> None:
     """A number as a number and as text; an array as text only (GraphML and JSON keep both readable)."""
     array = np.asarray(value, dtype=float)
     if array.ndim == 0:
         data[key] = float(array)
-    data[f"{key}_text"] = shown(array, latex=False)
+    if array.size <= BOX_ELEMENTS:
+        data[f"{key}_text"] = shown(array, latex=False)
+    elif array.min() == array.max():
+        data[f"{key}_text"] = f"{'×'.join(map(str, array.shape))} array, all {short_number(float(array.min()))}"
+    else:
+        data[f"{key}_text"] = (f"{'×'.join(map(str, array.shape))} array, mean {short_number(float(array.mean()))}, "
+                               f"from {short_number(float(array.min()))} to {short_number(float(array.max()))}")
 
 
 def backward_view(model: GeneratedModule) -> nx.DiGraph:
