@@ -149,3 +149,12 @@ def test_the_documented_pictures_are_drawn_by_one_command(tmp_path):
         svg = path.read_text()
         width, height = (float(n) for n in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
         assert 1 / 3 <= width / height <= 3.2, f"{path.name} is {width:.0f} x {height:.0f} pt: too long a strip"
+
+
+def test_a_large_array_prints_as_its_summary_in_a_box():
+    g = gc.Graph("big")
+    x, W = g.input("x", (None, 2)), g.param("W", (2, 4))
+    g.output("loss", gc.sum(x @ W))
+    view = to_networkx(g, "loss", ("W",), {"x": np.ones((2, 2)), "W": np.arange(8.0).reshape(2, 4)})
+    assert view.nodes["W"]["value_text"] == "2×4 array, mean 3.5, from 0 to 7"
+    assert view.nodes["W"]["gradient_text"] == "2×4 array, all 2"  # each weight meets both examples' 1s
