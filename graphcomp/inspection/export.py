@@ -129,8 +129,8 @@ def _role(graph: Graph, node: Node, loss: str | None) -> str:
 
 
 def _cluster(graph: Graph, node: Node, notation: Notation) -> str:
-    """Values named with the same trailing number (a1, h1, W1, b1) share a cluster, labelled by them;
-    an unnamed value joins the cluster of the one value it feeds, if that one has a cluster."""
+    """Values named with the same trailing number (a1, h1, W1, b1) share a cluster, labelled by their
+    names; unnamed values and names without a number stay outside clusters."""
     group = _group(graph.name_of(node))
     if group is None:
         return ""
