@@ -45,7 +45,7 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1600,1000", "--force-device-scale-factor=1"):
+                 "--disable-dev-shm-usage", "--window-size=1600,1000", "--force-device-scale-factor=1"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
