@@ -224,3 +224,17 @@ def test_max_pooling_shares_the_gradient_equally_at_ties():
     for k, (i, j) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)]):
         want[i:i + 3, j:j + 3] += weights.flat[k] / 9
     np.testing.assert_allclose(ties[0, 0], want, rtol=1e-15)
+
+
+def test_a_chain_deeper_than_the_recursion_limit_compiles():
+    """No step of code generation recurses along the graph: 1,200 elementwise ops in a row (the speed
+    issue's chain) compile, and the module computes."""
+    g = gc.Graph("deep")
+    x, w = g.input("x", (None, 2)), g.param("w", (2,))
+    h = x
+    for _ in range(300):
+        h = gc.tanh(h * 1.01 + w) * 0.9 + 0.1
+    g.output("loss", gc.mean(h))
+    module = gc.compile(g, simplify=False).load()
+    _, grads = module.gradients(x=np.ones((3, 2)), w=np.zeros(2))
+    assert np.all(np.isfinite(grads["w"]))

@@ -36,6 +36,9 @@ class Statements:
         self.statement_of: dict[Node, list[Statement]] = {}
         self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
         self._emitted: dict[Node, str] = {}
+        # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
+        # which the standard's functions refuse: filled in topological order as statements are planned
+        self._numbers: dict[Node, bool] = {}
 
     def operand(self, node: Node, inlined: dict[Node, str]) -> str | int | float:
         if node.op == "const":
@@ -47,6 +50,8 @@ class Statements:
         order = [n for n in toposort(roots) if not n.is_leaf]
         forward, backward, inlined = [], [], {}
         for node in order:
+            self._numbers[node] = node.op == "count" or (OPS[node.op].elementwise and all(
+                x.op == "const" or self._numbers.get(x, False) for x in node.inputs))
             args = tuple(self.operand(x, inlined) for x in node.inputs)
             if node.op in TRANSPARENT_OPS and node not in self.names:
                 inlined[node] = literal(args[0])
@@ -59,7 +64,7 @@ class Statements:
                 inlined[node] = expr
                 continue
             shared, expr = self._common_parts(node, args, expr)
-            if _python_number(node):  # a line of its own is read by functions too: an array, not an int
+            if self._numbers[node]:  # a line of its own is read by functions too: an array, not an int
                 expr = f"xp.asarray({expr}, dtype=xp.{self.dtype})"
             name = self.names.name(node)
             self.statement_of[node] = [Statement(part, text) for part, text in shared] + [Statement(name, expr)]
@@ -85,7 +90,7 @@ class Statements:
             kept, conditions = _without_conditions(replacements)
             names = {symbol: sp.Symbol(self.names.fresh_temporary(), real=True) for symbol, _ in kept}
             reduced = reduced.xreplace(conditions).xreplace(names)
-            numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and _python_number(x)}
+            numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
             parts = []
             for symbol, part in kept:
                 text = numpy_text(part.xreplace(names))
@@ -126,14 +131,6 @@ def _constant_text(node: Node) -> str | None:
         return None
     return numpy_text(scalar_expr(node).xreplace({placeholder(i): sympy_number(x.attr("value"))
                                                   for i, x in enumerate(node.inputs)}))
-
-
-def _python_number(node: Node) -> bool:
-    """Whether the code computes the value as a Python number (a count of examples, or a formula of
-    counts and constants), which the standard's functions would refuse."""
-    if node.op == "count":
-        return True
-    return not node.is_leaf and OPS[node.op].elementwise and all(x.op == "const" or _python_number(x) for x in node.inputs)
 
 
 def _operand_text(node: Node, arg: str | int | float, dtype: str) -> str:
