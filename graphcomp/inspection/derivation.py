@@ -142,6 +142,10 @@ class Derivation:
     steps: list[Step]
     values: dict[str, float] = field(default_factory=dict)  # every value by name, when `at` was given
     forward: list[ForwardStep] = field(default_factory=list)
+    # what the steps were computed from, for pictures: the backward pass, and every value by node
+    # (gradients too, for tensor graphs) when `at` was given
+    backward: Backward | None = field(default=None, repr=False)
+    numbers: dict[Node, object] = field(default_factory=dict, repr=False)
 
     def latex(self) -> str:
         lines = [s.latex() for s in self.forward] + [s.latex() for s in self.steps]
@@ -188,7 +192,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     named_values = {notation.names[n]: v for n, v in values.items() if n in notation.names}
     forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n), values.get(n))
                for n in toposort([loss_node]) if not n.is_leaf and n in notation.names and n in backward.adjoints]
-    return Derivation(loss, steps, named_values, forward)
+    return Derivation(loss, steps, named_values, forward, backward, values)
 
 
 class _ChainRule:

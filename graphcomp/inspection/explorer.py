@@ -14,11 +14,11 @@ import networkx as nx
 
 from ..codegen import GeneratedModule
 from ..errors import GraphcompError
-from ..diff.reverse import reverse_mode
+from ..diff.reverse import Backward
 from ..formulas.simplify import local_derivative
-from ..ir import Node
+from ..ir import Graph, Node
 from ..ops import OPS, scalar_expr
-from .derivation import AdjointRenderer, derivation, local_text
+from .derivation import AdjointRenderer, Derivation, derivation, local_text
 from .equations import gradient_latex
 from .export import to_networkx
 from .mathml import Formulas, math_html
@@ -92,14 +92,15 @@ select(decodeURIComponent(location.hash.slice(1)) || data.first);
 def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
     """The whole page. `at` (the leaves' values) puts values and gradients on every box and line."""
     graph, loss = model.graph, model.loss if model.backward is not None else None
-    view = to_networkx(graph, loss, model.wrt if loss else (), at if loss else None, fold=False)
+    steps = derivation(graph, loss, model.wrt, at) if loss else None  # once, for the picture and the page
+    view = to_networkx(graph, loss, model.wrt if loss else (), fold=False, steps=steps if at is not None else None)
     svg = svg_text(to_dot(view))
     if svg is None:
         raise GraphcompError("the explorer draws its picture with Graphviz's `dot`, which is not installed "
                              "(Debian/Ubuntu: apt-get install graphviz)")
     code = source_functions(model.source, ("forward", "_gradients")).split("\n")
     notation = Notation(graph)
-    paths = _path_texts(model, notation) if loss else {}
+    paths = _path_texts(steps.backward, notation) if steps else {}
     values = _values(view, notation, graph, code, paths)
     payload = json.dumps({"values": values, "first": loss or next(iter(values))}, ensure_ascii=False)
     payload = payload.replace("</", "<\\/")  # no "</script>" inside the script element
@@ -114,7 +115,7 @@ def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
         *(f'<button type="button" data-value="{html.escape(name)}" aria-pressed="false">{html.escape(name)}</button>'
           for name in values),
         "</nav>", "</div>", _details_panel(), "</section>",
-        *_formula_sections(model, at),
+        *_formula_sections(model, steps),
         '<section id="code"><h2>Generated code</h2><p class="muted"><code>forward</code> and <code>_gradients</code> '
         "of the generated module; the lines of the chosen value are marked.</p><pre><code>",
         *(f'<span class="line" id="line-{number}">{html.escape(line) or " "}</span>' for number, line in enumerate(code)),
@@ -144,25 +145,22 @@ def _details_panel() -> str:
             + "".join(items) + "</dl></aside>")
 
 
-def _formula_sections(model: GeneratedModule, at: dict | None) -> list[str]:
-    if model.backward is None:
+def _formula_sections(model: GeneratedModule, steps: Derivation | None) -> list[str]:
+    if steps is None:
         return []
-    steps = derivation(model.graph, model.loss, model.wrt, at)
     return ['<section id="gradients"><h2>Gradients</h2>', Formulas(gradient_latex(model))._repr_html_(), "</section>",
             '<section id="derivation"><h2>Derivation</h2><p class="muted">The forward pass, then the chain rule '
             "from the loss back to the leaves, on the graph as written.</p>", math_html(steps.latex()), "</section>"]
 
 
-def _path_texts(model: GeneratedModule, notation: Notation) -> dict[tuple[Node, int], str]:
+def _path_texts(backward: Backward, notation: Notation) -> dict[tuple[Node, int], str]:
     """(user, operand index) -> the gradient that flows back along that edge, as text (d_t4 @ W2.T)."""
-    graph = model.graph
-    backward = reverse_mode(graph.outputs[model.loss], [graph.leaves[name] for name in model.wrt])
     renderer = AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
     return {(user, index): renderer.render(piece, named={backward.adjoints[user]: f"d_{notation.names[user]}"})
             for (user, index), piece in backward.paths.items() if user in notation.names}
 
 
-def _values(view: nx.DiGraph, notation: Notation, graph, code: list[str], paths: dict) -> dict[str, dict]:
+def _values(view: nx.DiGraph, notation: Notation, graph: Graph, code: list[str], paths: dict) -> dict[str, dict]:
     """What the panel shows for each value, by name."""
     by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
     values = {}

@@ -18,13 +18,12 @@ import numpy as np
 import sympy as sp
 
 from ..codegen import GeneratedModule, loss_name
-from ..diff.reverse import reverse_mode
 from ..errors import GraphcompError
 from ..formulas.latex import short_number
 from ..formulas.simplify import local_derivative
 from ..ir import DISPLAYS, Graph, Node, format_shape
 from ..ops import OPS, scalar_expr
-from .derivation import derivation, local_text, local_value, scalar_values, shown, traced_arrays
+from .derivation import Derivation, derivation, local_text, local_value, shown
 from .equations import is_scalar_graph
 from .notation import Notation
 from .pictures import DEFAULT_DPI, PICTURE_FORMATS, render, svg_text, to_dot
@@ -38,14 +37,15 @@ class ExportError(GraphcompError):
 
 
 def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = (),
-                at: Mapping[str, object] | None = None, fold: bool | None = None) -> nx.DiGraph:
+                at: Mapping[str, object] | None = None, fold: bool | None = None,
+                steps: Derivation | None = None) -> nx.DiGraph:
     """The graph's values as nodes, operands as edges; with `at` (the leaves' values), values and
-    gradients. fold: write unnamed values used once inside their user's box (default: for tensor graphs
+    gradients (from `steps`, the derivation at those values, when the caller has it already). fold: write unnamed values used once inside their user's box (default: for tensor graphs
     and graphs of more than 12 operations, never when values are shown)."""
     notation = Notation(graph)
     nodes = [n for n in graph.nodes() if n.op != "const"]
     if fold is None:  # a lecture's scalar graph shows every step; a network shows its named values
-        fold = at is None and (sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes))
+        fold = at is None and steps is None and (sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes))
     shown_nodes = _shown(graph, nodes, fold)
     view = nx.DiGraph(name=graph.name)
     texts: dict[Node, str] = {}
@@ -64,10 +64,10 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
         for index, x in enumerate(node.inputs):
             for source in _shown_sources(x, shown_nodes):
                 view.add_edge(notation.names[source], name, operand=index)
-    if at is not None:
+    if at is not None or steps is not None:
         if loss is None:
             raise ExportError("values and gradients need a loss: say which output it is")
-        _add_values(view, graph, notation, loss, wrt, at)
+        _add_values(view, graph, notation, loss, steps or derivation(graph, loss, wrt, at))
     return view
 
 
@@ -147,10 +147,8 @@ def _group(name: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, wrt: tuple[str, ...],
-                at: Mapping[str, object]) -> None:
+def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, steps: Derivation) -> None:
     """Each value and gradient on its box; each edge's local derivative and the gradient along it."""
-    steps = derivation(graph, loss, wrt, at)  # checks the values given
     gradient = {step.target: step.value if step.array is None else step.array for step in steps.steps}
     scalar = is_scalar_graph(graph, graph.outputs[loss])
     for name, data in view.nodes(data=True):
@@ -159,9 +157,7 @@ def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, w
         if gradient.get(name) is not None:
             _put(data, "gradient", gradient[name])
             data["gradient_label"] = f"∂{loss}/∂{name}" if scalar else f"d_{name}"
-    loss_node = graph.outputs[loss]
-    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
-    numbers = scalar_values(loss_node, at) if scalar else traced_arrays(graph, loss, wrt, at)
+    backward, numbers = steps.backward, steps.numbers
     by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
     for source, target, data in view.edges(data=True):
         user, index = by_name[target], data["operand"]
