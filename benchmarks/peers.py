@@ -75,7 +75,7 @@ def _torch():
     return torch
 
 
-def _torch_step(torch, params, loss_of, data, dtype):
+def _torch_step(torch, params, loss_of, data):
     """An SGD step in eager PyTorch: autograd backward, then an in-place update without autograd."""
     tensors = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in data.items()}
 
@@ -104,7 +104,7 @@ def torch_mlp(sizes, activation, data, batch, dtype):
         logits = h @ params[-2] + params[-1]
         return torch.nn.functional.cross_entropy(logits, batch_data["labels"])
     data = {"x": data["x"], "labels": data["labels"].astype(np.int64)}
-    return _epoch_over(_torch_step(torch, params, loss_of, data, dtype), len(data["x"]), batch)
+    return _epoch_over(_torch_step(torch, params, loss_of, data), len(data["x"]), batch)
 
 
 def torch_cnn(data, batch, dtype):
@@ -121,7 +121,7 @@ def torch_cnn(data, batch, dtype):
         pooled = F.max_pool2d(F.relu(F.conv2d(batch_data["x"], params[0], params[1], padding=1)), 2)
         return F.cross_entropy(pooled.flatten(1) @ params[2] + params[3], batch_data["labels"])
     data = {"x": data["x"], "labels": data["labels"].astype(np.int64)}
-    return _epoch_over(_torch_step(torch, params, loss_of, data, dtype), len(data["x"]), batch)
+    return _epoch_over(_torch_step(torch, params, loss_of, data), len(data["x"]), batch)
 
 
 def torch_rnn(data, batch, dtype, hidden=64):
@@ -142,7 +142,7 @@ def torch_rnn(data, batch, dtype, hidden=64):
         for t in range(1, x.shape[1]):
             h = torch.tanh(x[:, t, :] @ Wx + h @ Wh + bh)
         return torch.mean((h @ Wy - batch_data["y"]) ** 2)
-    return _epoch_over(_torch_step(torch, params, loss_of, data, dtype), len(data["x"]), batch)
+    return _epoch_over(_torch_step(torch, params, loss_of, data), len(data["x"]), batch)
 
 
 # ----------------------------------------------------------------------------------------- PyTensor
