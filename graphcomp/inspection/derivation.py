@@ -173,7 +173,7 @@ def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, f
     loss_node = graph.outputs[loss]
     notation = Notation(graph)
     backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
-    scalar = is_scalar_graph(graph, loss_node)
+    scalar = is_scalar_graph(loss_node)
     values = arrays = None
     if at is not None:
         check_leaves(loss_node, graph, at)

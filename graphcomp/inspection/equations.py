@@ -13,7 +13,7 @@ from ..formulas.printing import plain_text, sympy_number
 from ..formulas.latex import elementwise_latex, latex_number, short_number
 from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
 from ..formulas.symbols import bar, partial, symbol
-from ..ir import Graph, Node, toposort
+from ..ir import Node, toposort
 from ..ops import OPS, scalar_expr
 from .mathml import Formulas
 
@@ -149,14 +149,15 @@ CLOSED_FORM_LIMIT = 25  # operations; a longer closed form is given as the code'
 def _closed_forms(model: GeneratedModule) -> dict[str, sp.Expr]:
     """{leaf: ∂loss/∂leaf as one formula of the leaves}, for graphs of scalars and where it is short."""
     loss = model.graph.outputs[model.loss]
-    if not is_scalar_graph(model.graph, loss):
+    if not is_scalar_graph(loss):
         return {}
     expression = _closed_form(loss)
     forms = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
     return {name: f for name, f in forms.items() if sp.count_ops(f) <= CLOSED_FORM_LIMIT}
 
 
-def is_scalar_graph(graph: Graph, loss: Node) -> bool:
+def is_scalar_graph(loss: Node) -> bool:
+    """Whether every value the loss is computed from is a scalar (closed forms and ∂ notation apply)."""
     return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
                for n in toposort([loss]))
 

@@ -150,7 +150,7 @@ def _group(name: str | None) -> str | None:
 def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, steps: Derivation) -> None:
     """Each value and gradient on its box; each edge's local derivative and the gradient along it."""
     gradient = {step.target: step.value if step.array is None else step.array for step in steps.steps}
-    scalar = is_scalar_graph(graph, graph.outputs[loss])
+    scalar = is_scalar_graph(graph.outputs[loss])
     for name, data in view.nodes(data=True):
         if name in steps.values:
             _put(data, "value", steps.values[name])
