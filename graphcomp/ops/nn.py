@@ -115,24 +115,25 @@ register(Op("max_pool2d", 1, _pool_shape,
             lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
             helpers=("pool_cuts", "max_pool2d")))
 
-# ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
-register(Op("max_pool2d_grad", 3, lambda shapes, attrs: shapes[1],
-            lambda node, args: f"_max_pool2d_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
-            lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
-                                   stride=node.attr("stride")), None, None),
-            lambda node, args: f"max_pool2d_grad({args[0]})",
-            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\partial"),
-            helpers=("pool_cuts", "max_pool2d_grad")))
+def _pool_derivative(name: str, shape_of: int, superscript: str, vjp) -> Op:
+    """One of max-pooling's two linear derivative maps, on (values, x, pooled); each is the other's
+    adjoint, so each one's derivative rule applies the other."""
+    return register(Op(name, 3, lambda shapes, attrs: shapes[shape_of],
+                       lambda node, args: f"_{name}(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
+                       vjp, lambda node, args: f"{name}({args[0]})",
+                       lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript),
+                       helpers=("pool_cuts", name)))
 
-# The adjoint of max_pool2d_grad, linear in its gradient: each window's values at its maximal
-# positions (averaged over ties), which is what a second derivative through max-pooling reads.
-register(Op("max_pool2d_select", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_max_pool2d_select(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
-            lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
-                                   stride=node.attr("stride")), None, None),
-            lambda node, args: f"max_pool2d_select({args[0]})",
-            lambda node, args: latex_operator("maxpool", args, _pool_latex(node), r"\mathrm{sel}"),
-            helpers=("pool_cuts", "max_pool2d_select")))
+
+# ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
+_pool_derivative("max_pool2d_grad", 1, r"\partial",
+                 lambda node, h: (apply("max_pool2d_select", h, *node.inputs[1:], size=node.attr("size"),
+                                        stride=node.attr("stride")), None, None))
+# Each window of its values read at the window's maximal positions (averaged over ties): what a second
+# derivative through max-pooling reads.
+_pool_derivative("max_pool2d_select", 2, r"\mathrm{sel}",
+                 lambda node, g: (apply("max_pool2d_grad", g, *node.inputs[1:], size=node.attr("size"),
+                                        stride=node.attr("stride")), None, None))
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).
