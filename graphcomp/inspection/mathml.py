@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import html
 
-from latex2mathml.converter import convert
-
 ALIGNED = (r"\begin{aligned}", r"\end{aligned}")
 
 
@@ -24,6 +22,8 @@ def math_html(latex: str) -> str:
 
 
 def _math(latex: str, display: str = "inline") -> str:
+    from latex2mathml.converter import convert  # here: every `graphcomp` command would pay its 30 ms import
+
     try:
         return convert(latex.strip(), display=display)
     except Exception:  # noqa: BLE001 - a formula the converter cannot read is still shown, as its source
