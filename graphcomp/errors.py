@@ -19,3 +19,13 @@ class GraphError(GraphcompError, ValueError):
 
 class DifferentiationError(GraphcompError):
     """An op without a derivative rule, or a gradient asked of something that has none."""
+
+
+class OutputError(GraphcompError, OSError):
+    """A file graphcomp was asked to write that it cannot or must not write: its folder is not writable,
+    the disk is full, or it is one of the command's inputs (writing it would destroy that input)."""
+
+
+class InputError(GraphcompError, ValueError):
+    """A file given to be read (a data set, saved params, values) that cannot be read; the message names
+    that file rather than the spec."""

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..diff.reverse import Backward, reverse_mode
 from ..errors import DifferentiationError, GraphError
+from ..files import write_atomic
 from ..ir import Graph, Node
 from ..passes import optimize
 from .context import module_context
@@ -38,10 +39,9 @@ class GeneratedModule:
         self._path: Path | None = None
 
     def save(self, path: str | Path) -> Path:
-        """Write the generated module to `path` (a .py file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.source, encoding="utf-8")
+        """Write the generated module to `path` (a .py file), atomically: an interrupted or failed save
+        leaves the old file as it was (graphcomp.files.write_atomic)."""
+        path = write_atomic(path, self.source)
         self._path = path
         return path
 

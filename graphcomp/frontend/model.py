@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..codegen import GeneratedModule, generate
+from ..files import write_atomic
 from ..inspection.derivation import Derivation, derivation
 from ..inspection.equations import gradient_latex, gradient_text
 from ..inspection.explorer import explorer_html, notebook_html
@@ -40,20 +41,14 @@ class CompiledModel(GeneratedModule):
         and after simplification, what the passes changed and why, the gradient equations, the
         derivation, and the forward/gradients part of the generated code."""
         text = markdown(self, at)  # a bad `at` raises here, before anything is written
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return path
+        return write_atomic(path, text)
 
     def explorer(self, path: str | Path, at: dict | None = None) -> Path:
         """Write the explorer: one self-contained HTML page with the graph's picture, the formulas, the
         derivation and the code, cross-linked (choose a value to see its formula, value, gradient, local
         derivatives and code lines); it needs no network and opens from file://."""
         text = explorer_html(self, at)  # a bad `at` raises here, before anything is written
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return path
+        return write_atomic(path, text)
 
     def _repr_markdown_(self) -> str:
         return summary(self)

@@ -8,6 +8,7 @@ forward lines, then its gradient lines, under the code's names.
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ import sympy as sp
 
 from ..codegen import GeneratedModule, loss_name
 from ..errors import GraphcompError
+from ..files import write_atomic
 from ..formulas.latex import short_number
 from ..formulas.simplify import local_derivative
 from ..ir import DISPLAYS, Graph, Node, format_shape
@@ -26,7 +28,7 @@ from ..ops import OPS, scalar_expr
 from .derivation import Derivation, derivation, local_text, local_value, shown
 from .equations import is_scalar_graph
 from .notation import Notation
-from .pictures import DEFAULT_DPI, PICTURE_FORMATS, render, svg_text, to_dot
+from .pictures import DEFAULT_DPI, render, svg_text, to_dot
 
 FORMATS = ("svg", "png", "pdf", "dot", "graphml", "json")
 FOLD_ABOVE = 12  # operations: a larger graph writes unnamed single-use values inside their user's box
@@ -241,19 +243,21 @@ def _read_values(node: Node, listing) -> list[Node]:
 
 
 def write(view: nx.DiGraph, fmt: str, path: str | Path, rankdir: str = "auto", dpi: int = DEFAULT_DPI) -> Path:
-    """Write the view as a picture (svg, png, pdf) or as data (dot, graphml, json)."""
-    path = Path(path)
+    """Write the view as a picture (svg, png, pdf) or as data (dot, graphml, json). The whole file is
+    made in memory first, then written atomically: a failed drawing or write leaves no partial file."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "json":
-        path.write_text(json.dumps(nx.node_link_data(view, edges="edges"), indent=2) + "\n", encoding="utf-8")
+        content: str | bytes = json.dumps(nx.node_link_data(view, edges="edges"), indent=2) + "\n"
     elif fmt == "graphml":
-        nx.write_graphml(view, path)
+        buffer = io.BytesIO()
+        nx.write_graphml(view, buffer)
+        content = buffer.getvalue()
     elif fmt == "dot":
-        path.write_text(to_dot(view, rankdir), encoding="utf-8")
-    elif fmt in PICTURE_FORMATS:
-        path.write_bytes(render(to_dot(view, rankdir), fmt, dpi))
-    return path
+        content = to_dot(view, rankdir)
+    else:
+        content = render(to_dot(view, rankdir), fmt, dpi)
+    return write_atomic(path, content)
 
 
 def graph_svg(graph: Graph) -> str | None:
