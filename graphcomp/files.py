@@ -12,10 +12,12 @@ import errno
 import os
 import secrets
 import stat
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
 PathLike = str | os.PathLike
 
@@ -106,6 +108,35 @@ def refuse_overlap(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, 
             if same_file(path, other):
                 raise OutputError(f"{label} {path} and {name} are the same file; give each output its own file")
         earlier.append((f"{label} {path}", path))
+
+
+def check_outputs(outputs: Mapping[str, PathLike | None], inputs: Mapping[str, PathLike | None]) -> None:
+    """Before any work: no output may be an input or another output (refuse_overlap), and each output's
+    folder must take a new file (check_writable), so that long work never ends in a refused write."""
+    refuse_overlap(outputs, inputs)
+    for path in outputs.values():
+        if path is not None:
+            check_writable(path)
+
+
+def file_with_suffix(label: str, path: str, suffix: str, example: str) -> str:
+    """The file an output option names: never a folder (refused, with a file inside it as example), and
+    `suffix` added when missing, as NumPy adds ".npz" silently, so that messages name the real file."""
+    if os.path.isdir(path):
+        raise OutputError(f"{label} {path} is a folder; give a file such as {os.path.join(path, example)}")
+    return path if path.endswith(suffix) else path + suffix
+
+
+@contextmanager
+def reading(path: PathLike) -> Iterator[None]:
+    """Errors raised while a file given to be read is read (a data set, params, values) become one
+    InputError that names that file: the command's own error handler would otherwise name the spec."""
+    try:
+        yield
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        reason = error.strerror.lower() if isinstance(error, OSError) and error.strerror else str(error)
+        reason = reason.removeprefix(f"{path}: ") or type(error).__name__
+        raise InputError(f"{path}: {reason}") from None
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

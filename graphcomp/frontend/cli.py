@@ -3,7 +3,9 @@
 A spec is a TOML file (see graphcomp.spec) or a Python file that builds a gc.Graph
 (a module-level `graph`, or a `build()` function returning one). Any problem with the
 input is one line on stderr naming the file, the entry and the problem, with exit
-code 2; nothing is written then.
+code 2; nothing is written then. Outputs are checked before any work: none may be one of the
+command's inputs or another output, and each folder must take a new file; every file is written
+atomically (graphcomp.files), so a failure leaves the old file as it was.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..codegen import loss_name, training_problems, wrt_leaves
+from ..codegen import TRAINING_KEYS, loss_name, training_problems, wrt_leaves
 from ..diff.gradcheck import gradient_errors
-from ..errors import GraphcompError
+from ..errors import GraphcompError, InputError, OutputError
+from ..files import check_outputs, file_with_suffix, reading
 from ..inspection.export import FORMATS, backward_view, to_networkx, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
@@ -28,12 +31,19 @@ TOLERANCE = 1e-6
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Run one command; its exit code: 0, 1 (a check failed, training diverged), 2 (a problem with the
+    command's files or settings, one line on stderr), 130 (interrupted by Ctrl-C)."""
+    args = _parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print("graphcomp: interrupted", file=sys.stderr)
+        return 130
     except SpecError as error:
         print(f"graphcomp: error: {error}", file=sys.stderr)
+        return 2
+    except (InputError, OutputError) as error:  # each names its own file
+        print(f"graphcomp: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     except (GraphcompError, ValueError, OSError) as error:  # about the spec given: name its file
         where = f"{args.spec}: " if getattr(args, "spec", None) and str(args.spec) not in str(error) else ""
@@ -103,8 +113,12 @@ def _add_train_command(commands) -> None:
     p = commands.add_parser("train", help="compile a spec and train it on a data file")
     p.add_argument("spec")
     p.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
-    p.add_argument("--out", default="params.npz", help="where to save the trained params")
-    p.add_argument("-o", "--output", help="also save the generated module here")
+    p.add_argument("--out", help="the .npz file of the trained params and the run's state, also written when "
+                   "training is interrupted or diverges (default params.npz; with --resume, the run resumed)")
+    p.add_argument("-o", "--output", help="also save the generated module here (a .py file)")
+    p.add_argument("--params", help="start from these saved params (.npz) instead of the spec's initial ones")
+    p.add_argument("--resume", metavar="RUN", help="continue the run saved in this .npz file (params, optimizer "
+                   "state, epoch, random generator) with its settings; flags given override them")
     for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
                        ("validation", float)):
         p.add_argument(f"--{name}", type=kind, help="overrides the spec's [training] setting")
@@ -118,6 +132,7 @@ def _add_train_command(commands) -> None:
 # ------------------------------------------------------------------ commands
 
 def _compile(args: argparse.Namespace) -> int:
+    check_outputs({"-o": _python_output(args.output)}, {"the spec": args.spec})
     model = _compiled(read_spec(args.spec), simplify=not args.no_simplify)
     path = model.save(args.output)
     print(f"wrote {path}: model {model.graph.name!r}, loss {model.loss!r}, gradients for {', '.join(model.wrt)}")
@@ -140,6 +155,7 @@ def _grad(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    check_outputs({"-o": args.output}, {"the spec": args.spec, **_at_files(args.at)})
     model = _compiled(read_spec(args.spec))
     at = parse_values(args.at) if args.at else None
     if args.html or args.output.lower().endswith((".html", ".htm")):
@@ -156,6 +172,7 @@ def _graph(args: argparse.Namespace) -> int:
                           else "svg")
     if args.dpi < 10 or args.dpi > 1200:
         raise GraphcompError(f"--dpi must be between 10 and 1200, got {args.dpi}")
+    check_outputs({"-o": args.output}, {"the spec": args.spec, **_at_files(args.at)})
     spec = read_spec(args.spec)
     at = parse_values(args.at) if args.at else None
     if args.backward:
@@ -171,7 +188,6 @@ def _graph(args: argparse.Namespace) -> int:
             loss = None  # several outputs and none said to be the loss: the picture marks none
         wrt = tuple(leaf.name for leaf in wrt_leaves(spec.graph, spec.wrt))
         view = to_networkx(spec.graph, loss, wrt, at, fold=False if args.unfold else None)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     path = write(view, fmt, args.output, rankdir=args.rankdir, dpi=args.dpi)
     print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")
     return 0
@@ -194,30 +210,75 @@ def _check(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
-    spec = read_spec(args.spec)
-    model = _compiled(spec)
+    if args.params and args.resume:
+        raise ValueError("give --params (start from saved params) or --resume (continue a saved run), not both")
+    out = file_with_suffix("--out", args.out or args.resume or "params.npz", ".npz", "params.npz")  # resume: in place
+    output = _python_output(args.output) if args.output else None
+    check_outputs({"-o": output, "--out": out}, {"the spec": args.spec, "--data": args.data, "--params": args.params})
+    model = _compiled(read_spec(args.spec))
     m = model.load()
-    settings = dict(m.TRAINING)  # the spec's [training], over compile()'s defaults
+    run = _read(m.load_run, args.resume) if args.resume else None
+    settings = _training_settings(args, m.TRAINING, run)
+    data = _read(m.load_data, args.data)
+    params = None if run else _read(m.load_params, args.params) if args.params else m.init_params(settings.get("seed", 0))
+    if output:
+        print(f"wrote the module to {model.save(output)}")
+    shown = {key: value for key, value in settings.items() if key in m.TRAINING or getattr(args, key, None) is not None}
+    print(f"training {model.graph.name!r} on {args.data}: {_settings_text(shown)}"
+          + (f" (resuming {args.resume} after epoch {run['epoch']})" if run else ""))
+    return _fit(args, m, params, data, settings, run, out)
+
+
+def _training_settings(args: argparse.Namespace, spec_settings: dict, run: dict | None) -> dict:
+    """compile()'s defaults and the spec's [training], then a resumed run's own settings, then the flags."""
+    resumed = {key: value for key, value in (run or {}).get("settings", {}).items() if key in TRAINING_KEYS}
+    settings = {**spec_settings, **resumed}
     for key in ("epochs", "lr", "batch_size", "seed", "optimizer", "validation"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     for key, problem in training_problems(settings).items():  # before anything is written
         raise ValueError(f"--{key.replace('_', '-')} {problem}")
-    data = m.load_data(args.data)
-    if args.output:
-        print(f"wrote the module to {model.save(args.output)}")
-    params = m.init_params(settings.get("seed", 0))
-    print(f"training {model.graph.name!r} on {args.data}: {_settings_text(settings)}")
-    epochs = settings.get("epochs", 1)
+    return settings
+
+
+def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings: dict, run: dict | None,
+         out: str) -> int:
+    """Train and report: the params file is written by train() itself, also when Ctrl-C stops it (exit
+    130) or the loss stops being a number (exit 1); each ends in one line saying what was saved."""
+    epochs = settings["epochs"]
 
     def progress(record: dict) -> None:
         if not args.quiet and (record["epoch"] % args.every == 0 or record["epoch"] == epochs):
             print(m._progress(record, epochs), flush=True)
-    params, _ = m.train(params, data, on_epoch=progress, backend=args.backend, **settings)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    m.save_params(args.out, params)
-    print(f"saved the trained params to {Path(args.out).resolve()}")
+    try:
+        m.train(params, data, on_epoch=progress, backend=args.backend, resume=run, out=out, **settings)
+    except KeyboardInterrupt as stop:  # TrainingInterrupted says what it saved; a second Ctrl-C may stop that
+        epoch, saved = getattr(stop, "epoch", None), getattr(stop, "saved", None)
+        print(f"graphcomp: interrupted after epoch {epoch}; saved the params of epoch {epoch} to {saved} "
+              f"(continue with --resume {saved})" if saved else "graphcomp: interrupted" +
+              (f" during epoch {epoch + 1}; nothing saved" if epoch is not None else ""), file=sys.stderr)
+        return 130
+    except FloatingPointError as error:
+        saved, last = getattr(error, "saved", None), getattr(error, "epoch", 1) - 1
+        print(f"graphcomp: error: {_one_line(str(error))}; "
+              + (f"saved the params of epoch {last} to {saved}" if saved else "nothing saved"), file=sys.stderr)
+        return 1
+    print(f"saved the trained params to {Path(out).resolve()}")
     return 0
+
+
+def _python_output(path: str) -> str:
+    """-o of compile and train: the module is Python source, so a .py file (never a data set or a TOML spec)."""
+    if not path.endswith(".py"):
+        hint = Path(path).parent / f"{Path(path).stem or 'model'}.py"
+        raise OutputError(f"-o {path}: the generated module is Python source; give a .py file such as {hint}")
+    return path
+
+
+def _at_files(text: str | None) -> dict[str, str]:
+    """The .npz files an --at reads: inputs, which no output may overwrite."""
+    files = [item.strip() for item in (text or "").split(",") if item.strip().endswith(".npz")]
+    return {("--at" if len(files) == 1 else f"--at file {k}"): file for k, file in enumerate(files, 1)}
 
 
 # ------------------------------------------------------------------ helpers
@@ -296,7 +357,7 @@ def parse_values(text: str) -> dict[str, float | np.ndarray]:
         if item.endswith(".npz"):
             if not Path(item).is_file():
                 raise ValueError(f"--at: no such file {item!r}")
-            with np.load(item) as arrays:
+            with reading(item), np.load(item) as arrays:
                 values.update({name: arrays[name] for name in arrays.files})
             continue
         name, sep, number = item.partition("=")
@@ -323,6 +384,12 @@ def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch:
     for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
         arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
     return gradient_errors(m, arrays, model.loss)
+
+
+def _read(load, path: str):
+    """load(path), with any error naming that file (not the spec)."""
+    with reading(path):
+        return load(path)
 
 
 def _settings_text(settings: dict) -> str:
