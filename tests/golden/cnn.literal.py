@@ -94,96 +94,269 @@ def _gradients(xp, x, kernels, conv_bias, W, b, labels):
     return outputs, grads
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped train(): `params` are those of the last complete epoch (`epoch`, 0 if none), `run`
+    what load_run() would read back to continue, `saved` the file written (None if nothing was)."""
+
+    def __init__(self, message, params, run, saved):
+        super().__init__(message)
+        self.params, self.run, self.epoch, self.saved = params, run, run["epoch"], saved
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss or a param stopped being a finite number. `params` are those of the last complete epoch,
+    which are finite; `epoch` and `batch` say where the first non-finite value appeared."""
+
+    def __init__(self, message, params, run, saved, epoch, batch):
+        super().__init__(message)
+        self.params, self.run, self.saved, self.epoch, self.batch = params, run, saved, epoch, batch
+
+
 def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", momentum=0.9, beta1=0.9,
           beta2=0.999, schedule=None, step_size=10, gamma=0.5, weight_decay=0.0, l1=0.0, validation=0.0,
-          backend=None, verbose=False, on_epoch=None):
+          backend=None, resume=None, out=None, verbose=False, on_epoch=None):
     """Minibatch training of LOSS, shuffling the examples at every epoch (from `seed`).
 
     params: {name: array}, e.g. from init_params(). data: {input name: array}, examples along
-    the first axis. optimizer: "sgd", "momentum" (heavy ball) or "adam". schedule: None, "step"
-    (lr * gamma ** (epoch // step_size)), "exponential" (lr * gamma ** epoch) or "cosine".
-    weight_decay and l1 add weight_decay * p and l1 * sign(p) to every gradient. validation:
-    the fraction of examples held out (chosen from `seed`) and scored after every epoch.
+    the first axis; every value must be a finite number. optimizer: "sgd", "momentum" (heavy ball)
+    or "adam". schedule: None, "step" (lr * gamma ** (epoch // step_size)), "exponential"
+    (lr * gamma ** epoch) or "cosine". weight_decay and l1 add weight_decay * p and l1 * sign(p) to
+    every gradient. validation: the fraction of examples held out (chosen from `seed`) and scored
+    after every epoch.
     backend: None computes with the library of the arrays given (NumPy for NumPy arrays); "numpy",
     "torch", "cupy", "jax" or "dask" moves them there first (that library and array_api_compat must be
     installed). With Dask, the data stay chunked over the examples and each step's gradients are
     computed across the chunks (data-parallel), while the params stay NumPy arrays.
+    out: an .npz file that receives the params and the state of the run (optimizer averages, epoch
+    counter, random generator) when training ends, is interrupted or diverges; written atomically,
+    its folder checked before the first epoch. resume: a run read by load_run(): training continues
+    it (pass params=None; `epochs` counts from its start), so that an interrupted run resumed ends with
+    the params an uninterrupted one gives.
+    Ctrl-C stops at the end of the current batch (a second one at once) and raises TrainingInterrupted;
+    a loss or param that is not a finite number raises TrainingDiverged. Both carry, and save to `out`,
+    the params of the last complete epoch.
     verbose prints one line per epoch; on_epoch(record) receives the same figures as a dict.
     Returns (trained params, in the library computed with, and the mean training loss per epoch).
     """
     if not TRAINED:
         raise ValueError("this model has no parameters to train")
     _check_settings(epochs, lr, batch_size, optimizer, schedule, validation)
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
+                "momentum": momentum, "beta1": beta1, "beta2": beta2, "schedule": schedule, "step_size": step_size,
+                "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "validation": validation}
+    if resume is not None:
+        params = _resumed(params, resume, settings)
+    out = _writable(out) if out is not None else None
     names = tuple(INPUTS) + tuple(PARAMS)
     xp, *values = _read("train", _on_backend(backend, {**params, **data}), names)
     checked = dict(zip(names, values))
+    _check_finite(xp, "train()", {name: checked[name] for name in INPUTS})
     keep = _NP if _lazy(xp) else xp  # the params' library: Dask computes each step, its params stay NumPy
     params = {name: _copy(keep, checked[name]) for name in PARAMS}  # updated in place: this function's own
-    data = {name: checked[name] for name in INPUTS}
-    batched = [name for name in data if INPUTS[name][:1] == (None,)]
-    sizes = {name: data[name].shape[0] for name in batched}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
-    size = next(iter(sizes.values()), 1)
-    rng = np.random.default_rng(seed)
-    held_out = rng.permutation(size)[:int(round(validation * size))] if batched else np.arange(0)
-    kept = np.ones(size, dtype=bool)
-    kept[held_out] = False
-    kept = np.flatnonzero(kept)  # the examples not held out, in order
-    train_data = data if not len(held_out) else {  # no copy of the data set unless some is held out
-        name: _rows(xp, value, kept) if name in batched else value for name, value in data.items()}
-    val_data = {name: _rows(xp, value, held_out) if name in batched else value for name, value in data.items()}
-    size = len(kept) if batched else 1
-    if batched and not size:
-        raise ValueError("no examples to train on" + (f" (validation={validation} holds out all {len(held_out)})"
-                                                      if len(held_out) else ""))
-    moments = {"sgd": 0, "momentum": 1, "adam": 2}[optimizer]  # running averages the optimizer keeps
-    state = {name: tuple(keep.zeros_like(value) for _ in range(moments)) + (None,) * (2 - moments)
-             for name, value in params.items()}
-    losses, step, started = [], 0, _clock()
-    # Checked once above: each step calls the unchecked _gradients with its arguments in order;
+    split = _Split(xp, {name: checked[name] for name in INPUTS}, validation, seed)
+    run = _Run(keep, params, settings, resume, split.rng)
+    with _CtrlC() as ctrl_c, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:  # (a value that overflows is reported once, as divergence, not by NumPy's warnings)
+            for epoch in range(run.epoch, epochs):
+                record = _epoch(xp, keep, run, split, settings, epoch, ctrl_c)
+                if verbose:
+                    print(_progress(record, epochs), flush=True)
+                if on_epoch is not None:
+                    on_epoch(record)
+        except KeyboardInterrupt:
+            last = run.last
+            saved = _save_run(out, last, "interrupted") if out is not None and last["epoch"] > run.started else None
+            raise TrainingInterrupted(f"training interrupted during epoch {run.epoch + 1}; the params are those of "
+                                      f"epoch {last['epoch']}", last["params"], last, saved) from None
+        except _NotFinite as error:
+            last = run.last
+            saved = _save_run(out, last, "diverged") if out is not None and last["epoch"] > run.started else None
+            raise TrainingDiverged(f"training diverged at epoch {run.epoch + 1}, batch {error.batch}: {error}",
+                                   last["params"], last, saved, run.epoch + 1, error.batch) from None
+    if out is not None:
+        _save_run(out, run.last, "finished")
+    return params, list(run.losses)
+
+
+class _NotFinite(Exception):
+    """A loss or param that is not a finite number, found in batch `batch` of the current epoch."""
+
+    def __init__(self, message, batch):
+        super().__init__(message)
+        self.batch = batch
+
+
+def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
+    """One pass over the training examples in a fresh random order; the epoch's record."""
+    import math
+
+    params, size, batch_size = run.params, split.size, settings["batch_size"]
+    rate = _rate(settings["lr"], epoch, settings["epochs"], settings["schedule"], settings["step_size"],
+                 settings["gamma"])
+    order = run.rng.permutation(size)
+    total, correct, counted = 0.0, 0, 0
+    # Checked once by train(): each step calls the unchecked _gradients with its arguments in order;
     # batched inputs are cut to the minibatch's rows (a batch of every example takes them whole).
-    sources = [(name, name in batched and batch_size < size, name in params) for name in GRADIENT_ARGS]
+    sources = [(name, name in split.batched and batch_size < size, name in params) for name in GRADIENT_ARGS]
     target_at = GRADIENT_ARGS.index(TARGET) if TARGET in GRADIENT_ARGS else None
-    for epoch in range(epochs):
-        rate = _rate(lr, epoch, epochs, schedule, step_size, gamma)
-        order = rng.permutation(size)
-        total, correct, counted = 0.0, 0, 0
-        for start in range(0, size, batch_size):
-            rows = order[start:start + batch_size]
-            arguments = [_rows(xp, train_data[name], rows) if cut else (params if trained else train_data)[name]
-                         for name, cut, trained in sources]
-            outputs, grads = _gradients(xp, *arguments)
-            if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
-                outputs, grads = _computed(outputs, grads)
-            step += 1
-            for name in TRAINED:
-                grad = grads[name]
-                if weight_decay:
-                    grad = grad + weight_decay * params[name]
-                if l1:
-                    grad = grad + l1 * keep.sign(params[name])
-                if optimizer == "sgd":
-                    params[name] -= rate * grad
-                else:
-                    change, state[name] = _update(keep, optimizer, state[name], grad, rate, step, momentum, beta1, beta2)
-                    params[name] -= change
-            total += float(outputs[LOSS]) * len(rows)
-            if PREDICT is not None:
-                target = arguments[target_at] if target_at is not None else _rows(xp, train_data[TARGET], rows)
-                correct += _correct(outputs[PREDICT], target)
-                counted += len(rows)
-        record = {"epoch": epoch + 1, "loss": total / size, "lr": rate, "seconds": _clock() - started}
-        if counted:
-            record["accuracy"] = correct / counted
-        if len(held_out):
-            record.update(_scores(params, val_data, "val_"))
-        losses.append(record["loss"])
-        if verbose:
-            print(_progress(record, epochs), flush=True)
-        if on_epoch is not None:
-            on_epoch(record)
-    return params, losses
+    for batch, start in enumerate(range(0, size, batch_size), 1):
+        rows = order[start:start + batch_size]
+        arguments = [_rows(xp, split.train[name], rows) if cut else (params if trained else split.train)[name]
+                     for name, cut, trained in sources]
+        outputs, grads = _gradients(xp, *arguments)
+        if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
+            outputs, grads = _computed(outputs, grads)
+        loss = float(outputs[LOSS])
+        if not math.isfinite(loss):
+            raise _NotFinite(f"the loss is {loss}", batch)
+        run.step += 1
+        for name in TRAINED:
+            _apply(keep, run, name, grads[name], rate, settings)
+        total += loss * len(rows)
+        if PREDICT is not None:
+            target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows)
+            correct += _correct(outputs[PREDICT], target)
+            counted += len(rows)
+        if ctrl_c.pressed:
+            raise KeyboardInterrupt
+    for name in TRAINED:
+        if not bool(keep.all(keep.isfinite(params[name]))):
+            raise _NotFinite(f"param {name!r} holds values that are not finite numbers", batch)
+    record = {"epoch": epoch + 1, "loss": total / size, "lr": rate, "seconds": _clock() - run.clock}
+    if counted:
+        record["accuracy"] = correct / counted
+    if split.held_out:
+        record.update(_scores(params, split.validation, "val_"))
+    run.finished(record["loss"])
+    return record
+
+
+def _apply(keep, run, name, grad, rate, settings):
+    """One optimizer step on param `name`, in place."""
+    params = run.params
+    if settings["weight_decay"]:
+        grad = grad + settings["weight_decay"] * params[name]
+    if settings["l1"]:
+        grad = grad + settings["l1"] * keep.sign(params[name])
+    if settings["optimizer"] == "sgd":
+        params[name] -= rate * grad
+        return
+    change, run.moments[name] = _update(keep, settings["optimizer"], run.moments[name], grad, rate, run.step,
+                                        settings["momentum"], settings["beta1"], settings["beta2"])
+    params[name] -= change
+
+
+class _Split:
+    """The examples train() learns from and those it holds out for validation (drawn from `seed`)."""
+
+    def __init__(self, xp, data, validation, seed):
+        self.batched = [name for name in data if INPUTS[name][:1] == (None,)]
+        sizes = {name: data[name].shape[0] for name in self.batched}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
+        size = next(iter(sizes.values()), 1)
+        self.rng = np.random.default_rng(seed)
+        held_out = self.rng.permutation(size)[:int(round(validation * size))] if self.batched else np.arange(0)
+        kept = np.ones(size, dtype=bool)
+        kept[held_out] = False
+        kept = np.flatnonzero(kept)  # the examples not held out, in order
+        self.held_out = len(held_out)
+        self.train = data if not len(held_out) else {  # no copy of the data set unless some is held out
+            name: _rows(xp, value, kept) if name in self.batched else value for name, value in data.items()}
+        self.validation = {name: _rows(xp, value, held_out) if name in self.batched else value
+                           for name, value in data.items()}
+        self.size = len(kept) if self.batched else 1
+        if self.batched and not self.size:
+            raise ValueError("no examples to train on" + (f" (validation={validation} holds out all {len(held_out)})"
+                                                          if len(held_out) else ""))
+
+
+class _Run:
+    """What training has done so far: params (updated in place), optimizer averages, the step and epoch
+    counters, the random generator, the losses; and `last`, a copy of all of it at the end of the last
+    complete epoch, which an interrupted or diverged run saves."""
+
+    def __init__(self, keep, params, settings, resume, rng):
+        self.keep, self.params, self.settings, self.rng = keep, params, settings, rng
+        averages = {"sgd": 0, "momentum": 1, "adam": 2}[settings["optimizer"]]
+        self.moments = {name: tuple(keep.zeros_like(value) for _ in range(averages)) + (None,) * (2 - averages)
+                        for name, value in params.items()}
+        self.epoch, self.step, self.losses = 0, 0, []
+        if resume is not None:
+            self.epoch, self.step, self.losses = resume["epoch"], resume["step"], list(resume["losses"])
+            self.moments = {name: tuple(None if m is None else _copy(keep, m) for m in resume["moments"][name])
+                            for name in params}
+            rng.bit_generator.state = resume["rng"]
+        self.started, self.clock = self.epoch, _clock()
+        self.last = self.snapshot()
+
+    def finished(self, loss):
+        """An epoch is complete: count it and keep a copy to fall back on."""
+        self.losses.append(loss)
+        self.epoch += 1
+        self.last = self.snapshot()  # one assignment: an interrupt leaves the previous copy whole
+
+    def snapshot(self):
+        copy = lambda value: None if value is None else _copy(self.keep, value)  # noqa: E731
+        return {"params": {name: copy(value) for name, value in self.params.items()}, "epoch": self.epoch,
+                "step": self.step, "losses": list(self.losses), "settings": dict(self.settings),
+                "moments": {name: tuple(copy(m) for m in pair) for name, pair in self.moments.items()},
+                "rng": self.rng.bit_generator.state}
+
+
+def _resumed(params, run, settings):
+    """The params a resumed run starts from, after checking that the settings continue it."""
+    if params is not None:
+        raise ValueError("train(): give params=None with resume: the run holds the params to continue from")
+    for key in ("optimizer", "seed", "validation"):  # the optimizer's averages and the held-out examples
+        if run["settings"].get(key) != settings[key]:
+            raise ValueError(f"train(): the run to resume was trained with {key}={run['settings'].get(key)!r}, "
+                             f"not {settings[key]!r}; it can only be continued with the same {key}")
+    if settings["epochs"] < run["epoch"]:
+        raise ValueError(f"train(): the run to resume has done {run['epoch']} epochs already; epochs="
+                         f"{settings['epochs']} counts from its start")
+    return run["params"]
+
+
+class _CtrlC:
+    """Ctrl-C during training: the first press asks train() to stop after the current batch, a second
+    stops at once. Only in the main thread, and only where Python's own handler is in place."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.pressed, self.previous = False, None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._press)
+        return self
+
+    def _press(self, number, frame):
+        import signal
+        import sys
+
+        self.pressed = True
+        signal.signal(signal.SIGINT, self.previous)
+        print("stopping after this batch (Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exception):
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _check_finite(xp, where, arrays):
+    """Refuse NaN and infinities in data, naming the array and the first bad position."""
+    for name, value in arrays.items():
+        if bool(xp.all(xp.isfinite(value))):
+            continue
+        values = _numpy(value)
+        position = tuple(int(k) for k in np.argwhere(~np.isfinite(values))[0])
+        raise ValueError(f"{where}: input {name!r} holds {values[position]} at index {list(position)}; "
+                         "data must be finite numbers")
 
 
 def evaluate(params, data):
@@ -200,20 +373,149 @@ def predict(params, data):
     return outputs[PREDICT] if PREDICT is not None else outputs
 
 
-def save_params(path, params):
-    """Write params to an .npz file."""
+def save_params(path, params, run=None):
+    """Write params (and, given `run`, the state train() needs to continue it) to an .npz file; the
+    path written is returned (".npz" is added when missing). The file is replaced atomically: a crash
+    or a full disk leaves the old file or the complete new one, never a part."""
     _read("save_params", params, tuple(PARAMS))
-    np.savez(path, **{name: _numpy(params[name]) for name in PARAMS})
+    arrays = {name: _numpy(params[name]) for name in PARAMS}
+    if run is not None:
+        arrays.update(_run_arrays(run))
+    return _write_atomic(_npz_path(path), arrays)
 
 
 def load_params(path):
     """Read params from an .npz file written by save_params (names and shapes are checked)."""
-    if not str(path).endswith(".npz"):
-        raise ValueError(f"{path}: params are read from the .npz file save_params writes")
-    with np.load(path) as stored:
-        params = {name: stored[name] for name in stored.files}
-    _, *values = _read("load_params", params, tuple(PARAMS))
+    params = {name: value for name, value in _load_npz(path, "params").items() if not name.startswith("run:")}
+    try:
+        _, *values = _read("load_params", params, tuple(PARAMS))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
     return dict(zip(PARAMS, values))
+
+
+def load_run(path):
+    """The run saved by train(..., out=path): {"params", "epoch", "step", "losses", "optimizer", "moments",
+    "rng", "settings", "status"}, for train(None, data, resume=run, **run["settings"]) to continue it."""
+    stored = _load_npz(path, "params")
+    if "run:epoch" not in stored:
+        raise ValueError(f"{path}: holds params but no run to resume (it was not written by train(..., out=...)); "
+                         "start from it with --params instead")
+    import json
+
+    run = {"params": load_params(path), "epoch": int(stored["run:epoch"]), "step": int(stored["run:step"]),
+           "losses": [float(loss) for loss in stored["run:losses"]], "status": str(stored["run:status"]),
+           "rng": json.loads(str(stored["run:rng"])), "settings": json.loads(str(stored["run:settings"]))}
+    run["optimizer"] = run["settings"].get("optimizer", "sgd")
+    run["moments"] = {name: tuple(stored.get(f"run:{which}:{name}") for which in ("first", "second")) for name in PARAMS}
+    return run
+
+
+def _run_arrays(run):
+    """The arrays of the .npz file that hold a run's state besides its params (keys "run:...", which no
+    param name can take)."""
+    import json
+
+    arrays = {"run:epoch": np.asarray(run["epoch"]), "run:step": np.asarray(run["step"]),
+              "run:losses": np.asarray(run["losses"], dtype=np.float64), "run:status": np.asarray(run["status"]),
+              "run:rng": np.asarray(json.dumps(run["rng"])), "run:settings": np.asarray(json.dumps(run["settings"]))}
+    for name, pair in run["moments"].items():
+        for which, value in zip(("first", "second"), pair):
+            if value is not None:
+                arrays[f"run:{which}:{name}"] = _numpy(value)
+    return arrays
+
+
+def _save_run(path, run, status):
+    return save_params(path, run["params"], {**run, "status": status})
+
+
+def _npz_path(path):
+    """The file NumPy would write for `path`: ".npz" is added when missing; a folder is refused."""
+    import os
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give a file such as {os.path.join(path, 'params.npz')}")
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def _writable(path):
+    """The .npz path train() will save to, after proving now that its folder takes a new file (so that
+    a read-only or missing folder is found before training, not after)."""
+    import os
+    import tempfile
+
+    path = _npz_path(path)
+    folder = os.path.dirname(os.path.realpath(path))
+    try:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(0, f"{folder} is a file, not a folder")
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+def _write_atomic(path, arrays):
+    """np.savez into a temporary file beside `path`, flushed to the disk, then renamed over it. Through a
+    symbolic link, the file it points to is replaced."""
+    import os
+    import tempfile
+
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        if os.path.exists(target):
+            os.chmod(temporary, os.stat(target).st_mode & 0o7777)
+        os.replace(temporary, target)
+    except BaseException as error:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise OSError(f"cannot write {path}: {error.strerror or error}; the file there is unchanged") from None
+        raise
+    try:  # the rename itself on the disk
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        pass
+    return path
+
+
+def _load_npz(path, what):
+    """{name: array} of an .npz file; a missing, truncated or foreign file is one ValueError naming it."""
+    import os
+    import zipfile
+
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"{path}: params are read from the .npz file save_params writes" if what == "params"
+                         else f"{path}: {what} files are .npz or .csv")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
+        reason = "it holds Python objects, which are not read" if "allow_pickle" in str(error) else (
+            f"not a complete .npz file ({type(error).__name__}: {error})")
+        raise ValueError(f"{path}: cannot read the {what}: {reason}") from None
 
 
 def load_data(path, inputs=None):
@@ -222,20 +524,27 @@ def load_data(path, inputs=None):
 
     A .csv file has a header row: an input with one number per example is the column of its
     name; an input of per-example shape (k,) or larger is the columns name:0 ... name:k-1
-    (row-major for images).
+    (row-major for images). Every value must be a finite number.
     """
+    import os
+
     required = tuple(INPUTS) if inputs is None else tuple(inputs)
-    path = str(path)
+    path = os.fspath(path)
     if path.endswith(".npz"):
-        with np.load(path) as stored:
-            data = {name: stored[name] for name in stored.files if name in INPUTS}
+        data = {name: value for name, value in _load_npz(path, "data").items() if name in INPUTS}
     elif path.endswith(".csv"):
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: no such file")
         data = _read_csv(path, required)
     else:
         raise ValueError(f"{path}: data files are .npz or .csv")
     missing = [name for name in required if name not in data]
     if missing:
         raise ValueError(f"{path}: no data for input(s) {', '.join(missing)}")
+    for name, value in data.items():
+        if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
+            raise ValueError(f"{path}: array {name!r} holds {value.dtype} values, not numbers")
+    _check_finite(np, path, data)
     return data
 
 
@@ -249,7 +558,10 @@ def main(argv=None):
     fit = commands.add_parser("train", help="train on a data file and save the params")
     fit.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
     fit.add_argument("--out", default="params.npz", help="where to save the trained params (.npz)")
-    fit.add_argument("--params", help="start from these params (.npz) instead of init_params()")
+    start = fit.add_mutually_exclusive_group()
+    start.add_argument("--params", help="start from these params (.npz) instead of init_params()")
+    start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
+                       "optimizer state, epoch counter and settings (flags given override them)")
     fit.add_argument("--backend", choices=tuple(BACKENDS), help="the array library to compute with (default: numpy)")
     for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
                        ("schedule", str), ("weight-decay", float), ("l1", float), ("validation", float)):
@@ -262,34 +574,79 @@ def main(argv=None):
     use.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
     args = parser.parse_args(argv)
     try:
+        if args.command == "train":
+            return _train_command(args)
         predicted = NEEDS[PREDICT] if PREDICT is not None else None
         data = load_data(args.data, predicted if args.command == "predict" else None)
         if args.command == "evaluate":
             for key, value in evaluate(load_params(args.params), data).items():
                 print(f"{key} {value:.6g}")
             return 0
-        if args.command == "predict":
-            prediction = predict(load_params(args.params), data)
-            if PREDICT is not None and np.ndim(prediction) == 2 and np.shape(prediction)[1] > 1:
-                prediction = prediction.argmax(axis=1)
-            try:
-                np.savetxt(sys.stdout, np.reshape(prediction, (len(prediction), -1)), fmt="%.6g")
-                sys.stdout.flush()
-            except BrokenPipeError:  # `... predict | head` closed the pipe: not an error
-                import os
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        given = {key: getattr(args, key) for key in ("epochs", "lr", "batch_size", "seed", "optimizer",
-                                                     "schedule", "weight_decay", "l1", "validation")}
-        settings = {**TRAINING, **{key: value for key, value in given.items() if value is not None}}
-        params = load_params(args.params) if args.params else init_params(settings.get("seed", 0))
-        params, _ = train(params, data, verbose=True, backend=args.backend, **settings)
-        save_params(args.out, params)
-        print(f"saved params to {args.out}")
+        _print_predictions(predict(load_params(args.params), data))
         return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, KeyError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _train_command(args):
+    """`train`: refuse an --out that is the data file, check its folder, train, save; on Ctrl-C or
+    divergence, say what was saved."""
+    import sys
+
+    out = _npz_path(args.out)
+    _refuse_same_file(out, {"--data": args.data})
+    out = _writable(out)
+    data = load_data(args.data)
+    given = {key: getattr(args, key) for key in ("epochs", "lr", "batch_size", "seed", "optimizer",
+                                                 "schedule", "weight_decay", "l1", "validation")}
+    run = load_run(args.resume) if args.resume else None
+    settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
+    params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
+    try:
+        train(params, data, verbose=True, backend=args.backend, resume=run, out=out, **settings)
+    except TrainingInterrupted as stop:
+        print(f"interrupted during epoch {stop.epoch + 1}; " + (
+            f"saved the params of epoch {stop.epoch} to {stop.saved} (continue with --resume {stop.saved})"
+            if stop.saved else "no epoch was completed: nothing saved"), file=sys.stderr)
+        return 130
+    except TrainingDiverged as stop:
+        print(f"error: {stop}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
+                                    if stop.saved else f"nothing saved ({out} is unchanged)"), file=sys.stderr)
+        return 1
+    print(f"saved params to {out}")
+    return 0
+
+
+def _refuse_same_file(out, inputs):
+    """An output that is one of the command's input files (also through links) would destroy it."""
+    import os
+
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        same = os.path.realpath(out) == os.path.realpath(path)
+        if not same and os.path.exists(out) and os.path.exists(path):
+            same = os.path.samefile(out, path)  # hard links
+        if same:
+            raise ValueError(f"--out {out} is the {flag} file: writing the params there would destroy it")
+
+
+def _print_predictions(prediction):
+    import sys
+
+    if PREDICT is not None and np.ndim(prediction) == 2 and np.shape(prediction)[1] > 1:
+        prediction = prediction.argmax(axis=1)
+    try:
+        np.savetxt(sys.stdout, np.reshape(prediction, (len(prediction), -1)), fmt="%.6g")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... predict | head` closed the pipe: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check_settings(epochs, lr, batch_size, optimizer, schedule, validation):
@@ -374,17 +731,21 @@ def _read_csv(path, required):
         lines = [line for line in file.read().splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"{path}: a header and no rows of data")
-    rows = np.loadtxt(lines, delimiter=",", dtype=DTYPE, ndmin=2)
+    try:
+        rows = np.loadtxt(lines, delimiter=",", dtype=DTYPE, ndmin=2)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    position = {column: k for k, column in enumerate(header)}  # a dict: wide headers are read in linear time
     data = {}
     for name, shape in INPUTS.items():
         width = int(np.prod(shape[1:])) if shape[:1] == (None,) else int(np.prod(shape))
         columns = [name] if width == 1 and name in header else [f"{name}:{k}" for k in range(width)]
-        absent = [c for c in columns if c not in header]
+        absent = [c for c in columns if c not in position]
         if absent and name not in required:
             continue
         if absent:
             raise ValueError(f"{path}: no column(s) {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} for input {name!r}")
-        values = rows[:, [header.index(c) for c in columns]]
+        values = rows[:, [position[c] for c in columns]]
         data[name] = values.reshape((len(rows),) + tuple(shape[1:])) if shape[:1] == (None,) else values[0].reshape(shape)
     return data
 
@@ -439,6 +800,8 @@ def _numpy(value):
     """Any library's array as a NumPy array (moved to the CPU)."""
     if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
         return np.asarray(value)
+    if getattr(value, "requires_grad", False):
+        value = value.detach()
     try:
         import array_api_compat
 
@@ -554,9 +917,16 @@ def _as_array(xp, caller, name, value):
     try:
         if xp is _NP:
             return np.asarray(value, dtype=DTYPE)
-        return xp.astype(xp.asarray(value), _dtype(xp))
+        if getattr(value, "requires_grad", False):  # PyTorch's autograd has no part in this module's gradients
+            value = value.detach()
+        array = xp.astype(xp.asarray(value), _dtype(xp))
     except (TypeError, ValueError):
         raise TypeError(f"{caller}(): array {name!r} is not numeric: {value!r:.60}") from None
+    if array.dtype != _dtype(xp):  # JAX without 64-bit mode makes float32 of a float64 request
+        raise TypeError(f"{caller}(): array {name!r} computes in {array.dtype}, not {DTYPE.__name__} as this module "
+                        "was compiled for" + (": enable JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)) "
+                                              "or compile with dtype='float32'" if "jax" in xp.__name__ else ""))
+    return array
 
 
 def _check_labels(xp, caller, name, value):
