@@ -334,3 +334,26 @@ def test_torch_params_that_require_grad_are_detached_not_a_crash():
     moved, _ = m.train({"w": torch.zeros(3, requires_grad=True), "b": torch.zeros((), requires_grad=True)}, data,
                        epochs=3, lr=0.1, batch_size=16, backend="torch")
     np.testing.assert_allclose(moved["w"].numpy(), want["w"], rtol=1e-12)
+
+
+def test_jax_without_64_bit_mode_is_refused_by_a_float64_module():
+    import jax
+    import jax.numpy as jnp
+
+    model, data = regression()
+    m = model.load()
+    m32 = gc.compile(model.graph, dtype="float32").load()
+    was = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        arrays = {"x": jnp.asarray(data["x"]), "y": jnp.asarray(data["y"]), "w": jnp.zeros(3), "b": jnp.zeros(())}
+        with pytest.raises(TypeError, match=r"gradients\(\): array '\w' computes in float32, not float64 .*"
+                                            r"jax.config.update\('jax_enable_x64', True\)"):
+            m.gradients(**arrays)
+        with pytest.raises(TypeError, match="train\\(\\): array '\\w' computes in float32, not float64"):
+            m.train(m.init_params(0), data, epochs=1, lr=0.1, batch_size=16, backend="jax")
+        _, grads = m32.gradients(**arrays)  # a float32 module takes them as they are
+        _, want = m32.gradients(**{name: np.asarray(value) for name, value in arrays.items()})
+        np.testing.assert_allclose(np.asarray(grads["w"]), want["w"], rtol=1e-5)
+    finally:
+        jax.config.update("jax_enable_x64", was)

@@ -885,12 +885,16 @@ def _dtype(xp):
 
 def _as_array(xp, caller, name, value):
     """A given value as an array of DTYPE in the namespace xp."""
+    import warnings
+
     try:
         if xp is _NP:
             return np.asarray(value, dtype=DTYPE)
         if getattr(value, "requires_grad", False):  # PyTorch's autograd has no part in this module's gradients
             value = value.detach()
-        array = xp.astype(xp.asarray(value), _dtype(xp))
+        with warnings.catch_warnings():  # JAX warns of a dtype it cannot make: the check below says it better
+            warnings.simplefilter("ignore")
+            array = xp.astype(xp.asarray(value), _dtype(xp))
     except (TypeError, ValueError):
         raise TypeError(f"{caller}(): array {name!r} is not numeric: {value!r:.60}") from None
     if array.dtype != _dtype(xp):  # JAX without 64-bit mode makes float32 of a float64 request
