@@ -57,15 +57,12 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         rule = OPS[node.op].vjp
         if rule is None:
             raise DifferentiationError(f"op {node.op!r} has no derivative rule")
-        pieces = rule(node, adjoint)
+        pieces = _checked(node, rule(node, adjoint))
         for index, (x, piece) in enumerate(zip(node.inputs, pieces)):
             if piece is None or x not in depends:
                 continue
             if piece in forward:
                 piece = apply("alias", piece)  # give ∂loss/∂x its own name, e.g. `d_t1 = w`
-            if tuple(piece.shape) != tuple(x.shape):
-                raise DifferentiationError(f"internal: the {node.op} rule gave shape {format_shape(piece.shape)} "
-                                           f"for an operand of shape {format_shape(x.shape)}")
             parts.setdefault(x, []).append(piece)
             result.paths[(node, index)] = piece
             result.flows_into.setdefault(piece, x)
@@ -75,6 +72,23 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
         adjoint = result.adjoints.get(leaf)
         result.gradients[leaf] = apply("zeros_like", leaf) if adjoint is None else adjoint
     return result
+
+
+def _checked(node: Node, pieces) -> tuple:
+    """A rule's result, held to the contract: one Node (or None) per operand, each of its operand's
+    shape. A rule that returned too few pieces would otherwise leave a gradient silently zero."""
+    pieces = tuple(pieces) if isinstance(pieces, (tuple, list)) else (pieces,)
+    if len(pieces) != len(node.inputs):
+        raise DifferentiationError(f"the derivative rule of op {node.op!r} gave {len(pieces)} piece(s) for "
+                                   f"{len(node.inputs)} operand(s); it must give one (or None) per operand")
+    for index, (x, piece) in enumerate(zip(node.inputs, pieces)):
+        if piece is not None and not isinstance(piece, Node):
+            raise DifferentiationError(f"the derivative rule of op {node.op!r} gave {type(piece).__name__} for "
+                                       f"operand {index}; it must give a graph value or None")
+        if piece is not None and tuple(piece.shape) != tuple(x.shape):
+            raise DifferentiationError(f"the derivative rule of op {node.op!r} gave shape {format_shape(piece.shape)} "
+                                       f"for operand {index}, of shape {format_shape(x.shape)}")
+    return pieces
 
 
 def _total(node: Node, parts: list[Node], result: Backward) -> Node | None:
