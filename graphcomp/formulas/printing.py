@@ -6,6 +6,8 @@ error, never a silently wrong line of code.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
@@ -194,6 +196,30 @@ def number_text(value: int | float) -> str:
 
 def sympy_number(value: int | float) -> sp.Expr:
     return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
+# ---------------------------------------------------------------- tuples as code
+# Every tuple, shape and index the emitted code writes is printed here: Python reads `(a)` as `a`
+# itself, so a one-element tuple printed by joining its items loses its meaning without an error
+# (`xp.concat((t1), axis=1)` joined the rows of t1).
+
+def tuple_text(items: Iterable[object]) -> str:
+    """A tuple literal of items already printed as code: `()`, `(a,)`, `(a, b)`."""
+    texts = [str(item) for item in items]
+    return "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
+
+
+def subscript_text(items: Iterable[object]) -> str:
+    """What goes between the brackets of `x[...]`: `a, b`; one item needs no comma there (`x[a]` is
+    `x[a,]`, and a slice cannot be parenthesised), and no item at all is the empty tuple `()`."""
+    texts = [str(item) for item in items]
+    return ", ".join(texts) if texts else "()"
+
+
+def axis_argument(axes: Iterable[int]) -> str:
+    """An `axis=` argument: one axis as an int, none or several as a tuple."""
+    axes = tuple(axes)
+    return str(axes[0]) if len(axes) == 1 else tuple_text(axes)
 
 
 # ---------------------------------------------------------------- LaTeX of tensor formulas

@@ -7,9 +7,10 @@ import math
 
 from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator, transposed
+from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..formulas.simplify import G, placeholder
 from ..ir.graph import Node, apply, constant
-from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text
+from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
 from .elementwise import fuse
 from .shape import reshape, sum_to
 from .table import Emit, Op, ShapeRule, register
@@ -105,7 +106,7 @@ def _transpose_vjp(node: Node, g: Node) -> tuple:
 
 register(Op("transpose", 1, _transpose_shape,
             lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
-            else f"xp.permute_dims({args[0]}, {_transpose_axes(node)})",
+            else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
             _transpose_vjp,
             lambda node, args: f"transpose({args[0]})",
             lambda node, args: transposed(args[0]) if node.attr("axes") is None
@@ -126,7 +127,7 @@ def _reduce_emit(function: str) -> Emit:
     def emit(node: Node, args: tuple) -> str:
         x = node.inputs[0]
         axes = normalize_axes(node.attr("axis"), x.ndim, function)
-        options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_text(axes)}"
+        options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_argument(axes)}"
         if node.attr("keepdims"):
             options += ", keepdims=True"
         return f"xp.{function}({args[0]}{options})"
@@ -203,9 +204,9 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
     axes = normalize_axes(node.attr("axis"), x.ndim, "max")
     reached = args[1]
     if not node.attr("keepdims") and axes != tuple(range(x.ndim)):
-        reached = f"{reached}[{', '.join('None' if i in axes else ':' for i in range(x.ndim))}]"
+        reached = f"{reached}[{subscript_text('None' if i in axes else ':' for i in range(x.ndim))}]"
     hit = f"xp.astype({args[0]} == {reached}, {args[0]}.dtype)"
-    options = "" if axes == tuple(range(x.ndim)) else f"axis={axis_text(axes)}, "
+    options = "" if axes == tuple(range(x.ndim)) else f"axis={axis_argument(axes)}, "
     return f"{hit} / xp.sum({hit}, {options}keepdims=True)"
 
 

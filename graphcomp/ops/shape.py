@@ -8,8 +8,9 @@ import math
 
 from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
+from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
-from ..ir.shapes import Shape, axis_text, broadcast_shapes, format_shape, normalize_axes, shapes_text
+from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
 from .table import Op, register
 
 
@@ -29,7 +30,7 @@ def _broadcast_like_emit(node: Node, args: tuple) -> str:
         return f"xp.ones_like({args[1]})" if node.inputs[0].attr("value") == 1 else f"xp.full_like({args[1]}, {g})"
     axis = node.attr("axis")
     if axis is not None and axis != tuple(range(len(node.shape))):
-        g = f"{g}[{', '.join('None' if i in axis else ':' for i in range(len(node.shape)))}]"
+        g = f"{g}[{subscript_text('None' if i in axis else ':' for i in range(len(node.shape)))}]"
     return f"xp.broadcast_to({g}, {args[1]}.shape)"
 
 
@@ -94,9 +95,9 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
     kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
     text = args[0]
     if kept:
-        text = f"xp.sum({text}, axis={axis_text(kept)}, keepdims=True)"
+        text = f"xp.sum({text}, axis={axis_argument(kept)}, keepdims=True)"
     if leading:
-        text = f"xp.sum({text}, axis={axis_text(leading)})"
+        text = f"xp.sum({text}, axis={axis_argument(leading)})"
     return text
 
 
@@ -150,11 +151,10 @@ def _reshape_emit(node: Node, args: tuple) -> str:
         text = args[0]
         ones = tuple(i for i, d in enumerate(x.shape) if d == 1)
         if ones:
-            text = f"xp.squeeze({text}, axis={axis_text(ones)})"
+            text = f"xp.squeeze({text}, axis={axis_argument(ones)})"
         new_ones = tuple(i for i, d in enumerate(node.shape) if d == 1)
-        return f"{text}[{', '.join('None' if i in new_ones else ':' for i in range(len(node.shape)))}]" if new_ones else text
-    dims = tuple(-1 if d is None else d for d in node.shape)
-    return f"xp.reshape({args[0]}, {dims})"
+        return f"{text}[{subscript_text('None' if i in new_ones else ':' for i in range(len(node.shape)))}]" if new_ones else text
+    return f"xp.reshape({args[0]}, {tuple_text(-1 if d is None else d for d in node.shape)})"
 
 
 register(Op("reshape", 1, _reshape_shape, _reshape_emit,
@@ -194,18 +194,20 @@ def _index_shape(shapes: tuple, attrs: dict) -> Shape:
 def _code_index(index: tuple, ndim: int) -> str:
     """The index as code: every axis it leaves out is taken whole by a trailing `...`, which the Array
     API standard asks for (NumPy assumes it)."""
-    text = _index_text(index)
-    return text + ", ..." if len(index) < ndim else text
+    return subscript_text([_entry_text(entry) for entry in index] + ["..."] * (len(index) < ndim))
 
 
 def _index_text(index: tuple) -> str:
-    def one(entry):
-        if entry[0] == "int":
-            return str(entry[1])
-        start, stop, step = entry[1:]
-        text = f"{'' if start is None else start}:{'' if stop is None else stop}"
-        return text if step is None else f"{text}:{step}"
-    return ", ".join(one(e) for e in index)
+    return ", ".join(_entry_text(entry) for entry in index)
+
+
+def _entry_text(entry: tuple) -> str:
+    """One axis of an index: `2`, `1:3`, `::2`."""
+    if entry[0] == "int":
+        return str(entry[1])
+    start, stop, step = entry[1:]
+    text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+    return text if step is None else f"{text}:{step}"
 
 
 register(Op("index", 1, _index_shape,
@@ -245,7 +247,7 @@ def _concat_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op("concat", None, _concat_shape,
-            lambda node, args: f"xp.concat(({', '.join(args)}), axis={node.attr('axis')})",
+            lambda node, args: f"xp.concat({tuple_text(args)}, axis={node.attr('axis')})",
             _concat_vjp,
             lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
             lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
