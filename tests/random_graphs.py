@@ -406,14 +406,15 @@ class Outcome:
 
 
 def check_case(case: Case) -> Outcome:
-    """Compile both ways, run, compare with each other and with central differences."""
+    """Compile both ways, run (every computed shape checked against the graph's: check_shapes), compare
+    with each other and with central differences."""
     outcome = Outcome(case.seed, case.size)
     results = {}
     for simplify in (False, True):
         what = "simplified" if simplify else "literal"
         start = time.perf_counter()
         try:
-            model = gc.compile(case.graph, wrt=case.wrt, loss="loss", simplify=simplify)
+            model = gc.compile(case.graph, wrt=case.wrt, loss="loss", simplify=simplify, check_shapes=True)
         except Exception as error:  # noqa: BLE001 - any compile failure is a finding
             outcome.problems.append(f"{what}: compile failed: {type(error).__name__}: {error}")
             return outcome

@@ -194,6 +194,18 @@ def test_a_graph_that_reads_no_array_and_a_loss_that_ignores_its_input():
     assert "d_x = xp.zeros_like(x)" in gc.compile(g).source
 
 
+def test_concat_of_one_value_keeps_its_shape():
+    """gc.concat([x], axis=1) was emitted as `xp.concat((x), axis=1)`: (x) is x itself, not a tuple of
+    one array, so the rows of a (3, 1, 4) value were joined into (1, 12), and nothing said so."""
+    g, (x, w) = graph_of(x=(None, 1, 4), w=(1, 4))
+    y = g.output("y", gc.concat([x], axis=1))
+    g.output("loss", gc.sum(gc.tanh(y) * w))
+    values = rng.normal(size=(3, 1, 4))
+    out = checked(g, x=values, w=rng.normal(size=(1, 4)))  # with check_shapes: every line's shape
+    for simplify in (False, True):
+        np.testing.assert_array_equal(out[simplify]["y"], values)
+
+
 # (seed, ops per graph): what they once did is in the commit that added them
 @pytest.mark.parametrize("seed, steps", [
     (0, None), (65, None),                          # second derivatives through max-pooling

@@ -5,32 +5,45 @@ from __future__ import annotations
 import math
 
 from ..diff.reverse import Backward
-from ..formulas.printing import helpers_in
+from ..formulas.printing import helpers_in, tuple_text
 from ..ir import Graph, Node, format_shape, toposort, use_counts
 from ..ops import OPS, scalar_expr
 from ..version import __version__
+from .checks import HELPER as CHECK_HELPER, checked_lines, checked_statements
 from .listing import Listing
 from .names import CodeNames
 from .statements import Statements
 
 
 def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str,
-                   inline: bool = True) -> tuple[dict, Listing | None, Statements]:
-    """(context, listing of gradients() or None without a loss, the statements planned)."""
+                   inline: bool = True, check_shapes: bool = False) -> tuple[dict, Listing | None, Statements]:
+    """(context, listing of gradients() or None without a loss, the statements planned).
+
+    check_shapes: every line of forward and _gradients is followed by a check of the shape it computed.
+    """
     lines = Statements(CodeNames(graph, backward), backward, dtype, inline)
     outputs = list(graph.outputs.values())
     roots = outputs if backward is None else outputs + [backward.gradients[leaf] for leaf in wrt]
     lines.uses = use_counts(roots)
     context = _forward_context(graph, wrt, loss, dtype, lines, roots)
+    listing = None
     if backward is None:
         shape = graph.outputs[loss].shape if loss else None
         context["gradients_error"] = (
             f"gradients need a scalar loss, but output {loss!r} has shape {format_shape(shape)}; "
             "reduce it with gc.sum or gc.mean" if loss else "no loss was chosen at compile time")
-        return context, None, lines
+    else:
+        listing = _gradients_context(context, graph, wrt, backward, lines, roots)
+    if check_shapes:
+        _add_shape_checks(context, graph, lines, roots)
+    return context, listing, lines
+
+
+def _gradients_context(context: dict, graph: Graph, wrt: list[Node], backward: Backward, lines: Statements,
+                       roots: list[Node]) -> Listing:
+    """Adds what _gradients computes to `context`; the listing of its lines."""
     forward, backward_lines, inlined = lines.plan(roots)
     order = [n for n in toposort(roots) if n in lines.statement_of and n not in inlined]
-    listing = Listing(dict(lines.names.names), dict(lines.names.symbols), inlined, dict(lines.statement_of), order)
     context.update({
         "gradient_reads": _reads(graph, lines.names, roots),
         "gradient_forward": forward,
@@ -38,7 +51,19 @@ def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Ba
         "gradient_outputs": [(name, lines.operand(n, inlined)) for name, n in graph.outputs.items()],
         "gradient_values": [(leaf.name, lines.operand(backward.gradients[leaf], inlined)) for leaf in wrt],
     })
-    return context, listing, lines
+    return Listing(dict(lines.names.names), dict(lines.names.symbols), inlined, dict(lines.statement_of), order)
+
+
+def _add_shape_checks(context: dict, graph: Graph, lines: Statements, roots: list[Node]) -> None:
+    """A shape check after every line of forward and _gradients, and the helper they call."""
+    batch = lines.names.namer.fresh("N")  # the number of examples, as the README writes it
+    (context["forward"],) = checked_statements(lines, [context["forward"]], graph, list(graph.outputs.values()), batch)
+    if "backward" in context:
+        context["gradient_forward"], context["backward"] = checked_statements(
+            lines, [context["gradient_forward"], context["backward"]], graph, roots, batch)
+    context["checked_lines"] = checked_lines(
+        context["forward"] + context.get("gradient_forward", []) + context.get("backward", []))
+    context["helpers"] = sorted({*context["helpers"], CHECK_HELPER})
 
 
 def _forward_context(graph: Graph, wrt: list[Node], loss: str | None, dtype: str, lines: Statements,
@@ -68,6 +93,7 @@ def _forward_context(graph: Graph, wrt: list[Node], loss: str | None, dtype: str
         "needs": {name: tuple(leaf_name for leaf_name, leaf in graph.inputs.items() if leaf in toposort([node]))
                   for name, node in graph.outputs.items()},
         "helpers": helpers,
+        "checked_lines": {},  # with check_shapes: {variable: its line's formula}, for the checks' errors
         "uses_dropout": "dropout_mask" in helpers,
     }
 
@@ -104,7 +130,7 @@ def _fans(shape: tuple) -> tuple[int, int]:
 
 
 def _param_context(name: str, leaf: Node) -> dict:
-    shape = format_shape(leaf.shape)
+    shape = tuple_text(leaf.shape)  # a param's shape has no batch axis: the same as users write it
     fan_in, fan_out = _fans(leaf.shape)
     init = leaf.attr("init")
     value = {
@@ -113,4 +139,4 @@ def _param_context(name: str, leaf: Node) -> dict:
         "zeros": f"np.zeros({shape})",
         "normal": f"0.01 * rng.standard_normal({shape})",
     }[init]
-    return {"name": name, "shape": shape, "init": init, "value": value}
+    return {"name": name, "shape": format_shape(leaf.shape), "init": init, "value": value}

@@ -12,6 +12,7 @@ class Statement:
     target: str
     expr: str
     comment: str = ""
+    check: str = ""  # with check_shapes: the line after it that checks the shape it computed
 
 
 @dataclass

@@ -63,7 +63,7 @@ class CompiledModel(GeneratedModule):
 
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
             dtype: str = "float64", simplify: bool = True, predict: str | None = None,
-            target: str | None = None, training: dict | None = None) -> CompiledModel:
+            target: str | None = None, training: dict | None = None, check_shapes: bool = False) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
@@ -73,5 +73,8 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     graph exactly as written, one line per op). predict / target: an output and
     an input the training loop scores accuracy with. training: default settings
     of the generated train() and command line (epochs, lr, batch_size, optimizer, ...).
+    check_shapes: a debug mode in which the module checks, after every line of forward and
+    gradients, that the value computed has the shape the graph gives it.
     """
-    return generate(graph, wrt, loss, dtype, simplify, predict, target, training, model_class=CompiledModel)
+    return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes,
+                    model_class=CompiledModel)

@@ -1,0 +1,61 @@
+"""`gc.compile(..., check_shapes=True)`: a debug mode of the generated module in which every line of
+`forward` and `_gradients` is followed by one that compares the shape it computed with the shape the
+graph gives that value, so that a line which silently computes the wrong shape stops at once with
+its name, its formula and both shapes, instead of giving wrong numbers further down.
+
+The expected shapes write the batch axis as `N`, the number of examples read from the first batched
+input: every batch-sized axis of the graph (None) is that one size, wherever it has moved to.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..formulas.printing import tuple_text
+from ..ir import Graph, Node, toposort
+from .listing import Statement
+from .statements import Statements
+
+HELPER = "expect_shape"  # the function of templates/helpers.py.j2 the check lines call
+
+
+def checked_statements(lines: Statements, parts: list[list[Statement]], graph: Graph, roots: list[Node],
+                       batch: str) -> list[list[Statement]]:
+    """The statements of one generated function, in parts (forward lines, backward lines), with each line
+    that computes a value of the graph followed by its shape check; the batch size `batch` is read
+    first when a checked shape has a batch axis.
+
+    The common parts of a fused formula (sympy.cse's t7 = ...) are not checked: the graph gives them
+    no shape, and the line that uses them is.
+    """
+    shapes = _shapes_by_variable(lines)
+    checked = [[replace(s, check=_check_line(s.target, shapes[s.target], batch)) if s.target in shapes else s
+                for s in part] for part in parts]
+    if any(None in shapes.get(s.target, ()) for part in parts for s in part):
+        checked[0].insert(0, Statement(batch, f"{_batched_leaf(lines, graph, roots)}.shape[0]"))
+    return checked
+
+
+def checked_lines(statements: list[Statement]) -> dict[str, str]:
+    """{variable: the formula of its line}: what a failed check names (one entry per variable, which
+    forward and _gradients compute alike)."""
+    return {s.target: s.expr for s in statements if s.check}
+
+
+def _shapes_by_variable(lines: Statements) -> dict[str, tuple]:
+    """The graph's shape of every value that has a line of its own, by its variable."""
+    return {statements[-1].target: node.shape for node, statements in lines.statement_of.items()}
+
+
+def _check_line(variable: str, shape: tuple, batch: str) -> str:
+    expected = tuple_text(batch if d is None else d for d in shape)
+    return f'_expect_shape({variable}, {expected}, "{variable}")'
+
+
+def _batched_leaf(lines: Statements, graph: Graph, roots: list[Node]) -> str:
+    """The variable of the first input with a batch axis that the code reads: every batch-sized axis
+    comes from the inputs', which the generated _read checks to agree."""
+    needed = set(toposort(roots))
+    for leaf in graph.inputs.values():
+        if leaf in needed and leaf.shape[:1] == (None,):
+            return lines.names.name(leaf)
+    raise AssertionError("a value has a batch axis, but no input with one is read")

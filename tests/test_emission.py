@@ -1,0 +1,349 @@
+"""Every op of the table emitted and run, its value and shape compared with NumPy computed directly.
+
+Each op is built with `apply` as the compiler builds it, compiled as written (simplify=False, so the
+line under test is the op's own emission), with and without check_shapes. Ops that take any number of
+operands are emitted with one, two and more; ops that take axes, shapes or indices get one-element
+ones too, the case where a tuple printed without its comma silently means something else.
+"""
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.formulas.simplify import placeholder
+from graphcomp.ir import OPS, apply, normalize_index
+from graphcomp.ops import cross_entropy
+
+N = 3  # the batch size every case runs at
+x0, x1, x2 = placeholder(0), placeholder(1), placeholder(2)
+
+
+@dataclass
+class Case:
+    id: str
+    op: str
+    shapes: list           # operand shapes; None is the batch axis
+    build: Callable        # graph inputs -> the node under test
+    numpy: Callable        # the same computed by NumPy on the arrays
+    data: str = "normal"   # "normal", "positive" or "labels" (0, 1 or 2)
+
+
+# ---- NumPy written out, loops and all: the reference of the vectorised helpers ----------------
+
+def _pad(x, p):
+    return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+
+
+def _patches(x, kh, kw, stride):
+    """(i, j, slice of x) for every window position."""
+    rows, cols = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
+    for i, j in np.ndindex(rows, cols):
+        yield i, j, (slice(None), slice(None), slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw))
+
+
+def conv(x, w, stride=1, padding=0):
+    x = _pad(x, padding)
+    out = np.zeros((x.shape[0], w.shape[0], (x.shape[2] - w.shape[2]) // stride + 1, (x.shape[3] - w.shape[3]) // stride + 1))
+    for i, j, cut in _patches(x, *w.shape[2:], stride):
+        out[:, :, i, j] = np.tensordot(x[cut], w, axes=([1, 2, 3], [1, 2, 3]))
+    return out
+
+
+def conv_input_grad(g, w, x, stride=1, padding=0):
+    out = np.zeros(_pad(x, padding).shape)
+    for i, j, cut in _patches(out, *w.shape[2:], stride):
+        out[cut] += np.tensordot(g[:, :, i, j], w, axes=(1, 0))
+    return out[:, :, padding:padding + x.shape[2], padding:padding + x.shape[3]]
+
+
+def conv_weight_grad(g, x, w, stride=1, padding=0):
+    x, out = _pad(x, padding), np.zeros(w.shape)
+    for i, j, cut in _patches(x, *w.shape[2:], stride):
+        out += np.tensordot(g[:, :, i, j], x[cut], axes=(0, 0))
+    return out
+
+
+def pool(x, size=2, stride=2):
+    return _pooled(x, x, size, stride, lambda window, hit, value: window.max(axis=(2, 3)))
+
+
+def pool_select(values, x, size=2, stride=2):
+    return _pooled(values, x, size, stride, lambda window, hit, value: (hit * value).sum((2, 3)) / hit.sum((2, 3)))
+
+
+def _pooled(values, x, size, stride, reduce):
+    out = np.zeros(x.shape[:2] + ((x.shape[2] - size) // stride + 1, (x.shape[3] - size) // stride + 1))
+    for i, j, cut in _patches(x, size, size, stride):
+        hit = x[cut] == x[cut].max(axis=(2, 3), keepdims=True)
+        out[:, :, i, j] = reduce(x[cut], hit, values[cut])
+    return out
+
+
+def pool_grad(g, x, size=2, stride=2):
+    out = np.zeros(x.shape)
+    for i, j, cut in _patches(x, size, size, stride):
+        hit = x[cut] == x[cut].max(axis=(2, 3), keepdims=True)
+        out[cut] += hit * (g[:, :, i, j] / hit.sum((2, 3)))[:, :, None, None]
+    return out
+
+
+def unindex(g, like, key):
+    out = np.zeros(like.shape)
+    out[key] += g
+    return out
+
+
+def ties(x, axis):
+    hit = x == x.max(axis=axis, keepdims=True)
+    return hit / hit.sum(axis=axis, keepdims=True)
+
+
+def pooled(x):
+    return apply("max_pool2d", x, size=2, stride=2)
+
+
+def index(x, key):
+    return apply("index", x, index=normalize_index(key, x.shape))
+
+
+def placed(g, like, key):
+    return apply("unindex", g, like, index=normalize_index(key, like.shape))
+
+
+def logsumexp(a, axis, keepdims=False):
+    return np.log(np.sum(np.exp(a), axis=axis, keepdims=keepdims))
+
+
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+# ---- the cases: every op of the table -------------------------------------------------------
+
+ELEMENTWISE = [  # (op, operand shapes, NumPy, data)
+    ("add", [(None, 3), (3,)], np.add, "normal"), ("sub", [(None, 1), (1, 3)], np.subtract, "normal"),
+    ("mul", [(), (None, 2)], np.multiply, "normal"), ("div", [(None, 3), (3,)], np.divide, "positive"),
+    ("pow", [(None, 2), (2,)], np.power, "positive"), ("neg", [(None, 2)], np.negative, "normal"),
+    ("exp", [(2, 3)], np.exp, "normal"), ("log", [(None, 2)], np.log, "positive"),
+    ("tanh", [()], np.tanh, "normal"), ("sigmoid", [(None, 3)], sigmoid, "normal"),
+    ("relu", [(None, 4)], lambda a: np.maximum(a, 0), "normal"),
+    ("maximum", [(None, 3), (3,)], np.maximum, "normal"), ("minimum", [(None, 1), (4,)], np.minimum, "normal"),
+    ("sqrt", [(3,)], np.sqrt, "positive"), ("abs", [(None, 3)], np.abs, "normal"),
+    ("softplus", [(None, 3)], lambda a: np.logaddexp(0, a), "normal"),
+]
+
+CASES = [Case(op, op, shapes, lambda *xs, op=op: apply(op, *xs), reference, data)
+         for op, shapes, reference, data in ELEMENTWISE] + [
+    Case("leaky_relu", "leaky_relu", [(None, 3)], lambda a: apply("leaky_relu", a, slope=0.1),
+         lambda a: np.where(a > 0, a, 0.1 * a)),
+    Case("elementwise of one", "elementwise", [(None, 3)], lambda a: apply("elementwise", a, expr=2 * x0 + 1),
+         lambda a: 2 * a + 1),
+    Case("elementwise of two", "elementwise", [(None, 3), (3,)],
+         lambda a, b: apply("elementwise", a, b, expr=x0 * x1 - x0), lambda a, b: a * b - a),
+    Case("elementwise of three", "elementwise", [(None, 1), (3,), ()],
+         lambda a, b, c: apply("elementwise", a, b, c, expr=x0 * x1 - x2), lambda a, b, c: a * b - c),
+    # variable numbers of operands
+    Case("concat of one", "concat", [(None, 1, 4)], lambda a: apply("concat", a, axis=1), lambda a: a),
+    Case("concat of one along axis 0", "concat", [(2, 3)], lambda a: apply("concat", a, axis=0), lambda a: a),
+    Case("concat of two", "concat", [(None, 1, 4), (None, 2, 4)], lambda a, b: apply("concat", a, b, axis=1),
+         lambda a, b: np.concatenate([a, b], axis=1)),
+    Case("concat of four", "concat", [(None, 2), (None, 1), (None, 3)],
+         lambda a, b, c: apply("concat", a, b, c, a, axis=-1), lambda a, b, c: np.concatenate([a, b, c, a], axis=-1)),
+    Case("expand to one reference", "expand", [(1,), (None, 3)], lambda a, r: apply("expand", a, r),
+         lambda a, r: np.broadcast_to(a, r.shape)),
+    Case("expand to two references", "expand", [(), (None, 1), (1, 3)], lambda a, r, s: apply("expand", a, r, s),
+         lambda a, r, s: np.broadcast_to(a, (N, 3))),
+    Case("expand to three references", "expand", [(3,), (None, 1), (None, 3), (1, 3)],
+         lambda a, r, s, t: apply("expand", a, r, s, t), lambda a, r, s, t: np.broadcast_to(a, (N, 3))),
+    Case("expand a number to one reference", "expand", [(None, 2)], lambda r: apply("expand", 2, r),
+         lambda r: np.full(r.shape, 2.0)),
+    Case("expand a number to two references", "expand", [(None, 1), (2,)], lambda r, s: apply("expand", 2, r, s),
+         lambda r, s: np.full((N, 2), 2.0)),
+    # axes, shapes and indices of one element
+    Case("sum over every axis", "sum", [(None, 3)], lambda a: gc.sum(a), np.sum),
+    Case("sum over axes (1,)", "sum", [(None, 3, 2)], lambda a: gc.sum(a, axis=(1,)), lambda a: a.sum(axis=1)),
+    Case("sum over no axis", "sum", [(None, 3)], lambda a: gc.sum(a, axis=()), lambda a: a),
+    Case("mean over axes (0, 2), keepdims", "mean", [(None, 3, 2)], lambda a: gc.mean(a, axis=(0, 2), keepdims=True),
+         lambda a: a.mean(axis=(0, 2), keepdims=True)),
+    Case("max over axes (1,)", "max", [(None, 4)], lambda a: gc.max(a, axis=(1,)), lambda a: a.max(axis=1)),
+    Case("min of a vector, keepdims", "min", [(4,)], lambda a: gc.min(a, keepdims=True), lambda a: a.min(keepdims=True)),
+    Case("tie_share over axes (1,)", "tie_share", [(None, 4)],
+         lambda a: apply("tie_share", a, gc.max(a, axis=(1,)), axis=(1,), keepdims=False), lambda a: ties(a, 1)),
+    Case("tie_share over every axis", "tie_share", [(2, 3)],
+         lambda a: apply("tie_share", a, gc.max(a), axis=None, keepdims=False), lambda a: ties(a, None)),
+    Case("count of the batch axis", "count", [(None, 3)], lambda a: apply("count", a, axis=(0,)), lambda a: float(N)),
+    Case("count of two axes", "count", [(None, 3)], lambda a: apply("count", a, axis=(0, 1)), lambda a: 3.0 * N),
+    Case("sum_to a vector", "sum_to", [(None, 2, 3)], lambda a: apply("sum_to", a, shape=(3,)), lambda a: a.sum((0, 1))),
+    Case("sum_to kept axes", "sum_to", [(None, 2, 3)], lambda a: apply("sum_to", a, shape=(2, 1)),
+         lambda a: a.sum(axis=2, keepdims=True).sum(axis=0)),
+    Case("sum_to a scalar", "sum_to", [(None, 2)], lambda a: apply("sum_to", a, shape=()), np.sum),
+    Case("reshape to one axis", "reshape", [(2, 3)], lambda a: gc.reshape(a, (6,)), lambda a: a.reshape(6)),
+    Case("reshape to a scalar", "reshape", [(1,)], lambda a: gc.reshape(a, ()), lambda a: a.reshape(())),
+    Case("reshape batched", "reshape", [(None, 2, 3)], lambda a: gc.reshape(a, (None, 6)), lambda a: a.reshape(N, 6)),
+    Case("reshape with two batch axes", "reshape", [(None, 2)], lambda a: gc.reshape(a @ a.T, (None, 1, None)),
+         lambda a: (a @ a.T)[:, None, :]),
+    Case("transpose of a matrix", "transpose", [(2, 3)], lambda a: gc.transpose(a), lambda a: a.T),
+    Case("transpose of a vector", "transpose", [(3,)], lambda a: gc.transpose(a), lambda a: a),
+    Case("transpose axes (0,)", "transpose", [(3,)], lambda a: gc.transpose(a, (0,)), lambda a: a),
+    Case("transpose axes (0, 2, 1)", "transpose", [(None, 2, 3)], lambda a: gc.transpose(a, (0, 2, 1)),
+         lambda a: a.transpose(0, 2, 1)),
+    Case("index one slice", "index", [(4,)], lambda a: index(a, slice(1, 3)), lambda a: a[1:3]),
+    Case("index of a scalar", "index", [()], lambda a: index(a, ...), lambda a: a[()]),
+    Case("index columns", "index", [(None, 5)], lambda a: index(a, (slice(None), slice(1, 4))), lambda a: a[:, 1:4]),
+    Case("index leading int", "index", [(2, 3, 4)], lambda a: index(a, 1), lambda a: a[1]),
+    Case("index int and step", "index", [(4, 6)], lambda a: index(a, (1, slice(None, None, 2))), lambda a: a[1, ::2]),
+    Case("unindex one slice", "unindex", [(2,), (4,)], lambda g, x: placed(g, x, slice(1, 3)),
+         lambda g, x: unindex(g, x, np.s_[1:3])),
+    Case("unindex into a scalar", "unindex", [(), ()], lambda g, x: placed(g, x, ...), lambda g, x: unindex(g, x, ())),
+    Case("unindex columns", "unindex", [(None, 3), (None, 5)], lambda g, x: placed(g, x, (slice(None), slice(1, 4))),
+         lambda g, x: unindex(g, x, np.s_[:, 1:4])),
+    Case("unindex leading int", "unindex", [(3, 4), (2, 3, 4)], lambda g, x: placed(g, x, 1),
+         lambda g, x: unindex(g, x, 1)),
+    Case("broadcast_like", "broadcast_like", [(3,), (None, 2, 3)], lambda g, r: apply("broadcast_like", g, r, axis=None),
+         lambda g, r: np.broadcast_to(g, r.shape)),
+    Case("broadcast_like axes (1,)", "broadcast_like", [(None, 4), (None, 3, 4)],
+         lambda g, r: apply("broadcast_like", g, r, axis=(1,)), lambda g, r: np.broadcast_to(g[:, None, :], r.shape)),
+    Case("broadcast_like a scalar, axes (0,)", "broadcast_like", [(), (4,)],
+         lambda g, r: apply("broadcast_like", g, r, axis=(0,)), lambda g, r: np.broadcast_to(g, r.shape)),
+    Case("broadcast_like ones", "broadcast_like", [(None, 2)], lambda r: apply("broadcast_like", 1, r, axis=None),
+         np.ones_like),
+    Case("broadcast_like a number", "broadcast_like", [(None, 2)], lambda r: apply("broadcast_like", 2.5, r, axis=None),
+         lambda r: np.full(r.shape, 2.5)),
+    # the rest of the table
+    Case("zeros_like", "zeros_like", [(None, 2)], lambda a: apply("zeros_like", a), np.zeros_like),
+    Case("alias", "alias", [(None, 2)], lambda a: apply("alias", a), lambda a: a),
+    Case("stop_gradient", "stop_gradient", [(None, 2)], gc.stop_gradient, lambda a: a),
+    Case("one_hot", "one_hot", [(None,)], lambda a: gc.one_hot(a, 3), lambda a: np.eye(3)[a.astype(int)], "labels"),
+    Case("one_hot of a matrix", "one_hot", [(2, 2)], lambda a: gc.one_hot(a, 3), lambda a: np.eye(3)[a.astype(int)],
+         "labels"),
+    Case("matmul", "matmul", [(None, 3), (3, 2)], gc.matmul, np.matmul),
+    Case("matmul of vectors", "matmul", [(3,), (3,)], gc.matmul, np.matmul),
+    Case("matmul of a stack", "matmul", [(None, 2, 3), (3,)], gc.matmul, np.matmul),
+    Case("outer", "outer", [(3,), (2,)], lambda a, b: apply("outer", a, b), np.outer),
+    Case("logsumexp", "logsumexp", [(None, 4)], lambda a: apply("logsumexp", a, axis=1, keepdims=False),
+         lambda a: logsumexp(a, axis=1)),
+    Case("logsumexp keepdims", "logsumexp", [(None, 4)], lambda a: apply("logsumexp", a, axis=0, keepdims=True),
+         lambda a: logsumexp(a, axis=0, keepdims=True)),
+    Case("log_softmax", "log_softmax", [(None, 4)], lambda a: apply("log_softmax", a, axis=1),
+         lambda a: a - logsumexp(a, axis=1, keepdims=True)),
+    Case("softmax", "softmax", [(None, 2, 3)], lambda a: apply("softmax", a, axis=1),
+         lambda a: np.exp(a - logsumexp(a, axis=1, keepdims=True))),
+    Case("softmax_cross_entropy", "softmax_cross_entropy", [(None, 4), (None, 4)],
+         lambda z, y: cross_entropy(z, y, 1, normalized=False),
+         lambda z, y: -np.sum(y * (z - logsumexp(z, axis=1, keepdims=True)), axis=1)),
+    Case("softmax_cross_entropy normalized", "softmax_cross_entropy", [(None, 2, 3), (None, 2, 3)],
+         lambda z, y: cross_entropy(z, y, 2, normalized=True),  # targets that sum to 1 are assumed to
+         lambda z, y: logsumexp(z, axis=2) - np.sum(y * z, axis=2)),   # (these do not: the formula shows)
+    Case("conv2d", "conv2d", [(None, 2, 5, 5), (3, 2, 3, 3)], lambda x, w: apply("conv2d", x, w, stride=1, padding=0),
+         conv),
+    Case("conv2d stride 2 padding 1", "conv2d", [(None, 1, 4, 5), (2, 1, 2, 2)],
+         lambda x, w: apply("conv2d", x, w, stride=2, padding=1), lambda x, w: conv(x, w, 2, 1)),
+    Case("conv2d_input_grad", "conv2d_input_grad", [(None, 2, 3, 3), (2, 1, 2, 2), (None, 1, 4, 4)],
+         lambda g, w, x: apply("conv2d_input_grad", g, w, x, stride=2, padding=1),
+         lambda g, w, x: conv_input_grad(g, w, x, 2, 1)),
+    Case("conv2d_weight_grad", "conv2d_weight_grad", [(None, 3, 3, 3), (None, 2, 5, 5), (3, 2, 3, 3)],
+         lambda g, x, w: apply("conv2d_weight_grad", g, x, w, stride=1, padding=0), conv_weight_grad),
+    Case("max_pool2d", "max_pool2d", [(None, 2, 4, 4)], pooled, pool),
+    Case("max_pool2d 3x3 stride 2", "max_pool2d", [(None, 1, 5, 5)], lambda x: apply("max_pool2d", x, size=3, stride=2),
+         lambda x: pool(x, 3, 2)),
+    Case("max_pool2d_grad", "max_pool2d_grad", [(None, 2, 2, 2), (None, 2, 4, 4)],
+         lambda g, x: apply("max_pool2d_grad", g, x, pooled(x), size=2, stride=2), pool_grad),
+    Case("max_pool2d_select", "max_pool2d_select", [(None, 2, 4, 4), (None, 2, 4, 4)],
+         lambda v, x: apply("max_pool2d_select", v, x, pooled(x), size=2, stride=2), pool_select),
+    Case("dropout_mask", "dropout_mask", [(None, 3)], lambda a: apply("dropout_mask", a, rate=0.5, draw=0),
+         np.ones_like),
+]
+
+
+def arrays_for(case: Case) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(len(case.id))
+    draw = {"normal": lambda shape: rng.normal(size=shape), "positive": lambda shape: rng.uniform(0.5, 2, size=shape),
+            "labels": lambda shape: rng.integers(0, 3, size=shape).astype(float)}[case.data]
+    return {name: draw(tuple(N if d is None else d for d in shape)) for name, shape in zip("abcd", case.shapes)}
+
+
+def compiled(case: Case, check_shapes: bool = False) -> gc.CompiledModel:
+    """The case's op as the only output y of a graph over inputs a, b, c, d, compiled as written."""
+    g = gc.Graph("emission")
+    node = case.build(*(g.input(name, shape) for name, shape in zip("abcd", case.shapes)))
+    assert node.op == case.op, f"the case builds {node.op}, not {case.op}"
+    g.output("y", node)
+    return gc.compile(g, simplify=False, check_shapes=True) if check_shapes else gc.compile(g, simplify=False)
+
+
+@pytest.mark.parametrize("check_shapes", [False, True], ids=["plain", "check_shapes"])
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_each_op_computes_what_numpy_computes(case, check_shapes):
+    arrays = arrays_for(case)
+    model = compiled(case, check_shapes=check_shapes)
+    got = np.asarray(model.load().forward(**arrays)["y"])
+    want = np.asarray(case.numpy(*arrays.values()))
+    assert got.shape == want.shape, f"{case.id}: shape {got.shape}, NumPy gives {want.shape}\n{model.source}"
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=case.id)
+    if model.backward is not None:  # a scalar output is differentiated too: those lines run (and are checked)
+        model.load().gradients(**arrays)
+
+
+def test_every_op_of_the_table_is_emitted():
+    assert {case.op for case in CASES} == set(OPS)
+
+
+def test_ops_of_any_arity_are_emitted_with_one_two_and_more_operands():
+    leading = {"expand": 1}  # expand(value, *references): one, two, three references
+    counts: dict[str, set[int]] = {}
+    for case in CASES:
+        g = gc.Graph("arity")
+        node = case.build(*(g.input(name, shape) for name, shape in zip("abcd", case.shapes)))
+        counts.setdefault(case.op, set()).add(min(len(node.inputs) - leading.get(case.op, 0), 3))
+    variable = [name for name, op in OPS.items() if op.arity is None]
+    assert variable and all(counts[name] == {1, 2, 3} for name in variable), {name: counts[name] for name in variable}
+
+
+def test_every_generated_module_compiles_with_py_compile(tmp_path):
+    paths = []
+    for k, case in enumerate(CASES):
+        for check_shapes in (False, True):
+            paths.append(compiled(case, check_shapes=check_shapes).save(tmp_path / f"case{k}_{check_shapes}.py"))
+    result = subprocess.run([sys.executable, "-m", "py_compile", *map(str, paths)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# ---- check_shapes ----------------------------------------------------------------------------
+
+def case_named(name: str) -> Case:
+    return next(case for case in CASES if case.id == name)
+
+
+def test_check_shapes_is_off_by_default_and_adds_only_check_lines():
+    case = case_named("concat of one")
+    plain, checked = compiled(case).source, compiled(case, check_shapes=True).source
+    g = gc.Graph("emission")
+    g.output("y", case.build(g.input("a", case.shapes[0])))
+    assert gc.compile(g, simplify=False, check_shapes=False).source == plain
+    assert "_expect_shape" not in plain and "_CHECKED_LINES" not in plain
+    body = checked[checked.index("def forward"):checked.index("return {'y'")]
+    assert "    N = a.shape[0]\n    y = xp.concat((a,), axis=1)\n    _expect_shape(y, (N, 1, 4), \"y\")\n" in body
+
+
+def test_check_shapes_names_the_line_that_computed_another_shape():
+    """The concat of one operand as it used to be emitted: (a) is a, not a tuple, so its rows were joined."""
+    case = case_named("concat of one")
+    model = compiled(case, check_shapes=True)
+    model.source = model.source.replace("xp.concat((a,), axis=1)", "xp.concat((a), axis=1)")
+    message = "check_shapes: y = xp.concat((a), axis=1) computed shape (1, 12), but the graph gives y the shape (3, 1, 4)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.load().forward(**arrays_for(case))
+
+
+def test_check_shapes_holds_every_batch_axis_to_the_number_of_examples():
+    case = case_named("reshape with two batch axes")
+    model = compiled(case, check_shapes=True)
+    assert '_expect_shape(y, (N, 1, N), "y")' in model.source
+    model.source = model.source.replace("t1[:, None, :]", "t1[:, None, :2]")
+    with pytest.raises(ValueError, match=re.escape("computed shape (3, 1, 2), but the graph gives y the shape (3, 1, 3)")):
+        model.load().forward(**arrays_for(case))
