@@ -1,4 +1,5 @@
-"""The random-graph differential test (tests/random_graphs.py) over a fixed range of seeds.
+"""The random-graph differential test (tests/random_graphs.py) over a fixed range of seeds; every
+module it runs checks each value's shape against the graph's (check_shapes).
 
 GRAPHCOMP_RANDOM_GRAPHS sets how many (default 300); the longer run is
 `python tests/random_graphs.py --graphs 2000`.
@@ -40,7 +41,10 @@ def test_random_graphs_cover_every_op_and_are_mostly_checkable():
 
 def test_a_random_graph_compiles_to_the_same_source_twice():
     case = random_case(7)
-    assert gc.compile(case.graph, wrt=case.wrt).source == gc.compile(case.graph, wrt=case.wrt).source
+    for check_shapes in (False, True):  # check_case compiles with the shape checks on
+        first, second = (gc.compile(case.graph, wrt=case.wrt, check_shapes=check_shapes).source for _ in range(2))
+        assert first == second
+        assert ("_expect_shape(" in first) == check_shapes
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, database=None)
