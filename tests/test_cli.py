@@ -1,6 +1,8 @@
 """The graphcomp command and the generated module's own command line, end to end."""
 import json
 import py_compile
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -233,3 +235,121 @@ def test_predict_needs_only_the_inputs_of_the_prediction(tmp_path, capsys):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert [float(v) > 0.5 for v in done.stdout.split()] == [False, True, True, False]
+
+
+LINE = """
+[model]
+name = "line"
+loss = "loss"
+
+[inputs]
+x = ["N", 1]
+y = ["N", 1]
+
+[params]
+w = { shape = [1, 1], init = "zeros" }
+
+[outputs]
+loss = "mean((x @ w - y) ** 2)"
+
+[training]
+lr = 0.1
+epochs = 100
+batch_size = 4
+"""
+
+
+def params_of(path):
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files if not name.startswith("run:")}
+
+
+def test_train_starts_from_saved_params_and_never_writes_over_them(tmp_path, capsys):
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    data = EXAMPLES / "data" / "xor.csv"
+    assert run(capsys, "train", EXAMPLES / "xor.toml", "--data", data, "--epochs", "3", "--out", first)[0] == 0
+    code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", data, "--epochs", "0", "--params", first,
+                       "--out", second)
+    assert code == 0, err
+    assert params_of(first).keys() == params_of(second).keys() == {"W1", "b1", "W2", "b2"}
+    for name, value in params_of(first).items():
+        np.testing.assert_array_equal(params_of(second)[name], value)
+    before = first.read_bytes()
+    code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", data, "--params", first, "--out", first)
+    assert code == 2 and "is the same file as --params" in err and first.read_bytes() == before
+    code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", data, "--params", first, "--resume", second)
+    assert code == 2 and "give --params (start from saved params) or --resume" in err
+
+
+def test_errors_reading_the_data_or_params_name_that_file(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.array([{}, {}], dtype=object), y=np.zeros(2))
+    spec = EXAMPLES / "digits.toml"
+    code, _, err = run(capsys, "train", spec, "--data", bad, "--out", tmp_path / "p.npz")
+    assert code == 2 and err.startswith(f"graphcomp: error: {bad}: ") and str(spec) not in err
+    assert len(err.splitlines()) == 1
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 half a zip file")
+    for flag in ("--params", "--resume"):
+        code, _, err = run(capsys, "train", EXAMPLES / "xor.toml", "--data", EXAMPLES / "data" / "xor.csv", flag, broken,
+                           "--out", tmp_path / "p.npz")
+        assert code == 2 and err.startswith(f"graphcomp: error: {broken}: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_a_diverging_run_says_where_and_keeps_the_last_finite_params(tmp_path, capsys):
+    spec, data, out = tmp_path / "line.toml", tmp_path / "line.csv", tmp_path / "line.npz"
+    spec.write_text(LINE)
+    data.write_text("x,y\n1,2\n2,4\n3,6\n4,8\n")
+    code, _, err = run(capsys, "train", spec, "--data", data, "--lr", "10", "--out", out, "--quiet")
+    assert code == 1 and len(err.splitlines()) == 1
+    found = re.fullmatch(r"graphcomp: error: training diverged at epoch (\d+), batch 1: .*; "
+                         r"saved the params of epoch (\d+) to (.*)\n", err)
+    assert found and int(found[2]) == int(found[1]) - 1 and found[3] == str(out), err
+    assert np.isfinite(params_of(out)["w"]).all() and int(np.load(out)["run:epoch"]) == int(found[2])
+
+
+def interruptible():
+    """Popen's preexec_fn for a child that must see Ctrl-C: none, unless this process ignores SIGINT (as
+    background jobs do), which the child would inherit."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return None
+
+
+def test_ctrl_c_saves_the_last_epoch_and_resume_finishes_the_run_as_if_never_stopped(tmp_path, capsys):
+    run_file, whole = tmp_path / "run.npz", tmp_path / "whole.npz"
+    argv = ["train", EXAMPLES / "digits.toml", "--data", EXAMPLES / "data" / "digits.npz", "--epochs", "40"]
+    training = subprocess.Popen([sys.executable, "-m", "graphcomp", *map(str, argv), "--out", str(run_file)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=interruptible())
+    for line in training.stdout:
+        if line.startswith("epoch  2/40"):
+            training.send_signal(signal.SIGINT)
+            break
+    _, err = training.communicate(timeout=120)
+    assert training.returncode == 130 and "Traceback" not in err, err
+    stopped = re.fullmatch(r"graphcomp: interrupted after epoch (\d+); saved the params of epoch \1 to (.*) "
+                           r"\(continue with --resume \2\)", err.splitlines()[-1])
+    assert stopped and stopped[2] == str(run_file) and 2 <= int(stopped[1]) < 40, err
+    assert int(np.load(run_file)["run:epoch"]) == int(stopped[1])
+    code, stdout, err = run(capsys, "train", *argv[1:4], "--resume", run_file)  # --out: the run file itself
+    assert code == 0, err
+    assert f"(resuming {run_file} after epoch {stopped[1]})" in stdout.splitlines()[0]
+    assert stdout.splitlines()[1].startswith(f"epoch {int(stopped[1]) + 1:>2}/40")
+    assert run(capsys, *argv, "--out", whole, "--quiet")[0] == 0
+    for name, value in params_of(whole).items():
+        np.testing.assert_array_equal(params_of(run_file)[name], value)
+
+
+def test_ctrl_c_anywhere_else_is_one_line_and_exit_130(tmp_path):
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    command = subprocess.Popen([sys.executable, "-m", "graphcomp", "compile", str(slow), "-o", str(tmp_path / "m.py")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible())
+    assert command.stdout.readline() == "ready\n"
+    command.send_signal(signal.SIGINT)
+    _, err = command.communicate(timeout=60)
+    assert command.returncode == 130 and err == "graphcomp: interrupted\n"
+    assert not (tmp_path / "m.py").exists()
