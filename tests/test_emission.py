@@ -5,6 +5,8 @@ line under test is the op's own emission), with and without check_shapes. Ops th
 operands are emitted with one, two and more; ops that take axes, shapes or indices get one-element
 ones too, the case where a tuple printed without its comma silently means something else.
 """
+import functools
+import importlib.util
 import re
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.codegen import source_spec
 from graphcomp.formulas.simplify import placeholder
 from graphcomp.ir import OPS, apply, normalize_index
 from graphcomp.ops import cross_entropy
@@ -276,17 +279,34 @@ def compiled(case: Case, check_shapes: bool = False) -> gc.CompiledModel:
     return gc.compile(g, simplify=False, check_shapes=True) if check_shapes else gc.compile(g, simplify=False)
 
 
+@functools.cache
+def generated(case_index: int, check_shapes: bool) -> tuple[str, bool]:
+    """(the generated source of a case, whether it has gradients), compiled once for the tests that
+    only read and run it."""
+    model = compiled(CASES[case_index], check_shapes)
+    return model.source, model.backward is not None
+
+
+def loaded(text: str):
+    """The module of a generated source, imported from memory."""
+    spec = source_spec("emission", text)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("check_shapes", [False, True], ids=["plain", "check_shapes"])
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_each_op_computes_what_numpy_computes(case, check_shapes):
-    arrays = arrays_for(case)
-    model = compiled(case, check_shapes=check_shapes)
-    got = np.asarray(model.load().forward(**arrays)["y"])
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[case.id for case in CASES])
+def test_each_op_computes_what_numpy_computes(index, check_shapes):
+    case, arrays = CASES[index], arrays_for(CASES[index])
+    text, differentiated = generated(index, check_shapes)
+    module = loaded(text)
+    got = np.asarray(module.forward(**arrays)["y"])
     want = np.asarray(case.numpy(*arrays.values()))
-    assert got.shape == want.shape, f"{case.id}: shape {got.shape}, NumPy gives {want.shape}\n{model.source}"
+    assert got.shape == want.shape, f"{case.id}: shape {got.shape}, NumPy gives {want.shape}\n{text}"
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=case.id)
-    if model.backward is not None:  # a scalar output is differentiated too: those lines run (and are checked)
-        model.load().gradients(**arrays)
+    if differentiated:  # a scalar output is differentiated too: those lines run (and are checked)
+        module.gradients(**arrays)
 
 
 def test_every_op_of_the_table_is_emitted():
@@ -306,9 +326,10 @@ def test_ops_of_any_arity_are_emitted_with_one_two_and_more_operands():
 
 def test_every_generated_module_compiles_with_py_compile(tmp_path):
     paths = []
-    for k, case in enumerate(CASES):
+    for index in range(len(CASES)):
         for check_shapes in (False, True):
-            paths.append(compiled(case, check_shapes=check_shapes).save(tmp_path / f"case{k}_{check_shapes}.py"))
+            paths.append(tmp_path / f"case{index}_{check_shapes}.py")
+            paths[-1].write_text(generated(index, check_shapes)[0], encoding="utf-8")
     result = subprocess.run([sys.executable, "-m", "py_compile", *map(str, paths)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
