@@ -15,11 +15,12 @@ import stat
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, TypeVar
 
 from .errors import InputError, OutputError
 
 PathLike = str | os.PathLike
+T = TypeVar("T")
 
 # The reason printed for each errno a write can meet; any other error prints the system's own words.
 REASONS = {
@@ -137,6 +138,12 @@ def reading(path: PathLike) -> Iterator[None]:
         reason = error.strerror.lower() if isinstance(error, OSError) and error.strerror else str(error)
         reason = reason.removeprefix(f"{path}: ") or type(error).__name__
         raise InputError(f"{path}: {reason}") from None
+
+
+def read_file(load: Callable[[str], T], path: str) -> T:
+    """load(path), any error of which names that file (see `reading`)."""
+    with reading(path):
+        return load(path)
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

@@ -255,6 +255,17 @@ def test_a_full_disk_during_compile_leaves_the_old_module_byte_for_byte(full_dis
     assert set(os.listdir(folder)) <= {"model.py", "filler"}  # no temporary file left behind
 
 
+def test_a_full_disk_when_train_saves_is_one_line_and_keeps_the_old_params(full_disk):
+    folder, preexec = full_disk
+    out = folder / "params.npz"
+    out.write_bytes(b"the params of yesterday")
+    fill(folder)
+    done = graphcomp("train", XOR, "--data", XOR_DATA, "--epochs", "5", "--out", out, preexec=preexec)
+    assert done.returncode == 2 and one_error_line(done.stderr).startswith(f"graphcomp: error: cannot write {out}: ")
+    assert "epoch 5/5" in done.stdout and out.read_bytes() == b"the params of yesterday"
+    assert set(os.listdir(folder)) <= {"params.npz", "filler"}
+
+
 # ------------------------------------------------------------------ killed mid-write
 
 KILLER = textwrap.dedent("""

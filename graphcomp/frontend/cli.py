@@ -20,7 +20,7 @@ import numpy as np
 from ..codegen import TRAINING_KEYS, loss_name, training_problems, wrt_leaves
 from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
-from ..files import check_outputs, file_with_suffix, reading
+from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.export import FORMATS, backward_view, to_networkx, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
@@ -31,8 +31,7 @@ TOLERANCE = 1e-6
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit code: 0, 1 (a check failed, training diverged), 2 (a problem with the
-    command's files or settings, one line on stderr), 130 (interrupted by Ctrl-C)."""
+    """Run one command: exit 0, 1 (a check failed, training diverged), 2 (bad files or settings), 130 (Ctrl-C)."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
@@ -217,10 +216,11 @@ def _train(args: argparse.Namespace) -> int:
     check_outputs({"-o": output, "--out": out}, {"the spec": args.spec, "--data": args.data, "--params": args.params})
     model = _compiled(read_spec(args.spec))
     m = model.load()
-    run = _read(m.load_run, args.resume) if args.resume else None
+    run = read_file(m.load_run, args.resume) if args.resume else None
     settings = _training_settings(args, m.TRAINING, run)
-    data = _read(m.load_data, args.data)
-    params = None if run else _read(m.load_params, args.params) if args.params else m.init_params(settings.get("seed", 0))
+    data = read_file(m.load_data, args.data)
+    params = None if run else (read_file(m.load_params, args.params) if args.params
+                               else m.init_params(settings.get("seed", 0)))
     if output:
         print(f"wrote the module to {model.save(output)}")
     shown = {key: value for key, value in settings.items() if key in m.TRAINING or getattr(args, key, None) is not None}
@@ -263,6 +263,8 @@ def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings:
         print(f"graphcomp: error: {_one_line(str(error))}; "
               + (f"saved the params of epoch {last} to {saved}" if saved else "nothing saved"), file=sys.stderr)
         return 1
+    except OSError as error:  # train() could not write `out` (a full disk): its message names the file
+        raise OutputError(str(error)) from None
     print(f"saved the trained params to {Path(out).resolve()}")
     return 0
 
@@ -384,12 +386,6 @@ def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch:
     for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
         arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
     return gradient_errors(m, arrays, model.loss)
-
-
-def _read(load, path: str):
-    """load(path), with any error naming that file (not the spec)."""
-    with reading(path):
-        return load(path)
 
 
 def _settings_text(settings: dict) -> str:
