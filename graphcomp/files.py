@@ -199,7 +199,7 @@ def _output_error(path: PathLike, target: Path, error: OSError) -> OutputError:
     """One line: the file as the user named it (and where a link leads) and why it cannot be written."""
     reason = REASONS.get(error.errno, (error.strerror or str(error)).lower())
     reason = reason.format(folder=_nearest_folder(target.parent))
-    shown = str(path) if target == Path(os.path.abspath(path)) else f"{path} (the file {target})"
+    shown = f"{path} (a link to {target})" if os.path.islink(path) else str(path)
     failure = OutputError(f"cannot write {shown}: {reason}")
     failure.errno = error.errno
     return failure
