@@ -12,14 +12,18 @@ from ..version import __version__
 from .checks import HELPER as CHECK_HELPER, checked_lines, checked_statements
 from .listing import Listing
 from .names import CodeNames
+from .runtime import runtime_source
 from .statements import Statements
 
 
 def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str,
-                   inline: bool = True, check_shapes: bool = False) -> tuple[dict, Listing | None, Statements]:
+                   inline: bool = True, check_shapes: bool = False,
+                   runtime: bool = True) -> tuple[dict, Listing | None, Statements]:
     """(context, listing of gradients() or None without a loss, the statements planned).
 
     check_shapes: every line of forward and _gradients is followed by a check of the shape it computed.
+    runtime: the module carries the training loop, its files and its command line (else only
+    forward and gradients, with the functions they call).
     """
     lines = Statements(CodeNames(graph, backward), backward, dtype, inline)
     outputs = list(graph.outputs.values())
@@ -36,6 +40,8 @@ def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Ba
         listing = _gradients_context(context, graph, wrt, backward, lines, roots)
     if check_shapes:
         _add_shape_checks(context, graph, lines, roots)
+    context["runtime"] = runtime_source(context["helpers"], training=runtime)
+    context["with_training"] = runtime
     return context, listing, lines
 
 

@@ -67,10 +67,11 @@ class GeneratedModule:
 def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
              dtype: str = "float64", simplify: bool = True, predict: str | None = None,
              target: str | None = None, training: dict | None = None, check_shapes: bool = False,
-             model_class: type[GeneratedModule] = GeneratedModule) -> GeneratedModule:
+             runtime: bool = True, model_class: type[GeneratedModule] = GeneratedModule) -> GeneratedModule:
     """Differentiate `graph` and generate its NumPy module (the arguments of `gc.compile`); the
     result is a `model_class`. check_shapes: the module checks the shape of every value it computes
-    against the graph's (a debug mode; off, the code is exactly as without it)."""
+    against the graph's (a debug mode; off, the code is exactly as without it). runtime: False leaves
+    out the training loop, its files and command line (forward and gradients only)."""
     leaves, loss_output = _checked_request(graph, wrt, loss, dtype, predict, target, training)
     source_graph = graph
     changes: list = []
@@ -79,7 +80,8 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     backward = None
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
-    context, listing, _ = module_context(graph, leaves, loss_output, backward, dtype, check_shapes=check_shapes)
+    context, listing, _ = module_context(graph, leaves, loss_output, backward, dtype, check_shapes=check_shapes,
+                                        runtime=runtime)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
     return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,

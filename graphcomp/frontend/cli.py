@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..codegen.runtime import BACKENDS, SETTINGS, setting_argument
 from ..codegen import TRAINING_KEYS, loss_name, training_problems, wrt_leaves
 from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
@@ -118,10 +119,10 @@ def _add_train_command(commands) -> None:
     p.add_argument("--params", help="start from these saved params (.npz) instead of the spec's initial ones")
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in this .npz file (params, optimizer "
                    "state, epoch, random generator) with its settings; flags given override them")
-    for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
-                       ("validation", float)):
-        p.add_argument(f"--{name}", type=kind, help="overrides the spec's [training] setting")
-    p.add_argument("--backend", choices=("numpy", "torch", "cupy", "jax", "dask"),
+    for setting in SETTINGS.values():
+        p.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (overrides the spec's "
+                       f"[training] setting; default {setting.default})")
+    p.add_argument("--backend", choices=tuple(BACKENDS),
                    help="the array library to train with (default numpy; others need array-api-compat)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="print progress every N epochs (and the last)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -233,7 +234,7 @@ def _training_settings(args: argparse.Namespace, spec_settings: dict, run: dict 
     """compile()'s defaults and the spec's [training], then a resumed run's own settings, then the flags."""
     resumed = {key: value for key, value in (run or {}).get("settings", {}).items() if key in TRAINING_KEYS}
     settings = {**spec_settings, **resumed}
-    for key in ("epochs", "lr", "batch_size", "seed", "optimizer", "validation"):
+    for key in SETTINGS:
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     for key, problem in training_problems(settings).items():  # before anything is written

@@ -63,7 +63,8 @@ class CompiledModel(GeneratedModule):
 
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
             dtype: str = "float64", simplify: bool = True, predict: str | None = None,
-            target: str | None = None, training: dict | None = None, check_shapes: bool = False) -> CompiledModel:
+            target: str | None = None, training: dict | None = None, check_shapes: bool = False,
+            runtime: bool = True) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
@@ -74,7 +75,8 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     an input the training loop scores accuracy with. training: default settings
     of the generated train() and command line (epochs, lr, batch_size, optimizer, ...).
     check_shapes: a debug mode in which the module checks, after every line of forward and
-    gradients, that the value computed has the shape the graph gives it.
+    gradients, that the value computed has the shape the graph gives it. runtime: False writes only
+    forward and gradients (and what they call), for users who bring their own training loop.
     """
-    return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes,
+    return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
                     model_class=CompiledModel)

@@ -25,6 +25,7 @@ TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the comman
 LABELS = {}  # inputs that hold class labels, and how many classes
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by')  # _gradients' arguments, in order
+USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
 def init_params(seed=0):
@@ -179,6 +180,87 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     return outputs, grads
 
 
+class _Setting:
+    """One setting: `accepts(value)` says whether a value is allowed, `must_be` says what is."""
+
+    def __init__(self, name, kind, default, accepts, must_be, help):
+        self.name, self.kind, self.default, self.accepts, self.must_be, self.help = (
+            name, kind, default, accepts, must_be, help)
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+
+def _whole(least):
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _number(low, high=float("inf"), open_low=False, open_high=False):
+    def accepts(value):
+        import math
+
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        return (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+    return accepts
+
+
+def _one_of(*choices):
+    return lambda value: value in choices
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = (None, "step", "exponential", "cosine")
+SETTINGS = {setting.name: setting for setting in (
+    _Setting("epochs", int, 10, _whole(0), "a whole number >= 0", "passes over the training examples"),
+    _Setting("lr", float, 0.1, _number(0, open_low=True), "a number > 0", "the learning rate"),
+    _Setting("batch_size", int, 32, _whole(1), "a whole number >= 1", "examples per gradient step"),
+    _Setting("seed", int, 0, _whole(0), "a whole number >= 0",
+             "seeds the shuffling, the held-out examples and dropout"),
+    _Setting("optimizer", str, "sgd", _one_of(*OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS),
+             "sgd, momentum (heavy ball) or adam"),
+    _Setting("momentum", float, 0.9, _number(0, 1, open_high=True), "a number in [0, 1)", "momentum's averaging"),
+    _Setting("beta1", float, 0.9, _number(0, 1, open_high=True), "a number in [0, 1)", "Adam's first moment"),
+    _Setting("beta2", float, 0.999, _number(0, 1, open_high=True), "a number in [0, 1)", "Adam's second moment"),
+    _Setting("schedule", str, None, _one_of(*SCHEDULES), "none, or one of step, exponential, cosine",
+             "the learning rate over epochs: step (lr * gamma ** (epoch // step_size)), exponential "
+             "(lr * gamma ** epoch) or cosine"),
+    _Setting("step_size", int, 10, _whole(1), "a whole number >= 1", "epochs between the step schedule's steps"),
+    _Setting("gamma", float, 0.5, _number(0, open_low=True), "a number > 0", "the step and exponential factor"),
+    _Setting("weight_decay", float, 0.0, _number(0), "a number >= 0", "adds weight_decay * p to each gradient"),
+    _Setting("l1", float, 0.0, _number(0), "a number >= 0", "adds l1 * sign(p) to each gradient"),
+    _Setting("validation", float, 0.0, _number(0, 1, open_high=True), "a fraction in [0, 1)",
+             "the fraction of examples held out and scored after every epoch"),
+)}
+
+# The array libraries train() can move data to: backend name -> the module whose asarray makes its arrays.
+BACKENDS = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "jax": "jax.numpy", "dask": "dask.array"}
+
+
+def setting_problems(settings):
+    """{name: what is wrong with it} for the settings given (empty when all are fine); unknown names
+    are a problem too."""
+    problems = {}
+    for name, value in settings.items():
+        setting = SETTINGS.get(name)
+        if setting is None:
+            problems[name] = "is not a training setting; they are " + ", ".join(SETTINGS)
+        elif not setting.accepts(value):
+            problems[name] = f"must be {setting.must_be}, got {value!r}"
+    return problems
+
+
+def setting_argument(setting):
+    """The command-line parser of one setting's value ("none" is None where None is allowed)."""
+    def parse(text):
+        if text.lower() == "none" and setting.accepts(None):
+            return None
+        return setting.kind(text)
+    parse.__name__ = setting.kind.__name__  # argparse names the type in its error: "invalid int value"
+    return parse
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped train(): `params` are those of the last complete epoch (`epoch`, 0 if none), `run`
     what load_run() would read back to continue, `saved` the file written (None if nothing was)."""
@@ -225,10 +307,11 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
     """
     if not TRAINED:
         raise ValueError("this model has no parameters to train")
-    _check_settings(epochs, lr, batch_size, optimizer, schedule, validation)
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
                 "momentum": momentum, "beta1": beta1, "beta2": beta2, "schedule": schedule, "step_size": step_size,
                 "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "validation": validation}
+    for name, problem in setting_problems(settings).items():
+        raise ValueError(f"{name} {problem}")
     if resume is not None:
         params = _resumed(params, resume, settings)
     out = _writable(out) if out is not None else None
@@ -273,6 +356,7 @@ class _NotFinite(Exception):
 
 def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     """One pass over the training examples in a fresh random order; the epoch's record."""
+    import functools
     import math
 
     params, size, batch_size = run.params, split.size, settings["batch_size"]
@@ -284,11 +368,12 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     # batched inputs are cut to the minibatch's rows (a batch of every example takes them whole).
     sources = [(name, name in split.batched and batch_size < size, name in params) for name in GRADIENT_ARGS]
     target_at = GRADIENT_ARGS.index(TARGET) if TARGET in GRADIENT_ARGS else None
+    step = functools.partial(_gradients, run.rng) if USES_DROPOUT else _gradients  # dropout draws from the run's generator
     for batch, start in enumerate(range(0, size, batch_size), 1):
         rows = order[start:start + batch_size]
         arguments = [_rows(xp, split.train[name], rows) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
-        outputs, grads = _gradients(xp, *arguments)
+        outputs, grads = step(xp, *arguments)
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
             outputs, grads = _computed(outputs, grads)
         loss = float(outputs[LOSS])
@@ -433,17 +518,6 @@ class _CtrlC:
         return False
 
 
-def _check_finite(xp, where, arrays):
-    """Refuse NaN and infinities in data, naming the array and the first bad position."""
-    for name, value in arrays.items():
-        if bool(xp.all(xp.isfinite(value))):
-            continue
-        values = _numpy(value)
-        position = tuple(int(k) for k in np.argwhere(~np.isfinite(values))[0])
-        raise ValueError(f"{where}: input {name!r} holds {values[position]} at index {list(position)}; "
-                         "data must be finite numbers")
-
-
 def evaluate(params, data):
     """{"loss": ..., "accuracy": ...} of the model on `data` (accuracy when the model has PREDICT)."""
     return _scores(params, data, "")
@@ -456,6 +530,109 @@ def predict(params, data):
     """
     outputs = forward(**{name: value for name, value in data.items() if name in INPUTS}, **params)
     return outputs[PREDICT] if PREDICT is not None else outputs
+
+
+def _rate(lr, epoch, epochs, schedule, step_size, gamma):
+    """The learning rate of one epoch under the schedule."""
+    if schedule == "step":
+        return lr * gamma ** (epoch // step_size)
+    if schedule == "exponential":
+        return lr * gamma ** epoch
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + np.cos(np.pi * epoch / max(epochs, 1)))
+    return lr
+
+
+def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
+    """(the step to subtract from a param, the optimizer's running averages after it)."""
+    first, second = state
+    if optimizer == "momentum":
+        first = momentum * first + grad
+        return rate * first, (first, second)
+    first = beta1 * first + (1 - beta1) * grad
+    second = beta2 * second + (1 - beta2) * grad * grad
+    corrected_first = first / (1 - beta1 ** step)
+    corrected_second = second / (1 - beta2 ** step)
+    return rate * corrected_first / (xp.sqrt(corrected_second) + 1e-8), (first, second)
+
+
+def _correct(prediction, target):
+    """How many predictions match their targets (classes: argmax; one column: THRESHOLD)."""
+    prediction, target = _numpy(prediction), _numpy(target)
+    if prediction.ndim >= 2 and prediction.shape[-1] > 1:
+        guessed = prediction.argmax(axis=-1)
+        truth = target.argmax(axis=-1) if target.shape == prediction.shape else target
+    else:
+        guessed = (prediction > THRESHOLD).reshape(len(prediction), -1)
+        truth = (target > 0.5).reshape(len(target), -1)
+    return int(np.sum(guessed == truth))
+
+
+def _scores(params, data, prefix):
+    batched = [value for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)]
+    if batched and not np.shape(batched[0])[0]:
+        raise ValueError("no examples to score")
+    outputs = forward(**data, **params)
+    scores = {prefix + "loss": outputs[LOSS]}
+    if PREDICT is not None:
+        scores[prefix + "accuracy"] = _correct(outputs[PREDICT], data[TARGET]) / np.shape(data[TARGET])[0]
+    return scores
+
+
+def _progress(record, epochs):
+    parts = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}", f"loss {record['loss']:.4f}"]
+    parts += [f"{key.replace('_', ' ')} {record[key]:.2%}" if "accuracy" in key else f"{key.replace('_', ' ')} {record[key]:.4f}"
+              for key in ("accuracy", "val_loss", "val_accuracy") if key in record]
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def _clock():
+    import time
+
+    return time.perf_counter()
+
+
+def _on_backend(backend, arrays):
+    """The arrays as arrays of `backend` (None: as given)."""
+    if backend is None:
+        return arrays
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    import importlib
+
+    try:
+        library = importlib.import_module(BACKENDS[backend])
+    except ImportError:
+        raise ValueError(f"backend {backend!r} needs {BACKENDS[backend].split('.')[0]}, which is not installed") from None
+    return {name: library.asarray(np.asarray(_numpy(value), dtype=DTYPE)) for name, value in arrays.items()}
+
+
+def _lazy(xp):
+    """Whether xp's arrays are computed only when asked (Dask)."""
+    return "dask" in getattr(xp, "__name__", "")
+
+
+def _computed(outputs, grads):
+    """Dask: the step's outputs and gradients computed in one pass over the chunks."""
+    import dask
+
+    values = dask.compute(*outputs.values(), *grads.values())
+    return dict(zip(outputs, values[:len(outputs)])), dict(zip(grads, values[len(outputs):]))
+
+
+def _copy(xp, value):
+    """A copy of an array in the library xp, which train() may update in place."""
+    return np.array(_numpy(value), dtype=DTYPE) if xp is _NP else xp.asarray(value, copy=True)
+
+
+def _rows(xp, value, rows):
+    """The examples `rows` (NumPy indices) of a batched array."""
+    if xp is _NP:
+        return value.take(rows, axis=0)
+    import array_api_compat
+
+    return xp.take(value, xp.asarray(rows, device=array_api_compat.device(value)), axis=0)
 
 
 def save_params(path, params, run=None):
@@ -633,6 +810,31 @@ def load_data(path, inputs=None):
     return data
 
 
+def _read_csv(path, required):
+    with open(path, encoding="utf-8") as file:
+        header = [column.strip() for column in file.readline().split(",")]
+        lines = [line for line in file.read().splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: a header and no rows of data")
+    try:
+        rows = np.loadtxt(lines, delimiter=",", dtype=DTYPE, ndmin=2)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    position = {column: k for k, column in enumerate(header)}  # a dict: wide headers are read in linear time
+    data = {}
+    for name, shape in INPUTS.items():
+        width = int(np.prod(shape[1:])) if shape[:1] == (None,) else int(np.prod(shape))
+        columns = [name] if width == 1 and name in header else [f"{name}:{k}" for k in range(width)]
+        absent = [c for c in columns if c not in position]
+        if absent and name not in required:
+            continue
+        if absent:
+            raise ValueError(f"{path}: no column(s) {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} for input {name!r}")
+        values = rows[:, [position[c] for c in columns]]
+        data[name] = values.reshape((len(rows),) + tuple(shape[1:])) if shape[:1] == (None,) else values[0].reshape(shape)
+    return data
+
+
 def main(argv=None):
     """The command line: train on a data file and save params; predict with saved params."""
     import argparse
@@ -648,9 +850,9 @@ def main(argv=None):
     start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
                        "optimizer state, epoch counter and settings (flags given override them)")
     fit.add_argument("--backend", choices=tuple(BACKENDS), help="the array library to compute with (default: numpy)")
-    for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
-                       ("schedule", str), ("weight-decay", float), ("l1", float), ("validation", float)):
-        fit.add_argument(f"--{name}", type=kind, help=f"default: {TRAINING.get(name.replace('-', '_'))}")
+    for setting in SETTINGS.values():
+        default = TRAINING.get(setting.name, setting.default)
+        fit.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (default: {default})")
     score = commands.add_parser("evaluate", help="print the loss (and accuracy) on a data file")
     score.add_argument("--params", required=True, help="trained params (.npz)")
     score.add_argument("--data", required=True, help=".npz or .csv file of the inputs and targets")
@@ -686,8 +888,7 @@ def _train_command(args):
     _refuse_same_file(out, {"--data": args.data})
     out = _writable(out)
     data = load_data(args.data)
-    given = {key: getattr(args, key) for key in ("epochs", "lr", "batch_size", "seed", "optimizer",
-                                                 "schedule", "weight_decay", "l1", "validation")}
+    given = {name: getattr(args, name) for name in SETTINGS}
     run = load_run(args.resume) if args.resume else None
     settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
     params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
@@ -732,168 +933,6 @@ def _print_predictions(prediction):
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _check_settings(epochs, lr, batch_size, optimizer, schedule, validation):
-    if not (isinstance(epochs, int) and epochs >= 0):
-        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if optimizer not in ("sgd", "momentum", "adam"):
-        raise ValueError(f"optimizer must be 'sgd', 'momentum' or 'adam', got {optimizer!r}")
-    if schedule not in (None, "step", "exponential", "cosine"):
-        raise ValueError(f"schedule must be None, 'step', 'exponential' or 'cosine', got {schedule!r}")
-    if not 0 <= validation < 1:
-        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
-
-
-def _rate(lr, epoch, epochs, schedule, step_size, gamma):
-    """The learning rate of one epoch under the schedule."""
-    if schedule == "step":
-        return lr * gamma ** (epoch // step_size)
-    if schedule == "exponential":
-        return lr * gamma ** epoch
-    if schedule == "cosine":
-        return lr * 0.5 * (1 + np.cos(np.pi * epoch / max(epochs, 1)))
-    return lr
-
-
-def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
-    """(the step to subtract from a param, the optimizer's running averages after it)."""
-    first, second = state
-    if optimizer == "momentum":
-        first = momentum * first + grad
-        return rate * first, (first, second)
-    first = beta1 * first + (1 - beta1) * grad
-    second = beta2 * second + (1 - beta2) * grad * grad
-    corrected_first = first / (1 - beta1 ** step)
-    corrected_second = second / (1 - beta2 ** step)
-    return rate * corrected_first / (xp.sqrt(corrected_second) + 1e-8), (first, second)
-
-
-def _correct(prediction, target):
-    """How many predictions match their targets (classes: argmax; one column: THRESHOLD)."""
-    prediction, target = _numpy(prediction), _numpy(target)
-    if prediction.ndim >= 2 and prediction.shape[-1] > 1:
-        guessed = prediction.argmax(axis=-1)
-        truth = target.argmax(axis=-1) if target.shape == prediction.shape else target
-    else:
-        guessed = (prediction > THRESHOLD).reshape(len(prediction), -1)
-        truth = (target > 0.5).reshape(len(target), -1)
-    return int(np.sum(guessed == truth))
-
-
-def _scores(params, data, prefix):
-    batched = [value for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)]
-    if batched and not np.shape(batched[0])[0]:
-        raise ValueError("no examples to score")
-    outputs = forward(**data, **params)
-    scores = {prefix + "loss": outputs[LOSS]}
-    if PREDICT is not None:
-        scores[prefix + "accuracy"] = _correct(outputs[PREDICT], data[TARGET]) / np.shape(data[TARGET])[0]
-    return scores
-
-
-def _progress(record, epochs):
-    parts = [f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}", f"loss {record['loss']:.4f}"]
-    parts += [f"{key.replace('_', ' ')} {record[key]:.2%}" if "accuracy" in key else f"{key.replace('_', ' ')} {record[key]:.4f}"
-              for key in ("accuracy", "val_loss", "val_accuracy") if key in record]
-    parts.append(f"{record['seconds']:.1f}s")
-    return "  ".join(parts)
-
-
-def _clock():
-    import time
-
-    return time.perf_counter()
-
-
-def _read_csv(path, required):
-    with open(path, encoding="utf-8") as file:
-        header = [column.strip() for column in file.readline().split(",")]
-        lines = [line for line in file.read().splitlines() if line.strip()]
-    if not lines:
-        raise ValueError(f"{path}: a header and no rows of data")
-    try:
-        rows = np.loadtxt(lines, delimiter=",", dtype=DTYPE, ndmin=2)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    position = {column: k for k, column in enumerate(header)}  # a dict: wide headers are read in linear time
-    data = {}
-    for name, shape in INPUTS.items():
-        width = int(np.prod(shape[1:])) if shape[:1] == (None,) else int(np.prod(shape))
-        columns = [name] if width == 1 and name in header else [f"{name}:{k}" for k in range(width)]
-        absent = [c for c in columns if c not in position]
-        if absent and name not in required:
-            continue
-        if absent:
-            raise ValueError(f"{path}: no column(s) {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} for input {name!r}")
-        values = rows[:, [position[c] for c in columns]]
-        data[name] = values.reshape((len(rows),) + tuple(shape[1:])) if shape[:1] == (None,) else values[0].reshape(shape)
-    return data
-
-
-# The array libraries train() can move data to: backend name -> the module whose asarray makes its arrays.
-BACKENDS = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "jax": "jax.numpy", "dask": "dask.array"}
-
-
-def _on_backend(backend, arrays):
-    """The arrays as arrays of `backend` (None: as given)."""
-    if backend is None:
-        return arrays
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    import importlib
-
-    try:
-        library = importlib.import_module(BACKENDS[backend])
-    except ImportError:
-        raise ValueError(f"backend {backend!r} needs {BACKENDS[backend].split('.')[0]}, which is not installed") from None
-    return {name: library.asarray(np.asarray(_numpy(value), dtype=DTYPE)) for name, value in arrays.items()}
-
-
-def _lazy(xp):
-    """Whether xp's arrays are computed only when asked (Dask)."""
-    return "dask" in getattr(xp, "__name__", "")
-
-
-def _computed(outputs, grads):
-    """Dask: the step's outputs and gradients computed in one pass over the chunks."""
-    import dask
-
-    values = dask.compute(*outputs.values(), *grads.values())
-    return dict(zip(outputs, values[:len(outputs)])), dict(zip(grads, values[len(outputs):]))
-
-
-def _copy(xp, value):
-    """A copy of an array in the library xp, which train() may update in place."""
-    return np.array(_numpy(value), dtype=DTYPE) if xp is _NP else xp.asarray(value, copy=True)
-
-
-def _rows(xp, value, rows):
-    """The examples `rows` (NumPy indices) of a batched array."""
-    if xp is _NP:
-        return value.take(rows, axis=0)
-    import array_api_compat
-
-    return xp.take(value, xp.asarray(rows, device=array_api_compat.device(value)), axis=0)
-
-
-def _numpy(value):
-    """Any library's array as a NumPy array (moved to the CPU)."""
-    if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
-        return np.asarray(value)
-    if getattr(value, "requires_grad", False):
-        value = value.detach()
-    try:
-        import array_api_compat
-
-        value = array_api_compat.to_device(value, "cpu")
-    except (ImportError, TypeError, ValueError, AttributeError):
-        pass
-    return np.asarray(value)
 
 
 def _forward_without(absent, arrays):
@@ -1036,6 +1075,32 @@ def _shape_text(shape):
 def _result(value):
     """Plain floats for scalars, arrays otherwise."""
     return float(value) if np.ndim(value) == 0 else value
+
+
+def _numpy(value):
+    """Any library's array as a NumPy array (moved to the CPU)."""
+    if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
+        return np.asarray(value)
+    if getattr(value, "requires_grad", False):
+        value = value.detach()
+    try:
+        import array_api_compat
+
+        value = array_api_compat.to_device(value, "cpu")
+    except (ImportError, TypeError, ValueError, AttributeError):
+        pass
+    return np.asarray(value)
+
+
+def _check_finite(xp, where, arrays):
+    """Refuse NaN and infinities in data, naming the array and the first bad position."""
+    for name, value in arrays.items():
+        if bool(xp.all(xp.isfinite(value))):
+            continue
+        values = _numpy(value)
+        position = tuple(int(k) for k in np.argwhere(~np.isfinite(values))[0])
+        raise ValueError(f"{where}: input {name!r} holds {values[position]} at index {list(position)}; "
+                         "data must be finite numbers")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-{% if "sigmoid" in helpers %}
+"""The functions the generated code of some ops calls (convolution, pooling, dropout, logsumexp, σ).
+Each is copied into a module only when one of its lines calls it, with the helpers it calls in turn."""
+import numpy as np
+
+from ._model import _CHECKED_LINES, DTYPE
+from .arrays import _NP
 
 
 def _sigmoid(xp, x):
@@ -11,15 +16,11 @@ def _sigmoid(xp, x):
     out += 1
     out *= 0.5
     return out
-{% endif %}
-{% if "unindex" in helpers %}
 
 
 def _unindex(xp, grad, like, index):
     """The gradient of like[index]: grad at index, zeros elsewhere."""
     return _added(xp.zeros_like(like), index, grad)
-{% endif %}
-{% if "windows" in helpers %}
 
 
 def _windows(xp, x, kh, kw, stride, padding):
@@ -43,8 +44,6 @@ def _padded(xp, x, padding):
     x = xp.concat((rows, x, rows), axis=2)
     cols = xp.zeros((n, c, h + 2 * padding, padding), dtype=x.dtype, device=_device(xp, x))
     return xp.concat((cols, x, cols), axis=3)
-{% endif %}
-{% if "fold" in helpers %}
 
 
 def _fold(xp, patches, shape, stride, padding):
@@ -58,8 +57,6 @@ def _fold(xp, patches, shape, stride, padding):
                    slice(j, j + stride * (ow - 1) + 1, stride))
             out = _added(out, cut, patches[:, :, :, :, i, j])
     return out[:, :, padding:padding + shape[2], padding:padding + shape[3]]
-{% endif %}
-{% if "columns" in helpers %}
 
 
 def _columns(xp, x, kh, kw, stride, padding):
@@ -68,8 +65,6 @@ def _columns(xp, x, kh, kw, stride, padding):
     patches = _windows(xp, x, kh, kw, stride, padding)
     n, c, oh, ow = patches.shape[:4]
     return xp.reshape(xp.permute_dims(patches, (0, 2, 3, 1, 4, 5)), (n * oh * ow, c * kh * kw)), (n, oh, ow)
-{% endif %}
-{% if "conv2d" in helpers %}
 
 
 def _conv2d(xp, x, w, stride, padding):
@@ -77,24 +72,18 @@ def _conv2d(xp, x, w, stride, padding):
     columns, (n, oh, ow) = _columns(xp, x, w.shape[2], w.shape[3], stride, padding)
     out = columns @ xp.reshape(w, (w.shape[0], -1)).T
     return xp.permute_dims(xp.reshape(out, (n, oh, ow, w.shape[0])), (0, 3, 1, 2))
-{% endif %}
-{% if "conv2d_input_grad" in helpers %}
 
 
 def _conv2d_input_grad(xp, grad, w, x, stride, padding):
     """Gradient of conv2d w.r.t. x: each output's gradient times w, added back onto its patch."""
     patches = xp.tensordot(grad, w, axes=((1,), (0,)))  # (N, OH, OW, C, kh, kw)
     return _fold(xp, xp.permute_dims(patches, (0, 3, 1, 2, 4, 5)), x.shape, stride, padding)
-{% endif %}
-{% if "conv2d_weight_grad" in helpers %}
 
 
 def _conv2d_weight_grad(xp, grad, x, w, stride, padding):
     """Gradient of conv2d w.r.t. w: sum over examples and positions of grad times the input patch."""
     columns, _ = _columns(xp, x, w.shape[2], w.shape[3], stride, padding)
     return xp.reshape(xp.reshape(xp.permute_dims(grad, (1, 0, 2, 3)), (w.shape[0], -1)) @ columns, w.shape)
-{% endif %}
-{% if "pool_cuts" in helpers %}
 
 
 def _pool_cuts(shape, size, stride):
@@ -114,8 +103,6 @@ def _pool_hits(xp, x, pooled, size, stride):
     for hit in hits[1:]:
         count = count + hit
     return cuts, hits, count
-{% endif %}
-{% if "max_pool2d" in helpers %}
 
 
 def _max_pool2d(xp, x, size, stride):
@@ -130,8 +117,6 @@ def _max_pool2d(xp, x, size, stride):
     for cut in cuts[1:]:
         out = xp.maximum(out, x[cut])
     return out
-{% endif %}
-{% if "max_pool2d_grad" in helpers %}
 
 
 def _max_pool2d_grad(xp, grad, x, pooled, size, stride):
@@ -142,8 +127,6 @@ def _max_pool2d_grad(xp, grad, x, pooled, size, stride):
     for cut, hit in zip(cuts, hits):
         out = _added(out, cut, hit * share)
     return out
-{% endif %}
-{% if "max_pool2d_select" in helpers %}
 
 
 def _max_pool2d_select(xp, values, x, pooled, size, stride):
@@ -153,8 +136,6 @@ def _max_pool2d_select(xp, values, x, pooled, size, stride):
     for cut, hit in zip(cuts[1:], hits[1:]):
         total = total + hit * values[cut]
     return total / count
-{% endif %}
-{% if "dropout_mask" in helpers %}
 
 
 def _dropout_mask(xp, rng, like, rate):
@@ -164,8 +145,6 @@ def _dropout_mask(xp, rng, like, rate):
         return xp.ones_like(like)
     mask = (rng.random(tuple(like.shape)) >= rate).astype(DTYPE) / (1 - rate)
     return mask.astype(like.dtype) if xp is _NP else xp.asarray(mask, dtype=like.dtype, device=_device(xp, like))
-{% endif %}
-{% if "logsumexp" in helpers %}
 
 
 def _logsumexp(xp, x, axis, keepdims=False):
@@ -173,8 +152,6 @@ def _logsumexp(xp, x, axis, keepdims=False):
     top = xp.max(x, axis=axis, keepdims=True)
     out = top + xp.log(xp.sum(xp.exp(x - top), axis=axis, keepdims=True))
     return out if keepdims else xp.squeeze(out, axis=axis)
-{% endif %}
-{% if helpers | select("in", ["windows", "fold", "dropout_mask"]) | list %}
 
 
 def _device(xp, x):
@@ -184,8 +161,6 @@ def _device(xp, x):
     import array_api_compat
 
     return array_api_compat.device(x)
-{% endif %}
-{% if helpers | select("in", ["unindex", "fold", "max_pool2d_grad"]) | list %}
 
 
 def _added(out, index, value):
@@ -195,8 +170,6 @@ def _added(out, index, value):
         return out.at[index].add(value)
     out[index] += value
     return out
-{% endif %}
-{% if "expect_shape" in helpers %}
 
 
 def _expect_shape(value, expected, name):
@@ -206,11 +179,3 @@ def _expect_shape(value, expected, name):
     if shape != expected:
         raise ValueError(f"check_shapes: {name} = {_CHECKED_LINES[name]} computed shape {shape}, "
                          f"but the graph gives {name} the shape {expected}")
-
-
-_CHECKED_LINES = {  # each checked variable's line, for the error
-{% for name, expr in checked_lines.items() %}
-    {{ name | pyrepr }}: {{ expr | pyrepr }},
-{% endfor %}
-}
-{% endif %}

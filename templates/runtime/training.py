@@ -1,3 +1,14 @@
+"""The training loop of every generated module: minibatches, optimizers, schedules, validation, the
+state of a run (to resume it), Ctrl-C and divergence, scoring, and other array libraries."""
+import numpy as np
+
+from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED, USES_DROPOUT,
+                     _gradients, forward)
+from .arrays import _NP, _numpy, _read, _check_finite
+from .files import _save_run, _writable
+from .settings import BACKENDS, setting_problems
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped train(): `params` are those of the last complete epoch (`epoch`, 0 if none), `run`
     what load_run() would read back to continue, `saved` the file written (None if nothing was)."""
@@ -44,10 +55,11 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
     """
     if not TRAINED:
         raise ValueError("this model has no parameters to train")
-    _check_settings(epochs, lr, batch_size, optimizer, schedule, validation)
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
                 "momentum": momentum, "beta1": beta1, "beta2": beta2, "schedule": schedule, "step_size": step_size,
                 "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "validation": validation}
+    for name, problem in setting_problems(settings).items():
+        raise ValueError(f"{name} {problem}")
     if resume is not None:
         params = _resumed(params, resume, settings)
     out = _writable(out) if out is not None else None
@@ -92,6 +104,7 @@ class _NotFinite(Exception):
 
 def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     """One pass over the training examples in a fresh random order; the epoch's record."""
+    import functools
     import math
 
     params, size, batch_size = run.params, split.size, settings["batch_size"]
@@ -103,11 +116,12 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     # batched inputs are cut to the minibatch's rows (a batch of every example takes them whole).
     sources = [(name, name in split.batched and batch_size < size, name in params) for name in GRADIENT_ARGS]
     target_at = GRADIENT_ARGS.index(TARGET) if TARGET in GRADIENT_ARGS else None
+    step = functools.partial(_gradients, run.rng) if USES_DROPOUT else _gradients  # dropout draws from the run's generator
     for batch, start in enumerate(range(0, size, batch_size), 1):
         rows = order[start:start + batch_size]
         arguments = [_rows(xp, split.train[name], rows) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
-        outputs, grads = _gradients({{ "run.rng, " if uses_dropout }}xp, *arguments)
+        outputs, grads = step(xp, *arguments)
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
             outputs, grads = _computed(outputs, grads)
         loss = float(outputs[LOSS])
@@ -252,17 +266,6 @@ class _CtrlC:
         return False
 
 
-def _check_finite(xp, where, arrays):
-    """Refuse NaN and infinities in data, naming the array and the first bad position."""
-    for name, value in arrays.items():
-        if bool(xp.all(xp.isfinite(value))):
-            continue
-        values = _numpy(value)
-        position = tuple(int(k) for k in np.argwhere(~np.isfinite(values))[0])
-        raise ValueError(f"{where}: input {name!r} holds {values[position]} at index {list(position)}; "
-                         "data must be finite numbers")
-
-
 def evaluate(params, data):
     """{"loss": ..., "accuracy": ...} of the model on `data` (accuracy when the model has PREDICT)."""
     return _scores(params, data, "")
@@ -275,297 +278,6 @@ def predict(params, data):
     """
     outputs = forward(**{name: value for name, value in data.items() if name in INPUTS}, **params)
     return outputs[PREDICT] if PREDICT is not None else outputs
-
-
-def save_params(path, params, run=None):
-    """Write params (and, given `run`, the state train() needs to continue it) to an .npz file; the
-    path written is returned (".npz" is added when missing). The file is replaced atomically: a crash
-    or a full disk leaves the old file or the complete new one, never a part."""
-    _read("save_params", params, tuple(PARAMS))
-    arrays = {name: _numpy(params[name]) for name in PARAMS}
-    if run is not None:
-        arrays.update(_run_arrays(run))
-    return _write_atomic(_npz_path(path), arrays)
-
-
-def load_params(path):
-    """Read params from an .npz file written by save_params (names and shapes are checked)."""
-    params = {name: value for name, value in _load_npz(path, "params").items() if not name.startswith("run:")}
-    try:
-        _, *values = _read("load_params", params, tuple(PARAMS))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
-    return dict(zip(PARAMS, values))
-
-
-def load_run(path):
-    """The run saved by train(..., out=path): {"params", "epoch", "step", "losses", "optimizer", "moments",
-    "rng", "settings", "status"}, for train(None, data, resume=run, **run["settings"]) to continue it."""
-    stored = _load_npz(path, "params")
-    if "run:epoch" not in stored:
-        raise ValueError(f"{path}: holds params but no run to resume (it was not written by train(..., out=...)); "
-                         "start from it with --params instead")
-    import json
-
-    run = {"params": load_params(path), "epoch": int(stored["run:epoch"]), "step": int(stored["run:step"]),
-           "losses": [float(loss) for loss in stored["run:losses"]], "status": str(stored["run:status"]),
-           "rng": json.loads(str(stored["run:rng"])), "settings": json.loads(str(stored["run:settings"]))}
-    run["optimizer"] = run["settings"].get("optimizer", "sgd")
-    run["moments"] = {name: tuple(stored.get(f"run:{which}:{name}") for which in ("first", "second")) for name in PARAMS}
-    return run
-
-
-def _run_arrays(run):
-    """The arrays of the .npz file that hold a run's state besides its params (keys "run:...", which no
-    param name can take)."""
-    import json
-
-    arrays = {"run:epoch": np.asarray(run["epoch"]), "run:step": np.asarray(run["step"]),
-              "run:losses": np.asarray(run["losses"], dtype=np.float64), "run:status": np.asarray(run["status"]),
-              "run:rng": np.asarray(json.dumps(run["rng"])), "run:settings": np.asarray(json.dumps(run["settings"]))}
-    for name, pair in run["moments"].items():
-        for which, value in zip(("first", "second"), pair):
-            if value is not None:
-                arrays[f"run:{which}:{name}"] = _numpy(value)
-    return arrays
-
-
-def _save_run(path, run, status):
-    return save_params(path, run["params"], {**run, "status": status})
-
-
-def _npz_path(path):
-    """The file NumPy would write for `path`: ".npz" is added when missing; a folder is refused."""
-    import os
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder; give a file such as {os.path.join(path, 'params.npz')}")
-    return path if path.endswith(".npz") else path + ".npz"
-
-
-def _writable(path):
-    """The .npz path train() will save to, after proving now that its folder takes a new file (so that
-    a read-only or missing folder is found before training, not after)."""
-    import os
-    import tempfile
-
-    path = _npz_path(path)
-    folder = os.path.dirname(os.path.realpath(path))
-    try:
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise NotADirectoryError(0, f"{folder} is a file, not a folder")
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
-    return path
-
-
-def _write_atomic(path, arrays):
-    """np.savez into a temporary file beside `path`, flushed to the disk, then renamed over it. Through a
-    symbolic link, the file it points to is replaced."""
-    import os
-    import tempfile
-
-    target = os.path.realpath(path)
-    folder = os.path.dirname(target)
-    try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
-    except OSError as error:
-        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        if os.path.exists(target):
-            os.chmod(temporary, os.stat(target).st_mode & 0o7777)
-        os.replace(temporary, target)
-    except BaseException as error:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        if isinstance(error, OSError):
-            raise OSError(f"cannot write {path}: {error.strerror or error}; the file there is unchanged") from None
-        raise
-    try:  # the rename itself on the disk
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except OSError:
-        pass
-    return path
-
-
-def _load_npz(path, what):
-    """{name: array} of an .npz file; a missing, truncated or foreign file is one ValueError naming it."""
-    import os
-    import zipfile
-
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        raise ValueError(f"{path}: params are read from the .npz file save_params writes" if what == "params"
-                         else f"{path}: {what} files are .npz or .csv")
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
-        reason = "it holds Python objects, which are not read" if "allow_pickle" in str(error) else (
-            f"not a complete .npz file ({type(error).__name__}: {error})")
-        raise ValueError(f"{path}: cannot read the {what}: {reason}") from None
-
-
-def load_data(path, inputs=None):
-    """{input name: array} from an .npz file (arrays named as the inputs) or a .csv file; `inputs`
-    names those the file must hold (default: every input; predictions need only NEEDS[PREDICT]).
-
-    A .csv file has a header row: an input with one number per example is the column of its
-    name; an input of per-example shape (k,) or larger is the columns name:0 ... name:k-1
-    (row-major for images). Every value must be a finite number.
-    """
-    import os
-
-    required = tuple(INPUTS) if inputs is None else tuple(inputs)
-    path = os.fspath(path)
-    if path.endswith(".npz"):
-        data = {name: value for name, value in _load_npz(path, "data").items() if name in INPUTS}
-    elif path.endswith(".csv"):
-        if not os.path.isfile(path):
-            raise ValueError(f"{path}: no such file")
-        data = _read_csv(path, required)
-    else:
-        raise ValueError(f"{path}: data files are .npz or .csv")
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise ValueError(f"{path}: no data for input(s) {', '.join(missing)}")
-    for name, value in data.items():
-        if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
-            raise ValueError(f"{path}: array {name!r} holds {value.dtype} values, not numbers")
-    _check_finite(np, path, data)
-    return data
-
-
-def main(argv=None):
-    """The command line: train on a data file and save params; predict with saved params."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    fit = commands.add_parser("train", help="train on a data file and save the params")
-    fit.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
-    fit.add_argument("--out", default="params.npz", help="where to save the trained params (.npz)")
-    start = fit.add_mutually_exclusive_group()
-    start.add_argument("--params", help="start from these params (.npz) instead of init_params()")
-    start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
-                       "optimizer state, epoch counter and settings (flags given override them)")
-    fit.add_argument("--backend", choices=tuple(BACKENDS), help="the array library to compute with (default: numpy)")
-    for name, kind in (("epochs", int), ("lr", float), ("batch-size", int), ("seed", int), ("optimizer", str),
-                       ("schedule", str), ("weight-decay", float), ("l1", float), ("validation", float)):
-        fit.add_argument(f"--{name}", type=kind, help=f"default: {TRAINING.get(name.replace('-', '_'))}")
-    score = commands.add_parser("evaluate", help="print the loss (and accuracy) on a data file")
-    score.add_argument("--params", required=True, help="trained params (.npz)")
-    score.add_argument("--data", required=True, help=".npz or .csv file of the inputs and targets")
-    use = commands.add_parser("predict", help="print the predictions for a data file")
-    use.add_argument("--params", required=True, help="trained params (.npz)")
-    use.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "train":
-            return _train_command(args)
-        predicted = NEEDS[PREDICT] if PREDICT is not None else None
-        data = load_data(args.data, predicted if args.command == "predict" else None)
-        if args.command == "evaluate":
-            for key, value in evaluate(load_params(args.params), data).items():
-                print(f"{key} {value:.6g}")
-            return 0
-        _print_predictions(predict(load_params(args.params), data))
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def _train_command(args):
-    """`train`: refuse an --out that is the data file, check its folder, train, save; on Ctrl-C or
-    divergence, say what was saved."""
-    import sys
-
-    out = _npz_path(args.out)
-    _refuse_same_file(out, {"--data": args.data})
-    out = _writable(out)
-    data = load_data(args.data)
-    given = {key: getattr(args, key) for key in ("epochs", "lr", "batch_size", "seed", "optimizer",
-                                                 "schedule", "weight_decay", "l1", "validation")}
-    run = load_run(args.resume) if args.resume else None
-    settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
-    params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
-    try:
-        train(params, data, verbose=True, backend=args.backend, resume=run, out=out, **settings)
-    except TrainingInterrupted as stop:
-        print(f"interrupted during epoch {stop.epoch + 1}; " + (
-            f"saved the params of epoch {stop.epoch} to {stop.saved} (continue with --resume {stop.saved})"
-            if stop.saved else "no epoch was completed: nothing saved"), file=sys.stderr)
-        return 130
-    except TrainingDiverged as stop:
-        print(f"error: {stop}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
-                                    if stop.saved else f"nothing saved ({out} is unchanged)"), file=sys.stderr)
-        return 1
-    print(f"saved params to {out}")
-    return 0
-
-
-def _refuse_same_file(out, inputs):
-    """An output that is one of the command's input files (also through links) would destroy it."""
-    import os
-
-    for flag, path in inputs.items():
-        if path is None:
-            continue
-        same = os.path.realpath(out) == os.path.realpath(path)
-        if not same and os.path.exists(out) and os.path.exists(path):
-            same = os.path.samefile(out, path)  # hard links
-        if same:
-            raise ValueError(f"--out {out} is the {flag} file: writing the params there would destroy it")
-
-
-def _print_predictions(prediction):
-    import sys
-
-    if PREDICT is not None and np.ndim(prediction) == 2 and np.shape(prediction)[1] > 1:
-        prediction = prediction.argmax(axis=1)
-    try:
-        np.savetxt(sys.stdout, np.reshape(prediction, (len(prediction), -1)), fmt="%.6g")
-        sys.stdout.flush()
-    except BrokenPipeError:  # `... predict | head` closed the pipe: not an error
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _check_settings(epochs, lr, batch_size, optimizer, schedule, validation):
-    if not (isinstance(epochs, int) and epochs >= 0):
-        raise ValueError(f"epochs must be a whole number >= 0, got {epochs!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if optimizer not in ("sgd", "momentum", "adam"):
-        raise ValueError(f"optimizer must be 'sgd', 'momentum' or 'adam', got {optimizer!r}")
-    if schedule not in (None, "step", "exponential", "cosine"):
-        raise ValueError(f"schedule must be None, 'step', 'exponential' or 'cosine', got {schedule!r}")
-    if not 0 <= validation < 1:
-        raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
 
 
 def _rate(lr, epoch, epochs, schedule, step_size, gamma):
@@ -629,35 +341,6 @@ def _clock():
     return time.perf_counter()
 
 
-def _read_csv(path, required):
-    with open(path, encoding="utf-8") as file:
-        header = [column.strip() for column in file.readline().split(",")]
-        lines = [line for line in file.read().splitlines() if line.strip()]
-    if not lines:
-        raise ValueError(f"{path}: a header and no rows of data")
-    try:
-        rows = np.loadtxt(lines, delimiter=",", dtype=DTYPE, ndmin=2)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
-    position = {column: k for k, column in enumerate(header)}  # a dict: wide headers are read in linear time
-    data = {}
-    for name, shape in INPUTS.items():
-        width = int(np.prod(shape[1:])) if shape[:1] == (None,) else int(np.prod(shape))
-        columns = [name] if width == 1 and name in header else [f"{name}:{k}" for k in range(width)]
-        absent = [c for c in columns if c not in position]
-        if absent and name not in required:
-            continue
-        if absent:
-            raise ValueError(f"{path}: no column(s) {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} for input {name!r}")
-        values = rows[:, [position[c] for c in columns]]
-        data[name] = values.reshape((len(rows),) + tuple(shape[1:])) if shape[:1] == (None,) else values[0].reshape(shape)
-    return data
-
-
-# The array libraries train() can move data to: backend name -> the module whose asarray makes its arrays.
-BACKENDS = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "jax": "jax.numpy", "dask": "dask.array"}
-
-
 def _on_backend(backend, arrays):
     """The arrays as arrays of `backend` (None: as given)."""
     if backend is None:
@@ -698,18 +381,3 @@ def _rows(xp, value, rows):
     import array_api_compat
 
     return xp.take(value, xp.asarray(rows, device=array_api_compat.device(value)), axis=0)
-
-
-def _numpy(value):
-    """Any library's array as a NumPy array (moved to the CPU)."""
-    if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
-        return np.asarray(value)
-    if getattr(value, "requires_grad", False):
-        value = value.detach()
-    try:
-        import array_api_compat
-
-        value = array_api_compat.to_device(value, "cpu")
-    except (ImportError, TypeError, ValueError, AttributeError):
-        pass
-    return np.asarray(value)

@@ -1,0 +1,37 @@
+"""Stand-ins for the names every generated module defines before its runtime, so that the runtime files
+import, lint and test as ordinary modules. A test may set them (monkeypatch) to a small model's values.
+This file is never copied into a module."""
+import numpy as np
+
+DTYPE = np.float64
+INPUTS: dict = {}          # input name -> shape, None for the batch axis
+PARAMS: dict = {}          # param name -> shape
+OUTPUTS: tuple = ()
+LOSS = None
+WRT: tuple = ()
+TRAINED: tuple = ()        # the params train() updates
+PREDICT = None             # the output scored by accuracy
+TARGET = None              # the input holding the true labels
+THRESHOLD = 0.5
+TRAINING: dict = {}        # defaults of the command line's train
+LABELS: dict = {}          # inputs that hold class labels -> number of classes
+NEEDS: dict = {}           # output -> the inputs it is computed from
+GRADIENT_ARGS: tuple = ()  # _gradients' arguments after xp, in order
+USES_DROPOUT = False       # _gradients takes a random generator first (for dropout masks)
+_CHECKED_LINES: dict = {}  # with check_shapes: each checked variable's line
+
+
+def init_params(seed=0):
+    raise NotImplementedError("defined by each generated module")
+
+
+def forward(**arrays):
+    raise NotImplementedError("defined by each generated module")
+
+
+def gradients(**arrays):
+    raise NotImplementedError("defined by each generated module")
+
+
+def _gradients(xp, *arrays):
+    raise NotImplementedError("defined by each generated module")

@@ -1,0 +1,107 @@
+"""The command line of every generated module (`python model.py train|evaluate|predict`)."""
+import numpy as np
+
+from ._model import NEEDS, PREDICT, TRAINING, init_params
+from .files import _npz_path, _writable, load_data, load_params, load_run
+from .settings import BACKENDS, SETTINGS, setting_argument
+from .training import TrainingDiverged, TrainingInterrupted, evaluate, predict, train
+
+
+def main(argv=None):
+    """The command line: train on a data file and save params; predict with saved params."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("train", help="train on a data file and save the params")
+    fit.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
+    fit.add_argument("--out", default="params.npz", help="where to save the trained params (.npz)")
+    start = fit.add_mutually_exclusive_group()
+    start.add_argument("--params", help="start from these params (.npz) instead of init_params()")
+    start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
+                       "optimizer state, epoch counter and settings (flags given override them)")
+    fit.add_argument("--backend", choices=tuple(BACKENDS), help="the array library to compute with (default: numpy)")
+    for setting in SETTINGS.values():
+        default = TRAINING.get(setting.name, setting.default)
+        fit.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (default: {default})")
+    score = commands.add_parser("evaluate", help="print the loss (and accuracy) on a data file")
+    score.add_argument("--params", required=True, help="trained params (.npz)")
+    score.add_argument("--data", required=True, help=".npz or .csv file of the inputs and targets")
+    use = commands.add_parser("predict", help="print the predictions for a data file")
+    use.add_argument("--params", required=True, help="trained params (.npz)")
+    use.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train_command(args)
+        predicted = NEEDS[PREDICT] if PREDICT is not None else None
+        data = load_data(args.data, predicted if args.command == "predict" else None)
+        if args.command == "evaluate":
+            for key, value in evaluate(load_params(args.params), data).items():
+                print(f"{key} {value:.6g}")
+            return 0
+        _print_predictions(predict(load_params(args.params), data))
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train_command(args):
+    """`train`: refuse an --out that is the data file, check its folder, train, save; on Ctrl-C or
+    divergence, say what was saved."""
+    import sys
+
+    out = _npz_path(args.out)
+    _refuse_same_file(out, {"--data": args.data})
+    out = _writable(out)
+    data = load_data(args.data)
+    given = {name: getattr(args, name) for name in SETTINGS}
+    run = load_run(args.resume) if args.resume else None
+    settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
+    params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
+    try:
+        train(params, data, verbose=True, backend=args.backend, resume=run, out=out, **settings)
+    except TrainingInterrupted as stop:
+        print(f"interrupted during epoch {stop.epoch + 1}; " + (
+            f"saved the params of epoch {stop.epoch} to {stop.saved} (continue with --resume {stop.saved})"
+            if stop.saved else "no epoch was completed: nothing saved"), file=sys.stderr)
+        return 130
+    except TrainingDiverged as stop:
+        print(f"error: {stop}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
+                                    if stop.saved else f"nothing saved ({out} is unchanged)"), file=sys.stderr)
+        return 1
+    print(f"saved params to {out}")
+    return 0
+
+
+def _refuse_same_file(out, inputs):
+    """An output that is one of the command's input files (also through links) would destroy it."""
+    import os
+
+    for flag, path in inputs.items():
+        if path is None:
+            continue
+        same = os.path.realpath(out) == os.path.realpath(path)
+        if not same and os.path.exists(out) and os.path.exists(path):
+            same = os.path.samefile(out, path)  # hard links
+        if same:
+            raise ValueError(f"--out {out} is the {flag} file: writing the params there would destroy it")
+
+
+def _print_predictions(prediction):
+    import sys
+
+    if PREDICT is not None and np.ndim(prediction) == 2 and np.shape(prediction)[1] > 1:
+        prediction = prediction.argmax(axis=1)
+    try:
+        np.savetxt(sys.stdout, np.reshape(prediction, (len(prediction), -1)), fmt="%.6g")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... predict | head` closed the pipe: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
