@@ -91,8 +91,26 @@ def _checked(node: Node, pieces) -> tuple:
     return pieces
 
 
+# Paths summed by one fan-out node at most: a value used by thousands of others gets its gradient
+# added up in groups of this size, group sums then summed the same way. Each line of the generated
+# code stays short (a sum of 10,000 terms in one expression is deeper than Python compiles), and
+# the work per sum stays bounded, so the backward pass stays linear in the number of uses.
+FAN_IN = 12
+
+
 def _total(node: Node, parts: list[Node], result: Backward) -> Node | None:
-    """One path: its contribution. Several (fan-out): their sum, as one node (None if it is 0)."""
+    """One path: its contribution. Several (fan-out): their sum (None if it is 0), in groups of at
+    most FAN_IN."""
+    while len(parts) > FAN_IN:
+        groups = (_sum(node, parts[k:k + FAN_IN], result) for k in range(0, len(parts), FAN_IN))
+        parts = [total for total in groups if total is not None]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return _sum(node, parts, result)
+
+
+def _sum(node: Node, parts: list[Node], result: Backward) -> Node | None:
+    """The sum of some of the paths into `node`, as one node (None if they cancel)."""
     if len(parts) == 1:
         return parts[0]
     symbols = [sp.Symbol(f"p{k}") for k in range(len(parts))]

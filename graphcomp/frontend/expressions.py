@@ -37,13 +37,16 @@ OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Di
              ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
 
 
+TOO_DEEP = "the expression is nested too deeply; name parts of it in [nodes]"
+
+
 def parse(text: Any, file: str, where: str) -> ast.AST:
     if not isinstance(text, str):
         raise SpecError(file, where, f"expected an expression string, got {text!r}")
     try:
         return ast.parse(text.strip(), mode="eval").body
     except (RecursionError, MemoryError):
-        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
+        raise SpecError(file, where, TOO_DEEP) from None
     except SyntaxError as error:
         column = f" at column {error.offset}" if error.offset else ""
         raise SpecError(file, where, f"syntax error{column} in {text!r}") from None
@@ -55,6 +58,13 @@ class Evaluator:
 
     def __init__(self, values: dict[str, Node], file: str, where: str) -> None:
         self.values, self.file, self.where = values, file, where
+
+    def evaluate(self, tree: ast.AST) -> Any:
+        """The value of a whole expression; nesting deeper than Python's stack is a SpecError."""
+        try:
+            return self.visit(tree)
+        except RecursionError:
+            raise self.error(TOO_DEEP) from None
 
     def visit(self, n: ast.AST) -> Any:
         method = getattr(self, f"_visit_{type(n).__name__}", None)
@@ -85,13 +95,24 @@ class Evaluator:
         return n.value
 
     def _visit_BinOp(self, n: ast.BinOp) -> Node:
-        if type(n.op) not in OPERATORS:
-            raise self.refused(n)
-        left, right = self.visit(n.left), self.visit(n.right)
+        """`a + b + c + ...` is a chain of BinOps down the left side: walked with a loop, so a long
+        flat sum needs no deeper stack than one term."""
+        spine = []
+        while isinstance(n, ast.BinOp):
+            if type(n.op) not in OPERATORS:
+                raise self.refused(n)
+            spine.append(n)
+            n = n.left
+        value = self.visit(n)
+        for b in reversed(spine):
+            value = self._binary(b.op, value, self.visit(b.right))
+        return value
+
+    def _binary(self, op: ast.operator, left: Any, right: Any) -> Node:
         if not isinstance(left, Node) and not isinstance(right, Node):
             raise self.error("an operation on numbers alone: write its value instead")
-        operand, other, method = (left, right, OPERATORS[type(n.op)]) if isinstance(left, Node) \
-            else (right, left, "__r" + OPERATORS[type(n.op)][2:])
+        operand, other, method = (left, right, OPERATORS[type(op)]) if isinstance(left, Node) \
+            else (right, left, "__r" + OPERATORS[type(op)][2:])
         return self.guard(lambda: getattr(operand, method)(other))
 
     def _visit_UnaryOp(self, n: ast.UnaryOp) -> Any:
@@ -122,7 +143,8 @@ class Evaluator:
         return self.guard(lambda: value[self._index(n.slice)])
 
     def _visit_List(self, n: ast.List) -> list:
-        return [self.visit(e) for e in n.elts]
+        """Values and numbers, or None: the batch axis of a shape, as in reshape(x, (None, -1))."""
+        return [None if isinstance(e, ast.Constant) and e.value is None else self.visit(e) for e in n.elts]
 
     _visit_Tuple = _visit_List
 
@@ -171,7 +193,7 @@ def guard(file: str, where: str, make: Callable[[], Any]) -> Any:
     except (TypeError, AttributeError, ValueError) as error:  # wrong arguments: a number where a tensor goes, ...
         raise SpecError(file, where, _argument_problem(error)) from None
     except RecursionError:
-        raise SpecError(file, where, "the expression is nested too deeply; name parts of it in [nodes]") from None
+        raise SpecError(file, where, TOO_DEEP) from None
 
 
 def _argument_problem(error: Exception) -> str:

@@ -98,7 +98,7 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     values: dict[str, Node] = dict(graph.leaves)
     for where in _evaluation_order(trees, expressions, file):
         name = expressions[where][0]
-        node = _as_node(Evaluator(values, file, where).visit(trees[where]), file, where)
+        node = _as_node(Evaluator(values, file, where).evaluate(trees[where]), file, where)
         if where.startswith("outputs."):
             values[name] = guard(file, where, lambda: graph.output(name, node))
         elif node.is_leaf or node in graph.labels:
@@ -143,27 +143,42 @@ def _as_node(value: Any, file: str, where: str) -> Node:
 
 
 def _evaluation_order(trees: dict[str, ast.AST], expressions: dict, file: str) -> list[str]:
-    """Node entries in an order where each comes after the nodes it uses; cycles are errors."""
+    """Node entries in an order where each comes after the nodes it uses; cycles are errors.
+
+    A depth-first search with an explicit stack (the path being explored), so a chain of any length
+    written in any order is sorted without Python's recursion limit; linear in the entries and uses."""
     by_name = {name: where for where, (name, _) in expressions.items()}
     uses = {where: [by_name[n.id] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in by_name]
             for where, tree in trees.items()}
-    order, state = [], {}
-
-    def visit(where: str, chain: list[str]) -> None:
-        if state.get(where) == "done":
-            return
-        if state.get(where) == "open":
-            cycle = chain[chain.index(where):] + [where]
-            raise SpecError(file, where, "cycle: " + " -> ".join(expressions[w][0] for w in cycle))
-        state[where] = "open"
-        for used in uses[where]:
-            visit(used, chain + [where])
-        state[where] = "done"
-        order.append(where)
-
-    for where in trees:
-        visit(where, [])
+    order: list[str] = []
+    done: set[str] = set()
+    for start in trees:
+        if start in done:
+            continue
+        path, on_path = [(start, iter(uses[start]))], {start: 0}
+        while path:
+            where, pending = path[-1]
+            used = next(pending, None)
+            if used is None:  # every entry it uses is placed: place it
+                path.pop()
+                del on_path[where]
+                done.add(where)
+                order.append(where)
+            elif used in on_path:
+                cycle = [w for w, _ in path[on_path[used]:]] + [used]
+                raise SpecError(file, used, "cycle: " + _cycle_text([expressions[w][0] for w in cycle]))
+            elif used not in done:
+                on_path[used] = len(path)
+                path.append((used, iter(uses[used])))
     return order
+
+
+def _cycle_text(names: list[str], shown: int = 6) -> str:
+    """`a -> b -> a`; a long cycle shows its first and last names and how many are left out."""
+    if len(names) <= 2 * shown + 1:
+        return " -> ".join(names)
+    left_out = len(names) - 2 * shown
+    return " -> ".join(names[:shown] + [f"... ({left_out} more)"] + names[-shown:])
 
 
 # ------------------------------------------------------------------ shorthands

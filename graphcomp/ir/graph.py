@@ -188,6 +188,10 @@ class Graph:
         self.leaves: dict[str, Node] = {}
         self.outputs: dict[str, Node] = {}
         self.labels: dict[Node, str] = {}  # names users gave to intermediate nodes
+        # Values already found to be built from this graph's own leaves: each new name checks only
+        # what is new, so naming every value of a long chain stays linear in its length.
+        self._owned: set[Node] = set()
+        self._labels_seen: set[str] = set()
 
     # ---- leaves -------------------------------------------------------
     def input(self, name: str, shape: Any = ()) -> Node:
@@ -208,7 +212,8 @@ class Graph:
         node = self._own(node, f"node {name!r}")
         if node.is_leaf or node in self.labels:
             raise GraphError(f"node {name!r}: that value is already named {self.name_of(node)!r}")
-        self.labels[node] = self._new_name(name, "node")
+        self._label_names().add(self._new_name(name, "node"))
+        self.labels[node] = name
         return node
 
     def output(self, name: str, node: Any) -> Node:
@@ -261,20 +266,32 @@ class Graph:
         self.leaves[node.name] = node
         return node
 
-    def _names_of_values(self) -> set[str]:
-        return set(self.leaves) | set(self.labels.values()) | set(self.outputs)
-
     def _new_name(self, name: str, what: str) -> str:
         check_user_name(name, what)
-        if name in self._names_of_values():
+        if name in self.leaves or name in self.outputs or name in self._label_names():
             raise GraphError(f"{what} name {name!r} is already used in graph {self.name!r}")
         return name
 
+    def _label_names(self) -> set[str]:
+        """The names in `labels` as a set, kept up to date by `let` (and rebuilt if `labels` was changed
+        elsewhere), so that a new name is checked in constant time, not against every name."""
+        if len(self._labels_seen) != len(self.labels):
+            self._labels_seen = set(self.labels.values())
+        return self._labels_seen
+
     def _own(self, node: Node, what: str) -> Node:
-        """Refuse values built from another graph's leaves: they cannot be computed here."""
+        """Refuse values built from another graph's leaves: they cannot be computed here. Only the
+        nodes not already checked for an earlier name are visited."""
         if not isinstance(node, Node):
             raise GraphError(f"{what}: expected a graph node, got {type(node).__name__}")
-        for leaf in toposort([node]):
-            if leaf.op in ("input", "param") and self.leaves.get(leaf.name) is not leaf:
-                raise GraphError(f"{what} uses {leaf.op} {leaf.name!r}, which belongs to another graph")
+        stack, seen = [node], set()
+        while stack:
+            x = stack.pop()
+            if x in self._owned or x in seen:
+                continue
+            if x.op in ("input", "param") and self.leaves.get(x.name) is not x:
+                raise GraphError(f"{what} uses {x.op} {x.name!r}, which belongs to another graph")
+            seen.add(x)
+            stack.extend(x.inputs)
+        self._owned |= seen
         return node
