@@ -126,6 +126,24 @@ CASES = [
     ("a float shape", dict(outputs='loss = "sum(reshape(x, 2.5))"'), "outputs.loss: reshape: the shape must be a tuple of ints (None for the batch axis), got 2.5"),
     ("a float in a shape", dict(outputs='loss = "sum(reshape(W, (9, 1.0)))"'), "outputs.loss: reshape: the shape must be a tuple of ints"),
     ("minus a tuple", dict(outputs='loss = "sum(x) + -(1, 2)"'), "outputs.loss: a sign applies to a value or a number, not to a list"),
+    # numbers an op takes: finite numbers of the right kind, not text that Python would convert
+    ("a slope of nan as text", dict(outputs='loss = "sum(leaky_relu(x, slope=\'nan\'))"'), "outputs.loss: leaky_relu: slope must be a number, got 'nan'"),
+    ("a slope of inf as text", dict(outputs='loss = "sum(leaky_relu(x, slope=\'inf\'))"'), "outputs.loss: leaky_relu: slope must be a number, got 'inf'"),
+    ("a slope of minus infinity", dict(outputs='loss = "sum(leaky_relu(x, slope=-1e999))"'), "outputs.loss: leaky_relu: slope must be a finite number, got -inf"),
+    ("a slope that is true", dict(outputs='loss = "sum(leaky_relu(x, slope=True))"'), "outputs.loss: leaky_relu: slope must be a number, got True"),
+    ("a dropout rate as text", dict(outputs='loss = "sum(dropout(x, rate=\'0.5\'))"'), "outputs.loss: dropout: rate must be in [0, 1), got '0.5'"),
+    ("keepdims as text", dict(outputs='loss = "sum(mean(x, axis=1, keepdims=\'no\'))"'), "outputs.loss: mean: keepdims must be True or False, got 'no'"),
+    ("a float axis", dict(outputs='loss = "sum(x, axis=1.5)"'), "outputs.loss: sum: axis must be an int or a tuple of ints, got 1.5"),
+    ("a concat along a tuple of axes", dict(outputs='loss = "sum(concat([W, W], axis=(0, 1)))"'), "outputs.loss: concat: axis must be one int, got (0, 1)"),
+    ("a concat along a float axis", dict(outputs='loss = "sum(concat([W, W], axis=1.0))"'), "outputs.loss: concat: axis must be one int, got 1.0"),
+    ("a reshape size 0", dict(outputs='loss = "sum(reshape(W, (0, -1)))"'), "outputs.loss: reshape: sizes must be positive (or -1 to infer one, None for the batch axis)"),
+    ("a -1 that does not divide", dict(outputs='loss = "sum(reshape(x, (None, 2, -1)))"'), "outputs.loss: reshape: cannot infer -1 in (None, 2, -1) from shape (None, 3)"),
+    ("a -1 for the batch and more", dict(outputs='loss = "sum(reshape(x, (-1,)))"'), "outputs.loss: reshape: cannot infer -1 in (-1,) from shape (None, 3)"),
+    # deep and long specs: one line, never a RecursionError
+    ("600 minus signs", dict(outputs='loss = "sum(' + "-" * 600 + 'x)"'), "outputs.loss: the expression is nested too deeply; name parts of it in [nodes]"),
+    ("a cycle of three", dict(outputs='loss = "sum(c)"', extra='[nodes]\na = "b + 1"\nb = "c * 2"\nc = "a - x"'), "nodes.a: cycle: a -> b -> c -> a"),
+    ("a cycle of 10,000 nodes", dict(outputs='loss = "sum(c0)"', extra="[nodes]\n" + "\n".join(f'c{k} = "c{(k + 1) % 10000} + 1"' for k in range(10000))),
+     "nodes.c0: cycle: c0 -> c1 -> c2 -> c3 -> c4 -> c5 -> ... (9989 more) -> c9995 -> c9996 -> c9997 -> c9998 -> c9999 -> c0"),
 ]
 
 

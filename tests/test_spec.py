@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.codegen.settings import check_training_data
 from graphcomp.frontend import spec
 from graphcomp.frontend.cli import main
+from gradcheck import check_gradients
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -152,3 +154,88 @@ def test_mlp_shorthand_builds_and_trains(tmp_path):
     records = []
     m.train(m.init_params(), {"x": x, "labels": labels}, epochs=40, lr=0.5, batch_size=16, on_epoch=records.append)
     assert records[-1]["accuracy"] > 0.9
+
+
+def test_a_reshape_to_none_and_minus_one_keeps_the_batch_axis_and_infers_the_rest(tmp_path):
+    s = spec.load(write(tmp_path, """
+        [inputs]
+        x = ["N", 2, 3]
+        [params]
+        W = [6, 2]
+        [nodes]
+        flat = "reshape(x, (None, -1))"
+        [outputs]
+        loss = "sum(tanh(flat @ W) ** 2)"
+    """))
+    flat = next(node for node, name in s.graph.labels.items() if name == "flat")
+    assert flat.shape == (None, 6)
+    m = gc.compile(s.graph, loss=s.loss).load()
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(4, 2, 3)), "W": rng.normal(size=(6, 2))}
+    expected = np.sum(np.tanh(arrays["x"].reshape(4, 6) @ arrays["W"]) ** 2)
+    assert np.isclose(m.forward(**arrays)["loss"], expected)
+    check_gradients(m, arrays, "loss")
+
+
+@pytest.mark.parametrize("target, shape", [((None, -1), (None, 6)), ((-1, 6), (None, 6)), ((None, 3, -1), (None, 3, 2)),
+                                           ((None, -1, 1), (None, 6, 1))])
+def test_python_reshape_infers_minus_one_beside_the_batch_axis(target, shape):
+    g = gc.Graph("r")
+    x = g.input("x", (None, 2, 3))
+    y = gc.reshape(x, target)
+    assert y.shape == shape
+    g.output("loss", gc.sum(gc.exp(y) * 0.5))
+    m = gc.compile(g).load()
+    x_value = np.random.default_rng(1).normal(size=(5, 2, 3))
+    assert m.forward(x=x_value)["loss"] == pytest.approx(np.sum(np.exp(x_value)) * 0.5)
+    check_gradients(m, {"x": x_value}, "loss")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda x: gc.leaky_relu(x, slope=float("nan")), "leaky_relu: slope must be a finite number, got nan"),
+    (lambda x: gc.leaky_relu(x, slope=float("inf")), "leaky_relu: slope must be a finite number, got inf"),
+    (lambda x: gc.leaky_relu(x, slope="0.1"), "leaky_relu: slope must be a number, got '0.1'"),
+    (lambda x: gc.concat([x, x], axis=(0, 1)), "concat: axis must be one int, got (0, 1)"),
+    (lambda x: gc.sum(x, axis=1, keepdims="yes"), "sum: keepdims must be True or False, got 'yes'"),
+    (lambda x: gc.dropout(x, True), "dropout: rate must be in [0, 1), got True"),
+    (lambda x: gc.reshape(x, (None, 4, -1)), "reshape: cannot infer -1 in (None, 4, -1) from shape (None, 2, 3)"),
+])
+def test_python_functions_check_the_numbers_they_take(make, message):
+    x = gc.Graph("g").input("x", (None, 2, 3))
+    with pytest.raises(gc.GraphcompError) as error:
+        make(x)
+    assert str(error.value) == message
+
+
+def test_a_leaky_relu_slope_given_as_a_numpy_number_is_a_number():
+    x = gc.Graph("g").input("x", (3,))
+    assert gc.leaky_relu(x, slope=np.float32(0.25)).attr("slope") == 0.25
+
+
+def test_a_long_flat_sum_builds_without_deep_recursion(tmp_path):
+    terms = " + ".join(f"x * {k}" for k in range(1, 1201))
+    s = spec.load(write(tmp_path, f'[inputs]\nx = []\n[outputs]\ny = "{terms}"'))
+    assert gc.compile(s.graph, simplify=False).load().forward(x=1.0)["y"] == pytest.approx(1200 * 1201 / 2)
+
+
+@pytest.mark.parametrize("examples", [1, 2, 3, 4, 7])
+def test_a_validation_fraction_is_refused_before_training_exactly_when_training_would_find_no_example(examples):
+    g = gc.Graph("v")
+    x, w = g.input("x", (None, 2)), g.param("w", (2,))
+    g.output("loss", gc.mean((x @ w) ** 2))
+    m = gc.compile(g).load()
+    data = {"x": np.ones((examples, 2))}
+    for validation in (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.84, 0.9, 0.99):
+        try:
+            check_training_data({"validation": validation}, data, m.INPUTS)
+            refused = None
+        except ValueError as error:
+            refused = str(error)
+        try:
+            m.train(m.init_params(), data, epochs=1, lr=0.1, batch_size=2, validation=validation)
+            failed = False
+        except ValueError as error:
+            failed = "no examples to train on" in str(error)
+        assert (refused is not None) == failed, (examples, validation, refused)
+        if refused:
+            assert refused.startswith(f"validation {validation} holds out all {examples} examples of the data")

@@ -48,6 +48,24 @@ def training_problems(settings: dict) -> dict[str, str]:
             if key in rules and not rules[key][0](value)}
 
 
+def held_out(validation: float, examples: int) -> int:
+    """How many of `examples` the generated train() holds out for a `validation` fraction."""
+    return int(round(validation * examples))
+
+
+def check_training_data(settings: dict, data: dict, inputs: dict) -> None:
+    """Refuse, before anything is written, training settings that leave `data` (arrays by input
+    name) no example to train on: a validation fraction below 1 still holds out every example when
+    it rounds up to all of them (0.9 of 3 examples is 2.7, held out as 3). `inputs` maps input names
+    to shapes (a module's INPUTS); the examples are the first axis of the batched ones."""
+    sizes = [value.shape[0] for name, value in data.items()
+             if tuple(inputs.get(name, ()))[:1] == (None,) and getattr(value, "ndim", 0) >= 1]
+    validation = settings.get("validation", 0.0)
+    if sizes and sizes[0] and held_out(validation, sizes[0]) >= sizes[0]:
+        raise ValueError(f"validation {validation} holds out all {sizes[0]} examples of the data, leaving "
+                         "none to train on; use a smaller fraction (or 0) or more examples")
+
+
 def check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
     if (predict is None) != (target is None):
         raise GraphError("accuracy needs both predict (an output) and target (an input)")

@@ -7,10 +7,11 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import numbers
 from typing import Any
 
 from ..errors import GraphError, ShapeError
-from ..ir import Node, apply, format_shape
+from ..ir import Node, apply, as_node, format_shape, inferred_shape
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -46,7 +47,7 @@ def relu(x: Node) -> Node:
 
 def leaky_relu(x: Node, slope: float = 0.01) -> Node:
     """x for x > 0, slope·x otherwise; its derivative at 0 is taken as slope."""
-    return apply("leaky_relu", x, slope=float(slope))
+    return apply("leaky_relu", x, slope=_real("leaky_relu", slope=slope))
 
 
 def softplus(x: Node) -> Node:
@@ -78,11 +79,11 @@ def matmul(a: Node, b: Node) -> Node:
 
 
 def sum(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:  # noqa: A001 - mirrors np.sum
-    return apply("sum", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+    return apply("sum", x, axis=_axis(axis), keepdims=_flag("sum", keepdims=keepdims))
 
 
 def mean(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:
-    return apply("mean", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+    return apply("mean", x, axis=_axis(axis), keepdims=_flag("mean", keepdims=keepdims))
 
 
 def _axis(axis: Axis) -> Axis:
@@ -92,12 +93,12 @@ def _axis(axis: Axis) -> Axis:
 
 def max(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:  # noqa: A001 - mirrors np.max
     """Largest element; the gradient goes to the maximal positions, shared equally at ties."""
-    return apply("max", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+    return apply("max", x, axis=_axis(axis), keepdims=_flag("max", keepdims=keepdims))
 
 
 def min(x: Node, axis: Axis = None, keepdims: bool = False) -> Node:  # noqa: A001 - mirrors np.min
     """Smallest element; the gradient goes to the minimal positions, shared equally at ties."""
-    return apply("min", x, axis=_axis(axis), keepdims=builtins.bool(keepdims))
+    return apply("min", x, axis=_axis(axis), keepdims=_flag("min", keepdims=keepdims))
 
 
 def transpose(x: Node, axes: Axis = None) -> Node:
@@ -106,12 +107,16 @@ def transpose(x: Node, axes: Axis = None) -> Node:
 
 
 def reshape(x: Node, shape: Any) -> Node:
-    """Same elements, new shape; None marks the batch axis, one -1 may be inferred."""
+    """Same elements, new shape; None marks the batch axis, one -1 may be inferred (from the other
+    axes: the batch axis stays, so (None, 2, 3) to (None, -1) is (None, 6))."""
     shape = (shape,) if isinstance(shape, int) and not isinstance(shape, builtins.bool) else shape
     if not isinstance(shape, (tuple, list)) or not all(
             d is None or (isinstance(d, int) and not isinstance(d, builtins.bool)) for d in shape):
         raise GraphError(f"reshape: the shape must be a tuple of ints (None for the batch axis), got {shape!r}")
-    return apply("reshape", x, shape=tuple(shape))
+    if any(d is not None and d < 1 and d != -1 for d in shape):
+        raise GraphError(f"reshape: sizes must be positive (or -1 to infer one, None for the batch axis), got {shape!r}")
+    x = as_node(x)  # a number too: gc.reshape(2, (1, 1))
+    return apply("reshape", x, shape=inferred_shape(x.shape, tuple(shape)))
 
 
 def flatten(x: Node) -> Node:
@@ -128,6 +133,8 @@ def concat(xs: Any, axis: int = -1) -> Node:
     xs = tuple(xs)
     if not xs:
         raise GraphError("concat needs at least one value")
+    if not isinstance(axis, int) or isinstance(axis, builtins.bool):
+        raise GraphError(f"concat: axis must be one int, got {axis!r}")
     return apply("concat", *xs, axis=axis)
 
 
@@ -157,7 +164,7 @@ def max_pool2d(x: Node, size: int = 2, stride: int = 2) -> Node:
 def dropout(x: Node, rate: float) -> Node:
     """Inverted dropout: in training, zero each value with probability `rate` and scale the rest by
     1/(1 - rate); in `forward` and `gradients` it is the identity."""
-    if not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+    if not (isinstance(rate, (int, float)) and not isinstance(rate, builtins.bool) and 0 <= rate < 1):
         raise GraphError(f"dropout: rate must be in [0, 1), got {rate!r}")
     if rate == 0:
         return x
@@ -169,3 +176,20 @@ def _positive_int(what: str, minimum: int = 1, **values: Any) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, builtins.bool) or value < minimum:
             raise GraphError(f"{what}: {name} must be an int >= {minimum}, got {value!r}")
+
+
+def _real(what: str, **values: Any) -> float:
+    """An attribute given as a number (not a string such as "nan", not True), as a float; the op's
+    own rule then refuses one that is not finite."""
+    ((name, value),) = values.items()
+    if not isinstance(value, numbers.Real) or isinstance(value, builtins.bool):
+        raise GraphError(f"{what}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _flag(what: str, **values: Any) -> bool:
+    """An attribute that is True or False: a string such as "no" is refused, not taken as true."""
+    ((name, value),) = values.items()
+    if value not in (True, False):
+        raise GraphError(f"{what}: {name} must be True or False, got {value!r}")
+    return builtins.bool(value)

@@ -59,6 +59,8 @@ def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
     """Axes as a sorted tuple of non-negative ints; None means every axis."""
     if axis is None:
         return tuple(range(ndim))
+    if not isinstance(axis, (int, tuple, list)):
+        raise ShapeError(f"{what}: axis must be an int or a tuple of ints, got {axis!r}")
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = set()
     for a in axes:
@@ -66,6 +68,24 @@ def normalize_axes(axis, ndim: int, what: str) -> tuple[int, ...]:
             raise ShapeError(f"{what}: axis {a!r} is out of range for {ndim} dimension(s)")
         out.add(a % ndim)
     return tuple(sorted(out))
+
+
+def inferred_shape(source: Shape, target: Shape) -> Shape:
+    """A reshape's `target` with its one -1 replaced by the size that keeps the number of elements.
+    Batch axes (None) are sizes known only at run time: each of the source's stays one of the
+    target's, so -1 is inferred from the other axes alone, (None, 2, 3) to (None, -1) is (None, 6);
+    where the target lacks one and the other axes take every other element, -1 is that batch axis,
+    as NumPy would find: (None, 2, 3) to (-1, 6) is (None, 6)."""
+    if -1 not in target:
+        return target
+    rest = math.prod(d for d in target if d not in (-1, None))
+    known = math.prod(d for d in source if d is not None)
+    batches = source.count(None) - target.count(None)
+    if target.count(-1) == 1 and batches == 1 and known == rest:
+        return tuple(None if d == -1 else d for d in target)
+    if target.count(-1) > 1 or batches or rest < 1 or known % rest:
+        raise ShapeError(f"reshape: cannot infer -1 in {format_shape(target)} from shape {format_shape(source)}")
+    return tuple(known // rest if d == -1 else d for d in target)
 
 
 def axis_text(axes: tuple[int, ...]) -> str:

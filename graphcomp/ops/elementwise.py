@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import sympy as sp
 
-from ..errors import DifferentiationError
+from ..errors import DifferentiationError, GraphError
 from ..formulas.printing import numpy_text, plain_text, sympy_number
 from ..formulas.latex import elementwise_latex, operand_symbol
 from ..formulas.simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
@@ -186,8 +186,14 @@ def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
     def text_rule(node: Node, args: tuple) -> str:
         return text.format(*args, **attr_texts(node)) if text else f"{name}({', '.join(map(str, args))})"
 
-    return register(Op(name, arity, lambda shapes, attrs: broadcast_shapes(shapes, name),
-                       emit_rule, elementwise_vjp, text_rule, _default_latex, scalar=formula, helpers=helpers))
+    def shape_rule(shapes: tuple, attrs: dict) -> Shape:
+        for key, value in attrs.items():  # numbers in the formula (leaky_relu's slope): nan or inf is no formula
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise GraphError(f"{name}: {key} must be a finite number, got {value!r}")
+        return broadcast_shapes(shapes, name)
+
+    return register(Op(name, arity, shape_rule, emit_rule, elementwise_vjp, text_rule, _default_latex,
+                       scalar=formula, helpers=helpers))
 
 
 elementwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
