@@ -192,8 +192,8 @@ def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
                 raise GraphError(f"{name}: {key} must be a finite number, got {value!r}")
         return broadcast_shapes(shapes, name)
 
-    return register(Op(name, arity, shape_rule, emit_rule, elementwise_vjp, text_rule, _default_latex,
-                       scalar=formula, helpers=helpers))
+    return register(Op(name=name, arity=arity, shape=shape_rule, emit=emit_rule, vjp=elementwise_vjp,
+                       text=text_rule, latex=_default_latex, scalar=formula, helpers=helpers))
 
 
 elementwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
@@ -225,6 +225,6 @@ def _generic_text(node: Node, args: tuple) -> str:
 
 
 # A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.
-register(Op("elementwise", None, lambda shapes, attrs: broadcast_shapes(shapes),
-            _default_emit, elementwise_vjp, _generic_text, _default_latex,
+register(Op(name="elementwise", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes),
+            emit=_default_emit, vjp=elementwise_vjp, text=_generic_text, latex=_default_latex,
             scalar=lambda *xs, expr: expr))

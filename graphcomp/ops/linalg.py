@@ -63,10 +63,10 @@ def _matmul_vjp(node: Node, g: Node) -> tuple:
     return da, db
 
 
-register(Op("matmul", 2, _matmul_shape,
-            lambda node, args: f"{args[0]} @ {args[1]}", _matmul_vjp,
-            lambda node, args: f"{args[0]} @ {args[1]}",
-            lambda node, args: f"{group(args[0])} {group(args[1])}"))
+register(Op(name="matmul", arity=2, shape=_matmul_shape,
+            emit=lambda node, args: f"{args[0]} @ {args[1]}", vjp=_matmul_vjp,
+            text=lambda node, args: f"{args[0]} @ {args[1]}",
+            latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
 
 
 def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -77,10 +77,10 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 
 
 # a bᵀ of two vectors (the weight gradient of a matrix-vector product, seed 001's Linear).
-register(Op("outer", 2, _outer_shape, lambda node, args: f"{args[0]}[:, None] * {args[1]}",
-            lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
-            lambda node, args: f"outer({args[0]}, {args[1]})",
-            lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
+register(Op(name="outer", arity=2, shape=_outer_shape, emit=lambda node, args: f"{args[0]}[:, None] * {args[1]}",
+            vjp=lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
+            text=lambda node, args: f"outer({args[0]}, {args[1]})",
+            latex=lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
 
 
 def _transpose_axes(node: Node) -> tuple[int, ...]:
@@ -104,13 +104,14 @@ def _transpose_vjp(node: Node, g: Node) -> tuple:
     return (apply("transpose", g, axes=None if node.attr("axes") is None else inverse),)
 
 
-register(Op("transpose", 1, _transpose_shape,
-            lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
+register(Op(name="transpose", arity=1, shape=_transpose_shape,
+            emit=lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
             else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
-            _transpose_vjp,
-            lambda node, args: f"transpose({args[0]})",
-            lambda node, args: transposed(args[0]) if node.attr("axes") is None
-            else latex_operator("transpose", args, str(tuple(node.attr("axes"))))))
+            vjp=_transpose_vjp,
+            text=lambda node, args: f"transpose({args[0]})",
+            latex=lambda node, args: transposed(args[0]) if node.attr("axes") is None
+            else latex_operator("transpose", args, str(tuple(node.attr("axes")))),
+            inlined=True, scalar_identity=True))
 
 
 def _reduce_shape(name: str) -> ShapeRule:
@@ -181,10 +182,12 @@ def _axes_latex(node: Node) -> str:
     return axis_subscript(axes, bool(node.attr("keepdims")))
 
 
-register(Op("sum", 1, _reduce_shape("sum"), _reduce_emit("sum"), _sum_vjp, _reduction_text("sum"),
-            _reduction_latex("sum", r"\sum")))
-register(Op("mean", 1, _reduce_shape("mean"), _reduce_emit("mean"), _mean_vjp, _reduction_text("mean"),
-            _reduction_latex("mean")))
+register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
+            text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
+            number_operands=True, scalar_identity=True))
+register(Op(name="mean", arity=1, shape=_reduce_shape("mean"), emit=_reduce_emit("mean"), vjp=_mean_vjp,
+            text=_reduction_text("mean"), latex=_reduction_latex("mean"),
+            number_operands=True, scalar_identity=True))
 
 
 def _extremum_vjp(node: Node, g: Node) -> tuple:
@@ -193,10 +196,10 @@ def _extremum_vjp(node: Node, g: Node) -> tuple:
     return (apply("mul", share, _unreduce(node, g)),)
 
 
-register(Op("max", 1, _reduce_shape("max"), _reduce_emit("max"), _extremum_vjp, _reduction_text("max"),
-            _reduction_latex("max", r"\max")))
-register(Op("min", 1, _reduce_shape("min"), _reduce_emit("min"), _extremum_vjp, _reduction_text("min"),
-            _reduction_latex("min", r"\min")))
+register(Op(name="max", arity=1, shape=_reduce_shape("max"), emit=_reduce_emit("max"), vjp=_extremum_vjp,
+            text=_reduction_text("max"), latex=_reduction_latex("max", r"\max"), scalar_identity=True))
+register(Op(name="min", arity=1, shape=_reduce_shape("min"), emit=_reduce_emit("min"), vjp=_extremum_vjp,
+            text=_reduction_text("min"), latex=_reduction_latex("min", r"\min"), scalar_identity=True))
 
 
 def _tie_share_emit(node: Node, args: tuple) -> str:
@@ -211,9 +214,10 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 
 
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
-register(Op("tie_share", 2, lambda shapes, attrs: shapes[0], _tie_share_emit, lambda node, g: (None, None),
-            lambda node, args: f"argmax_share({args[0]})",
-            lambda node, args: latex_operator("ties", args, _axes_latex(node))))
+register(Op(name="tie_share", arity=2, shape=lambda shapes, attrs: shapes[0], emit=_tie_share_emit,
+            vjp=lambda node, g: (None, None),
+            text=lambda node, args: f"argmax_share({args[0]})",
+            latex=lambda node, args: latex_operator("ties", args, _axes_latex(node))))
 
 
 def _count_emit(node: Node, args: tuple) -> str:
@@ -232,5 +236,6 @@ def _count_latex(node: Node, args: tuple) -> str:
 
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
-register(Op("count", 1, lambda shapes, attrs: (), _count_emit, lambda node, g: (None,),
-            lambda node, args: f"count({args[0]})", _count_latex))
+register(Op(name="count", arity=1, shape=lambda shapes, attrs: (), emit=_count_emit,
+            vjp=lambda node, g: (None,), text=lambda node, args: f"count({args[0]})", latex=_count_latex,
+            inlined=True))

@@ -59,11 +59,11 @@ def _settings(node: Node) -> str:
     return f"stride={node.attr('stride')}, padding={node.attr('padding')}"
 
 
-register(Op("conv2d", 2, _conv2d_shape,
-            lambda node, args: f"_conv2d(xp, {args[0]}, {args[1]}, {_settings(node)})",
-            _conv2d_vjp,
-            lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
-            lambda node, args: latex_operator("conv", args, _settings_latex(node)),
+register(Op(name="conv2d", arity=2, shape=_conv2d_shape,
+            emit=lambda node, args: f"_conv2d(xp, {args[0]}, {args[1]}, {_settings(node)})",
+            vjp=_conv2d_vjp,
+            text=lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node)),
             helpers=("windows", "columns", "conv2d")))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
@@ -81,17 +81,17 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
     return apply("conv2d", x, h, **settings), apply("conv2d_input_grad", g, h, x, **settings), None
 
 
-register(Op("conv2d_input_grad", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            _conv2d_input_grad_vjp, lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
-            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
+register(Op(name="conv2d_input_grad", arity=3, shape=lambda shapes, attrs: shapes[2],
+            emit=lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
+            vjp=_conv2d_input_grad_vjp, text=lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
-register(Op("conv2d_weight_grad", 3, lambda shapes, attrs: shapes[2],
-            lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            _conv2d_weight_grad_vjp, lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
-            lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
+register(Op(name="conv2d_weight_grad", arity=3, shape=lambda shapes, attrs: shapes[2],
+            emit=lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
+            vjp=_conv2d_weight_grad_vjp, text=lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
             helpers=("windows", "columns", "conv2d_weight_grad")))
 
 
@@ -107,21 +107,21 @@ def _pool_settings(node: Node) -> str:
     return f"size={node.attr('size')}, stride={node.attr('stride')}"
 
 
-register(Op("max_pool2d", 1, _pool_shape,
-            lambda node, args: f"_max_pool2d(xp, {args[0]}, {_pool_settings(node)})",
-            lambda node, g: (apply("max_pool2d_grad", g, node.inputs[0], node,
-                                   size=node.attr("size"), stride=node.attr("stride")),),
-            lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
-            lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
+register(Op(name="max_pool2d", arity=1, shape=_pool_shape,
+            emit=lambda node, args: f"_max_pool2d(xp, {args[0]}, {_pool_settings(node)})",
+            vjp=lambda node, g: (apply("max_pool2d_grad", g, node.inputs[0], node,
+                                       size=node.attr("size"), stride=node.attr("stride")),),
+            text=lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
+            latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
             helpers=("pool_cuts", "max_pool2d")))
 
 def _pool_derivative(name: str, shape_of: int, superscript: str, vjp) -> Op:
     """One of max-pooling's two linear derivative maps, on (values, x, pooled); each is the other's
     adjoint, so each one's derivative rule applies the other."""
-    return register(Op(name, 3, lambda shapes, attrs: shapes[shape_of],
-                       lambda node, args: f"_{name}(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
-                       vjp, lambda node, args: f"{name}({args[0]})",
-                       lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript),
+    return register(Op(name=name, arity=3, shape=lambda shapes, attrs: shapes[shape_of],
+                       emit=lambda node, args: f"_{name}(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
+                       vjp=vjp, text=lambda node, args: f"{name}({args[0]})",
+                       latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript),
                        helpers=("pool_cuts", name)))
 
 
@@ -137,10 +137,10 @@ _pool_derivative("max_pool2d_select", 2, r"\mathrm{sel}",
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).
-register(Op("dropout_mask", 1, lambda shapes, attrs: shapes[0],
-            lambda node, args: f"_dropout_mask(xp, _rng, {args[0]}, rate={node.attr('rate')})",
-            lambda node, g: (None,), lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
-            lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
+register(Op(name="dropout_mask", arity=1, shape=lambda shapes, attrs: shapes[0],
+            emit=lambda node, args: f"_dropout_mask(xp, _rng, {args[0]}, rate={node.attr('rate')})",
+            vjp=lambda node, g: (None,), text=lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
+            latex=lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
 
 
 # ---------------------------------------------------------------- softmax family
@@ -193,23 +193,23 @@ def _lse_text(node: Node, x: str, keepdims: bool) -> str:
     return f"_logsumexp(xp, {x}, axis={_axis_of(node)}{', keepdims=True' if keepdims else ''})"
 
 
-register(Op("logsumexp", 1, _one_axis_shape(False),
-            lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
-            _logsumexp_vjp,
-            lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims")))),
+register(Op(name="logsumexp", arity=1, shape=_one_axis_shape(False),
+            emit=lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
+            vjp=_logsumexp_vjp,
+            text=lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
+            latex=lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims")))),
             helpers=("logsumexp",)))
-register(Op("log_softmax", 1, _one_axis_shape(True),
-            lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
-            _log_softmax_vjp,
-            lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
+register(Op(name="log_softmax", arity=1, shape=_one_axis_shape(True),
+            emit=lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
+            vjp=_log_softmax_vjp,
+            text=lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
+            latex=lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
-register(Op("softmax", 1, _one_axis_shape(True),
-            lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
-            _softmax_vjp,
-            lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
-            lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node))),
+register(Op(name="softmax", arity=1, shape=_one_axis_shape(True),
+            emit=lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
+            vjp=_softmax_vjp,
+            text=lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
+            latex=lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
 
 
@@ -255,9 +255,9 @@ def cross_entropy(z: Node, y: Node, axis: int, normalized: bool) -> Node:
 
 
 # -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
-register(Op("softmax_cross_entropy", 3, _xent_shape, _xent_emit, _xent_vjp,
-            lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
-            lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
+register(Op(name="softmax_cross_entropy", arity=3, shape=_xent_shape, emit=_xent_emit, vjp=_xent_vjp,
+            text=lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
+            latex=lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],
                                                      axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))

@@ -52,8 +52,9 @@ def _broadcast_like_latex(node: Node, args: tuple) -> str:
 
 
 # g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
-register(Op("broadcast_like", 2, _broadcast_like_shape, _broadcast_like_emit, _broadcast_like_vjp,
-            lambda node, args: f"broadcast({args[0]}, like={args[1]})", _broadcast_like_latex))
+register(Op(name="broadcast_like", arity=2, shape=_broadcast_like_shape, emit=_broadcast_like_emit,
+            vjp=_broadcast_like_vjp, text=lambda node, args: f"broadcast({args[0]}, like={args[1]})",
+            latex=_broadcast_like_latex, inlined=True, number_operands=True, scalar_identity=True))
 
 
 def _expand_emit(node: Node, args: tuple) -> str:
@@ -70,10 +71,12 @@ def _expand_vjp(node: Node, g: Node) -> tuple:
 
 # A value repeated to the broadcast shape of some reference values (only their shapes are read):
 # a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
-register(Op("expand", None, lambda shapes, attrs: broadcast_shapes(shapes, "expand"), _expand_emit, _expand_vjp,
-            lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
-            lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
-                                else latex_operator("broadcast", args[:1], ", ".join(args[1:])))))
+register(Op(name="expand", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes, "expand"),
+            emit=_expand_emit, vjp=_expand_vjp,
+            text=lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
+            latex=lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
+                                      else latex_operator("broadcast", args[:1], ", ".join(args[1:]))),
+            number_operands=True))
 
 
 def _sum_to_axes(source: Shape, target: Shape) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -109,9 +112,9 @@ def _sum_to_latex(node: Node, args: tuple) -> str:
 
 
 # Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
-register(Op("sum_to", 1, _sum_to_shape, _sum_to_emit,
-            lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
-            lambda node, args: f"unbroadcast({args[0]})", _sum_to_latex))
+register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit,
+            vjp=lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
+            text=lambda node, args: f"unbroadcast({args[0]})", latex=_sum_to_latex, scalar_identity=True))
 
 
 def sum_to(x: Node, shape: Shape) -> Node:
@@ -157,10 +160,11 @@ def _reshape_emit(node: Node, args: tuple) -> str:
     return f"xp.reshape({args[0]}, {tuple_text(-1 if d is None else d for d in node.shape)})"
 
 
-register(Op("reshape", 1, _reshape_shape, _reshape_emit,
-            lambda node, g: (reshape(g, node.inputs[0].shape),),
-            lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
-            lambda node, args: latex_operator("reshape", args, latex_shape(node.shape))))
+register(Op(name="reshape", arity=1, shape=_reshape_shape, emit=_reshape_emit,
+            vjp=lambda node, g: (reshape(g, node.inputs[0].shape),),
+            text=lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
+            latex=lambda node, args: latex_operator("reshape", args, latex_shape(node.shape)),
+            inlined=True, scalar_identity=True))
 
 
 def reshape(x: Node, shape: Shape) -> Node:
@@ -168,14 +172,15 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 
 # A zero gradient for a leaf the loss does not depend on.
-register(Op("zeros_like", 1, lambda shapes, attrs: shapes[0],
-            lambda node, args: f"xp.zeros_like({args[0]})", lambda node, g: (None,),
-            lambda node, args: "0", lambda node, args: "0"))
+register(Op(name="zeros_like", arity=1, shape=lambda shapes, attrs: shapes[0],
+            emit=lambda node, args: f"xp.zeros_like({args[0]})", vjp=lambda node, g: (None,),
+            text=lambda node, args: "0", latex=lambda node, args: "0"))
 
 
 # The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
-register(Op("alias", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
-            lambda node, g: (g,), lambda node, args: str(args[0]), lambda node, args: str(args[0])))
+register(Op(name="alias", arity=1, shape=lambda shapes, attrs: shapes[0], emit=lambda node, args: str(args[0]),
+            vjp=lambda node, g: (g,), text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
+            number_operands=True, scalar_identity=True))
 
 
 def _index_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -210,18 +215,18 @@ def _entry_text(entry: tuple) -> str:
     return text if step is None else f"{text}:{step}"
 
 
-register(Op("index", 1, _index_shape,
-            lambda node, args: f"{args[0]}[{_code_index(node.attr('index'), node.inputs[0].ndim)}]",
-            lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
-            lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
-            lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
+register(Op(name="index", arity=1, shape=_index_shape,
+            emit=lambda node, args: f"{args[0]}[{_code_index(node.attr('index'), node.inputs[0].ndim)}]",
+            vjp=lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
+            text=lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            latex=lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
-register(Op("unindex", 2, lambda shapes, attrs: shapes[1],
-            lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
-            lambda node, g: (apply("index", g, index=node.attr("index")), None),
-            lambda node, args: f"unindex({args[0]})",
-            lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
+register(Op(name="unindex", arity=2, shape=lambda shapes, attrs: shapes[1],
+            emit=lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
+            vjp=lambda node, g: (apply("index", g, index=node.attr("index")), None),
+            text=lambda node, args: f"unindex({args[0]})",
+            latex=lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
             helpers=("unindex",)))
 
 
@@ -246,16 +251,17 @@ def _concat_vjp(node: Node, g: Node) -> tuple:
     return tuple(pieces)
 
 
-register(Op("concat", None, _concat_shape,
-            lambda node, args: f"xp.concat({tuple_text(args)}, axis={node.attr('axis')})",
-            _concat_vjp,
-            lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
-            lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
+register(Op(name="concat", arity=None, shape=_concat_shape,
+            emit=lambda node, args: f"xp.concat({tuple_text(args)}, axis={node.attr('axis')})",
+            vjp=_concat_vjp,
+            text=lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
+            latex=lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
-register(Op("stop_gradient", 1, lambda shapes, attrs: shapes[0], lambda node, args: str(args[0]),
-            lambda node, g: (None,), lambda node, args: f"stop_gradient({args[0]})", lambda node, args: args[0]))
+register(Op(name="stop_gradient", arity=1, shape=lambda shapes, attrs: shapes[0], emit=lambda node, args: str(args[0]),
+            vjp=lambda node, g: (None,), text=lambda node, args: f"stop_gradient({args[0]})",
+            latex=lambda node, args: args[0], transparent=True, scalar_identity=True))
 
 
 def _one_hot_emit(node: Node, args: tuple) -> str:
@@ -263,6 +269,6 @@ def _one_hot_emit(node: Node, args: tuple) -> str:
 
 
 # Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
-register(Op("one_hot", 1, lambda shapes, attrs: shapes[0] + (attrs["classes"],), _one_hot_emit,
-            lambda node, g: (None,), lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
-            lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))
+register(Op(name="one_hot", arity=1, shape=lambda shapes, attrs: shapes[0] + (attrs["classes"],), emit=_one_hot_emit,
+            vjp=lambda node, g: (None,), text=lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
+            latex=lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))

@@ -1,9 +1,10 @@
 """The op table's rule signature and registry: every op of the IR is declared once, by `register`.
 
-An `Op` says how many operands it takes, its shape rule, its NumPy emission,
-its derivative rule (VJP), and how it reads as a formula (text and LaTeX).
-Adding an op is one entry in the module of its family (elementwise.py, linalg.py, shape.py, nn.py),
-plus the user-facing function in `frontend/dsl.py`.
+An `Op` is one keyword-built row that says everything about an op: how many operands it takes, its
+shape rule, its NumPy emission, its derivative rule (VJP), how it reads as a formula (text and LaTeX),
+and every property the compiler asks of it (inlined in the line that uses it, reads plain numbers,
+transparent, an identity on scalars). Adding an op is one row in the module of its family
+(elementwise.py, linalg.py, shape.py, nn.py), plus the user-facing function in `frontend/dsl.py`.
 
 Elementwise ops are declared by a SymPy formula over scalar placeholders; their
 shape rule (broadcasting), derivative rule (`sympy.diff`, through the forward
@@ -32,17 +33,38 @@ Emit = Callable[[Node, tuple], str]
 Vjp = Callable[[Node, Node], tuple]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Op:
+    """One row of the op table; every field is given by keyword."""
+
     name: str
+    """The op's name in the IR (`Node.op`) and in `apply(name, ...)`."""
     arity: Optional[int]
+    """How many operands it takes; None for any number (concat, fused formulas)."""
     shape: ShapeRule
+    """shape(input_shapes, attrs) -> the output's shape; raises ShapeError for operands that do not fit."""
     emit: Emit
+    """emit(node, args) -> the NumPy expression computing the node from its operands' texts."""
     vjp: Optional[Vjp]
+    """vjp(node, g) -> one node or None per operand: g carried back to it. None: the op has no derivative
+    rule, and differentiating through it is an error naming the op."""
     text: Emit
+    """text(node, args) -> the formula as plain text (comments, the terminal)."""
     latex: Emit
-    scalar: Optional[Callable[..., sp.Expr]] = None  # elementwise ops: formula of placeholders
-    helpers: tuple[str, ...] = ()  # functions of templates/helpers.py.j2 the emitted code calls
+    """latex(node, args) -> the formula as LaTeX."""
+    scalar: Optional[Callable[..., sp.Expr]] = None
+    """Elementwise ops: the SymPy formula over scalar placeholders of the operands (and the attrs)."""
+    helpers: tuple[str, ...] = ()
+    """Functions of templates/runtime/helpers.py the emitted code calls."""
+    inlined: bool = False
+    """A cheap view (transpose, reshape) that reads better inside the line using it, `d_z @ W.T`, when
+    that line is its only user."""
+    number_operands: bool = False
+    """The emitted code takes a plain number as an operand; other ops call array methods on theirs."""
+    transparent: bool = False
+    """Matters only to differentiation: the value is its operand's, under the operand's name."""
+    scalar_identity: bool = False
+    """Leaves a scalar unchanged: a scalar graph may use it and still have a closed-form gradient."""
 
     @property
     def elementwise(self) -> bool:
