@@ -13,13 +13,13 @@ from ..diff.reverse import Backward, reverse_mode
 from ..errors import DifferentiationError, GraphError
 from ..files import write_atomic
 from ..ir import Graph, Node
+from ..ops import OPS
 from ..passes import optimize
 from .context import module_context
 from .listing import Listing
 from .loading import source_spec
 from .render import render
 from .settings import DEFAULT_TRAINING, DTYPES, TRAINING_KEYS, check_scoring, loss_name, training_problems, wrt_leaves
-from .statements import TRANSPARENT_OPS
 
 
 class GeneratedModule:
@@ -121,6 +121,6 @@ def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> 
     _, _, variables = traced.gradients(**arrays)
     values = {node: variables[name] for node, name in lines.names.names.items() if name in variables}
     for node in lines.statement_of:  # stop_gradient: its operand's value under another name
-        if node not in values and node.op in TRANSPARENT_OPS and node.inputs[0] in values:
+        if node not in values and not node.is_leaf and OPS[node.op].transparent and node.inputs[0] in values:
             values[node] = values[node.inputs[0]]
     return values

@@ -17,13 +17,6 @@ from .comments import comment, literal
 from .listing import Statement
 from .names import CodeNames
 
-# Cheap views that read better inside the line that uses them: `d_z @ W.T`.
-INLINED_OPS = ("transpose", "reshape", "broadcast_like", "count")
-# Ops whose emitted code takes a plain number as an operand (others call array methods on it).
-NUMBER_OPERANDS = ("broadcast_like", "expand", "sum", "mean", "alias")
-# Ops that only matter to differentiation: their value is their operand's, under the same name.
-TRANSPARENT_OPS = ("stop_gradient",)
-
 
 class Statements:
     """Plans the statements of `forward` and `gradients`; a node's text is made once and shared by both,
@@ -53,7 +46,7 @@ class Statements:
             self._numbers[node] = node.op == "count" or (OPS[node.op].elementwise and all(
                 x.op == "const" or self._numbers.get(x, False) for x in node.inputs))
             args = tuple(self.operand(x, inlined) for x in node.inputs)
-            if node.op in TRANSPARENT_OPS and node not in self.names:
+            if OPS[node.op].transparent and node not in self.names:
                 inlined[node] = literal(args[0])
                 continue
             if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
@@ -107,7 +100,7 @@ class Statements:
         The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
         """
         has_adjoint = self.backward is not None and node in self.backward.adjoints
-        return (self.inline and node.op in INLINED_OPS and self.uses.get(node) == 1 and not has_adjoint
+        return (self.inline and OPS[node.op].inlined and self.uses.get(node) == 1 and not has_adjoint
                 and node not in self.names)
 
 
@@ -135,6 +128,6 @@ def _constant_text(node: Node) -> str | None:
 
 def _operand_text(node: Node, arg: str | int | float, dtype: str) -> str:
     """A variable name, or a number; a number read by an array method (reshape, .T, ...) is an array."""
-    if isinstance(arg, str) or OPS[node.op].elementwise or node.op in NUMBER_OPERANDS:
+    if isinstance(arg, str) or OPS[node.op].elementwise or OPS[node.op].number_operands:
         return literal(arg)
     return f"xp.asarray({number_text(arg)}, dtype=xp.{dtype})"

@@ -17,9 +17,6 @@ from ..ir import Node, toposort
 from ..ops import OPS, scalar_expr
 from .mathml import Formulas
 
-# Ops that leave a scalar unchanged: a scalar graph may use them and still have a closed form.
-_SCALAR_IDENTITIES = ("sum", "mean", "max", "min", "alias", "stop_gradient", "reshape", "transpose",
-                      "broadcast_like", "sum_to")
 
 
 def gradient_latex(model: GeneratedModule) -> dict[str, str]:
@@ -158,7 +155,7 @@ def _closed_forms(model: GeneratedModule) -> dict[str, sp.Expr]:
 
 def is_scalar_graph(loss: Node) -> bool:
     """Whether every value the loss is computed from is a scalar (closed forms and ∂ notation apply)."""
-    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or n.op in _SCALAR_IDENTITIES)
+    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or OPS[n.op].scalar_identity)
                for n in toposort([loss]))
 
 
