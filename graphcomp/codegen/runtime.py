@@ -13,6 +13,8 @@ from typing import Iterable
 # line read too (the runtime imports nothing of graphcomp: it may sit below every layer).
 from ..templates.runtime.settings import BACKENDS, SETTINGS, setting_argument, setting_problems  # noqa: F401
 
+# The line a generated module's runtime starts after (the golden tests compare the model above it).
+MARKER = "# The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/)."
 # The parts every module carries (arrays: reading its arguments) and those of its training loop.
 CORE = ("arrays",)
 TRAINING = ("settings", "training", "files", "command")
