@@ -5,12 +5,12 @@ which helper functions a module needs, the template context and rendering (`temp
 module from memory, and the `Listing` that tells the inspection side what each line computes. It may
 import every package above it in the pipeline: `ir`, `formulas`, `ops`, `diff`, `passes`.
 """
-from .generate import GeneratedModule, generate, traced_values
+from .generate import GeneratedModule, generate
 from .listing import Listing, Statement
 from .loading import source_spec
 from .settings import DEFAULT_TRAINING, TRAINING_KEYS, loss_name, training_problems, wrt_leaves
 
 __all__ = [
-    "GeneratedModule", "generate", "traced_values", "Listing", "Statement", "source_spec",
+    "GeneratedModule", "generate", "Listing", "Statement", "source_spec",
     "DEFAULT_TRAINING", "TRAINING_KEYS", "loss_name", "training_problems", "wrt_leaves"
 ]

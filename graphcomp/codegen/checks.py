@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..formulas.printing import tuple_text
-from ..ir import Graph, Node, toposort
+from ..ir import Node, toposort
 from .listing import Statement
-from .statements import Statements
+from .statements import ModuleCode
 
-HELPER = "expect_shape"  # the function of templates/helpers.py.j2 the check lines call
+HELPER = "expect_shape"  # the function of templates/runtime/helpers.py the check lines call (_expect_shape)
 
 
-def checked_statements(lines: Statements, parts: list[list[Statement]], graph: Graph, roots: list[Node],
+def checked_statements(code: ModuleCode, parts: list[list[Statement]], roots: list[Node],
                        batch: str) -> list[list[Statement]]:
     """The statements of one generated function, in parts (forward lines, backward lines), with each line
     that computes a value of the graph followed by its shape check; the batch size `batch` is read
@@ -27,11 +27,11 @@ def checked_statements(lines: Statements, parts: list[list[Statement]], graph: G
     The common parts of a fused formula (sympy.cse's t7 = ...) are not checked: the graph gives them
     no shape, and the line that uses them is.
     """
-    shapes = _shapes_by_variable(lines)
+    shapes = _shapes_by_variable(code)
     checked = [[replace(s, check=_check_line(s.target, shapes[s.target], batch)) if s.target in shapes else s
                 for s in part] for part in parts]
     if any(None in shapes.get(s.target, ()) for part in parts for s in part):
-        checked[0].insert(0, Statement(batch, f"{_batched_leaf(lines, graph, roots)}.shape[0]"))
+        checked[0].insert(0, Statement(batch, f"{_batched_leaf(code, roots)}.shape[0]"))
     return checked
 
 
@@ -41,9 +41,9 @@ def checked_lines(statements: list[Statement]) -> dict[str, str]:
     return {s.target: s.expr for s in statements if s.check}
 
 
-def _shapes_by_variable(lines: Statements) -> dict[str, tuple]:
+def _shapes_by_variable(code: ModuleCode) -> dict[str, tuple]:
     """The graph's shape of every value that has a line of its own, by its variable."""
-    return {statements[-1].target: node.shape for node, statements in lines.statement_of.items()}
+    return {lines[-1].target: node.shape for node, lines in code.lines_of.items()}
 
 
 def _check_line(variable: str, shape: tuple, batch: str) -> str:
@@ -51,11 +51,11 @@ def _check_line(variable: str, shape: tuple, batch: str) -> str:
     return f'_expect_shape({variable}, {expected}, "{variable}")'
 
 
-def _batched_leaf(lines: Statements, graph: Graph, roots: list[Node]) -> str:
+def _batched_leaf(code: ModuleCode, roots: list[Node]) -> str:
     """The variable of the first input with a batch axis that the code reads: every batch-sized axis
     comes from the inputs', which the generated _read checks to agree."""
     needed = set(toposort(roots))
-    for leaf in graph.inputs.values():
+    for leaf in code.graph.inputs.values():
         if leaf in needed and leaf.shape[:1] == (None,):
-            return lines.names.name(leaf)
+            return code.names.variables[leaf]
     raise AssertionError("a value has a batch axis, but no input with one is read")

@@ -2,7 +2,7 @@
 local derivative it multiplies by (`h1 = sigmoid(a1); dh1/da1 = h1*(1 - h1)`)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
@@ -12,7 +12,8 @@ from ..formulas.simplify import local_derivative
 from ..ir import Node
 from ..ops import OPS, in_terms_of, scalar_expr
 
-Operand = Callable[[Node], "str | int | float"]
+if TYPE_CHECKING:
+    from .listing import FunctionCode
 
 
 def literal(arg: str | int | float) -> str:
@@ -20,19 +21,21 @@ def literal(arg: str | int | float) -> str:
     return arg if isinstance(arg, str) else number_text(arg)
 
 
-def formula(node: Node, operand: Operand) -> str:
-    """The node's op over its operands, as plain text: `u + v`."""
-    return OPS[node.op].text(node, tuple(literal(operand(x)) for x in node.inputs))
+def formula(node: Node, function: FunctionCode) -> str:
+    """The node's op over its operands as `function` reads them, as plain text: `u + v`."""
+    return OPS[node.op].text(node, tuple(literal(function.operand(x)) for x in node.inputs))
 
 
-def comment(node: Node, backward: Backward, name: Callable[[Node], str], operand: Operand) -> str:
-    """Why a backward line exists: the fan-out it sums, or the forward value and local derivative."""
+def comment(node: Node, backward: Backward, function: FunctionCode) -> str:
+    """Why a backward line of `function` exists: the fan-out it sums, or the forward value and the
+    local derivative."""
+    name = function.names.variable
     if node in backward.fan_out:
         return f"{name(backward.fan_out[node])} is used more than once: sum of its paths"
     owner = backward.made_by.get(node)
     if owner is None:
         return ""
-    text = f"{name(owner)} = {formula(owner, operand)}"
+    text = f"{name(owner)} = {formula(owner, function)}"
     into = backward.flows_into.get(node)
     if into is None:
         return text

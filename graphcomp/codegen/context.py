@@ -4,92 +4,78 @@ from __future__ import annotations
 
 import math
 
-from ..diff.reverse import Backward
 from ..formulas.printing import helpers_in, tuple_text
-from ..ir import Graph, Node, format_shape, toposort, use_counts
+from ..ir import Graph, Node, format_shape, toposort
 from ..ops import OPS, scalar_expr
 from ..version import __version__
 from .checks import HELPER as CHECK_HELPER, checked_lines, checked_statements
-from .listing import Listing
-from .names import CodeNames
+from .names import ValueNames
 from .runtime import runtime_source
-from .statements import Statements
+from .statements import ModuleCode
 
 
-def module_context(graph: Graph, wrt: list[Node], loss: str | None, backward: Backward | None, dtype: str,
-                   inline: bool = True, check_shapes: bool = False,
-                   runtime: bool = True) -> tuple[dict, Listing | None, Statements]:
-    """(context, listing of gradients() or None without a loss, the statements planned).
+def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = False, runtime: bool = True) -> dict:
+    """The context of the module whose lines `code` planned; `loss` is the output it differentiates.
 
     check_shapes: every line of forward and _gradients is followed by a check of the shape it computed.
     runtime: the module carries the training loop, its files and its command line (else only
     forward and gradients, with the functions they call).
     """
-    lines = Statements(CodeNames(graph, backward), backward, dtype, inline)
-    outputs = list(graph.outputs.values())
-    roots = outputs if backward is None else outputs + [backward.gradients[leaf] for leaf in wrt]
-    lines.uses = use_counts(roots)
-    context = _forward_context(graph, wrt, loss, dtype, lines, roots)
-    listing = None
-    if backward is None:
-        shape = graph.outputs[loss].shape if loss else None
+    context = _forward_context(code, loss)
+    if code.gradients is None:
+        shape = code.graph.outputs[loss].shape if loss else None
         context["gradients_error"] = (
             f"gradients need a scalar loss, but output {loss!r} has shape {format_shape(shape)}; "
             "reduce it with gc.sum or gc.mean" if loss else "no loss was chosen at compile time")
     else:
-        listing = _gradients_context(context, graph, wrt, backward, lines, roots)
+        context.update(_gradients_context(code))
     if check_shapes:
-        _add_shape_checks(context, graph, lines, roots)
+        _add_shape_checks(context, code)
     context["runtime"] = runtime_source(context["helpers"], training=runtime)
     context["with_training"] = runtime
-    return context, listing, lines
+    return context
 
 
-def _gradients_context(context: dict, graph: Graph, wrt: list[Node], backward: Backward, lines: Statements,
-                       roots: list[Node]) -> Listing:
-    """Adds what _gradients computes to `context`; the listing of its lines."""
-    forward, backward_lines, inlined = lines.plan(roots)
-    order = [n for n in toposort(roots) if n in lines.statement_of and n not in inlined]
-    context.update({
-        "gradient_reads": _reads(graph, lines.names, roots),
-        "gradient_forward": forward,
-        "backward": backward_lines,
-        "gradient_outputs": [(name, lines.operand(n, inlined)) for name, n in graph.outputs.items()],
-        "gradient_values": [(leaf.name, lines.operand(backward.gradients[leaf], inlined)) for leaf in wrt],
-    })
-    return Listing(dict(lines.names.names), dict(lines.names.symbols), inlined, dict(lines.statement_of), order)
+def _gradients_context(code: ModuleCode) -> dict:
+    """What _gradients computes."""
+    function, graph = code.gradients, code.graph
+    return {
+        "gradient_reads": _reads(graph, code.names, code.roots),
+        "gradient_forward": function.forward_lines,
+        "backward": function.backward_lines,
+        "gradient_outputs": [(name, function.operand(n)) for name, n in graph.outputs.items()],
+        "gradient_values": [(leaf.name, function.operand(code.backward.gradients[leaf])) for leaf in code.wrt],
+    }
 
 
-def _add_shape_checks(context: dict, graph: Graph, lines: Statements, roots: list[Node]) -> None:
+def _add_shape_checks(context: dict, code: ModuleCode) -> None:
     """A shape check after every line of forward and _gradients, and the helper they call."""
-    batch = lines.names.namer.fresh("N")  # the number of examples, as the README writes it
-    (context["forward"],) = checked_statements(lines, [context["forward"]], graph, list(graph.outputs.values()), batch)
+    batch = code.names.local("N")  # the number of examples, as the README writes it
+    (context["forward"],) = checked_statements(code, [context["forward"]], code.outputs, batch)
     if "backward" in context:
         context["gradient_forward"], context["backward"] = checked_statements(
-            lines, [context["gradient_forward"], context["backward"]], graph, roots, batch)
+            code, [context["gradient_forward"], context["backward"]], code.roots, batch)
     context["checked_lines"] = checked_lines(
         context["forward"] + context.get("gradient_forward", []) + context.get("backward", []))
     context["helpers"] = sorted({*context["helpers"], CHECK_HELPER})
 
 
-def _forward_context(graph: Graph, wrt: list[Node], loss: str | None, dtype: str, lines: Statements,
-                     roots: list[Node]) -> dict:
+def _forward_context(code: ModuleCode, loss: str | None) -> dict:
     """Everything but the gradients: constants, params, forward() and the helpers."""
-    outputs = list(graph.outputs.values())
-    forward, _, inlined = lines.plan(outputs)
+    graph, wrt, roots = code.graph, code.wrt, code.roots
     helpers = helpers_for(roots)
     return {
         "graph_name": graph.name,
         "version": __version__,
-        "dtype": dtype,
+        "dtype": code.dtype,
         "inputs": [(name, format_shape(n.shape)) for name, n in graph.inputs.items()],
         "params": [_param_context(name, n) for name, n in graph.params.items()],
         "input_shapes": {name: n.shape for name, n in graph.inputs.items()},
         "param_shapes": {name: n.shape for name, n in graph.params.items()},
         "output_names": tuple(graph.outputs),
-        "outputs": [(name, lines.operand(n, inlined)) for name, n in graph.outputs.items()],
-        "forward_reads": _reads(graph, lines.names, outputs),
-        "forward": forward,
+        "outputs": [(name, code.forward.operand(n)) for name, n in graph.outputs.items()],
+        "forward_reads": _reads(graph, code.names, code.outputs),
+        "forward": code.forward.forward_lines,
         "loss": loss,
         "wrt": tuple(leaf.name for leaf in wrt),
         "trained": tuple(leaf.name for leaf in wrt if leaf.op == "param"),
@@ -105,7 +91,7 @@ def _forward_context(graph: Graph, wrt: list[Node], loss: str | None, dtype: str
 
 
 def helpers_for(roots: list[Node]) -> list[str]:
-    """Names of the helper functions (templates/helpers.py.j2) the code computing `roots` calls."""
+    """Names of the op helpers (templates/runtime/helpers.py) the code computing `roots` calls."""
     names = set()
     for node in toposort(roots):
         if not node.is_leaf:
@@ -115,11 +101,11 @@ def helpers_for(roots: list[Node]) -> list[str]:
     return sorted(names)
 
 
-def _reads(graph: Graph, names: CodeNames, roots: list[Node]) -> dict:
+def _reads(graph: Graph, names: ValueNames, roots: list[Node]) -> dict:
     """The leaves the roots depend on, in declaration order: their keys, and the unpacking target."""
     needed = {n for n in toposort(roots) if n.op in ("input", "param")}
     leaves = [(name, leaf) for name, leaf in graph.leaves.items() if leaf in needed]
-    targets = ", ".join(names.names[leaf] for _, leaf in leaves)
+    targets = ", ".join(names.variables[leaf] for _, leaf in leaves)
     return {"names": tuple(name for name, _ in leaves), "targets": targets + ("," if len(leaves) == 1 else "")}
 
 

@@ -13,13 +13,14 @@ from ..diff.reverse import Backward, reverse_mode
 from ..errors import DifferentiationError, GraphError
 from ..files import write_atomic
 from ..ir import Graph, Node
-from ..ops import OPS
 from ..passes import optimize
 from .context import module_context
 from .listing import Listing
 from .loading import source_spec
 from .render import render
 from .settings import DEFAULT_TRAINING, DTYPES, TRAINING_KEYS, check_scoring, loss_name, training_problems, wrt_leaves
+from .statements import ModuleCode
+from .tracing import traced_run
 
 
 class GeneratedModule:
@@ -27,7 +28,7 @@ class GeneratedModule:
 
     def __init__(self, graph: Graph, compiled_graph: Graph, source: str, wrt: tuple[str, ...],
                  loss: str | None, backward: Backward | None, listing: Listing | None = None,
-                 changes: Sequence = ()) -> None:
+                 changes: Sequence = (), dtype: str = "float64") -> None:
         self.graph = graph                    # as the user wrote it
         self.compiled_graph = compiled_graph  # after the passes: what the source computes
         self.source = source
@@ -36,7 +37,10 @@ class GeneratedModule:
         self.backward = backward
         self.listing = listing                # None when there is no loss to differentiate
         self.changes = list(changes)          # what the passes changed (passes.Change), for the report
+        self.dtype = dtype
         self._path: Path | None = None
+        self._as_written: GeneratedModule | None = None
+        self._imported: ModuleType | None = None   # the module values_at runs, imported once
 
     def save(self, path: str | Path) -> Path:
         """Write the generated module to `path` (a .py file), atomically: an interrupted or failed save
@@ -63,6 +67,21 @@ class GeneratedModule:
             raise DifferentiationError(f"model {self.graph.name!r} has no scalar loss to differentiate")
         return self.loss
 
+    def as_written(self) -> GeneratedModule:
+        """The graph compiled as written (simplify=False, float64), made once: the module whose backward
+        pass, lines and values a derivation reads. A model compiled that way is its own."""
+        if self._as_written is None:
+            literal = self.compiled_graph is self.graph and self.dtype == "float64"
+            self._as_written = self if literal else generate(self.graph, self.wrt, self.loss, simplify=False)
+        return self._as_written
+
+    def values_at(self, arrays: dict) -> dict[Node, object]:
+        """Every value and gradient the module's gradients() computes at `arrays`, by node (one traced run)."""
+        self.loss_or_error()
+        if self._imported is None:
+            self._imported = self.load()
+        return traced_run(self._imported, self.listing, arrays)
+
 
 def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
              dtype: str = "float64", simplify: bool = True, predict: str | None = None,
@@ -80,12 +99,12 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     backward = None
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
-    context, listing, _ = module_context(graph, leaves, loss_output, backward, dtype, check_shapes=check_shapes,
-                                        runtime=runtime)
+    code = ModuleCode(graph, leaves, backward, dtype)
+    context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
     return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,
-                       listing, changes)
+                       code.listing(), changes, dtype=dtype)
 
 
 def _checked_request(graph: Graph, wrt, loss, dtype, predict, target, training) -> tuple[list[Node], str | None]:
@@ -105,22 +124,3 @@ def _checked_request(graph: Graph, wrt, loss, dtype, predict, target, training) 
     for key, problem in training_problems(training or {}).items():
         raise GraphError(f"training setting {key} {problem}")
     return leaves, loss_output
-
-
-def traced_values(graph: Graph, wrt: Sequence[str], loss: str, arrays: dict) -> dict[Node, object]:
-    """Every value the literal graph's gradients() computes at `arrays`, by node: forward values and
-    gradients as the generated code computes them (numeric derivations show these numbers). The module
-    is generated with a line for every value, even the cheap views code would write inline."""
-    leaves = wrt_leaves(graph, wrt)
-    context, _, lines = module_context(graph, leaves, loss, reverse_mode(graph.outputs[loss], leaves), "float64",
-                                       inline=False)
-    context.update(predict=None, target=None, training=DEFAULT_TRAINING, threshold=0.0, trace=True)
-    spec = source_spec(f"graphcomp_trace_{graph.name}", render(context))
-    traced = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(traced)
-    _, _, variables = traced.gradients(**arrays)
-    values = {node: variables[name] for node, name in lines.names.names.items() if name in variables}
-    for node in lines.statement_of:  # stop_gradient: its operand's value under another name
-        if node not in values and not node.is_leaf and OPS[node.op].transparent and node.inputs[0] in values:
-            values[node] = values[node.inputs[0]]
-    return values

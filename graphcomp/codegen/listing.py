@@ -2,9 +2,11 @@
 and `graphcomp grad` read to name values as the code does."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from ..ir import Node
+from .names import ValueNames
 
 
 @dataclass(frozen=True)
@@ -16,12 +18,29 @@ class Statement:
 
 
 @dataclass
+class FunctionCode:
+    """The lines of one generated function (forward, or _gradients), under the module's names."""
+
+    names: ValueNames
+    forward_lines: list[Statement] = field(default_factory=list)   # the forward pass
+    backward_lines: list[Statement] = field(default_factory=list)  # the gradients, each with its comment
+    inlined: dict[Node, str] = field(default_factory=dict)   # node -> its text, written inside its user's line
+    order: list[Node] = field(default_factory=list)          # the nodes with lines of their own, in order
+
+    def operand(self, node: Node) -> str | int | float:
+        """How this function's code reads a value: a number, the text written in its place, or its variable."""
+        if node.op == "const":
+            return node.attr("value")
+        return self.inlined.get(node) or self.names.variable(node)
+
+
+@dataclass
 class Listing:
     """What the generated gradients() computes, node by node, under the names the code uses:
     the formulas (inspection/equations.py) and `graphcomp grad` read it, so that they name values as the code does."""
 
-    names: dict[Node, str]                  # node -> its variable
-    symbols: dict[Node, str]                # node -> its LaTeX symbol (W_{1}, t_{3}, \bar{h}, ...)
+    names: Mapping[Node, str]               # node -> its variable (the module's `ValueNames`)
+    symbols: Mapping[Node, str]             # node -> its LaTeX symbol (W_{1}, t_{3}, \bar{h}, ...)
     inlined: dict[Node, str]                # node -> the code text written inside its user's line
     statements: dict[Node, list[Statement]]  # node -> the lines computing it (common parts first)
     order: list[Node]                       # the nodes with lines of their own, in the order of gradients()

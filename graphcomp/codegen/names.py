@@ -1,12 +1,23 @@
-"""The names of values in a generated module, and the LaTeX symbols that go with them.
+"""The one authority for the names of a graph's values: every variable of a generated module, and every
+name and LaTeX symbol that the formulas, derivations, report, pictures and explorer show, comes from a
+`ValueNames`; nothing else numbers values or writes the `d_` of a gradient.
 
-Users' names are kept (a clash with the module's own names gets an underscore); adjoints are
-d_<name>, partial paths d_<name>_<k>, other values t1, t2, ... in the order they are first needed,
-skipping any whose symbol would print like a user's (t_3).
+- A user's name is kept. In code, one that clashes with the module's own names or a Python builtin gets
+  a trailing underscore (`outputs_`); views and symbols keep the user's spelling (\\mathrm{outputs}).
+- Every other value is a temporary t1, t2, ... in one numbering, in the order values are asked for,
+  skipping any whose symbol would print like a user's (t3 where the user has a t_3).
+- The gradient of a value x is d_x (LaTeX: x's symbol with a bar); where x is used more than once,
+  the gradient along its k-th path is d_x_k (\\bar{x}^{(k)}).
+
+The code asks for names as it plans its lines (temporaries in the order the code first needs them);
+a view of the graph as written asks for every value in the graph's topological order (`as_written`).
 """
 from __future__ import annotations
 
 import itertools
+import re
+from types import MappingProxyType
+from typing import Mapping
 
 from ..diff.reverse import Backward
 from ..formulas.symbols import bar, symbol
@@ -18,66 +29,133 @@ from ..ir.naming import Namer
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
                 "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "BACKENDS", "arrays", "outputs", "grads",
                 "absent", "xp")
+TEMPORARY_PREFIX = "t"   # unnamed values: t1, t2, ...
+GRADIENT_PREFIX = "d_"   # gradients: d_x, and d_x_2 for the gradient along x's second use
 
 
-class CodeNames:
-    """Hands out one variable name (and one LaTeX symbol) per value, the same one everywhere it is used."""
+def gradient_name(name: str) -> str:
+    """The name of the gradient of the value `name`: d_<name>."""
+    return GRADIENT_PREFIX + name
 
-    def __init__(self, graph: Graph, backward: Backward | None) -> None:
-        self.backward = backward
-        self.forward_nodes = set(graph.nodes())
-        self.names: dict[Node, str] = {}
-        self._source: dict[Node, str] = {}       # the name a LaTeX symbol is made from: the user's, or t3
-        self.namer = Namer(reserved=MODULE_NAMES)
-        for leaf in graph.leaves.values():
-            self.names[leaf] = self.namer.reserve(leaf.name)
-            self._source[leaf] = leaf.name
-        for node, name in list(graph.labels.items()) + [(v, k) for k, v in graph.outputs.items()]:
-            if node not in self.names:
-                self.names[node] = self.namer.reserve(name)
-                self._source[node] = name
-        # LaTeX symbols, from the user's names (a variable outputs_ still prints as \mathrm{outputs})
-        self.symbols: dict[Node, str] = {node: symbol(name) for node, name in self._source.items()}
-        self._user_symbols = set(self.symbols.values())  # t3 is skipped where a user's t_3 prints the same
-        self._temporaries = (f"t{k}" for k in itertools.count(1))
-        self.adjoint_of = _adjoint_owners(graph, backward)
-        self.paths_into: dict[Node, int] = {}
+
+def path_name(name: str, path: int) -> str:
+    """The name of the gradient along the `path`-th use of a value used several times: d_<name>_<k>."""
+    return f"{gradient_name(name)}_{path}"
+
+
+def assigns_value_or_gradient(line: str, name: str) -> bool:
+    """Whether a line of code assigns the value `name`, its gradient or one path of it (d_name_2)."""
+    prefix = re.escape(GRADIENT_PREFIX)
+    return re.match(rf"\s*({prefix})?{re.escape(name)}(_\d+)? = ", line) is not None and not line.lstrip().startswith("#")
+
+
+class ValueNames:
+    """The names of one graph's values (and of the gradients of one backward pass): one variable, one
+    name as the user reads it and one LaTeX symbol per value, the same everywhere it is used."""
+
+    def __init__(self, graph: Graph, backward: Backward | None = None) -> None:
+        self._forward = set(graph.nodes())
+        self._variables: dict[Node, str] = {}
+        self._labels: dict[Node, str] = {}   # a user's name as typed (its variable may carry an underscore)
+        self._symbols: dict[Node, str] = {}
+        self._namer = Namer(reserved=MODULE_NAMES)
+        for node, name in _user_names(graph):
+            if node not in self._variables:
+                self._variables[node] = self._namer.reserve(name)
+                self._labels[node] = name
+                self._symbols[node] = symbol(name)
+        self._user_symbols = set(self._symbols.values())
+        self._numbers = itertools.count(1)
+        self._gradient_of = _gradient_owners(graph, backward)
+        self._flows_into = backward.flows_into if backward is not None else {}
+        self._paths_into: dict[Node, int] = {}
+
+    @classmethod
+    def as_written(cls, graph: Graph) -> ValueNames:
+        """The names a view of the graph as written shows: every value but the numbers, temporaries
+        numbered in the graph's topological order."""
+        names = cls(graph)
+        for node in graph.nodes():
+            if node.op != "const":
+                names.variable(node)
+        return names
 
     def __contains__(self, node: Node) -> bool:
-        return node in self.names
+        return node in self._variables
 
-    def name(self, node: Node) -> str:
-        if node not in self.names:
-            backward_name = None if node in self.forward_nodes else self._backward_name(node)
-            if backward_name is None:
-                backward_name = self._source[node] = self.fresh_temporary()
-                self.symbols[node] = symbol(backward_name)
-            self.names[node] = backward_name
-        return self.names[node]
+    # ---- handing names out (code generation plans its lines with these) ----
+    def variable(self, node: Node) -> str:
+        """The value's variable in the generated code, handed out the first time it is asked for."""
+        if node not in self._variables:
+            self._variables[node] = self._gradient_variable(node) or self.temporary(node)
+        return self._variables[node]
 
-    def fresh_temporary(self) -> str:
+    def temporary(self, node: Node | None = None) -> str:
+        """The next free temporary, t<k>; given a node, it becomes that value's name."""
         while True:
-            name = next(self._temporaries)
-            if self.namer.is_free(name) and symbol(name) not in self._user_symbols:
-                return self.namer.fresh(name)
+            name = f"{TEMPORARY_PREFIX}{next(self._numbers)}"
+            if self._namer.is_free(name) and symbol(name) not in self._user_symbols:
+                name = self._namer.fresh(name)
+                if node is not None:
+                    self._symbols[node] = symbol(name)
+                return name
 
-    def _backward_name(self, node: Node) -> str | None:
-        if node in self.adjoint_of:
-            forward = self.adjoint_of[node]
-            name = self.namer.fresh(f"d_{self.name(forward)}")
-            self.symbols[node] = bar(self._source[forward])
-            return name
-        into = self.backward.flows_into.get(node)
+    def local(self, base: str) -> str:
+        """A variable of the generated function that is no value of the graph (N, the batch size)."""
+        return self._namer.fresh(base)
+
+    # ---- reading names (every view) ----
+    @property
+    def variables(self) -> Mapping[Node, str]:
+        """Each named value's variable in the code."""
+        return MappingProxyType(self._variables)
+
+    @property
+    def symbols(self) -> Mapping[Node, str]:
+        """Each named value's LaTeX symbol (W_{1}, t_{3}, \\bar{h}, ...)."""
+        return MappingProxyType(self._symbols)
+
+    def label(self, node: Node) -> str:
+        """The value's name as a reader sees it: the user's spelling, or its temporary."""
+        return self._labels.get(node) or self._variables[node]
+
+    def symbol(self, node: Node) -> str:
+        return self._symbols[node]
+
+    def gradient_label(self, node: Node) -> str:
+        """The gradient of a value as a reader sees it: d_<label>."""
+        return gradient_name(self.label(node))
+
+    def gradient_symbol(self, node: Node) -> str:
+        """The gradient of a value in LaTeX: its symbol with a bar."""
+        return bar(self.label(node))
+
+    def _gradient_variable(self, node: Node) -> str | None:
+        """d_<x> for the gradient of x, d_<x>_<k> for its part along x's k-th use; None for other values."""
+        if node in self._forward:
+            return None
+        if node in self._gradient_of:
+            value = self._gradient_of[node]
+            variable = self.variable(value)
+            self._symbols[node] = self.gradient_symbol(value)
+            return self._namer.fresh(gradient_name(variable))
+        into = self._flows_into.get(node)
         if into is None:
             return None
-        self.paths_into[into] = self.paths_into.get(into, 0) + 1
-        name = self.namer.fresh(f"d_{self.name(into)}_{self.paths_into[into]}")
-        self.symbols[node] = bar(self._source[into]) + f"^{{({self.paths_into[into]})}}"
-        return name
+        path = self._paths_into[into] = self._paths_into.get(into, 0) + 1
+        variable = self.variable(into)
+        self._symbols[node] = f"{self.gradient_symbol(into)}^{{({path})}}"
+        return self._namer.fresh(path_name(variable, path))
 
 
-def _adjoint_owners(graph: Graph, backward: Backward | None) -> dict[Node, Node]:
-    """adjoint node -> the value it is the gradient of, for naming it d_<value>. An adjoint shared by
+def _user_names(graph: Graph) -> list[tuple[Node, str]]:
+    """Every value a user named, leaves first, then named intermediate values and outputs."""
+    return ([(leaf, leaf.name) for leaf in graph.leaves.values()] + list(graph.labels.items())
+            + [(node, name) for name, node in graph.outputs.items()])
+
+
+def _gradient_owners(graph: Graph, backward: Backward | None) -> dict[Node, Node]:
+    """gradient node -> the value it is the gradient of, for naming it d_<value>. A gradient shared by
     several values is named after the one nearest the loss (d_t1 rather than d_u for t1 = u + v), or
     else the first leaf declared."""
     owners: dict[Node, Node] = {}

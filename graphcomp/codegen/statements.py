@@ -1,98 +1,115 @@
-"""The lines of a generated function: each node's NumPy text, in topological order, with cheap views
-used once written inside the line that uses them, and the repeated parts of a fused formula computed
-once each. Forward and backward lines are kept apart, and backward lines carry their comment.
+"""The statements of a generated module, planned once: `ModuleCode` plans forward() (the outputs) and,
+given a backward pass, _gradients() (the outputs, then every gradient), under names from one
+`ValueNames`. Each node's NumPy text is made once and shared by both functions, so that both name its
+parts alike; cheap views used once are written inside the line that uses them; the repeated parts of
+a fused formula are computed once each; backward lines carry their comment.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import replace
 
 import sympy as sp
 
 from ..diff.reverse import Backward
 from ..formulas.printing import number_text, numpy_text, sympy_number
 from ..formulas.simplify import placeholder
-from ..ir import Node, toposort
+from ..ir import Graph, Node, toposort, use_counts
 from ..ops import OPS, scalar_expr
 from .comments import comment, literal
-from .listing import Statement
-from .names import CodeNames
+from .listing import FunctionCode, Listing, Statement
+from .names import ValueNames
+
+FUSED_FORMULA = "elementwise"  # the op of a fused chain of elementwise ops: one SymPy formula
 
 
-class Statements:
-    """Plans the statements of `forward` and `gradients`; a node's text is made once and shared by both,
-    so that both name its parts alike."""
+class ModuleCode:
+    """The lines of one generated module: `forward`, and `gradients` (None without a backward pass)."""
 
-    def __init__(self, names: CodeNames, backward: Backward | None, dtype: str, inline: bool = True) -> None:
-        self.names, self.backward, self.dtype = names, backward, dtype
-        self.inline = inline  # False: every value gets a line (and a name), as a traced derivation needs
-        self.uses: dict[Node, int] = {}  # how often each value is read: set before planning
-        self.statement_of: dict[Node, list[Statement]] = {}
-        self._cse: dict[Node, tuple[list[tuple[str, str]], str]] = {}
-        self._emitted: dict[Node, str] = {}
+    def __init__(self, graph: Graph, wrt: list[Node], backward: Backward | None, dtype: str) -> None:
+        self.graph, self.wrt, self.backward, self.dtype = graph, wrt, backward, dtype
+        self.names = ValueNames(graph, backward)
+        self.outputs = list(graph.outputs.values())
+        self.forward_values = set(graph.nodes())
+        self.roots = self.outputs if backward is None else self.outputs + [backward.gradients[x] for x in wrt]
+        self.lines_of: dict[Node, list[Statement]] = {}  # node -> the lines computing it (common parts first)
+        self._uses = use_counts(self.roots)              # how often the code reads each value
+        self._texts: dict[Node, str] = {}                # node -> its code, for forward() and gradients() alike
+        self._common: dict[Node, tuple[list[Statement], str]] = {}
         # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
         # which the standard's functions refuse: filled in topological order as statements are planned
         self._numbers: dict[Node, bool] = {}
+        self.forward = self._plan(self.outputs)
+        self.gradients = None if backward is None else self._plan(self.roots)
 
-    def operand(self, node: Node, inlined: dict[Node, str]) -> str | int | float:
-        if node.op == "const":
-            return node.attr("value")
-        return inlined.get(node) or self.names.name(node)
+    def listing(self) -> Listing | None:
+        """What gradients() computes, for the formulas and `graphcomp grad`; None without a backward pass."""
+        if self.gradients is None:
+            return None
+        return Listing(self.names.variables, self.names.symbols, self.gradients.inlined, dict(self.lines_of),
+                       self.gradients.order)
 
-    def plan(self, roots: Iterable[Node]) -> tuple[list[Statement], list[Statement], dict[Node, str]]:
-        """Forward and backward statements computing `roots`, and the text of inlined nodes."""
-        order = [n for n in toposort(roots) if not n.is_leaf]
-        forward, backward, inlined = [], [], {}
-        for node in order:
+    def _plan(self, roots: list[Node]) -> FunctionCode:
+        """The lines of the function computing `roots`."""
+        function = FunctionCode(self.names)
+        for node in toposort(roots):
+            if node.is_leaf:
+                continue
             self._numbers[node] = node.op == "count" or (OPS[node.op].elementwise and all(
                 x.op == "const" or self._numbers.get(x, False) for x in node.inputs))
-            args = tuple(self.operand(x, inlined) for x in node.inputs)
+            args = tuple(function.operand(x) for x in node.inputs)
             if OPS[node.op].transparent and node not in self.names:
-                inlined[node] = literal(args[0])
+                function.inlined[node] = literal(args[0])
                 continue
-            if node not in self._emitted:  # forward() and gradients() both emit the forward nodes
-                self._emitted[node] = _constant_text(node) or OPS[node.op].emit(
-                    node, tuple(_operand_text(node, a, self.dtype) for a in args))
-            expr = self._emitted[node]
+            text = self._text(node, args)
             if self._inlined(node):
-                inlined[node] = expr
+                function.inlined[node] = text
                 continue
-            shared, expr = self._common_parts(node, args, expr)
-            if self._numbers[node]:  # a line of its own is read by functions too: an array, not an int
-                expr = f"xp.asarray({expr}, dtype=xp.{self.dtype})"
-            name = self.names.name(node)
-            self.statement_of[node] = [Statement(part, text) for part, text in shared] + [Statement(name, expr)]
-            if node in self.names.forward_nodes:
-                forward.extend(self.statement_of[node])
+            self.lines_of[node] = self._lines(node, args, text)
+            function.order.append(node)
+            if node in self.forward_values:
+                function.forward_lines.extend(self.lines_of[node])
             else:
-                note = comment(node, self.backward, self.names.name, lambda x: self.operand(x, inlined))
-                backward.extend(Statement(line.target, line.expr, note) for line in self.statement_of[node])
-        return forward, backward, inlined
+                note = comment(node, self.backward, function)
+                function.backward_lines.extend(replace(line, comment=note) for line in self.lines_of[node])
+        return function
 
-    def _common_parts(self, node: Node, args: tuple, expr: str) -> tuple[list[tuple[str, str]], str]:
-        """A fused formula's repeated subexpressions, computed once each (sympy.cse): ([(name, text)], main text).
+    def _text(self, node: Node, args: tuple) -> str:
+        """The node's code over its operands' texts, made once (forward() and gradients() both emit it)."""
+        if node not in self._texts:
+            self._texts[node] = _constant_text(node) or OPS[node.op].emit(
+                node, tuple(_operand_text(node, a, self.dtype) for a in args))
+        return self._texts[node]
 
-        Cached per node, so `forward` and `gradients` give them the same names.
-        """
-        if node.op != "elementwise":
-            return [], expr
-        if node not in self._cse:
+    def _lines(self, node: Node, args: tuple, text: str) -> list[Statement]:
+        """The lines that compute a node: the common parts of its formula, then its own."""
+        common, text = self._common_parts(node, args, text)
+        if self._numbers[node]:  # a line of its own is read by functions too: an array, not an int
+            text = f"xp.asarray({text}, dtype=xp.{self.dtype})"
+        return common + [Statement(self.names.variable(node), text)]
+
+    def _common_parts(self, node: Node, args: tuple, text: str) -> tuple[list[Statement], str]:
+        """A fused formula's repeated subexpressions, computed once each (sympy.cse): (their lines,
+        the formula's own text). Cached per node, so `forward` and `gradients` give them the same names."""
+        if node.op != FUSED_FORMULA:
+            return [], text
+        if node not in self._common:
             bound = scalar_expr(node).xreplace({
                 placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
                 for i, a in enumerate(args)})
             replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
             kept, conditions = _without_conditions(replacements)
-            names = {symbol: sp.Symbol(self.names.fresh_temporary(), real=True) for symbol, _ in kept}
+            names = {part: sp.Symbol(self.names.temporary(), real=True) for part, _ in kept}
             reduced = reduced.xreplace(conditions).xreplace(names)
             numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
-            parts = []
-            for symbol, part in kept:
-                text = numpy_text(part.xreplace(names))
-                if part.free_symbols <= numbers:  # from counts of examples alone: a Python number, made an array
-                    numbers.add(symbol)
-                    text = f"xp.asarray({text}, dtype=xp.{self.dtype})"
-                parts.append((str(names[symbol]), text))
-            self._cse[node] = (parts, numpy_text(reduced) if kept else expr)
-        return self._cse[node]
+            lines = []
+            for part, formula in kept:
+                part_text = numpy_text(formula.xreplace(names))
+                if formula.free_symbols <= numbers:  # from counts of examples alone: a Python number, made an array
+                    numbers.add(part)
+                    part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
+                lines.append(Statement(str(names[part]), part_text))
+            self._common[node] = (lines, numpy_text(reduced) if kept else text)
+        return self._common[node]
 
     def _inlined(self, node: Node) -> bool:
         """A cheap view used once, with no name of its own to show: written inside its user's line.
@@ -100,7 +117,7 @@ class Statements:
         The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
         """
         has_adjoint = self.backward is not None and node in self.backward.adjoints
-        return (self.inline and OPS[node.op].inlined and self.uses.get(node) == 1 and not has_adjoint
+        return (OPS[node.op].inlined and self._uses.get(node) == 1 and not has_adjoint
                 and node not in self.names)
 
 

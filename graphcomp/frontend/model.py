@@ -34,7 +34,8 @@ class CompiledModel(GeneratedModule):
         """Both passes node by node, on the graph as written: each value forward, then the chain rule
         from the loss back to the leaves; with numbers (and arrays) when the leaves' values are given:
         derivation(at={"u": 2, "v": 3, "w": 4})."""
-        return derivation(self.graph, self.loss_or_error(), self.wrt, at)
+        self.loss_or_error()
+        return derivation(self, at)
 
     def report(self, path: str | Path, at: dict | None = None) -> Path:
         """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before

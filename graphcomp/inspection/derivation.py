@@ -1,7 +1,8 @@
 """The chain rule step by step, on the graph as the user wrote it (no fusion), so that every value of
 the lecture slides has its step: t₁ = u + v, ∂f/∂t₁ = w · ∂f/∂f, ... Scalar graphs get ∂f/∂x notation
 and, given values, numbers; tensor graphs get adjoint equations x̄ = ... and, given arrays, their
-values as the generated code computes them (`codegen.traced_values`).
+values. The backward pass and the values are the module's own: those of the graph compiled as written
+(`GeneratedModule.as_written`) and of one traced run of it (`GeneratedModule.values_at`).
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from typing import Mapping
 import numpy as np
 import sympy as sp
 
-from ..codegen import traced_values
-from ..diff.reverse import Backward, reverse_mode
+from ..codegen import GeneratedModule
+from ..diff.reverse import Backward
 from ..errors import GraphError
 from ..formulas.printing import plain_text
 from ..formulas.latex import group, latex_number, short_number
-from ..formulas.simplify import in_exponentials, local_derivative, placeholder
-from ..formulas.symbols import bar, partial, symbol
-from ..ir import Graph, Node, toposort
+from ..formulas.simplify import in_exponentials, local_derivative
+from ..formulas.symbols import partial, symbol
+from ..ir import Graph, Node, depending_on, toposort
 from ..ops import OPS, in_terms_of, scalar_expr
 from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
@@ -27,14 +28,12 @@ from .notation import Notation, grouped_text, signed, signed_text
 class AdjointRenderer:
     """A backward node as a formula: forward values by name, adjoints as x̄, the rest expanded."""
 
-    def __init__(self, notation: Notation, backward: Backward, stop_at_named: bool, plain: bool = False) -> None:
+    def __init__(self, notation: Notation, backward: Backward, plain: bool = False) -> None:
         self.notation, self.plain = notation, plain
-        self.stops: dict[Node, str] = {}
+        self.stops: dict[Node, str] = {}  # a gradient met inside another's formula reads as its name
         for forward, adjoint in backward.adjoints.items():  # reversed topological order: first wins
-            if forward in notation.names and (not stop_at_named or notation.graph.name_of(forward) or forward.is_leaf):
-                name = notation.names[forward]
-                self.stops.setdefault(adjoint, f"d_{name}" if plain else bar(name))
-        self.forward = set(notation.names)
+            if forward in notation:
+                self.stops.setdefault(adjoint, notation.gradient(forward, plain))
 
     def render(self, node: Node, top: bool = True, named: dict[Node, str] | None = None) -> str:
         """`node` as LaTeX (or plain text); `named` gives adjoints to show under a name of the caller's choosing."""
@@ -44,8 +43,8 @@ class AdjointRenderer:
             return self.stops[node]
         if node.op == "const":
             return short_number(node.attr("value")) if self.plain else latex_number(node.attr("value"))
-        if node in self.forward:
-            return self.notation.names[node] if self.plain else self.notation.value(node)
+        if node in self.notation:
+            return self.notation.name(node) if self.plain else self.notation.value(node)
         args = []
         for x in node.inputs:
             if x.op == "const":
@@ -168,30 +167,29 @@ class Derivation:
         raise KeyError(f"no step for {name!r}; steps: {', '.join(s.target for s in self.steps)}")
 
 
-def derivation(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping[str, float] | None = None) -> Derivation:
-    """∂loss/∂v for every value v between the wrt leaves and the loss, in the order backprop visits them."""
-    loss_node = graph.outputs[loss]
-    notation = Notation(graph)
-    backward = reverse_mode(loss_node, [graph.leaves[name] for name in wrt])
+def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None) -> Derivation:
+    """∂loss/∂v for every value v between the wrt leaves and the loss of `model`, in the order backprop
+    visits them, on the graph as written: read off the module compiled as written, with the values of
+    one run of it at `at` (the leaves' values) when given."""
+    written = model.as_written()
+    graph, loss, backward = written.graph, written.loss_or_error(), written.backward
+    loss_node, notation = graph.outputs[loss], Notation(graph)
     scalar = is_scalar_graph(loss_node)
-    values = arrays = None
+    values = None
     if at is not None:
         check_leaves(loss_node, graph, at)
-        if scalar:
-            values = scalar_values(loss_node, at)
-        else:
-            arrays = traced_arrays(graph, loss, wrt, at)
+        values = computed_values(written, at, scalar)
     consumers = _consumers(loss_node, backward)
-    chain = _ChainRule(notation, backward, loss, scalar, values)
+    chain = _ChainRule(notation, backward, loss, scalar, values if scalar else None)
     order = _backprop_order(loss_node, list(graph.leaves.values()), consumers)
     steps = [chain.step(node, consumers.get(node, []), node is loss_node) for node in order]
-    if arrays is not None:  # a tensor graph's steps show the arrays the generated code computes
+    if values is not None and not scalar:  # a tensor graph's steps show the arrays the generated code computes
         for step, node in zip(steps, order):
-            step.array = np.float64(1.0) if node is loss_node else arrays.get(backward.adjoints[node])
-    values = values or arrays or {}
-    named_values = {notation.names[n]: v for n, v in values.items() if n in notation.names}
-    forward = [ForwardStep(notation.names[n], notation.value(n), notation.formula(n), notation.text(n), values.get(n))
-               for n in toposort([loss_node]) if not n.is_leaf and n in notation.names and n in backward.adjoints]
+            step.array = np.float64(1.0) if node is loss_node else values.get(backward.adjoints[node])
+    values = values or {}
+    named_values = {notation.name(n): v for n, v in values.items() if n in notation}
+    forward = [ForwardStep(notation.name(n), notation.value(n), notation.formula(n), notation.text(n), values.get(n))
+               for n in toposort([loss_node]) if not n.is_leaf and n in notation and n in backward.adjoints]
     return Derivation(loss, steps, named_values, forward, backward, values)
 
 
@@ -202,19 +200,19 @@ class _ChainRule:
     def __init__(self, notation: Notation, backward: Backward, loss: str, scalar: bool,
                  values: dict[Node, float] | None) -> None:
         self.notation, self.backward, self.loss, self.scalar, self.values = notation, backward, loss, scalar, values
-        self.renderer = AdjointRenderer(notation, backward, stop_at_named=False)
-        self.text_renderer = AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
+        self.renderer = AdjointRenderer(notation, backward)
+        self.text_renderer = AdjointRenderer(notation, backward, plain=True)
         self.adjoint_values: dict[Node, float] = {}
 
-    def lhs(self, name: str) -> tuple[str, str]:
+    def lhs(self, node: Node) -> tuple[str, str]:
         """(LaTeX, plain text) of a value's gradient: ∂f/∂t1 and df/dt1, or t̄1 and d_t1."""
         if self.scalar:
-            return partial(symbol(self.loss), symbol(name)), f"d{self.loss}/d{name}"
-        return bar(name), f"d_{name}"
+            return partial(symbol(self.loss), self.notation.value(node)), f"d{self.loss}/d{self.notation.name(node)}"
+        return self.notation.gradient(node), self.notation.gradient(node, plain=True)
 
     def step(self, node: Node, consumers: list[tuple[Node, int]], is_loss: bool) -> Step:
-        name = self.notation.names[node]
-        lhs, plain_lhs = self.lhs(name)
+        name = self.notation.name(node)
+        lhs, plain_lhs = self.lhs(node)
         if is_loss:
             self.adjoint_values[node] = 1.0
             return Step(name, lhs, [], value=1.0 if self.values is not None else None, plain=(plain_lhs, [], []))
@@ -229,8 +227,7 @@ class _ChainRule:
         return step
 
     def _scalar_path(self, step: Step, user: Node, index: int) -> None:
-        user_name = self.notation.names[user]
-        upstream, plain_upstream = self.lhs(user_name)
+        upstream, plain_upstream = self.lhs(user)
         local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
         step.terms.append(rf"{group(local_latex(local, user, self.notation))} \cdot {upstream}")
         step.plain[1].append(f"{local_text(local, user, self.notation)} * {plain_upstream}")
@@ -242,10 +239,9 @@ class _ChainRule:
 
     def _tensor_path(self, step: Step, user: Node, index: int) -> None:
         # the user's own adjoint reads as ū, even where it is the same array as another's
-        user_name = self.notation.names[user]
         piece, adjoint = self.backward.paths[(user, index)], self.backward.adjoints[user]
-        step.terms.append(self.renderer.render(piece, named={adjoint: bar(user_name)}))
-        step.plain[1].append(self.text_renderer.render(piece, named={adjoint: f"d_{user_name}"}))
+        step.terms.append(self.renderer.render(piece, named={adjoint: self.notation.gradient(user)}))
+        step.plain[1].append(self.text_renderer.render(piece, named={adjoint: self.notation.gradient(user, plain=True)}))
 
 
 def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
@@ -289,7 +285,7 @@ def local_latex(local: sp.Expr, user: Node, notation: Notation) -> str:
 
 
 def local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
-    return plain_text(in_terms_of(local, user, lambda value: sp.Symbol(notation.names[value])))
+    return plain_text(in_terms_of(local, user, lambda value: sp.Symbol(notation.name(value))))
 
 
 def local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
@@ -306,36 +302,41 @@ def check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
         raise GraphError(f"derivation at: {'; '.join(problems)}")
 
 
-def traced_arrays(graph: Graph, loss: str, wrt: tuple[str, ...], at: Mapping) -> dict[Node, np.ndarray]:
-    """Every value and gradient of a tensor graph at the given arrays, as the generated code computes them."""
-
-    arrays = {}
-    for name, value in at.items():
-        try:
-            arrays[name] = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise GraphError(f"derivation at: the value of {name!r} must be a number or an array, got {value!r}") from None
+def computed_values(written: GeneratedModule, at: Mapping, scalar: bool) -> dict[Node, object]:
+    """Every value and gradient the module compiled as written computes at the leaves' values `at`, from
+    one traced run of it; for a graph of scalars, the loss's forward values (numbers included) as floats."""
+    graph, loss = written.graph, written.graph.outputs[written.loss]
+    if scalar:
+        arrays = {name: np.float64(_as_float(value, name)) for name, value in at.items()}
+    else:
+        arrays = {name: _as_array(value, name) for name, value in at.items()}
+    unread = _unread_leaves(graph, loss, arrays)
     try:
         with np.errstate(all="ignore"):
-            return traced_values(graph, list(wrt), loss, arrays)
+            values = written.values_at({**arrays, **unread})
     except (TypeError, ValueError) as error:  # the module names the array and the shape it expected
         raise GraphError(f"derivation at: {error}") from None
+    if scalar:
+        return {n: float(n.attr("value") if n.op == "const" else values[n]) for n in toposort([loss])}
+    made_up = depending_on(graph.nodes(), {graph.leaves[name] for name in unread})
+    return {n: v for n, v in values.items() if n not in made_up}
 
 
-def scalar_values(loss: Node, at: Mapping[str, float]) -> dict[Node, float]:
-    """Every value of a scalar graph at the given leaf values."""
-    values: dict[Node, float] = {}
-    for n in toposort([loss]):
-        if n.op == "const":
-            values[n] = float(n.attr("value"))
-        elif n.is_leaf:
-            values[n] = _as_float(at[n.name], n.name)
-        elif OPS[n.op].elementwise:
-            expr = scalar_expr(n).xreplace({placeholder(i): sp.Float(values[x]) for i, x in enumerate(n.inputs)})
-            values[n] = float(sp.N(expr.rewrite(sp.exp)))
-        else:
-            values[n] = values[n.inputs[0]]
-    return values
+def _unread_leaves(graph: Graph, loss: Node, arrays: dict) -> dict[str, np.ndarray]:
+    """Zeros for the leaves that only other outputs read: the module computes every output, the
+    derivation needs only the loss (and shows no value computed from these)."""
+    needed = set(toposort([loss]))
+    batched = [np.shape(arrays[name])[0] for name, leaf in graph.inputs.items()
+               if name in arrays and leaf.shape[:1] == (None,) and np.ndim(arrays[name])]
+    return {name: np.zeros(tuple((batched[0] if batched else 1) if d is None else d for d in leaf.shape))
+            for name, leaf in graph.leaves.items() if name not in arrays and leaf not in needed}
+
+
+def _as_array(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise GraphError(f"derivation at: the value of {name!r} must be a number or an array, got {value!r}") from None
 
 
 def _as_float(value, name: str) -> float:

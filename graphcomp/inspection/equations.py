@@ -9,6 +9,7 @@ from collections import Counter
 import sympy as sp
 
 from ..codegen import GeneratedModule
+from ..codegen.names import gradient_name
 from ..formulas.printing import plain_text, sympy_number
 from ..formulas.latex import elementwise_latex, latex_number, short_number
 from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
@@ -16,7 +17,6 @@ from ..formulas.symbols import bar, partial, symbol
 from ..ir import Node, toposort
 from ..ops import OPS, scalar_expr
 from .mathml import Formulas
-
 
 
 def gradient_latex(model: GeneratedModule) -> dict[str, str]:
@@ -40,8 +40,8 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
         grad = model.backward.gradients[model.compiled_graph.leaves[name]]
         lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
         variable = _code_operand(listing, grad)
-        if variable != f"d_{listing.names[model.compiled_graph.leaves[name]]}":
-            lines.append(f"d_{name} = {variable}")
+        if variable != gradient_name(listing.names[model.compiled_graph.leaves[name]]):
+            lines.append(f"{gradient_name(name)} = {variable}")
         texts[name] = "\n".join(lines)
     return texts
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import html
 import json
-import re
 
 import networkx as nx
 
 from ..codegen import GeneratedModule
+from ..codegen.names import assigns_value_or_gradient, gradient_name
 from ..errors import GraphcompError
 from ..diff.reverse import Backward
 from ..formulas.simplify import local_derivative
-from ..ir import Graph, Node
+from ..ir import Node
 from ..ops import OPS, scalar_expr
 from .derivation import AdjointRenderer, Derivation, derivation, local_text
 from .equations import gradient_latex
@@ -92,16 +92,16 @@ select(decodeURIComponent(location.hash.slice(1)) || data.first);
 def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
     """The whole page. `at` (the leaves' values) puts values and gradients on every box and line."""
     graph, loss = model.graph, model.loss if model.backward is not None else None
-    steps = derivation(graph, loss, model.wrt, at) if loss else None  # once, for the picture and the page
-    view = to_networkx(graph, loss, model.wrt if loss else (), fold=False, steps=steps if at is not None else None)
+    derived = derivation(model, at) if loss else None  # once, for the picture and the page
+    view = to_networkx(graph, loss, model.wrt if loss else (), fold=False, derived=derived if at is not None else None)
     svg = svg_text(to_dot(view))
     if svg is None:
         raise GraphcompError("the explorer draws its picture with Graphviz's `dot`, which is not installed "
                              "(Debian/Ubuntu: apt-get install graphviz)")
     code = source_functions(model.source, ("forward", "_gradients")).split("\n")
     notation = Notation(graph)
-    paths = _path_texts(steps.backward, notation) if steps else {}
-    values = _values(view, notation, graph, code, paths)
+    paths = _path_texts(derived.backward, notation) if derived else {}
+    values = _values(view, notation, code, paths)
     payload = json.dumps({"values": values, "first": loss or next(iter(values))}, ensure_ascii=False)
     payload = payload.replace("</", "<\\/")  # no "</script>" inside the script element
     title = html.escape(graph.name)
@@ -115,7 +115,7 @@ def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
         *(f'<button type="button" data-value="{html.escape(name)}" aria-pressed="false">{html.escape(name)}</button>'
           for name in values),
         "</nav>", "</div>", _details_panel(), "</section>",
-        *_formula_sections(model, steps),
+        *_formula_sections(model, derived),
         '<section id="code"><h2>Generated code</h2><p class="muted"><code>forward</code> and <code>_gradients</code> '
         "of the generated module; the lines of the chosen value are marked.</p><pre><code>",
         *(f'<span class="line" id="line-{number}">{html.escape(line) or " "}</span>' for number, line in enumerate(code)),
@@ -145,61 +145,55 @@ def _details_panel() -> str:
             + "".join(items) + "</dl></aside>")
 
 
-def _formula_sections(model: GeneratedModule, steps: Derivation | None) -> list[str]:
-    if steps is None:
+def _formula_sections(model: GeneratedModule, derived: Derivation | None) -> list[str]:
+    if derived is None:
         return []
     return ['<section id="gradients"><h2>Gradients</h2>', Formulas(gradient_latex(model))._repr_html_(), "</section>",
             '<section id="derivation"><h2>Derivation</h2><p class="muted">The forward pass, then the chain rule '
-            "from the loss back to the leaves, on the graph as written.</p>", math_html(steps.latex()), "</section>"]
+            "from the loss back to the leaves, on the graph as written.</p>", math_html(derived.latex()), "</section>"]
 
 
 def _path_texts(backward: Backward, notation: Notation) -> dict[tuple[Node, int], str]:
     """(user, operand index) -> the gradient that flows back along that edge, as text (d_t4 @ W2.T)."""
-    renderer = AdjointRenderer(notation, backward, stop_at_named=False, plain=True)
-    return {(user, index): renderer.render(piece, named={backward.adjoints[user]: f"d_{notation.names[user]}"})
-            for (user, index), piece in backward.paths.items() if user in notation.names}
+    renderer = AdjointRenderer(notation, backward, plain=True)
+    return {(user, index): renderer.render(piece, named={backward.adjoints[user]: notation.gradient(user, plain=True)})
+            for (user, index), piece in backward.paths.items() if user in notation}
 
 
-def _values(view: nx.DiGraph, notation: Notation, graph: Graph, code: list[str], paths: dict) -> dict[str, dict]:
+def _values(view: nx.DiGraph, notation: Notation, code: list[str], paths: dict) -> dict[str, dict]:
     """What the panel shows for each value, by name."""
-    by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
     values = {}
     for name, data in view.nodes(data=True):
-        latex = data.get("latex") or notation.value(by_name[name])
+        latex = data.get("latex") or notation.value(notation.by_name[name])
         values[name] = {
             "role": data["role"], "formula": math_html(latex), "shape": data.get("shape_text", ""),
             "value": data.get("value_text", ""), "gradient": data.get("gradient_text", ""),
             "gradient_label": data.get("gradient_label", ""),
-            "locals": [html.escape(text) for text in _locals(view, name, notation, by_name, paths)],
-            "lines": [number for number, line in enumerate(code) if _computes(line, name)],
+            "locals": [html.escape(text) for text in _locals(view, name, notation, paths)],
+            "lines": [number for number, line in enumerate(code) if assigns_value_or_gradient(line, name)],
         }
     return values
 
 
-def _locals(view: nx.DiGraph, name: str, notation: Notation, by_name: dict, paths: dict) -> list[str]:
+def _locals(view: nx.DiGraph, name: str, notation: Notation, paths: dict) -> list[str]:
     """∂user/∂name for each value this one feeds (with its number and flow when values were given)."""
     found = []
     for _, user_name, data in view.out_edges(name, data=True):
         if data.get("local_text"):
             found.append(data["local_text"] + (f" ({data['flow_text']})" if data.get("flow_text") else ""))
             continue
-        user = by_name[user_name]
+        user = notation.by_name[user_name]
         if OPS[user.op].elementwise:
             local = local_derivative(scalar_expr(user), data["operand"])
             found.append(f"∂{user_name}/∂{name} = {local_text(local, user, notation)}")
         elif (user, data["operand"]) in paths:  # a tensor op: the gradient its rule sends back
             found.append(f"through {user_name} = {OPS[user.op].text(user, tuple(_names(user, notation)))}: "
-                         f"d_{name} += {paths[(user, data['operand'])]}")
+                         f"{gradient_name(name)} += {paths[(user, data['operand'])]}")
     return found
 
 
 def _names(node: Node, notation: Notation) -> list[str]:
-    return [str(x.attr("value")) if x.op == "const" else notation.names[x] for x in node.inputs]
-
-
-def _computes(line: str, name: str) -> bool:
-    """Whether a code line assigns the value `name` or one of its gradients (d_name, d_name_2)."""
-    return re.match(rf"\s*(d_)?{re.escape(name)}(_\d+)? = ", line) is not None and not line.lstrip().startswith("#")
+    return [str(x.attr("value")) if x.op == "const" else notation.name(x) for x in node.inputs]
 
 
 def notebook_html(model: GeneratedModule) -> str:

@@ -18,7 +18,8 @@ import networkx as nx
 import numpy as np
 import sympy as sp
 
-from ..codegen import GeneratedModule, loss_name
+from ..codegen import GeneratedModule, generate, loss_name
+from ..codegen.names import gradient_name
 from ..errors import GraphcompError
 from ..files import write_atomic
 from ..formulas.latex import short_number
@@ -40,23 +41,24 @@ class ExportError(GraphcompError):
 
 def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = (),
                 at: Mapping[str, object] | None = None, fold: bool | None = None,
-                steps: Derivation | None = None) -> nx.DiGraph:
+                derived: Derivation | None = None) -> nx.DiGraph:
     """The graph's values as nodes, operands as edges; with `at` (the leaves' values), values and
-    gradients (from `steps`, the derivation at those values, when the caller has it already). fold: write unnamed values used once inside their user's box (default: for tensor graphs
-    and graphs of more than 12 operations, never when values are shown)."""
+    gradients (from `derived`, the derivation at those values, when the caller has it already). fold: write
+    unnamed values used once inside their user's box (default: for tensor graphs and graphs of more than
+    12 operations, never when values are shown)."""
     notation = Notation(graph)
     nodes = [n for n in graph.nodes() if n.op != "const"]
     if fold is None:  # a lecture's scalar graph shows every step; a network shows its named values
-        fold = at is None and steps is None and (sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes))
+        fold = at is None and derived is None and (sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes))
     shown_nodes = _shown(graph, nodes, fold)
     view = nx.DiGraph(name=graph.name)
     texts: dict[Node, str] = {}
     for node in nodes:
         operands = [_operand(node, k, x, notation, texts, shown_nodes) for k, x in enumerate(node.inputs)]
-        texts[node] = notation.names[node] if node.is_leaf else OPS[node.op].text(node, tuple(operands))
+        texts[node] = notation.name(node) if node.is_leaf else OPS[node.op].text(node, tuple(operands))
         if node not in shown_nodes:
             continue
-        name = notation.names[node]
+        name = notation.name(node)
         formula = "" if node.is_leaf else f"{name} = {texts[node]}"
         view.add_node(name, op=node.op, role=_role(graph, node, loss), shape=format_shape(node.shape),
                       shape_text=shape_text(node.shape), formula=formula,
@@ -65,11 +67,11 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
                       output=node in graph.outputs.values(), cluster=_cluster(graph, node, notation))
         for index, x in enumerate(node.inputs):
             for source in _shown_sources(x, shown_nodes):
-                view.add_edge(notation.names[source], name, operand=index)
-    if at is not None or steps is not None:
+                view.add_edge(notation.name(source), name, operand=index)
+    if at is not None or derived is not None:
         if loss is None:
             raise ExportError("values and gradients need a loss: say which output it is")
-        _add_values(view, graph, notation, loss, steps or derivation(graph, loss, wrt, at))
+        _add_values(view, graph, notation, loss, derived or derivation(generate(graph, wrt, loss, simplify=False), at))
     return view
 
 
@@ -104,7 +106,7 @@ def _operand(user: Node, position: int, x: Node, notation: Notation, texts: dict
     if x.op == "const":
         return short_number(x.attr("value"))
     if x in shown_nodes:
-        return notation.names[x]
+        return notation.name(x)
     if user.op not in _BINDING:  # relu(...), sum(...): the call's own parentheses hold it
         return texts[x]
     inner, outer = _BINDING.get(x.op, 9), _BINDING[user.op]
@@ -136,7 +138,7 @@ def _cluster(graph: Graph, node: Node, notation: Notation) -> str:
     group = _group(graph.name_of(node))
     if group is None:
         return ""
-    members = sorted(name for name in notation.names.values() if _group(name) == group and name in _named(graph))
+    members = sorted(name for name in notation.by_name if _group(name) == group and name in _named(graph))
     return ", ".join(members) if len(members) > 1 else ""
 
 
@@ -149,20 +151,19 @@ def _group(name: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, steps: Derivation) -> None:
+def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, derived: Derivation) -> None:
     """Each value and gradient on its box; each edge's local derivative and the gradient along it."""
-    gradient = {step.target: step.value if step.array is None else step.array for step in steps.steps}
+    gradient = {step.target: step.value if step.array is None else step.array for step in derived.steps}
     scalar = is_scalar_graph(graph.outputs[loss])
     for name, data in view.nodes(data=True):
-        if name in steps.values:
-            _put(data, "value", steps.values[name])
+        if name in derived.values:
+            _put(data, "value", derived.values[name])
         if gradient.get(name) is not None:
             _put(data, "gradient", gradient[name])
-            data["gradient_label"] = f"∂{loss}/∂{name}" if scalar else f"d_{name}"
-    backward, numbers = steps.backward, steps.numbers
-    by_name = {notation.names[n]: n for n in graph.nodes() if n.op != "const"}
+            data["gradient_label"] = f"∂{loss}/∂{name}" if scalar else gradient_name(name)
+    backward, numbers = derived.backward, derived.numbers
     for source, target, data in view.edges(data=True):
-        user, index = by_name[target], data["operand"]
+        user, index = notation.by_name[target], data["operand"]
         if (user, index) not in backward.paths:
             continue
         if scalar:

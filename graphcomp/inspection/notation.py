@@ -1,39 +1,44 @@
-"""The LaTeX names of one graph's values, and the small number and operand formats that the
-equations, derivations and the report share.
+"""The graph as written, as readers see it: each value's name and LaTeX symbol (handed out by the one
+naming authority, `codegen.names.ValueNames`) and each node's formula over its operands; and the small
+number and operand formats that the equations, derivations and the report share.
 """
 from __future__ import annotations
 
 import re
 
+from ..codegen.names import ValueNames
 from ..formulas.latex import latex_number, short_number
-from ..formulas.symbols import symbol
 from ..ir import Graph, Node
 from ..ops import OPS
 
 
 class Notation:
-    """Names of the values of one graph, in LaTeX."""
+    """The values of one graph as written (every value the outputs depend on but the numbers), with
+    temporaries numbered in the graph's topological order."""
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.names: dict[Node, str] = {}
-        nodes = graph.nodes()
-        taken = {symbol(n) for n in map(graph.name_of, nodes) if n is not None}  # a user's t_2 is not t2
-        count = 0
-        for node in nodes:
-            name = graph.name_of(node)
-            if name is None and node.op != "const":
-                count += 1
-                while symbol(f"t{count}") in taken:
-                    count += 1
-                name = f"t{count}"
-            if name is not None:
-                self.names[node] = name
+        self.names = ValueNames.as_written(graph)
+        self.nodes = [node for node in graph.nodes() if node.op != "const"]
+        self._shown = set(self.nodes)
+        self.by_name = {self.names.label(node): node for node in self.nodes}
+
+    def __contains__(self, node: Node) -> bool:
+        return node in self._shown
+
+    def name(self, node: Node) -> str:
+        """The value's name: the user's, or its temporary (t3)."""
+        return self.names.label(node)
 
     def value(self, node: Node) -> str:
+        """The value in LaTeX: its symbol, or the number it is."""
         if node.op == "const":
             return latex_number(node.attr("value"))
-        return symbol(self.names[node])
+        return self.names.symbol(node)
+
+    def gradient(self, node: Node, plain: bool = False) -> str:
+        """The value's gradient: \\bar{t}_{3} in LaTeX, d_t3 as plain text."""
+        return self.names.gradient_label(node) if plain else self.names.gradient_symbol(node)
 
     def formula(self, node: Node) -> str:
         """The node's own formula over its operands' names."""
@@ -41,7 +46,7 @@ class Notation:
 
     def text(self, node: Node) -> str:
         """The node's own formula as plain text: u + v."""
-        args = tuple(short_number(x.attr("value")) if x.op == "const" else self.names[x] for x in node.inputs)
+        args = tuple(short_number(x.attr("value")) if x.op == "const" else self.name(x) for x in node.inputs)
         return OPS[node.op].text(node, args)
 
     def _operand(self, node: Node) -> str | int | float:

@@ -30,7 +30,7 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
     when `at` gives the leaves), the local derivatives, what simplification changed and why, the
     gradients, the derivation, and the part of the generated code that computes them."""
     graph, notation = model.graph, Notation(model.graph)
-    derivation = derive(graph, model.loss, model.wrt, at) if model.backward is not None else None
+    derivation = derive(model, at) if model.backward is not None else None
     values = derivation.values if derivation is not None and at is not None else {}
     out = [f"# Model `{graph.name}`", ""]
     if model.backward is not None:
@@ -61,7 +61,7 @@ def _forward_table(graph: Graph, notation: Notation, values: dict, at: dict | No
     for node in graph.nodes():
         if node.op == "const":
             continue
-        name = notation.names[node]
+        name = notation.name(node)
         formula = node.op if node.is_leaf else f"${notation.formula(node)}$"
         row = f"| ${notation.value(node)}$ | {node.op} | `{format_shape(node.shape)}` | {formula} |"
         if values:
@@ -93,7 +93,7 @@ def _changes(model: GeneratedModule, notation: Notation) -> list[str]:
     if not model.changes:
         return ["Nothing: the code computes the graph as written, one line per op."]
     lines = []
-    names = {**{n: notation.value(n) for n in notation.names}, **(model.listing.symbols if model.listing else {})}
+    names = {**{n: notation.value(n) for n in notation.nodes}, **(model.listing.symbols if model.listing else {})}
     for change in model.changes:
         if change.kind == "rewrite":
             lines.append(f"- rewrite: ${_formula(change.before, names)} \\;\\to\\; {_formula(change.after, names)}$ "

@@ -1,0 +1,143 @@
+"""One naming authority (codegen.names.ValueNames) for every view of a graph's values, and derivations
+that read the compiled module instead of differentiating and generating code a second time."""
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.codegen import names as value_names
+from graphcomp.codegen.names import ValueNames
+from graphcomp.inspection.explorer import explorer_html
+from graphcomp.inspection.export import backward_view, to_networkx
+from graphcomp.inspection.notation import Notation
+from graphcomp.inspection.report import markdown
+
+
+def layer() -> gc.Graph:
+    """A named hidden value, unnamed temporaries, and x read twice (two gradient paths into it)."""
+    g = gc.Graph("layer")
+    x, W = g.input("x", (None, 2)), g.param("W", (2, 2))
+    h = g.let("h", gc.tanh(x @ W))
+    g.output("loss", gc.sum(h * x))
+    return g
+
+
+AT = {"x": np.array([[1.0, -2.0], [0.5, 3.0]]), "W": np.array([[0.1, -0.3], [0.2, 0.4]])}
+
+
+def test_code_derivation_explorer_and_picture_name_each_value_alike():
+    g = layer()
+    model = gc.compile(g, wrt=["x", "W"], simplify=False)  # the graph as written, one line per op
+    listing, derived = model.listing, model.derivation(at=AT)
+    view = to_networkx(g, "loss", model.wrt, derived=derived)
+    notation = Notation(g)
+    assert isinstance(notation.names, ValueNames)  # the views ask the class the code asks
+    for node in notation.nodes:
+        name = notation.name(node)
+        assert listing.symbols[node] == notation.value(node), name  # the code's symbol is the formulas'
+        assert name in view and listing.names[node] == name or node.is_leaf, name
+    for step in derived.forward:  # forward steps: t1 = x @ W in the derivation is t1 in the code
+        assert f"    {step.target} = " in model.source, step.target
+    gradients = {step.plain[0] for step in derived.steps}
+    assert {"d_h", "d_t1", "d_W", "d_x"} <= gradients
+    code_gradients = {listing.names.get(adjoint) for adjoint in model.backward.adjoints.values()}
+    assert {"d_h", "d_t1", "d_W", "d_x"} <= code_gradients
+    page = explorer_html(model, AT)
+    assert '"gradient_label": "d_h"' in page and 'data-value="t1"' in page
+
+
+def test_renaming_temporaries_and_gradients_in_the_authority_renames_them_in_every_view(monkeypatch):
+    monkeypatch.setattr(value_names, "TEMPORARY_PREFIX", "tmp")
+    monkeypatch.setattr(value_names, "GRADIENT_PREFIX", "grad_")
+    g = layer()
+    model = gc.compile(g, wrt=["x", "W"], simplify=False)
+    lines = [line.strip() for line in model.source.splitlines() if not line.strip().startswith("#")]
+    assert "tmp1 = x @ W" in lines and any(line.startswith("grad_h = ") for line in lines)
+    assert not any(line.startswith(("t1 =", "d_")) for line in lines)
+    text = model.derivation(at=AT).text()
+    assert "tmp1 = x @ W" in text and "grad_h = " in text and not re.search(r"\b(d_|t1\b)", text)
+    assert "tmp1" in to_networkx(g, "loss", model.wrt, AT)
+    assert "grad_h" in backward_view(model) and "grad_h" in "\n".join(model.gradient_text().values())
+    report = markdown(model, AT)
+    assert "t_{1}" not in report and r"\mathrm{tmp}_{1}" in report
+    page = explorer_html(model, AT)
+    assert '"gradient_label": "grad_h"' in page and not re.search(r"\bd_h\b", page)
+
+
+def test_a_users_t_3_keeps_temporaries_off_t3_in_code_and_views():
+    g = gc.Graph("clash")
+    u, v = g.input("u"), g.input("v")
+    a = g.let("t_1", u * v)
+    g.output("f", gc.exp(a + u) * v)
+    model = gc.compile(g, simplify=False)
+    assert "t2 = t_1 + u" in model.source
+    assert [step.target for step in model.derivation().forward] == ["t_1", "t2", "t3", "f"]
+
+
+def refuse(what):
+    def refused(*args, **kwargs):
+        raise AssertionError(f"the derivation {what} again")
+    return refused
+
+
+def forbid_differentiating_and_rendering(monkeypatch):
+    """reverse_mode and the template refuse to run, wherever graphcomp imported them."""
+    for module in [m for name, m in sys.modules.items() if name.startswith("graphcomp")]:
+        if hasattr(module, "reverse_mode"):
+            monkeypatch.setattr(module, "reverse_mode", refuse("differentiated"))
+        if module.__name__ == "graphcomp.codegen.generate":
+            monkeypatch.setattr(module, "render", refuse("rendered a module"))
+
+
+def test_a_derivation_reads_the_compiled_module_and_runs_it_once(monkeypatch, tmp_path):
+    g = layer()
+    model = gc.compile(g, wrt=["x", "W"], simplify=False)
+    module = model.load()
+    loads, runs = [], []
+    monkeypatch.setattr(type(model), "load", lambda self: loads.append(self) or module)
+    run = module.gradients
+    monkeypatch.setattr(module, "gradients", lambda **arrays: runs.append(arrays) or run(**arrays))
+    forbid_differentiating_and_rendering(monkeypatch)
+    derived = model.derivation(at=AT)
+    outputs, grads = run(**AT)
+    assert derived.values["loss"] == pytest.approx(outputs["loss"])
+    np.testing.assert_allclose(derived.step("W").array, grads["W"])
+    np.testing.assert_allclose(derived.step("x").array, grads["x"])
+    assert derived.backward is model.backward  # the backward pass of the module, not a second one
+    model.report(tmp_path / "report.md", AT)
+    model.explorer(tmp_path / "page.html", AT)
+    assert loads == [model] and len(runs) == 3  # imported once; one run per derivation
+
+
+def test_a_simplified_model_compiles_the_graph_as_written_once(monkeypatch):
+    model = gc.compile(layer(), wrt=["x", "W"])
+    written = model.as_written()
+    assert written is model.as_written() and written.compiled_graph is model.graph and written is not model
+    forbid_differentiating_and_rendering(monkeypatch)
+    derived = model.derivation(at=AT)
+    assert derived.backward is written.backward
+    assert [step.target for step in derived.forward] == ["t1", "h", "t2", "loss"]
+
+
+def test_a_scalar_derivation_shows_the_numbers_the_module_computes(monkeypatch):
+    g = gc.Graph("fuv")
+    u, v, w = g.input("u"), g.input("v"), g.input("w")
+    g.output("f", (u + v) * w)
+    model = gc.compile(g, simplify=False)
+    forbid_differentiating_and_rendering(monkeypatch)
+    assert model.derivation(at={"u": 2, "v": 3, "w": 4}).text().splitlines()[:2] == ["t1 = u + v = 5", "f = t1 * w = 20"]
+
+
+def test_views_the_code_writes_inside_a_line_still_get_their_values():
+    g = gc.Graph("views")
+    x = g.input("x", (None, 2))
+    t = x * 2.0
+    g.output("loss", gc.sum(t + t.T.T))  # the gradients through both transposes are written in place
+    model = gc.compile(g, simplify=False)
+    assert "xp.ones_like(" in model.source and ".T.T" in model.source
+    derived = model.derivation(at={"x": np.ones((3, 2))})
+    for step in derived.steps:
+        assert step.array is not None, step.target
+    np.testing.assert_allclose(derived.step("x").array, np.full((3, 2), 4.0))
