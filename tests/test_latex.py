@@ -1,4 +1,5 @@
-"""Formulas a person reads: golden strings for the seeds' examples, and every string rendered by KaTeX."""
+"""Formulas a person reads: golden strings for the lecture notes' worked examples (f = (u + v) w, a value
+used twice), and every string rendered by KaTeX."""
 import pytest
 
 import graphcomp as gc

@@ -25,7 +25,7 @@ def fuv() -> gc.Graph:
     return g
 
 
-def test_seed_000_values_gradients_and_local_derivatives():
+def test_values_gradients_and_local_derivatives_of_the_first_worked_example():
     view = to_networkx(fuv(), "f", ("u", "v", "w"), {"u": 2, "v": 3, "w": 4})
     assert view.nodes["t1"]["value"] == 5 and view.nodes["t1"]["gradient"] == 4
     assert view.nodes["w"]["gradient"] == 5 and view.nodes["f"]["role"] == "loss"
@@ -84,7 +84,7 @@ def test_tensor_values_show_as_arrays_on_boxes_and_edges():
 
 
 def test_the_backward_picture_is_what_the_code_computes():
-    model = gc.compile(fuv(), loss="f", simplify=False)  # seed 000 as written: t1 = u + v, then f = t1 w
+    model = gc.compile(fuv(), loss="f", simplify=False)  # the lecture notes' f = (u + v) w as written: t1 = u + v, then f = t1 w
     view = backward_view(model)
     assert view.nodes["d_t1"]["formula"] == "d_t1 = w" and view.nodes["d_t1"]["role"] == "gradient"
     assert view.nodes["d_t1"]["gradient_of"] == "u, v" and view.nodes["d_w"]["gradient_of"] == "w"

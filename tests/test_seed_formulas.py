@@ -1,4 +1,5 @@
-"""The derivative formulas of the lecture notes, checked on the generated code (seeds 000, 001, 003)."""
+"""The derivative formulas of the lecture notes (backpropagation on a computational graph, layers as
+modules, convolutional networks), checked on the generated code."""
 import numpy as np
 import pytest
 
@@ -6,7 +7,7 @@ import graphcomp as gc
 
 
 def gradients_of(build, shapes, wrt, **arrays):
-    g = gc.Graph("seed")
+    g = gc.Graph("formula")
     leaves = {name: g.input(name, shape) for name, shape in shapes.items()}
     g.output("loss", build(**leaves))
     model = gc.compile(g, wrt=wrt)
@@ -29,7 +30,7 @@ def test_quadratic_loss_derivative_is_2_times_the_error():
 
 
 def test_nll_derivative_has_a_plus_sign_on_the_second_term():
-    # -y/ŷ + (1-y)/(1-ŷ): seed 000 prints a minus there, which is a slip.
+    # -y/ŷ + (1-y)/(1-ŷ): the notes on computational graphs print a minus there, which is a slip.
     p, y = np.array([[0.2], [0.7], [0.9]]), np.array([[1.0], [0.0], [1.0]])
     _, (_, grads) = gradients_of(lambda p, y: gc.binary_cross_entropy(p, y), {"p": (None, 1), "y": (None, 1)}, ["p"], p=p, y=y)
     np.testing.assert_allclose(grads["p"], (-y / p + (1 - y) / (1 - p)) / 3)
@@ -54,7 +55,7 @@ def test_binary_cross_entropy_with_logits_gradient_is_sigmoid_minus_y():
 
 
 def test_max_pool_routes_the_gradient_to_the_max():
-    # Seed 003, figure 4: a 4x4 input pooled 2x2; the gradient lands where each max was.
+    # The notes on convolutional networks, figure 4: a 4x4 input pooled 2x2; the gradient lands where each max was.
     x = np.array([[1, 1, 2, 4],
                   [5, 6, 7, 8],
                   [3, 2, 1, 0],
@@ -68,7 +69,7 @@ def test_max_pool_routes_the_gradient_to_the_max():
 
 
 def test_conv_weight_gradient_is_the_sum_of_upstream_times_input_patches():
-    # Seed 003, eq. (16): dL/dW(x, y) = Σ_i Σ_j dL/dout(i, j) · Image(i + x, j + y).
+    # The notes on convolutional networks, eq. (16): dL/dW(x, y) = Σ_i Σ_j dL/dout(i, j) · Image(i + x, j + y).
     rng = np.random.default_rng(0)
     image, kernel, upstream = rng.normal(size=(1, 1, 5, 5)), rng.normal(size=(1, 1, 3, 3)), rng.normal(size=(1, 1, 3, 3))
     _, (_, grads) = gradients_of(lambda x, w, r: gc.sum(gc.conv2d(x, w) * r),
@@ -82,7 +83,7 @@ def test_conv_weight_gradient_is_the_sum_of_upstream_times_input_patches():
 
 
 def test_conv_of_a_centre_one_filter_copies_the_image():
-    # Seed 003, figure 7: a filter with 1 in the centre gives back the image's centre value.
+    # The notes on convolutional networks, figure 7: a filter with 1 in the centre gives back the image's centre value.
     image = np.arange(9, dtype=float).reshape(1, 1, 3, 3)
     kernel = np.zeros((1, 1, 3, 3))
     kernel[0, 0, 1, 1] = 1
