@@ -173,12 +173,13 @@ def elementwise_vjp(node: Node, g: Node) -> tuple:
     return tuple(pieces)
 
 
-def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
-                emit: str | None = None, text: str | None = None, helpers: tuple[str, ...] = ()) -> Op:
-    """Declare an elementwise op from its SymPy formula.
+def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
+              emit: str | None = None, text: str | None = None, helpers: tuple[str, ...] = ()) -> Op:
+    """Declare an elementwise op from its SymPy formula: one row, everything else follows from it.
 
-    `emit` and `text` are format strings over the operands ({0}, {1}); without
-    `emit` the formula itself is printed, without `text` it reads `name(x)`.
+    Without `emit` the formula itself is printed as NumPy code, without `text` it reads `name(x)`;
+    either may be a format string over the operands ({0}, {1}) and attrs ({slope}) where the printed
+    formula would read worse (`a * b`, not `a*b`).
     """
     def emit_rule(node: Node, args: tuple) -> str:
         return emit.format(*args, **attr_texts(node)) if emit else _default_emit(node, args)
@@ -196,28 +197,28 @@ def elementwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
                        text=text_rule, latex=_default_latex, scalar=formula, helpers=helpers))
 
 
-elementwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
-elementwise("sub", lambda a, b: a - b, 2, emit="{0} - {1}", text="{0} - {1}")
-elementwise("mul", lambda a, b: a * b, 2, emit="{0} * {1}", text="{0} * {1}")
-elementwise("div", lambda a, b: a / b, 2, emit="{0} / {1}", text="{0} / {1}")
-elementwise("pow", lambda a, b: a ** b, 2, emit="{0} ** {1}", text="{0} ** {1}")
-elementwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
-elementwise("exp", sp.exp, emit="xp.exp({0})")
-elementwise("log", sp.log, emit="xp.log({0})")
-elementwise("tanh", sp.tanh, emit="xp.tanh({0})")
+pointwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
+pointwise("sub", lambda a, b: a - b, 2, emit="{0} - {1}", text="{0} - {1}")
+pointwise("mul", lambda a, b: a * b, 2, emit="{0} * {1}", text="{0} * {1}")
+pointwise("div", lambda a, b: a / b, 2, emit="{0} / {1}", text="{0} / {1}")
+pointwise("pow", lambda a, b: a ** b, 2, emit="{0} ** {1}", text="{0} ** {1}")
+pointwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
+pointwise("exp", sp.exp)
+pointwise("log", sp.log)
+pointwise("tanh", sp.tanh)
 # The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
-elementwise("sigmoid", sigmoid, emit="_sigmoid(xp, {0})", helpers=("sigmoid",))
+pointwise("sigmoid", sigmoid, helpers=("sigmoid",))
 # Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
-elementwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)), emit="xp.maximum({0}, 0)")
-elementwise("leaky_relu", lambda a, slope: sp.Piecewise((a, a > 0), (sympy_number(slope) * a, True)),
-            emit="xp.where({0} > 0, {0}, {slope} * {0})", text="leaky_relu({0}, slope={slope})")
-elementwise("maximum", lambda a, b: sp.Piecewise((a, a > b), (b, True)), 2, emit="xp.maximum({0}, {1})")
-elementwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit="xp.minimum({0}, {1})")
-elementwise("sqrt", sp.sqrt, emit="xp.sqrt({0})")
-elementwise("abs", sp.Abs, emit="xp.abs({0})")
+pointwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)))
+pointwise("leaky_relu", lambda a, slope: sp.Piecewise((a, a > 0), (sympy_number(slope) * a, True)),
+          emit="xp.where({0} > 0, {0}, {slope} * {0})", text="leaky_relu({0}, slope={slope})")
+pointwise("maximum", lambda a, b: sp.Piecewise((a, a > b), (b, True)), 2, emit="xp.maximum({0}, {1})")
+pointwise("minimum", lambda a, b: sp.Piecewise((a, a < b), (b, True)), 2, emit="xp.minimum({0}, {1})")
+pointwise("sqrt", sp.sqrt)
+pointwise("abs", sp.Abs)
 # softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so that it never overflows.
-elementwise("softplus", softplus, emit="xp.logaddexp(0, {0})")
+pointwise("softplus", softplus)
 
 
 def _generic_text(node: Node, args: tuple) -> str:

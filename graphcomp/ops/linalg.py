@@ -13,7 +13,7 @@ from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
 from .elementwise import fuse
 from .shape import reshape, sum_to
-from .table import Emit, Op, ShapeRule, register
+from .table import Emit, Op, ShapeRule, like, not_differentiable, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -214,8 +214,8 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 
 
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
-register(Op(name="tie_share", arity=2, shape=lambda shapes, attrs: shapes[0], emit=_tie_share_emit,
-            vjp=lambda node, g: (None, None),
+register(Op(name="tie_share", arity=2, shape=like(0), emit=_tie_share_emit,
+            vjp=not_differentiable,
             text=lambda node, args: f"argmax_share({args[0]})",
             latex=lambda node, args: latex_operator("ties", args, _axes_latex(node))))
 
@@ -237,5 +237,5 @@ def _count_latex(node: Node, args: tuple) -> str:
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
 register(Op(name="count", arity=1, shape=lambda shapes, attrs: (), emit=_count_emit,
-            vjp=lambda node, g: (None,), text=lambda node, args: f"count({args[0]})", latex=_count_latex,
+            vjp=not_differentiable, text=lambda node, args: f"count({args[0]})", latex=_count_latex,
             inlined=True))

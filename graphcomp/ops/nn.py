@@ -14,7 +14,7 @@ from ..formulas.simplify import G, Y, placeholder
 from ..ir import Node, apply, format_shape, normalize_axes
 from .elementwise import fuse
 from .shape import reshape
-from .table import Op, register
+from .table import Op, like, not_differentiable, register
 
 
 def _positions(size, kernel: int, stride: int, padding: int, what: str, shape) -> int | None:
@@ -81,14 +81,14 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
     return apply("conv2d", x, h, **settings), apply("conv2d_input_grad", g, h, x, **settings), None
 
 
-register(Op(name="conv2d_input_grad", arity=3, shape=lambda shapes, attrs: shapes[2],
+register(Op(name="conv2d_input_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             vjp=_conv2d_input_grad_vjp, text=lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
             latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
             helpers=("fold", "conv2d_input_grad")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
-register(Op(name="conv2d_weight_grad", arity=3, shape=lambda shapes, attrs: shapes[2],
+register(Op(name="conv2d_weight_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             vjp=_conv2d_weight_grad_vjp, text=lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
             latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
@@ -118,7 +118,7 @@ register(Op(name="max_pool2d", arity=1, shape=_pool_shape,
 def _pool_derivative(name: str, shape_of: int, superscript: str, vjp) -> Op:
     """One of max-pooling's two linear derivative maps, on (values, x, pooled); each is the other's
     adjoint, so each one's derivative rule applies the other."""
-    return register(Op(name=name, arity=3, shape=lambda shapes, attrs: shapes[shape_of],
+    return register(Op(name=name, arity=3, shape=like(shape_of),
                        emit=lambda node, args: f"_{name}(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
                        vjp=vjp, text=lambda node, args: f"{name}({args[0]})",
                        latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript),
@@ -137,9 +137,9 @@ _pool_derivative("max_pool2d_select", 2, r"\mathrm{sel}",
 
 # Inverted dropout's mask: 0 with probability `rate`, 1/(1 - rate) otherwise, in training only
 # (the generated code passes its seeded generator `_rng`; outside training it is None and the mask is 1).
-register(Op(name="dropout_mask", arity=1, shape=lambda shapes, attrs: shapes[0],
+register(Op(name="dropout_mask", arity=1, shape=like(0),
             emit=lambda node, args: f"_dropout_mask(xp, _rng, {args[0]}, rate={node.attr('rate')})",
-            vjp=lambda node, g: (None,), text=lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
+            vjp=not_differentiable, text=lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
             latex=lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
 
 

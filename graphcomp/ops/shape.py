@@ -11,7 +11,7 @@ from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
-from .table import Op, register
+from .table import Op, like, not_differentiable, register
 
 
 def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -172,13 +172,13 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 
 # A zero gradient for a leaf the loss does not depend on.
-register(Op(name="zeros_like", arity=1, shape=lambda shapes, attrs: shapes[0],
-            emit=lambda node, args: f"xp.zeros_like({args[0]})", vjp=lambda node, g: (None,),
+register(Op(name="zeros_like", arity=1, shape=like(0),
+            emit=lambda node, args: f"xp.zeros_like({args[0]})", vjp=not_differentiable,
             text=lambda node, args: "0", latex=lambda node, args: "0"))
 
 
 # The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
-register(Op(name="alias", arity=1, shape=lambda shapes, attrs: shapes[0], emit=lambda node, args: str(args[0]),
+register(Op(name="alias", arity=1, shape=like(0), emit=lambda node, args: str(args[0]),
             vjp=lambda node, g: (g,), text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
             number_operands=True, scalar_identity=True))
 
@@ -222,7 +222,7 @@ register(Op(name="index", arity=1, shape=_index_shape,
             latex=lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
-register(Op(name="unindex", arity=2, shape=lambda shapes, attrs: shapes[1],
+register(Op(name="unindex", arity=2, shape=like(1),
             emit=lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
             vjp=lambda node, g: (apply("index", g, index=node.attr("index")), None),
             text=lambda node, args: f"unindex({args[0]})",
@@ -259,8 +259,8 @@ register(Op(name="concat", arity=None, shape=_concat_shape,
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
-register(Op(name="stop_gradient", arity=1, shape=lambda shapes, attrs: shapes[0], emit=lambda node, args: str(args[0]),
-            vjp=lambda node, g: (None,), text=lambda node, args: f"stop_gradient({args[0]})",
+register(Op(name="stop_gradient", arity=1, shape=like(0), emit=lambda node, args: str(args[0]),
+            vjp=not_differentiable, text=lambda node, args: f"stop_gradient({args[0]})",
             latex=lambda node, args: args[0], transparent=True, scalar_identity=True))
 
 
@@ -270,5 +270,5 @@ def _one_hot_emit(node: Node, args: tuple) -> str:
 
 # Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
 register(Op(name="one_hot", arity=1, shape=lambda shapes, attrs: shapes[0] + (attrs["classes"],), emit=_one_hot_emit,
-            vjp=lambda node, g: (None,), text=lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
+            vjp=not_differentiable, text=lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
             latex=lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))

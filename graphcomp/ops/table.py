@@ -71,6 +71,17 @@ class Op:
         return self.scalar is not None
 
 
+def not_differentiable(node: Node, g: Node) -> tuple:
+    """The derivative rule of an op no gradient flows through (labels, masks, counts, stop_gradient):
+    None for every operand. Unlike `vjp=None`, differentiating through it is no error."""
+    return (None,) * len(node.inputs)
+
+
+def like(operand: int) -> ShapeRule:
+    """The shape rule of an op whose value has the shape of its operand number `operand`."""
+    return lambda shapes, attrs: shapes[operand]
+
+
 def register(op: Op) -> Op:
     if op.name in OPS:
         raise ValueError(f"op {op.name!r} is declared twice")
