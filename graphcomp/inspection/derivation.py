@@ -144,7 +144,7 @@ class Derivation:
     # what the steps were computed from, for pictures: the backward pass, and every value by node
     # (gradients too, for tensor graphs) when `at` was given
     backward: Backward | None = field(default=None, repr=False)
-    numbers: dict[Node, object] = field(default_factory=dict, repr=False)
+    node_values: dict[Node, object] = field(default_factory=dict, repr=False)
 
     def latex(self) -> str:
         lines = [s.latex() for s in self.forward] + [s.latex() for s in self.steps]

@@ -67,7 +67,7 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
         leaf = model.compiled_graph.leaves[name]
         grad = model.backward.gradients[leaf]
         nodes = _slice(model, grad)
-        writer = _Writer(listing, set())
+        writer = _EquationWriter(listing, set())
         uses = Counter(x for m in nodes for x in m.inputs)
         for n in nodes:  # in the code's order: a node's operands are decided before it
             if n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None):
@@ -106,7 +106,7 @@ def _slice(model: GeneratedModule, root: Node) -> list[Node]:
     return [n for n in model.listing.order if n in needed]
 
 
-class _Writer:
+class _EquationWriter:
     """Formulas of one gradient's equations: symbols, or formulas written in place."""
 
     def __init__(self, listing, inline: set[Node]) -> None:

@@ -161,20 +161,20 @@ def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, d
         if gradient.get(name) is not None:
             _put(data, "gradient", gradient[name])
             data["gradient_label"] = f"∂{loss}/∂{name}" if scalar else gradient_name(name)
-    backward, numbers = derived.backward, derived.numbers
+    backward, node_values = derived.backward, derived.node_values
     for source, target, data in view.edges(data=True):
         user, index = notation.by_name[target], data["operand"]
         if (user, index) not in backward.paths:
             continue
         if scalar:
             local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
-            slope = local_value(local, user, numbers)
+            slope = local_value(local, user, node_values)
             data["local_text"] = f"∂{target}/∂{source} = {local_text(local, user, notation)}"
             if data["local_text"].split(" = ")[-1] != short_number(slope):
                 data["local_text"] += f" = {short_number(slope)}"
             _put(data, "flow", slope * gradient[target])
-        elif backward.paths[(user, index)] in numbers:
-            _put(data, "flow", numbers[backward.paths[(user, index)]])
+        elif backward.paths[(user, index)] in node_values:
+            _put(data, "flow", node_values[backward.paths[(user, index)]])
         if "flow_text" in data:
             data["flow_text"] = f"adds {data['flow_text']}"
 
