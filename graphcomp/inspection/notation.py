@@ -17,7 +17,6 @@ class Notation:
     temporaries numbered in the graph's topological order."""
 
     def __init__(self, graph: Graph) -> None:
-        self.graph = graph
         self.names = ValueNames.as_written(graph)
         self.nodes = [node for node in graph.nodes() if node.op != "const"]
         self._shown = set(self.nodes)
