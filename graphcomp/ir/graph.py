@@ -17,7 +17,8 @@ from .naming import check_user_name
 from .shapes import Shape, check_shape, format_shape, normalize_index
 
 # The op table, filled by graphcomp.ops when it is imported: op name -> its rules (an `ops.table.Op`).
-# The IR reads only each op's arity and shape rule from it, to check operands and infer shapes.
+# The IR reads only each op's arity, canonical-attribute hook and shape rule from it, to check operands,
+# share equal nodes and infer shapes.
 OPS: dict[str, Any] = {}
 
 # How a graph shows itself in a notebook: graphcomp.inspection registers its picture here (the IR
@@ -129,6 +130,8 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
     inputs = tuple(as_node(x) for x in operands)
     if op.arity is not None and len(inputs) != op.arity:
         raise GraphError(f"{op_name} takes {op.arity} operand(s), got {len(inputs)}")
+    if op.canonical is not None:  # attrs written one way (axis=-1 is axis=1), so equal computations share
+        attrs = op.canonical(attrs, tuple(x.shape for x in inputs))
     frozen = tuple(sorted(attrs.items()))
     key = (op_name, tuple(id(x) if x.op != "const" else ("const", x.attr("value")) for x in inputs), frozen)
     node = _INTERNED.get(key)

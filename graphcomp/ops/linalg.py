@@ -10,10 +10,10 @@ from ..formulas.latex import axis_subscript, group, latex_operator, transposed
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..formulas.simplify import G, placeholder
 from ..ir.graph import Node, apply, constant
-from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
+from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .elementwise import fuse
 from .shape import reshape, sum_to
-from .table import Emit, Op, ShapeRule, like, not_differentiable, register
+from .table import Emit, Op, ShapeRule, axes_canonical, like, not_differentiable, reduced_axes, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -117,7 +117,7 @@ register(Op(name="transpose", arity=1, shape=_transpose_shape,
 def _reduce_shape(name: str) -> ShapeRule:
     def rule(shapes: tuple, attrs: dict) -> Shape:
         (x,) = shapes
-        axes = normalize_axes(attrs.get("axis"), len(x), name)
+        axes = reduced_axes(attrs["axis"], len(x))
         if attrs.get("keepdims"):
             return tuple(1 if i in axes else d for i, d in enumerate(x))
         return tuple(d for i, d in enumerate(x) if i not in axes)
@@ -127,7 +127,7 @@ def _reduce_shape(name: str) -> ShapeRule:
 def _reduce_emit(function: str) -> Emit:
     def emit(node: Node, args: tuple) -> str:
         x = node.inputs[0]
-        axes = normalize_axes(node.attr("axis"), x.ndim, function)
+        axes = reduced_axes(node.attr("axis"), x.ndim)
         options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_argument(axes)}"
         if node.attr("keepdims"):
             options += ", keepdims=True"
@@ -138,7 +138,7 @@ def _reduce_emit(function: str) -> Emit:
 def _unreduce(node: Node, g: Node) -> Node:
     """g spread back over the axes the reduction `node` removed."""
     x = node.inputs[0]
-    axes = None if node.attr("keepdims") else normalize_axes(node.attr("axis"), x.ndim, node.op)
+    axes = None if node.attr("keepdims") else reduced_axes(node.attr("axis"), x.ndim)
     return apply("broadcast_like", g, x, axis=axes)
 
 
@@ -155,7 +155,7 @@ def _sum_vjp(node: Node, g: Node) -> tuple:
 
 def _mean_vjp(node: Node, g: Node) -> tuple:
     x = node.inputs[0]
-    return (apply("div", _unreduce(node, g), reduced_count(x, normalize_axes(node.attr("axis"), x.ndim, "mean"))),)
+    return (apply("div", _unreduce(node, g), reduced_count(x, reduced_axes(node.attr("axis"), x.ndim))),)
 
 
 def _reduction_text(name: str) -> Emit:
@@ -178,14 +178,16 @@ def _reduction_latex(name: str, whole: str | None = None) -> Emit:
 def _axes_latex(node: Node) -> str:
     """The subscript of a reduction of node.inputs[0]: its axes, counted from 0, and keepdims."""
     axis = node.attr("axis")
-    axes = None if axis is None else normalize_axes(axis, node.inputs[0].ndim, node.op)
+    axes = None if axis is None else reduced_axes(axis, node.inputs[0].ndim)
     return axis_subscript(axes, bool(node.attr("keepdims")))
 
 
 register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
+            canonical=axes_canonical("sum", keepdims=True),
             text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
             number_operands=True, scalar_identity=True))
 register(Op(name="mean", arity=1, shape=_reduce_shape("mean"), emit=_reduce_emit("mean"), vjp=_mean_vjp,
+            canonical=axes_canonical("mean", keepdims=True),
             text=_reduction_text("mean"), latex=_reduction_latex("mean"),
             number_operands=True, scalar_identity=True))
 
@@ -197,14 +199,16 @@ def _extremum_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op(name="max", arity=1, shape=_reduce_shape("max"), emit=_reduce_emit("max"), vjp=_extremum_vjp,
+            canonical=axes_canonical("max", keepdims=True),
             text=_reduction_text("max"), latex=_reduction_latex("max", r"\max"), scalar_identity=True))
 register(Op(name="min", arity=1, shape=_reduce_shape("min"), emit=_reduce_emit("min"), vjp=_extremum_vjp,
+            canonical=axes_canonical("min", keepdims=True),
             text=_reduction_text("min"), latex=_reduction_latex("min", r"\min"), scalar_identity=True))
 
 
 def _tie_share_emit(node: Node, args: tuple) -> str:
     x, extremum = node.inputs
-    axes = normalize_axes(node.attr("axis"), x.ndim, "max")
+    axes = reduced_axes(node.attr("axis"), x.ndim)
     reached = args[1]
     if not node.attr("keepdims") and axes != tuple(range(x.ndim)):
         reached = f"{reached}[{subscript_text('None' if i in axes else ':' for i in range(x.ndim))}]"
@@ -215,6 +219,7 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
 register(Op(name="tie_share", arity=2, shape=like(0), emit=_tie_share_emit,
+            canonical=axes_canonical("tie_share", keepdims=True),
             vjp=not_differentiable,
             text=lambda node, args: f"argmax_share({args[0]})",
             latex=lambda node, args: latex_operator("ties", args, _axes_latex(node))))

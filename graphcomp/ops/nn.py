@@ -11,10 +11,10 @@ import sympy as sp
 from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.simplify import G, Y, placeholder
-from ..ir import Node, apply, format_shape, normalize_axes
+from ..ir import Node, apply, format_shape
 from .elementwise import fuse
 from .shape import reshape
-from .table import Op, like, not_differentiable, register
+from .table import Op, axes_canonical, like, not_differentiable, register
 
 
 def _positions(size, kernel: int, stride: int, padding: int, what: str, shape) -> int | None:
@@ -150,7 +150,7 @@ register(Op(name="dropout_mask", arity=1, shape=like(0),
 def _one_axis_shape(keep: bool):
     def rule(shapes: tuple, attrs: dict):
         (x,) = shapes[:1]
-        (axis,) = normalize_axes(attrs["axis"], len(x), "softmax family")
+        axis = attrs["axis"]
         if keep:
             return x
         if attrs.get("keepdims"):
@@ -160,7 +160,7 @@ def _one_axis_shape(keep: bool):
 
 
 def _axis_of(node: Node) -> int:
-    return normalize_axes(node.attr("axis"), node.inputs[0].ndim, node.op)[0]
+    return node.attr("axis")
 
 
 def kept(value: Node, axis: int) -> Node:
@@ -193,19 +193,22 @@ def _lse_text(node: Node, x: str, keepdims: bool) -> str:
     return f"_logsumexp(xp, {x}, axis={_axis_of(node)}{', keepdims=True' if keepdims else ''})"
 
 
-register(Op(name="logsumexp", arity=1, shape=_one_axis_shape(False),
+register(Op(name="logsumexp", arity=1, canonical=axes_canonical("logsumexp", keepdims=True, one=True),
+            shape=_one_axis_shape(False),
             emit=lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
             vjp=_logsumexp_vjp,
             text=lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
             latex=lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims")))),
             helpers=("logsumexp",)))
-register(Op(name="log_softmax", arity=1, shape=_one_axis_shape(True),
+register(Op(name="log_softmax", arity=1, canonical=axes_canonical("log_softmax", one=True),
+            shape=_one_axis_shape(True),
             emit=lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
             vjp=_log_softmax_vjp,
             text=lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
             latex=lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
             helpers=("logsumexp",)))
-register(Op(name="softmax", arity=1, shape=_one_axis_shape(True),
+register(Op(name="softmax", arity=1, canonical=axes_canonical("softmax", one=True),
+            shape=_one_axis_shape(True),
             emit=lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
             vjp=_softmax_vjp,
             text=lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
@@ -255,7 +258,8 @@ def cross_entropy(z: Node, y: Node, axis: int, normalized: bool) -> Node:
 
 
 # -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
-register(Op(name="softmax_cross_entropy", arity=3, shape=_xent_shape, emit=_xent_emit, vjp=_xent_vjp,
+register(Op(name="softmax_cross_entropy", arity=3, canonical=axes_canonical("softmax_cross_entropy", one=True),
+            shape=_xent_shape, emit=_xent_emit, vjp=_xent_vjp,
             text=lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
             latex=lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],

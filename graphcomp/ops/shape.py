@@ -10,8 +10,8 @@ from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
-from ..ir.shapes import Shape, broadcast_shapes, format_shape, normalize_axes, shapes_text
-from .table import Op, like, not_differentiable, register
+from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
+from .table import Op, axes_canonical, like, not_differentiable, register
 
 
 def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -232,7 +232,7 @@ register(Op(name="unindex", arity=2, shape=like(1),
 
 def _concat_shape(shapes: tuple, attrs: dict) -> Shape:
     first = shapes[0]
-    axis = normalize_axes(attrs["axis"], len(first), "concat")[0]
+    axis = attrs["axis"]
     for other in shapes[1:]:
         if len(other) != len(first) or any(a != b for k, (a, b) in enumerate(zip(first, other)) if k != axis):
             raise ShapeError(f"concat: shapes {shapes_text(shapes)} differ outside axis {attrs['axis']}")
@@ -242,7 +242,7 @@ def _concat_shape(shapes: tuple, attrs: dict) -> Shape:
 
 
 def _concat_vjp(node: Node, g: Node) -> tuple:
-    axis = normalize_axes(node.attr("axis"), node.ndim, "concat")[0]
+    axis = node.attr("axis")
     pieces, start = [], 0
     for x in node.inputs:
         index = (("slice", None, None, None),) * axis + (("slice", start, start + x.shape[axis], None),)
@@ -251,11 +251,11 @@ def _concat_vjp(node: Node, g: Node) -> tuple:
     return tuple(pieces)
 
 
-register(Op(name="concat", arity=None, shape=_concat_shape,
+register(Op(name="concat", arity=None, canonical=axes_canonical("concat", one=True), shape=_concat_shape,
             emit=lambda node, args: f"xp.concat({tuple_text(args)}, axis={node.attr('axis')})",
             vjp=_concat_vjp,
             text=lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
-            latex=lambda node, args: latex_operator("concat", args, axis_subscript(normalize_axes(node.attr("axis"), node.ndim, "concat")))))
+            latex=lambda node, args: latex_operator("concat", args, axis_subscript((node.attr("axis"),)))))
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).

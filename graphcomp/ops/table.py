@@ -24,9 +24,10 @@ from typing import Callable, Optional
 
 import sympy as sp
 
+from ..errors import ShapeError
 from ..formulas.printing import number_text
 from ..ir.graph import OPS, Node
-from ..ir.shapes import Shape
+from ..ir.shapes import Shape, normalize_axes
 
 ShapeRule = Callable[[tuple, dict], Shape]
 Emit = Callable[[Node, tuple], str]
@@ -56,6 +57,9 @@ class Op:
     """Elementwise ops: the SymPy formula over scalar placeholders of the operands (and the attrs)."""
     helpers: tuple[str, ...] = ()
     """Functions of templates/runtime/helpers.py the emitted code calls."""
+    canonical: Optional[Callable[[dict, tuple], dict]] = None
+    """canonical(attrs, input_shapes) -> the same attrs written one way (axes counted from 0 and sorted,
+    defaults filled in), applied by `apply` before structural sharing: equal computations are one node."""
     inlined: bool = False
     """A cheap view (transpose, reshape) that reads better inside the line using it, `d_z @ W.T`, when
     that line is its only user."""
@@ -80,6 +84,26 @@ def not_differentiable(node: Node, g: Node) -> tuple:
 def like(operand: int) -> ShapeRule:
     """The shape rule of an op whose value has the shape of its operand number `operand`."""
     return lambda shapes, attrs: shapes[operand]
+
+
+def axes_canonical(what: str, keepdims: bool = False, one: bool = False) -> Callable[[dict, tuple], dict]:
+    """The canonical hook of an op over axes of its first operand: an axis counted from 0, several
+    sorted (one as an int, the same computation as the tuple of it), None for every axis; with
+    `keepdims`, keepdims filled as True or False. `one`: exactly one axis is allowed."""
+    def canonical(attrs: dict, shapes: tuple) -> dict:
+        axis = attrs.get("axis")
+        if axis is not None or one:
+            axes = normalize_axes(axis, len(shapes[0]), what)
+            if one and len(axes) != 1:
+                raise ShapeError(f"{what}: axis must be one axis, got {axis!r}")
+            axis = axes[0] if len(axes) == 1 else axes
+        return {**attrs, "axis": axis, **({"keepdims": bool(attrs.get("keepdims", False))} if keepdims else {})}
+    return canonical
+
+
+def reduced_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """The axes a canonical `axis` attr names, as a tuple: None is every axis."""
+    return tuple(range(ndim)) if axis is None else (axis,) if isinstance(axis, int) else axis
 
 
 def register(op: Op) -> Op:
