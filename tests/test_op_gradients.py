@@ -89,6 +89,7 @@ UNARY = [
     ("relu", gc.relu, (-2, 2)),
     ("leaky_relu", lambda a: gc.leaky_relu(a, slope=0.1), (-2, 2)),
     ("softplus", gc.softplus, (-3, 3)),
+    ("softsign", gc.softsign, (-3, 3)),
 ]
 CASES += [(f"{name} {label}", [shape], build, domain)
           for name, build, domain in UNARY for label, shape in (("scalar", ()), ("batched", (None, 4)))]

@@ -17,7 +17,8 @@ Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
 
 __all__ = [
-    "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "maximum", "minimum",
+    "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softsign", "maximum",
+    "minimum",
     "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient",
     "conv2d", "max_pool2d", "dropout",
 ]
@@ -53,6 +54,11 @@ def leaky_relu(x: Node, slope: float = 0.01) -> Node:
 def softplus(x: Node) -> Node:
     """log(1 + e^x), computed without overflow."""
     return apply("softplus", x)
+
+
+def softsign(x: Node) -> Node:
+    """x / (1 + |x|)."""
+    return apply("softsign", x)
 
 
 def sqrt(x: Node) -> Node:

@@ -219,6 +219,7 @@ pointwise("sqrt", sp.sqrt)
 pointwise("abs", sp.Abs)
 # softplus(a) = log(1 + e^a), computed as logaddexp(0, a) so that it never overflows.
 pointwise("softplus", softplus)
+pointwise("softsign", lambda a: a / (1 + sp.Abs(a)))
 
 
 def _generic_text(node: Node, args: tuple) -> str:
