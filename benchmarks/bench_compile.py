@@ -1,14 +1,24 @@
-"""Compile time against graph size: elementwise chains, MLPs and unrolled RNNs of growing size.
+"""Compile time against graph size: elementwise chains, MLPs and unrolled RNNs of growing size, and
+TOML specs of chains (written last entry first) and wide sums.
 
-Run: python benchmarks/bench_compile.py [--largest 10000]
+Run: python benchmarks/bench_compile.py [--largest 10000] [--only graphs|specs]
 Prints one row per graph: its node count, seconds to compile (simplified, and as written), and
-milliseconds per node. Compile time is linear in graph size when the per-node figure stays flat as
-the graphs grow; timings are noisy, so compare the per-node column, not single seconds.
+milliseconds per node; a spec's row also gives the seconds to read it (TOML, expressions, names and
+shapes checked: what every graphcomp command does first). Compile time is linear in graph size when
+the per-node figure stays flat as the graphs grow; timings are noisy, so compare the per-node column,
+not single seconds.
 """
 import argparse
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import graphcomp as gc
+from graphcomp.frontend.spec import load
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_large_specs import chain_spec, wide_spec  # noqa: E402 - the spec generators the tests use
 
 
 def chain(steps: int) -> gc.Graph:
@@ -42,17 +52,34 @@ def rnn(steps: int) -> gc.Graph:
     return g
 
 
-def seconds(graph: gc.Graph, simplify: bool) -> float:
+def seconds(graph: gc.Graph, simplify: bool, **options) -> float:
     start = time.perf_counter()
-    gc.compile(graph, simplify=simplify)
+    gc.compile(graph, simplify=simplify, **options)
     return time.perf_counter() - start
+
+
+def specs(largest: int) -> list[tuple[str, str]]:
+    """(label, TOML text): the chain above as a spec, and one of `largest` additions, both written last
+    entry first; `largest` terms x + k summed; and fewer terms tanh(x * k + w), each a formula of its own."""
+    return [(f"chain spec {largest // 4}", chain_spec(largest // 4, reverse=True)),
+            (f"add spec {largest}", chain_spec(largest, reverse=True, steps=("{h} + w",))),
+            (f"wide spec {largest}", wide_spec(largest, term="x + {k}")),
+            (f"tanh spec {largest // 100}", wide_spec(largest // 100))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--largest", type=int, default=10000, help="node count of the largest chain (default 10000)")
+    parser.add_argument("--only", choices=("graphs", "specs"), help="time only the graphs built in Python, or only the specs")
     args = parser.parse_args()
-    cases = [("chain", chain, steps) for steps in (25, 100, 250, 1000, args.largest // 4)]
+    if args.only != "specs":
+        graphs(args.largest)
+    if args.only != "graphs":
+        spec_files(args.largest)
+
+
+def graphs(largest: int) -> None:
+    cases = [("chain", chain, steps) for steps in (25, 100, 250, 1000, largest // 4)]
     cases += [("mlp", mlp, layers) for layers in (2, 8, 32)]
     cases += [("rnn", rnn, steps) for steps in (5, 20, 80)]
     print(f"{'graph':<14}{'nodes':>8}{'simplified s':>15}{'as written s':>15}{'ms/node':>10}")
@@ -61,6 +88,21 @@ def main() -> None:
         nodes = len(graph.nodes())
         fused, literal = seconds(graph, True), seconds(graph, False)
         print(f"{name + ' ' + str(size):<14}{nodes:>8}{fused:>15.2f}{literal:>15.2f}{1000 * fused / nodes:>10.2f}", flush=True)
+
+
+def spec_files(largest: int) -> None:
+    print(f"\n{'spec':<20}{'nodes':>8}{'read s':>9}{'simplified s':>15}{'as written s':>15}{'ms/node':>10}")
+    with tempfile.TemporaryDirectory() as folder:
+        for label, text in specs(largest):
+            path = Path(folder) / "spec.toml"
+            path.write_text(text)
+            start = time.perf_counter()
+            spec = load(path)
+            read = time.perf_counter() - start
+            nodes = len(spec.graph.nodes())
+            options = dict(loss=spec.loss, wrt=["x", "w"])
+            fused, literal = seconds(spec.graph, True, **options), seconds(spec.graph, False, **options)
+            print(f"{label:<20}{nodes:>8}{read:>9.2f}{fused:>15.2f}{literal:>15.2f}{1000 * fused / nodes:>10.2f}", flush=True)
 
 
 if __name__ == "__main__":
