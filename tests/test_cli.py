@@ -353,3 +353,16 @@ def test_ctrl_c_anywhere_else_is_one_line_and_exit_130(tmp_path):
     _, err = command.communicate(timeout=60)
     assert command.returncode == 130 and err == "graphcomp: interrupted\n"
     assert not (tmp_path / "m.py").exists()
+
+
+def test_a_validation_fraction_that_leaves_no_example_is_refused_before_the_module_is_written(tmp_path, capsys):
+    data = tmp_path / "three.npz"
+    np.savez(data, x=np.ones((3, 2)), y=np.array([0.0, 1.0, 0.0]))  # three examples
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('[inputs]\nx = ["N", 2]\ny = ["N"]\n[params]\nw = [2]\n[outputs]\nloss = "mean((x @ w - y) ** 2)"\n')
+    module = tmp_path / "tiny.py"
+    code = main(["train", str(spec), "--data", str(data), "--validation", "0.9", "-o", str(module),
+                 "--out", str(tmp_path / "p.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"graphcomp: error: {data}: no examples to train on (validation=0.9 holds out all 3)\n"
+    assert not module.exists() and not (tmp_path / "p.npz").exists()

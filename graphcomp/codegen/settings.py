@@ -4,66 +4,24 @@ checked when a spec file is read, so that a wrong setting is reported with its f
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from ..errors import GraphError
 from ..ir import Graph, Node
+from .runtime import SETTINGS, setting_problems
 
 DTYPES = ("float64", "float32")
-# The settings train() takes besides params and data, and the defaults of the module's command line.
-TRAINING_KEYS = ("optimizer", "lr", "epochs", "batch_size", "seed", "momentum", "beta1", "beta2",
-                 "schedule", "step_size", "gamma", "weight_decay", "l1", "validation")
-DEFAULT_TRAINING = {"epochs": 10, "lr": 0.1, "batch_size": 32}
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = (None, "step", "exponential", "cosine")
+# The settings train() takes besides params and data: the runtime's one table (templates/runtime/settings.py).
+TRAINING_KEYS = tuple(SETTINGS)
+# The defaults of the module's command line that compile() writes into TRAINING.
+DEFAULT_TRAINING = {name: SETTINGS[name].default for name in ("epochs", "lr", "batch_size")}
 
 
 def training_problems(settings: dict) -> dict[str, str]:
-    """{setting: what is wrong with it} for training settings (empty when all are fine): checked
-    when a spec is read and when a model is compiled, not when training starts."""
-    def whole(value, least):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-    def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    rules = {
-        "epochs": (lambda v: whole(v, 0), "a whole number >= 0"),
-        "batch_size": (lambda v: whole(v, 1), "a whole number >= 1"),
-        "seed": (lambda v: whole(v, 0), "a whole number >= 0"),
-        "step_size": (lambda v: whole(v, 1), "a whole number >= 1"),
-        "lr": (lambda v: number(v) and v > 0, "a number > 0"),
-        "gamma": (lambda v: number(v) and v > 0, "a number > 0"),
-        "momentum": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
-        "beta1": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
-        "beta2": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
-        "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
-        "l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
-        "validation": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-        "optimizer": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-        "schedule": (lambda v: v in SCHEDULES, "none, or one of step, exponential, cosine"),
-    }
-    return {key: f"must be {rules[key][1]}, got {value!r}" for key, value in settings.items()
-            if key in rules and not rules[key][0](value)}
-
-
-def held_out(validation: float, examples: int) -> int:
-    """How many of `examples` the generated train() holds out for a `validation` fraction."""
-    return int(round(validation * examples))
-
-
-def check_training_data(settings: dict, data: dict, inputs: dict) -> None:
-    """Refuse, before anything is written, training settings that leave `data` (arrays by input
-    name) no example to train on: a validation fraction below 1 still holds out every example when
-    it rounds up to all of them (0.9 of 3 examples is 2.7, held out as 3). `inputs` maps input names
-    to shapes (a module's INPUTS); the examples are the first axis of the batched ones."""
-    sizes = [value.shape[0] for name, value in data.items()
-             if tuple(inputs.get(name, ()))[:1] == (None,) and getattr(value, "ndim", 0) >= 1]
-    validation = settings.get("validation", 0.0)
-    if sizes and sizes[0] and held_out(validation, sizes[0]) >= sizes[0]:
-        raise ValueError(f"validation {validation} holds out all {sizes[0]} examples of the data, leaving "
-                         "none to train on; use a smaller fraction (or 0) or more examples")
+    """{setting: what is wrong with it} for training settings (empty when all are fine), by the table
+    train() checks with: checked when a spec is read and when a model is compiled, not when training
+    starts."""
+    return setting_problems(settings)
 
 
 def check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:

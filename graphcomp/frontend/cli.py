@@ -220,6 +220,8 @@ def _train(args: argparse.Namespace) -> int:
     run = read_file(m.load_run, args.resume) if args.resume else None
     settings = _training_settings(args, m.TRAINING, run)
     data = read_file(m.load_data, args.data)
+    with reading(args.data):  # a validation fraction that holds out every example: refused before any write
+        m._examples(data, settings.get("validation", 0.0))
     params = None if run else (read_file(m.load_params, args.params) if args.params
                                else m.init_params(settings.get("seed", 0)))
     if output:

@@ -169,12 +169,9 @@ class _Split:
 
     def __init__(self, xp, data, validation, seed):
         self.batched = [name for name in data if INPUTS[name][:1] == (None,)]
-        sizes = {name: data[name].shape[0] for name in self.batched}
-        if len(set(sizes.values())) > 1:
-            raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
-        size = next(iter(sizes.values()), 1)
+        size, held = _examples(data, validation)
         self.rng = np.random.default_rng(seed)
-        held_out = self.rng.permutation(size)[:int(round(validation * size))] if self.batched else np.arange(0)
+        held_out = self.rng.permutation(size)[:held] if self.batched else np.arange(0)
         kept = np.ones(size, dtype=bool)
         kept[held_out] = False
         kept = np.flatnonzero(kept)  # the examples not held out, in order
@@ -184,9 +181,20 @@ class _Split:
         self.validation = {name: _rows(xp, value, held_out) if name in self.batched else value
                            for name, value in data.items()}
         self.size = len(kept) if self.batched else 1
-        if self.batched and not self.size:
-            raise ValueError("no examples to train on" + (f" (validation={validation} holds out all {len(held_out)})"
-                                                          if len(held_out) else ""))
+
+
+def _examples(data, validation):
+    """(the number of examples in `data`, how many `validation` holds out), refusing different numbers
+    of examples and a fraction that leaves none to train on. Also called by `graphcomp train` before it
+    writes anything."""
+    sizes = {name: np.shape(value)[0] for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
+    size = next(iter(sizes.values()), 1)
+    held = int(round(validation * size)) if sizes else 0
+    if sizes and held >= size:
+        raise ValueError("no examples to train on" + (f" (validation={validation} holds out all {held})" if held else ""))
+    return size, held
 
 
 class _Run:
