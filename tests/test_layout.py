@@ -140,3 +140,11 @@ def test_the_runtime_imports_nothing_of_graphcomp():
                 assert node.level == 1 or not (node.module or "").startswith("graphcomp"), path.name
             if isinstance(node, ast.Import):
                 assert not any(alias.name.startswith("graphcomp") for alias in node.names), path.name
+
+
+def test_every_op_row_is_keyword_built():
+    """An op is one row, `Op(name=..., shape=..., vjp=..., ...)`: no positional rules to decode."""
+    positional = [f"{path.name}:{call.lineno}" for path in sorted((PACKAGE / "ops").glob("*.py"))
+                  for call in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                  if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Op" and call.args]
+    assert not positional, "Op(...) rows with positional fields: " + ", ".join(positional)
