@@ -18,7 +18,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.codegen import source_spec
-from graphcomp.formulas.simplify import placeholder
+from graphcomp.formulas.derivatives import placeholder
 from graphcomp.ir import OPS, apply, normalize_index
 from graphcomp.ops import cross_entropy
 

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import graphcomp as gc
-from graphcomp.formulas.simplify import local_derivative, placeholder, sigmoid
+from graphcomp.formulas.derivatives import local_derivative, placeholder, sigmoid
 from random_graphs import Case, check_case, random_case, report
 
 rng = np.random.default_rng(0)

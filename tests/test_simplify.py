@@ -6,7 +6,7 @@ import pytest
 import sympy as sp
 
 import graphcomp as gc
-from graphcomp.formulas.simplify import local_derivative, placeholder, sigmoid, Y
+from graphcomp.formulas.derivatives import local_derivative, placeholder, sigmoid, Y
 from gradcheck import check_gradients
 
 a = placeholder(0)

@@ -8,7 +8,7 @@ import sympy as sp
 
 from ..diff.reverse import Backward
 from ..formulas.printing import number_text, plain_text
-from ..formulas.simplify import local_derivative
+from ..formulas.derivatives import local_derivative
 from ..ir import Node
 from ..ops import OPS, in_terms_of, scalar_expr
 

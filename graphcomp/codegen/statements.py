@@ -12,7 +12,7 @@ import sympy as sp
 
 from ..diff.reverse import Backward
 from ..formulas.printing import number_text, numpy_text, sympy_number
-from ..formulas.simplify import placeholder
+from ..formulas.derivatives import placeholder
 from ..ir import Graph, Node, toposort, use_counts
 from ..ops import OPS, scalar_expr
 from .comments import comment, literal

@@ -15,7 +15,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from ..errors import DifferentiationError
-from .simplify import constants_evaluated, sigmoid
+from .derivatives import constants_evaluated, sigmoid
 
 
 def positive_first(self, expr: sp.Add, order=None) -> str:

@@ -17,7 +17,7 @@ from ..diff.reverse import Backward
 from ..errors import GraphError
 from ..formulas.printing import plain_text
 from ..formulas.latex import group, latex_number, short_number
-from ..formulas.simplify import in_exponentials, local_derivative
+from ..formulas.derivatives import in_exponentials, local_derivative
 from ..formulas.symbols import partial, symbol
 from ..ir import Graph, Node, depending_on, toposort
 from ..ops import OPS, in_terms_of, scalar_expr

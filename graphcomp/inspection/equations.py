@@ -12,7 +12,7 @@ from ..codegen import GeneratedModule
 from ..codegen.names import gradient_name
 from ..formulas.printing import plain_text, sympy_number
 from ..formulas.latex import elementwise_latex, latex_number, short_number
-from ..formulas.simplify import NORMAL_LIMIT, placeholder, stable_form
+from ..formulas.derivatives import NORMAL_LIMIT, placeholder, stable_form
 from ..formulas.symbols import bar, partial, symbol
 from ..ir import Node, toposort
 from ..ops import OPS, scalar_expr

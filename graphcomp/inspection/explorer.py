@@ -15,7 +15,7 @@ from ..codegen import GeneratedModule
 from ..codegen.names import assigns_value_or_gradient, gradient_name
 from ..errors import GraphcompError
 from ..diff.reverse import Backward
-from ..formulas.simplify import local_derivative
+from ..formulas.derivatives import local_derivative
 from ..ir import Node
 from ..ops import OPS, scalar_expr
 from .derivation import AdjointRenderer, Derivation, derivation, local_text

@@ -23,7 +23,7 @@ from ..codegen.names import gradient_name
 from ..errors import GraphcompError
 from ..files import write_atomic
 from ..formulas.latex import short_number
-from ..formulas.simplify import local_derivative
+from ..formulas.derivatives import local_derivative
 from ..ir import DISPLAYS, Graph, Node, format_shape
 from ..ops import OPS, scalar_expr
 from .derivation import Derivation, derivation, local_text, local_value, shown

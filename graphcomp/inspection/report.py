@@ -6,7 +6,7 @@ import ast
 import sympy as sp
 
 from ..codegen import GeneratedModule
-from ..formulas.simplify import in_exponentials, local_derivative, placeholder
+from ..formulas.derivatives import in_exponentials, local_derivative, placeholder
 from ..formulas.symbols import partial, symbol
 from ..ir import Graph, format_shape
 from ..ops import OPS, scalar_expr

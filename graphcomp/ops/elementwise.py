@@ -13,7 +13,7 @@ import sympy as sp
 from ..errors import DifferentiationError, GraphError
 from ..formulas.printing import numpy_text, plain_text, sympy_number
 from ..formulas.latex import elementwise_latex, operand_symbol
-from ..formulas.simplify import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
+from ..formulas.derivatives import G, Y, local_derivative, placeholder, placeholders, sigmoid, softplus
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape
 from .shape import sum_to

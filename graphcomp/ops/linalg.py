@@ -8,7 +8,7 @@ import math
 from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator, transposed
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
-from ..formulas.simplify import G, placeholder
+from ..formulas.derivatives import G, placeholder
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .elementwise import fuse

@@ -10,7 +10,7 @@ import sympy as sp
 
 from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator
-from ..formulas.simplify import G, Y, placeholder
+from ..formulas.derivatives import G, Y, placeholder
 from ..ir import Node, apply, format_shape
 from .elementwise import fuse
 from .shape import reshape

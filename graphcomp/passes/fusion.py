@@ -9,7 +9,7 @@ from typing import Optional
 import sympy as sp
 
 from ..formulas.printing import sympy_number
-from ..formulas.simplify import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
+from ..formulas.derivatives import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
 from ..ir import Graph, Node, depending_on, toposort, use_counts
 from ..ops import OPS, fuse, scalar_expr
 from .changes import Change, rebuild
