@@ -138,6 +138,7 @@ ELEMENTWISE = [  # (op, operand shapes, NumPy, data)
     ("maximum", [(None, 3), (3,)], np.maximum, "normal"), ("minimum", [(None, 1), (4,)], np.minimum, "normal"),
     ("sqrt", [(3,)], np.sqrt, "positive"), ("abs", [(None, 3)], np.abs, "normal"),
     ("softplus", [(None, 3)], lambda a: np.logaddexp(0, a), "normal"),
+    ("softsign", [(None, 3)], lambda a: a / (1 + np.abs(a)), "normal"),
 ]
 
 CASES = [Case(op, op, shapes, lambda *xs, op=op: apply(op, *xs), reference, data)

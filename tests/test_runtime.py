@@ -146,3 +146,21 @@ def _tiny():
     x, y = g.input("x", (None, 2)), g.input("y", (None,))
     g.output("loss", gc.mse(x @ g.param("w", (2,)), y))
     return g
+
+
+def test_the_helpers_a_module_carries_are_read_off_its_code():
+    from graphcomp.codegen.runtime import helpers_called
+    assert helpers_called(["d_a = d_y*_sigmoid(xp, a)", "t2 = obj._conv2d(x)", "t3 = _undefined(x)"]) == ["sigmoid"]
+    g = gc.Graph("images")
+    x, labels = g.input("x", (None, 1, 6, 6)), g.input("labels", (None,))
+    w = g.param("w", (2, 1, 3, 3))
+    h = gc.max_pool2d(gc.relu(gc.conv2d(x, w)), 2)
+    g.output("loss", gc.softmax_cross_entropy(gc.flatten(h) @ g.param("v", (8, 3)), labels))
+    source = gc.compile(g).source
+    runtime = source[source.index("# The runtime:"):]
+    called = {name for name in ("conv2d", "max_pool2d", "logsumexp", "windows", "fold", "conv2d_weight_grad")
+              if f"_{name}(" in source[:source.index("# The runtime:")]}
+    assert {"conv2d", "max_pool2d", "conv2d_weight_grad"} <= called
+    for name in called:
+        assert f"def _{name}(" in runtime
+    assert "def _dropout_mask(" not in runtime and "def _sigmoid(" not in runtime

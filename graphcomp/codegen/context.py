@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ..formulas.printing import helpers_in, tuple_text
+from ..formulas.printing import tuple_text
 from ..ir import Graph, Node, format_shape, toposort
-from ..ops import OPS, scalar_expr
 from ..version import __version__
-from .checks import HELPER as CHECK_HELPER, checked_lines, checked_statements
+from .checks import checked_lines, checked_statements
 from .names import ValueNames
-from .runtime import runtime_source
+from .runtime import helpers_called, runtime_source
 from .statements import ModuleCode
 
 
@@ -31,6 +30,11 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
         context.update(_gradients_context(code))
     if check_shapes:
         _add_shape_checks(context, code)
+    lines = [s.expr for key in ("forward", "gradient_forward", "backward") for s in context.get(key, ())]
+    lines += [s.check for key in ("forward", "gradient_forward", "backward") for s in context.get(key, ()) if s.check]
+    lines += [operand for key in ("outputs", "gradient_outputs", "gradient_values") for _, operand in context.get(key, ())]
+    context["helpers"] = helpers_called(lines)
+    context["uses_dropout"] = "dropout_mask" in context["helpers"]
     context["runtime"] = runtime_source(context["helpers"], training=runtime)
     context["with_training"] = runtime
     return context
@@ -57,13 +61,11 @@ def _add_shape_checks(context: dict, code: ModuleCode) -> None:
             code, [context["gradient_forward"], context["backward"]], code.roots, batch)
     context["checked_lines"] = checked_lines(
         context["forward"] + context.get("gradient_forward", []) + context.get("backward", []))
-    context["helpers"] = sorted({*context["helpers"], CHECK_HELPER})
 
 
 def _forward_context(code: ModuleCode, loss: str | None) -> dict:
     """Everything but the gradients: constants, params, forward() and the helpers."""
     graph, wrt, roots = code.graph, code.wrt, code.roots
-    helpers = helpers_for(roots)
     return {
         "graph_name": graph.name,
         "version": __version__,
@@ -84,21 +86,8 @@ def _forward_context(code: ModuleCode, loss: str | None) -> dict:
                    if n.op == "one_hot" and n.inputs[0].op == "input"},
         "needs": {name: tuple(leaf_name for leaf_name, leaf in graph.inputs.items() if leaf in toposort([node]))
                   for name, node in graph.outputs.items()},
-        "helpers": helpers,
         "checked_lines": {},  # with check_shapes: {variable: its line's formula}, for the checks' errors
-        "uses_dropout": "dropout_mask" in helpers,
     }
-
-
-def helpers_for(roots: list[Node]) -> list[str]:
-    """Names of the op helpers (templates/runtime/helpers.py) the code computing `roots` calls."""
-    names = set()
-    for node in toposort(roots):
-        if not node.is_leaf:
-            names.update(OPS[node.op].helpers)
-            if node.op == "elementwise":
-                names.update(helpers_in(scalar_expr(node)))
-    return sorted(names)
 
 
 def _reads(graph: Graph, names: ValueNames, roots: list[Node]) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.resources
+import re
 from typing import Iterable
 
 # The training settings' one table, which the runtime carries and graphcomp's spec reader and command
@@ -67,3 +68,11 @@ def runtime_source(helpers: Iterable[str], training: bool = True) -> str:
                 pending.append(name)
     blocks += [source for name, (source, _) in available.items() if name in wanted]
     return "\n\n\n".join(blocks)
+
+
+def helpers_called(lines: Iterable[str]) -> list[str]:
+    """The op helpers (without their underscore: "conv2d" for `_conv2d`) that lines of generated code
+    call, read off the code itself: whatever printed a line, the line records what it needs."""
+    available = _definitions("helpers")
+    return sorted({name[1:] for line in lines for name in re.findall(r"(?<![\w.])(_\w+)\(", line)
+                   if name in available})
