@@ -102,7 +102,7 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     code = ModuleCode(graph, leaves, backward, dtype)
     context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
-                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0, trace=False)
+                   threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
     return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,
                        code.listing(), changes, dtype=dtype)
 
