@@ -145,12 +145,12 @@ CASES = [Case(op, op, shapes, lambda *xs, op=op: apply(op, *xs), reference, data
          for op, shapes, reference, data in ELEMENTWISE] + [
     Case("leaky_relu", "leaky_relu", [(None, 3)], lambda a: apply("leaky_relu", a, slope=0.1),
          lambda a: np.where(a > 0, a, 0.1 * a)),
-    Case("elementwise of one", "elementwise", [(None, 3)], lambda a: apply("elementwise", a, expr=2 * x0 + 1),
+    Case("formula of one", "formula", [(None, 3)], lambda a: apply("formula", a, expr=2 * x0 + 1),
          lambda a: 2 * a + 1),
-    Case("elementwise of two", "elementwise", [(None, 3), (3,)],
-         lambda a, b: apply("elementwise", a, b, expr=x0 * x1 - x0), lambda a, b: a * b - a),
-    Case("elementwise of three", "elementwise", [(None, 1), (3,), ()],
-         lambda a, b, c: apply("elementwise", a, b, c, expr=x0 * x1 - x2), lambda a, b, c: a * b - c),
+    Case("formula of two", "formula", [(None, 3), (3,)],
+         lambda a, b: apply("formula", a, b, expr=x0 * x1 - x0), lambda a, b: a * b - a),
+    Case("formula of three", "formula", [(None, 1), (3,), ()],
+         lambda a, b, c: apply("formula", a, b, c, expr=x0 * x1 - x2), lambda a, b, c: a * b - c),
     # variable numbers of operands
     Case("concat of one", "concat", [(None, 1, 4)], lambda a: apply("concat", a, axis=1), lambda a: a),
     Case("concat of one along axis 0", "concat", [(2, 3)], lambda a: apply("concat", a, axis=0), lambda a: a),

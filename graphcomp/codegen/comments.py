@@ -43,7 +43,7 @@ def comment(node: Node, backward: Backward, function: FunctionCode) -> str:
     indices = ([i for i, x in enumerate(owner.inputs) if backward.paths.get((owner, i)) is node]
                or [owner.inputs.index(into)])
     operands = list(dict.fromkeys(name(owner.inputs[i]) for i in indices))
-    if OPS[owner.op].elementwise:
+    if OPS[owner.op].has_formula:
         local = local_derivative(scalar_expr(owner), indices[0])
         partials = " = ".join(f"d{name(owner)}/d{operand_name}" for operand_name in operands)
         local_text = plain_text(in_terms_of(local, owner, lambda value: sp.Symbol(name(value), real=True)))

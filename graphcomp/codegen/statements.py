@@ -19,7 +19,7 @@ from .comments import comment, literal
 from .listing import FunctionCode, Listing, Statement
 from .names import ValueNames
 
-FUSED_FORMULA = "elementwise"  # the op of a fused chain of elementwise ops: one SymPy formula
+FUSED_FORMULA = "formula"  # the op of a fused chain of elementwise ops: one SymPy formula
 
 
 class ModuleCode:
@@ -54,7 +54,7 @@ class ModuleCode:
         for node in toposort(roots):
             if node.is_leaf:
                 continue
-            self._numbers[node] = node.op == "count" or (OPS[node.op].elementwise and all(
+            self._numbers[node] = node.op == "count" or (OPS[node.op].has_formula and all(
                 x.op == "const" or self._numbers.get(x, False) for x in node.inputs))
             args = tuple(function.operand(x) for x in node.inputs)
             if OPS[node.op].transparent and node not in self.names:
@@ -137,7 +137,7 @@ def _without_conditions(replacements: list) -> tuple[list, dict]:
 
 def _constant_text(node: Node) -> str | None:
     """An elementwise op of numbers alone (exp(1) as the user wrote it) as its value, computed here."""
-    if not OPS[node.op].elementwise or not node.inputs or any(x.op != "const" for x in node.inputs):
+    if not OPS[node.op].has_formula or not node.inputs or any(x.op != "const" for x in node.inputs):
         return None
     return numpy_text(scalar_expr(node).xreplace({placeholder(i): sympy_number(x.attr("value"))
                                                   for i, x in enumerate(node.inputs)}))
@@ -145,6 +145,6 @@ def _constant_text(node: Node) -> str | None:
 
 def _operand_text(node: Node, arg: str | int | float, dtype: str) -> str:
     """A variable name, or a number; a number read by an array method (reshape, .T, ...) is an array."""
-    if isinstance(arg, str) or OPS[node.op].elementwise or OPS[node.op].number_operands:
+    if isinstance(arg, str) or OPS[node.op].has_formula or OPS[node.op].number_operands:
         return literal(arg)
     return f"xp.asarray({number_text(arg)}, dtype=xp.{dtype})"

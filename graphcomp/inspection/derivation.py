@@ -228,7 +228,7 @@ class _ChainRule:
 
     def _scalar_path(self, step: Step, user: Node, index: int) -> None:
         upstream, plain_upstream = self.lhs(user)
-        local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
+        local = local_derivative(scalar_expr(user), index) if OPS[user.op].has_formula else sp.Integer(1)
         step.terms.append(rf"{group(local_latex(local, user, self.notation))} \cdot {upstream}")
         step.plain[1].append(f"{local_text(local, user, self.notation)} * {plain_upstream}")
         if self.values is not None:

@@ -155,7 +155,7 @@ def _closed_forms(model: GeneratedModule) -> dict[str, sp.Expr]:
 
 def is_scalar_graph(loss: Node) -> bool:
     """Whether every value the loss is computed from is a scalar (closed forms and ∂ notation apply)."""
-    return all(n.shape == () and (n.is_leaf or OPS[n.op].elementwise or OPS[n.op].scalar_identity)
+    return all(n.shape == () and (n.is_leaf or OPS[n.op].has_formula or OPS[n.op].scalar_identity)
                for n in toposort([loss]))
 
 
@@ -167,7 +167,7 @@ def _closed_form(node: Node) -> sp.Expr:
             formulas[n] = sympy_number(n.attr("value"))
         elif n.is_leaf:
             formulas[n] = sp.Symbol(n.name, real=True)
-        elif OPS[n.op].elementwise:
+        elif OPS[n.op].has_formula:
             formulas[n] = scalar_expr(n).xreplace({placeholder(i): formulas[x] for i, x in enumerate(n.inputs)})
         else:
             formulas[n] = formulas[n.inputs[0]]

@@ -183,7 +183,7 @@ def _locals(view: nx.DiGraph, name: str, notation: Notation, paths: dict) -> lis
             found.append(data["local_text"] + (f" ({data['flow_text']})" if data.get("flow_text") else ""))
             continue
         user = notation.by_name[user_name]
-        if OPS[user.op].elementwise:
+        if OPS[user.op].has_formula:
             local = local_derivative(scalar_expr(user), data["operand"])
             found.append(f"∂{user_name}/∂{name} = {local_text(local, user, notation)}")
         elif (user, data["operand"]) in paths:  # a tensor op: the gradient its rule sends back

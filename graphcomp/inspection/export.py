@@ -167,7 +167,7 @@ def _add_values(view: nx.DiGraph, graph: Graph, notation: Notation, loss: str, d
         if (user, index) not in backward.paths:
             continue
         if scalar:
-            local = local_derivative(scalar_expr(user), index) if OPS[user.op].elementwise else sp.Integer(1)
+            local = local_derivative(scalar_expr(user), index) if OPS[user.op].has_formula else sp.Integer(1)
             slope = local_value(local, user, node_values)
             data["local_text"] = f"∂{target}/∂{source} = {local_text(local, user, notation)}"
             if data["local_text"].split(" = ")[-1] != short_number(slope):

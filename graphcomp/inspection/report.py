@@ -77,7 +77,7 @@ def _local_derivatives(graph: Graph, notation: Notation) -> list[str]:
            "Each elementwise node's derivative as `sympy.diff` gives it, and the form graphcomp uses "
            "(through the node's own output where that is cheaper).", ""]
     for node in graph.nodes():
-        if node.is_leaf or not OPS[node.op].elementwise:
+        if node.is_leaf or not OPS[node.op].has_formula:
             continue
         for i, x in enumerate(node.inputs):
             if x.op == "const":

@@ -1,18 +1,18 @@
 """The op table: one entry per op — shape rule, NumPy emission, derivative rule (VJP), text, LaTeX.
 
 `table` holds the rule signature and `register`; one module per family declares its ops:
-`elementwise` (by a SymPy formula each, and `fuse`), `linalg` (matmul, reductions), `shape`
+`pointwise` (ops declared by a SymPy formula each, the fused `formula` op, and `fuse`), `linalg` (matmul, reductions), `shape`
 (broadcasting, reshape, indexing, concat) and `nn` (convolution, pooling, dropout, the softmax
 family). Importing this package registers every op. It may import `ir` and `formulas`.
 """
-from . import elementwise, linalg, nn, shape  # noqa: F401 - each registers its ops
-from .elementwise import elementwise_vjp, expand, fuse, in_terms_of, scalar_expr
+from . import linalg, nn, pointwise, shape  # noqa: F401 - each registers its ops
+from .pointwise import expand, formula_vjp, fuse, in_terms_of, scalar_expr
 from .linalg import reduced_count, swap_last
 from .nn import cross_entropy
 from .shape import reshape, sum_to
 from .table import OPS, Emit, Op, ShapeRule, register
 
 __all__ = [
-    "elementwise_vjp", "expand", "fuse", "in_terms_of", "scalar_expr", "reduced_count", "swap_last",
+    "formula_vjp", "expand", "fuse", "in_terms_of", "scalar_expr", "reduced_count", "swap_last",
     "cross_entropy", "reshape", "sum_to", "OPS", "Emit", "Op", "ShapeRule", "register"
 ]

@@ -11,7 +11,7 @@ from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..formulas.derivatives import G, placeholder
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
-from .elementwise import fuse
+from .pointwise import fuse
 from .shape import reshape, sum_to
 from .table import Emit, Op, ShapeRule, axes_canonical, like, not_differentiable, reduced_axes, register
 

@@ -12,7 +12,7 @@ from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.derivatives import G, Y, placeholder
 from ..ir import Node, apply, format_shape
-from .elementwise import fuse
+from .pointwise import fuse
 from .shape import reshape
 from .table import Op, axes_canonical, like, not_differentiable, register
 

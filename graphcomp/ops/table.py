@@ -4,7 +4,7 @@ An `Op` is one keyword-built row that says everything about an op: how many oper
 shape rule, its NumPy emission, its derivative rule (VJP), how it reads as a formula (text and LaTeX),
 and every property the compiler asks of it (inlined in the line that uses it, reads plain numbers,
 transparent, an identity on scalars). Adding an op is one row in the module of its family
-(elementwise.py, linalg.py, shape.py, nn.py), plus the user-facing function in `frontend/dsl.py`.
+(pointwise.py, linalg.py, shape.py, nn.py), plus the user-facing function in `frontend/dsl.py`.
 
 Elementwise ops are declared by a SymPy formula over scalar placeholders; their
 shape rule (broadcasting), derivative rule (`sympy.diff`, through the forward
@@ -71,7 +71,9 @@ class Op:
     """Leaves a scalar unchanged: a scalar graph may use it and still have a closed-form gradient."""
 
     @property
-    def elementwise(self) -> bool:
+    def has_formula(self) -> bool:
+        """Declared by a scalar formula (`pointwise` ops and the fused `formula` op): applied at every
+        position, its local derivatives come from SymPy."""
         return self.scalar is not None
 
 

@@ -37,7 +37,7 @@ def fuse_chains(graph: Graph, wrt: set[Node], log: list[Change] | None = None) -
     new: dict[Node, Node] = {}
 
     def transform(node: Node, remade: Node) -> Node:
-        if not OPS[node.op].elementwise:
+        if not OPS[node.op].has_formula:
             return remade
         fused = regions.whole(node, new)
         if fused is None:
@@ -146,7 +146,7 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple 
     fused = fuse(whole, binding, shape)
     if fused is None or fused.shape != shape:
         return None
-    if fused.op != "elementwise":
+    if fused.op != "formula":
         return fused
     formula = scalar_expr(fused)
     if whole != expr:

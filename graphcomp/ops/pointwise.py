@@ -1,7 +1,7 @@
 """Elementwise ops, each declared by a SymPy formula over scalar placeholders: broadcasting, the
 derivative rule (`sympy.diff`, through the forward output where cheaper), the formula's text and LaTeX
 and the default NumPy emission all follow from it. Also `fuse`, which turns a formula over nodes into
-one `elementwise` node: the way every derivative rule builds its elementwise parts.
+one `formula` node: the way every derivative rule builds its elementwise parts.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     elif expr == placeholder(0):
         value = used[0]
     else:
-        value = apply("elementwise", *used, expr=expr)
+        value = apply("formula", *used, expr=expr)
     return expand(value, shape, [x for x in binding.values() if x.op != "const"])
 
 
@@ -159,7 +159,7 @@ def _times_adjoint(local: sp.Expr) -> sp.Expr:
     return G * local
 
 
-def elementwise_vjp(node: Node, g: Node) -> tuple:
+def formula_vjp(node: Node, g: Node) -> tuple:
     """g · ∂y/∂xi for each input, summed back to the input's shape."""
     expr = scalar_expr(node)
     pieces = []
@@ -193,7 +193,7 @@ def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
                 raise GraphError(f"{name}: {key} must be a finite number, got {value!r}")
         return broadcast_shapes(shapes, name)
 
-    return register(Op(name=name, arity=arity, shape=shape_rule, emit=emit_rule, vjp=elementwise_vjp,
+    return register(Op(name=name, arity=arity, shape=shape_rule, emit=emit_rule, vjp=formula_vjp,
                        text=text_rule, latex=_default_latex, scalar=formula, helpers=helpers))
 
 
@@ -227,6 +227,6 @@ def _generic_text(node: Node, args: tuple) -> str:
 
 
 # A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.
-register(Op(name="elementwise", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes),
-            emit=_default_emit, vjp=elementwise_vjp, text=_generic_text, latex=_default_latex,
+register(Op(name="formula", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes),
+            emit=_default_emit, vjp=formula_vjp, text=_generic_text, latex=_default_latex,
             scalar=lambda *xs, expr: expr))
