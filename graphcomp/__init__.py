@@ -10,7 +10,7 @@ from . import ops  # noqa: F401 - registers every op of the table
 from .frontend import dsl, losses
 from .frontend.dsl import *  # noqa: F403 - the functions users build graphs with
 from .frontend.losses import *  # noqa: F403 - softmax family and losses
-from .frontend.nn import mlp
+from .frontend.layers import mlp
 from .diff.reverse import grad
 from .frontend.model import CompiledModel, compile
 

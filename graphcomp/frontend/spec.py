@@ -14,8 +14,9 @@ from typing import Any
 
 from ..codegen import TRAINING_KEYS, training_problems
 from ..ir import Graph, Node
-from . import dsl, losses, nn
+from . import dsl, losses
 from .expressions import Evaluator, SpecError, guard, parse
+from .layers import mlp
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
 
@@ -197,7 +198,7 @@ def _mlp(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     if loss_kind not in _LOSSES:
         raise SpecError(file, "model.loss", f"unknown loss {loss_kind!r}; choose one of {', '.join(sorted(_LOSSES))}")
     x = graph.input("x", (None, width))
-    logits = graph.output("logits", guard(file, "model", lambda: nn.mlp(graph, x, layers, model.get("activation", "relu"))))
+    logits = graph.output("logits", guard(file, "model", lambda: mlp(graph, x, layers, model.get("activation", "relu"))))
     return _classifier(graph, logits, loss_kind, file)
 
 
