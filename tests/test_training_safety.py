@@ -3,7 +3,6 @@ saves the last complete epoch, an interrupted run resumed ends where an uninterr
 divergence and bad data stop training with one line, and a full disk leaves the old file whole."""
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -176,10 +175,11 @@ def module_file(tmp_path):
     return path
 
 
-def command(module, *args, **options):
+def command(module, *args, launcher=None):
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.Popen([sys.executable, str(module), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **options)
+    start = [sys.executable] + (["-c", launcher] if launcher else [])
+    return subprocess.Popen([*start, str(module), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_ctrl_c_saves_the_last_complete_epoch_and_resume_finishes_the_run(module_file, tmp_path):
@@ -249,19 +249,22 @@ def test_a_params_file_rewritten_in_a_loop_is_whole_whenever_the_writer_is_kille
     assert out.exists()
 
 
-def _file_size_limit(limit):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return apply
+def limited(limit, module, *args):
+    """`python module args...` whose files may not grow past `limit` bytes: writes past it fail with
+    EFBIG (SIGXFSZ ignored), as on a full disk. The limit is set by a small launcher that then execs
+    Python, rather than by a preexec_fn, which would fork this (multithreaded) process."""
+    launcher = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+                "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+    return command(module, *args, launcher=launcher)
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_old_params(module_file, tmp_path):
     data, out = tmp_path / "data.npz", tmp_path / "params.npz"
     assert command(module_file, "train", "--data", data, "--out", out, "--epochs", "1").wait(timeout=60) == 0
     before = out.read_bytes()
-    process = command(module_file, "train", "--data", data, "--out", out, "--epochs", "2", "--optimizer", "adam",
-                      preexec_fn=_file_size_limit(len(before) // 2))
+    process = limited(len(before) // 2, module_file, "train", "--data", data, "--out", out, "--epochs", "2",
+                      "--optimizer", "adam")
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert stderr.strip().splitlines()[-1] == f"error: cannot write {out}: File too large; the file there is unchanged"
