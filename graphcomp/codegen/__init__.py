@@ -8,9 +8,9 @@ import every package above it in the pipeline: `ir`, `formulas`, `ops`, `diff`, 
 from .generate import GeneratedModule, generate
 from .listing import Listing, Statement
 from .loading import source_spec
-from .settings import DEFAULT_TRAINING, TRAINING_KEYS, loss_name, training_problems, wrt_leaves
+from .defaults import DEFAULT_TRAINING, loss_name, wrt_leaves
 
 __all__ = [
     "GeneratedModule", "generate", "Listing", "Statement", "source_spec",
-    "DEFAULT_TRAINING", "TRAINING_KEYS", "loss_name", "training_problems", "wrt_leaves"
+    "DEFAULT_TRAINING", "loss_name", "wrt_leaves"
 ]

@@ -10,15 +10,15 @@ from types import ModuleType
 from typing import Sequence
 
 from ..diff.reverse import Backward, reverse_mode
-from ..errors import DifferentiationError, GraphError
+from ..errors import DifferentiationError
 from ..files import write_atomic
 from ..ir import Graph, Node
 from ..passes import optimize
 from .context import module_context
+from .defaults import DEFAULT_TRAINING, loss_name, wrt_leaves
 from .listing import Listing
 from .loading import source_spec
 from .render import render
-from .settings import DEFAULT_TRAINING, DTYPES, TRAINING_KEYS, check_scoring, loss_name, training_problems, wrt_leaves
 from .statements import ModuleCode
 from .tracing import traced_run
 
@@ -90,8 +90,9 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     """Differentiate `graph` and generate its NumPy module (the arguments of `gc.compile`); the
     result is a `model_class`. check_shapes: the module checks the shape of every value it computes
     against the graph's (a debug mode; off, the code is exactly as without it). runtime: False leaves
-    out the training loop, its files and command line (forward and gradients only)."""
-    leaves, loss_output = _checked_request(graph, wrt, loss, dtype, predict, target, training)
+    out the training loop, its files and command line (forward and gradients only). The arguments are
+    taken as checked (`gc.compile` checks them first, frontend/request.py)."""
+    leaves, loss_output = wrt_leaves(graph, wrt), loss_name(graph, loss)
     source_graph = graph
     changes: list = []
     if simplify:
@@ -106,21 +107,3 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,
                        code.listing(), changes, dtype=dtype)
 
-
-def _checked_request(graph: Graph, wrt, loss, dtype, predict, target, training) -> tuple[list[Node], str | None]:
-    """(the leaves to differentiate for, the loss output), once every argument of compile() is checked."""
-    if not isinstance(graph, Graph):
-        raise GraphError(f"compile expects a gc.Graph, got {type(graph).__name__}")
-    if not graph.outputs:
-        raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
-    if dtype not in DTYPES:
-        raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    leaves = wrt_leaves(graph, wrt)
-    loss_output = loss_name(graph, loss)
-    check_scoring(graph, predict, target)
-    unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
-    if unknown:
-        raise GraphError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(TRAINING_KEYS)}")
-    for key, problem in training_problems(training or {}).items():
-        raise GraphError(f"training setting {key} {problem}")
-    return leaves, loss_output

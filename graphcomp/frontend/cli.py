@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..codegen.runtime import BACKENDS, SETTINGS, setting_argument
-from ..codegen import TRAINING_KEYS, loss_name, training_problems, wrt_leaves
+from ..codegen import loss_name, wrt_leaves
 from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
@@ -26,6 +26,7 @@ from ..inspection.export import FORMATS, backward_view, to_networkx, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
 from .model import CompiledModel, compile
+from .request import TRAINING_KEYS, training_problems
 from .spec import Spec, SpecError, load
 
 TOLERANCE = 1e-6

@@ -12,6 +12,7 @@ from ..inspection.equations import gradient_latex, gradient_text
 from ..inspection.explorer import explorer_html, notebook_html
 from ..inspection.report import markdown, summary
 from ..ir import Graph
+from .request import check_request
 
 
 class CompiledModel(GeneratedModule):
@@ -79,5 +80,6 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     gradients, that the value computed has the shape the graph gives it. runtime: False writes only
     forward and gradients (and what they call), for users who bring their own training loop.
     """
+    check_request(graph, wrt, loss, dtype, predict, target, training)
     return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
                     model_class=CompiledModel)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..codegen import TRAINING_KEYS, training_problems
 from ..ir import Graph, Node
 from . import dsl, losses
 from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
+from .request import TRAINING_KEYS, training_problems
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
 
