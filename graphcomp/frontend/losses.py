@@ -1,6 +1,6 @@
 """The softmax family and the classic losses: the functions users call.
 
-The softmax family are ops of their own (ops_nn.py): each goes through a
+The softmax family are ops of their own (graphcomp/ops/nn.py): each goes through a
 logsumexp that takes the max out before exp, so inputs of ±800 stay finite,
 and each has a one-line derivative rule. The losses are composites of ops;
 each is a mean over the batch.
@@ -8,7 +8,7 @@ each is a mean over the batch.
 from __future__ import annotations
 
 from ..errors import GraphError, ShapeError
-from ..ir import Node, apply, format_shape, normalize_axes
+from ..ir import Node, apply, format_shape
 from ..ops import cross_entropy
 from . import dsl
 
@@ -20,23 +20,24 @@ __all__ = [
 
 def logsumexp(x: Node, axis: int = -1, keepdims: bool = False) -> Node:
     """log Σ exp(x) along one axis, computed as m + log Σ exp(x - m) with m = max(x)."""
-    return apply("logsumexp", x, axis=_one_axis("logsumexp", x, axis), keepdims=bool(keepdims))
+    return apply("logsumexp", x, axis=_one_axis("logsumexp", axis), keepdims=bool(keepdims))
 
 
 def log_softmax(x: Node, axis: int = -1) -> Node:
     """x - logsumexp(x): log-probabilities, finite for any finite logits."""
-    return apply("log_softmax", x, axis=_one_axis("log_softmax", x, axis))
+    return apply("log_softmax", x, axis=_one_axis("log_softmax", axis))
 
 
 def softmax(x: Node, axis: int = -1) -> Node:
     """exp(x - logsumexp(x)): probabilities that sum to 1 along `axis`."""
-    return apply("softmax", x, axis=_one_axis("softmax", x, axis))
+    return apply("softmax", x, axis=_one_axis("softmax", axis))
 
 
-def _one_axis(what: str, x: Node, axis) -> int:
+def _one_axis(what: str, axis) -> int:
+    """The axis as given, once it is one int: the op's canonical hook counts it from 0."""
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise GraphError(f"{what}: axis must be one int, got {axis!r}")
-    return normalize_axes(axis, x.ndim, what)[0]
+    return axis
 
 
 def one_hot(labels: Node, classes: int) -> Node:

@@ -16,20 +16,18 @@ __all__ = [
 ]
 
 
-def optimize(graph: Graph, rules: Iterable[Rule] = RULES, fuse_elementwise: bool = True,
-             wrt: Iterable[Node] | None = None, log: list[Change] | None = None) -> Graph:
+def optimize(graph: Graph, wrt: Iterable[Node] | None = None, log: list[Change] | None = None) -> Graph:
     """The graph with stable rewrites applied and elementwise chains fused.
 
     wrt: the leaves gradients will be taken for (default: all); fusion only weighs the
     derivatives that the backward pass will compute. log: receives a Change for every
     rewrite that fired and every fused formula the result keeps.
     """
-    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), tuple(rules), log)
+    mapping = rewrite(list(graph.outputs.values()) + list(graph.labels), RULES, log)
     graph = graph.remapped(mapping)
-    if fuse_elementwise:
-        fusions: list[Change] = []
-        graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions))
-        if log is not None:
-            kept = set(graph.nodes())
-            log.extend(change for change in fusions if change.after in kept)
+    fusions: list[Change] = []
+    graph = graph.remapped(fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions))
+    if log is not None:
+        kept = set(graph.nodes())
+        log.extend(change for change in fusions if change.after in kept)
     return graph

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from ..ir import Node, apply, normalize_axes
+from ..ir import Node, apply
 from ..ops import cross_entropy
+from ..ops.table import reduced_axes
 from .changes import Change, rebuild
 
 Rule = Callable[[Node], Optional[Node]]
@@ -59,7 +60,7 @@ def log_of_sum_of_exp(node: Node) -> Optional[Node]:
     if _is(node, "log") and _is(node.inputs[0], "sum") and _is(node.inputs[0].inputs[0], "exp"):
         total = node.inputs[0]
         x = total.inputs[0].inputs[0]
-        axes = normalize_axes(total.attr("axis"), x.ndim, "sum")
+        axes = reduced_axes(total.attr("axis"), x.ndim)
         if len(axes) == 1:
             return apply("logsumexp", x, axis=axes[0], keepdims=bool(total.attr("keepdims")))
     return None
@@ -70,7 +71,7 @@ def softmax_written_out(node: Node) -> Optional[Node]:
     if _is(node, "div") and _is(node.inputs[0], "exp") and _is(node.inputs[1], "sum"):
         e, total = node.inputs
         if total.inputs[0] is e and total.attr("keepdims"):
-            axes = normalize_axes(total.attr("axis"), e.ndim, "sum")
+            axes = reduced_axes(total.attr("axis"), e.ndim)
             if len(axes) == 1:
                 return apply("softmax", e.inputs[0], axis=axes[0])
     return None
@@ -83,7 +84,7 @@ def cross_entropy_of_log_softmax(node: Node) -> Optional[Node]:
     total, product = node.inputs[0], node.inputs[0].inputs[0]
     for y, ls in (product.inputs, product.inputs[::-1]):
         if _is(ls, "log_softmax") and y.shape == ls.shape and not total.attr("keepdims"):
-            axis = normalize_axes(total.attr("axis"), ls.ndim, "sum")
+            axis = reduced_axes(total.attr("axis"), ls.ndim)
             if axis == (ls.attr("axis"),):
                 return cross_entropy(ls.inputs[0], y, axis=axis[0], normalized=_is(y, "one_hot"))
     return None
