@@ -1,7 +1,7 @@
 """One SGD training step (gradients + update) of the generated module against hand-written NumPy.
 
 Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32]
-For each workload (MLPs small and large, relu and sigmoid; seed 003's CNN on 28x28 images; an RNN
+For each workload (MLPs small and large, relu and sigmoid; the CNN of the lecture notes on convolutional networks on 28x28 images; an RNN
 unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
 process, interleaved with the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU,
@@ -69,7 +69,7 @@ def by_hand(params, data, batch, lr, activation, rng):
 
 
 def cnn_graph() -> gc.Graph:
-    """Seed 003's CNN on 1x28x28 images: 3x3 conv with 8 filters (padding 1), relu, 2x2 max-pool,
+    """The CNN of the lecture notes on convolutional networks on 1x28x28 images: 3x3 conv with 8 filters (padding 1), relu, 2x2 max-pool,
     dense to 10, softmax cross-entropy."""
     g = gc.Graph("cnn")
     x, labels = g.input("x", (None, 1, 28, 28)), g.input("labels", (None,))

@@ -108,7 +108,7 @@ def torch_mlp(sizes, activation, data, batch, dtype):
 
 
 def torch_cnn(data, batch, dtype):
-    """Seed 003's CNN step in eager PyTorch (CPU)."""
+    """The CNN step of the lecture notes on convolutional networks in eager PyTorch (CPU)."""
     torch = _torch()
     if torch is None:
         return None

@@ -1,4 +1,4 @@
-"""The CNN of seed 003 on generated images of five shapes.
+"""The CNN of the lecture notes on convolutional networks on generated images of five shapes.
 
 3x3 convolution with 8 filters, 2x2 max-pooling, flatten, a dense layer to 5
 classes, softmax cross-entropy. Run: python examples/cnn_shapes.py [output directory]

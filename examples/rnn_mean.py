@@ -1,4 +1,4 @@
-"""An RNN unrolled over T steps with shared weights (seed 002), learning the mean of a sequence.
+"""An RNN unrolled over T steps with shared weights (the RNN of the lecture notes), learning the mean of a sequence.
 
 h_t = tanh(x_t Wx + h_{t-1} Wh + b), prediction h_T Wy + by, squared error.
 The same Wx, Wh, b serve at every step, so their gradient is the sum of the

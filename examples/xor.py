@@ -1,4 +1,4 @@
-"""XOR (seed 004): a 2-8-1 network compiled to NumPy and trained to 100 % accuracy.
+"""XOR, the example of the lecture notes on micro-autograd: a 2-8-1 network compiled to NumPy and trained to 100 % accuracy.
 
 Run: python examples/xor.py [output directory]
 It writes xor_model.py (the generated, numpy-only module) there and trains it.

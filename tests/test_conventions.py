@@ -12,7 +12,7 @@ def grads(build, shapes, **arrays):
 
 
 def test_maximum_and_minimum_send_the_gradient_to_b_at_a_tie():
-    # Seed 001: dY/dX1 = 1 if X1 > X2 else 0.
+    # The Max module of the lecture notes on layers as modules: dY/dX1 = 1 if X1 > X2 else 0.
     d = grads(gc.maximum, {"a": (3,), "b": (3,)}, a=[1.0, 2.0, 3.0], b=[1.0, 0.0, 5.0])
     np.testing.assert_array_equal(d["a"], [0, 1, 0])
     np.testing.assert_array_equal(d["b"], [1, 0, 1])

@@ -13,7 +13,7 @@ BATCH = 3
 
 
 def linear_vector():
-    """Seed 001's Linear, Y = W X with a vector X: the weight gradient is an outer product."""
+    """The Linear module of the lecture notes on layers as modules, Y = W X with a vector X: the weight gradient is an outer product."""
     g = gc.Graph("linear")
     W, X = g.param("W", (2, 3)), g.input("X", (3,))
     Y = g.let("Y", W @ X)
@@ -73,7 +73,7 @@ def mlp_two_layers():
 
 
 def cnn():
-    """Seed 003's CNN: convolution, relu, max-pooling, dense, softmax cross-entropy."""
+    """The CNN of the lecture notes on convolutional networks: convolution, relu, max-pooling, dense, softmax cross-entropy."""
     g = gc.Graph("cnn")
     x, labels = g.input("x", (None, 1, 6, 6)), g.input("labels", (None,))
     k, W = g.param("k", (2, 1, 3, 3)), g.param("W", (8, 3))
@@ -84,7 +84,7 @@ def cnn():
 
 
 def rnn():
-    """Seed 002's RNN unrolled over three steps with shared weights."""
+    """The RNN of the lecture notes, unrolled over three steps with shared weights."""
     g = gc.Graph("rnn")
     xs = [g.input(f"x{t}", (None, 2)) for t in range(1, 4)]
     U, V, w = g.param("U", (2, 3)), g.param("V", (3, 3)), g.param("w", (3,))
@@ -104,7 +104,7 @@ def fuv():
 
 
 def xor():
-    """Seed 004's XOR network, binary cross-entropy written out."""
+    """The XOR network of the lecture notes on micro-autograd, binary cross-entropy written out."""
     g = gc.Graph("xor")
     x, y = g.input("x", shape=(None, 2)), g.input("y", shape=(None, 1))
     W1, b1 = g.param("W1", (2, 8)), g.param("b1", (8,))

@@ -3,7 +3,7 @@ import graphcomp as gc
 
 
 def test_f_equals_u_plus_v_times_w():
-    # Seed 000: f = (u + v) w at u=2, v=3, w=4 -> f = 20, ∂f/∂u = ∂f/∂v = w = 4, ∂f/∂w = u + v = 5.
+    # The worked example of the lecture notes on computational graphs: f = (u + v) w at u=2, v=3, w=4 -> f = 20, ∂f/∂u = ∂f/∂v = w = 4, ∂f/∂w = u + v = 5.
     g = gc.Graph("fuv")
     u, v, w = g.input("u"), g.input("v"), g.input("w")
     g.output("f", (u + v) * w)
@@ -16,7 +16,7 @@ def test_f_equals_u_plus_v_times_w():
 
 
 def test_fan_out_sums_both_paths():
-    # Seed 004: b = (x + y) y at x=2, y=-3 -> b = 3; y is used twice: -1 (through the product) + -3 (through a).
+    # The example of the lecture notes on micro-autograd: b = (x + y) y at x=2, y=-3 -> b = 3; y is used twice: -1 (through the product) + -3 (through a).
     g = gc.Graph("fanout")
     x, y = g.input("x"), g.input("y")
     g.output("b", (x + y) * y)

@@ -15,7 +15,7 @@ a = placeholder(0)
 @pytest.mark.parametrize("formula, derivative", [
     (1 / (1 + sp.exp(-a)), Y * (1 - Y)),                        # sigmoid typed out
     ((sp.exp(2 * a) - 1) / (sp.exp(2 * a) + 1), 1 - Y ** 2),    # tanh typed out
-    (2 / (1 + sp.exp(-2 * a)) - 1, 1 - Y ** 2),                 # tanh as 2σ(2a) - 1 (seed 000)
+    (2 / (1 + sp.exp(-2 * a)) - 1, 1 - Y ** 2),                 # tanh as 2σ(2a) - 1, as the lecture notes on computational graphs write it
     (sp.tanh(a), 1 - Y ** 2),
     (sp.exp(a), Y),
     (sp.log(1 + sp.exp(a)), sigmoid(a)),                        # softplus' is σ of the input

@@ -71,7 +71,7 @@ def abs(x: Node) -> Node:  # noqa: A001 - mirrors np.abs
 
 
 def maximum(a: Node, b: Node) -> Node:
-    """Elementwise max; at a tie the whole gradient goes to b (seed 001's Max module)."""
+    """Elementwise max; at a tie the whole gradient goes to b (the Max module of the lecture notes on layers as modules)."""
     return apply("maximum", a, b)
 
 

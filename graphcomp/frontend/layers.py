@@ -20,7 +20,7 @@ def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefi
     `sizes` are the widths of the K layers; the last layer has no activation, so
     the result is the logits. Params are named W1, b1, ..., WK, bK, hidden values
     a1, h1, ..., a{K-1}, h{K-1} (after `prefix`; a name the graph already uses is skipped),
-    so that formulas and code read as seed 000's recursion.
+    so that formulas and code read as the δ-recursion of the lecture notes on computational graphs.
     """
     if activation not in ACTIVATIONS:
         raise GraphError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")

@@ -203,7 +203,7 @@ def _mlp(graph: Graph, data: dict, model: dict, file: str) -> Spec:
 
 
 def _cnn(graph: Graph, data: dict, model: dict, file: str) -> Spec:
-    """The CNN of seed 003: conv (filters, kernel) -> max-pool -> flatten -> dense -> softmax cross-entropy."""
+    """The CNN of the lecture notes on convolutional networks: conv (filters, kernel) -> max-pool -> flatten -> dense -> softmax cross-entropy."""
     _no_tables(data, file, "cnn")
     image = model.get("image")
     if not (isinstance(image, list) and len(image) == 3):

@@ -76,7 +76,7 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
     return a + b
 
 
-# a bᵀ of two vectors (the weight gradient of a matrix-vector product, seed 001's Linear).
+# a bᵀ of two vectors (the weight gradient of a matrix-vector product, the Linear module of the lecture notes on layers as modules).
 register(Op(name="outer", arity=2, shape=_outer_shape, emit=lambda node, args: f"{args[0]}[:, None] * {args[1]}",
             vjp=lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
             text=lambda node, args: f"outer({args[0]}, {args[1]})",

@@ -208,7 +208,7 @@ pointwise("log", sp.log)
 pointwise("tanh", sp.tanh)
 # The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
 pointwise("sigmoid", sigmoid, helpers=("sigmoid",))
-# Ties, following seed 001's Max module: d max(a, b)/da = 1 if a > b else 0, so at a tie the
+# Ties, following the Max module of the lecture notes on layers as modules: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
 pointwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)))
 pointwise("leaky_relu", lambda a, slope: sp.Piecewise((a, a > 0), (sympy_number(slope) * a, True)),
