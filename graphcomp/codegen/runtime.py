@@ -74,5 +74,5 @@ def helpers_called(lines: Iterable[str]) -> list[str]:
     """The op helpers (without their underscore: "conv2d" for `_conv2d`) that lines of generated code
     call, read off the code itself: whatever printed a line, the line records what it needs."""
     available = _definitions("helpers")
-    return sorted({name[1:] for line in lines for name in re.findall(r"(?<![\w.])(_\w+)\(", line)
-                   if name in available})
+    return sorted({name[1:] for line in lines if isinstance(line, str)  # (an output may be a plain number)
+                   for name in re.findall(r"(?<![\w.])(_\w+)\(", line) if name in available})
