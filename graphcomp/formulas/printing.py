@@ -15,7 +15,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from ..errors import DifferentiationError
-from .derivatives import constants_evaluated, sigmoid
+from .derivatives import constants_evaluated
 
 
 def positive_first(self, expr: sp.Add, order=None) -> str:
@@ -179,11 +179,6 @@ def numpy_text(expr: sp.Expr) -> str:
         return _PRINTER.doprint(factored(constants_evaluated(expr)))
     except Exception as error:  # SymPy raises PrintMethodNotImplementedError and friends
         raise DifferentiationError(f"cannot print {expr} as NumPy code: {error}") from error
-
-
-def helpers_in(expr: sp.Expr) -> tuple[str, ...]:
-    """Helper functions of the generated module that the printed `expr` calls."""
-    return ("sigmoid",) if expr.has(sigmoid) else ()
 
 
 def number_text(value: int | float) -> str:

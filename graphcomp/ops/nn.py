@@ -1,7 +1,7 @@
 """Ops of neural networks — CNN layers (NCHW), dropout, the softmax family — in the one op table.
 
 Their NumPy code lives in helper functions of the generated module
-(templates/helpers.py.j2), vectorised with sliding windows: the only Python
+(templates/runtime/helpers.py), vectorised with sliding windows: the only Python
 loops run over kernel offsets, never over pixels.
 """
 from __future__ import annotations
@@ -63,8 +63,7 @@ register(Op(name="conv2d", arity=2, shape=_conv2d_shape,
             emit=lambda node, args: f"_conv2d(xp, {args[0]}, {args[1]}, {_settings(node)})",
             vjp=_conv2d_vjp,
             text=lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
-            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node)),
-            helpers=("windows", "columns", "conv2d")))
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node))))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
 def _conv2d_input_grad_vjp(node: Node, h: Node) -> tuple:
@@ -84,15 +83,13 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
 register(Op(name="conv2d_input_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             vjp=_conv2d_input_grad_vjp, text=lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
-            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x"),
-            helpers=("fold", "conv2d_input_grad")))
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op(name="conv2d_weight_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
             vjp=_conv2d_weight_grad_vjp, text=lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
-            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w"),
-            helpers=("windows", "columns", "conv2d_weight_grad")))
+            latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w")))
 
 
 def _pool_shape(shapes: tuple, attrs: dict):
@@ -112,8 +109,7 @@ register(Op(name="max_pool2d", arity=1, shape=_pool_shape,
             vjp=lambda node, g: (apply("max_pool2d_grad", g, node.inputs[0], node,
                                        size=node.attr("size"), stride=node.attr("stride")),),
             text=lambda node, args: f"max_pool2d({args[0]}, {_pool_settings(node)})",
-            latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node)),
-            helpers=("pool_cuts", "max_pool2d")))
+            latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node))))
 
 def _pool_derivative(name: str, shape_of: int, superscript: str, vjp) -> Op:
     """One of max-pooling's two linear derivative maps, on (values, x, pooled); each is the other's
@@ -121,8 +117,7 @@ def _pool_derivative(name: str, shape_of: int, superscript: str, vjp) -> Op:
     return register(Op(name=name, arity=3, shape=like(shape_of),
                        emit=lambda node, args: f"_{name}(xp, {args[0]}, {args[1]}, {args[2]}, {_pool_settings(node)})",
                        vjp=vjp, text=lambda node, args: f"{name}({args[0]})",
-                       latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript),
-                       helpers=("pool_cuts", name)))
+                       latex=lambda node, args: latex_operator("maxpool", args, _pool_latex(node), superscript)))
 
 
 # ∂/∂x of max-pooling: each window's gradient routed to its max (shared equally at ties).
@@ -140,7 +135,7 @@ _pool_derivative("max_pool2d_select", 2, r"\mathrm{sel}",
 register(Op(name="dropout_mask", arity=1, shape=like(0),
             emit=lambda node, args: f"_dropout_mask(xp, _rng, {args[0]}, rate={node.attr('rate')})",
             vjp=not_differentiable, text=lambda node, args: f"dropout_mask({args[0]}, rate={node.attr('rate')})",
-            latex=lambda node, args: latex_operator("dropout", args, str(node.attr("rate"))), helpers=("dropout_mask",)))
+            latex=lambda node, args: latex_operator("dropout", args, str(node.attr("rate")))))
 
 
 # ---------------------------------------------------------------- softmax family
@@ -198,22 +193,19 @@ register(Op(name="logsumexp", arity=1, canonical=axes_canonical("logsumexp", kee
             emit=lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
             vjp=_logsumexp_vjp,
             text=lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
-            latex=lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims")))),
-            helpers=("logsumexp",)))
+            latex=lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims"))))))
 register(Op(name="log_softmax", arity=1, canonical=axes_canonical("log_softmax", one=True),
             shape=_one_axis_shape(True),
             emit=lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
             vjp=_log_softmax_vjp,
             text=lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
-            latex=lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node))),
-            helpers=("logsumexp",)))
+            latex=lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node)))))
 register(Op(name="softmax", arity=1, canonical=axes_canonical("softmax", one=True),
             shape=_one_axis_shape(True),
             emit=lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
             vjp=_softmax_vjp,
             text=lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
-            latex=lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node))),
-            helpers=("logsumexp",)))
+            latex=lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node)))))
 
 
 def _xent_shape(shapes: tuple, attrs: dict):
@@ -263,5 +255,4 @@ register(Op(name="softmax_cross_entropy", arity=3, canonical=axes_canonical("sof
             text=lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
             latex=lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],
-                                                     axis_subscript(_axis_of(node))),
-            helpers=("logsumexp",)))
+                                                     axis_subscript(_axis_of(node)))))

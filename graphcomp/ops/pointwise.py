@@ -174,7 +174,7 @@ def formula_vjp(node: Node, g: Node) -> tuple:
 
 
 def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
-              emit: str | None = None, text: str | None = None, helpers: tuple[str, ...] = ()) -> Op:
+              emit: str | None = None, text: str | None = None) -> Op:
     """Declare an elementwise op from its SymPy formula: one row, everything else follows from it.
 
     Without `emit` the formula itself is printed as NumPy code, without `text` it reads `name(x)`;
@@ -194,7 +194,7 @@ def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
         return broadcast_shapes(shapes, name)
 
     return register(Op(name=name, arity=arity, shape=shape_rule, emit=emit_rule, vjp=formula_vjp,
-                       text=text_rule, latex=_default_latex, scalar=formula, helpers=helpers))
+                       text=text_rule, latex=_default_latex, scalar=formula))
 
 
 pointwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
@@ -207,7 +207,7 @@ pointwise("exp", sp.exp)
 pointwise("log", sp.log)
 pointwise("tanh", sp.tanh)
 # The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
-pointwise("sigmoid", sigmoid, helpers=("sigmoid",))
+pointwise("sigmoid", sigmoid)
 # Ties, following the Max module of the lecture notes on layers as modules: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
 pointwise("relu", lambda a: sp.Piecewise((a, a > 0), (0, True)))

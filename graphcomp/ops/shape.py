@@ -226,8 +226,7 @@ register(Op(name="unindex", arity=2, shape=like(1),
             emit=lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
             vjp=lambda node, g: (apply("index", g, index=node.attr("index")), None),
             text=lambda node, args: f"unindex({args[0]})",
-            latex=lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]"),
-            helpers=("unindex",)))
+            latex=lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]")))
 
 
 def _concat_shape(shapes: tuple, attrs: dict) -> Shape:

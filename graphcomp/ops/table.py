@@ -55,8 +55,6 @@ class Op:
     """latex(node, args) -> the formula as LaTeX."""
     scalar: Optional[Callable[..., sp.Expr]] = None
     """Elementwise ops: the SymPy formula over scalar placeholders of the operands (and the attrs)."""
-    helpers: tuple[str, ...] = ()
-    """Functions of templates/runtime/helpers.py the emitted code calls."""
     canonical: Optional[Callable[[dict, tuple], dict]] = None
     """canonical(attrs, input_shapes) -> the same attrs written one way (axes counted from 0 and sorted,
     defaults filled in), applied by `apply` before structural sharing: equal computations are one node."""
