@@ -2,7 +2,7 @@
 local derivative it multiplies by (`h1 = sigmoid(a1); dh1/da1 = h1*(1 - h1)`)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import sympy as sp
 
@@ -35,7 +35,7 @@ def comment(node: Node, backward: Backward, function: FunctionCode) -> str:
     owner = backward.made_by.get(node)
     if owner is None:
         return ""
-    text = f"{name(owner)} = {formula(owner, function)}"
+    text = _once(function, (owner,), lambda: f"{name(owner)} = {formula(owner, function)}")
     into = backward.flows_into.get(node)
     if into is None:
         return text
@@ -44,8 +44,16 @@ def comment(node: Node, backward: Backward, function: FunctionCode) -> str:
                or [owner.inputs.index(into)])
     operands = list(dict.fromkeys(name(owner.inputs[i]) for i in indices))
     if OPS[owner.op].has_formula:
-        local = local_derivative(scalar_expr(owner), indices[0])
         partials = " = ".join(f"d{name(owner)}/d{operand_name}" for operand_name in operands)
-        local_text = plain_text(in_terms_of(local, owner, lambda value: sp.Symbol(name(value), real=True)))
+        local_text = _once(function, (owner, indices[0]), lambda: plain_text(in_terms_of(
+            local_derivative(scalar_expr(owner), indices[0]), owner, lambda value: sp.Symbol(name(value), real=True))))
         return f"{text}; {partials} = {local_text}"
     return f"{text}; into {', '.join(operands)}"
+
+
+def _once(function: FunctionCode, key: tuple, make: Callable[[], str]) -> str:
+    """A comment's part made once per function: a forward value is the owner of several backward
+    lines (one per operand), each of which shows its formula."""
+    if key not in function.comment_parts:
+        function.comment_parts[key] = make()
+    return function.comment_parts[key]

@@ -26,6 +26,7 @@ class FunctionCode:
     backward_lines: list[Statement] = field(default_factory=list)  # the gradients, each with its comment
     inlined: dict[Node, str] = field(default_factory=dict)   # node -> its text, written inside its user's line
     order: list[Node] = field(default_factory=list)          # the nodes with lines of their own, in order
+    comment_parts: dict = field(default_factory=dict, repr=False, compare=False)  # (node, ...) -> a part of a comment, made once
 
     def operand(self, node: Node) -> str | int | float:
         """How this function's code reads a value: a number, the text written in its place, or its variable."""

@@ -115,10 +115,12 @@ def stable_form(expr: sp.Expr) -> sp.Expr:
     return expr if args == expr.args else expr.func(*args)
 
 
+@lru_cache(maxsize=None)
 def placeholder(i: int) -> sp.Symbol:
     return sp.Symbol(f"x{i}", real=True)
 
 
+@lru_cache(maxsize=None)
 def placeholders(n: int) -> tuple[sp.Symbol, ...]:
     return tuple(placeholder(i) for i in range(n))
 
@@ -137,6 +139,8 @@ def local_derivative(expr: sp.Expr, i: int) -> sp.Expr:
     x = placeholder(i)
     plain = _tidy(sp.diff(expr, x))
     best, best_cost = plain, sp.count_ops(plain)
+    if best_cost == 0:  # a number or one symbol: no candidate can be cheaper
+        return best
     raw = in_exponentials(plain)
     candidates = ([stable_form(plain), stable_form(raw), _sigmoid_of_positive(plain)]
                   + _through_output(expr, x, plain) + _sign_of_output(plain))
@@ -262,17 +266,19 @@ def recomputes_functions(derivative: sp.Expr, allowed: tuple = ()) -> bool:
 def _agrees(candidate: sp.Expr, plain: sp.Expr, expr: sp.Expr) -> bool:
     """True when candidate(y=expr) equals the plain derivative at every sample point where both are real."""
     symbols = sorted(expr.free_symbols | plain.free_symbols, key=lambda s: s.name)
+    plain_raw, candidate_raw = in_exponentials(plain), None  # rewritten once, evaluated at every point
     checked = 0
     for k in range(len(_SAMPLES)):
         point = {s: sp.Float(_SAMPLES[(k + j) % len(_SAMPLES)]) for j, s in enumerate(symbols)}
         try:
-            want = sp.N(in_exponentials(plain).subs(point))
+            want = sp.N(plain_raw.subs(point))
         except TypeError:  # a condition met a complex value (a power of a negative number): no test here
             continue
         if not (want.is_real and want.is_finite):
             continue
         try:
-            got = sp.N(in_exponentials(candidate.subs(Y, expr)).subs(point))
+            candidate_raw = in_exponentials(candidate.subs(Y, expr)) if candidate_raw is None else candidate_raw
+            got = sp.N(candidate_raw.subs(point))
         except TypeError:  # a condition compared a complex value: the candidate is not real here
             return False
         if not (got.is_real and got.is_finite) or abs(got - want) > 1e-9 * (1 + abs(want)):

@@ -142,8 +142,23 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
     return node
 
 
+# The orders last asked for, by their roots: a compile sorts the same graph from several places
+# (fusion, reverse mode, codegen's planning, checks and context); nodes never change, so neither do they.
+_ORDERS: dict[tuple[Node, ...], tuple[Node, ...]] = {}
+_ORDERS_KEPT = 8
+
+
 def toposort(roots: Iterable[Node]) -> list[Node]:
     """Every node the roots depend on, inputs before users, in a deterministic order."""
+    roots = tuple(roots)
+    if roots not in _ORDERS:
+        if len(_ORDERS) >= _ORDERS_KEPT:
+            del _ORDERS[next(iter(_ORDERS))]
+        _ORDERS[roots] = tuple(_sorted(roots))
+    return list(_ORDERS[roots])
+
+
+def _sorted(roots: tuple[Node, ...]) -> list[Node]:
     order: list[Node] = []
     seen: set[Node] = set()
     for root in roots:

@@ -62,11 +62,15 @@ class _Regions:
         self.fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
         self.wholes: dict[Node, tuple] = {}   # node -> (expr, frontier, region), grown as far as possible
         self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
+        self.owns: dict[Node, tuple] = {}     # node -> (expr, frontier, region) of the node alone
 
     def own(self, node: Node) -> tuple:
-        symbols = [next(self.fresh) for _ in node.inputs]
-        expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
-        return expr, dict(zip(symbols, node.inputs)), frozenset({node})
+        """The node's formula over symbols of its inputs: made once, `whole` and `stepwise` start from it."""
+        if node not in self.owns:
+            symbols = [next(self.fresh) for _ in node.inputs]
+            expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
+            self.owns[node] = expr, dict(zip(symbols, node.inputs)), frozenset({node})
+        return self.owns[node]
 
     def whole(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
         expr, frontier, region = self.own(node)
