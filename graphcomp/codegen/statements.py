@@ -60,7 +60,8 @@ class ModuleCode:
             if OPS[node.op].transparent and node not in self.names:
                 function.inlined[node] = literal(args[0])
                 continue
-            text = self._text(node, args)
+            # a fused formula's text is made with its common parts, and only when it has none
+            text = None if node.op == FUSED_FORMULA else self._text(node, args)
             if self._inlined(node):
                 function.inlined[node] = text
                 continue
@@ -80,14 +81,14 @@ class ModuleCode:
                 node, tuple(_operand_text(node, a, self.dtype) for a in args))
         return self._texts[node]
 
-    def _lines(self, node: Node, args: tuple, text: str) -> list[Statement]:
+    def _lines(self, node: Node, args: tuple, text: str | None) -> list[Statement]:
         """The lines that compute a node: the common parts of its formula, then its own."""
         common, text = self._common_parts(node, args, text)
         if self._numbers[node]:  # a line of its own is read by functions too: an array, not an int
             text = f"xp.asarray({text}, dtype=xp.{self.dtype})"
         return common + [Statement(self.names.variable(node), text)]
 
-    def _common_parts(self, node: Node, args: tuple, text: str) -> tuple[list[Statement], str]:
+    def _common_parts(self, node: Node, args: tuple, text: str | None) -> tuple[list[Statement], str]:
         """A fused formula's repeated subexpressions, computed once each (sympy.cse): (their lines,
         the formula's own text). Cached per node, so `forward` and `gradients` give them the same names."""
         if node.op != FUSED_FORMULA:
@@ -108,7 +109,7 @@ class ModuleCode:
                     numbers.add(part)
                     part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
                 lines.append(Statement(str(names[part]), part_text))
-            self._common[node] = (lines, numpy_text(reduced) if kept else text)
+            self._common[node] = (lines, numpy_text(reduced) if kept else self._text(node, args))
         return self._common[node]
 
     def _inlined(self, node: Node) -> bool:

@@ -20,10 +20,12 @@ from .derivatives import constants_evaluated
 
 def positive_first(self, expr: sp.Add, order=None) -> str:
     """A sum with its positive terms first, as a person writes it: σ(z) - y, not -y + σ(z)."""
-    terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
-    text = self._print(terms[0])
-    for term in terms[1:]:
-        if term.could_extract_minus_sign():
+    # could_extract_minus_sign is slow on large terms: asked once per term
+    terms = sorted(((t, t.could_extract_minus_sign()) for t in self._as_ordered_terms(expr, order=order)),
+                   key=lambda pair: pair[1])
+    text = self._print(terms[0][0])
+    for term, negative in terms[1:]:
+        if negative:
             text += " - " + self.parenthesize(-term, PRECEDENCE["Add"])
         else:
             text += " + " + self.parenthesize(term, PRECEDENCE["Add"], strict=True)
