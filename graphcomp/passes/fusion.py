@@ -3,6 +3,7 @@ code leaner (a derivative that reuses forward values) or stabler (a formula reco
 softplus typed out)."""
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Optional
 
@@ -125,8 +126,10 @@ def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
     return expr.xreplace({symbol: inner_expr}), frontier, region | inner_region
 
 
+@functools.lru_cache(maxsize=4096)
 def _pieces(expr: sp.Expr) -> int:
-    """How many case distinctions (relu, maximum, ...) a formula holds."""
+    """How many case distinctions (relu, maximum, ...) a formula holds (asked of each region's formula
+    again at every step of growing its users' regions)."""
     return len(expr.atoms(sp.Piecewise))
 
 
