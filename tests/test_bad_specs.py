@@ -21,7 +21,7 @@ FINE = 'loss = "sum(x @ W)"'
 
 # (id, the parts of the spec that differ, the end of the expected message)
 CASES = [
-    ("number for softmax", dict(outputs='loss = "sum(softmax(3))"'), "outputs.loss: a number was given where a tensor is expected"),
+    ("number for softmax", dict(outputs='loss = "sum(softmax(3))"'), "outputs.loss: softmax: axis -1 is out of range for 0 dimension(s)"),
     ("number for flatten", dict(outputs='loss = "sum(flatten(2))"'), "outputs.loss: a number was given where a tensor is expected"),
     ("number as logits", dict(outputs='loss = "softmax_cross_entropy(3, labels)"'), "outputs.loss: a number was given where a tensor is expected"),
     ("conv of a matrix", dict(outputs='loss = "sum(conv2d(x, W, 5))"'), "outputs.loss: conv2d: input (N, C, H, W) and weight (out, in, kh, kw) must be 4-d, got (None, 3) and (3, 3)"),
