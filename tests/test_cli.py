@@ -366,3 +366,13 @@ def test_a_validation_fraction_that_leaves_no_example_is_refused_before_the_modu
     err = capsys.readouterr().err
     assert code == 2 and err == f"graphcomp: error: {data}: no examples to train on (validation=0.9 holds out all 3)\n"
     assert not module.exists() and not (tmp_path / "p.npz").exists()
+
+
+def test_resume_with_fewer_epochs_than_the_run_names_the_run_file(tmp_path, capsys):
+    out = tmp_path / "run.npz"
+    common = ["train", str(EXAMPLES / "xor.toml"), "--data", str(EXAMPLES / "data" / "xor.csv"), "--quiet"]
+    assert main(common + ["--out", str(out), "--epochs", "3"]) == 0
+    capsys.readouterr()
+    assert main(common + ["--resume", str(out), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (f"graphcomp: error: {out}: the run has done 3 epochs already; "
+                                       "--epochs counts from its start\n")

@@ -236,12 +236,11 @@ def _train(args: argparse.Namespace) -> int:
 def _training_settings(args: argparse.Namespace, spec_settings: dict, run: dict | None) -> dict:
     """compile()'s defaults and the spec's [training], then a resumed run's own settings, then the flags."""
     resumed = {key: value for key, value in (run or {}).get("settings", {}).items() if key in TRAINING_KEYS}
-    settings = {**spec_settings, **resumed}
-    for key in SETTINGS:
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+    settings = {**spec_settings, **resumed, **{key: getattr(args, key) for key in SETTINGS if getattr(args, key) is not None}}
     for key, problem in training_problems(settings).items():  # before anything is written
         raise ValueError(f"--{key.replace('_', '-')} {problem}")
+    if run and settings["epochs"] < run["epoch"]:
+        raise InputError(f"{args.resume}: the run has done {run['epoch']} epochs already; --epochs counts from its start")
     return settings
 
 
