@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
-import stat
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TypeVar
 
 from .errors import InputError, OutputError
+# The one atomic writer, which every generated module carries too (its runtime imports nothing of graphcomp).
+from .templates.runtime.files import _new_file_beside as new_file_beside, _replace_file as replace_file
 
 PathLike = str | os.PathLike
 T = TypeVar("T")
@@ -54,25 +54,11 @@ def write_atomic(path: PathLike, data: str | bytes) -> Path:
     """
     content = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     target = target_of(path)
-    temporary = None
     try:
-        mode = _existing_mode(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary, descriptor = _create_beside(target)
-        with os.fdopen(descriptor, "wb") as file:
-            if mode is not None:
-                os.fchmod(file.fileno(), mode)
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-        temporary = None
-        _sync_folder(target.parent)
+        _refuse_folder(target)
+        replace_file(target, lambda file: file.write(content))
     except OSError as error:
         raise _output_error(path, target, error) from None
-    finally:  # also on KeyboardInterrupt: no stray temporary file is left behind
-        if temporary is not None:
-            _remove(temporary)
     return Path(path)
 
 
@@ -81,11 +67,11 @@ def check_writable(path: PathLike) -> Path:
     takes a new file (one is created and removed). Returns the file a write would change."""
     target = target_of(path)
     try:
-        _existing_mode(target)
+        _refuse_folder(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary, descriptor = _create_beside(target)
+        descriptor, probe = new_file_beside(target)
         os.close(descriptor)
-        _remove(temporary)
+        os.unlink(probe)
     except OSError as error:
         raise _output_error(path, target, error) from None
     return target
@@ -156,43 +142,10 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
-def _existing_mode(target: Path) -> int | None:
-    """The permission bits of an existing target (None if there is none); a folder is refused."""
-    try:
-        status = target.stat()
-    except FileNotFoundError:
-        return None
-    if stat.S_ISDIR(status.st_mode):
+def _refuse_folder(target: Path) -> None:
+    """A folder is not a file to write: refused with its own reason (EISDIR)."""
+    if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
-    return stat.S_IMODE(status.st_mode)
-
-
-def _create_beside(target: Path) -> tuple[Path, int]:
-    """A new, hidden temporary file in the target's folder, created with the permissions a new file
-    gets there (the umask applies, as it would to the target); (its path, an open descriptor)."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder so that a rename in it is on the disk; some file systems cannot, which is no error."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def _remove(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _output_error(path: PathLike, target: Path, error: OSError) -> OutputError:

@@ -164,3 +164,16 @@ def test_the_helpers_a_module_carries_are_read_off_its_code():
     for name in called:
         assert f"def _{name}(" in runtime
     assert "def _dropout_mask(" not in runtime and "def _sigmoid(" not in runtime
+
+
+def test_a_new_params_file_gets_the_permissions_any_new_file_gets(monkeypatch, tmp_path):
+    as_model(monkeypatch, PARAMS={"w": (2,)})
+    umask = os.umask(0o022)
+    try:
+        path = files.save_params(tmp_path / "new.npz", {"w": np.zeros(2)})
+        assert os.stat(path).st_mode & 0o777 == 0o644  # not the 0o600 of a private temporary file
+        os.chmod(path, 0o640)
+        files.save_params(path, {"w": np.ones(2)})
+        assert os.stat(path).st_mode & 0o777 == 0o640  # an existing file keeps its own
+    finally:
+        os.umask(umask)

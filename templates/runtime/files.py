@@ -77,7 +77,6 @@ def _writable(path):
     """The .npz path train() will save to, after proving now that its folder takes a new file (so that
     a read-only or missing folder is found before training, not after)."""
     import os
-    import tempfile
 
     path = _npz_path(path)
     folder = os.path.dirname(os.path.realpath(path))
@@ -85,42 +84,51 @@ def _writable(path):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise NotADirectoryError(0, f"{folder} is a file, not a folder")
         os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
+        descriptor, probe = _new_file_beside(os.path.join(folder, "write-test"))
+        os.close(descriptor)
+        os.unlink(probe)
     except OSError as error:
         raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 
 def _write_atomic(path, arrays):
-    """np.savez into a temporary file beside `path`, flushed to the disk, then renamed over it. Through a
-    symbolic link, the file it points to is replaced."""
+    """np.savez to `path` through _replace_file: a failure is one OSError naming the file."""
+    try:
+        _replace_file(path, lambda file: np.savez(file, **arrays))
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}; the file there is unchanged") from None
+    return path
+
+
+def _replace_file(path, write):
+    """Replace the file at `path` by what write(file) writes into a binary file, atomically: into a new
+    file beside it, flushed to the disk, renamed over it, the folder flushed too. A kill at any instant
+    leaves the old file or the complete new one; on any failure the new file is removed and the error
+    (its errno intact) raised. Through a symbolic link, the file it names is replaced; an existing
+    file's permission bits are kept. graphcomp writes its own files through this function too."""
     import os
-    import tempfile
 
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    mode = os.stat(target).st_mode & 0o7777 if os.path.exists(target) else None
+    descriptor, temporary = _new_file_beside(target)
     try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
-    except OSError as error:
-        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+        with os.fdopen(descriptor, "wb") as file:
+            if mode is not None:
+                os.fchmod(file.fileno(), mode)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
-        if os.path.exists(target):
-            os.chmod(temporary, os.stat(target).st_mode & 0o7777)
         os.replace(temporary, target)
-    except BaseException as error:
+    except BaseException:
         try:
             os.unlink(temporary)
         except OSError:
             pass
-        if isinstance(error, OSError):
-            raise OSError(f"cannot write {path}: {error.strerror or error}; the file there is unchanged") from None
         raise
-    try:  # the rename itself on the disk
+    try:  # the rename itself on the disk; some file systems cannot, which is no error
         descriptor = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(descriptor)
@@ -128,7 +136,16 @@ def _write_atomic(path, arrays):
             os.close(descriptor)
     except OSError:
         pass
-    return path
+
+
+def _new_file_beside(target):
+    """(descriptor, path) of a new hidden file in `target`'s folder, made with the permissions a new
+    file gets there (the umask applies, as it would to the target)."""
+    import os
+
+    folder, name = os.path.split(target)
+    temporary = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.tmp")
+    return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
 
 
 def _load_npz(path, what):
