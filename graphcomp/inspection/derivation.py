@@ -23,6 +23,7 @@ from ..ir import Graph, Node, depending_on, toposort
 from ..ops import OPS, in_terms_of, scalar_expr
 from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
+from .numbers import shown
 
 
 class AdjointRenderer:
@@ -108,28 +109,6 @@ class ForwardStep:
 
     def text(self) -> str:
         return f"{self.target} = {self.plain}" + ("" if self.value is None else f" = {shown(self.value, latex=False)}")
-
-
-SHOWN_ELEMENTS = 16  # arrays up to this size (and two axes, size-1 axes aside) print in full
-
-
-def shown(value, latex: bool) -> str:
-    """A number or an array as a person reads it: a matrix when small, its shape and a summary when not."""
-    array = np.asarray(value, dtype=float)
-    if array.ndim == 0:
-        return latex_number(float(array)) if latex else short_number(float(array))
-    squeezed = array.reshape([d for d in array.shape if d != 1] or [1])
-    if array.size <= SHOWN_ELEMENTS and squeezed.ndim <= 2:
-        rows = squeezed.reshape(-1, squeezed.shape[-1]) if squeezed.ndim == 2 or array.ndim == 1 else squeezed.reshape(1, -1)
-        if array.ndim >= 2 and squeezed.ndim == 1 and array.shape[-1] == 1:
-            rows = squeezed.reshape(-1, 1)  # a column stays a column
-        fmt = (lambda v: latex_number(float(f"{v + 0.0:.4g}"))) if latex else (lambda v: f"{v + 0.0:.4g}")  # no -0
-        if latex:
-            return r"\begin{bmatrix} " + r" \\ ".join(" & ".join(fmt(v) for v in row) for row in rows) + r" \end{bmatrix}"
-        return "[" + "; ".join(" ".join(fmt(v) for v in row) for row in rows) + "]"
-    shape = "×".join(map(str, array.shape)) if not latex else r" \times ".join(map(str, array.shape))
-    summary = f"mean {array.mean():.4g}, min {array.min():.4g}, max {array.max():.4g}"
-    return rf"\left[{shape} \text{{ array: {summary}}}\right]" if latex else f"[{shape} array: {summary}]"
 
 
 @dataclass
