@@ -52,13 +52,14 @@ def test_tensor_gradients_are_the_codes_equations_under_the_codes_names():
     formulas = model.gradient_latex()
     assert formulas["W_1"].splitlines()[1:4] == [
         r"\bar{W}_{1} &= x^\top \left(\bar{h} \odot h \odot \left(1 - h\right)\right) \\",  # d_W_1 = x.T @ d_t1
-        r"\bar{h} &= \frac{2 \left(h W_{2} - y\right)}{N} W_{2}^\top \\",                     # d_h = d_t2 @ W_2.T
+        r"\bar{h} &= \frac{2 \left(h W_{2} - y\right)}{N} W_{2}^\top \\",                     # d_h = d_t3 @ W_2.T
         r"h &= \sigma\left(b_{1} + x W_{1}\right)",                                             # every symbol is defined
     ]
     assert formulas["b_1"].splitlines()[1] == r"\bar{b}_{1} &= \mathbf{1}^\top \left(\bar{h} \odot h \odot \left(1 - h\right)\right) \\"
     assert formulas["W_2"].startswith(r"\begin{aligned}" + "\n" + r"\bar{W}_{2} &= h^\top")
     code = model.gradient_text()["W_1"].splitlines()
-    assert code[-4:] == ["d_t2 = 2*(t2 - y)/t3.shape[0]", "d_h = d_t2 @ W_2.T", "d_t1 = d_h*h*(1 - h)", "d_W_1 = x.T @ d_t1"]
+    # the graph's own numbering: t2 = t1 + b_1 went into h's formula, t4 = t3 - y into t5's
+    assert code[-4:] == ["d_t3 = 2*(t3 - y)/t5.shape[0]", "d_h = d_t3 @ W_2.T", "d_t1 = d_h*h*(1 - h)", "d_W_1 = x.T @ d_t1"]
     assert all(line in model.source for line in code)
 
 

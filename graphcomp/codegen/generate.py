@@ -95,12 +95,13 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     leaves, loss_output = wrt_leaves(graph, wrt), loss_name(graph, loss)
     source_graph = graph
     changes: list = []
+    origins: dict[Node, Node] = {}
     if simplify:
-        graph = optimize(graph, wrt=leaves, log=changes)
+        graph = optimize(graph, wrt=leaves, log=changes, origins=origins)
     backward = None
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
-    code = ModuleCode(graph, leaves, backward, dtype)
+    code = ModuleCode(graph, leaves, backward, dtype, written=source_graph, origins=origins)
     context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)

@@ -4,13 +4,14 @@ name and LaTeX symbol that the formulas, derivations, report, pictures and explo
 
 - A user's name is kept. In code, one that clashes with the module's own names or a Python builtin gets
   a trailing underscore (`outputs_`); views and symbols keep the user's spelling (\\mathrm{outputs}).
-- Every other value is a temporary t1, t2, ... in one numbering, in the order values are asked for,
-  skipping any whose symbol would print like a user's (t3 where the user has a t_3).
+- Every other value of the graph as written is a temporary t1, t2, ... numbered once, in the graph's
+  topological order, skipping any whose symbol would print like a user's (t3 where the user has a t_3).
+  The simplified graph the code computes keeps those names: a fused formula is named after the last
+  value of its chain, a rewritten value after the value it replaces (`passes.optimize` says which);
+  values only the code has (a rewrite's log-sum-exp, a formula's repeated part) are numbered after
+  the graph's own. So t4 is the same value in the picture, the formulas, the derivation and the code.
 - The gradient of a value x is d_x (LaTeX: x's symbol with a bar); where x is used more than once,
   the gradient along its k-th path is d_x_k (\\bar{x}^{(k)}).
-
-The code asks for names as it plans its lines (temporaries in the order the code first needs them);
-a view of the graph as written asks for every value in the graph's topological order (`as_written`).
 """
 from __future__ import annotations
 
@@ -53,7 +54,11 @@ class ValueNames:
     """The names of one graph's values (and of the gradients of one backward pass): one variable, one
     name as the user reads it and one LaTeX symbol per value, the same everywhere it is used."""
 
-    def __init__(self, graph: Graph, backward: Backward | None = None) -> None:
+    def __init__(self, graph: Graph, backward: Backward | None = None, written: Graph | None = None,
+                 origins: Mapping[Node, Node] | None = None) -> None:
+        """`graph`: the graph the code computes; `written`: the graph as the user wrote it (default: the
+        same), whose values are numbered; `origins`: which value of `written` each value of `graph`
+        stands for (`passes.optimize`)."""
         self._forward = set(graph.nodes())
         self._variables: dict[Node, str] = {}
         self._labels: dict[Node, str] = {}   # a user's name as typed (its variable may carry an underscore)
@@ -66,14 +71,21 @@ class ValueNames:
                 self._symbols[node] = symbol(name)
         self._user_symbols = set(self._symbols.values())
         self._numbers = itertools.count(1)
+        self._origins: Mapping[Node, Node] = origins or {}
+        self._numbered: dict[Node, str] = {}  # the unnamed values of the graph as written: t1, t2, ...
+        written = written or graph
+        named = {node for node, _ in _user_names(written)}
+        for node in written.nodes():
+            if node.op != "const" and node not in named:
+                self._numbered[node] = self.temporary()
+        self._given: set[str] = set()  # the temporaries of `_numbered` that a value of `graph` has taken
         self._gradient_of = _gradient_owners(graph, backward)
         self._flows_into = backward.flows_into if backward is not None else {}
         self._paths_into: dict[Node, int] = {}
 
     @classmethod
     def as_written(cls, graph: Graph) -> ValueNames:
-        """The names a view of the graph as written shows: every value but the numbers, temporaries
-        numbered in the graph's topological order."""
+        """The names a view of the graph as written shows: every value but the numbers."""
         names = cls(graph)
         for node in graph.nodes():
             if node.op != "const":
@@ -87,7 +99,13 @@ class ValueNames:
     def variable(self, node: Node) -> str:
         """The value's variable in the generated code, handed out the first time it is asked for."""
         if node not in self._variables:
-            self._variables[node] = self._gradient_variable(node) or self.temporary(node)
+            numbered = self._numbered.get(self._origins.get(node, node))
+            if numbered is not None and numbered not in self._given:
+                self._given.add(numbered)
+                self._variables[node] = numbered
+                self._symbols[node] = symbol(numbered)
+            else:
+                self._variables[node] = self._gradient_variable(node) or self.temporary(node)
         return self._variables[node]
 
     def temporary(self, node: Node | None = None) -> str:
@@ -99,6 +117,19 @@ class ValueNames:
                 if node is not None:
                     self._symbols[node] = symbol(name)
                 return name
+
+    def part_of_formula(self, written: Node) -> str | None:
+        """The name of a value of the graph as written that the code computes as a repeated part of a
+        fused formula (b1 + t2 inside relu's formula is still t3); None if that name is taken."""
+        name = self._numbered.get(written)
+        if name is None or name in self._given:
+            return None
+        self._given.add(name)
+        return name
+
+    def origin(self, node: Node) -> Node | None:
+        """The value of the graph as written that a value of the code's graph stands for, if any."""
+        return self._origins.get(node)
 
     def local(self, base: str) -> str:
         """A variable of the generated function that is no value of the graph (N, the batch size)."""

@@ -14,6 +14,7 @@ from ..diff.reverse import Backward
 from ..formulas.printing import number_text, numpy_text, sympy_number
 from ..formulas.derivatives import placeholder
 from ..ir import Graph, Node, toposort, use_counts
+from ..passes import MAX_REGION
 from ..ops import OPS, scalar_expr
 from .comments import comment, literal
 from .listing import FunctionCode, Listing, Statement
@@ -25,9 +26,12 @@ FUSED_FORMULA = "formula"  # the op of a fused chain of elementwise ops: one Sym
 class ModuleCode:
     """The lines of one generated module: `forward`, and `gradients` (None without a backward pass)."""
 
-    def __init__(self, graph: Graph, wrt: list[Node], backward: Backward | None, dtype: str) -> None:
+    def __init__(self, graph: Graph, wrt: list[Node], backward: Backward | None, dtype: str,
+                 written: Graph | None = None, origins: dict[Node, Node] | None = None) -> None:
+        """`written`, `origins`: the graph as the user wrote it, and which of its values each value of
+        `graph` stands for (`passes.optimize`): the code then names values as every view does."""
         self.graph, self.wrt, self.backward, self.dtype = graph, wrt, backward, dtype
-        self.names = ValueNames(graph, backward)
+        self.names = ValueNames(graph, backward, written, origins)
         self.outputs = list(graph.outputs.values())
         self.forward_values = set(graph.nodes())
         self.roots = self.outputs if backward is None else self.outputs + [backward.gradients[x] for x in wrt]
@@ -99,7 +103,13 @@ class ModuleCode:
                 for i, a in enumerate(args)})
             replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
             kept, conditions = _without_conditions(replacements)
-            names = {part: sp.Symbol(self.names.temporary(), real=True) for part, _ in kept}
+            inside = self._written_parts(node, args)
+            names, expanded = {}, {}
+            for part, formula in kept:  # a part that is a value the user's graph has keeps that value's name
+                expanded[part] = formula.xreplace(expanded)
+                written = inside.get(expanded[part])
+                name = self.names.part_of_formula(written) if written is not None else None
+                names[part] = sp.Symbol(name or self.names.temporary(), real=True)
             reduced = reduced.xreplace(conditions).xreplace(names)
             numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
             lines = []
@@ -112,6 +122,33 @@ class ModuleCode:
             self._common[node] = (lines, numpy_text(reduced) if kept else self._text(node, args))
         return self._common[node]
 
+    def _written_parts(self, node: Node, args: tuple) -> dict[sp.Basic, Node]:
+        """{formula over the operands' names: value of the graph as written} for the values a fused
+        formula took in, found by walking back from the value it stands for to its operands."""
+        root = self.names.origin(node)
+        if root is None:
+            return {}
+        stops = {_or(self.names.origin(x), x): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+                 for x, a in zip(node.inputs, args)}
+        formulas: dict[Node, sp.Basic | None] = {}
+        stack = [(root, False)]
+        while stack and len(formulas) <= 4 * MAX_REGION:  # a region is small: a long walk has left it
+            value, ready = stack.pop()
+            if value in formulas:
+                continue
+            if value in stops or value.op == "const":
+                formulas[value] = stops[value] if value in stops else sympy_number(value.attr("value"))
+            elif not OPS[value.op].has_formula:
+                formulas[value] = None
+            elif not ready:
+                stack += [(value, True)] + [(x, False) for x in value.inputs]
+            elif all(formulas.get(x) is not None for x in value.inputs):
+                formulas[value] = scalar_expr(value).xreplace({placeholder(i): formulas[x] for i, x in enumerate(value.inputs)})
+            else:
+                formulas[value] = None
+        return {formula: value for value, formula in formulas.items()
+                if formula is not None and value is not root and value not in stops and value.op != "const"}
+
     def _inlined(self, node: Node) -> bool:
         """A cheap view used once, with no name of its own to show: written inside its user's line.
 
@@ -120,6 +157,10 @@ class ModuleCode:
         has_adjoint = self.backward is not None and node in self.backward.adjoints
         return (OPS[node.op].inlined and self._uses.get(node) == 1 and not has_adjoint
                 and node not in self.names)
+
+
+def _or(node: Node | None, default: Node) -> Node:
+    return default if node is None else node
 
 
 def _without_conditions(replacements: list) -> tuple[list, dict]:

@@ -45,8 +45,8 @@ def forward(**arrays):
     xp, x, y, w, b = _read("forward", arrays, ('x', 'y', 'w', 'b'))
     t1 = x @ w
     residual = b + t1 - y
-    t2 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
-    loss = xp.mean(t2)
+    t6 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
+    loss = xp.mean(t6)
     return {'loss': _result(loss)}
 
 
@@ -62,10 +62,10 @@ def _gradients(xp, x, y, w, b):
     scalars: the training loop's step. xp: the arrays' namespace (numpy, or an Array API namespace)."""
     t1 = x @ w
     residual = b + t1 - y
-    t2 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
-    loss = xp.mean(t2)
+    t6 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
+    loss = xp.mean(t6)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_residual = (2*_sigmoid(xp, 2*residual) - 1)/t2.shape[0]  # t2 = softplus(2*residual) - residual - 0.693147180559945; dt2/dresidual = 2*sigmoid(2*residual) - 1
+    d_residual = (2*_sigmoid(xp, 2*residual) - 1)/t6.shape[0]  # t6 = softplus(2*residual) - residual - 0.693147180559945; dt6/dresidual = 2*sigmoid(2*residual) - 1
     d_w = x.T @ d_residual  # t1 = x @ w; into w
     d_b = xp.sum(d_residual, axis=0)  # residual = b + t1 - y; dresidual/db = 1
     outputs = {'loss': loss}

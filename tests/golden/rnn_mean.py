@@ -60,20 +60,20 @@ def forward(**arrays):
     t11 = x[:, 0, :]
     t12 = t11 @ Wx
     h1 = xp.tanh(b + t12)
-    t13 = h1 @ Wh
-    h2 = xp.tanh(b + t10 + t13)
-    t14 = h2 @ Wh
-    h3 = xp.tanh(b + t14 + t8)
-    t15 = h3 @ Wh
-    h4 = xp.tanh(b + t15 + t6)
-    t16 = h4 @ Wh
-    h5 = xp.tanh(b + t16 + t4)
-    t17 = h5 @ Wh
-    h6 = xp.tanh(b + t17 + t2)
-    t18 = h6 @ Wy
-    prediction = t18 + by
-    t19 = (prediction - y)**2
-    loss = xp.mean(t19)
+    t14 = h1 @ Wh
+    h2 = xp.tanh(b + t10 + t14)
+    t17 = h2 @ Wh
+    h3 = xp.tanh(b + t17 + t8)
+    t20 = h3 @ Wh
+    h4 = xp.tanh(b + t20 + t6)
+    t23 = h4 @ Wh
+    h5 = xp.tanh(b + t23 + t4)
+    t26 = h5 @ Wh
+    h6 = xp.tanh(b + t2 + t26)
+    t29 = h6 @ Wy
+    prediction = t29 + by
+    t31 = (prediction - y)**2
+    loss = xp.mean(t31)
     return {'prediction': _result(prediction), 'loss': _result(loss)}
 
 
@@ -100,57 +100,57 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     t11 = x[:, 0, :]
     t12 = t11 @ Wx
     h1 = xp.tanh(b + t12)
-    t13 = h1 @ Wh
-    h2 = xp.tanh(b + t10 + t13)
-    t14 = h2 @ Wh
-    h3 = xp.tanh(b + t14 + t8)
-    t15 = h3 @ Wh
-    h4 = xp.tanh(b + t15 + t6)
-    t16 = h4 @ Wh
-    h5 = xp.tanh(b + t16 + t4)
-    t17 = h5 @ Wh
-    h6 = xp.tanh(b + t17 + t2)
-    t18 = h6 @ Wy
-    prediction = t18 + by
-    t19 = (prediction - y)**2
-    loss = xp.mean(t19)
+    t14 = h1 @ Wh
+    h2 = xp.tanh(b + t10 + t14)
+    t17 = h2 @ Wh
+    h3 = xp.tanh(b + t17 + t8)
+    t20 = h3 @ Wh
+    h4 = xp.tanh(b + t20 + t6)
+    t23 = h4 @ Wh
+    h5 = xp.tanh(b + t23 + t4)
+    t26 = h5 @ Wh
+    h6 = xp.tanh(b + t2 + t26)
+    t29 = h6 @ Wy
+    prediction = t29 + by
+    t31 = (prediction - y)**2
+    loss = xp.mean(t31)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_prediction = 2*(prediction - y)/t19.shape[0]  # t19 = (prediction - y)**2; dt19/dprediction = 2*(prediction - y)
-    d_h6 = d_prediction @ Wy.T  # t18 = h6 @ Wy; into h6
-    d_t17 = d_h6*(1 - h6**2)  # h6 = tanh(b + t17 + t2); dh6/dt2 = dh6/dt17 = 1 - h6**2
-    t20 = Wh.T  # t17 = h5 @ Wh
-    d_h5 = d_t17 @ t20  # t17 = h5 @ Wh; into h5
-    d_t16 = d_h5*(1 - h5**2)  # h5 = tanh(b + t16 + t4); dh5/dt4 = dh5/dt16 = 1 - h5**2
-    d_h4 = d_t16 @ t20  # t16 = h4 @ Wh; into h4
-    d_t15 = d_h4*(1 - h4**2)  # h4 = tanh(b + t15 + t6); dh4/dt6 = dh4/dt15 = 1 - h4**2
-    d_h3 = d_t15 @ t20  # t15 = h3 @ Wh; into h3
-    d_t14 = d_h3*(1 - h3**2)  # h3 = tanh(b + t14 + t8); dh3/dt8 = dh3/dt14 = 1 - h3**2
-    d_h2 = d_t14 @ t20  # t14 = h2 @ Wh; into h2
-    d_t13 = d_h2*(1 - h2**2)  # h2 = tanh(b + t10 + t13); dh2/dt10 = dh2/dt13 = 1 - h2**2
-    d_h1 = d_t13 @ t20  # t13 = h1 @ Wh; into h1
+    d_prediction = 2*(prediction - y)/t31.shape[0]  # t31 = (prediction - y)**2; dt31/dprediction = 2*(prediction - y)
+    d_h6 = d_prediction @ Wy.T  # t29 = h6 @ Wy; into h6
+    d_t26 = d_h6*(1 - h6**2)  # h6 = tanh(b + t2 + t26); dh6/dt2 = dh6/dt26 = 1 - h6**2
+    t32 = Wh.T  # t26 = h5 @ Wh
+    d_h5 = d_t26 @ t32  # t26 = h5 @ Wh; into h5
+    d_t23 = d_h5*(1 - h5**2)  # h5 = tanh(b + t23 + t4); dh5/dt4 = dh5/dt23 = 1 - h5**2
+    d_h4 = d_t23 @ t32  # t23 = h4 @ Wh; into h4
+    d_t20 = d_h4*(1 - h4**2)  # h4 = tanh(b + t20 + t6); dh4/dt6 = dh4/dt20 = 1 - h4**2
+    d_h3 = d_t20 @ t32  # t20 = h3 @ Wh; into h3
+    d_t17 = d_h3*(1 - h3**2)  # h3 = tanh(b + t17 + t8); dh3/dt8 = dh3/dt17 = 1 - h3**2
+    d_h2 = d_t17 @ t32  # t17 = h2 @ Wh; into h2
+    d_t14 = d_h2*(1 - h2**2)  # h2 = tanh(b + t10 + t14); dh2/dt10 = dh2/dt14 = 1 - h2**2
+    d_h1 = d_t14 @ t32  # t14 = h1 @ Wh; into h1
     d_t12 = d_h1*(1 - h1**2)  # h1 = tanh(b + t12); dh1/dt12 = 1 - h1**2
     d_Wx_1 = t11.T @ d_t12  # t12 = t11 @ Wx; into Wx
-    d_Wx_2 = t9.T @ d_t13  # t10 = t9 @ Wx; into Wx
-    d_Wx_3 = t7.T @ d_t14  # t8 = t7 @ Wx; into Wx
-    d_Wx_4 = t5.T @ d_t15  # t6 = t5 @ Wx; into Wx
-    d_Wx_5 = t3.T @ d_t16  # t4 = t3 @ Wx; into Wx
-    d_Wx_6 = t1.T @ d_t17  # t2 = t1 @ Wx; into Wx
+    d_Wx_2 = t9.T @ d_t14  # t10 = t9 @ Wx; into Wx
+    d_Wx_3 = t7.T @ d_t17  # t8 = t7 @ Wx; into Wx
+    d_Wx_4 = t5.T @ d_t20  # t6 = t5 @ Wx; into Wx
+    d_Wx_5 = t3.T @ d_t23  # t4 = t3 @ Wx; into Wx
+    d_Wx_6 = t1.T @ d_t26  # t2 = t1 @ Wx; into Wx
     d_Wx = d_Wx_1 + d_Wx_2 + d_Wx_3 + d_Wx_4 + d_Wx_5 + d_Wx_6  # Wx is used more than once: sum of its paths
-    d_Wh_1 = h5.T @ d_t17  # t17 = h5 @ Wh; into Wh
-    d_Wh_2 = h4.T @ d_t16  # t16 = h4 @ Wh; into Wh
-    d_Wh_3 = h3.T @ d_t15  # t15 = h3 @ Wh; into Wh
-    d_Wh_4 = h2.T @ d_t14  # t14 = h2 @ Wh; into Wh
-    d_Wh_5 = h1.T @ d_t13  # t13 = h1 @ Wh; into Wh
+    d_Wh_1 = h5.T @ d_t26  # t26 = h5 @ Wh; into Wh
+    d_Wh_2 = h4.T @ d_t23  # t23 = h4 @ Wh; into Wh
+    d_Wh_3 = h3.T @ d_t20  # t20 = h3 @ Wh; into Wh
+    d_Wh_4 = h2.T @ d_t17  # t17 = h2 @ Wh; into Wh
+    d_Wh_5 = h1.T @ d_t14  # t14 = h1 @ Wh; into Wh
     d_Wh = d_Wh_1 + d_Wh_2 + d_Wh_3 + d_Wh_4 + d_Wh_5  # Wh is used more than once: sum of its paths
-    d_b_1 = xp.sum(d_t17, axis=0)  # h6 = tanh(b + t17 + t2); dh6/db = 1 - h6**2
-    d_b_2 = xp.sum(d_t16, axis=0)  # h5 = tanh(b + t16 + t4); dh5/db = 1 - h5**2
-    d_b_3 = xp.sum(d_t15, axis=0)  # h4 = tanh(b + t15 + t6); dh4/db = 1 - h4**2
-    d_b_4 = xp.sum(d_t14, axis=0)  # h3 = tanh(b + t14 + t8); dh3/db = 1 - h3**2
-    d_b_5 = xp.sum(d_t13, axis=0)  # h2 = tanh(b + t10 + t13); dh2/db = 1 - h2**2
+    d_b_1 = xp.sum(d_t26, axis=0)  # h6 = tanh(b + t2 + t26); dh6/db = 1 - h6**2
+    d_b_2 = xp.sum(d_t23, axis=0)  # h5 = tanh(b + t23 + t4); dh5/db = 1 - h5**2
+    d_b_3 = xp.sum(d_t20, axis=0)  # h4 = tanh(b + t20 + t6); dh4/db = 1 - h4**2
+    d_b_4 = xp.sum(d_t17, axis=0)  # h3 = tanh(b + t17 + t8); dh3/db = 1 - h3**2
+    d_b_5 = xp.sum(d_t14, axis=0)  # h2 = tanh(b + t10 + t14); dh2/db = 1 - h2**2
     d_b_6 = xp.sum(d_t12, axis=0)  # h1 = tanh(b + t12); dh1/db = 1 - h1**2
     d_b = d_b_1 + d_b_2 + d_b_3 + d_b_4 + d_b_5 + d_b_6  # b is used more than once: sum of its paths
-    d_Wy = h6.T @ d_prediction  # t18 = h6 @ Wy; into Wy
-    d_by = xp.sum(d_prediction, axis=0)  # prediction = t18 + by; dprediction/dby = 1
+    d_Wy = h6.T @ d_prediction  # t29 = h6 @ Wy; into Wy
+    d_by = xp.sum(d_prediction, axis=0)  # prediction = t29 + by; dprediction/dby = 1
     outputs = {'prediction': prediction, 'loss': loss}
     grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
     return outputs, grads

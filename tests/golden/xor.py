@@ -48,11 +48,11 @@ def forward(**arrays):
     xp, x, y, W1, b1, W2, b2 = _read("forward", arrays, ('x', 'y', 'W1', 'b1', 'W2', 'b2'))
     t1 = x @ W1
     h = xp.tanh(b1 + t1)
-    t2 = h @ W2
-    t3 = t2 + b2
-    p = _sigmoid(xp, t3)
-    t4 = y*xp.logaddexp(0, -t3) + (1 - y)*xp.logaddexp(0, t3)
-    loss = xp.mean(t4)
+    t3 = h @ W2
+    t4 = t3 + b2
+    p = _sigmoid(xp, t4)
+    t12 = y*xp.logaddexp(0, -t4) + (1 - y)*xp.logaddexp(0, t4)
+    loss = xp.mean(t12)
     return {'p': _result(p), 'loss': _result(loss)}
 
 
@@ -68,19 +68,19 @@ def _gradients(xp, x, y, W1, b1, W2, b2):
     scalars: the training loop's step. xp: the arrays' namespace (numpy, or an Array API namespace)."""
     t1 = x @ W1
     h = xp.tanh(b1 + t1)
-    t2 = h @ W2
-    t3 = t2 + b2
-    p = _sigmoid(xp, t3)
-    t4 = y*xp.logaddexp(0, -t3) + (1 - y)*xp.logaddexp(0, t3)
-    loss = xp.mean(t4)
+    t3 = h @ W2
+    t4 = t3 + b2
+    p = _sigmoid(xp, t4)
+    t12 = y*xp.logaddexp(0, -t4) + (1 - y)*xp.logaddexp(0, t4)
+    loss = xp.mean(t12)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_t3 = (_sigmoid(xp, t3) - y)/t4.shape[0]  # t4 = y*softplus(-t3) + (1 - y)*softplus(t3); dt4/dt3 = sigmoid(t3) - y
-    d_h = d_t3 @ W2.T  # t2 = h @ W2; into h
+    d_t4 = (_sigmoid(xp, t4) - y)/t12.shape[0]  # t12 = y*softplus(-t4) + (1 - y)*softplus(t4); dt12/dt4 = sigmoid(t4) - y
+    d_h = d_t4 @ W2.T  # t3 = h @ W2; into h
     d_t1 = d_h*(1 - h**2)  # h = tanh(b1 + t1); dh/dt1 = 1 - h**2
     d_W1 = x.T @ d_t1  # t1 = x @ W1; into W1
     d_b1 = xp.sum(d_t1, axis=0)  # h = tanh(b1 + t1); dh/db1 = 1 - h**2
-    d_W2 = h.T @ d_t3  # t2 = h @ W2; into W2
-    d_b2 = xp.sum(d_t3, axis=0)  # t3 = t2 + b2; dt3/db2 = 1
+    d_W2 = h.T @ d_t4  # t3 = h @ W2; into W2
+    d_b2 = xp.sum(d_t4, axis=0)  # t4 = t3 + b2; dt4/db2 = 1
     outputs = {'p': p, 'loss': loss}
     grads = {'W1': d_W1, 'b1': d_b1, 'W2': d_W2, 'b2': d_b2}
     return outputs, grads
