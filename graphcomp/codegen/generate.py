@@ -20,7 +20,7 @@ from .listing import Listing
 from .loading import source_spec
 from .render import render
 from .statements import ModuleCode
-from .tracing import traced_run
+from .tracing import evaluated, traced_run
 
 
 class GeneratedModule:
@@ -75,12 +75,13 @@ class GeneratedModule:
             self._as_written = self if literal else generate(self.graph, self.wrt, self.loss, simplify=False)
         return self._as_written
 
-    def values_at(self, arrays: dict) -> dict[Node, object]:
-        """Every value and gradient the module's gradients() computes at `arrays`, by node (one traced run)."""
+    def values_at(self, arrays: dict, also: Sequence[Node] = ()) -> dict[Node, object]:
+        """Every value and gradient the module's gradients() computes at `arrays`, by node (one traced
+        run), and the values of the nodes `also` that the code folds into other lines."""
         self.loss_or_error()
         if self._imported is None:
             self._imported = self.load()
-        return traced_run(self._imported, self.listing, arrays)
+        return evaluated(self._imported, list(also), traced_run(self._imported, self.listing, arrays))
 
 
 def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,

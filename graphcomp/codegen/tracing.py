@@ -6,7 +6,8 @@ import sys
 from types import ModuleType
 from typing import Callable
 
-from ..ir import Node
+from ..ir import Node, toposort
+from ..ops import OPS
 from .listing import Listing
 
 
@@ -17,6 +18,28 @@ def traced_run(module: ModuleType, listing: Listing, arrays: dict) -> dict[Node,
     values = {node: variables[name] for node, name in listing.names.items() if name in variables}
     for node, text in listing.inlined.items():  # in the code's order: a view may read one before it
         values[node] = eval(text, vars(module), variables)  # the module's own text, over its own values
+    return values
+
+
+def evaluated(module: ModuleType, nodes: list[Node], values: dict[Node, object]) -> dict[Node, object]:
+    """`values` with the values of `nodes` added where the run did not compute them (a gradient that a
+    rule folded into the next line, such as the mean's 1/N before a softmax's cross-entropy): each node
+    evaluated from its operands' values by the op's own NumPy text, as the code would write it."""
+    values = dict(values)
+    names = vars(module)
+    for node in toposort(nodes):
+        if node.op == "const":
+            values[node] = names["np"].float64(node.attr("value"))
+        if node in values or node.is_leaf:
+            continue
+        if any(x not in values for x in node.inputs):
+            continue
+        operands = {f"_operand{k}": values[x] for k, x in enumerate(node.inputs)}
+        text = OPS[node.op].emit(node, tuple(operands))
+        try:
+            values[node] = eval(text, names, {"xp": names["np"], **operands})  # the op's own text, over computed values
+        except (NameError, TypeError, ValueError, AttributeError):  # a helper this module does not carry
+            continue
     return values
 
 

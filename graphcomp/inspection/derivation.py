@@ -82,16 +82,24 @@ class Step:
 
     def _parts(self, terms: list[str], numbers: list[str], latex: bool) -> list[str]:
         sign, number = (signed, latex_number) if latex else (signed_text, short_number)
-        parts = [" + ".join(terms) if terms else "1"]
+        parts = [summed(terms) if terms else "1"]
         if self.array is not None:  # a tensor graph's step: the formula, then the array it computes
             return list(dict.fromkeys(parts + [shown(self.array, latex=latex)]))
         if numbers:
-            parts.append(" + ".join(numbers))
+            parts.append(summed(numbers))
         if self.value is not None and (len(self.path_values) > 1 or numbers and numbers[0] != number(self.value)):
             if len(self.path_values) > 1:
                 parts.append(" + ".join(sign(v) if k else number(v) for k, v in enumerate(self.path_values)))
             parts.append(number(self.value))
         return list(dict.fromkeys(parts))
+
+
+def summed(terms: list[str]) -> str:
+    """Terms joined into a sum, a negative term subtracted: a - b, never a + -b."""
+    text = terms[0]
+    for term in terms[1:]:
+        text += f" - {term[1:].lstrip()}" if term.startswith("-") and not term.startswith("-(") else f" + {term}"
+    return text
 
 
 @dataclass
@@ -167,8 +175,9 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None) -
             step.array = np.float64(1.0) if node is loss_node else values.get(backward.adjoints[node])
     values = values or {}
     named_values = {notation.name(n): v for n, v in values.items() if n in notation}
+    # every value the loss is computed from, so that each symbol a step uses is defined (t7 = 1 - y too)
     forward = [ForwardStep(notation.name(n), notation.value(n), notation.formula(n), notation.text(n), values.get(n))
-               for n in toposort([loss_node]) if not n.is_leaf and n in notation and n in backward.adjoints]
+               for n in toposort([loss_node]) if not n.is_leaf and n in notation]
     return Derivation(loss, steps, named_values, forward, backward, values)
 
 
@@ -292,7 +301,7 @@ def computed_values(written: GeneratedModule, at: Mapping, scalar: bool) -> dict
     unread = _unread_leaves(graph, loss, arrays)
     try:
         with np.errstate(all="ignore"):
-            values = written.values_at({**arrays, **unread})
+            values = written.values_at({**arrays, **unread}, also=list(written.backward.adjoints.values()))
     except (TypeError, ValueError) as error:  # the module names the array and the shape it expected
         raise GraphError(f"derivation at: {error}") from None
     if scalar:

@@ -58,9 +58,10 @@ def signed(value: float) -> str:
 
 
 def grouped_text(text: str) -> str:
-    """Parenthesise a compound plain-text operand; names and calls such as f(x) stay bare."""
+    """Parenthesise a compound plain-text operand; names, positive numbers and calls such as f(x) stay bare."""
     call = re.fullmatch(r"[A-Za-z_]\w*\((.*)\)", text)
-    if text.isidentifier() or (call and _balanced(call.group(1))):
+    number = re.fullmatch(r"\d+(\.\d*)?(e[+-]?\d+)?", text)
+    if text.isidentifier() or number or (call and _balanced(call.group(1))):
         return text
     return f"({text})"
 

@@ -242,5 +242,5 @@ def _count_latex(node: Node, args: tuple) -> str:
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
 register(Op(name="count", arity=1, shape=lambda shapes, attrs: (), emit=_count_emit,
-            vjp=not_differentiable, text=lambda node, args: f"count({args[0]})", latex=_count_latex,
+            vjp=not_differentiable, text=lambda node, args: _count_latex(node, args).replace(" ", "*"), latex=_count_latex,
             inlined=True))

@@ -52,8 +52,13 @@ def _broadcast_like_latex(node: Node, args: tuple) -> str:
 
 
 # g repeated to the run-time shape of ref (after re-inserting reduced `axis`): adjoint of a reduction.
+def _broadcast_like_text(node: Node, args: tuple) -> str:
+    """A number spread over an array reads as the number (1/N, the mean's gradient); an array as broadcast(...)."""
+    return str(args[0]) if node.inputs[0].op == "const" else f"broadcast({args[0]}, like={args[1]})"
+
+
 register(Op(name="broadcast_like", arity=2, shape=_broadcast_like_shape, emit=_broadcast_like_emit,
-            vjp=_broadcast_like_vjp, text=lambda node, args: f"broadcast({args[0]}, like={args[1]})",
+            vjp=_broadcast_like_vjp, text=_broadcast_like_text,
             latex=_broadcast_like_latex, inlined=True, number_operands=True, scalar_identity=True))
 
 
