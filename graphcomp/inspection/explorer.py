@@ -2,23 +2,25 @@
 the gradient formulas, the derivation and the generated code, cross-linked: choosing a value in the
 picture (click, or Tab then Enter) shows its formula, value, gradient, local derivatives and the code
 lines that compute it. Formulas are MathML (latex2mathml), so the page needs no network and works
-from file://; the script is a few lines of plain JavaScript, inline.
+from file://; the script is plain JavaScript, inline. The picture is the one `graphcomp graph` draws
+(`picture_view`), at the page's full width: drag it to move it, zoom with the wheel, the buttons or + and −.
 """
 from __future__ import annotations
 
 import html
 import json
+from typing import Mapping, Sequence
 
 import networkx as nx
 
 from ..codegen import GeneratedModule
-from ..codegen.names import assigns_value_or_gradient, gradient_name
+from ..codegen.names import assigns_value_or_gradient
 from ..errors import GraphcompError
-from ..diff.reverse import Backward
 from ..formulas.derivatives import local_derivative
-from ..ir import Node
+from ..formulas.latex import group, short_number
+from ..ir import Graph, Node
 from ..ops import OPS, scalar_expr
-from .derivation import AdjointRenderer, Derivation, derivation, local_text
+from .derivation import AdjointRenderer, Derivation, derivation, local_text, local_value
 from .equations import gradient_latex
 from .export import to_networkx
 from .mathml import Formulas, math_html
@@ -28,39 +30,154 @@ from .report import source_functions
 
 STYLE = """
 body { font: 20px/1.45 system-ui, sans-serif; color: #111; margin: 0; background: #fff; }
-header, main { max-width: 1600px; margin: 0 auto; padding: 0 24px; }
-h1 { font-size: 1.6em; margin: 0.6em 0 0.2em; } h2 { font-size: 1.25em; margin: 1.2em 0 0.4em; }
-#explore { display: grid; grid-template-columns: minmax(0, 3fr) minmax(320px, 2fr); gap: 24px; align-items: start; }
-figure { margin: 0; border: 1px solid #ddd; border-radius: 8px; padding: 8px; overflow: auto; }
-figure svg { max-width: 100%; height: auto; }
+header, main { max-width: 1800px; margin: 0 auto; padding: 0 20px; }
+h1 { font-size: 1.5em; margin: 0.4em 0 0.1em; } h2 { font-size: 1.25em; margin: 1.2em 0 0.4em; }
+header p { margin: 0 0 0.4em; }
+#toolbar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; margin: 4px 0 6px; }
+#toolbar button, #values button { font: inherit; font-size: 0.85em; padding: 4px 12px; border: 1px solid #888;
+  border-radius: 6px; background: #fff; cursor: pointer; }
+#toolbar button.zoom { min-width: 2.4em; font-weight: 600; }
+#zoom-level { min-width: 4.2em; text-align: right; font-variant-numeric: tabular-nums; }
+#toolbar .hint { font-size: 0.8em; }
+#stage { position: relative; }
+#picture { position: relative; height: max(420px, calc(100vh - 190px)); border: 1px solid #ccc; border-radius: 8px;
+  overflow: hidden; cursor: grab; touch-action: none; user-select: none; background: #fff; }
+#picture.dragging { cursor: grabbing; }
+#picture > svg { display: block; width: 100%; height: 100%; }
+#details { position: absolute; top: 10px; right: 10px; width: min(36%, 580px); max-height: calc(100% - 22px);
+  overflow: auto; box-sizing: border-box; background: rgba(255, 255, 255, 0.96); border: 2px solid #111;
+  border-radius: 8px; padding: 4px 16px 8px; box-shadow: 0 2px 12px rgba(0, 0, 0, 0.18); }
+#details[hidden] { display: none; }
+#details h2 { margin-top: 0.4em; } #details dt { font-weight: 600; margin-top: 0.5em; }
+#details dd { margin: 0 0 0 0.5em; overflow-x: auto; overflow-y: hidden; padding: 2px 0; } #details ul { margin: 0.2em 0; padding-left: 1.2em; }
+#details li { margin: 0.15em 0; }
 #values { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 10px; }
-#values button { font: inherit; font-size: 0.85em; padding: 4px 10px; border: 1px solid #888; border-radius: 6px;
-                 background: #fff; cursor: pointer; }
-#values button[aria-pressed="true"] { background: #111; color: #fff; }
-button:focus-visible, g.node:focus { outline: 3px solid #D55E00; outline-offset: 2px; }
+#values button[aria-pressed="true"], #toolbar button[aria-pressed="true"] { background: #111; color: #fff; }
+button:focus-visible, g.node:focus, #picture:focus-visible { outline: 3px solid #D55E00; outline-offset: 2px; }
 g.node { cursor: pointer; } g.node.selected > polygon, g.node.selected > ellipse, g.node.selected > path {
   stroke: #111; stroke-width: 4px; }
-aside { border: 2px solid #111; border-radius: 8px; padding: 8px 16px; position: sticky; top: 8px; }
-aside dt { font-weight: 600; margin-top: 0.5em; } aside dd { margin: 0 0 0 0.5em; }
-pre { font-size: 0.8em; background: #f6f6f6; border-radius: 8px; padding: 12px; overflow-x: auto; }
-pre .line { display: block; } pre .line.hit { background: #FDEBD0; outline: 2px solid #E69F00; }
-table.aligned td { padding: 2px 6px; vertical-align: middle; } table.aligned td.lhs { text-align: right; }
-math { font-size: 1.05em; } .muted { color: #555; }
-@media (max-width: 1000px) { #explore { grid-template-columns: 1fr; } aside { position: static; } }
+pre { font-size: 0.85em; background: #f6f6f6; border-radius: 8px; padding: 12px; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
+pre .line { display: block; padding-left: calc(var(--indent, 0ch) + 4ch); text-indent: calc(-1 * (var(--indent, 0ch) + 4ch)); }
+pre .line.hit { background: #FDEBD0; outline: 2px solid #E69F00; }
+.formulas { overflow-x: auto; }
+table.aligned td { padding: 3px 6px; vertical-align: middle; } table.aligned td.lhs { text-align: right; }
+math { font-size: 1.25em; } .muted { color: #555; }
 """
 
 SCRIPT = """
 const data = JSON.parse(document.getElementById('explorer-data').textContent);
+const picture = document.getElementById('picture');
+const svg = picture.querySelector('svg');
+const panel = document.getElementById('details');
 const show = (id, content, isHtml) => {
   const element = document.getElementById(id);
   element.closest('div').hidden = !content;
   if (isHtml) { element.innerHTML = content || ''; } else { element.textContent = content || ''; }
 };
-function select(name) {
+
+// The picture: its viewBox is the window onto the drawing (Graphviz's units: points, 4/3 px at 100 %).
+const NATURAL = 4 / 3, READABLE = 0.8 * NATURAL;
+const whole = svg ? svg.viewBox.baseVal : {x: 0, y: 0, width: 1, height: 1};
+const drawing = {x: whole.x, y: whole.y, width: whole.width, height: whole.height};
+const view = {scale: NATURAL, x: drawing.x, y: drawing.y};
+if (svg) { svg.removeAttribute('width'); svg.removeAttribute('height'); }
+const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
+function area() {  // the part of the picture the details panel does not cover, in px from its left
+  const width = picture.clientWidth, covered = panel.hidden ? 0 : panel.offsetWidth + 20;
+  return {left: 0, width: Math.max(width - covered, width / 2), height: picture.clientHeight};
+}
+function fitScale() { const a = area(); return Math.min(a.width / drawing.width, a.height / drawing.height); }
+function draw() {
+  if (!svg) { return; }
+  const low = Math.min(fitScale() / 2, NATURAL / 4);
+  view.scale = clamp(view.scale, low, 8 * NATURAL);
+  svg.setAttribute('viewBox', [view.x, view.y, picture.clientWidth / view.scale, picture.clientHeight / view.scale].join(' '));
+  document.getElementById('zoom-level').textContent = Math.round(100 * view.scale / NATURAL) + ' %';
+}
+function zoomAt(factor, px, py) {  // px, py: the point of the picture that stays put, in px
+  const x = view.x + px / view.scale, y = view.y + py / view.scale;
+  view.scale = clamp(view.scale * factor, Math.min(fitScale() / 2, NATURAL / 4), 8 * NATURAL);
+  view.x = x - px / view.scale; view.y = y - py / view.scale;
+  draw();
+}
+function zoomCentre(factor) { const a = area(); zoomAt(factor, a.width / 2, a.height / 2); }
+function place(scale, top) {  // the drawing at this scale, centred in the free area (or from its top)
+  const a = area();
+  view.scale = scale;
+  view.x = drawing.x - Math.max(0, (a.width / scale - drawing.width) / 2);
+  view.y = top ? drawing.y : drawing.y - (a.height / scale - drawing.height) / 2;
+  if (drawing.width * scale > a.width) { view.x = drawing.x; }
+  draw();
+}
+function fitWhole() { place(fitScale(), false); }
+function reset() {  // the whole drawing when it is legible so, else legible from its top
+  const scale = fitScale(), across = area().width / drawing.width;
+  if (scale >= READABLE) { place(Math.min(scale, 2 * NATURAL), false); } else { place(clamp(across, READABLE, NATURAL), true); }
+}
+function reveal(element) {  // pan so that a box of the picture is inside the free area
+  const box = element.getBoundingClientRect(), frame = picture.getBoundingClientRect(), a = area();
+  const left = box.left - frame.left, top = box.top - frame.top;
+  if (left >= 0 && top >= 0 && left + box.width <= a.width && top + box.height <= a.height) { return; }
+  view.x += (left + box.width / 2 - a.width / 2) / view.scale;
+  view.y += (top + box.height / 2 - a.height / 2) / view.scale;
+  draw();
+}
+let drag = null, dragged = false;
+picture.addEventListener('pointerdown', event => {
+  if (event.button !== 0) { return; }
+  drag = {id: event.pointerId, x: event.clientX, y: event.clientY, viewX: view.x, viewY: view.y};
+  dragged = false;
+});
+picture.addEventListener('pointermove', event => {
+  if (!drag || event.pointerId !== drag.id) { return; }
+  const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+  if (!dragged && Math.hypot(dx, dy) < 5) { return; }
+  if (!dragged) { dragged = true; picture.classList.add('dragging'); picture.setPointerCapture(event.pointerId); }
+  view.x = drag.viewX - dx / view.scale; view.y = drag.viewY - dy / view.scale;
+  draw();
+});
+const stop = event => { if (drag && event.pointerId === drag.id) { drag = null; picture.classList.remove('dragging'); } };
+picture.addEventListener('pointerup', stop);
+picture.addEventListener('pointercancel', stop);
+picture.addEventListener('click', event => {  // the end of a drag chooses nothing
+  if (dragged) { event.stopPropagation(); event.preventDefault(); dragged = false; }
+}, true);
+picture.addEventListener('wheel', event => {
+  event.preventDefault();
+  const frame = picture.getBoundingClientRect(), step = event.deltaMode ? 40 * event.deltaY : event.deltaY;
+  zoomAt(Math.exp(-clamp(step, -300, 300) / 500), event.clientX - frame.left, event.clientY - frame.top);
+}, {passive: false});
+document.addEventListener('keydown', event => {
+  if (event.ctrlKey || event.metaKey || event.altKey) { return; }  // Ctrl + and Ctrl - stay the browser's zoom
+  const keys = {'+': () => zoomCentre(1.25), '=': () => zoomCentre(1.25), '-': () => zoomCentre(0.8),
+                '_': () => zoomCentre(0.8), '0': reset};
+  const arrows = {ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1]};
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); return; }
+  if (arrows[event.key] && picture.contains(document.activeElement)) {  // elsewhere the arrows scroll the page
+    event.preventDefault();
+    view.x += arrows[event.key][0] * 80 / view.scale; view.y += arrows[event.key][1] * 80 / view.scale;
+    draw();
+  }
+});
+document.getElementById('zoom-in').addEventListener('click', () => zoomCentre(1.25));
+document.getElementById('zoom-out').addEventListener('click', () => zoomCentre(0.8));
+document.getElementById('zoom-reset').addEventListener('click', reset);
+document.getElementById('zoom-whole').addEventListener('click', fitWhole);
+const toggle = document.getElementById('details-toggle');
+toggle.addEventListener('click', () => {
+  panel.hidden = !panel.hidden;
+  toggle.setAttribute('aria-pressed', String(!panel.hidden));
+  draw();
+});
+window.addEventListener('resize', draw);
+
+function select(name, move) {
   const value = data.values[name];
   if (!value) { return; }
   document.querySelectorAll('g.node.selected, pre .line.hit').forEach(e => e.classList.remove('selected', 'hit'));
-  document.querySelectorAll('g.node').forEach(g => { if (g.dataset.value === name) { g.classList.add('selected'); } });
+  let box = null;
+  document.querySelectorAll('g.node').forEach(g => { if (g.dataset.value === name) { g.classList.add('selected'); box = g; } });
   document.querySelectorAll('#values button').forEach(b => b.setAttribute('aria-pressed', String(b.dataset.value === name)));
   document.getElementById('details-name').textContent = name + ' (' + value.role + ')';
   show('details-formula', value.formula, true);
@@ -72,6 +189,7 @@ function select(name) {
   lines.forEach(line => line.classList.add('hit'));
   show('details-code', [...new Set(lines.map(line => line.textContent.trim()))].join('\\n'), false);
   history.replaceState(null, '', '#' + encodeURIComponent(name));
+  if (move && box) { reveal(box); }
 }
 document.querySelectorAll('g.node').forEach(g => {
   if (!g.id.startsWith('value-')) { return; }
@@ -79,29 +197,40 @@ document.querySelectorAll('g.node').forEach(g => {
   g.setAttribute('tabindex', '0');
   g.setAttribute('role', 'button');
   g.setAttribute('aria-label', 'value ' + g.dataset.value);
-  g.addEventListener('click', () => select(g.dataset.value));
+  g.addEventListener('click', () => select(g.dataset.value, false));
+  g.addEventListener('focus', () => reveal(g));
   g.addEventListener('keydown', event => {
-    if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); select(g.dataset.value); }
+    if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); select(g.dataset.value, false); }
   });
 });
-document.querySelectorAll('#values button').forEach(b => b.addEventListener('click', () => select(b.dataset.value)));
-select(decodeURIComponent(location.hash.slice(1)) || data.first);
+document.querySelectorAll('#values button').forEach(b => b.addEventListener('click', () => select(b.dataset.value, true)));
+reset();
+const asked = decodeURIComponent(location.hash.slice(1));
+select(data.values[asked] ? asked : data.first, Boolean(data.values[asked]));
 """
+
+
+def picture_view(graph: Graph, loss: str | None, wrt: Sequence[str] = (), at: Mapping[str, object] | None = None,
+                 unfold: bool = False, derived: Derivation | None = None) -> nx.DiGraph:
+    """The view `graphcomp graph` draws and the explorer shows: one picture of a graph, whoever draws it.
+    Values given (`at`, or `derived` made at them) put values, gradients and each edge's share on it;
+    unfold: a box for every operation even where a large graph would write single-use values inside
+    their user's box."""
+    return to_networkx(graph, loss, tuple(wrt), at, fold=False if unfold else None, derived=derived)
 
 
 def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
     """The whole page. `at` (the leaves' values) puts values and gradients on every box and line."""
     graph, loss = model.graph, model.loss if model.backward is not None else None
     derived = derivation(model, at) if loss else None  # once, for the picture and the page
-    view = to_networkx(graph, loss, model.wrt if loss else (), fold=False, derived=derived if at is not None else None)
+    view = picture_view(graph, loss, model.wrt if loss else (), derived=derived if at is not None else None)
     svg = svg_text(to_dot(view))
     if svg is None:
         raise GraphcompError("the explorer draws its picture with Graphviz's `dot`, which is not installed "
                              "(Debian/Ubuntu: apt-get install graphviz)")
     code = source_functions(model.source, ("forward", "_gradients")).split("\n")
     notation = Notation(graph)
-    paths = _path_texts(derived.backward, notation) if derived else {}
-    values = _values(view, notation, code, paths)
+    values = _values(view, notation, code, derived, with_values=at is not None)
     payload = json.dumps({"values": values, "first": loss or next(iter(values))}, ensure_ascii=False)
     payload = payload.replace("</", "<\\/")  # no "</script>" inside the script element
     title = html.escape(graph.name)
@@ -110,18 +239,38 @@ def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>graphcomp: {title}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
         f"<header><h1>Model <code>{title}</code></h1><p class=\"muted\">{_summary(model, at)}</p></header>",
-        "<main>", '<section id="explore">', "<div>", f'<figure aria-label="the graph of {title}">{svg}</figure>',
+        "<main>", '<section id="explore">', _toolbar(), '<div id="stage">',
+        f'<div id="picture" tabindex="0" aria-label="the graph of {title}: drag to move it, + and − to zoom, 0 to '
+        f'reset">{svg}</div>', _details_panel(), "</div>",
         '<nav id="values" aria-label="values of the graph">',
         *(f'<button type="button" data-value="{html.escape(name)}" aria-pressed="false">{html.escape(name)}</button>'
           for name in values),
-        "</nav>", "</div>", _details_panel(), "</section>",
+        "</nav>", "</section>",
         *_formula_sections(model, derived),
         '<section id="code"><h2>Generated code</h2><p class="muted"><code>forward</code> and <code>_gradients</code> '
         "of the generated module; the lines of the chosen value are marked.</p><pre><code>",
-        *(f'<span class="line" id="line-{number}">{html.escape(line) or " "}</span>' for number, line in enumerate(code)),
+        *(_code_line(number, line) for number, line in enumerate(code)),
         "</code></pre></section>", "</main>",
         f'<script type="application/json" id="explorer-data">{payload}</script>',
         f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])
+
+
+def _toolbar() -> str:
+    buttons = [("zoom-out", "zoom", "−", "zoom out (−)"), ("zoom-in", "zoom", "+", "zoom in (+)"),
+               ("zoom-reset", "", "Reset", "the starting view (0)"), ("zoom-whole", "", "Whole picture", "")]
+    return ('<div id="toolbar" role="toolbar" aria-label="the picture">'
+            + "".join(f'<button type="button" id="{key}" class="{kind}" title="{help or text}" aria-label="{help or text}">'
+                      f"{text}</button>" for key, kind, text, help in buttons)
+            + '<span id="zoom-level" aria-live="polite">100 %</span>'
+            + '<button type="button" id="details-toggle" aria-pressed="true" aria-controls="details">Details</button>'
+            + '<span class="hint muted">Drag to move, wheel or + / − to zoom, 0 to reset.</span></div>')
+
+
+def _code_line(number: int, line: str) -> str:
+    """A line of code that wraps under its own indentation, four columns further in."""
+    indent = len(line) - len(line.lstrip(" "))
+    return (f'<span class="line" id="line-{number}" style="--indent: {indent}ch">'
+            f"{html.escape(line) or ' '}</span>")
 
 
 def _summary(model: GeneratedModule, at: dict | None) -> str:
@@ -141,65 +290,143 @@ def _details_panel() -> str:
         body = {"locals": f'<ul id="details-{key}"></ul>', "code": f'<pre id="details-{key}"></pre>'}.get(
             key, f'<span id="details-{key}"></span>')
         items.append(f"<div hidden><dt>{title}</dt><dd>{body}</dd></div>")
-    return ('<aside id="details" aria-live="polite"><h2 id="details-name">Choose a value</h2><dl>'
-            + "".join(items) + "</dl></aside>")
+    return ('<aside id="details" aria-live="polite" aria-label="the chosen value"><h2 id="details-name">'
+            'Choose a value</h2><dl>' + "".join(items) + "</dl></aside>")
 
 
 def _formula_sections(model: GeneratedModule, derived: Derivation | None) -> list[str]:
     if derived is None:
         return []
-    return ['<section id="gradients"><h2>Gradients</h2>', Formulas(gradient_latex(model))._repr_html_(), "</section>",
+    return ['<section id="gradients"><h2>Gradients</h2><div class="formulas">',
+            Formulas(gradient_latex(model))._repr_html_(), "</div></section>",
             '<section id="derivation"><h2>Derivation</h2><p class="muted">The forward pass, then the chain rule '
-            "from the loss back to the leaves, on the graph as written.</p>", math_html(derived.latex()), "</section>"]
+            'from the loss back to the leaves, on the graph as written.</p><div class="formulas">',
+            math_html(derived.latex()), "</div></section>"]
 
 
-def _path_texts(backward: Backward, notation: Notation) -> dict[tuple[Node, int], str]:
-    """(user, operand index) -> the gradient that flows back along that edge, as text (d_t4 @ W2.T)."""
-    renderer = AdjointRenderer(notation, backward, plain=True)
-    return {(user, index): renderer.render(piece, named={backward.adjoints[user]: notation.gradient(user, plain=True)})
-            for (user, index), piece in backward.paths.items() if user in notation}
-
-
-def _values(view: nx.DiGraph, notation: Notation, code: list[str], paths: dict) -> dict[str, dict]:
+def _values(view: nx.DiGraph, notation: Notation, code: list[str], derived: Derivation | None,
+            with_values: bool) -> dict[str, dict]:
     """What the panel shows for each value, by name."""
+    uses = _Uses(view, notation, derived, with_values)
     values = {}
     for name, data in view.nodes(data=True):
-        latex = data.get("latex") or notation.value(notation.by_name[name])
+        node = notation.by_name[name]
+        latex = notation.value(node) if node.is_leaf else f"{notation.value(node)} = {_folded_latex(node, view, notation)}"
         values[name] = {
             "role": data["role"], "formula": math_html(latex), "shape": data.get("shape_text", ""),
             "value": data.get("value_text", ""), "gradient": data.get("gradient_text", ""),
             "gradient_label": data.get("gradient_label", ""),
-            "locals": [html.escape(text) for text in _locals(view, name, notation, paths)],
+            "locals": [html.escape(text) for text in uses.lines(name)],
             "lines": [number for number, line in enumerate(code) if assigns_value_or_gradient(line, name)],
         }
     return values
 
 
-def _locals(view: nx.DiGraph, name: str, notation: Notation, paths: dict) -> list[str]:
-    """∂user/∂name for each value this one feeds (with its number and flow when values were given)."""
-    found = []
-    for _, user_name, data in view.out_edges(name, data=True):
-        if data.get("local_text"):
-            found.append(data["local_text"] + (f" ({data['flow_text']})" if data.get("flow_text") else ""))
-            continue
-        user = notation.by_name[user_name]
-        if OPS[user.op].has_formula:
-            local = local_derivative(scalar_expr(user), data["operand"])
-            found.append(f"∂{user_name}/∂{name} = {local_text(local, user, notation)}")
-        elif (user, data["operand"]) in paths:  # a tensor op: the gradient its rule sends back
-            found.append(f"through {user_name} = {OPS[user.op].text(user, tuple(_names(user, notation)))}: "
-                         f"{gradient_name(name)} += {paths[(user, data['operand'])]}")
-    return found
+def _folded_latex(node: Node, view: nx.DiGraph, notation: Notation) -> str:
+    """A value's formula in LaTeX as its box reads it: values written inside the box (a folded picture)
+    are spelled out, the others named."""
+    args = tuple(x.attr("value") if x.op == "const" else notation.value(x) if notation.name(x) in view
+                 else group(_folded_latex(x, view, notation)) for x in node.inputs)
+    return OPS[node.op].latex(node, args)
 
 
-def _names(node: Node, notation: Notation) -> list[str]:
-    return [str(x.attr("value")) if x.op == "const" else notation.name(x) for x in node.inputs]
+class _Uses:
+    """The panel's local derivatives: one line per use of a value by a box of the picture — x·x reads x
+    twice, so x gets two lines, each with its share. The edges of the view say which boxes use a value
+    (one edge per use, or one per pair of boxes: either way each use gets its line); a use through values
+    written inside the user's box (a folded picture) shows the gradient sent back along that route."""
+
+    def __init__(self, view: nx.DiGraph, notation: Notation, derived: Derivation | None, with_values: bool) -> None:
+        self.view, self.notation = view, notation
+        self.backward = derived.backward if derived is not None else None
+        self.renderer = AdjointRenderer(notation, self.backward, plain=True) if self.backward is not None else None
+        self.node_values = derived.node_values if derived is not None and with_values else None
+        self.gradients = {step.target: step.value for step in derived.steps} if derived is not None else {}
+        self.folded: dict[Node, str] = {}  # values written inside a box, spelled out as the box writes them
+        for node in notation.nodes:
+            if not self._shown(node):
+                self.folded[node] = OPS[node.op].text(node, tuple(
+                    short_number(x.attr("value")) if x.op == "const" else self.folded.get(x, notation.name(x))
+                    for x in node.inputs))
+
+    def lines(self, name: str) -> list[str]:
+        source, edges = self.notation.by_name[name], {}
+        for _, user_name, data in self.view.out_edges(name, data=True):
+            edges.setdefault(user_name, []).append(data)
+        found = []
+        for user_name, datas in edges.items():
+            user = self.notation.by_name[user_name]
+            by_operand = {data.get("operand"): data for data in datas}
+            for index, x in enumerate(user.inputs):
+                if self._reaches(x, source):
+                    found += self._use(name, source, user_name, user, index, by_operand.get(index, {}))
+        return found
+
+    def _shown(self, node: Node) -> bool:
+        return node in self.notation and self.notation.name(node) in self.view
+
+    def _reaches(self, x: Node, source: Node) -> bool:
+        if x is source:
+            return True
+        if x.op == "const" or self._shown(x):
+            return False
+        return any(self._reaches(y, source) for y in x.inputs)
+
+    def _use(self, name: str, source: Node, user_name: str, user: Node, index: int, data: dict) -> list[str]:
+        flow = f" ({data['flow_text']})" if data.get("flow_text") else ""
+        if user.inputs[index] is source and data.get("local_text"):
+            return [data["local_text"] + flow]
+        if user.inputs[index] is source and OPS[user.op].has_formula:
+            local = local_derivative(scalar_expr(user), index)
+            text = f"∂{user_name}/∂{name} = {local_text(local, user, self.notation)}"
+            if self.node_values and not flow and self.gradients.get(user_name) is not None:  # the edge's data
+                slope = local_value(local, user, self.node_values)  # was another use's
+                if text.split(" = ")[-1] != short_number(slope):
+                    text += f" = {short_number(slope)}"
+                flow = f" (adds {short_number(slope * self.gradients[user_name])})"
+            return [text + flow]
+        formula = self.view.nodes[user_name].get("formula") or user_name
+        upstream = self.notation.gradient(user, plain=True)
+        target = self.notation.gradient(source, plain=True)
+        return [f"through {formula}: {target} += {_unwrapped(text)}{flow}"
+                for text in self._routes(user, index, source, upstream)]
+
+    def _routes(self, user: Node, index: int, source: Node, upstream: str) -> list[str]:
+        """The gradient sent back from `user` along operand `index` to `source`, as text over names the
+        picture shows: through each value written inside the user's box, one text per route."""
+        piece = self.backward.paths.get((user, index)) if self.backward is not None else None
+        if piece is None:
+            return []
+        text = self.renderer.render(piece, named={**self.folded, self.backward.adjoints[user]: upstream})
+        x = user.inputs[index]
+        if x is source:
+            return [text]
+        return [route for k, y in enumerate(x.inputs) if self._reaches(y, source)
+                for route in self._routes(x, k, source, text)]
+
+
+def _unwrapped(text: str) -> str:
+    """Text without parentheses that only hold other parentheses: ((a + b)) is (a + b), and a text held
+    whole by a pair loses it."""
+    pairs, stack = {}, []
+    for at, char in enumerate(text):
+        if char == "(":
+            stack.append(at)
+        elif char == ")" and stack:
+            pairs[stack.pop()] = at
+    if stack:
+        return text
+    dropped = {at for opening, closing in pairs.items() for at in (opening, closing)
+               if pairs.get(opening + 1) == closing - 1 or (opening == 0 and closing == len(text) - 1)}
+    shorter = "".join(char for at, char in enumerate(text) if at not in dropped)
+    return shorter if shorter == text else _unwrapped(shorter)
 
 
 def notebook_html(model: GeneratedModule) -> str:
     """What a notebook shows for a compiled model: its picture, then its gradient formulas."""
     loss = model.loss if model.backward is not None else None
-    svg = svg_text(to_dot(to_networkx(model.graph, loss))) or f"<pre>{html.escape(repr(model))}</pre>"
+    svg = svg_text(to_dot(picture_view(model.graph, loss, model.wrt if loss else ()))) or \
+        f"<pre>{html.escape(repr(model))}</pre>"
     formulas = Formulas(gradient_latex(model))._repr_html_() if loss else ""
     return f'<div class="graphcomp-model">{svg}{formulas}</div>'
 
