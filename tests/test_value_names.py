@@ -1,5 +1,6 @@
 """One naming authority (codegen.names.ValueNames) for every view of a graph's values, and derivations
 that read the compiled module instead of differentiating and generating code a second time."""
+import json
 import re
 import sys
 
@@ -141,3 +142,68 @@ def test_views_the_code_writes_inside_a_line_still_get_their_values():
     for step in derived.steps:
         assert step.array is not None, step.target
     np.testing.assert_allclose(derived.step("x").array, np.full((3, 2), 4.0))
+
+
+# ---- one name per value on every view of a simplified model ----------------------------------------
+
+def examples_graphs():
+    """Graphs a lecture builds: XOR with binary cross-entropy, a softmax classifier, an RNN and gc.mlp."""
+    from pathlib import Path
+    from graphcomp.frontend.cli import read_spec
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    xor = read_spec(str(examples / "xor.toml")).graph
+    digits = read_spec(str(examples / "digits.toml")).graph
+    rnn = read_spec(str(examples / "rnn_mean.py")).graph
+    g = gc.Graph("mlp")
+    x, y = g.input("x", (None, 3)), g.input("y", (None, 1))
+    g.output("loss", gc.mse(gc.mlp(g, x, [4, 1], activation="tanh"), y))
+    return {"xor": xor, "digits": digits, "rnn": rnn, "mlp": g}
+
+
+def values_for(graph: gc.Graph, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    at = {}
+    labels = {n.inputs[0]: n.attr("classes") for n in graph.nodes() if n.op == "one_hot"}
+    for name, leaf in graph.leaves.items():
+        shape = tuple(3 if d is None else d for d in leaf.shape)
+        classes = labels.get(leaf)
+        at[name] = rng.integers(0, classes, size=shape) if classes else rng.normal(size=shape)
+    return at
+
+
+def code_values(model, at) -> dict[str, object]:
+    """{variable: value} of every line of the simplified module's _gradients, from one traced run."""
+    values = model.values_at(at)
+    return {name: values[node] for node, name in model.listing.names.items() if node in values}
+
+
+@pytest.mark.parametrize("example", ["xor", "digits", "rnn", "mlp"])
+def test_a_name_is_one_value_in_the_code_the_derivation_the_picture_and_the_explorer(example):
+    graph = examples_graphs()[example]
+    model = gc.compile(graph)  # simplified: fused and rewritten, as a user gets it
+    at = values_for(graph)
+    in_code = code_values(model, at)
+    derived = model.derivation(at=at)
+    in_derivation = {**derived.values, **{step.plain[0]: step.array for step in derived.steps}}
+    shared = set(in_code) & set(in_derivation)
+    assert len(shared) >= 5, shared
+    for name in shared:  # t12 is the same array in the code and on the slide, d_h the same gradient
+        np.testing.assert_allclose(np.asarray(in_code[name], float), np.asarray(in_derivation[name], float),
+                                   rtol=1e-10, atol=1e-12, err_msg=name)
+    temporaries = {name for name in in_derivation if re.fullmatch(r"t\d+", name)}
+    numbered_in_code = {name for name in in_code if re.fullmatch(r"t\d+", name)}
+    # every temporary of the code that the graph as written has is that value: no second numbering
+    assert numbered_in_code & temporaries <= shared
+    view = to_networkx(graph, model.loss, model.wrt, derived=derived)
+    assert set(view.nodes) <= set(derived.values) | set(graph.leaves), set(view.nodes) - set(derived.values)
+    page = explorer_html(model, at)
+    data = json.loads(re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', page, re.S)
+                      .group(1).replace("<\\/", "</"))
+    assert set(data["values"]) <= set(derived.values) | set(graph.leaves)
+    # the code panel shows the simplified module: each value it shares with the picture is named alike
+    for name in set(data["values"]) & set(in_code) - set(graph.leaves):
+        assert data["values"][name]["lines"], f"{name}: the explorer finds no code line for it"
+    # the gradient formulas (LaTeX) name only values the code computes
+    latex = "\n".join(model.gradient_latex().values())
+    for number in set(re.findall(r"\bt_\{(\d+)\}", latex)):
+        assert f"t{number}" in in_code, f"t{number} in the formulas but not in the code"
