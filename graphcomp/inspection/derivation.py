@@ -140,6 +140,11 @@ class Derivation:
     def _repr_latex_(self) -> str:
         return f"$$\n{self.latex()}\n$$"
 
+    def _repr_html_(self) -> str:
+        """A notebook's view as MathML, which an HTML export of the notebook shows without MathJax."""
+        from .mathml import math_html
+        return math_html(self.latex())
+
     def text(self) -> str:
         """The forward pass, then one plain-text line per backward step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
         return "\n".join([s.text() for s in self.forward] + [s.text() for s in self.steps])
