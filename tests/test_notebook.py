@@ -1,5 +1,8 @@
 """graphcomp in a notebook: a real kernel runs a notebook (nbclient), and the rich outputs it produced
-are checked — a graph shows its picture, a model its picture and formulas, a derivation its math."""
+are checked — a graph shows its picture, a model its picture and formulas, a derivation its math
+(as LaTeX, and as MathML in text/html, which an HTML export of the notebook shows)."""
+import re
+
 import nbformat
 from nbclient import NotebookClient
 
@@ -28,3 +31,9 @@ def test_a_notebook_shows_graphs_models_and_formulas(tmp_path):
     assert "\\\\\\\\" not in formulas["text/markdown"]  # math, not a dict's repr with doubled backslashes
     derivation = outputs[4]["text/latex"]
     assert derivation.startswith("$$") and "= 20" in derivation
+    # an HTML export shows text/html first: math there, never the LaTeX source
+    for shown in (model, formulas["text/html"], outputs[4]["text/html"]):
+        assert "<math" in shown and "\\begin{aligned}" not in shown and 'class="latex"' not in shown
+        assert not re.search(r"\\(frac|partial|bar|overline|mathrm)\b", shown), shown[:300]
+    steps = outputs[4]["text/html"]
+    assert steps.count("<tr>") >= 7 and "<mn>20</mn>" in steps  # t1, f forward; f, w, t1, u, v back
