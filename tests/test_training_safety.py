@@ -184,7 +184,7 @@ def command(module, *args, launcher=None):
 
 def test_ctrl_c_saves_the_last_complete_epoch_and_resume_finishes_the_run(module_file, tmp_path):
     data, out = tmp_path / "data.npz", tmp_path / "run.npz"
-    settings = ["--epochs", "400", "--lr", "0.05", "--batch-size", "8", "--optimizer", "adam"]
+    settings = ["--epochs", "400", "--lr", "0.05", "--batch-size", "8", "--optimizer", "adam", "--every", "1"]
     process = command(module_file, "train", "--data", data, "--out", out, *settings)
     assert process.stdout.readline().startswith("epoch   1/400")
     process.send_signal(signal.SIGINT)
@@ -197,7 +197,8 @@ def test_ctrl_c_saves_the_last_complete_epoch_and_resume_finishes_the_run(module
     epoch = int(run["run:epoch"])
     assert epoch >= 1 and f"saved the params of epoch {epoch} to {out}" in last
 
-    finished = command(module_file, "train", "--data", data, "--resume", out, "--out", out, "--epochs", str(epoch + 2))
+    finished = command(module_file, "train", "--data", data, "--resume", out, "--out", out, "--epochs", str(epoch + 2),
+                       "--every", "1")
     stdout, stderr = finished.communicate(timeout=60)
     assert finished.returncode == 0, stderr
     assert stdout.splitlines()[0].startswith(f"epoch {epoch + 1:>{len(str(epoch + 2))}}/{epoch + 2}")

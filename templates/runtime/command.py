@@ -4,7 +4,8 @@ import numpy as np
 from ._model import NEEDS, PREDICT, TRAINING, init_params
 from .files import _npz_path, _writable, load_data, load_params, load_run
 from .settings import BACKENDS, SETTINGS, setting_argument
-from .training import TrainingDiverged, TrainingInterrupted, evaluate, predict, train
+from .training import (TrainingDiverged, TrainingInterrupted, _best, _figures, _progress, _progress_every, _shown,
+                       evaluate, predict, train)
 
 
 def main(argv=None):
@@ -16,12 +17,16 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("train", help="train on a data file and save the params")
     fit.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
-    fit.add_argument("--out", default="params.npz", help="where to save the trained params (.npz)")
+    fit.add_argument("--out", help="where to save the trained params (.npz; default: beside this module, "
+                     "as <module>_params.npz)")
     start = fit.add_mutually_exclusive_group()
     start.add_argument("--params", help="start from these params (.npz) instead of init_params()")
     start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
                        "optimizer state, epoch counter and settings (flags given override them)")
     fit.add_argument("--backend", choices=tuple(BACKENDS), help="the array library to compute with (default: numpy)")
+    fit.add_argument("--every", type=int, metavar="N", help="print progress every N epochs, and the last "
+                     "(default: about 20 lines, every max(1, ceil(epochs / 20)) epochs)")
+    fit.add_argument("--quiet", action="store_true", help="no progress lines")
     for setting in SETTINGS.values():
         default = TRAINING.get(setting.name, setting.default)
         fit.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (default: {default})")
@@ -38,8 +43,7 @@ def main(argv=None):
         predicted = NEEDS[PREDICT] if PREDICT is not None else None
         data = load_data(args.data, predicted if args.command == "predict" else None)
         if args.command == "evaluate":
-            for key, value in evaluate(load_params(args.params), data).items():
-                print(f"{key} {value:.6g}")
+            print(_figures(evaluate(load_params(args.params), data)))
             return 0
         _print_predictions(predict(load_params(args.params), data))
         return 0
@@ -56,16 +60,26 @@ def _train_command(args):
     divergence, say what was saved."""
     import sys
 
-    out = _npz_path(args.out)
-    _refuse_same_file(out, {"--data": args.data})
+    if args.every is not None and args.every < 1:
+        raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
+    out = _npz_path(args.out if args.out is not None else _default_out())
+    _refuse_same_file(out, {"--data": args.data, "--params": args.params})
     out = _writable(out)
     data = load_data(args.data)
     given = {name: getattr(args, name) for name in SETTINGS}
     run = load_run(args.resume) if args.resume else None
     settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
     params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
+    if args.out is None:
+        print(f"saving the params beside the module, to {out} (--out chooses another file)")
+    epochs, every, records = settings["epochs"], args.every or _progress_every(settings["epochs"]), []
+
+    def progress(record):
+        records.append(record)
+        if not args.quiet and _shown(record["epoch"], epochs, every):
+            print(_progress(record, epochs), flush=True)
     try:
-        train(params, data, verbose=True, backend=args.backend, resume=run, out=out, **settings)
+        train(params, data, on_epoch=progress, backend=args.backend, resume=run, out=out, **settings)
     except TrainingInterrupted as stop:
         print(f"interrupted during epoch {stop.epoch + 1}; " + (
             f"saved the params of epoch {stop.epoch} to {stop.saved} (continue with --resume {stop.saved})"
@@ -75,8 +89,23 @@ def _train_command(args):
         print(f"error: {stop}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
                                     if stop.saved else f"nothing saved ({out} is unchanged)"), file=sys.stderr)
         return 1
+    best = _best(records)
+    if best:
+        print(best)
     print(f"saved params to {out}")
     return 0
+
+
+def _default_out():
+    """Where `train` saves without --out: beside the module's file, as <module>_params.npz (never into
+    whatever folder the command happens to run in)."""
+    import os
+
+    module = globals().get("__file__")
+    if not module or not os.path.isfile(module):
+        raise ValueError("give --out: this module was not imported from a file, so it has no folder to save beside")
+    stem, _ = os.path.splitext(os.path.abspath(module))
+    return stem + "_params.npz"
 
 
 def _refuse_same_file(out, inputs):
