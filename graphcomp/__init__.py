@@ -12,6 +12,7 @@ from .frontend.dsl import *  # noqa: F403 - the functions users build graphs wit
 from .frontend.losses import *  # noqa: F403 - softmax family and losses
 from .frontend.layers import mlp
 from .diff.reverse import grad
+from .diff.gradcheck import gradient_errors
 from .frontend.model import CompiledModel, compile
 
 __all__ = [
@@ -19,5 +20,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
-    "mlp", "grad",
+    "mlp", "grad", "gradient_errors",
 ]

@@ -24,7 +24,8 @@ from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.export import FORMATS, backward_view, to_networkx, write
 from ..inspection.pictures import DEFAULT_DPI
-from ..ir import Graph
+from ..ir import Graph, toposort
+from ..templates.runtime.files import _load_npz as read_npz
 from .model import CompiledModel, compile
 from .request import TRAINING_KEYS, training_problems
 from .spec import Spec, SpecError, load
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="leaf values: u=2,v=3,w=4 inline, or an .npz file of arrays (and u=2 after a "
                                 "comma): print both passes with their values")
     p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
+    _add_value_options(p)
     p.set_defaults(run=_grad)
 
     p = commands.add_parser("report", help="write a Markdown report (both passes, what simplification changed, "
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--html", action="store_true", help="one self-contained HTML page: the picture, formulas, "
                    "derivation and code, cross-linked (also chosen by an .html output)")
     p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): the report shows every value and gradient")
+    _add_value_options(p)
     p.set_defaults(run=_report)
 
     _add_graph_command(commands)
@@ -95,18 +98,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_value_options(p) -> None:
+    """--params and --examples, which complete --at on networks: the params, and how many of a data
+    file's examples the values are computed at (see leaf_values)."""
+    p.add_argument("--params", metavar="init[:SEED]|FILE.npz",
+                   help="the params, with --at giving the inputs: init:SEED draws the spec's initial params as the "
+                        "generated init_params(SEED) does (init: with the [training] seed, as train starts from); "
+                        "FILE.npz reads saved params, e.g. from graphcomp train --out")
+    p.add_argument("--examples", type=int, metavar="N",
+                   help="use the first N examples of the --at data file (default: all of them)")
+
+
 def _add_graph_command(commands) -> None:
     p = commands.add_parser("graph", help="draw the graph (SVG, PNG, PDF) or export it (DOT, GraphML, JSON)")
     p.add_argument("spec")
     p.add_argument("--format", choices=FORMATS, help="default: from the output's suffix, else svg")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): each value, gradient and edge's share")
-    p.add_argument("--backward", action="store_true", help="draw what the generated code computes: "
-                   "its forward lines, then its gradient lines")
+    p.add_argument("--backward", action="store_true", help="draw the derivative graph: one box per gradient "
+                   "with its chain-rule formula (with --at, its value)")
+    p.add_argument("--no-simplify", action="store_true", help="compile the graph as written (no rewrites, no fusion)")
     p.add_argument("--rankdir", choices=("auto", "LR", "TB"), default="auto",
                    help="left to right or top to bottom (auto: LR for scalars, TB for networks)")
     p.add_argument("--dpi", type=int, default=DEFAULT_DPI, help=f"PNG resolution (default {DEFAULT_DPI})")
     p.add_argument("--unfold", action="store_true", help="a box for every operation, even in large graphs")
+    _add_value_options(p)
     p.set_defaults(run=_graph)
 
 
@@ -115,7 +131,8 @@ def _add_train_command(commands) -> None:
     p.add_argument("spec")
     p.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
     p.add_argument("--out", help="the .npz file of the trained params and the run's state, also written when "
-                   "training is interrupted or diverges (default params.npz; with --resume, the run resumed)")
+                   "training is interrupted or diverges (default: beside the module -o, else beside the spec, as "
+                   "<its name>_params.npz; with --resume, the run resumed)")
     p.add_argument("-o", "--output", help="also save the generated module here (a .py file)")
     p.add_argument("--params", help="start from these saved params (.npz) instead of the spec's initial ones")
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in this .npz file (params, optimizer "
@@ -125,7 +142,8 @@ def _add_train_command(commands) -> None:
                        f"[training] setting; default {setting.default})")
     p.add_argument("--backend", choices=tuple(BACKENDS),
                    help="the array library to train with (default numpy; others need array-api-compat)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="print progress every N epochs (and the last)")
+    p.add_argument("--every", type=int, metavar="N", help="print progress every N epochs, and the last (default: "
+                   "about 20 lines, every max(1, ceil(epochs / 20)) epochs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_train)
 
@@ -141,9 +159,13 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _grad(args: argparse.Namespace) -> int:
-    model = _compiled(read_spec(args.spec))
-    if args.at or args.steps:
-        steps = model.derivation(at=parse_values(args.at) if args.at else None)
+    spec = read_spec(args.spec)
+    model = _compiled(spec)
+    at = leaf_values(args, spec, model)
+    if at is not None or args.steps:
+        steps = model.derivation(at=at)
+        if at is not None and at.described:
+            print(("% " if args.latex else "# ") + at.described)
         print(steps.latex() if args.latex else steps.text())
         return 0
     formulas = model.gradient_latex() if args.latex else model.gradient_text()
@@ -156,15 +178,17 @@ def _grad(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    check_outputs({"-o": args.output}, {"the spec": args.spec, **_at_files(args.at)})
-    model = _compiled(read_spec(args.spec))
-    at = parse_values(args.at) if args.at else None
+    check_outputs({"-o": args.output}, {"the spec": args.spec, **_value_files(args)})
+    spec = read_spec(args.spec)
+    model = _compiled(spec)
+    at = leaf_values(args, spec, model)
+    shown = f" (values at {at.described})" if at is not None and at.described else ""
     if args.html or args.output.lower().endswith((".html", ".htm")):
         path = model.explorer(args.output, at)
-        print(f"wrote {path}: open it in a browser (it needs no network)")
+        print(f"wrote {path}{shown}: open it in a browser (it needs no network)")
     else:
         path = model.report(args.output, at)
-        print(f"wrote {path}")
+        print(f"wrote {path}{shown}")
     return 0
 
 
@@ -173,13 +197,11 @@ def _graph(args: argparse.Namespace) -> int:
                           else "svg")
     if args.dpi < 10 or args.dpi > 1200:
         raise GraphcompError(f"--dpi must be between 10 and 1200, got {args.dpi}")
-    check_outputs({"-o": args.output}, {"the spec": args.spec, **_at_files(args.at)})
+    check_outputs({"-o": args.output}, {"the spec": args.spec, **_value_files(args)})
     spec = read_spec(args.spec)
-    at = parse_values(args.at) if args.at else None
+    at = leaf_values(args, spec)
     if args.backward:
-        if at is not None:
-            raise GraphcompError("--backward draws the code's lines; --at values go on the forward picture")
-        view = backward_view(_compiled(spec))
+        view = backward_view(_compiled(spec, simplify=not args.no_simplify), at, fold=False if args.unfold else None)
     else:
         try:  # the loss and leaves compile() would differentiate: they give the roles and the values
             loss = loss_name(spec.graph, spec.loss)
@@ -209,11 +231,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.every < 1:
+    if args.every is not None and args.every < 1:
         raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
     if args.params and args.resume:
         raise ValueError("give --params (start from saved params) or --resume (continue a saved run), not both")
-    out = file_with_suffix("--out", args.out or args.resume or "params.npz", ".npz", "params.npz")  # resume: in place
+    out = file_with_suffix("--out", args.out or args.resume or _default_out(args), ".npz", "params.npz")  # resume: in place
     output = _python_output(args.output) if args.output else None
     check_outputs({"-o": output, "--out": out}, {"the spec": args.spec, "--data": args.data, "--params": args.params})
     model = _compiled(read_spec(args.spec))
@@ -227,6 +249,8 @@ def _train(args: argparse.Namespace) -> int:
                                else m.init_params(settings.get("seed", 0)))
     if output:
         print(f"wrote the module to {model.save(output)}")
+    if not (args.out or args.resume):
+        print(f"saving the params beside the {'module' if output else 'spec'}, to {out} (--out chooses another file)")
     shown = {key: value for key, value in settings.items() if key in m.TRAINING or getattr(args, key, None) is not None}
     print(f"training {model.graph.name!r} on {args.data}: {_settings_text(shown)}"
           + (f" (resuming {args.resume} after epoch {run['epoch']})" if run else ""))
@@ -248,10 +272,12 @@ def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings:
          out: str) -> int:
     """Train and report: the params file is written by train() itself, also when Ctrl-C stops it (exit
     130) or the loss stops being a number (exit 1); each ends in one line saying what was saved."""
-    epochs = settings["epochs"]
+    epochs, records = settings["epochs"], []
+    every = args.every or m._progress_every(epochs)
 
     def progress(record: dict) -> None:
-        if not args.quiet and (record["epoch"] % args.every == 0 or record["epoch"] == epochs):
+        records.append(record)
+        if not args.quiet and m._shown(record["epoch"], epochs, every):
             print(m._progress(record, epochs), flush=True)
     try:
         m.train(params, data, on_epoch=progress, backend=args.backend, resume=run, out=out, **settings)
@@ -268,8 +294,18 @@ def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings:
         return 1
     except OSError as error:  # train() could not write `out` (a full disk): its message names the file
         raise OutputError(str(error)) from None
+    best = m._best(records)
+    if best:
+        print(best)
     print(f"saved the trained params to {Path(out).resolve()}")
     return 0
+
+
+def _default_out(args: argparse.Namespace) -> str:
+    """train without --out: <name>_params.npz beside the module written (-o), else beside the spec; never
+    the folder the command happens to run in."""
+    beside = Path(args.output or args.spec)
+    return str(beside.with_name(f"{beside.stem}_params.npz"))
 
 
 def _python_output(path: str) -> str:
@@ -284,6 +320,12 @@ def _at_files(text: str | None) -> dict[str, str]:
     """The .npz files an --at reads: inputs, which no output may overwrite."""
     files = [item.strip() for item in (text or "").split(",") if item.strip().endswith(".npz")]
     return {("--at" if len(files) == 1 else f"--at file {k}"): file for k, file in enumerate(files, 1)}
+
+
+def _value_files(args: argparse.Namespace) -> dict[str, str]:
+    """Every file the values of --at and --params are read from: inputs, which no output may overwrite."""
+    params = getattr(args, "params", None)
+    return {**_at_files(args.at), **({"--params": params} if params and not _init_seed_text(params) else {})}
 
 
 # ------------------------------------------------------------------ helpers
@@ -355,15 +397,16 @@ def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
                    target=spec.target, training=spec.training)
 
 
-def parse_values(text: str) -> dict[str, float | np.ndarray]:
-    """"u=2,v=3,w=4" -> {"u": 2.0, "v": 3.0, "w": 4.0}; an .npz file among them gives its arrays."""
+def parse_values(text: str, leaves: set[str] | None = None) -> dict[str, float | np.ndarray]:
+    """"u=2,v=3,w=4" -> {"u": 2.0, "v": 3.0, "w": 4.0}; an .npz file among them gives its arrays (given
+    `leaves`, only those arrays: a data set or a saved run may hold others)."""
     values = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         if item.endswith(".npz"):
             if not Path(item).is_file():
                 raise ValueError(f"--at: no such file {item!r}")
-            with reading(item), np.load(item) as arrays:
-                values.update({name: arrays[name] for name in arrays.files})
+            with reading(item), np.load(item, allow_pickle=False) as arrays:
+                values.update({name: arrays[name] for name in arrays.files if leaves is None or name in leaves})
             continue
         name, sep, number = item.partition("=")
         try:
@@ -373,6 +416,116 @@ def parse_values(text: str) -> dict[str, float | np.ndarray]:
         except ValueError:
             raise ValueError(f"--at: {item!r} is not name=number (e.g. --at u=2,v=3,w=4)") from None
     return values
+
+
+class LeafValues(dict):
+    """{leaf name: value} for derivation(at=...), report and picture; `described` says, for a network,
+    which examples and params they are (empty for numbers typed inline)."""
+    described = ""
+
+
+def leaf_values(args: argparse.Namespace, spec: Spec, model: CompiledModel | None = None) -> LeafValues | None:
+    """The leaves' values that --at, --params and --examples give (None when neither --at nor --params is).
+
+    --at: numbers inline (u=2,v=3) and .npz files of arrays, e.g. a data set (arrays that are not leaves
+    of the graph, such as a saved run's state, are left out). --params: init[:SEED], the spec's initial
+    params as the generated module's init_params(SEED) draws them (the [training] seed without SEED:
+    where `graphcomp train` starts), or an .npz file of params (the leaves it holds that are params).
+    --examples N: the first N examples of every batched input; default, all of them. Every problem is
+    one line: a leaf missing or given twice, a param of the wrong shape, an unknown form of SEED."""
+    params_text, examples = getattr(args, "params", None), getattr(args, "examples", None)
+    if args.at is None and params_text is None:
+        if examples is not None:
+            raise InputError("--examples picks examples of the --at data file; give --at data.npz")
+        return None
+    graph = spec.graph
+    values = LeafValues(parse_values(args.at, set(graph.leaves)) if args.at else {})
+    given_params = {}
+    if params_text is not None:
+        if not graph.params:
+            raise InputError(f"--params {params_text}: graph {graph.name!r} has no params")
+        given_params = _params_of(params_text, spec, model)
+        twice = sorted(set(given_params) & set(values))
+        if twice:
+            raise InputError(f"{', '.join(twice)} given by both --at and --params {params_text}; give each value once")
+        values.update(given_params)
+    batched = {name: np.shape(values[name])[0] for name, leaf in graph.inputs.items()
+               if name in values and leaf.shape[:1] == (None,) and np.ndim(values[name])}
+    if len(set(batched.values())) > 1:
+        raise InputError("--at: the inputs hold different numbers of examples: "
+                         + ", ".join(f"{name} {count}" for name, count in batched.items()))
+    total = next(iter(batched.values()), None)
+    if examples is not None:
+        if total is None:
+            raise InputError(f"--examples {examples}: no --at value has examples (a batch axis) to choose from")
+        if not 1 <= examples <= total:
+            raise InputError(f"--examples {examples}: must be between 1 and {total}, the examples --at gives")
+        values.update({name: values[name][:examples] for name in batched})
+    _check_missing(spec, values, params_text)
+    files = ", ".join(_at_files(args.at).values())
+    parts = []
+    if total is not None:
+        used = examples or total
+        parts.append((f"the first {used} of the {total} examples" if used < total
+                      else f"all {total} example{'s' * (total != 1)}") + (f" in {files}" if files else ""))
+    if params_text is not None:
+        parts.append(f"params {params_text}")
+    values.described = "; ".join(parts)
+    return values
+
+
+def _init_seed_text(text: str) -> bool:
+    """Whether a --params value is the init form (init, init:SEED), not a file."""
+    return text == "init" or text.startswith("init:")
+
+
+def _params_of(text: str, spec: Spec, model: CompiledModel | None) -> dict[str, np.ndarray]:
+    """The params --params gives: drawn by the generated module's own init_params, or read from a file."""
+    graph = spec.graph
+    if _init_seed_text(text):
+        module = (model or _compiled(spec)).load()
+        seed = text.partition(":")[2]
+        if not seed:
+            return module.init_params(module.TRAINING.get("seed", 0))
+        if not (seed.isascii() and seed.isdigit()):
+            raise InputError(f"--params {text}: SEED must be a whole number >= 0, as in --params init:0")
+        return module.init_params(int(seed))
+    if not text.endswith(".npz"):
+        raise InputError(f"--params {text}: give init:SEED (the spec's initial params drawn with that seed) "
+                         "or an .npz file of params")
+    if not Path(text).is_file():
+        raise InputError(f"--params: no such file {text!r}")
+    with reading(text):  # the generated module's reader: a truncated or foreign file is one line
+        stored = read_npz(text, "params")
+    params = {name: value for name, value in stored.items() if name in graph.params}
+    missing = [name for name in graph.params if name not in params]
+    if missing:
+        held = sorted(name for name in stored if not name.startswith("run:"))
+        raise InputError(f"--params {text}: no array for param(s) {', '.join(missing)}"
+                         + (f"; it holds {', '.join(held[:8])}" if held else "; it holds no arrays"))
+    for name, value in params.items():
+        want = graph.params[name].shape
+        if value.shape != tuple(want):
+            raise InputError(f"--params {text}: param {name} has shape {value.shape}, the spec gives {tuple(want)}")
+    return params
+
+
+def _check_missing(spec: Spec, values: dict, params_text: str | None) -> None:
+    """One line naming the leaves the loss needs that no option gave, and how to give them."""
+    graph = spec.graph
+    try:
+        needed = [n.name for n in toposort([graph.outputs[loss_name(graph, spec.loss)]]) if n.op in ("input", "param")]
+    except GraphcompError:  # no loss to differentiate: the views say what they need
+        return
+    missing = [name for name in needed if name not in values]
+    if not missing:
+        return
+    hints = []
+    if any(name in graph.params for name in missing) and params_text is None:
+        hints.append("give the params with --params init:0 (the spec's initial params) or --params FILE.npz")
+    if any(name in graph.inputs for name in missing):
+        hints.append("give the inputs with --at (name=number, or an .npz file holding them)")
+    raise InputError(f"--at: missing value(s) for {', '.join(missing)}" + (f": {'; '.join(hints)}" if hints else ""))
 
 
 def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
