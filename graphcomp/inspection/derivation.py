@@ -6,6 +6,7 @@ values. The backward pass and the values are the module's own: those of the grap
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -183,7 +184,18 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None) -
     # every value the loss is computed from, so that each symbol a step uses is defined (t7 = 1 - y too)
     forward = [ForwardStep(notation.name(n), notation.value(n), notation.formula(n), notation.text(n), values.get(n))
                for n in toposort([loss_node]) if not n.is_leaf and n in notation]
+    if any(re.search(r"\bN\b", text) for text in [s.plain for s in forward] + [t for s in steps for t in s.plain[1]]):
+        forward.insert(0, ForwardStep("N", "N", r"\text{the number of examples}", "the number of examples",
+                                      _batch_size(graph, at)))
     return Derivation(loss, steps, named_values, forward, backward, values)
+
+
+def _batch_size(graph: Graph, at: Mapping | None) -> int | None:
+    """N, the length of the batch axis of the inputs given (None when no values were given)."""
+    for name, leaf in graph.inputs.items():
+        if at is not None and name in at and leaf.shape[:1] == (None,) and np.ndim(at[name]):
+            return int(np.shape(at[name])[0])
+    return None
 
 
 class _ChainRule:
