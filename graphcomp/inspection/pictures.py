@@ -4,10 +4,17 @@ Each value is a box coloured by its role (input, param, op, output, loss, gradie
 scalars print no shape, the batch axis prints as N. Values named k (a1, h1, W1, b1 ...) share a
 cluster, so an MLP or an unrolled RNN reads as layers or time steps. With values given, each box shows
 its value and gradient, and each edge its local derivative and the gradient that flowed along it.
+
+Automatic layout keeps a picture between 1:2.5 and 2.5:1, so that it fills a slide: it draws the
+graph with Graphviz in the natural direction (left to right for scalars, top to bottom for networks),
+measures it, tries the other direction, and if both are long strips wraps the graph's levels into
+rows (or columns) like the lines of a text.
 """
 from __future__ import annotations
 
 import html
+import math
+import re
 import shutil
 import subprocess
 
@@ -36,18 +43,90 @@ class PictureError(GraphcompError):
     """A picture that cannot be drawn (no Graphviz, or Graphviz failed)."""
 
 
-def to_dot(view: nx.DiGraph, rankdir: str = "auto", legend: bool = True) -> str:
+def to_dot(view: nx.MultiDiGraph, rankdir: str = "auto", legend: bool = True) -> str:
     """Graphviz DOT text of a view made by `export.to_networkx` or `export.backward_view`. rankdir:
-    LR (left to right), TB (top to bottom) or auto: LR for a lecture's graph of scalars, TB for a
-    network, whose wide formula boxes stack better than they line up."""
-    if rankdir == "auto":
-        rankdir = "TB" if any(data.get("shape_text") for _, data in view.nodes(data=True)) else "LR"
+    LR (left to right), TB (top to bottom) or auto: the natural direction (LR for a lecture's graph of
+    scalars, TB for a network, whose wide formula boxes stack better than they line up), else the
+    other, else the levels wrapped in rows, whichever first draws between 1:2.5 and 2.5:1 (measured
+    with Graphviz when it is installed)."""
+    view = _without_shared_edges(view)
+    if rankdir != "auto":
+        return _dot(view, rankdir, legend)
+    natural = "TB" if any(data.get("shape_text") for _, data in view.nodes(data=True)) else "LR"
+    other = "LR" if natural == "TB" else "TB"
+    candidates = [_dot(view, natural, legend), _dot(view, other, legend)]
+    if shutil.which("dot") is None:
+        return candidates[0]
+    ratios = [aspect_ratio(text) for text in candidates]
+    for text, ratio in zip(candidates, ratios):
+        if ratio is not None and 1 / MAX_RATIO <= ratio <= MAX_RATIO:
+            return text
+    levels = _levels(view)
+    best = (abs(math.log(ratios[0] or 1.0)), candidates[0])
+    strip = max(ratios[0] or 1.0, 1 / (ratios[0] or 1.0))
+    first = max(2, math.floor(math.sqrt(strip)))
+    for rows in range(first, min(first + WRAP_TRIES, max(levels.values(), default=0) + 2)):
+        text = _dot(view, other, legend, rows=_rows(levels, rows))  # rows across the natural direction
+        ratio = aspect_ratio(text)
+        if ratio is None:
+            break
+        if 1 / MAX_RATIO <= ratio <= MAX_RATIO:
+            return text
+        best = min(best, (abs(math.log(ratio)), text))
+        if (ratio < 1) != (ratios[0] < 1):  # more rows only lengthen the other way
+            break
+    text = best[1]  # still a strip: Graphviz spreads the boxes along the short side until it fits
+    ratio = aspect_ratio(text) or 1.0
+    target = MAX_RATIO * 0.96 if ratio > 1 else 1 / (MAX_RATIO * 0.96)
+    return text.replace("newrank=true];", f"newrank=true, ratio={1 / target:.3f}];", 1)
+
+
+WRAP_TRIES = 8  # numbers of rows tried, from about the square root of how long the strip is
+
+
+MAX_RATIO = 2.5  # the widest (and tallest) picture automatic layout draws, width to height
+
+
+def aspect_ratio(dot_text: str) -> float | None:
+    """Width over height of the picture Graphviz draws from `dot_text`; None when it cannot draw it."""
+    try:
+        svg = render(dot_text, "svg").decode("utf-8")
+    except PictureError:
+        return None
+    return svg_ratio(svg)
+
+
+def svg_ratio(svg: str) -> float:
+    """Width over height of an SVG drawn by Graphviz (its width="..pt" height="..pt")."""
+    width, height = (float(n) for n in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
+    return width / height
+
+
+def _levels(view: nx.MultiDiGraph) -> dict[str, int]:
+    """Each box's level: the longest path to it from a box nothing flows into (Graphviz's ranks)."""
+    levels: dict[str, int] = {}
+    for name in nx.topological_sort(view):
+        levels[name] = max((levels[p] + 1 for p in view.predecessors(name)), default=0)
+    return levels
+
+
+def _rows(levels: dict[str, int], rows: int) -> list[list[str]]:
+    """The boxes in `rows` groups of consecutive levels, as even as the levels allow."""
+    count = max(levels.values()) + 1
+    per_row = math.ceil(count / rows)
+    grouped: list[list[str]] = [[] for _ in range(math.ceil(count / per_row))]
+    for name, level in levels.items():
+        grouped[level // per_row].append(name)
+    return grouped
+
+
+def _dot(view: nx.MultiDiGraph, rankdir: str, legend: bool, rows: list[list[str]] | None = None) -> str:
+    """The DOT text in one direction; `rows`: groups of boxes each drawn on one rank (a wrapped strip)."""
     lines = [f"digraph {_quote(view.graph.get('name', 'graph'))} {{",
              f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=14, nodesep=0.3, ranksep=0.45, '
              'pad=0.2, newrank=true];',
              '  node [fontname="Helvetica", fontsize=14, margin="0.12,0.06"];',
              '  edge [fontname="Helvetica", fontsize=12, color="#777777", arrowsize=0.7];']
-    view = _without_shared_edges(view)
     clusters: dict[str, list[str]] = {}
     for name, data in view.nodes(data=True):
         clusters.setdefault(data.get("cluster", ""), []).append(name)
@@ -60,8 +139,14 @@ def to_dot(view: nx.DiGraph, rankdir: str = "auto", legend: bool = True) -> str:
         lines += [indent + _node_line(name, view.nodes[name]) for name in members]
         if cluster:
             lines.append("  }")
+    row_of = {name: k for k, row in enumerate(rows or []) for name in row}
+    for k, row in enumerate(rows or []):  # a wrapped strip: each row one rank, rows one below the other,
+        lines.append("  { rank=same; " + " ".join(_quote(name) for name in row) + " }")
+        if k:  # their first boxes aligned as the lines of a text
+            lines.append(f"  {_quote(rows[k - 1][0])} -> {_quote(row[0])} [style=invis, weight=20];")
     for source, target, data in view.edges(data=True):
-        lines.append(f"  {_quote(source)} -> {_quote(target)}{_edge_attributes(data)};")
+        crossing = row_of and row_of[source] != row_of[target]  # from a row's end to the next one's start
+        lines.append(f"  {_quote(source)} -> {_quote(target)}{_edge_attributes(data, weight=0 if crossing else None)};")
     if legend:
         lines += _legend({data["role"] for _, data in view.nodes(data=True)})
     lines.append("}")
@@ -71,18 +156,25 @@ def to_dot(view: nx.DiGraph, rankdir: str = "auto", legend: bool = True) -> str:
 SHARED_ABOVE = 3  # a leaf read by more boxes than this is drawn without its edges (an RNN's weights)
 
 
-def _without_shared_edges(view: nx.DiGraph) -> nx.DiGraph:
+def _without_shared_edges(view: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """The view without the edges of widely shared leaves: the formulas name them, and the leaf says
-    which boxes read it, so that an unrolled RNN reads as a chain of steps rather than a web."""
+    which boxes read it (in a derivative graph, which gradients add up in it), so that an unrolled RNN
+    reads as a chain of steps rather than a web."""
+    backward = bool(view.graph.get("derivative"))
     shared = [name for name, data in view.nodes(data=True)
-              if data["role"] in ("input", "param") and view.out_degree(name) > SHARED_ABOVE]
+              if (data.get("leaf") if backward else data["role"] in ("input", "param"))
+              and len(set(view.predecessors(name) if backward else view.successors(name))) > SHARED_ABOVE]
     if not shared:
         return view
     view = view.copy()
     for name in shared:
-        users = list(view.successors(name))
-        view.nodes[name]["read_by"] = ", ".join(users) if len(users) <= 4 else f"{users[0]}, {users[1]}, … {users[-1]}"
-        view.remove_edges_from([(name, user) for user in users])
+        edges = list(view.in_edges(name, keys=True) if backward else view.out_edges(name, keys=True))
+        others = list(dict.fromkeys(edge[0] if backward else edge[1] for edge in edges))
+        if backward:
+            others = [view.nodes[other].get("title", other) for other in others]
+        listed = ", ".join(others) if len(others) <= 4 else f"{others[0]}, {others[1]}, … {others[-1]}"
+        view.nodes[name]["read_by"] = f"sum over {listed}" if backward else f"read by {listed}"
+        view.remove_edges_from(edges)
     return view
 
 
@@ -92,7 +184,7 @@ def _node_line(name: str, data: dict) -> str:
     if data.get("shape_text"):
         rows.append(f'<font point-size="11" color="#666666">{html.escape(data["shape_text"])}</font>')
     if data.get("read_by"):
-        rows.append(f'<font point-size="11" color="#666666">read by {html.escape(data["read_by"])}</font>')
+        rows.append(f'<font point-size="11" color="#666666">{html.escape(data["read_by"])}</font>')
     if data.get("value_text"):
         rows.append(f'<font color="{VALUE_COLOUR}">= {html.escape(data["value_text"])}</font>')
     if data.get("gradient_of"):
@@ -106,8 +198,8 @@ def _node_line(name: str, data: dict) -> str:
 
 
 def _title(name: str, data: dict) -> str:
-    """The box's first lines: the name in bold, then its formula (code-like lines stay left-aligned)."""
-    formula = data.get("label_formula") or ""
+    """The box's first lines: the name (a gradient's math symbol) in bold, then its formula."""
+    formula, name = data.get("label_formula") or "", data.get("title") or name
     if not formula:
         return f"<b>{html.escape(name)}</b>"
     lines = []
@@ -119,12 +211,13 @@ def _title(name: str, data: dict) -> str:
     return "<br/>".join(lines)
 
 
-WRAP = 44  # characters: a longer formula breaks after the commas of its outer call
+WRAP = 44  # characters: a longer formula breaks after the commas of its outer call, or before its + and −
 
 
 def wrapped(line: str, width: int = WRAP) -> list[str]:
     """A long formula as several lines, broken after the commas that separate its outermost call's
-    arguments: max_pool2d(t1 + b, | size=2, stride=2)."""
+    arguments (max_pool2d(t1 + b, | size=2, stride=2)), or, a sum, before its outermost + and −
+    (W̄ = t₁ᵀ ā₁ | + t₂ᵀ ā₂)."""
     if len(line) <= width:
         return [line]
     pieces, depth, start = [], 0, 0
@@ -133,7 +226,16 @@ def wrapped(line: str, width: int = WRAP) -> list[str]:
         if char == "," and depth == 1:
             pieces.append(line[start:at + 1])
             start = at + 1
+    if not pieces:  # no call to break: break a sum before its terms, past the "name = "
+        head = line.index(" = ") + 3 if " = " in line else 0
+        depth, start = 0, 0
+        for at, char in enumerate(line):
+            depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+            if depth == 0 and at > head and line[at - 1:at + 2] in (" + ", " − "):
+                pieces.append(line[start:at - 1])
+                start = at - 1
     pieces.append(line[start:])
+    pieces = [part for piece in pieces for part in _at_spaces(piece, width)]
     lines = [pieces[0]]
     for piece in pieces[1:]:
         if len(lines[-1]) + len(piece) > width:
@@ -143,8 +245,21 @@ def wrapped(line: str, width: int = WRAP) -> list[str]:
     return lines
 
 
-def _edge_attributes(data: dict) -> str:
-    attributes = []
+def _at_spaces(text: str, width: int) -> list[str]:
+    """A piece still too long for any box (a deep nest of calls) cut at the last space, or after the
+    last opening parenthesis, before `width` characters."""
+    pieces = []
+    while len(text) > width:
+        cut = max(text.rfind(" ", 1, width), text.rfind("(", 1, width - 1) + 1)
+        if cut <= 0:
+            break
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return pieces + [text]
+
+
+def _edge_attributes(data: dict, weight: int | None = None) -> str:
+    attributes = [] if weight is None else [f"weight={weight}"]
     if data.get("backward"):
         attributes.append('color="#CC79A7"')
     if data.get("reads"):
