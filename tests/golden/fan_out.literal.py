@@ -41,8 +41,8 @@ def forward(**arrays):
     if absent:
         return _forward_without(absent, arrays)
     xp, x, y = _read("forward", arrays, ('x', 'y'))
-    t1 = x + y
-    b = t1 * y
+    a = x + y
+    b = a * y
     return {'b': _result(b)}
 
 
@@ -56,14 +56,14 @@ def gradients(**arrays):
 def _gradients(xp, x, y):
     """gradients() on arrays already checked, in the order of GRADIENT_ARGS, with scalars left as NumPy
     scalars: the training loop's step. xp: the arrays' namespace (numpy, or an Array API namespace)."""
-    t1 = x + y
-    b = t1 * y
+    a = x + y
+    b = a * y
     # Backward pass: d_<name> is the gradient of b with respect to <name>.
-    d_t1 = y  # b = t1 * y; db/dt1 = y
-    d_y_1 = t1  # b = t1 * y; db/dy = t1
-    d_y = d_t1 + d_y_1  # y is used more than once: sum of its paths
+    d_a = y  # b = a * y; db/da = y
+    d_y_1 = a  # b = a * y; db/dy = a
+    d_y = d_a + d_y_1  # y is used more than once: sum of its paths
     outputs = {'b': b}
-    grads = {'x': d_t1, 'y': d_y}
+    grads = {'x': d_a, 'y': d_y}
     return outputs, grads
 
 
