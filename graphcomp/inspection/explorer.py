@@ -249,7 +249,7 @@ def explorer_html(model: GeneratedModule, at: dict | None = None) -> str:
         *_formula_sections(model, derived),
         '<section id="code"><h2>Generated code</h2><p class="muted"><code>forward</code> and <code>_gradients</code> '
         "of the generated module; the lines of the chosen value are marked.</p><pre><code>",
-        *(_code_line(number, line) for number, line in enumerate(code)),
+        "".join(_code_line(number, line) for number, line in enumerate(code)),  # blocks: no newline between
         "</code></pre></section>", "</main>",
         f'<script type="application/json" id="explorer-data">{payload}</script>',
         f"<script>{SCRIPT}</script>", "</body>", "</html>", ""])
