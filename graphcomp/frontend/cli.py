@@ -22,7 +22,8 @@ from ..codegen import loss_name, wrt_leaves
 from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
-from ..inspection.export import FORMATS, backward_view, to_networkx, write
+from ..inspection.explorer import picture_view
+from ..inspection.export import FORMATS, backward_view, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph, toposort
 from ..templates.runtime.files import _load_npz as read_npz
@@ -210,7 +211,7 @@ def _graph(args: argparse.Namespace) -> int:
                 raise
             loss = None  # several outputs and none said to be the loss: the picture marks none
         wrt = tuple(leaf.name for leaf in wrt_leaves(spec.graph, spec.wrt))
-        view = to_networkx(spec.graph, loss, wrt, at, fold=False if args.unfold else None)
+        view = picture_view(spec.graph, loss, wrt, at, unfold=args.unfold)  # the explorer's picture too
     path = write(view, fmt, args.output, rankdir=args.rankdir, dpi=args.dpi)
     print(f"wrote {path} ({view.number_of_nodes()} values, {view.number_of_edges()} edges)")
     return 0
