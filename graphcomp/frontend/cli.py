@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("graphcomp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `graphcomp grad ... | head` closed the pipe: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SpecError as error:
         print(f"graphcomp: error: {error}", file=sys.stderr)
         return 2
