@@ -115,6 +115,52 @@ def stable_form(expr: sp.Expr) -> sp.Expr:
     return expr if args == expr.args else expr.func(*args)
 
 
+def textbook_form(expr: sp.Expr) -> sp.Expr:
+    """expr as a person writes it on a slide: the shorter of expr and its factored form, with signs
+    tidied ((p - y)/(p(1 - p)), not (y - p)/(p(p - 1))) and σ, tanh and softplus whole. For formulas
+    put together from several lines of code (the binary cross-entropy's two paths into p); bounded
+    like every SymPy step: above NORMAL_LIMIT, or with floats (factor would write 0.2(x + 5.0 y)),
+    nothing is factored."""
+    candidates = [expr]
+    if sp.count_ops(expr) <= NORMAL_LIMIT and not expr.has(sp.Float, sp.Piecewise):
+        try:
+            candidates.append(sp.factor(expr))
+        except Exception:  # noqa: BLE001 - SymPy's factor fails in many ways; then expr stays as it is
+            pass
+    forms = [stable_form(signs_tidied(c)) for c in candidates]
+    return min(forms, key=sp.count_ops)  # the first of equally short forms: the formula as it was
+
+
+def _flipped(factor: sp.Expr) -> sp.Expr | None:
+    """-(base)**e, for a factor (base)**e with an odd integer e; None otherwise."""
+    base, exponent = factor.as_base_exp()
+    if not (base.is_Add and exponent.is_Integer and exponent % 2 == 1):
+        return None
+    return (-base) ** exponent
+
+
+def signs_tidied(expr: sp.Expr) -> sp.Expr:
+    """A product whose sums read with positive constants (1 - p, not p - 1) and, where the product is
+    negative, a numerator sum turned round instead (p - y, not -(y - p))."""
+    if not expr.is_Mul:
+        return expr
+    coefficient, factors = expr.as_coeff_mul()
+    factors = list(factors)
+    for k, factor in enumerate(factors):
+        base = factor.as_base_exp()[0]
+        constant = base.as_coeff_Add()[0] if base.is_Add else sp.S.Zero
+        flipped = _flipped(factor)
+        if flipped is not None and constant.is_Number and constant < 0:
+            factors[k], coefficient = flipped, -coefficient
+    if coefficient.is_Number and coefficient < 0:
+        for k, factor in enumerate(factors):
+            flipped = _flipped(factor)
+            if flipped is not None and factor.as_base_exp()[1] > 0:
+                factors[k], coefficient = flipped, -coefficient
+                break
+    return sp.Mul(coefficient, *factors)
+
+
 @lru_cache(maxsize=None)
 def placeholder(i: int) -> sp.Symbol:
     return sp.Symbol(f"x{i}", real=True)

@@ -173,6 +173,30 @@ class TensorLatexPrinter(LatexPrinter):
 
     _print_Add = positive_first
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """A product with no division puts its sums last, as a person writes it: σ(a) (1 - σ(a)),
+        2 x (x - y); SymPy's own order would put the sum first, (1 - σ(a)) σ(a)."""
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
+        sums = [f for f in factors if f.is_Add]
+        if (not coefficient.is_Integer or not sums or len(sums) == len(factors) or factors[-1].is_Add
+                or any(f.is_Pow and f.exp.is_negative for f in factors)):
+            return super()._print_Mul(expr)
+        ordered = [f for f in factors if not f.is_Add] + sums
+        text = self._settings["mul_symbol_latex"].join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True)
+                                                      for f in ordered)
+        if coefficient == 1:
+            return text
+        return ("- " if coefficient == -1 else self._print(coefficient) + self._settings["mul_symbol_latex"]) + text
+
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        """A power of a function as (tanh(x W))², never \\tanh^{2}{x W}, where the argument's grouping is lost."""
+        base, exponent = expr.args
+        if (isinstance(base, sp.Function) and not isinstance(base, sp.exp) and exponent.is_Integer
+                and exponent > 0):
+            return rf"\left({self._print(base)}\right)^{{{self._print(exponent)}}}"
+        return super()._print_Pow(expr)
+
     def _print_ITE(self, expr) -> str:
         condition, then, otherwise = expr.args
         return self._print(sp.Or(sp.And(condition, then), sp.And(sp.Not(condition), otherwise)))
@@ -205,3 +229,35 @@ def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) 
     text = _single_parentheses(printer.doprint(factored(expr)))
     text = re.sub(r"\}\{\\left\(([^{}()]*?)\\right\)\}", r"}{\1}", text)  # \frac{1}{3 N}: no parentheses
     return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
+
+
+# The batch size in a formula: a mean over the batch divides by it (README: "N is the batch size").
+BATCH = sp.Symbol("N", positive=True)
+
+
+def over_batch(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """(e, d) with expr = e / d, where expr divides by the batch size and d is the number times N it
+    divides by (N, 3 N); None where it does not divide by N."""
+    if not expr.is_Mul or sp.Pow(BATCH, -1) not in expr.args:
+        return None
+    coefficient = expr.as_coeff_Mul()[0]
+    divisor = BATCH * (coefficient.q if coefficient.is_Rational else 1)
+    return expr * divisor, divisor
+
+
+def formula_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) -> str:
+    """An elementwise formula over operands shown as `names`, a division by the batch size N taken
+    outside as a person writes it: \\frac{p - y}{N}, \\frac{1}{N} \\frac{p - y}{p (1 - p)}, - \\frac{y}{N}."""
+    expr = factored(expr)
+    split = over_batch(expr)
+    if split is None:
+        return elementwise_latex(expr, {**names, BATCH: "N"}, tensor)
+    inner, divisor = split
+    sign = ""
+    if inner.as_coeff_Mul()[0].is_negative:
+        sign, inner = "- ", -inner
+    top = elementwise_latex(inner, names, tensor)
+    bottom = elementwise_latex(divisor, {BATCH: "N"}, tensor=False)
+    if _single_fraction(top):
+        return rf"{sign}\frac{{1}}{{{bottom}}} {top}"
+    return rf"{sign}\frac{{{top}}}{{{bottom}}}"

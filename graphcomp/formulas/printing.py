@@ -140,6 +140,18 @@ class TextPrinter(StrPrinter):
 
     _print_Add = positive_first
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """Sums last in a product with no division, as the LaTeX prints it: sigmoid(a)*(1 - sigmoid(a))."""
+        coefficient, rest = expr.as_coeff_Mul()
+        factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
+        sums = [f for f in factors if f.is_Add]
+        if (not coefficient.is_Integer or not sums or len(sums) == len(factors) or factors[-1].is_Add
+                or any(f.is_Pow and f.exp.is_negative for f in factors)):
+            return super()._print_Mul(expr)
+        text = "*".join(self.parenthesize(f, PRECEDENCE["Mul"], strict=False)
+                        for f in [f for f in factors if not f.is_Add] + sums)
+        return text if coefficient == 1 else ("-" if coefficient == -1 else f"{coefficient}*") + text
+
     def _print_ITE(self, expr) -> str:
         return "where({}, {}, {})".format(*(self._print(arg) for arg in expr.args))
 

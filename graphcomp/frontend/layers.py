@@ -19,8 +19,9 @@ def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefi
 
     `sizes` are the widths of the K layers; the last layer has no activation, so
     the result is the logits. Params are named W1, b1, ..., WK, bK, hidden values
-    a1, h1, ..., a{K-1}, h{K-1} (after `prefix`; a name the graph already uses is skipped),
-    so that formulas and code read as the δ-recursion of the lecture notes on computational graphs.
+    a1, h1, ..., a{K-1}, h{K-1} and the result `logits` (after `prefix`; a name the graph already
+    uses is skipped), so that formulas and code read as the δ-recursion of the lecture notes on
+    computational graphs: the gradient of W_K is h_{K-1}^T times the logits' gradient, and so on down.
     """
     if activation not in ACTIVATIONS:
         raise GraphError(f"mlp: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
@@ -34,8 +35,8 @@ def mlp(g: Graph, x: Node, sizes: Sequence[int], activation: str = "relu", prefi
         W = g.param(f"{prefix}W{k}", (width, size), init=INIT_FOR[activation])
         b = g.param(f"{prefix}b{k}", (size,), init="zeros")
         a = h @ W + b
-        if k == len(sizes):  # the logits: named by whatever output the caller declares
-            return a
+        if k == len(sizes):  # the logits: an output the caller declares under another name keeps this one
+            return _named(g, f"{prefix}logits", a)
         h = _named(g, f"{prefix}h{k}", ACTIVATIONS[activation](_named(g, f"{prefix}a{k}", a)))
         width = size
     return h

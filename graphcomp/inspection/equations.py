@@ -4,6 +4,7 @@ with single-use unnamed values written in place.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import sympy as sp
@@ -11,10 +12,12 @@ import sympy as sp
 from ..codegen import GeneratedModule
 from ..codegen.names import gradient_name
 from ..formulas.printing import plain_text, sympy_number
-from ..formulas.latex import elementwise_latex, latex_number, short_number
-from ..formulas.derivatives import NORMAL_LIMIT, placeholder, stable_form
+from ..formulas.latex import (BATCH, axis_subscript, elementwise_latex, formula_latex, latex_number, latex_operator,
+                              operand_symbol, short_number)
+from ..formulas.derivatives import NORMAL_LIMIT, placeholder, stable_form, textbook_form
 from ..formulas.symbols import bar, partial, symbol
 from ..ir import Node, toposort
+from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
 from .mathml import Formulas
 
@@ -70,7 +73,11 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
         writer = _EquationWriter(listing, set())
         uses = Counter(x for m in nodes for x in m.inputs)
         for n in nodes:  # in the code's order: a node's operands are decided before it
-            if n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None):
+            if n.op == "count":  # the batch size is N wherever it is used
+                writer.inline.add(n)
+                continue
+            if (n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None)
+                    or softmax_of(n) is not None):  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
                 continue
             limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
             if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
@@ -107,7 +114,13 @@ def _slice(model: GeneratedModule, root: Node) -> list[Node]:
 
 
 class _EquationWriter:
-    """Formulas of one gradient's equations: symbols, or formulas written in place."""
+    """Formulas of one gradient's equations: symbols, or formulas written in place.
+
+    An elementwise value written in place inside another elementwise formula becomes part of that
+    formula (one SymPy formula over both), so that numbers meet and the result can be put in textbook
+    form: 2 (0.1 w) is 0.2 w, 2 (...) / (2 N) is (...) / N, and the binary cross-entropy's two paths
+    into p add up to (p - y) / (p (1 - p)) / N. The batch size is always N, never a value of its own.
+    """
 
     def __init__(self, listing, inline: set[Node]) -> None:
         self.listing, self.inline = listing, inline
@@ -115,17 +128,82 @@ class _EquationWriter:
 
     def render(self, node: Node) -> str:
         if node not in self._texts:
-            self._texts[node] = OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
+            self._texts[node] = self._render(node)
         return self._texts[node]
+
+    def _render(self, node: Node) -> str:
+        softmax = softmax_of(node)
+        if softmax is not None:
+            return latex_operator("softmax", [self.operand(softmax[0])], axis_subscript(softmax[1]))
+        if node.op == "count":
+            return _latex_of_count(node)
+        if OPS[node.op].has_formula:
+            names: dict[sp.Symbol, str] = {}
+            dummies: dict[Node, sp.Symbol] = {}
+            expr, merged = self._formula(node, names, dummies)
+            if merged > 1:
+                expr = textbook_form(expr)
+            # an operand that cancelled (x - x) may have given the value its shape: then as written
+            if broadcast_shapes(tuple(x.shape for x, d in dummies.items() if d in expr.free_symbols)) == node.shape:
+                return formula_latex(expr, names, tensor=node.shape != ())
+        return OPS[node.op].latex(node, tuple(self.operand(x) for x in node.inputs))
+
+    def _formula(self, node: Node, names: dict, dummies: dict) -> tuple[sp.Expr, int]:
+        """The node's formula over its operands' symbols, values written in place merged in; and how
+        many nodes' formulas it holds."""
+        binding, merged = {}, 1
+        for i, x in enumerate(node.inputs):
+            while x.op == "stop_gradient" and x not in self.listing.symbols:
+                x = x.inputs[0]
+            if x.op == "const":
+                binding[placeholder(i)] = sympy_number(x.attr("value"))
+            elif x.op == "count":
+                binding[placeholder(i)] = _count(x)
+            elif self._written_in_place(x) and OPS[x.op].has_formula and softmax_of(x) is None:
+                binding[placeholder(i)], more = self._formula(x, names, dummies)
+                merged += more
+            else:
+                if x not in dummies:
+                    dummy, shown = operand_symbol(f"a{len(dummies)}", _as_text(self.operand(x)))
+                    dummies[x], names[dummy] = dummy, shown
+                binding[placeholder(i)] = dummies[x]
+        return scalar_expr(node).xreplace(binding), merged
+
+    def _written_in_place(self, node: Node) -> bool:
+        return node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols)
 
     def operand(self, node: Node) -> str | int | float:
         if node.op == "const":
             return node.attr("value")
         if node.op == "stop_gradient" and node not in self.listing.symbols:
             return self.operand(node.inputs[0])
-        if node in self.inline or (node in self.listing.inlined and node not in self.listing.symbols):
+        if node.op == "count" or self._written_in_place(node):
             return self.render(node)
         return self.listing.symbols[node]
+
+
+def softmax_of(node: Node) -> tuple[Node, int] | None:
+    """(z, axis) where node computes softmax(z) as e^(z - L) from the L = logsumexp(z) of a softmax
+    cross-entropy (its gradient's probabilities, P = softmax(z)); None otherwise."""
+    if node.op != "formula" or len(node.inputs) != 2:
+        return None
+    z, total = node.inputs
+    if (total.op == "logsumexp" and total.inputs[0] is z and total.attr("keepdims")
+            and node.attr("expr") == sp.exp(placeholder(0) - placeholder(1))):
+        return z, total.attr("axis")
+    return None
+
+
+def _count(node: Node) -> sp.Expr:
+    """How many elements a mean divided by, as a formula of the batch size: N, 3 N."""
+    x = node.inputs[0]
+    axes = node.attr("axis")
+    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
+    return known * BATCH ** sum(1 for a in axes if x.shape[a] is None)
+
+
+def _latex_of_count(node: Node) -> str:
+    return elementwise_latex(_count(node), {BATCH: "N"}, tensor=False)
 
 
 def _code_operand(listing, node: Node) -> str:
@@ -146,11 +224,20 @@ CLOSED_FORM_LIMIT = 25  # operations; a longer closed form is given as the code'
 def _closed_forms(model: GeneratedModule) -> dict[str, sp.Expr]:
     """{leaf: ∂loss/∂leaf as one formula of the leaves}, for graphs of scalars and where it is short."""
     loss = model.graph.outputs[model.loss]
-    if not is_scalar_graph(loss):
+    if not is_scalar_graph(loss) or _names_a_value(model.graph, loss):
         return {}
-    expression = _closed_form(loss)
+    # σ, tanh and softplus typed out are seen whole first, so that they differentiate as the code
+    # does: σ(a)(1 - σ(a)) for 1/(1 + e^(-a)), not e^(-a)/(1 + e^(-a))²
+    expression = stable_form(_closed_form(loss))
     forms = {name: _simplest(sp.diff(expression, sp.Symbol(name, real=True))) for name in model.wrt}
     return {name: f for name, f in forms.items() if sp.count_ops(f) <= CLOSED_FORM_LIMIT}
+
+
+def _names_a_value(graph, loss: Node) -> bool:
+    """Whether the user named a value the loss is computed from (not a leaf, not the loss itself): then
+    every leaf's gradient is written through it, as the code computes it (the δ-form ā = h̄ σ'(a),
+    w̄ = ā x of the lecture notes), rather than as one closed form of the leaves."""
+    return any(not n.is_leaf and n is not loss and graph.name_of(n) is not None for n in toposort([loss]))
 
 
 def is_scalar_graph(loss: Node) -> bool:
