@@ -1,0 +1,164 @@
+"""Pictures that tell one story per value: an edge per use of an operand whose shares add up to the
+gradient, the derivative graph in math, numbers without float noise, and layouts that fit a slide."""
+import json
+import sys
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.frontend.cli import main, read_spec
+from graphcomp.inspection.export import backward_view, math_text, to_networkx, write
+from graphcomp.inspection.numbers import box_text, shown
+from graphcomp.inspection.pictures import render, svg_ratio, to_dot
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))  # rnn_mean.py imports its neighbour example_data
+
+
+def shares_add_up(view: nx.MultiDiGraph) -> int:
+    """Checks, for every box with a gradient, that the shares on the edges of its uses add up to it;
+    returns how many boxes had shares."""
+    checked = 0
+    for name, data in view.nodes(data=True):
+        flows = [edge["flow"] for _, _, edge in view.out_edges(name, data=True) if "flow" in edge]
+        if flows:
+            assert sum(flows) == pytest.approx(data["gradient"]), name
+            checked += 1
+    return checked
+
+
+def test_a_value_multiplied_by_itself_draws_one_edge_per_use():
+    g = gc.Graph("square")
+    x = g.input("x")
+    y = g.let("y", x * x)
+    g.output("f", y * 3)
+    view = to_networkx(g, "f", ("x",), {"x": 3})
+    edges = sorted(view.get_edge_data("x", "y").items())
+    assert [key for key, _ in edges] == [0, 1]  # keyed by operand position
+    # each use: local derivative x = 3 times the upstream gradient 3, so 9 each, 18 together = 2 x df/dy
+    assert [data["local_text"] for _, data in edges] == ["∂y/∂x (use 1 of 2) = x = 3", "∂y/∂x (use 2 of 2) = x = 3"]
+    assert [data["flow_text"] for _, data in edges] == ["adds 9", "adds 9"]
+    assert view.nodes["x"]["gradient"] == 18 and shares_add_up(view) == 2
+    dot = to_dot(view)
+    assert dot.count('"x" -> "y"') == 2
+
+
+def test_the_shares_of_the_value_used_twice_add_up_to_each_gradient():
+    spec = read_spec(str(EXAMPLES / "fan_out.toml"))  # a = x + y, b = a * y, as the lecture notes write it
+    view = to_networkx(spec.graph, "b", ("x", "y"), {"x": 2, "y": -3})
+    assert set(view.nodes) == {"x", "y", "a", "b"}
+    assert sorted(edge["flow"] for _, _, edge in view.out_edges("y", data=True)) == [-3.0, -1.0]
+    assert shares_add_up(view) == 3  # x, y and a
+
+
+def test_tensor_shares_add_up_too():
+    g = gc.Graph("tensor_square")
+    x, w = g.input("x", (3,)), g.param("w", (3,))
+    g.output("loss", gc.sum(g.let("y", x * x) * w))
+    at = {"x": np.array([1.0, -2.0, 0.5]), "w": np.array([2.0, 1.0, -1.0])}
+    view = to_networkx(g, "loss", ("x", "w"), at)
+    edges = view.get_edge_data("x", "y")
+    assert len(edges) == 2 and edges[0]["flow_text"] == edges[1]["flow_text"] == "adds [2 -2 -0.5]"  # w x each
+    assert view.nodes["x"]["gradient_text"] == "[4 -4 -1]"  # 2 w x
+
+
+def test_parallel_edges_survive_every_data_format(tmp_path):
+    g = gc.Graph("square")
+    x = g.input("x")
+    g.output("f", x * x)
+    view = to_networkx(g, "f", ("x",), {"x": 3})
+    write(view, "graphml", tmp_path / "s.graphml")
+    assert nx.read_graphml(tmp_path / "s.graphml").number_of_edges("x", "f") == 2
+    write(view, "json", tmp_path / "s.json")
+    links = json.loads((tmp_path / "s.json").read_text())["edges"]
+    assert sorted(link["key"] for link in links if link["source"] == "x") == [0, 1]
+    write(view, "dot", tmp_path / "s.dot")
+    assert (tmp_path / "s.dot").read_text().count('"x" -> "f"') == 2
+
+
+def test_the_derivative_graph_of_the_value_used_twice_is_the_lecture_slide():
+    model = gc.compile(read_spec(str(EXAMPLES / "fan_out.toml")).graph, loss="b")
+    view = backward_view(model, {"x": 2, "y": -3})
+    assert view.nodes["d_a"]["formula"] == "∂b/∂a = y · ∂b/∂b" and view.nodes["d_a"]["value"] == -3
+    assert view.nodes["d_y"]["formula"] == "∂b/∂y = 1 · ∂b/∂a + a · ∂b/∂b" and view.nodes["d_y"]["value"] == -4
+    into_y = sorted((source, edge["flow"]) for source, _, edge in view.in_edges("d_y", data=True))
+    assert into_y == [("d_a", -3.0), ("d_b", -1.0)]  # the two paths of the lecture notes, adding to -4
+
+
+def test_the_backward_picture_of_the_rnn_is_math_with_a_box_per_named_value(tmp_path):
+    model = gc.compile(read_spec(str(EXAMPLES / "rnn_mean.py")).graph, loss="loss")
+    view = backward_view(model)
+    names = set(model.graph.leaves) | set(model.graph.labels.values()) | set(model.graph.outputs)
+    wrt = {f"d_{name}" for name in model.wrt}
+    assert wrt <= set(view.nodes) and len(view) <= len(names) + 2  # named values and leaves, not every op
+    text = " ".join(data["formula"] for _, data in view.nodes(data=True))
+    for code in ("xp.", "_sigmoid", "astype", "maximum", "transpose", "unbroadcast", "@", "*"):
+        assert code not in text, code
+    assert "⊙" in text and "ᵀ" in text and "h̄₅ = (h̄₆ ⊙ (1 − h₆²)) Whᵀ" in text
+    assert main(["graph", str(EXAMPLES / "rnn_mean.py"), "--backward", "-o", str(tmp_path / "rnn.svg")]) == 0
+    assert 1 / 2.5 <= svg_ratio((tmp_path / "rnn.svg").read_text()) <= 2.5
+
+
+def test_the_backward_picture_with_values_shows_each_gradient():
+    g = gc.Graph("layer")
+    x, W = g.input("x", (None, 2)), g.param("W", (2, 2))
+    g.output("loss", gc.sum(gc.sigmoid(x @ W)))
+    model = gc.compile(g, loss="loss")
+    at = {"x": np.array([[1.0, -2.0]]), "W": np.array([[0.1, -0.3], [0.2, 0.4]])}
+    view = backward_view(model, at)
+    s = 1 / (1 + np.exp(-(at["x"] @ at["W"])))
+    assert view.nodes["d_W"]["value_text"] == shown(at["x"].T @ (s * (1 - s)), latex=False)
+
+
+def test_latex_reads_as_plain_math():
+    assert math_text(r"\bar{W}_{2} = h^\top \bar{t}_{3}") == "W̄₂ = hᵀ t̄₃"
+    assert math_text(r"\bar{h} \odot \mathbb{1}\left[t_{3} > 0\right]") == "h̄ ⊙ [t₃ > 0]"
+    assert math_text(r"\frac{\sigma\left(t_{3}\right)}{N} + - \bar{t}_{8}") == "σ(t₃)/N − t̄₈"
+    assert math_text(r"\frac{\left(e^{z - m}\right) - p}{N}") == "(exp(z − m) − p)/N"
+    assert math_text(r"\operatorname{sum}_{\to (8, 1, 1)}\left(\left(a + b\right)\right)") == "Σ[→ (8, 1, 1)](a + b)"
+
+
+def test_float_noise_prints_as_zero_and_small_arrays_whole():
+    assert shown(np.array([1.0, -2.7e-16, 3.0]), latex=False) == "[1 0 3]"
+    assert shown(-2.7e-16, latex=False) == "-2.7e-16"  # a lone number is its own scale
+    assert box_text(3e-17, scale=4.0) == "0"  # a share of 3e-17 of a gradient of 4
+    assert shown(np.arange(16.0).reshape(2, 2, 2, 2), latex=False) == "[0 1; 2 3; 4 5; 6 7; 8 9; 10 11; 12 13; 14 15]"
+    assert shown(np.ones((1, 1, 3, 3)), latex=True).count(r"\\") == 2  # a 3×3 filter is a 3×3 matrix
+    assert box_text(np.zeros(17)) == "17 array, all 0"
+
+
+def chain(steps: int = 30) -> gc.Graph:
+    """A long chain of scalar steps, each named: once 30 boxes in one 8:1 strip."""
+    g = gc.Graph("chain")
+    x = g.input("x")
+    value = x
+    for k in range(steps):
+        value = g.let(f"h{k + 1}", gc.tanh(value) if k % 2 else value * x)
+    g.output("f", value)
+    return g
+
+
+def ratio(view: nx.MultiDiGraph) -> float:
+    return svg_ratio(render(to_dot(view), "svg").decode("utf-8"))
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in EXAMPLES.glob("*.toml")) + ["xor.py", "rnn_mean.py", "cnn_shapes.py"])
+def test_every_example_fits_a_slide(spec):
+    spec = read_spec(str(EXAMPLES / spec))
+    model = gc.compile(spec.graph, wrt=spec.wrt, loss=spec.loss)
+    for view in (to_networkx(spec.graph, model.loss), backward_view(model)):
+        assert 1 / 2.5 <= ratio(view) <= 2.5, view.graph["name"]
+
+
+def test_a_30_step_chain_fits_a_slide():
+    g = chain()
+    model = gc.compile(g, loss="f")
+    views = [to_networkx(g, "f"), to_networkx(g, "f", ("x",), {"x": 0.5}), backward_view(model, {"x": 0.5}),
+             backward_view(model, fold=False), to_networkx(chain(12), "f")]
+    for view in views:
+        assert 1 / 2.5 <= ratio(view) <= 2.5, view.graph["name"]
+    assert "rank=same" in to_dot(views[0])  # the 31 boxes wrap into rows
