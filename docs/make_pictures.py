@@ -11,12 +11,14 @@ from graphcomp.frontend.cli import main  # noqa: E402 - after the path set-up
 
 PICTURES = {  # file: the arguments of `graphcomp graph` after the spec
     "fuv.svg": ("examples/fuv.toml", "--at", "u=2,v=3,w=4"),
-    "fuv_backward.svg": ("examples/fuv.toml", "--backward"),
+    "fuv_backward.svg": ("examples/fuv.toml", "--backward", "--at", "u=2,v=3,w=4"),
     "fan_out.svg": ("examples/fan_out.toml", "--at", "x=2,y=-3"),
+    "fan_out_backward.svg": ("examples/fan_out.toml", "--backward", "--at", "x=2,y=-3"),
     "xor.svg": ("examples/xor.toml",),
     "digits.svg": ("examples/digits.toml",),
     "cnn.svg": ("examples/cnn.toml",),
     "rnn.svg": ("examples/rnn_mean.py",),
+    "rnn_backward.svg": ("examples/rnn_mean.py", "--backward"),
 }
 
 
