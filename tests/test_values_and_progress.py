@@ -209,3 +209,6 @@ def test_the_modules_own_train_prints_every_n_epochs_its_best_epoch_and_evaluate
     before = out.read_bytes()
     done = model_py("train", "--data", DIGITS_DATA, "--params", out, "--out", out)
     assert done.returncode == 2 and "is the --params file" in done.stderr and out.read_bytes() == before
+    done = model_py("train", "--data", DIGITS_DATA, "--epochs", 8, "--resume", out)  # no --out: the run, in place
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == f"saved params to {out}", done.stdout
+    assert int(np.load(out)["run:epoch"]) == 8 and not (tmp_path / "digits_model_params.npz").exists()

@@ -18,7 +18,7 @@ def main(argv=None):
     fit = commands.add_parser("train", help="train on a data file and save the params")
     fit.add_argument("--data", required=True, help=".npz or .csv file of the inputs")
     fit.add_argument("--out", help="where to save the trained params (.npz; default: beside this module, "
-                     "as <module>_params.npz)")
+                     "as <module>_params.npz; with --resume, the run resumed)")
     start = fit.add_mutually_exclusive_group()
     start.add_argument("--params", help="start from these params (.npz) instead of init_params()")
     start.add_argument("--resume", help="continue the run saved in this file (.npz written by train): its params, "
@@ -62,7 +62,7 @@ def _train_command(args):
 
     if args.every is not None and args.every < 1:
         raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
-    out = _npz_path(args.out if args.out is not None else _default_out())
+    out = _npz_path(args.out or args.resume or _default_out())  # a resumed run: updated in place
     _refuse_same_file(out, {"--data": args.data, "--params": args.params})
     out = _writable(out)
     data = load_data(args.data)
@@ -70,7 +70,7 @@ def _train_command(args):
     run = load_run(args.resume) if args.resume else None
     settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
     params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
-    if args.out is None:
+    if not (args.out or args.resume):
         print(f"saving the params beside the module, to {out} (--out chooses another file)")
     epochs, every, records = settings["epochs"], args.every or _progress_every(settings["epochs"]), []
 
