@@ -422,3 +422,23 @@ def test_weight_decay_step_is_the_lectures():
     _, grads = model.load().gradients(**v)
     eta = 0.5
     assert _close(v["w"] - eta * grads["w"], (1 - 2 * eta * v["alpha"]) * v["w"] - eta * v["dC_dw"])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if "=" in c.at], ids=lambda c: c.spec)
+def test_the_backward_picture_at_the_lectures_values_shows_the_gradients(case, capsys, tmp_path):
+    model = _compiled(case)
+    svg = tmp_path / f"{case.spec}_backward.svg"
+    _run(capsys, "graph", LECTURES / f"{case.spec}.toml", "--backward", "--at", case.at_argument, "-o", svg)
+    checked = set()
+    for texts in _svg_nodes(svg).values():
+        texts = [t.strip().translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")) for t in texts]
+        for name in [n for n in case.grads if texts and texts[0] in _gradient_names(model.loss, n)]:
+            values = [t[1:].strip() for t in texts[1:] if re.fullmatch(r"=\s*[-\d.e]+", t)]
+            assert any(_shown(v, case.grads[name]) for v in values), (name, texts)
+            checked.add(name)
+    assert set(model.wrt) <= checked, (checked, model.wrt)
+    # every gradient of a leaf differentiated has its box
+    text = " ".join(t for texts in _svg_nodes(svg).values() for t in texts).translate(
+        str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+    for leaf in model.wrt:
+        assert f"∂{model.loss}/∂{leaf}" in text, (leaf, text)
