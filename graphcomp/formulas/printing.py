@@ -141,11 +141,11 @@ class TextPrinter(StrPrinter):
     _print_Add = positive_first
 
     def _print_Mul(self, expr: sp.Mul) -> str:
-        """Sums last in a product with no division, as the LaTeX prints it: sigmoid(a)*(1 - sigmoid(a))."""
+        """A sum after the factor it is made of, as the LaTeX prints it: sigmoid(a)*(1 - sigmoid(a))."""
         coefficient, rest = expr.as_coeff_Mul()
         factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
         sums = [f for f in factors if f.is_Add]
-        if (not coefficient.is_Integer or not sums or len(sums) == len(factors) or factors[-1].is_Add
+        if (not coefficient.is_Integer or not sum_of_a_factor(factors)
                 or any(f.is_Pow and f.exp.is_negative for f in factors)):
             return super()._print_Mul(expr)
         text = "*".join(self.parenthesize(f, PRECEDENCE["Mul"], strict=False)
@@ -161,6 +161,15 @@ class TextPrinter(StrPrinter):
         for value, cond in reversed(branches):
             text = f"where({self._print(cond)}, {self._print(value)}, {text})"
         return text
+
+
+def sum_of_a_factor(factors: list) -> bool:
+    """Whether a sum among a product's factors holds another factor that SymPy's order puts after it:
+    (1 - σ(a)) σ(a), which reads better as σ(a) (1 - σ(a)); (1 - y) softplus(z) stays as it is."""
+    for k, factor in enumerate(factors):
+        if factor.is_Add and any(not other.is_Add and factor.has(other) for other in factors[k + 1:]):
+            return True
+    return False
 
 
 _PRINTER = NumPyCodePrinter()
