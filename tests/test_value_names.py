@@ -207,3 +207,30 @@ def test_a_name_is_one_value_in_the_code_the_derivation_the_picture_and_the_expl
     latex = "\n".join(model.gradient_latex().values())
     for number in set(re.findall(r"\bt_\{(\d+)\}", latex)):
         assert f"t{number}" in in_code, f"t{number} in the formulas but not in the code"
+
+
+def test_a_second_name_for_a_value_is_the_duplicate_module_of_the_lecture():
+    """Y1 = X, Y2 = X (the lecture notes' Duplicate module): each name is a value of its own in every
+    view, and the backward pass adds their gradients, dC/dX = dC/dY1 + dC/dY2."""
+    g = gc.Graph("duplicate")
+    X, a, b = g.input("X", (2,)), g.input("a", (2,)), g.input("b", (2,))
+    Y1, Y2 = g.let("Y1", X), g.let("Y2", X)
+    assert Y1 is not Y2 and g.name_of(Y1) == "Y1" and g.name_of(Y2) == "Y2"
+    g.output("C", gc.sum(a * Y1) + gc.sum(b * Y2))
+    model = gc.compile(g, wrt=["X"])
+    assert "    Y1 = X" in model.source and "    Y2 = X" in model.source and "d_X = d_Y1 + d_Y2" in model.source
+    at = {"X": np.array([1.0, -1.0]), "a": np.array([2.0, 3.0]), "b": np.array([5.0, 7.0])}
+    np.testing.assert_allclose(model.load().gradients(**at)[1]["X"], [7.0, 10.0])
+    assert "d_X = d_Y1 + d_Y2 = [7 10]" in model.derivation(at=at).text()
+    with pytest.raises(gc.GraphError, match="already used"):
+        g.let("Y1", X)
+
+
+def test_a_spec_node_that_names_another_value_keeps_its_name(tmp_path):
+    from graphcomp.frontend.cli import read_spec
+    spec = tmp_path / "duplicate.toml"
+    spec.write_text('[model]\nname = "d"\n[inputs]\nX = [2]\n[nodes]\nY1 = "X"\nY2 = "X"\n'
+                    '[outputs]\nC = "sum(Y1 * Y2)"\n', encoding="utf-8")
+    graph = read_spec(str(spec)).graph
+    assert sorted(graph.labels.values()) == ["Y1", "Y2"]
+    assert "d_X = d_Y1 + d_Y2" in gc.compile(graph).source

@@ -102,9 +102,7 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         node = _as_node(Evaluator(values, file, where).evaluate(trees[where]), file, where)
         if where.startswith("outputs."):
             values[name] = guard(file, where, lambda: graph.output(name, node))
-        elif node.is_leaf or node in graph.labels:
-            values[name] = node
-        else:
+        else:  # Y1 = "X": a second name for a value is a copy under that name (graph.let)
             values[name] = guard(file, where, lambda: graph.let(name, node))
     for name in outputs:
         if name in nodes:  # an output that is a node of the same name

@@ -226,11 +226,14 @@ class Graph:
 
     # ---- names --------------------------------------------------------
     def let(self, name: str, node: Node) -> Node:
-        """Give an intermediate value a name, used in the generated code and the formulas."""
+        """Give an intermediate value a name, used in the generated code and the formulas. A value that
+        has a name already (a leaf, or a named node) gets a second one as a copy of itself: Y1 = X and
+        Y2 = X are the lecture's Duplicate module, whose two gradients add up in X's."""
         node = self._own(node, f"node {name!r}")
-        if node.is_leaf or node in self.labels:
-            raise GraphError(f"node {name!r}: that value is already named {self.name_of(node)!r}")
-        self._label_names().add(self._new_name(name, "node"))
+        self._new_name(name, "node")
+        if node.is_leaf or node in self.labels:  # a copy of its own for each further name
+            node = apply("alias", node, copy=name)
+        self._label_names().add(name)
         self.labels[node] = name
         return node
 
