@@ -235,7 +235,7 @@ def wrapped(line: str, width: int = WRAP) -> list[str]:
                 pieces.append(line[start:at - 1])
                 start = at - 1
     pieces.append(line[start:])
-    pieces = [part for piece in pieces for part in _at_spaces(piece, width)]
+    pieces = [part for piece in pieces for part in _at_spaces(piece, width + width // 2)]
     lines = [pieces[0]]
     for piece in pieces[1:]:
         if len(lines[-1]) + len(piece) > width:
