@@ -354,3 +354,22 @@ def test_write_atomic_killed_mid_write_leaves_one_whole_file(tmp_path):
     assert all(content in (old, new) for _, content, _ in runs), runs
     assert all(killed for killed, _, _ in runs)
     assert all(name.startswith(".big.bin.") and name.endswith(".tmp") for _, _, others in runs for name in others)
+
+
+def test_a_device_or_a_pipe_is_written_into_not_replaced(tmp_path):
+    """-o /dev/null discards the output: the device stays a device (a rename over it would put a
+    regular file in its place); a named pipe passes the bytes to its reader."""
+    import os
+    import stat
+    import threading
+    from graphcomp.files import write_atomic
+    write_atomic("/dev/null", "discarded")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    write_atomic(pipe, "through the pipe")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe"] and stat.S_ISFIFO(os.stat(pipe).st_mode)

@@ -138,7 +138,7 @@ class ModuleCode:
                 continue
             if value in stops or value.op == "const":
                 formulas[value] = stops[value] if value in stops else sympy_number(value.attr("value"))
-            elif not OPS[value.op].has_formula:
+            elif value.is_leaf or not OPS[value.op].has_formula:
                 formulas[value] = None
             elif not ready:
                 stack += [(value, True)] + [(x, False) for x in value.inputs]

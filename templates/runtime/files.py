@@ -106,10 +106,17 @@ def _replace_file(path, write):
     file beside it, flushed to the disk, renamed over it, the folder flushed too. A kill at any instant
     leaves the old file or the complete new one; on any failure the new file is removed and the error
     (its errno intact) raised. Through a symbolic link, the file it names is replaced; an existing
-    file's permission bits are kept. graphcomp writes its own files through this function too."""
+    file's permission bits are kept; a device or a pipe (/dev/null, /dev/stdout) is written into, not
+    replaced. graphcomp writes its own files through this function too."""
     import os
 
+    import stat
+
     target = os.path.realpath(path)
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode) and not os.path.isdir(target):
+        with open(target, "wb") as file:  # a device or a pipe (/dev/null): written in place, never replaced
+            write(file)
+        return
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
     mode = os.stat(target).st_mode & 0o7777 if os.path.exists(target) else None
