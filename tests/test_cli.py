@@ -164,7 +164,8 @@ def test_grad_at_reads_arrays_from_npz_and_steps_prints_the_chain(tmp_path, caps
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0] == f"# all 2 examples in {at}"  # which values these are: a data file may hold many
-    assert lines[1] == "t1 = x @ W1 = [0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1; 0.2 0.2 0.2 0.2 0.2 0.2 0.2 0.2]"
+    assert lines[1] == "N = the number of examples = 2"  # the derivation defines N before dividing by it
+    assert lines[2] == "t1 = x @ W1 = [0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1; 0.2 0.2 0.2 0.2 0.2 0.2 0.2 0.2]"
     assert any(line.startswith("d_W2 = transpose(h) @ d_t") for line in lines)
     code, stdout, _ = run(capsys, "grad", EXAMPLES / "xor.toml", "--steps")
     assert code == 0 and "d_h = d_t3 @ transpose(W2)" in stdout and "=" in stdout.splitlines()[0]
