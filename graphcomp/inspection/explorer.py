@@ -108,9 +108,9 @@ function place(scale, top) {  // the drawing at this scale, centred in the free 
   draw();
 }
 function fitWhole() { place(fitScale(), false); }
-function reset() {  // the whole drawing when it is legible so, else legible from its top
-  const scale = fitScale(), across = area().width / drawing.width;
-  if (scale >= READABLE) { place(Math.min(scale, 2 * NATURAL), false); } else { place(clamp(across, READABLE, NATURAL), true); }
+function reset() {  // the whole drawing when it is legible so, else at full size from its top
+  const scale = fitScale();
+  if (scale >= READABLE) { place(Math.min(scale, 2 * NATURAL), false); } else { place(NATURAL, true); }
 }
 function reveal(element) {  // pan so that a box of the picture is inside the free area
   const box = element.getBoundingClientRect(), frame = picture.getBoundingClientRect(), a = area();
