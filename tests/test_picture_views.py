@@ -10,7 +10,9 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.frontend.cli import main, read_spec
-from graphcomp.inspection.export import backward_view, math_text, to_networkx, write
+from graphcomp.inspection.derivative_graph import backward_view
+from graphcomp.inspection.export import to_networkx, write
+from graphcomp.inspection.math_text import math_text
 from graphcomp.inspection.numbers import box_text, shown
 from graphcomp.inspection.pictures import render, svg_ratio, to_dot
 

@@ -11,7 +11,8 @@ import pytest
 import graphcomp as gc
 from graphcomp.frontend.cli import main
 from graphcomp.inspection.numbers import shown
-from graphcomp.inspection.export import backward_view, to_networkx
+from graphcomp.inspection.derivative_graph import backward_view
+from graphcomp.inspection.export import to_networkx
 from graphcomp.inspection.pictures import render, to_dot, wrapped
 
 ROOT = Path(__file__).resolve().parent.parent

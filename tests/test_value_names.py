@@ -11,7 +11,8 @@ import graphcomp as gc
 from graphcomp.codegen import names as value_names
 from graphcomp.codegen.names import ValueNames
 from graphcomp.inspection.explorer import explorer_html
-from graphcomp.inspection.export import backward_view, to_networkx
+from graphcomp.inspection.derivative_graph import backward_view
+from graphcomp.inspection.export import to_networkx
 from graphcomp.inspection.notation import Notation
 from graphcomp.inspection.report import markdown
 

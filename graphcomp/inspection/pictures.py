@@ -44,7 +44,7 @@ class PictureError(GraphcompError):
 
 
 def to_dot(view: nx.MultiDiGraph, rankdir: str = "auto", legend: bool = True) -> str:
-    """Graphviz DOT text of a view made by `export.to_networkx` or `export.backward_view`. rankdir:
+    """Graphviz DOT text of a view made by `export.to_networkx` or `derivative_graph.backward_view`. rankdir:
     LR (left to right), TB (top to bottom) or auto: the natural direction (LR for a lecture's graph of
     scalars, TB for a network, whose wide formula boxes stack better than they line up), else the
     other, else the levels wrapped in rows, whichever first draws between 1:2.5 and 2.5:1 (measured
