@@ -24,7 +24,8 @@ from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
-from ..inspection.export import FORMATS, backward_view, write
+from ..inspection.derivative_graph import backward_view
+from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph, toposort
 from ..templates.runtime.files import _load_npz as read_npz
