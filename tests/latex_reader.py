@@ -83,6 +83,8 @@ class Reader:
 _SYMBOL = re.compile(r"(\\bar\{(?:\\hat\{[A-Za-z]\}|\\[A-Za-z]+|[A-Za-z])\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}"
                      r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega)"
                      r"(?![A-Za-z])|[A-Za-df-zA-Z](?![A-Za-z]))(_\{[^{}]*\})?(\^\{\(\d+\)\})?")
+# ∂F/∂a_{1}: how a graph of scalars writes a gradient; read as one symbol, like \bar{a}_{1}
+_PARTIAL = re.compile(r"\\frac\{\\partial [^{}]+\}\{\\partial (?:[^{}]|\{[^{}]*\})+\}")
 _FUNCTIONS: dict[str, Callable] = {
     "tanh": np.tanh, "exp": np.exp, "log": np.log, "sigma": lambda x: 1 / (1 + np.exp(-x)),
     "operatorname{softplus}": lambda x: np.logaddexp(0, x), "operatorname{sign}": np.sign,
@@ -197,6 +199,9 @@ class _Parser:
             value = self.expression()
             self.expect(r"\)")
             return value
+        partial = self.take(_PARTIAL.pattern)
+        if partial:
+            return self.reader.value(partial.group())
         if self.take(r"\\frac"):
             return self.sub(self.braced()) / self.sub(self.braced())
         if self.take(r"\\sqrt"):

@@ -77,7 +77,9 @@ def test_a_named_sigmoid_reads_s_times_one_minus_s_as_the_code_computes_it():
     g.output("L", (s - y) ** 2)
     model = gc.compile(g)
     lines = model.gradient_latex()["a"].splitlines()
-    assert lines[1:3] == [r"\bar{a} &= \bar{s} s \left(1 - s\right) \\", r"\bar{s} &= 2 \left(s - y\right) \\"]
+    # a graph of scalars writes each gradient ∂L/∂x, as the derivation and the pictures do
+    assert lines[1:3] == [r"\frac{\partial L}{\partial a} &= \frac{\partial L}{\partial s} s \left(1 - s\right) \\",
+                          r"\frac{\partial L}{\partial s} &= 2 \left(s - y\right) \\"]
     assert "d_a = d_s*s*(1 - s)" in model.source
     check_against_differences(model, {"a": 0.4, "y": 0.9})
 
@@ -94,11 +96,11 @@ def test_scalar_layers_print_the_delta_form_through_their_names():
     g.output("F", (phi2 - y) ** 2)
     model = gc.compile(g)
     assert model.gradient_latex()["w1"].splitlines()[1:6] == [
-        r"\bar{w}_{1} &= \bar{a}_{1} x \\",
-        r"\bar{a}_{1} &= \bar{\phi}_{1} \phi_{1} \left(1 - \phi_{1}\right) \\",
-        r"\bar{\phi}_{1} &= \bar{a}_{2} w_{2} \\",
-        r"\bar{a}_{2} &= \bar{\phi}_{2} \phi_{2} \left(1 - \phi_{2}\right) \\",
-        r"\bar{\phi}_{2} &= 2 \left(\phi_{2} - y\right) \\",
+        r"\frac{\partial F}{\partial w_{1}} &= \frac{\partial F}{\partial a_{1}} x \\",
+        r"\frac{\partial F}{\partial a_{1}} &= \frac{\partial F}{\partial \phi_{1}} \phi_{1} \left(1 - \phi_{1}\right) \\",
+        r"\frac{\partial F}{\partial \phi_{1}} &= \frac{\partial F}{\partial a_{2}} w_{2} \\",
+        r"\frac{\partial F}{\partial a_{2}} &= \frac{\partial F}{\partial \phi_{2}} \phi_{2} \left(1 - \phi_{2}\right) \\",
+        r"\frac{\partial F}{\partial \phi_{2}} &= 2 \left(\phi_{2} - y\right) \\",
     ]
     check_against_differences(model, {"x": 0.5, "y": 0.2, "w1": -1.3, "w2": 0.8})
 

@@ -5,6 +5,7 @@ with single-use unnamed values written in place.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import sympy as sp
@@ -27,8 +28,23 @@ def gradient_latex(model: GeneratedModule) -> dict[str, str]:
     generated code that compute the gradient, under the code's names (see `gradient_equations`)."""
     closed = _closed_forms(model)
     equations = gradient_equations(model)
+    if is_scalar_graph(model.graph.outputs[model.loss]):  # ∂f/∂t_1, as the derivation and the pictures write it
+        equations = {name: _in_partials(model, lines) for name, lines in equations.items()}
     return Formulas({name: rf"{partial(symbol(model.loss), symbol(name))} = {elementwise_latex(closed[name], {}, tensor=False)}"
                      if name in closed else _aligned(equations[name]) for name in model.wrt})
+
+
+def _in_partials(model: GeneratedModule, lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A graph of scalars' equations with each gradient x̄ written ∂f/∂x, as the lecture writes it."""
+    loss, graph = symbol(model.loss), model.compiled_graph
+    partials = {}
+    for node in graph.nodes():
+        if node.op != "const" and node in model.listing.names:
+            label = graph.name_of(node) or model.listing.names[node]
+            partials[bar(label)] = partial(loss, model.listing.symbols[node])
+    pattern = re.compile("|".join(re.escape(b) for b in sorted(partials, key=len, reverse=True)))
+    return [(pattern.sub(lambda m: partials[m.group(0)], lhs), pattern.sub(lambda m: partials[m.group(0)], rhs))
+            for lhs, rhs in lines]
 
 
 def gradient_text(model: GeneratedModule) -> dict[str, str]:
