@@ -134,3 +134,11 @@ def test_notebook_views():
 
 def test_katex_check_catches_malformed_latex():
     assert set(katex_errors([r"\frac{a}{", r"\undefinedcommand x", r"a + b"])) == {r"\frac{a}{", r"\undefinedcommand x"}
+
+
+def test_a_fraction_is_transposed_whole():
+    g = gc.Graph("scaled")
+    x, W = g.input("x", (None, 3)), g.param("W", (3, 2))
+    g.output("loss", gc.sum((x / 16) @ W))
+    first = gc.compile(g).gradient_latex()["W"].splitlines()[0]
+    assert r"\left(\frac{x}{16}\right)^\top" in first and r"\frac{x}{16}^\top" not in first

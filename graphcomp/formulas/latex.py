@@ -17,15 +17,29 @@ _ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\ma
 def group(text: str | int | float) -> str:
     """A LaTeX operand as one factor: names and numbers bare, anything compound in parentheses."""
     text = text if isinstance(text, str) else latex_number(text)
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text):
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _transposed_group(text):
         return text
     return rf"\left({text}\right)"
 
 
+def _transposed_group(text: str) -> bool:
+    """\left( ... \right)^\top, one pair of parentheses around the whole base: one factor."""
+    if not (text.startswith(r"\left(") and text.endswith(r"\right)^\top")):
+        return False
+    depth = 0
+    for match in re.finditer(r"\\(left|right)\W", text):
+        depth += 1 if match.group(1) == "left" else -1
+        if depth == 0:
+            return match.end() == len(text) - len(r"^\top")
+    return False
+
+
 def transposed(text: str | int | float) -> str:
-    """text^T, in parentheses where text already carries a superscript (no x^T^T in LaTeX)."""
+    """text^T, in parentheses where text already carries a superscript (no x^T^T in LaTeX) or is a
+    fraction (whose bar the T would sit on: (x/16)^T, not x/16^T)."""
     grouped = group(text)
-    if re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
+    fraction = grouped.startswith(r"\frac")
+    if fraction or re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
         grouped = rf"\left({grouped}\right)"
     return grouped + r"^\top"
 
