@@ -24,6 +24,7 @@ from ..diff.reverse import Backward
 from ..formulas.symbols import bar, symbol
 from ..ir import Graph, Node
 from ..ir.naming import Namer
+from ..ops.nn import softmax_of
 
 # Names the generated file uses itself (module constants, and the locals of forward/gradients):
 # a user's value that has one of them gets a variable with a trailing underscore instead.
@@ -77,7 +78,7 @@ class ValueNames:
         named = {node for node, _ in _user_names(written)}
         for node in written.nodes():
             if node.op != "const" and node not in named:
-                self._numbered[node] = self.temporary()
+                self._numbered[node] = self._lecture_name(node) or self.temporary()
         self._given: set[str] = set()  # the temporaries of `_numbered` that a value of `graph` has taken
         self._gradient_of = _gradient_owners(graph, backward)
         self._flows_into = backward.flows_into if backward is not None else {}
@@ -105,7 +106,8 @@ class ValueNames:
                 self._variables[node] = numbered
                 self._symbols[node] = symbol(numbered)
             else:
-                self._variables[node] = self._gradient_variable(node) or self.temporary(node)
+                self._variables[node] = (self._gradient_variable(node) or self._lecture_name(node)
+                                         or self.temporary(node))
         return self._variables[node]
 
     def temporary(self, node: Node | None = None) -> str:
@@ -117,6 +119,22 @@ class ValueNames:
                 if node is not None:
                     self._symbols[node] = symbol(name)
                 return name
+
+    def _lecture_name(self, node: Node) -> str | None:
+        """The lecture's name for an unnamed value it always names: Y for the one-hot labels, P for the
+        probabilities softmax(z) of a softmax cross-entropy's gradient, so that it reads (P - Y)/N."""
+        if node.op == "one_hot":
+            base = "Y"
+        elif softmax_of(node) is not None:
+            base = "P"
+        else:
+            return None
+        name, k = base, 2
+        while not self._namer.is_free(name) or symbol(name) in self._user_symbols:
+            name, k = f"{base}{k}", k + 1
+        self._namer.fresh(name)
+        self._symbols[node] = symbol(name)
+        return name
 
     def part_of_formula(self, written: Node) -> str | None:
         """The name of a value of the graph as written that the code computes as a repeated part of a

@@ -23,7 +23,7 @@ def group(text: str | int | float) -> str:
 
 
 def _transposed_group(text: str) -> bool:
-    """\left( ... \right)^\top, one pair of parentheses around the whole base: one factor."""
+    r"""\left( ... \right)^\top, one pair of parentheses around the whole base: one factor."""
     if not (text.startswith(r"\left(") and text.endswith(r"\right)^\top")):
         return False
     depth = 0

@@ -20,6 +20,7 @@ from ..formulas.symbols import bar, partial, symbol
 from ..ir import Node, toposort
 from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
+from ..ops.nn import softmax_of
 from .mathml import Formulas
 
 
@@ -196,18 +197,6 @@ class _EquationWriter:
         if node.op == "count" or self._written_in_place(node):
             return self.render(node)
         return self.listing.symbols[node]
-
-
-def softmax_of(node: Node) -> tuple[Node, int] | None:
-    """(z, axis) where node computes softmax(z) as e^(z - L) from the L = logsumexp(z) of a softmax
-    cross-entropy (its gradient's probabilities, P = softmax(z)); None otherwise."""
-    if node.op != "formula" or len(node.inputs) != 2:
-        return None
-    z, total = node.inputs
-    if (total.op == "logsumexp" and total.inputs[0] is z and total.attr("keepdims")
-            and node.attr("expr") == sp.exp(placeholder(0) - placeholder(1))):
-        return z, total.attr("axis")
-    return None
 
 
 def _count(node: Node) -> sp.Expr:

@@ -256,3 +256,15 @@ register(Op(name="softmax_cross_entropy", arity=3, canonical=axes_canonical("sof
             latex=lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],
                                                      axis_subscript(_axis_of(node)))))
+
+
+def softmax_of(node: Node) -> tuple[Node, int] | None:
+    """(z, axis) where node computes softmax(z) as e^(z - L) from the L = logsumexp(z) of a softmax
+    cross-entropy (its gradient's probabilities, P = softmax(z)); None otherwise."""
+    if node.op != "formula" or len(node.inputs) != 2:
+        return None
+    z, total = node.inputs
+    if (total.op == "logsumexp" and total.inputs[0] is z and total.attr("keepdims")
+            and node.attr("expr") == sp.exp(placeholder(0) - placeholder(1))):
+        return z, total.attr("axis")
+    return None

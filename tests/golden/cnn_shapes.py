@@ -53,10 +53,10 @@ def forward(**arrays):
     t4 = xp.reshape(pooled, (-1, 200))
     t5 = t4 @ W
     logits = t5 + b
-    t6 = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
-    t7 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t8 = xp.squeeze(t7, axis=1) - xp.sum(t6 * logits, axis=1)
-    loss = xp.mean(t8)
+    Y = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
+    t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t7 = xp.squeeze(t6, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t7)
     return {'logits': _result(logits), 'loss': _result(loss)}
 
 
@@ -77,13 +77,13 @@ def _gradients(xp, x, labels, kernels, conv_bias, W, b):
     t4 = xp.reshape(pooled, (-1, 200))
     t5 = t4 @ W
     logits = t5 + b
-    t6 = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
-    t7 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t8 = xp.squeeze(t7, axis=1) - xp.sum(t6 * logits, axis=1)
-    loss = xp.mean(t8)
+    Y = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
+    t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t7 = xp.squeeze(t6, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t7)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    t9 = xp.exp(logits - t7)  # t8 = softmax_cross_entropy(logits, t6)
-    d_logits = (t9 - t6)/t8.shape[0]  # t8 = softmax_cross_entropy(logits, t6); into logits
+    P = xp.exp(logits - t6)  # t7 = softmax_cross_entropy(logits, Y)
+    d_logits = (P - Y)/t7.shape[0]  # t7 = softmax_cross_entropy(logits, Y); into logits
     d_t4 = d_logits @ W.T  # t5 = t4 @ W; into t4
     d_t3 = _max_pool2d_grad(xp, xp.reshape(d_t4, (-1, 8, 5, 5)), t3, pooled, size=2, stride=2)  # pooled = max_pool2d(t3, size=2, stride=2); into t3
     d_kernels = _conv2d_weight_grad(xp, d_t3, x, kernels, stride=1, padding=0)  # t1 = conv2d(x, kernels, stride=1, padding=0); into kernels

@@ -52,10 +52,10 @@ def forward(**arrays):
     h = xp.maximum(t3, 0)
     t4 = h @ W2
     logits = t4 + b2
-    t5 = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
-    t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t7 = xp.squeeze(t6, axis=1) - xp.sum(t5 * logits, axis=1)
-    loss = xp.mean(t7)
+    Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
+    t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t6 = xp.squeeze(t5, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t6)
     return {'logits': _result(logits), 'loss': _result(loss)}
 
 
@@ -75,13 +75,13 @@ def _gradients(xp, x, labels, W1, b1, W2, b2):
     h = xp.maximum(t3, 0)
     t4 = h @ W2
     logits = t4 + b2
-    t5 = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
-    t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t7 = xp.squeeze(t6, axis=1) - xp.sum(t5 * logits, axis=1)
-    loss = xp.mean(t7)
+    Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
+    t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t6 = xp.squeeze(t5, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t6)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    t8 = xp.exp(logits - t6)  # t7 = softmax_cross_entropy(logits, t5)
-    d_logits = (t8 - t5)/t7.shape[0]  # t7 = softmax_cross_entropy(logits, t5); into logits
+    P = xp.exp(logits - t5)  # t6 = softmax_cross_entropy(logits, Y)
+    d_logits = (P - Y)/t6.shape[0]  # t6 = softmax_cross_entropy(logits, Y); into logits
     d_h = d_logits @ W2.T  # t4 = h @ W2; into h
     d_t3 = d_h * xp.astype(t3 > 0, t3.dtype)  # h = relu(t3); dh/dt3 = where(t3 > 0, 1, 0)
     d_W1 = t1.T @ d_t3  # t2 = t1 @ W1; into W1

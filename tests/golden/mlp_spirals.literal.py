@@ -56,10 +56,10 @@ def forward(**arrays):
     h2 = xp.maximum(a2, 0)
     t3 = h2 @ W3
     logits = t3 + b3
-    t4 = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
-    t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t6 = xp.squeeze(t5, axis=1) - xp.sum(t4 * logits, axis=1)
-    loss = xp.mean(t6)
+    Y = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
+    t4 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t5 = xp.squeeze(t4, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t5)
     return {'logits': _result(logits), 'loss': _result(loss)}
 
 
@@ -81,13 +81,13 @@ def _gradients(xp, x, labels, W1, b1, W2, b2, W3, b3):
     h2 = xp.maximum(a2, 0)
     t3 = h2 @ W3
     logits = t3 + b3
-    t4 = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
-    t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t6 = xp.squeeze(t5, axis=1) - xp.sum(t4 * logits, axis=1)
-    loss = xp.mean(t6)
+    Y = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
+    t4 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t5 = xp.squeeze(t4, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t5)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    t7 = xp.exp(logits - t5)  # t6 = softmax_cross_entropy(logits, t4)
-    d_logits = (t7 - t4)/t6.shape[0]  # t6 = softmax_cross_entropy(logits, t4); into logits
+    P = xp.exp(logits - t4)  # t5 = softmax_cross_entropy(logits, Y)
+    d_logits = (P - Y)/t5.shape[0]  # t5 = softmax_cross_entropy(logits, Y); into logits
     d_h2 = d_logits @ W3.T  # t3 = h2 @ W3; into h2
     d_a2 = d_h2 * xp.astype(a2 > 0, a2.dtype)  # h2 = relu(a2); dh2/da2 = where(a2 > 0, 1, 0)
     d_h1 = d_a2 @ W2.T  # t2 = h1 @ W2; into h1
