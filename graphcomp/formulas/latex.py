@@ -8,7 +8,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from .printing import factored, positive_first, sum_of_a_factor
+from .printing import factored, positive_first, sums_last
 
 _ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
                            r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\})?")
@@ -190,15 +190,12 @@ class TensorLatexPrinter(LatexPrinter):
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A product with no division puts a sum after the factor it is made of, as a person writes
         it: σ(a) (1 - σ(a)), where SymPy's own order puts the sum first, (1 - σ(a)) σ(a)."""
-        coefficient, rest = expr.as_coeff_Mul()
-        factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
-        sums = [f for f in factors if f.is_Add]
-        if (not coefficient.is_Integer or not sum_of_a_factor(factors)
-                or any(f.is_Pow and f.exp.is_negative for f in factors)):
+        ordered = sums_last(expr)
+        if ordered is None:
             return super()._print_Mul(expr)
-        ordered = [f for f in factors if not f.is_Add] + sums
+        coefficient, factors = ordered
         text = self._settings["mul_symbol_latex"].join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True)
-                                                      for f in ordered)
+                                                      for f in factors)
         if coefficient == 1:
             return text
         return ("- " if coefficient == -1 else self._print(coefficient) + self._settings["mul_symbol_latex"]) + text

@@ -142,14 +142,11 @@ class TextPrinter(StrPrinter):
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A sum after the factor it is made of, as the LaTeX prints it: sigmoid(a)*(1 - sigmoid(a))."""
-        coefficient, rest = expr.as_coeff_Mul()
-        factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
-        sums = [f for f in factors if f.is_Add]
-        if (not coefficient.is_Integer or not sum_of_a_factor(factors)
-                or any(f.is_Pow and f.exp.is_negative for f in factors)):
+        ordered = sums_last(expr)
+        if ordered is None:
             return super()._print_Mul(expr)
-        text = "*".join(self.parenthesize(f, PRECEDENCE["Mul"], strict=False)
-                        for f in [f for f in factors if not f.is_Add] + sums)
+        coefficient, factors = ordered
+        text = "*".join(self.parenthesize(f, PRECEDENCE["Mul"], strict=False) for f in factors)
         return text if coefficient == 1 else ("-" if coefficient == -1 else f"{coefficient}*") + text
 
     def _print_ITE(self, expr) -> str:
@@ -163,13 +160,18 @@ class TextPrinter(StrPrinter):
         return text
 
 
-def sum_of_a_factor(factors: list) -> bool:
-    """Whether a sum among a product's factors holds another factor that SymPy's order puts after it:
-    (1 - σ(a)) σ(a), which reads better as σ(a) (1 - σ(a)); (1 - y) softplus(z) stays as it is."""
-    for k, factor in enumerate(factors):
-        if factor.is_Add and any(not other.is_Add and factor.has(other) for other in factors[k + 1:]):
-            return True
-    return False
+def sums_last(expr: sp.Mul) -> tuple[sp.Expr, list] | None:
+    """(coefficient, factors with the sums after the others) for a product with an integer coefficient,
+    no division, and a sum that holds another factor SymPy's order puts after it: (1 - σ(a)) σ(a)
+    reads better as σ(a) (1 - σ(a)); (1 - y) softplus(z) stays as it is (None: print as SymPy does)."""
+    coefficient, rest = expr.as_coeff_Mul()
+    factors = list(rest.as_ordered_factors()) if rest.is_Mul else [rest]
+    if not coefficient.is_Integer or any(f.is_Pow and f.exp.is_negative for f in factors):
+        return None
+    if not any(f.is_Add and any(not other.is_Add and f.has(other) for other in factors[k + 1:])
+               for k, f in enumerate(factors)):
+        return None
+    return coefficient, [f for f in factors if not f.is_Add] + [f for f in factors if f.is_Add]
 
 
 _PRINTER = NumPyCodePrinter()

@@ -172,10 +172,10 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None) -
     if at is not None:
         check_leaves(loss_node, graph, at)
         values = computed_values(written, at, scalar)
-    consumers = _consumers(loss_node, backward)
+    uses = consumers(loss_node, backward)
     chain = _ChainRule(notation, backward, loss, scalar, values if scalar else None)
-    order = _backprop_order(loss_node, list(graph.leaves.values()), consumers)
-    steps = [chain.step(node, consumers.get(node, []), node is loss_node) for node in order]
+    order = _backprop_order(loss_node, list(graph.leaves.values()), uses)
+    steps = [chain.step(node, uses.get(node, []), node is loss_node) for node in order]
     if values is not None and not scalar:  # a tensor graph's steps show the arrays the generated code computes
         for step, node in zip(steps, order):
             step.array = np.float64(1.0) if node is loss_node else values.get(backward.adjoints[node])
@@ -249,7 +249,7 @@ class _ChainRule:
         step.plain[1].append(self.text_renderer.render(piece, named={adjoint: self.notation.gradient(user, plain=True)}))
 
 
-def _consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
+def consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
     """For each value on a path to the loss: (user, operand index) of each use the gradient flows through."""
     users: dict[Node, list[tuple[Node, int]]] = {}
     for node in toposort([loss]):

@@ -13,9 +13,9 @@ import networkx as nx
 from ..codegen import GeneratedModule
 from ..formulas.derivatives import local_derivative
 from ..formulas.latex import group
-from ..ir import Node, format_shape, toposort
+from ..ir import Node, format_shape
 from ..ops import OPS, scalar_expr
-from .derivation import Derivation, derivation, local_latex
+from .derivation import Derivation, consumers, derivation, local_latex
 from .equations import is_scalar_graph
 from .export import FOLD_ABOVE, ExportError, boxed_values, cluster_of, magnitude, put, shape_text
 from .math_text import math_text
@@ -40,7 +40,7 @@ def backward_view(model: GeneratedModule, at: Mapping[str, object] | None = None
         fold = sum(not n.is_leaf for n in nodes) > FOLD_ABOVE or any(n.shape != () for n in nodes)
     boxed = boxed_values(graph, nodes, fold)
     steps = {notation.by_name[step.target]: step for step in derived.steps}
-    uses = _uses(loss_node, backward)
+    uses = consumers(loss_node, backward)
     latex = _GradientLatex(steps, uses, boxed)
     view = nx.MultiDiGraph(name=f"{graph.name} (derivative graph)", derivative=True)
     for node, step in steps.items():
@@ -88,19 +88,6 @@ def _add_edges(view: nx.MultiDiGraph, steps: dict, uses: dict, boxed: set[Node],
 def _key(node: Node, notation: Notation) -> str:
     """A gradient box's name: the code's name of that gradient (d_x), so every view agrees."""
     return notation.gradient(node, plain=True)
-
-
-def _uses(loss: Node, backward) -> dict[Node, list[tuple[Node, int]]]:
-    """(user, operand index) of each use of each value the gradient flows back through, in the order
-    the derivation writes a step's terms (its users in topological order, operands in order)."""
-    found: dict[Node, list[tuple[Node, int]]] = {}
-    for node in toposort([loss]):
-        if node.is_leaf or node not in backward.adjoints:
-            continue
-        for index, x in enumerate(node.inputs):
-            if x in backward.adjoints:
-                found.setdefault(x, []).append((node, index))
-    return found
 
 
 class _GradientLatex:
