@@ -11,6 +11,7 @@ from .frontend import dsl, losses
 from .frontend.dsl import *  # noqa: F403 - the functions users build graphs with
 from .frontend.losses import *  # noqa: F403 - softmax family and losses
 from .frontend.layers import mlp
+from .frontend.recurrent import gru, lstm, scan
 from .diff.reverse import grad
 from .diff.gradcheck import gradient_errors
 from .frontend.model import CompiledModel, compile
@@ -20,5 +21,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
-    "mlp", "grad", "gradient_errors",
+    "mlp", "scan", "lstm", "gru", "grad", "gradient_errors",
 ]

@@ -30,7 +30,8 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
         context.update(_gradients_context(code))
     if check_shapes:
         _add_shape_checks(context, code)
-    lines = [s.expr for key in ("forward", "gradient_forward", "backward") for s in context.get(key, ())]
+    lines = [s.expr for key in ("forward", "gradient_forward", "backward") for top in context.get(key, ())
+             for _, s in top.nested()]  # a loop's lines too
     lines += [s.check for key in ("forward", "gradient_forward", "backward") for s in context.get(key, ()) if s.check]
     lines += [operand for key in ("outputs", "gradient_outputs", "gradient_values") for _, operand in context.get(key, ())]
     context["helpers"] = helpers_called(lines)

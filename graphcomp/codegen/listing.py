@@ -15,6 +15,20 @@ class Statement:
     expr: str
     comment: str = ""
     check: str = ""  # with check_shapes: the line after it that checks the shape it computed
+    block: tuple["Statement", ...] = ()  # a `for` loop: `expr` is its header, `block` the lines it repeats
+
+    @property
+    def line(self) -> str:
+        """The statement as one line: an assignment, a bare call (`expr` alone), a comment alone, a header."""
+        code = f"{self.target} = {self.expr}" if self.target else self.expr
+        note = f"# {self.comment}" if self.comment else ""
+        return f"{code}  {note}" if code and note else code or note
+
+    def nested(self, depth: int = 0):
+        """(depth, statement) for this statement and, one level deeper, every line of its block."""
+        yield depth, self
+        for inner in self.block:
+            yield from inner.nested(depth + 1)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from ..passes import MAX_REGION
 from ..ops import OPS, scalar_expr
 from .comments import comment, literal
 from .listing import FunctionCode, Listing, Statement
+from .loops import loop_lines, loop_results, prepare
 from .names import ValueNames
 
 FUSED_FORMULA = "formula"  # the op of a fused chain of elementwise ops: one SymPy formula
@@ -55,8 +56,15 @@ class ModuleCode:
     def _plan(self, roots: list[Node]) -> FunctionCode:
         """The lines of the function computing `roots`."""
         function = FunctionCode(self.names)
-        for node in toposort(roots):
-            if node.is_leaf:
+        order = toposort(roots)
+        results = loop_results(order)
+        prepare(self, order, function)
+        for node in order:
+            if node.is_leaf or node.op == "scan_result" or node in function.inlined:  # (a loop's results: by its loop)
+                continue
+            if node.op == "scan":
+                lines = loop_lines(self, node, function, results[node])
+                (function.forward_lines if node in self.forward_values else function.backward_lines).extend(lines)
                 continue
             self._numbers[node] = node.op == "count" or (OPS[node.op].has_formula and all(
                 x.op == "const" or self._numbers.get(x, False) for x in node.inputs))

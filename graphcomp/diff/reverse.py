@@ -18,6 +18,7 @@ import sympy as sp
 from ..errors import DifferentiationError
 from ..ir import Node, apply, constant, depending_on, format_shape, toposort
 from ..ops import OPS, fuse
+from ..ops.scan import PULLBACK
 
 
 @dataclass
@@ -40,20 +41,50 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
                                    "reduce it first, e.g. with gc.sum or gc.mean")
     order = toposort([loss])
     depends = depending_on(order, set(wrt))
-    forward = set(order)
     seed = constant(1)  # ∂loss/∂loss
     parts: dict[Node, list[Node]] = {loss: [seed]} if loss in depends else {}
     result = Backward(loss, {}, {})
+    _walk(order, depends, parts, result)
+    for leaf in wrt:
+        adjoint = result.adjoints.get(leaf)
+        result.gradients[leaf] = apply("zeros_like", leaf) if adjoint is None else adjoint
+    return result
 
+
+def pullback(seeds: Sequence[tuple[Node, Node]], wrt: Sequence[Node]) -> list[Node | None]:
+    """The vector-Jacobian product of several values at once: given (value, adjoint) pairs, the
+    gradient of the sum of ⟨value, adjoint⟩ with respect to each of `wrt`, None where no path leads.
+    A loop's derivative is made of its step's (ops/scan.py)."""
+    order = toposort([value for value, _ in seeds])
+    depends = depending_on(order, set(wrt))
+    parts: dict[Node, list[Node]] = {}
+    for value, adjoint in seeds:
+        if value in depends:
+            parts.setdefault(value, []).append(adjoint)
+    result = Backward(seeds[0][0] if seeds else constant(0), {}, {})
+    _walk(order, depends, parts, result)
+    return [result.adjoints.get(x) for x in wrt]
+
+
+def _walk(order: list[Node], depends: set[Node], parts: dict, result: Backward) -> None:
+    """The reverse sweep: from the adjoints in `parts`, every adjoint of `order`, into `result`."""
+    forward = set(order)
     for node in reversed(order):
         if node not in parts:
             continue
-        adjoint = _total(node, parts.pop(node), result)
-        if adjoint is None:  # its paths cancel (t - t): nothing flows back from here
-            continue
-        result.adjoints[node] = adjoint
-        if node.is_leaf:
-            continue
+        if isinstance(parts[node], dict):  # a value that is a tuple (a loop): its results' adjoints
+            adjoint = parts.pop(node)
+        else:
+            adjoint = _total(node, parts.pop(node), result)
+            if adjoint is None:  # its paths cancel (t - t): nothing flows back from here
+                continue
+            result.adjoints[node] = adjoint
+            if node.is_leaf:
+                continue
+            selects = OPS[node.op].selects
+            if selects is not None:  # one result of a loop: the loop's rule takes them all at once
+                parts.setdefault(node.inputs[0], {})[selects(node)] = adjoint
+                continue
         rule = OPS[node.op].vjp
         if rule is None:
             raise DifferentiationError(f"op {node.op!r} has no derivative rule")
@@ -67,11 +98,6 @@ def reverse_mode(loss: Node, wrt: Sequence[Node]) -> Backward:
             result.paths[(node, index)] = piece
             result.flows_into.setdefault(piece, x)
             _claim_new_nodes(piece, node, forward, result)
-
-    for leaf in wrt:
-        adjoint = result.adjoints.get(leaf)
-        result.gradients[leaf] = apply("zeros_like", leaf) if adjoint is None else adjoint
-    return result
 
 
 def _checked(node: Node, pieces) -> tuple:
@@ -141,3 +167,6 @@ def grad(loss: Node, wrt: Sequence[Node]) -> list[Node]:
         raise DifferentiationError("gc.grad takes a graph value and a list of graph values")
     backward = reverse_mode(loss, list(wrt))
     return [backward.gradients[x] for x in wrt]
+
+
+PULLBACK.append(pullback)  # the op table's loop rule differentiates its step with this reverse mode

@@ -1,5 +1,6 @@
 """Shapes: how users write them, how they are checked, and the rules every op shares (broadcasting,
-axes, basic indexing). `None` in a shape is the batch dimension, first axis only.
+axes, basic indexing). `None` in a shape is the batch dimension, first axis only (second, after a time
+axis "T" of a time-major sequence); a name such as "T" is a length known only at run time.
 """
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any, Sequence
 
 from ..errors import ShapeError
 
-Shape = tuple  # of int | None; None is the batch dimension (first axis only)
+Shape = tuple  # of int | None | str; None is the batch dimension (first axis, or second after a time axis);
+# a str is a length known only at run time ("T", a sequence's length), the same wherever that name is used
 MAX_ELEMENTS = 10 ** 10  # elements of one leaf (per example): 80 GB in float64
 
 
@@ -29,14 +31,21 @@ def check_shape(shape: Any, what: str, allow_batch: bool) -> Shape:
         raise ShapeError(f"{what}: shape must be a tuple, got {shape!r}")
     shape = tuple(shape)
     for axis, d in enumerate(shape):
+        if isinstance(d, str):  # a length known at run time only, the same wherever its name is used
+            if not allow_batch:
+                raise ShapeError(f"{what}: shape {format_shape(shape)} has a length known at run time ({d!r}); parameters need fixed sizes")
+            if not d.isidentifier() or d.startswith("_") or axis > 1:
+                raise ShapeError(f"{what}: shape {format_shape(shape)}: a run-time length must be a name such as 'T', "
+                                 "on the first or second axis")
+            continue
         if d is None:
             if not allow_batch:
                 raise ShapeError(f"{what}: shape {format_shape(shape)} has a batch dimension (None); parameters need fixed sizes")
-            if axis != 0:
+            if axis != 0 and not (axis == 1 and isinstance(shape[0], str)):
                 raise ShapeError(f"{what}: shape {format_shape(shape)} has None at axis {axis}; the batch dimension must be the first axis")
         elif not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ShapeError(f"{what}: shape {format_shape(shape)} must hold positive integers (or None first), got {d!r}")
-    size = math.prod(d for d in shape if d is not None)
+    size = math.prod(d for d in shape if isinstance(d, int))
     if size > MAX_ELEMENTS:
         raise ShapeError(f"{what}: shape {format_shape(shape)} has {size:.3g} elements (per example); "
                          f"at most {MAX_ELEMENTS:.0e} fit in memory here")

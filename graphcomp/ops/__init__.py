@@ -5,7 +5,7 @@
 (broadcasting, reshape, indexing, concat) and `nn` (convolution, pooling, dropout, the softmax
 family). Importing this package registers every op. It may import `ir` and `formulas`.
 """
-from . import linalg, nn, pointwise, shape  # noqa: F401 - each registers its ops
+from . import linalg, nn, pointwise, scan, shape  # noqa: F401 - each registers its ops
 from .pointwise import expand, formula_vjp, fuse, in_terms_of, scalar_expr
 from .linalg import reduced_count, swap_last
 from .nn import cross_entropy

@@ -144,7 +144,7 @@ def _unreduce(node: Node, g: Node) -> Node:
 
 def reduced_count(x: Node, axes: tuple[int, ...]) -> Node:
     """How many elements one reduction over `axes` of x sums: a number, or a run-time node."""
-    if any(x.shape[a] is None for a in axes):
+    if any(not isinstance(x.shape[a], int) for a in axes):  # a batch axis, or a symbolic length ("T")
         return apply("count", x, axis=axes)
     return constant(math.prod(x.shape[a] for a in axes))
 
@@ -228,16 +228,16 @@ register(Op(name="tie_share", arity=2, shape=like(0), emit=_tie_share_emit,
 def _count_emit(node: Node, args: tuple) -> str:
     x = node.inputs[0]
     axes = node.attr("axis")
-    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
-    factors = [f"{args[0]}.shape[{a}]" for a in axes if x.shape[a] is None] + ([str(known)] if known != 1 else [])
+    known = math.prod(x.shape[a] for a in axes if isinstance(x.shape[a], int))
+    factors = [f"{args[0]}.shape[{a}]" for a in axes if not isinstance(x.shape[a], int)] + ([str(known)] if known != 1 else [])
     return factors[0] if len(factors) == 1 else "(" + " * ".join(factors) + ")"
 
 
 def _count_latex(node: Node, args: tuple) -> str:
     x = node.inputs[0]
-    known = math.prod(x.shape[a] for a in node.attr("axis") if x.shape[a] is not None)
-    batches = sum(1 for a in node.attr("axis") if x.shape[a] is None)
-    return " ".join(([str(known)] if known != 1 or not batches else []) + ["N"] * batches)
+    known = math.prod(x.shape[a] for a in node.attr("axis") if isinstance(x.shape[a], int))
+    batches = [x.shape[a] or "N" for a in node.attr("axis") if not isinstance(x.shape[a], int)]  # N, or a length's symbol
+    return " ".join(([str(known)] if known != 1 or not batches else []) + batches)
 
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).

@@ -67,6 +67,9 @@ class Op:
     """Matters only to differentiation: the value is its operand's, under the operand's name."""
     scalar_identity: bool = False
     """Leaves a scalar unchanged: a scalar graph may use it and still have a closed-form gradient."""
+    selects: Optional[Callable[[Node], object]] = None
+    """One result of a value that is a tuple of arrays (a loop's): selects(node) -> which one. Reverse mode
+    hands its adjoint to that value's rule, which gets {result: adjoint} for all its results at once."""
 
     @property
     def has_formula(self) -> bool:

@@ -35,14 +35,17 @@ def _read(caller, arrays, names):
         if arrays[name] is None:
             raise TypeError(f"{caller}(): array {name!r} is None")
     xp = _namespace([arrays[name] for name in names])
-    values, examples = [xp], {}
+    values, examples, lengths = [xp], {}, {}
     for name in names:
         value = _as_array(xp, caller, name, arrays[name])
         expected = shapes[name]
-        if value.ndim != len(expected) or any(want not in (None, got) for want, got in zip(expected, value.shape)):
+        if value.ndim != len(expected) or any(isinstance(want, int) and want != got for want, got in zip(expected, value.shape)):
             raise ValueError(f"{caller}(): array {name!r} has shape {tuple(value.shape)}, expected {_shape_text(expected)}")
-        if expected[:1] == (None,):
-            examples[name] = value.shape[0]
+        for want, got in zip(expected, value.shape):  # a length named in shapes ("T"): one size in every array
+            if isinstance(want, str) and lengths.setdefault(want, (name, got))[1] != got:
+                raise ValueError(f"{caller}(): arrays {lengths[want][0]!r} and {name!r} have {want} = {lengths[want][1]} and {got}")
+        if None in expected:
+            examples[name] = value.shape[expected.index(None)]
         if name in LABELS:
             _check_labels(xp, caller, name, value)
         values.append(value)

@@ -1,0 +1,231 @@
+"""A loop node (ops/scan.py) as code: the lines before a `for` loop over time, the loop, and the lines
+after it. The loop's body is planned like any function's lines, with the module's names and texts
+(`ModuleCode`), over variables of its own for the carries and each sequence's element at step t.
+
+Only what the function reads is computed: a per-step output is stacked only when it is used, a carry
+is carried only when a used result depends on it, a value of the step is saved (one per step, for the
+derivative of the loop) only where the backward loop reads it. A loop that reads saved values says
+which, in a comment above it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..formulas.printing import number_text, tuple_text
+import weakref
+
+from ..ir import Node, toposort, use_counts
+from ..ops import OPS
+from ..ops.scan import Body, counts, result_key
+from .comments import literal
+from .listing import FunctionCode, Statement
+
+if TYPE_CHECKING:
+    from .statements import ModuleCode
+
+FUSED_FORMULA = "formula"
+
+
+def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: list[Node]) -> list[Statement]:
+    """The statements computing the `results` (scan_result nodes) of `loop` in `function`: a comment
+    saying which loop it is, its length, the carries' first values and empty lists, the `for` loop,
+    then each list stacked."""
+    body: Body = loop.attr("body")
+    c, k, _ = counts(loop)
+    wanted = {result_key(r): r for r in results}
+    stacked = [(body.ys[j], wanted[c + j], loop.attr("y_axes")[j]) for j in range(len(body.ys)) if c + j in wanted]
+    stacked += [(key, r, 0) for key, r in wanted.items() if isinstance(key, Node)]
+    carried = sorted(_carried(body, {i for i in range(c) if i in wanted}, [y for y, _, _ in stacked]))
+    own, inner, operand = _names(code, loop), FunctionCode(code.names), function.operand
+    before, carry_vars = _carry_lines(code, loop, function, inner, {i: wanted.get(i) for i in carried})
+    for slot, value in zip(body.captured, loop.inputs[c + k:]):
+        inner.inlined[slot] = literal(operand(value))
+    roots = [body.new_carries[i] for i in carried] + [y for y, _, _ in stacked]
+    lines = _element_lines(loop, operand, own, inner, set(toposort(roots)))
+    lines += body_lines(code, roots, inner)
+    after = []
+    for value, target, axis in stacked:
+        steps = _local(own, ("steps", target), f"{code.names.variable(target)}_steps")
+        before.append(Statement(steps, "[]"))
+        lines.append(Statement("", f"{steps}.append({literal(inner.operand(value))})"))
+        after.append(_stacking(code, loop, function, steps, target, axis))
+    updates = [(carry_vars[i], literal(inner.operand(body.new_carries[i]))) for i in carried]
+    updates = [(var, text) for var, text in updates if var != text]
+    if updates:
+        lines.append(Statement(", ".join(v for v, _ in updates), ", ".join(t for _, t in updates)))
+    length, step = own["T"], own["t"]
+    order = f"range({length} - 1, -1, -1)" if loop.attr("reverse") else f"range({length})"
+    header = Statement("", f"for {step} in {order}:", block=tuple(lines or [Statement("", "pass")]))
+    about = Statement("", "", comment=f"{code.names.variable(loop)} = {OPS[loop.op].text(loop, tuple(map(operand, loop.inputs)))}")
+    return _saved_comment(loop, function, code) + [about] + before + [header] + after
+
+
+def _carry_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: FunctionCode,
+                 carried: dict[int, Node | None]) -> tuple[list[Statement], dict[int, str]]:
+    """The loop's length, and each carry's variable set to its first value: the variable of the final
+    carry where that is read, else one of the loop's own."""
+    body: Body = loop.attr("body")
+    c, _, _ = counts(loop)
+    own = _names(code, loop)
+    lines = [Statement(own["T"], f"{_text(function.operand(loop.inputs[c]))}.shape[{loop.attr('axes')[0]}]")]
+    variables = {}
+    for i, final in carried.items():
+        slot = body.carries[i]
+        variables[i] = code.names.variable(final) if final is not None else _local(own, ("carry", i), slot.name)
+        inner.inlined[slot] = own[("carry_of", slot)] = variables[i]
+        start = loop.inputs[i]
+        first = function.inlined.get(start) if start.op == "zeros_like" else None  # zeros written in place
+        lines.append(Statement(variables[i], first or _array_text(function.operand(start), code.dtype)))
+    return lines, variables
+
+
+def _element_lines(loop: Node, operand, own: dict, inner: FunctionCode, reads: set[Node]) -> list[Statement]:
+    """At the top of the loop: each sequence's element at step t, for the sequences the step reads."""
+    body: Body = loop.attr("body")
+    c, k, _ = counts(loop)
+    lines = []
+    for slot, seq, axis in zip(body.xs, loop.inputs[c:c + k], loop.attr("axes")):
+        if slot in reads:
+            variable = _local(own, ("x", slot), f"{_base(operand(seq))}_t")
+            inner.inlined[slot] = variable
+            lines.append(Statement(variable, f"{_text(operand(seq))}[{', '.join([':'] * axis + [own['t']])}]"))
+    return lines
+
+
+def _stacking(code: ModuleCode, loop: Node, function: FunctionCode, steps: str, target: Node, axis: int) -> Statement:
+    """After the loop: a list of per-step values stacked in time order (an empty result for no step)."""
+    length = _names(code, loop)["T"]
+    in_order = f"{steps}[::-1]" if loop.attr("reverse") else steps
+    text = f"xp.stack({in_order}, axis={axis})"
+    if not isinstance(_length(loop), int):  # a length known only at run time may be 0
+        empty = tuple_text(_dim_text(d, loop, function) for d in target.shape)
+        text += f" if {length} else xp.zeros({empty}, dtype=xp.{code.dtype})"
+    return Statement(code.names.variable(target), text)
+
+
+def prepare(code: ModuleCode, order: list[Node], function: FunctionCode) -> None:
+    """Zeros that only start a loop's carry (a running sum of gradients) are written where the carry
+    starts, `d_W = xp.zeros_like(W)`, rather than on a line of their own."""
+    for node in order:
+        if node.op == "scan":
+            for start in node.inputs[:counts(node)[0]]:
+                if start.op == "zeros_like" and code._uses.get(start) == 1 and start not in code.names:
+                    function.inlined[start] = f"xp.zeros_like({literal(function.operand(start.inputs[0]))})"
+
+
+def _length(loop: Node):
+    c, _, _ = counts(loop)
+    return loop.inputs[c].shape[loop.attr("axes")[0]]
+
+
+def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode) -> list[Statement]:
+    """The lines of a loop's step computing `roots`, over the variables `inner` already reads. A cheap
+    view used once is written inside the line using it, as outside loops."""
+    lines: list[Statement] = []
+    order = toposort(roots)
+    results = loop_results(order)
+    uses = use_counts(roots)
+    for node in order:
+        if node.is_leaf or node.op == "const" or node in inner.inlined or node.op == "scan_result":
+            continue
+        if node.op == "scan":
+            lines += loop_lines(code, node, inner, results.get(node, []))
+            continue
+        code._numbers[node] = OPS[node.op].has_formula and all(
+            x.op == "const" or code._numbers.get(x, False) for x in node.inputs)
+        args = tuple(inner.operand(x) for x in node.inputs)
+        if OPS[node.op].transparent:
+            inner.inlined[node] = literal(args[0])
+            continue
+        text = None if node.op == FUSED_FORMULA else code._text(node, args)
+        if OPS[node.op].inlined and uses.get(node) == 1 and node not in code.names:
+            inner.inlined[node] = text
+            continue
+        lines += code._lines(node, args, text)
+    return lines
+
+
+# The variables of each loop of a module that are no value of the graph (its length, its step, each
+# sequence's element, its lists), made once per loop: forward() and _gradients() write the same loop,
+# whose lines are made once, so they must read the same names.
+_LOOP_NAMES: "weakref.WeakKeyDictionary[ModuleCode, dict]" = weakref.WeakKeyDictionary()
+
+
+def _names(code: ModuleCode, loop: Node) -> dict:
+    loops = _LOOP_NAMES.setdefault(code, {})
+    if loop not in loops:
+        loops[loop] = {"T": code.names.local("T"), "t": code.names.local("t"), "local": code.names.local}
+    return loops[loop]
+
+
+def _local(own: dict, key: tuple, base: str) -> str:
+    """The loop's variable for `key`, made from `base` the first time it is asked for."""
+    if key not in own:
+        own[key] = own["local"](base)
+    return own[key]
+
+
+def _carried(body: Body, finals: set[int], stacked: list[Node]) -> set[int]:
+    """The carries a loop must carry: those whose final value is read, and those any of them or any
+    stacked output depends on, step after step."""
+    carried = set(finals)
+    while True:
+        reads = set(toposort([body.new_carries[i] for i in carried] + stacked))
+        more = {i for i, slot in enumerate(body.carries) if slot in reads} - carried
+        if not more:
+            return carried
+        carried |= more
+
+
+def _saved_comment(loop: Node, function: FunctionCode, code: ModuleCode) -> list[Statement]:
+    """Above a loop that reads what another saved at each step: one comment naming those values."""
+    c, k, _ = counts(loop)
+    saved = [seq for seq in loop.inputs[c:c + k] if seq.op == "scan_result" and seq.attr("saved") is not None]
+    if not saved:
+        return []
+    parts = []
+    for seq in saved:
+        value = seq.attr("saved")
+        carry = _LOOP_NAMES.get(code, {}).get(seq.inputs[0], {}).get(("carry_of", value))
+        parts.append(f"{function.operand(seq)} ({code.names.variable(value)})" if not value.is_leaf
+                     else f"{function.operand(seq)} ({carry} at the start of each step)")
+    return [Statement("", "", comment="Saved by the forward loop at every step, read backwards: " + ", ".join(parts))]
+
+
+def _dim_text(d, loop: Node, function: FunctionCode) -> str:
+    """A dimension of an empty result: a number, 0 for the time axis, else a size read off an operand."""
+    if isinstance(d, int):
+        return str(d)
+    c, k, _ = counts(loop)
+    axes = loop.attr("axes")
+    if d == loop.inputs[c].shape[axes[0]]:
+        return "0"
+    for x in loop.inputs:
+        if d in x.shape:
+            return f"{_text(function.operand(x))}.shape[{x.shape.index(d)}]"
+    raise AssertionError(f"no operand of the loop has a dimension {d!r}")  # pragma: no cover
+
+
+def _text(operand) -> str:
+    text = literal(operand)
+    return text if text.isidentifier() else f"({text})"
+
+
+def _base(operand) -> str:
+    text = literal(operand)
+    return text if text.isidentifier() else "x"
+
+
+def _array_text(operand, dtype: str) -> str:
+    return operand if isinstance(operand, str) else f"xp.asarray({number_text(operand)}, dtype=xp.{dtype})"
+
+
+def loop_results(order: list[Node]) -> dict[Node, list[Node]]:
+    """{loop: its results among `order`}, in order: what a function reads of each loop."""
+    results: dict[Node, list[Node]] = {}
+    for node in order:
+        if node.op == "scan":
+            results.setdefault(node, [])
+        elif node.op == "scan_result":
+            results.setdefault(node.inputs[0], []).append(node)
+    return results
