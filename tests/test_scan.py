@@ -314,3 +314,22 @@ def test_run_time_lengths_are_names_and_params_have_fixed_sizes():
         g.input("x", ("1T", 3))
     with pytest.raises(gc.ShapeError, match="None at axis 1"):
         g.input("x", (3, None))
+
+
+def test_the_readme_shows_the_backward_loop_the_compiler_writes():
+    from pathlib import Path
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Loops: `gc.scan`"):]
+    shown = re.findall(r"```python\n(.*?)```", section, flags=re.S)[1]
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
+    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
+
+    def step(h, x):
+        h = gc.tanh(x @ W + h @ U)
+        return h, h
+
+    hT, hs = gc.scan(step, h0, xs, axis=1)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    assert "hT, hs = gc.scan(step, h0, xs, axis=1)" in section
+    assert shown in gc.compile(g).source
