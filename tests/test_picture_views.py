@@ -1,6 +1,7 @@
 """Pictures that tell one story per value: an edge per use of an operand whose shares add up to the
 gradient, the derivative graph in math, numbers without float noise, and layouts that fit a slide."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -164,3 +165,19 @@ def test_a_30_step_chain_fits_a_slide():
     for view in views:
         assert 1 / 2.5 <= ratio(view) <= 2.5, view.graph["name"]
     assert "rank=same" in to_dot(views[0])  # the 31 boxes wrap into rows
+
+
+def test_every_symbol_of_the_derivative_graph_is_a_box_or_defined_beside_the_boxes():
+    """A network's folded derivative graph reads unnamed forward values (t₁ = x/16, the one-hot Y):
+    a note defines each of them, and the softmax cross-entropy's probabilities read softmax(logits)."""
+    from pathlib import Path
+    from graphcomp.frontend.cli import read_spec
+    spec = read_spec(str(Path(__file__).resolve().parent.parent / "examples" / "digits.toml"))
+    view = backward_view(gc.compile(spec.graph, loss=spec.loss))
+    formulas = [data["formula"] for name, data in view.nodes(data=True) if name != "where"]
+    where = view.nodes["where"]["formula"].splitlines()
+    defined = {line.split(" = ")[0] for line in where}
+    used = {symbol for formula in formulas for symbol in re.findall(r"\bt[₀-₉]+|\bY\b", formula)}
+    assert used and used <= defined, (used, defined)
+    logits = next(f for f in formulas if f.startswith("l̅o̅g̅i̅t̅s̅ ="))
+    assert "softmax" in logits and "exp" not in logits

@@ -17,11 +17,12 @@ from ..codegen import GeneratedModule
 from ..diff.reverse import Backward
 from ..errors import GraphError
 from ..formulas.printing import plain_text
-from ..formulas.latex import group, latex_number, short_number
+from ..formulas.latex import axis_subscript, group, latex_number, latex_operator, short_number
 from ..formulas.derivatives import in_exponentials, local_derivative
 from ..formulas.symbols import partial, symbol
 from ..ir import Graph, Node, depending_on, toposort
 from ..ops import OPS, in_terms_of, scalar_expr
+from ..ops.nn import softmax_of
 from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
 from .numbers import shown
@@ -45,6 +46,10 @@ class AdjointRenderer:
             return self.stops[node]
         if node.op == "const":
             return short_number(node.attr("value")) if self.plain else latex_number(node.attr("value"))
+        softmax = softmax_of(node) if node not in self.notation else None
+        if softmax is not None:  # the probabilities a softmax cross-entropy's rule computes: softmax(z)
+            z = self.render(softmax[0], top=False, named=named)
+            return f"softmax({z})" if self.plain else latex_operator("softmax", [z], axis_subscript(softmax[1]))
         if node in self.notation:
             return self.notation.name(node) if self.plain else self.notation.value(node)
         args = []

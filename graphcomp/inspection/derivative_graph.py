@@ -58,7 +58,27 @@ def backward_view(model: GeneratedModule, at: Mapping[str, object] | None = None
             if value is not None:
                 put(view.nodes[_key(node, notation)], "value", value)
     _add_edges(view, steps, uses, boxed, derived, notation, scalar)
+    definitions = _definitions([view.nodes[name]["latex"] for name in view.nodes], derived, graph, notation)
+    if definitions:  # the unnamed forward values the formulas read, defined beside them
+        text = "\n".join(definitions)
+        view.add_node("where", op="note", role="definition", title="where", formula=text, label_formula=text,
+                      latex="", shape="", shape_text="", output=False, leaf=False, cluster="")
     return view
+
+
+def _definitions(formulas: list[str], derived: Derivation, graph, notation: Notation) -> list[str]:
+    """'t₁ = x/16' for each unnamed forward value the formulas use, and for those these use in turn, in
+    the order of the forward pass: no symbol of the picture is left undefined."""
+    unnamed = [s for s in derived.forward
+               if s.target in notation.by_name and graph.name_of(notation.by_name[s.target]) is None]
+    used, pending = set(), list(formulas)
+    while pending:
+        text = pending.pop()
+        for step in unnamed:
+            if step.target not in used and re.search(rf"(?<![\\A-Za-z{{]){re.escape(step.lhs)}", text):
+                used.add(step.target)
+                pending.append(step.formula)
+    return [f"{math_text(s.lhs)} = {math_text(s.formula)}" for s in unnamed if s.target in used]
 
 
 def _add_edges(view: nx.MultiDiGraph, steps: dict, uses: dict, boxed: set[Node], derived: Derivation,

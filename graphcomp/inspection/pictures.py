@@ -33,9 +33,10 @@ ROLES = {
     "output": ("box", "rounded,filled,bold", "#DFF2E1", "#009E73"),
     "loss": ("box", "rounded,filled", "#F9DCDC", "#D55E00"),
     "gradient": ("box", "rounded,filled", "#F3E5F5", "#CC79A7"),
+    "definition": ("note", "filled", "#FFFFFF", "#999999"),
 }
 LEGEND = {"input": "input", "param": "parameter", "op": "operation", "output": "output", "loss": "loss",
-          "gradient": "gradient (backward pass)"}
+          "gradient": "gradient (backward pass)", "definition": "forward values the formulas read"}
 VALUE_COLOUR, GRADIENT_COLOUR = "#0072B2", "#D55E00"
 
 

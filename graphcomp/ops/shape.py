@@ -116,10 +116,18 @@ def _sum_to_latex(node: Node, args: tuple) -> str:
     return latex_operator("sum", args, rf"\to {latex_shape(node.shape)}")
 
 
+def _sum_to_text(node: Node, args: tuple) -> str:
+    """The sum over the axes broadcasting added: sum(d_z, axis=0) for a bias's gradient."""
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    axes = leading + kept
+    axis = axes[0] if len(axes) == 1 else axes
+    return f"sum({args[0]}, axis={axis}" + (", keepdims=True)" if kept and not leading else ")")
+
+
 # Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
 register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit,
             vjp=lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
-            text=lambda node, args: f"unbroadcast({args[0]})", latex=_sum_to_latex, scalar_identity=True))
+            text=_sum_to_text, latex=_sum_to_latex, scalar_identity=True))
 
 
 def sum_to(x: Node, shape: Shape) -> Node:
