@@ -65,6 +65,17 @@ def test_every_example_by_default_and_the_latex_comment(capsys):
     assert "1797 \\times 64" in stdout  # x, every example of the file
 
 
+def test_a_csv_data_set_gives_the_inputs_as_graphcomp_train_reads_them(capsys):
+    """XOR's data ships as CSV: --at reads it with the module's own load_data, all four examples."""
+    code, stdout, err = run(capsys, "grad", XOR, "--at", XOR_DATA, "--params", "init:0")
+    assert code == 0, err
+    assert stdout.splitlines()[0] == f"# all 4 examples in {XOR_DATA}; params init:0"
+    module = _compiled(read_spec(str(XOR))).load()
+    data, params = module.load_data(str(XOR_DATA)), module.init_params(0)
+    loss = float(module.forward(**data, **params)["loss"])
+    assert f"loss = mean(t12) = {loss:.6g}" in stdout
+
+
 def test_report_and_graph_take_the_same_values(tmp_path, capsys):
     out = tmp_path / "digits.md"
     code, stdout, err = run(capsys, "report", DIGITS, "-o", out, "--at", DIGITS_DATA, "--params", "init:0",

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("grad", help="print the gradient formulas")
     p.add_argument("spec")
     p.add_argument("--latex", action="store_true", help="LaTeX instead of plain text")
-    p.add_argument("--at", help="leaf values: u=2,v=3,w=4 inline, or an .npz file of arrays (and u=2 after a "
+    p.add_argument("--at", help="leaf values: u=2,v=3,w=4 inline, or an .npz or .csv data file (and u=2 after a "
                                 "comma): print both passes with their values")
     p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
     _add_value_options(p)
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .md (or, with --html, .html) file to write")
     p.add_argument("--html", action="store_true", help="one self-contained HTML page: the picture, formulas, "
                    "derivation and code, cross-linked (also chosen by an .html output)")
-    p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): the report shows every value and gradient")
+    p.add_argument("--at", help="leaf values (u=2,v=3, or an .npz or .csv data file): the report shows every value and gradient")
     _add_value_options(p)
     p.set_defaults(run=_report)
 
@@ -109,7 +109,7 @@ def _add_graph_command(commands) -> None:
     p.add_argument("spec")
     p.add_argument("--format", choices=FORMATS, help="default: from the output's suffix, else svg")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--at", help="leaf values (u=2,v=3 or an .npz file): each value, gradient and edge's share")
+    p.add_argument("--at", help="leaf values (u=2,v=3, or an .npz or .csv data file): each value, gradient and edge's share")
     p.add_argument("--backward", action="store_true", help="draw the derivative graph: one box per gradient "
                    "with its chain-rule formula (with --at, its value)")
     p.add_argument("--no-simplify", action="store_true", help="compile the graph as written (no rewrites, no fusion)")

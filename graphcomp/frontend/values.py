@@ -31,7 +31,7 @@ def _add_value_options(p) -> None:
 
 def _at_files(text: str | None) -> dict[str, str]:
     """The .npz files an --at reads: inputs, which no output may overwrite."""
-    files = [item.strip() for item in (text or "").split(",") if item.strip().endswith(".npz")]
+    files = [item.strip() for item in (text or "").split(",") if item.strip().endswith((".npz", ".csv"))]
     return {("--at" if len(files) == 1 else f"--at file {k}"): file for k, file in enumerate(files, 1)}
 
 
@@ -71,8 +71,9 @@ class LeafValues(dict):
 def leaf_values(args: argparse.Namespace, spec: Spec, model: CompiledModel | None = None) -> LeafValues | None:
     """The leaves' values that --at, --params and --examples give (None when neither --at nor --params is).
 
-    --at: numbers inline (u=2,v=3) and .npz files of arrays, e.g. a data set (arrays that are not leaves
-    of the graph, such as a saved run's state, are left out). --params: init[:SEED], the spec's initial
+    --at: numbers inline (u=2,v=3), .npz files of arrays, e.g. a data set (arrays that are not leaves
+    of the graph, such as a saved run's state, are left out), and .csv data sets as `graphcomp train`
+    reads them. --params: init[:SEED], the spec's initial
     params as the generated module's init_params(SEED) draws them (the [training] seed without SEED:
     where `graphcomp train` starts), or an .npz file of params (the leaves it holds that are params).
     --examples N: the first N examples of every batched input; default, all of them. Every problem is
@@ -83,7 +84,11 @@ def leaf_values(args: argparse.Namespace, spec: Spec, model: CompiledModel | Non
             raise InputError("--examples picks examples of the --at data file; give --at data.npz")
         return None
     graph = spec.graph
-    values = LeafValues(parse_values(args.at, set(graph.leaves)) if args.at else {})
+    items = [item.strip() for item in (args.at or "").split(",") if item.strip()]
+    values = LeafValues(parse_values(",".join(i for i in items if not i.endswith(".csv")), set(graph.leaves)))
+    for path in (i for i in items if i.endswith(".csv")):  # a data set as graphcomp train reads it
+        with reading(path):
+            values.update((model or _model_of(spec)).load().load_data(path))
     given_params = {}
     if params_text is not None:
         if not graph.params:
