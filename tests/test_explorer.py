@@ -248,3 +248,17 @@ def _chunks(png: bytes, kind: bytes):
         if name == kind:
             yield png[at + 8:at + 8 + length]
         at += 12 + length
+
+
+def test_a_derivation_with_matrices_is_one_row_per_equation_and_no_latex_source(tmp_path):
+    """An aligned block's rows are split at its own \\\\, not at those of a matrix inside a row (a
+    4-example network's derivation printed its columns as rows of raw LaTeX)."""
+    from graphcomp.inspection.mathml import math_html
+    latex = "\\begin{aligned}\nt_{3} &= h W_{2} = \\begin{bmatrix} 0 \\\\ -0.5 \\end{bmatrix} \\\\\np &= \\sigma\\left(t_{3}\\right)\n\\end{aligned}"
+    page = math_html(latex)
+    assert page.count("<tr>") == 2 and 'class="latex"' not in page and "bmatrix" not in page
+    path = tmp_path / "xor.html"
+    assert main(["report", str(EXAMPLES / "xor.toml"), "--html", "-o", str(path), "--at",
+                 str(EXAMPLES / "data" / "xor.csv"), "--params", "init:0"]) == 0
+    text = path.read_text(encoding="utf-8")
+    assert 'class="latex"' not in text and "\\begin{bmatrix}" not in text

@@ -8,6 +8,7 @@ nor place as an accent, so it sat over one letter of a word, or floated above it
 from __future__ import annotations
 
 import html
+import re
 import xml.etree.ElementTree as ET
 
 ALIGNED = (r"\begin{aligned}", r"\end{aligned}")
@@ -18,12 +19,27 @@ def math_html(latex: str) -> str:
     text = latex.strip()
     if not (text.startswith(ALIGNED[0]) and text.endswith(ALIGNED[1])):
         return _math(text, "block")
-    rows = [row.strip() for row in text[len(ALIGNED[0]):-len(ALIGNED[1])].split("\\\\")]
+    rows = _rows(text[len(ALIGNED[0]):-len(ALIGNED[1])])
     cells = []
     for row in filter(None, rows):
         lhs, _, rhs = row.partition("&")
         cells.append(f'<tr><td class="lhs">{_math(lhs)}</td><td class="rhs">{_math(rhs)}</td></tr>')
     return f'<table class="aligned">{"".join(cells)}</table>'
+
+
+def _rows(body: str) -> list[str]:
+    """The rows of an aligned block: split at its own \\\\, not at those of a matrix inside a row."""
+    rows, depth, start = [], 0, 0
+    for match in re.finditer(r"\\begin\{|\\end\{|\\\\", body):
+        token = match.group()
+        if token == "\\begin{":
+            depth += 1
+        elif token == "\\end{":
+            depth -= 1
+        elif depth == 0:
+            rows.append(body[start:match.start()].strip())
+            start = match.end()
+    return rows + [body[start:].strip()]
 
 
 def _math(latex: str, display: str = "inline") -> str:
