@@ -181,3 +181,10 @@ def test_every_symbol_of_the_derivative_graph_is_a_box_or_defined_beside_the_box
     assert used and used <= defined, (used, defined)
     logits = next(f for f in formulas if f.startswith("l̅o̅g̅i̅t̅s̅ ="))
     assert "softmax" in logits and "exp" not in logits
+    # a graph of scalars with a loss typed out (the lecture's two layers): t₂ inside exp(t₂) is defined too
+    spec = read_spec(str(Path(__file__).resolve().parent.parent / "examples" / "lectures" / "backprop_two_layers.toml"))
+    view = backward_view(gc.compile(spec.graph, loss=spec.loss), {"x": 1, "y": 0, "w1": 0.5, "w2": 2})
+    where = view.nodes["where"]["formula"].splitlines()
+    defined = {line.split(" = ")[0] for line in where}
+    used = {symbol for _, data in view.nodes(data=True) for symbol in re.findall(r"\bt[₀-₉]+", data["formula"])}
+    assert used <= defined, used - defined

@@ -75,7 +75,7 @@ def _definitions(formulas: list[str], derived: Derivation, graph, notation: Nota
     while pending:
         text = pending.pop()
         for step in unnamed:
-            if step.target not in used and re.search(rf"(?<![\\A-Za-z{{]){re.escape(step.lhs)}", text):
+            if step.target not in used and re.search(rf"(?<![\\A-Za-z]){re.escape(step.lhs)}", text):
                 used.add(step.target)
                 pending.append(step.formula)
     return [f"{math_text(s.lhs)} = {math_text(s.formula)}" for s in unnamed if s.target in used]
