@@ -98,6 +98,23 @@ def leaf_values(args: argparse.Namespace, spec: Spec, model: CompiledModel | Non
         if twice:
             raise InputError(f"{', '.join(twice)} given by both --at and --params {params_text}; give each value once")
         values.update(given_params)
+    total = _first_examples(values, graph, examples)
+    _check_missing(spec, values, params_text)
+    files = ", ".join(_at_files(args.at).values())
+    parts = []
+    if total is not None:
+        used = examples or total
+        parts.append((f"the first {used} of the {total} examples" if used < total
+                      else f"all {total} example{'s' * (total != 1)}") + (f" in {files}" if files else ""))
+    if params_text is not None:
+        parts.append(f"params {params_text}")
+    values.described = "; ".join(parts)
+    return values
+
+
+def _first_examples(values: dict, graph, examples: int | None) -> int | None:
+    """Keep the first `examples` examples of every batched input (all of them for None); returns how
+    many examples the inputs held (None: no batched input was given)."""
     batched = {name: np.shape(values[name])[0] for name, leaf in graph.inputs.items()
                if name in values and leaf.shape[:1] == (None,) and np.ndim(values[name])}
     if len(set(batched.values())) > 1:
@@ -110,17 +127,7 @@ def leaf_values(args: argparse.Namespace, spec: Spec, model: CompiledModel | Non
         if not 1 <= examples <= total:
             raise InputError(f"--examples {examples}: must be between 1 and {total}, the examples --at gives")
         values.update({name: values[name][:examples] for name in batched})
-    _check_missing(spec, values, params_text)
-    files = ", ".join(_at_files(args.at).values())
-    parts = []
-    if total is not None:
-        used = examples or total
-        parts.append((f"the first {used} of the {total} examples" if used < total
-                      else f"all {total} example{'s' * (total != 1)}") + (f" in {files}" if files else ""))
-    if params_text is not None:
-        parts.append(f"params {params_text}")
-    values.described = "; ".join(parts)
-    return values
+    return total
 
 
 def _init_seed_text(text: str) -> bool:
