@@ -235,3 +235,16 @@ def test_a_spec_node_that_names_another_value_keeps_its_name(tmp_path):
     graph = read_spec(str(spec)).graph
     assert sorted(graph.labels.values()) == ["Y1", "Y2"]
     assert "d_X = d_Y1 + d_Y2" in gc.compile(graph).source
+
+
+def test_derivation_text_writes_a_calls_argument_without_a_second_pair_of_parentheses():
+    """The lecture's softmax layer: d_Sum = sum(-d_out*t2/Sum**2, axis=0), not sum((...), axis=0)."""
+    from pathlib import Path
+    from graphcomp.frontend.cli import read_spec
+    lectures = Path(__file__).resolve().parent.parent / "examples" / "lectures"
+    spec = read_spec(str(lectures / "cnn_softmax_layer.toml"))
+    with np.load(lectures / "cnn_softmax_layer.npz") as stored:
+        at = {name: stored[name] for name in stored.files}
+    text = gc.compile(spec.graph, loss=spec.loss).derivation(at=at).text()
+    assert "d_Sum = sum(-d_out*t2/Sum**2, axis=0) = 0.1" in text.splitlines()
+    assert "((" not in text and "unbroadcast" not in text

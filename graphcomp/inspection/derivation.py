@@ -53,15 +53,25 @@ class AdjointRenderer:
         if node in self.notation:
             return self.notation.name(node) if self.plain else self.notation.value(node)
         args = []
-        for x in node.inputs:
+        bare = _call_arguments(node) if self.plain else set()
+        for k, x in enumerate(node.inputs):
             if x.op == "const":
                 args.append(x.attr("value"))
             else:
                 text = self.render(x, top=False, named=named)
-                args.append(grouped_text(text) if self.plain else group(text))
+                args.append(text if k in bare else grouped_text(text) if self.plain else group(text))
         if self.plain:
             return OPS[node.op].text(node, tuple(str(a) if not isinstance(a, str) else a for a in args))
         return OPS[node.op].latex(node, tuple(args))
+
+
+def _call_arguments(node: Node) -> set[int]:
+    """The operands the node's plain text writes as arguments of a call, sum(x, axis=0), which need no
+    parentheses of their own: found by printing the text over markers."""
+    markers = tuple(f"\x00{k}\x00" for k in range(len(node.inputs)))
+    text = OPS[node.op].text(node, markers)
+    return {k for k, marker in enumerate(markers)
+            if re.search(rf"[(,] ?{re.escape(marker)}(?=[,)])", text)}
 
 
 # ------------------------------------------------------------------ derivations
