@@ -76,7 +76,7 @@ def example_arrays(module, seed=0):
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in module.INPUTS.items():
-        size = tuple(4 if d is None else d for d in shape)
+        size = tuple(4 if d is None else 5 if isinstance(d, str) else d for d in shape)  # "T": 5 steps
         arrays[name] = (rng.integers(0, module.LABELS[name], size=size).astype(float) if name in module.LABELS
                         else rng.normal(size=size))
     return {**arrays, **module.init_params(seed)}

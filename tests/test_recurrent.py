@@ -87,3 +87,14 @@ def test_zero_initial_state_by_default_and_pytorch_shapes(kind):
     params = {f"cell_{name.removesuffix('_l0')}": p.detach().numpy() for name, p in layer.named_parameters()}
     got = module.forward(xs=xs_value, **params)["hs"]
     np.testing.assert_allclose(got, layer(torch.tensor(xs_value))[0].detach().numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_the_lstm_example_learns_the_adding_problem(tmp_path):
+    """examples/lstm_adding.py trains with the generated loops: a task that needs memory over 20 steps."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+    import lstm_adding
+    test_loss, baseline = lstm_adding.main(tmp_path)
+    assert test_loss < 0.01 < baseline / 10
+    assert (tmp_path / "lstm_adding_model.py").exists()

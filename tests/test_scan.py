@@ -206,7 +206,7 @@ def test_one_loop_forward_and_one_reversed_loop_backward_with_the_saved_values_n
     comment = re.search(r"# Saved by the forward loop at every step, read backwards: (.*)\n", backward)
     assert comment, backward
     for saved in re.findall(r"(\w+) \(", comment.group(1)):  # each saved value is stacked forward, read backward
-        assert f"{saved}_steps.append(" in head and f"{saved}[t_2]" in backward
+        assert f"{saved}.append(" in head and f"{saved}[t_2]" in backward  # a list of one array per step
     assert "import" not in source.split('"""', 2)[2].split("# The runtime")[0].replace("import numpy as np", "")
 
 
@@ -333,3 +333,19 @@ def test_the_readme_shows_the_backward_loop_the_compiler_writes():
     g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
     assert "hT, hs = gc.scan(step, h0, xs, axis=1)" in section
     assert shown in gc.compile(g).source
+
+
+def test_second_derivatives_through_a_loop():
+    """A Hessian-vector product: gc.grad of a loop's loss, differentiated again (the derivative of the
+    reversed loop is a forward loop again), against central differences of the first gradient."""
+    g = gc.Graph("hvp")
+    xs, h0, v = g.input("xs", (None, 5, D)), g.input("h0", (None, 3)), g.input("v", (D, 3))
+    W, U = g.param("W", (D, 3)), g.param("U", (3, 3))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)
+    (dW,) = gc.grad(gc.sum(hT * hT) + gc.sum(hs), [W])
+    g.output("hvp", gc.sum(dW * v))
+    module = gc.compile(g, loss="hvp", wrt=["W", "U", "h0"], runtime=False).load()
+    rng = np.random.default_rng(0)
+    arrays = {"xs": rng.normal(size=(B, 5, D)), "h0": rng.normal(size=(B, 3)), "v": rng.normal(size=(D, 3)),
+              "W": rng.normal(size=(D, 3)), "U": 0.5 * rng.normal(size=(3, 3))}
+    check_gradients(module, arrays, "hvp")

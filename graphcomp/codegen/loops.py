@@ -45,10 +45,15 @@ def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: li
     lines += body_lines(code, roots, inner)
     after = []
     for value, target, axis in stacked:
-        steps = _local(own, ("steps", target), f"{code.names.variable(target)}_steps")
+        if _saved(target):  # read only by the backward loop, one step at a time: kept as a list
+            steps = code.names.variable(target)
+            if loop.attr("reverse"):  # in time order, as the backward loop indexes it
+                after.append(Statement("", f"{steps}.reverse()"))
+        else:
+            steps = _local(own, ("steps", target), f"{code.names.variable(target)}_steps")
+            after.append(_stacking(code, loop, function, steps, target, axis))
         before.append(Statement(steps, "[]"))
         lines.append(Statement("", f"{steps}.append({literal(inner.operand(value))})"))
-        after.append(_stacking(code, loop, function, steps, target, axis))
     updates = [(carry_vars[i], literal(inner.operand(body.new_carries[i]))) for i in carried]
     updates = [(var, text) for var, text in updates if var != text]
     if updates:
@@ -67,7 +72,8 @@ def _carry_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: Fu
     body: Body = loop.attr("body")
     c, _, _ = counts(loop)
     own = _names(code, loop)
-    lines = [Statement(own["T"], f"{_text(function.operand(loop.inputs[c]))}.shape[{loop.attr('axes')[0]}]")]
+    first = _text(function.operand(loop.inputs[c]))
+    lines = [Statement(own["T"], f"len({first})" if _saved(loop.inputs[c]) else f"{first}.shape[{loop.attr('axes')[0]}]")]
     variables = {}
     for i, final in carried.items():
         slot = body.carries[i]
@@ -88,7 +94,9 @@ def _element_lines(loop: Node, operand, own: dict, inner: FunctionCode, reads: s
         if slot in reads:
             variable = _local(own, ("x", slot), f"{_base(operand(seq))}_t")
             inner.inlined[slot] = variable
-            lines.append(Statement(variable, f"{_text(operand(seq))}[{', '.join([':'] * axis + [own['t']])}]"))
+            index = [own["t"]] if _saved(seq) else [":"] * axis + [own["t"]] + [":"] * (len(seq.shape) - axis - 1)
+            # (an array is indexed on every axis, the Array API's rule; saved values are a list)
+            lines.append(Statement(variable, f"{_text(operand(seq))}[{', '.join(index)}]"))
     return lines
 
 
@@ -111,6 +119,13 @@ def prepare(code: ModuleCode, order: list[Node], function: FunctionCode) -> None
             for start in node.inputs[:counts(node)[0]]:
                 if start.op == "zeros_like" and code._uses.get(start) == 1 and start not in code.names:
                     function.inlined[start] = f"xp.zeros_like({literal(function.operand(start.inputs[0]))})"
+
+
+def _saved(value: Node) -> bool:
+    """A loop's saved values: a list of one array per step, which only a backward loop reads (inside
+    a backward loop, a placeholder stands for the saved values of a loop inside the step)."""
+    return ((value.op == "scan_result" and value.attr("saved") is not None)
+            or (value.op == "input" and value.name == "saved_steps"))
 
 
 def _length(loop: Node):

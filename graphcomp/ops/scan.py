@@ -211,8 +211,8 @@ class _StepReads:
             return None
         if node in self.outside:
             return ("outer", self.outside[node])
-        if node not in self.slots:
-            self.slots[node] = placeholder(node.shape, "saved")
+        if node not in self.slots:  # (what a loop inside saved is a list of arrays: "saved_steps")
+            self.slots[node] = placeholder(node.shape, "saved_steps" if inner_result and node.attr("saved") is not None else "saved")
             self.found.append(self.elements.get(node) or self.outputs.get(node) or (result(self.loop, saved=node), 0))
         return ("step", self.slots[node])
 
