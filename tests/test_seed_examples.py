@@ -26,7 +26,7 @@ def test_fan_out_sums_both_paths():
         assert outputs == {"b": 3.0}
         assert grads == {"x": -3.0, "y": -4.0}
     # As written, the generated code adds the two paths into y; fused, it is the formula x + 2y.
-    assert "d_y = d_t1 + d_y_1  # y is used more than once: sum of its paths" in literal.source
+    assert "d_y = d_t1 + d_y_2  # y is used more than once: sum of its paths" in literal.source  # the 2nd use: the product
     assert "d_y = x + 2*y  # b = y*(x + y); db/dy = x + 2*y" in fused.source
 
 

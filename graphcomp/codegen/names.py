@@ -11,7 +11,8 @@ name and LaTeX symbol that the formulas, derivations, report, pictures and explo
   values only the code has (a rewrite's log-sum-exp, a formula's repeated part) are numbered after
   the graph's own. So t4 is the same value in the picture, the formulas, the derivation and the code.
 - The gradient of a value x is d_x (LaTeX: x's symbol with a bar); where x is used more than once,
-  the gradient along its k-th path is d_x_k (\\bar{x}^{(k)}).
+  the gradient along its k-th use (users in topological order) is d_x_k (\\bar{x}^{(k)}): b = a y with
+  a = x + y names the product's path into y d_y_2, as the lecture on micro-autograd numbers them.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class ValueNames:
         self._given: set[str] = set()  # the temporaries of `_numbered` that a value of `graph` has taken
         self._gradient_of = _gradient_owners(graph, backward)
         self._flows_into = backward.flows_into if backward is not None else {}
+        self._use_number = _use_numbers(graph, backward)
         self._paths_into: dict[Node, int] = {}
 
     @classmethod
@@ -191,7 +193,8 @@ class ValueNames:
         into = self._flows_into.get(node)
         if into is None:
             return None
-        path = self._paths_into[into] = self._paths_into.get(into, 0) + 1
+        path = self._use_number.get(node) or self._paths_into.get(into, 0) + 1
+        self._paths_into[into] = path
         variable = self.variable(into)
         self._symbols[node] = f"{self.gradient_symbol(into)}^{{({path})}}"
         return self._namer.fresh(path_name(variable, path))
@@ -201,6 +204,23 @@ def _user_names(graph: Graph) -> list[tuple[Node, str]]:
     """Every value a user named, leaves first, then named intermediate values and outputs."""
     return ([(leaf, leaf.name) for leaf in graph.leaves.values()] + list(graph.labels.items())
             + [(node, name) for name, node in graph.outputs.items()])
+
+
+def _use_numbers(graph: Graph, backward: Backward | None) -> dict[Node, int]:
+    """gradient along one use of a value -> which use of that value it is (1, 2, ...), its users taken in
+    the graph's topological order: b = a * y with a = x + y names the product's path d_y_2, as the
+    lecture on micro-autograd numbers y's paths."""
+    if backward is None:
+        return {}
+    position = {node: k for k, node in enumerate(graph.nodes())}
+    uses: dict[Node, list[tuple[int, int, Node]]] = {}
+    for (user, index), piece in backward.paths.items():
+        uses.setdefault(user.inputs[index], []).append((position.get(user, len(position)), index, piece))
+    numbers: dict[Node, int] = {}
+    for found in uses.values():
+        for k, (_, _, piece) in enumerate(sorted(found, key=lambda use: use[:2]), start=1):
+            numbers.setdefault(piece, k)
+    return numbers
 
 
 def _gradient_owners(graph: Graph, backward: Backward | None) -> dict[Node, Node]:

@@ -75,9 +75,9 @@ def _gradients(xp, x, y, w, b):
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
     t7 = xp.asarray(t6.shape[0], dtype=xp.float64)  # loss = mean(t6)
     d_t6 = xp.ones_like(t6) / t7  # loss = mean(t6); into t6
-    d_residual_1 = -d_t6  # t5 = t4 - residual; dt5/dresidual = -1
+    d_residual_2 = -d_t6  # t5 = t4 - residual; dt5/dresidual = -1
     d_t3 = _sigmoid(xp, t3)/t7  # t4 = softplus(t3); dt4/dt3 = sigmoid(t3)
-    d_residual_2 = 2*d_t3  # t3 = 2 * residual; dt3/dresidual = 2
+    d_residual_1 = 2*d_t3  # t3 = 2 * residual; dt3/dresidual = 2
     d_residual = d_residual_1 + d_residual_2  # residual is used more than once: sum of its paths
     d_w = x.T @ d_residual  # t1 = x @ w; into w
     d_b = xp.sum(d_residual, axis=0)  # t2 = t1 + b; dt2/db = 1

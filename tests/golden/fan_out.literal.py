@@ -60,8 +60,8 @@ def _gradients(xp, x, y):
     b = a * y
     # Backward pass: d_<name> is the gradient of b with respect to <name>.
     d_a = y  # b = a * y; db/da = y
-    d_y_1 = a  # b = a * y; db/dy = a
-    d_y = d_a + d_y_1  # y is used more than once: sum of its paths
+    d_y_2 = a  # b = a * y; db/dy = a
+    d_y = d_a + d_y_2  # y is used more than once: sum of its paths
     outputs = {'b': b}
     grads = {'x': d_a, 'y': d_y}
     return outputs, grads

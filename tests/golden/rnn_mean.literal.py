@@ -153,25 +153,25 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     d_t16 = d_h2*(1 - h2**2)  # h2 = tanh(t16); dh2/dt16 = 1 - h2**2
     d_h1 = d_t16 @ t32  # t14 = h1 @ Wh; into h1
     d_t13 = d_h1*(1 - h1**2)  # h1 = tanh(t13); dh1/dt13 = 1 - h1**2
-    d_Wx_1 = t11.T @ d_t13  # t12 = t11 @ Wx; into Wx
-    d_Wx_2 = t9.T @ d_t16  # t10 = t9 @ Wx; into Wx
-    d_Wx_3 = t7.T @ d_t19  # t8 = t7 @ Wx; into Wx
-    d_Wx_4 = t5.T @ d_t22  # t6 = t5 @ Wx; into Wx
-    d_Wx_5 = t3.T @ d_t25  # t4 = t3 @ Wx; into Wx
-    d_Wx_6 = t1.T @ d_t28  # t2 = t1 @ Wx; into Wx
+    d_Wx_6 = t11.T @ d_t13  # t12 = t11 @ Wx; into Wx
+    d_Wx_5 = t9.T @ d_t16  # t10 = t9 @ Wx; into Wx
+    d_Wx_4 = t7.T @ d_t19  # t8 = t7 @ Wx; into Wx
+    d_Wx_3 = t5.T @ d_t22  # t6 = t5 @ Wx; into Wx
+    d_Wx_2 = t3.T @ d_t25  # t4 = t3 @ Wx; into Wx
+    d_Wx_1 = t1.T @ d_t28  # t2 = t1 @ Wx; into Wx
     d_Wx = d_Wx_1 + d_Wx_2 + d_Wx_3 + d_Wx_4 + d_Wx_5 + d_Wx_6  # Wx is used more than once: sum of its paths
-    d_Wh_1 = h5.T @ d_t28  # t26 = h5 @ Wh; into Wh
-    d_Wh_2 = h4.T @ d_t25  # t23 = h4 @ Wh; into Wh
+    d_Wh_5 = h5.T @ d_t28  # t26 = h5 @ Wh; into Wh
+    d_Wh_4 = h4.T @ d_t25  # t23 = h4 @ Wh; into Wh
     d_Wh_3 = h3.T @ d_t22  # t20 = h3 @ Wh; into Wh
-    d_Wh_4 = h2.T @ d_t19  # t17 = h2 @ Wh; into Wh
-    d_Wh_5 = h1.T @ d_t16  # t14 = h1 @ Wh; into Wh
+    d_Wh_2 = h2.T @ d_t19  # t17 = h2 @ Wh; into Wh
+    d_Wh_1 = h1.T @ d_t16  # t14 = h1 @ Wh; into Wh
     d_Wh = d_Wh_1 + d_Wh_2 + d_Wh_3 + d_Wh_4 + d_Wh_5  # Wh is used more than once: sum of its paths
-    d_b_1 = xp.sum(d_t28, axis=0)  # t28 = t27 + b; dt28/db = 1
-    d_b_2 = xp.sum(d_t25, axis=0)  # t25 = t24 + b; dt25/db = 1
-    d_b_3 = xp.sum(d_t22, axis=0)  # t22 = t21 + b; dt22/db = 1
-    d_b_4 = xp.sum(d_t19, axis=0)  # t19 = t18 + b; dt19/db = 1
-    d_b_5 = xp.sum(d_t16, axis=0)  # t16 = t15 + b; dt16/db = 1
-    d_b_6 = xp.sum(d_t13, axis=0)  # t13 = t12 + b; dt13/db = 1
+    d_b_6 = xp.sum(d_t28, axis=0)  # t28 = t27 + b; dt28/db = 1
+    d_b_5 = xp.sum(d_t25, axis=0)  # t25 = t24 + b; dt25/db = 1
+    d_b_4 = xp.sum(d_t22, axis=0)  # t22 = t21 + b; dt22/db = 1
+    d_b_3 = xp.sum(d_t19, axis=0)  # t19 = t18 + b; dt19/db = 1
+    d_b_2 = xp.sum(d_t16, axis=0)  # t16 = t15 + b; dt16/db = 1
+    d_b_1 = xp.sum(d_t13, axis=0)  # t13 = t12 + b; dt13/db = 1
     d_b = d_b_1 + d_b_2 + d_b_3 + d_b_4 + d_b_5 + d_b_6  # b is used more than once: sum of its paths
     d_Wy = h6.T @ d_t30  # t29 = h6 @ Wy; into Wy
     d_by = xp.sum(d_t30, axis=0)  # prediction = t29 + by; dprediction/dby = 1

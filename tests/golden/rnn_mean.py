@@ -129,25 +129,25 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     d_t14 = d_h2*(1 - h2**2)  # h2 = tanh(b + t10 + t14); dh2/dt10 = dh2/dt14 = 1 - h2**2
     d_h1 = d_t14 @ t32  # t14 = h1 @ Wh; into h1
     d_t12 = d_h1*(1 - h1**2)  # h1 = tanh(b + t12); dh1/dt12 = 1 - h1**2
-    d_Wx_1 = t11.T @ d_t12  # t12 = t11 @ Wx; into Wx
-    d_Wx_2 = t9.T @ d_t14  # t10 = t9 @ Wx; into Wx
-    d_Wx_3 = t7.T @ d_t17  # t8 = t7 @ Wx; into Wx
-    d_Wx_4 = t5.T @ d_t20  # t6 = t5 @ Wx; into Wx
-    d_Wx_5 = t3.T @ d_t23  # t4 = t3 @ Wx; into Wx
-    d_Wx_6 = t1.T @ d_t26  # t2 = t1 @ Wx; into Wx
+    d_Wx_6 = t11.T @ d_t12  # t12 = t11 @ Wx; into Wx
+    d_Wx_5 = t9.T @ d_t14  # t10 = t9 @ Wx; into Wx
+    d_Wx_4 = t7.T @ d_t17  # t8 = t7 @ Wx; into Wx
+    d_Wx_3 = t5.T @ d_t20  # t6 = t5 @ Wx; into Wx
+    d_Wx_2 = t3.T @ d_t23  # t4 = t3 @ Wx; into Wx
+    d_Wx_1 = t1.T @ d_t26  # t2 = t1 @ Wx; into Wx
     d_Wx = d_Wx_1 + d_Wx_2 + d_Wx_3 + d_Wx_4 + d_Wx_5 + d_Wx_6  # Wx is used more than once: sum of its paths
-    d_Wh_1 = h5.T @ d_t26  # t26 = h5 @ Wh; into Wh
-    d_Wh_2 = h4.T @ d_t23  # t23 = h4 @ Wh; into Wh
+    d_Wh_5 = h5.T @ d_t26  # t26 = h5 @ Wh; into Wh
+    d_Wh_4 = h4.T @ d_t23  # t23 = h4 @ Wh; into Wh
     d_Wh_3 = h3.T @ d_t20  # t20 = h3 @ Wh; into Wh
-    d_Wh_4 = h2.T @ d_t17  # t17 = h2 @ Wh; into Wh
-    d_Wh_5 = h1.T @ d_t14  # t14 = h1 @ Wh; into Wh
+    d_Wh_2 = h2.T @ d_t17  # t17 = h2 @ Wh; into Wh
+    d_Wh_1 = h1.T @ d_t14  # t14 = h1 @ Wh; into Wh
     d_Wh = d_Wh_1 + d_Wh_2 + d_Wh_3 + d_Wh_4 + d_Wh_5  # Wh is used more than once: sum of its paths
-    d_b_1 = xp.sum(d_t26, axis=0)  # h6 = tanh(b + t2 + t26); dh6/db = 1 - h6**2
-    d_b_2 = xp.sum(d_t23, axis=0)  # h5 = tanh(b + t23 + t4); dh5/db = 1 - h5**2
-    d_b_3 = xp.sum(d_t20, axis=0)  # h4 = tanh(b + t20 + t6); dh4/db = 1 - h4**2
-    d_b_4 = xp.sum(d_t17, axis=0)  # h3 = tanh(b + t17 + t8); dh3/db = 1 - h3**2
-    d_b_5 = xp.sum(d_t14, axis=0)  # h2 = tanh(b + t10 + t14); dh2/db = 1 - h2**2
-    d_b_6 = xp.sum(d_t12, axis=0)  # h1 = tanh(b + t12); dh1/db = 1 - h1**2
+    d_b_6 = xp.sum(d_t26, axis=0)  # h6 = tanh(b + t2 + t26); dh6/db = 1 - h6**2
+    d_b_5 = xp.sum(d_t23, axis=0)  # h5 = tanh(b + t23 + t4); dh5/db = 1 - h5**2
+    d_b_4 = xp.sum(d_t20, axis=0)  # h4 = tanh(b + t20 + t6); dh4/db = 1 - h4**2
+    d_b_3 = xp.sum(d_t17, axis=0)  # h3 = tanh(b + t17 + t8); dh3/db = 1 - h3**2
+    d_b_2 = xp.sum(d_t14, axis=0)  # h2 = tanh(b + t10 + t14); dh2/db = 1 - h2**2
+    d_b_1 = xp.sum(d_t12, axis=0)  # h1 = tanh(b + t12); dh1/db = 1 - h1**2
     d_b = d_b_1 + d_b_2 + d_b_3 + d_b_4 + d_b_5 + d_b_6  # b is used more than once: sum of its paths
     d_Wy = h6.T @ d_prediction  # t29 = h6 @ Wy; into Wy
     d_by = xp.sum(d_prediction, axis=0)  # prediction = t29 + by; dprediction/dby = 1

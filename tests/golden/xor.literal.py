@@ -94,9 +94,9 @@ def _gradients(xp, x, y, W1, b1, W2, b2):
     d_t11 = -d_t12  # t12 = -t11; dt12/dt11 = -1
     d_t9 = d_t11*t7  # t10 = t7 * t9; dt10/dt9 = t7
     d_t8 = d_t9/t8  # t9 = log(t8); dt9/dt8 = 1/t8
-    d_p_1 = -d_t8  # t8 = 1 - p; dt8/dp = -1
+    d_p_2 = -d_t8  # t8 = 1 - p; dt8/dp = -1
     d_t5 = d_t11*y  # t6 = y * t5; dt6/dt5 = y
-    d_p_2 = d_t5/p  # t5 = log(p); dt5/dp = 1/p
+    d_p_1 = d_t5/p  # t5 = log(p); dt5/dp = 1/p
     d_p = d_p_1 + d_p_2  # p is used more than once: sum of its paths
     d_t4 = d_p*p*(1 - p)  # p = sigmoid(t4); dp/dt4 = p*(1 - p)
     d_h = d_t4 @ W2.T  # t3 = h @ W2; into h
