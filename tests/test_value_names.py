@@ -248,3 +248,20 @@ def test_derivation_text_writes_a_calls_argument_without_a_second_pair_of_parent
     text = gc.compile(spec.graph, loss=spec.loss).derivation(at=at).text()
     assert "d_Sum = sum(-d_out*t2/Sum**2, axis=0) = 0.1" in text.splitlines()
     assert "((" not in text and "unbroadcast" not in text
+
+
+def test_views_of_a_loop_run_and_say_what_they_do_not_show_yet():
+    """A scan's derivation at values runs (the loop has no one-line text to evaluate), and the plain
+    gradient text says the leaf's gradient comes from the generated loop instead of stopping short."""
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
+    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    model = gc.compile(g)
+    rng = np.random.default_rng(0)
+    at = {"xs": rng.normal(size=(2, 3, 3)), "h0": rng.normal(size=(2, 4)), "W": rng.normal(size=(3, 4)),
+          "U": rng.normal(size=(4, 4))}
+    derived = model.derivation(at=at)
+    assert derived.values["loss"] == pytest.approx(float(model.load().forward(**at)["loss"]))
+    assert model.gradient_text()["W"].splitlines()[-1].startswith("# d_W: computed by the generated loop over time")

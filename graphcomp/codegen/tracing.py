@@ -6,6 +6,7 @@ import sys
 from types import ModuleType
 from typing import Callable
 
+from ..errors import GraphcompError
 from ..ir import Node, toposort
 from ..ops import OPS
 from .listing import Listing
@@ -35,10 +36,10 @@ def evaluated(module: ModuleType, nodes: list[Node], values: dict[Node, object])
         if any(x not in values for x in node.inputs):
             continue
         operands = {f"_operand{k}": values[x] for k, x in enumerate(node.inputs)}
-        text = OPS[node.op].emit(node, tuple(operands))
         try:
+            text = OPS[node.op].emit(node, tuple(operands))  # a loop has no one-expression text: left out
             values[node] = eval(text, names, {"xp": names["np"], **operands})  # the op's own text, over computed values
-        except (NameError, TypeError, ValueError, AttributeError):  # a helper this module does not carry
+        except (GraphcompError, NameError, TypeError, ValueError, AttributeError, IndexError):  # e.g. a helper this module does not carry
             continue
     return values
 
