@@ -188,3 +188,9 @@ def test_every_symbol_of_the_derivative_graph_is_a_box_or_defined_beside_the_box
     defined = {line.split(" = ")[0] for line in where}
     used = {symbol for _, data in view.nodes(data=True) for symbol in re.findall(r"\bt[₀-₉]+", data["formula"])}
     assert used <= defined, used - defined
+
+
+def test_a_summarised_arrays_mean_of_noise_prints_as_zero():
+    array = np.array([[0.25, -0.25, 1e-17 - 3e-17], [-0.5, 0.5, 0.0]] * 3)  # the rows of P - Y sum to 0
+    array[0, 0] += 2.7e-17
+    assert "mean 0," in shown(array, latex=False) and "mean 0," in box_text(array)

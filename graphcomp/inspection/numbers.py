@@ -48,7 +48,8 @@ def shown(value, latex: bool, scale: float | None = None) -> str:
             return r"\begin{bmatrix} " + r" \\ ".join(" & ".join(fmt(v) for v in row) for row in rows) + r" \end{bmatrix}"
         return "[" + "; ".join(" ".join(fmt(v) for v in row) for row in rows) + "]"
     shape = "×".join(map(str, array.shape)) if not latex else r" \times ".join(map(str, array.shape))
-    summary = f"mean {_g(array.mean())}, min {_g(array.min())}, max {_g(array.max())}"
+    mean = cleaned(array.mean(), float(np.abs(array).max()))  # a mean of exact zero sums to noise: 0
+    summary = f"mean {_g(mean)}, min {_g(array.min())}, max {_g(array.max())}"
     return rf"\left[{shape} \text{{ array: {summary}}}\right]" if latex else f"[{shape} array: {summary}]"
 
 
