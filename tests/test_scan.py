@@ -349,3 +349,52 @@ def test_second_derivatives_through_a_loop():
     arrays = {"xs": rng.normal(size=(B, 5, D)), "h0": rng.normal(size=(B, 3)), "v": rng.normal(size=(D, 3)),
               "W": rng.normal(size=(D, 3)), "U": 0.5 * rng.normal(size=(3, 3))}
     check_gradients(module, arrays, "hvp")
+
+
+# ---- random steps --------------------------------------------------------------------------------
+
+def random_step(rng, carries: int, params: list, width: int):
+    """A random step over `carries` carries and two sequence elements of shape (None, width): each new
+    carry and each output a random smooth expression of the carries, the elements and the params."""
+    unary = [gc.tanh, gc.sigmoid, lambda v: v * 0.5, lambda v: gc.softplus(v) - 0.5, lambda v: v * v * 0.1]
+    plan = [[(int(rng.integers(0, 4)), int(rng.integers(0, len(unary))), int(rng.integers(0, len(params))),
+              int(rng.integers(0, 3))) for _ in range(3)] for _ in range(carries + 2)]
+
+    def expression(values, terms):
+        total = None
+        for source, f, p, how in terms:
+            v = values[source % len(values)]
+            v = v @ params[p] if how == 0 else v * gc.sum(params[p], axis=0) if how == 1 else v + gc.mean(v, axis=1, keepdims=True)
+            v = unary[f](v)
+            total = v if total is None else total + v
+        return total
+
+    def step(carry, x):
+        values = list(carry) + list(x)
+        news = tuple(expression(values, terms) for terms in plan[:carries])
+        return news, (expression(values, plan[carries]), expression(values + list(news), plan[carries + 1]))
+    return step
+
+
+@pytest.mark.parametrize("seed", range(12))  # 60 seeds passed when written
+def test_random_steps_are_their_unrolled_graphs(seed):
+    rng = np.random.default_rng(seed)
+    carries, reverse, steps = int(rng.integers(1, 3)), bool(rng.integers(0, 2)), int(rng.integers(1, 5))
+
+    def build(g, looped):
+        xs, zs = g.input("xs", (None, steps, H)), g.input("zs", (None, steps, H))
+        inits = tuple(g.input(f"c{i}", (None, H)) for i in range(carries))
+        params = [g.param(f"P{k}", (H, H)) for k in range(2)]
+        weights = [g.input(f"w{j}", (None, steps, H)) for j in range(2)]
+        step = random_step(np.random.default_rng(seed + 1000), carries, params, H)
+        if looped:
+            final, ys = gc.scan(step, inits, (xs, zs), axis=1, reverse=reverse)
+            outs = sum(stacked_loss(y, w) for y, w in zip(ys, weights))
+        else:
+            final, ys = unrolled(step, inits, (xs, zs), reverse=reverse)
+            outs = sum(stacked_loss(None, w, [y[j] for y in ys]) for j, w in enumerate(weights))
+        g.output("loss", sum(gc.sum(f * f) for f in final) + outs)
+    shapes = {"xs": (B, steps, H), "zs": (B, steps, H), "w0": (B, steps, H), "w1": (B, steps, H),
+              **{f"c{i}": (B, H) for i in range(carries)}}
+    arrays = {name: value for name, value in zip(shapes, data(*shapes.values(), seed=seed))}
+    compare(build, arrays, ["P0", "P1", "xs", "zs", *[f"c{i}" for i in range(carries)]], tolerance=1e-9)
