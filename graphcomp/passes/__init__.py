@@ -9,6 +9,7 @@ from typing import Iterable
 from ..ir import Graph, Node
 from .changes import Change, rebuild
 from .fusion import MAX_REGION, fuse_chains
+from .loops import simplify_loops
 from .rewrites import RULES, Rule, rewrite
 
 __all__ = [
@@ -32,12 +33,15 @@ def optimize(graph: Graph, wrt: Iterable[Node] | None = None, log: list[Change] 
     fusions: list[Change] = []
     fused = fuse_chains(graph, set(graph.leaves.values()) if wrt is None else set(wrt), fusions)
     graph = graph.remapped(fused)
+    looped = simplify_loops(list(graph.outputs.values()) + list(graph.labels))  # the steps of loops, likewise
+    graph = graph.remapped(looped)
     kept = set(graph.nodes())
     if log is not None:
         log.extend(change for change in fusions if change.after in kept)
     if origins is not None:
         for old in written.nodes():  # topological order: a value rewritten into one before it keeps that one's name
             new = fused.get(mapping.get(old, old), mapping.get(old, old))
+            new = looped.get(new, new)
             if new in kept and new.op != "const":
                 origins.setdefault(new, old)
     return graph

@@ -60,25 +60,21 @@ def forward(**arrays):
     carry1 = t4
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = x_t @ t5
-        t13 = t12 + lstm_bias_ih
-        t14 = t8 @ t6
-        t15 = t13 + t14
-        t16 = t15 + lstm_bias_hh
-        t17 = t16[:, 48:64]
+        t12 = t8 @ t6
+        t13 = x_t @ t5
+        t14 = lstm_bias_hh + lstm_bias_ih + t12 + t13
+        t15 = t14[:, 48:64]
+        t16 = _sigmoid(xp, t15)
+        t17 = t14[:, 16:32]
         t18 = _sigmoid(xp, t17)
-        t19 = t16[:, 16:32]
+        t19 = t14[:, 0:16]
         t20 = _sigmoid(xp, t19)
-        t21 = t20 * carry1
-        t22 = t16[:, 0:16]
-        t23 = _sigmoid(xp, t22)
-        t24 = t16[:, 32:48]
-        t25 = xp.tanh(t24)
-        t26 = t23 * t25
-        t27 = t21 + t26
-        t28 = xp.tanh(t27)
-        t29 = t18 * t28
-        t8, carry1 = t29, t27
+        t21 = t14[:, 32:48]
+        t22 = xp.tanh(t21)
+        t23 = carry1*t18 + t20*t22
+        t24 = xp.tanh(t23)
+        t25 = t16 * t24
+        t8, carry1 = t25, t23
     t9 = t8 @ W
     prediction = t9 + b
     t11 = (prediction - y)**2
@@ -106,43 +102,39 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     T = x.shape[1]
     t8 = t4
     carry1 = t4
+    t26 = []
+    t27 = []
+    t28 = []
+    t29 = []
     t30 = []
     t31 = []
     t32 = []
     t33 = []
-    t34 = []
-    t35 = []
-    t36 = []
-    t37 = []
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = x_t @ t5
-        t13 = t12 + lstm_bias_ih
-        t14 = t8 @ t6
-        t15 = t13 + t14
-        t16 = t15 + lstm_bias_hh
-        t17 = t16[:, 48:64]
+        t12 = t8 @ t6
+        t13 = x_t @ t5
+        t14 = lstm_bias_hh + lstm_bias_ih + t12 + t13
+        t15 = t14[:, 48:64]
+        t16 = _sigmoid(xp, t15)
+        t17 = t14[:, 16:32]
         t18 = _sigmoid(xp, t17)
-        t19 = t16[:, 16:32]
+        t19 = t14[:, 0:16]
         t20 = _sigmoid(xp, t19)
-        t21 = t20 * carry1
-        t22 = t16[:, 0:16]
-        t23 = _sigmoid(xp, t22)
-        t24 = t16[:, 32:48]
-        t25 = xp.tanh(t24)
-        t26 = t23 * t25
-        t27 = t21 + t26
-        t28 = xp.tanh(t27)
-        t29 = t18 * t28
-        t30.append(t18)
-        t31.append(t28)
-        t32.append(t23)
-        t33.append(t25)
-        t34.append(t16)
-        t35.append(carry1)
-        t36.append(t20)
-        t37.append(t8)
-        t8, carry1 = t29, t27
+        t21 = t14[:, 32:48]
+        t22 = xp.tanh(t21)
+        t23 = carry1*t18 + t20*t22
+        t24 = xp.tanh(t23)
+        t25 = t16 * t24
+        t26.append(t16)
+        t27.append(t24)
+        t28.append(t20)
+        t29.append(t22)
+        t30.append(t14)
+        t31.append(carry1)
+        t32.append(t18)
+        t33.append(t8)
+        t8, carry1 = t25, t23
     t9 = t8 @ W
     prediction = t9 + b
     t11 = (prediction - y)**2
@@ -150,9 +142,9 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
     d_prediction = 2*(prediction - y)/t11.shape[0]  # t11 = (prediction - y)**2; dt11/dprediction = 2*(prediction - y)
     d_t8 = d_prediction @ W.T  # t9 = t8 @ W; into t8
-    # Saved by the forward loop at every step, read backwards: t30 (t18), t31 (t28), t32 (t23), t33 (t25), t34 (t16), t35 (carry1 at the start of each step), t36 (t20), t37 (t8 at the start of each step)
-    # t63 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t30, t31, t32, t33, t34, t35, t36, x, t37), reverse)
-    T_2 = len(t30)
+    # Saved by the forward loop at every step, read backwards: t26 (t16), t27 (t24), t28 (t20), t29 (t22), t30 (t14), t31 (carry1 at the start of each step), t32 (t18), t33 (t8 at the start of each step)
+    # t59 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t26, t27, t28, t29, t30, t31, t32, x, t33), reverse)
+    T_2 = len(t26)
     d_carry = d_t8
     d_carry_2 = xp.zeros_like(t4)
     d_t5 = xp.zeros_like(t5)
@@ -160,41 +152,41 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     d_t6 = xp.zeros_like(t6)
     d_lstm_bias_hh = xp.zeros_like(lstm_bias_hh)
     for t_2 in range(T_2 - 1, -1, -1):
+        t26_t = t26[t_2]
+        t27_t = t27[t_2]
+        t28_t = t28[t_2]
+        t29_t = t29[t_2]
         t30_t = t30[t_2]
         t31_t = t31[t_2]
         t32_t = t32[t_2]
-        t33_t = t33[t_2]
-        t34_t = t34[t_2]
-        t35_t = t35[t_2]
-        t36_t = t36[t_2]
         x_t_2 = x[:, t_2, :]
-        t37_t = t37[t_2]
-        t38 = d_carry*t30_t
-        t39 = t38*(1 - t31_t**2)
-        t40 = d_carry_2 + t39
-        t41 = t32_t*t40
-        t42 = t41*(1 - t33_t**2)
-        t43 = _unindex(xp, t42, t34_t, np.s_[:, 32:48])
-        t44 = t33_t*t40
-        t45 = t32_t*t44*(1 - t32_t)
-        t46 = _unindex(xp, t45, t34_t, np.s_[:, 0:16])
-        t47 = t35_t*t40
-        t48 = t36_t*t47*(1 - t36_t)
-        t49 = _unindex(xp, t48, t34_t, np.s_[:, 16:32])
-        t50 = d_carry*t31_t
-        t51 = t30_t*t50*(1 - t30_t)
-        t52 = _unindex(xp, t51, t34_t, np.s_[:, 48:64])
-        t53 = t43 + t46 + t49 + t52
-        t54 = t53 @ t6.T
-        t55 = t36_t*t40
-        t56 = x_t_2.T @ t53
-        t57 = d_t5 + t56
-        t58 = xp.sum(t53, axis=0)
-        t59 = d_lstm_bias_ih + t58
-        t60 = t37_t.T @ t53
-        t61 = d_t6 + t60
-        t62 = d_lstm_bias_hh + t58
-        d_carry, d_carry_2, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t54, t55, t57, t59, t61, t62
+        t33_t = t33[t_2]
+        t34 = d_carry*t26_t
+        t35 = t34*(1 - t27_t**2)
+        t36 = d_carry_2 + t35
+        t37 = t28_t*t36
+        t38 = t37*(1 - t29_t**2)
+        t39 = _unindex(xp, t38, t30_t, np.s_[:, 32:48])
+        t40 = t29_t*t36
+        t41 = t28_t*t40*(1 - t28_t)
+        t42 = _unindex(xp, t41, t30_t, np.s_[:, 0:16])
+        t43 = t31_t*t36
+        t44 = t32_t*t43*(1 - t32_t)
+        t45 = _unindex(xp, t44, t30_t, np.s_[:, 16:32])
+        t46 = d_carry*t27_t
+        t47 = t26_t*t46*(1 - t26_t)
+        t48 = _unindex(xp, t47, t30_t, np.s_[:, 48:64])
+        t49 = t39 + t42 + t45 + t48
+        t50 = t49 @ t6.T
+        t51 = t32_t*t36
+        t52 = x_t_2.T @ t49
+        t53 = d_t5 + t52
+        t54 = xp.sum(t49, axis=0)
+        t55 = d_lstm_bias_ih + t54
+        t56 = t33_t.T @ t49
+        t57 = d_t6 + t56
+        t58 = d_lstm_bias_hh + t54
+        d_carry, d_carry_2, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t50, t51, t53, t55, t57, t58
     d_W = t8.T @ d_prediction  # t9 = t8 @ W; into W
     d_b = xp.sum(d_prediction, axis=0)  # prediction = t9 + b; dprediction/db = 1
     outputs = {'prediction': prediction, 'loss': loss}
