@@ -398,3 +398,23 @@ def test_random_steps_are_their_unrolled_graphs(seed):
               **{f"c{i}": (B, H) for i in range(carries)}}
     arrays = {name: value for name, value in zip(shapes, data(*shapes.values(), seed=seed))}
     compare(build, arrays, ["P0", "P1", "xs", "zs", *[f"c{i}" for i in range(carries)]], tolerance=1e-9)
+
+
+def test_check_shapes_checks_the_lines_of_a_loop_and_run_time_lengths():
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", (None, "T", D)), g.input("h0", (None, H))
+    W, U = g.param("W", (D, H)), g.param("U", (H, H))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    model = gc.compile(g, check_shapes=True, runtime=False)
+    body = function_text(model.source, "forward")
+    length = re.search(r"\n    N = xs\.shape\[0\]\n    (T\w*) = xs\.shape\[1\]\n", body)[1]  # the checks' own T
+    assert re.search(rf'\n        _expect_shape\(t\d+, \(N, {H}\), "t\d+"\)\n', body)  # inside the loop
+    assert re.search(rf'_expect_shape\(t\d+, \(N, {length}, {H}\), "t\d+"\)', body)
+    arrays = {"xs": np.ones((B, 5, D)), "h0": np.ones((B, H)), "W": np.full((D, H), 0.1), "U": np.full((H, H), 0.1)}
+    model.load().gradients(**arrays)
+    wrong = model.source.replace("t2 @ U\n", "(t2 @ U)[:, :2]\n", 1)
+    assert wrong != model.source
+    model.source = wrong
+    with pytest.raises(ValueError, match=r"check_shapes: t\d+ = t2 @ U computed shape \(3, 2\), but the graph gives t\d+ the shape \(3, 4\)"):
+        model.load().forward(**arrays)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from ..formulas.printing import tuple_text
 from ..ir import Node, toposort
 from .listing import Statement
+from .loops import body_shapes
 from .statements import ModuleCode
 
 HELPER = "expect_shape"  # the function of templates/runtime/helpers.py the check lines call (_expect_shape)
@@ -27,18 +28,39 @@ def checked_statements(code: ModuleCode, parts: list[list[Statement]], roots: li
     The common parts of a fused formula (sympy.cse's t7 = ...) are not checked: the graph gives them
     no shape, and the line that uses them is.
     """
-    shapes = _shapes_by_variable(code)
-    checked = [[replace(s, check=_check_line(s.target, shapes[s.target], batch)) if s.target in shapes else s
-                for s in part] for part in parts]
-    if any(None in shapes.get(s.target, ()) for part in parts for s in part):
+    shapes = {**_shapes_by_variable(code), **body_shapes(code)}
+    every = [s for part in parts for top in part for _, s in top.nested()]  # a loop's lines too
+    lengths = _lengths(code, roots, {d for s in every for d in shapes.get(s.target, ())})
+
+    def checked_one(s: Statement) -> Statement:
+        if s.block:
+            return replace(s, block=tuple(checked_one(inner) for inner in s.block))
+        return replace(s, check=_check_line(s.target, shapes[s.target], batch, lengths)) if s.target in shapes else s
+
+    checked = [[checked_one(s) for s in part] for part in parts]
+    for name, (variable, text) in reversed(lengths.items()):  # a run-time length ("T"), read off an input
+        checked[0].insert(0, Statement(variable, text))
+    if any(None in shapes.get(s.target, ()) for s in every):
         checked[0].insert(0, Statement(batch, f"{_batched_leaf(code, roots)}.shape[0]"))
     return checked
+
+
+def _lengths(code: ModuleCode, roots: list[Node], dims: set) -> dict[str, tuple[str, str]]:
+    """{length's name: (its variable, the text reading it off an input)} for the run-time lengths the
+    checked shapes hold."""
+    needed = set(toposort(roots))
+    lengths = {}
+    for leaf in code.graph.inputs.values():
+        for axis, d in enumerate(leaf.shape):
+            if isinstance(d, str) and d in dims and d not in lengths and leaf in needed:
+                lengths[d] = (code.names.local(d), f"{code.names.variables[leaf]}.shape[{axis}]")
+    return lengths
 
 
 def checked_lines(statements: list[Statement]) -> dict[str, str]:
     """{variable: the formula of its line}: what a failed check names (one entry per variable, which
     forward and _gradients compute alike)."""
-    return {s.target: s.expr for s in statements if s.check}
+    return {s.target: s.expr for top in statements for _, s in top.nested() if s.check}  # a loop's lines too
 
 
 def _shapes_by_variable(code: ModuleCode) -> dict[str, tuple]:
@@ -46,8 +68,8 @@ def _shapes_by_variable(code: ModuleCode) -> dict[str, tuple]:
     return {lines[-1].target: node.shape for node, lines in code.lines_of.items()}
 
 
-def _check_line(variable: str, shape: tuple, batch: str) -> str:
-    expected = tuple_text(batch if d is None else d for d in shape)
+def _check_line(variable: str, shape: tuple, batch: str, lengths: dict) -> str:
+    expected = tuple_text(batch if d is None else lengths[d][0] if isinstance(d, str) else d for d in shape)
     return f'_expect_shape({variable}, {expected}, "{variable}")'
 
 

@@ -29,6 +29,8 @@ class Statement:
         yield depth, self
         for inner in self.block:
             yield from inner.nested(depth + 1)
+            if inner.check:  # with check_shapes: the line checking what it computed
+                yield depth + 1, Statement("", inner.check)
 
 
 @dataclass

@@ -157,13 +157,20 @@ def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode) -> list
             inner.inlined[node] = text
             continue
         lines += code._lines(node, args, text)
+        _BODY_SHAPES.setdefault(code, {})[lines[-1].target] = node.shape
     return lines
+
+
+def body_shapes(code: ModuleCode) -> dict[str, tuple]:
+    """{variable: shape} of the values the module's loops compute, for check_shapes."""
+    return dict(_BODY_SHAPES.get(code, {}))
 
 
 # The variables of each loop of a module that are no value of the graph (its length, its step, each
 # sequence's element, its lists), made once per loop: forward() and _gradients() write the same loop,
 # whose lines are made once, so they must read the same names.
 _LOOP_NAMES: "weakref.WeakKeyDictionary[ModuleCode, dict]" = weakref.WeakKeyDictionary()
+_BODY_SHAPES: "weakref.WeakKeyDictionary[ModuleCode, dict]" = weakref.WeakKeyDictionary()
 
 
 def _names(code: ModuleCode, loop: Node) -> dict:
