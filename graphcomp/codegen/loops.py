@@ -61,7 +61,10 @@ def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: li
     length, step = own["T"], own["t"]
     order = f"range({length} - 1, -1, -1)" if loop.attr("reverse") else f"range({length})"
     header = Statement("", f"for {step} in {order}:", block=tuple(lines or [Statement("", "pass")]))
-    about = Statement("", "", comment=f"{code.names.variable(loop)} = {OPS[loop.op].text(loop, tuple(map(operand, loop.inputs)))}")
+    about = f"{code.names.variable(loop)} = {OPS[loop.op].text(loop, tuple(map(operand, loop.inputs)))}"
+    if loop.attr("of") is not None:
+        about += f": the derivative of the loop {code.names.variable(loop.attr('of'))}"
+    about = Statement("", "", comment=about)
     return _saved_comment(loop, function, code) + [about] + before + [header] + after
 
 
@@ -77,7 +80,7 @@ def _carry_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: Fu
     variables = {}
     for i, final in carried.items():
         slot = body.carries[i]
-        variables[i] = code.names.variable(final) if final is not None else _local(own, ("carry", i), slot.name)
+        variables[i] = code.names.variable(final) if final is not None else _local(own, ("carry", i), _carry_base(code, loop, i))
         inner.inlined[slot] = own[("carry_of", slot)] = variables[i]
         start = loop.inputs[i]
         first = function.inlined.get(start) if start.op == "zeros_like" else None  # zeros written in place
@@ -119,6 +122,17 @@ def prepare(code: ModuleCode, order: list[Node], function: FunctionCode) -> None
             for start in node.inputs[:counts(node)[0]]:
                 if start.op == "zeros_like" and code._uses.get(start) == 1 and start not in code.names:
                     function.inlined[start] = f"xp.zeros_like({literal(function.operand(start.inputs[0]))})"
+
+
+def _carry_base(code: ModuleCode, loop: Node, i: int) -> str:
+    """The name of a carry's variable: in a loop's derivative, d_<the loop's carry> for the gradient of
+    a carry (d_h); else the placeholder's own name."""
+    forward = loop.attr("of")
+    if forward is not None and i < counts(forward)[0]:
+        carry = _LOOP_NAMES.get(code, {}).get(forward, {}).get(("carry_of", forward.attr("body").carries[i]))
+        if carry is not None:
+            return f"d_{carry}"
+    return loop.attr("body").carries[i].name
 
 
 def _saved(value: Node) -> bool:

@@ -183,8 +183,9 @@ def make_loop(inits: tuple, seqs: tuple, carries: tuple, xs: tuple, new_carries:
         xs, seqs, axes = reads.sequences(xs, seqs, axes)
     body = Body(carries=tuple(carries), xs=tuple(xs), captured=tuple(closing.captures.values()),
                 new_carries=new_carries, ys=ys)
+    attrs = {} if reads is None else {"of": reads.loop}  # a loop's derivative knows its loop (for names)
     return apply("scan", *inits, *seqs, *closing.captures, body=body, reverse=bool(reverse),
-                 axes=tuple(axes), y_axes=tuple(y_axes))
+                 axes=tuple(axes), y_axes=tuple(y_axes), **attrs)
 
 
 class _StepReads:

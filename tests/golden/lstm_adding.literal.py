@@ -153,10 +153,10 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     d_t10 = 2*t10/t11.shape[0]  # t11 = t10 ** 2; dt11/dt10 = 2*t10
     d_t8 = d_t10 @ W.T  # t9 = t8 @ W; into t8
     # Saved by the forward loop at every step, read backwards: t30 (t18), t31 (t28), t32 (t23), t33 (t25), t34 (t16), t35 (carry1 at the start of each step), t36 (t20), t37 (t8 at the start of each step)
-    # t63 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t30, t31, t32, t33, t34, t35, t36, x, t37), reverse)
+    # t63 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t30, t31, t32, t33, t34, t35, t36, x, t37), reverse): the derivative of the loop t7
     T_2 = len(t30)
-    d_carry = d_t8
-    d_carry_2 = xp.zeros_like(t4)
+    d_t8_2 = d_t8
+    d_carry1 = xp.zeros_like(t4)
     d_t5 = xp.zeros_like(t5)
     d_lstm_bias_ih = xp.zeros_like(lstm_bias_ih)
     d_t6 = xp.zeros_like(t6)
@@ -171,9 +171,9 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t36_t = t36[t_2]
         x_t_2 = x[:, t_2, :]
         t37_t = t37[t_2]
-        t38 = d_carry*t30_t
+        t38 = d_t8_2*t30_t
         t39 = t38*(1 - t31_t**2)
-        t40 = d_carry_2 + t39
+        t40 = d_carry1 + t39
         t41 = t32_t*t40
         t42 = t41*(1 - t33_t**2)
         t43 = _unindex(xp, t42, t34_t, np.s_[:, 32:48])
@@ -183,7 +183,7 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t47 = t35_t*t40
         t48 = t36_t*t47*(1 - t36_t)
         t49 = _unindex(xp, t48, t34_t, np.s_[:, 16:32])
-        t50 = d_carry*t31_t
+        t50 = d_t8_2*t31_t
         t51 = t30_t*t50*(1 - t30_t)
         t52 = _unindex(xp, t51, t34_t, np.s_[:, 48:64])
         t53 = t43 + t46 + t49 + t52
@@ -196,7 +196,7 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t60 = t37_t.T @ t53
         t61 = d_t6 + t60
         t62 = d_lstm_bias_hh + t58
-        d_carry, d_carry_2, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t54, t55, t57, t59, t61, t62
+        d_t8_2, d_carry1, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t54, t55, t57, t59, t61, t62
     d_W = t8.T @ d_t10  # t9 = t8 @ W; into W
     d_b = xp.sum(d_t10, axis=0)  # prediction = t9 + b; dprediction/db = 1
     outputs = {'prediction': prediction, 'loss': loss}

@@ -143,10 +143,10 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     d_prediction = 2*(prediction - y)/t11.shape[0]  # t11 = (prediction - y)**2; dt11/dprediction = 2*(prediction - y)
     d_t8 = d_prediction @ W.T  # t9 = t8 @ W; into t8
     # Saved by the forward loop at every step, read backwards: t26 (t16), t27 (t24), t28 (t20), t29 (t22), t30 (t14), t31 (carry1 at the start of each step), t32 (t18), t33 (t8 at the start of each step)
-    # t59 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t26, t27, t28, t29, t30, t31, t32, x, t33), reverse)
+    # t59 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t26, t27, t28, t29, t30, t31, t32, x, t33), reverse): the derivative of the loop t7
     T_2 = len(t26)
-    d_carry = d_t8
-    d_carry_2 = xp.zeros_like(t4)
+    d_t8_2 = d_t8
+    d_carry1 = xp.zeros_like(t4)
     d_t5 = xp.zeros_like(t5)
     d_lstm_bias_ih = xp.zeros_like(lstm_bias_ih)
     d_t6 = xp.zeros_like(t6)
@@ -161,9 +161,9 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t32_t = t32[t_2]
         x_t_2 = x[:, t_2, :]
         t33_t = t33[t_2]
-        t34 = d_carry*t26_t
+        t34 = d_t8_2*t26_t
         t35 = t34*(1 - t27_t**2)
-        t36 = d_carry_2 + t35
+        t36 = d_carry1 + t35
         t37 = t28_t*t36
         t38 = t37*(1 - t29_t**2)
         t39 = _unindex(xp, t38, t30_t, np.s_[:, 32:48])
@@ -173,7 +173,7 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t43 = t31_t*t36
         t44 = t32_t*t43*(1 - t32_t)
         t45 = _unindex(xp, t44, t30_t, np.s_[:, 16:32])
-        t46 = d_carry*t27_t
+        t46 = d_t8_2*t27_t
         t47 = t26_t*t46*(1 - t26_t)
         t48 = _unindex(xp, t47, t30_t, np.s_[:, 48:64])
         t49 = t39 + t42 + t45 + t48
@@ -186,7 +186,7 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t56 = t33_t.T @ t49
         t57 = d_t6 + t56
         t58 = d_lstm_bias_hh + t54
-        d_carry, d_carry_2, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t50, t51, t53, t55, t57, t58
+        d_t8_2, d_carry1, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t50, t51, t53, t55, t57, t58
     d_W = t8.T @ d_prediction  # t9 = t8 @ W; into W
     d_b = xp.sum(d_prediction, axis=0)  # prediction = t9 + b; dprediction/db = 1
     outputs = {'prediction': prediction, 'loss': loss}
