@@ -14,6 +14,7 @@ differences in float64 wherever those are trustworthy (two step sizes agree: not
 `checkpoint=k` is not built yet, so no recipe uses it.
 
     python tests/random_scans.py --scans 500             # seeds 0..499; exit 1 on any failure
+    python tests/random_scans.py --scans 300 --lines 12  # longer step bodies
     python tests/random_scans.py --seed 17 --show        # one recipe: its code and its check
 """
 from __future__ import annotations
@@ -104,8 +105,9 @@ class _Planner:
     values are named as the code names them: c0, c1 (carries), x0, x1 (elements), the captured values'
     outer names, v1, v2, ... (the body's lines)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, lines: int | None = None) -> None:
         self.r = random.Random(seed)
+        self.lines_wanted = lines
         r = self.r
         length = r.choice([0, 1, 1, 2, 3, 3, 4, 5])
         axis = r.choice([0, 1])
@@ -179,7 +181,8 @@ class _Planner:
                 shape, leaf_kind = self.batch + (self.width(),), "input"
             leaf = self.leaf(leaf_kind, shape, "p" if leaf_kind == "param" else "u")
             self.capture(self.outer_value(leaf, r.random() < 0.2), shape)
-        for _ in range(r.randint(1, 5)):
+        drawn = r.randint(1, 5)
+        for _ in range(drawn if self.lines_wanted is None else self.lines_wanted):
             self.line()
         self.finish()
         return rc
@@ -307,8 +310,9 @@ class _Planner:
         rc.one_y = count == 1 and r.random() < 0.8
 
 
-def random_recipe(seed: int) -> Recipe:
-    recipe = _Planner(seed).draw()
+def random_recipe(seed: int, lines: int | None = None) -> Recipe:
+    """The recipe of `seed`: a step body of `lines` random ops (1 to 5 by default), then the new carries."""
+    recipe = _Planner(seed, lines).draw()
     recipe.final_weights = [f"wf{i}" for i in range(len(recipe.carries))]
     recipe.y_weights = [f"wy{j}" for j in range(len(recipe.ys or []))]
     return recipe
@@ -612,13 +616,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scans", type=int, default=200, help="how many seeds to run (default 200)")
     parser.add_argument("--start", type=int, default=0, help="the first seed (default 0)")
     parser.add_argument("--seed", type=int, help="run this one seed")
+    parser.add_argument("--lines", type=int, help="ops in each step body (default: 1 to 5 at random)")
     parser.add_argument("--show", action="store_true", help="print each recipe's code")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.scans)
     failures = unsmooth = degenerate = compared = 0
     started = time.perf_counter()
     for seed in seeds:
-        recipe = random_recipe(seed)
+        recipe = random_recipe(seed, args.lines)
         outcome = check_recipe(recipe)
         if outcome.problems or args.show:
             print(report(recipe, outcome), flush=True)
