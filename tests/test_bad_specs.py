@@ -175,3 +175,13 @@ def test_bad_spec_files_name_the_file(tmp_path, capsys, name, text, message):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"graphcomp: error: {spec}: ") and message in err, err
     assert not (tmp_path / "out.py").exists()
+
+
+def test_an_axis_of_run_time_length_is_indexed_whole_or_walked_by_scan():
+    import graphcomp as gc
+    g = gc.Graph("loop")
+    xs = g.input("xs", ("T", None, 3))
+    assert xs[:, :, 1].shape == ("T", None)
+    for index in (0, -1, slice(1, 3)):
+        with pytest.raises(gc.ShapeError, match="'T'.*gc.scan"):
+            xs[index]

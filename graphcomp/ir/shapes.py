@@ -115,9 +115,11 @@ def normalize_index(index, shape: Shape) -> tuple:
     out = []
     for axis, (k, d) in enumerate(zip(index, shape)):
         if isinstance(k, slice):
-            if d is None:
+            if d is None or isinstance(d, str):
                 if k != slice(None):
-                    raise ShapeError(f"index: the batch axis (axis {axis}) can only be taken whole with ':'")
+                    what = "the batch axis" if d is None else f"the axis of run-time length {d!r}"
+                    raise ShapeError(f"index: {what} (axis {axis}) can only be taken whole with ':'; "
+                                     "walk a sequence with gc.scan")
                 out.append(("slice", None, None, None))
                 continue
             for part in (k.start, k.stop, k.step):
@@ -129,6 +131,9 @@ def normalize_index(index, shape: Shape) -> tuple:
         elif isinstance(k, int) and not isinstance(k, bool):
             if d is None:
                 raise ShapeError(f"index: cannot pick one example of the batch axis (axis {axis})")
+            if isinstance(d, str):
+                raise ShapeError(f"index: cannot pick one step of axis {axis}, whose length {d!r} is known only "
+                                 "at run time; walk the sequence with gc.scan")
             if not -d <= k < d:
                 raise ShapeError(f"index: {k} is out of range for axis {axis} of size {d}")
             out.append(("int", k % d))

@@ -202,7 +202,7 @@ def _index_shape(shapes: tuple, attrs: dict) -> Shape:
     for axis, d in enumerate(x):
         entry = attrs["index"][axis] if axis < len(attrs["index"]) else ("slice", None, None, None)
         if entry[0] == "slice":
-            size = d if d is None else len(range(d)[slice(*entry[1:])])
+            size = d if d is None or isinstance(d, str) else len(range(d)[slice(*entry[1:])])  # N, "T": whole
             if size == 0:
                 raise ShapeError(f"index: the slice {_index_text(attrs['index'])} of shape {format_shape(x)} is empty")
             out.append(size)
