@@ -418,3 +418,19 @@ def test_check_shapes_checks_the_lines_of_a_loop_and_run_time_lengths():
     model.source = wrong
     with pytest.raises(ValueError, match=r"check_shapes: t\d+ = t2 @ U computed shape \(3, 2\), but the graph gives t\d+ the shape \(3, 4\)"):
         model.load().forward(**arrays)
+
+
+def test_an_empty_sequence_gradient_reads_the_batch_size_off_an_array_not_a_saved_list():
+    """T = 0, an unbatched carry and a batched sequence: the empty gradient of the sequence takes its
+    batch size from an array (the loop's saved values are lists, empty at T = 0). Found by
+    tests/random_scans.py."""
+    g = gc.Graph("empty")
+    xs = g.input("xs", (None, "T", D))
+    w = g.param("w", (D,))
+    final, _ = gc.scan(lambda s, x: (s + gc.sum(gc.tanh(x * w * s + x)), None), 0.5, xs, axis=1)
+    g.output("loss", final * final)
+    module = gc.compile(g, wrt=["xs", "w"], runtime=False).load()
+    outputs, grads = module.gradients(xs=np.ones((B, 0, D)), w=np.ones(D))
+    assert outputs["loss"] == 0.25 and grads["xs"].shape == (B, 0, D) and not grads["w"].any()
+    arrays = {"xs": np.random.default_rng(0).normal(size=(B, 4, D)), "w": np.full(D, 0.3)}
+    check_gradients(module, arrays, "loss")

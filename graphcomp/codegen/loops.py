@@ -236,9 +236,12 @@ def _dim_text(d, loop: Node, function: FunctionCode) -> str:
     axes = loop.attr("axes")
     if d == loop.inputs[c].shape[axes[0]]:
         return "0"
-    for x in loop.inputs:
-        if d in x.shape:
+    for x in loop.inputs:  # (saved values are lists, empty here)
+        if d in x.shape and not _saved(x):
             return f"{_text(function.operand(x))}.shape[{x.shape.index(d)}]"
+    for leaf in toposort([loop]):  # the batch size, or a length, is the same in every input the loop reads
+        if leaf.op == "input" and leaf in function.names and d in leaf.shape:
+            return f"{function.names.variables[leaf]}.shape[{leaf.shape.index(d)}]"
     raise AssertionError(f"no operand of the loop has a dimension {d!r}")  # pragma: no cover
 
 
