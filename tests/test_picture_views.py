@@ -194,3 +194,36 @@ def test_a_summarised_arrays_mean_of_noise_prints_as_zero():
     array = np.array([[0.25, -0.25, 1e-17 - 3e-17], [-0.5, 0.5, 0.0]] * 3)  # the rows of P - Y sum to 0
     array[0, 0] += 2.7e-17
     assert "mean 0," in shown(array, latex=False) and "mean 0," in box_text(array)
+
+
+def rnn_on_scan() -> gc.Graph:
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
+    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    return g
+
+
+def test_a_loop_is_one_box_with_its_step_inside_and_a_loop_edge(tmp_path):
+    g = rnn_on_scan()
+    view = to_networkx(g, "loss")
+    (loop,) = [name for name, data in view.nodes(data=True) if data["op"] == "scan"]
+    lines = view.nodes[loop]["formula"].splitlines()
+    step = re.fullmatch(r"  (t\d+) ← tanh\(xs\[t\] @ W \+ (t\d+) @ U\)", lines[1])
+    assert step and step.group(1) == step.group(2), lines  # the carry goes round under one name
+    assert step.group(1) in view and re.fullmatch(rf"  t\d+\[t\] = {step.group(1)}", lines[2])
+    assert view.has_edge(loop, loop)  # drawn as a loop edge
+    svg = render(to_dot(view), "svg").decode()
+    assert "each step t" in svg
+    # an LSTM's gates, read several times, get lines of their own; the new cell is one line too
+    g = gc.Graph("lstm")
+    xs, y = g.input("xs", ("T", None, 3)), g.input("y", (None, 2))
+    _, (hT, _) = gc.lstm(g, xs, 2, name="lstm")
+    g.output("loss", gc.mse(hT, y))
+    view = to_networkx(g, "loss")
+    (loop,) = [name for name, data in view.nodes(data=True) if data["op"] == "scan"]
+    formula = view.nodes[loop]["formula"]
+    assert re.search(r"^  s1 = .*xs\[t\]", formula, re.M) and re.search(r"^  carry2 ← s\d+$", formula, re.M)
+    from graphcomp.inspection.explorer import explorer_html
+    assert "each step t" in explorer_html(gc.compile(rnn_on_scan()))

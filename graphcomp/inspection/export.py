@@ -11,6 +11,7 @@ the lecture slides with the same boxes, and `write` writes either view.
 from __future__ import annotations
 
 import io
+from collections import Counter
 import json
 import re
 from pathlib import Path
@@ -63,6 +64,8 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
             continue
         name = notation.name(node)
         formula = "" if node.is_leaf else f"{name} = {texts[node]}"
+        if node.op == "scan":  # one box for the loop, its step written inside: what one turn computes
+            formula = f"{name} = {texts[node]}\n" + "\n".join(loop_step_lines(node, graph, notation, texts))
         view.add_node(name, op=node.op, role=_role(graph, node, loss), shape=format_shape(node.shape),
                       shape_text=shape_text(node.shape), formula=formula,
                       label_formula=re.sub(r"\bNone\b", "N", formula),  # reshape(p, (N, 200)), as specs write it
@@ -71,11 +74,47 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
         for index, x in enumerate(node.inputs):
             for source in _shown_sources(x, shown_nodes):
                 view.add_edge(notation.name(source), name, key=index, operand=index)
+        if node.op == "scan":  # the carry goes round: a loop edge, as the slide draws a recurrence
+            view.add_edge(name, name, key="loop", operand=None, loop=True, local_text="each step t")
     if at is not None or derived is not None:
         if loss is None:
             raise ExportError("values and gradients need a loss: say which output it is")
         _add_values(view, graph, notation, loss, derived or derivation(generate(graph, wrt, loss, simplify=False), at))
     return view
+
+
+def loop_step_lines(loop: Node, graph: Graph, notation: Notation, texts: dict[Node, str]) -> list[str]:
+    """The step of a loop as the lines of one turn, over the picture's names: each carry by the name of
+    the loop's final carry (t2 ← tanh(xs[t] @ W + t2 @ U)), each sequence's element and each
+    per-step output indexed by t, the captured values by their names."""
+    body = loop.attr("body")
+    c, k = len(body.carries), len(body.xs)
+    results = {n.attr("index"): n for n in graph.nodes() if n.op == "scan_result" and n.inputs[0] is loop}
+    carried = [notation.name(results[i]) if i in results and results[i] in notation else f"carry{i + 1}"
+               for i in range(c)]
+    step = {slot: name for slot, name in zip(body.carries, carried)}
+    step.update({slot: f"{texts.get(x) or notation.name(x)}[t]" for slot, x in zip(body.xs, loop.inputs[c:c + k])})
+    step.update({slot: short_number(x.attr("value")) if x.op == "const" else texts.get(x) or notation.name(x)
+                 for slot, x in zip(body.captured, loop.inputs[c + k:])})
+    nodes = body.nodes()
+    uses = Counter(x for node in nodes for x in node.inputs)
+    lines = []
+    lined: set[Node] = set(step)  # values read by name: the placeholders, and values given a line
+    for node in nodes:
+        if node not in step:
+            step[node] = OPS[node.op].text(node, tuple(step[x] if x in lined else _operand(node, i, x, notation, step, set())
+                                                       for i, x in enumerate(node.inputs)))
+            if uses[node] > 1 or uses[node] and node in body.new_carries:  # a gate read twice, a new cell
+                # that the new state reads too: a line of its own
+                lines.append(f"  s{len(lines) + 1} = {step[node]}")
+                step[node] = f"s{len(lines)}"
+                lined.add(node)
+    lines += [f"  {name} ← {step[new]}" for name, new in zip(carried, body.new_carries)]
+    for j, y in enumerate(body.ys):
+        out = results.get(c + j)
+        target = notation.name(out) if out is not None and out in notation else f"y{j + 1}"
+        lines.append(f"  {target}[t] = {carried[body.new_carries.index(y)] if y in body.new_carries else step[y]}")
+    return lines
 
 
 def shape_text(shape: tuple) -> str:
@@ -84,7 +123,7 @@ def shape_text(shape: tuple) -> str:
 
 
 # Layers keep a box of their own even unnamed: folded, a CNN would be one line of nested calls.
-UNFOLDED_OPS = ("conv2d", "max_pool2d", "dropout_mask")
+UNFOLDED_OPS = ("conv2d", "max_pool2d", "dropout_mask", "scan", "scan_result")  # a loop and its results: named as its step writes them
 
 
 def boxed_values(graph: Graph, nodes: list[Node], fold: bool) -> set[Node]:

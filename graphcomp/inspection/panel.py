@@ -112,7 +112,8 @@ class Uses:
         piece = self.backward.paths.get((user, index)) if self.backward is not None else None
         if piece is None:
             return []
-        text = self.renderer.render(piece, named={**self.folded, self.backward.adjoints[user]: upstream})
+        adjoint = self.backward.adjoints.get(user)  # a loop has none of its own: its results have theirs
+        text = self.renderer.render(piece, named={**self.folded, **({adjoint: upstream} if adjoint is not None else {})})
         x = user.inputs[index]
         if x is source:
             return [text]
