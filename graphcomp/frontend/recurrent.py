@@ -108,12 +108,14 @@ def lstm(g: Graph, xs: Node, hidden: int, name: str = "lstm", axis: int = 0, ini
     """
     W_ih, W_hh, b_ih, b_hh = _recurrent_params(g, name, xs, hidden, 4, axis)
     H = hidden
+    # each gate's rows, sliced once before the loop: the step's values are then whole (a slice of a
+    # per-step value would make the forward loop save that value for the slice's gradient)
+    w_x, w_h, bias = _per_gate(W_ih, W_hh, b_ih + b_hh, 4, H)
 
     def step(carry, x):
         h, c = carry
-        gates = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
-        i, f = dsl.sigmoid(gates[..., 0:H]), dsl.sigmoid(gates[..., H:2 * H])
-        cell, o = dsl.tanh(gates[..., 2 * H:3 * H]), dsl.sigmoid(gates[..., 3 * H:4 * H])
+        pre = [x @ w_x[k] + h @ w_h[k] + bias[k] for k in range(4)]
+        i, f, cell, o = dsl.sigmoid(pre[0]), dsl.sigmoid(pre[1]), dsl.tanh(pre[2]), dsl.sigmoid(pre[3])
         c = f * c + i * cell
         h = o * dsl.tanh(c)
         return (h, c), h
@@ -137,13 +139,13 @@ def gru(g: Graph, xs: Node, hidden: int, name: str = "gru", axis: int = 0, init:
     """
     W_ih, W_hh, b_ih, b_hh = _recurrent_params(g, name, xs, hidden, 3, axis)
     H = hidden
+    w_x, w_h, b_x = _per_gate(W_ih, W_hh, b_ih, 3, H)
+    b_h = [b_hh[k * H:(k + 1) * H] for k in range(3)]
 
     def step(h, x):
-        gi = x @ W_ih.T + b_ih
-        gh = h @ W_hh.T + b_hh
-        r = dsl.sigmoid(gi[..., 0:H] + gh[..., 0:H])
-        z = dsl.sigmoid(gi[..., H:2 * H] + gh[..., H:2 * H])
-        n = dsl.tanh(gi[..., 2 * H:3 * H] + r * gh[..., 2 * H:3 * H])
+        r = dsl.sigmoid(x @ w_x[0] + b_x[0] + h @ w_h[0] + b_h[0])
+        z = dsl.sigmoid(x @ w_x[1] + b_x[1] + h @ w_h[1] + b_h[1])
+        n = dsl.tanh(x @ w_x[2] + b_x[2] + r * (h @ w_h[2] + b_h[2]))
         h = (1 - z) * n + z * h
         return h, h
 
@@ -162,6 +164,12 @@ def _recurrent_params(g: Graph, name: str, xs: Node, hidden: int, gates: int, ax
             g.param(f"{name}_weight_hh", (gates * hidden, hidden), init="xavier"),
             g.param(f"{name}_bias_ih", (gates * hidden,), init="zeros"),
             g.param(f"{name}_bias_hh", (gates * hidden,), init="zeros"))
+
+
+def _per_gate(W_ih: Node, W_hh: Node, bias: Node, gates: int, H: int) -> tuple[list, list, list]:
+    """Each gate's input and hidden weights, transposed to multiply on the right, and its bias."""
+    rows = [slice(k * H, (k + 1) * H) for k in range(gates)]
+    return [W_ih[r].T for r in rows], [W_hh[r].T for r in rows], [bias[r] for r in rows]
 
 
 def _zero_state(xs: Node, axis: int, like: Node) -> Node:

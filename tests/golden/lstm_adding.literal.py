@@ -52,38 +52,64 @@ def forward(**arrays):
     t2 = t1[:, 0:1]
     t3 = lstm_bias_hh[0:16]
     t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
-    t5 = lstm_weight_ih.T
-    t6 = lstm_weight_hh.T
-    # t7 = scan(init=(t4, t4), xs=(x))
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
     T = x.shape[1]
-    t8 = t4
+    t27 = t4
     carry1 = t4
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = x_t @ t5
-        t13 = t12 + lstm_bias_ih
-        t14 = t8 @ t6
-        t15 = t13 + t14
-        t16 = t15 + lstm_bias_hh
-        t17 = t16[:, 48:64]
-        t18 = _sigmoid(xp, t17)
-        t19 = t16[:, 16:32]
-        t20 = _sigmoid(xp, t19)
-        t21 = t20 * carry1
-        t22 = t16[:, 0:16]
-        t23 = _sigmoid(xp, t22)
-        t24 = t16[:, 32:48]
-        t25 = xp.tanh(t24)
-        t26 = t23 * t25
-        t27 = t21 + t26
-        t28 = xp.tanh(t27)
-        t29 = t18 * t28
-        t8, carry1 = t29, t27
-    t9 = t8 @ W
-    prediction = t9 + b
-    t10 = prediction - y
-    t11 = t10 ** 2
-    loss = xp.mean(t11)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = t31 + t32
+        t34 = t33 + t10
+        t35 = _sigmoid(xp, t34)
+        t36 = x_t @ t12
+        t37 = t27 @ t14
+        t38 = t36 + t37
+        t39 = t38 + t15
+        t40 = _sigmoid(xp, t39)
+        t41 = t40 * carry1
+        t42 = x_t @ t17
+        t43 = t27 @ t19
+        t44 = t42 + t43
+        t45 = t44 + t20
+        t46 = _sigmoid(xp, t45)
+        t47 = x_t @ t22
+        t48 = t27 @ t24
+        t49 = t47 + t48
+        t50 = t49 + t25
+        t51 = xp.tanh(t50)
+        t52 = t46 * t51
+        t53 = t41 + t52
+        t54 = xp.tanh(t53)
+        t55 = t35 * t54
+        t27, carry1 = t55, t53
+    t28 = t27 @ W
+    prediction = t28 + b
+    t29 = prediction - y
+    t30 = t29 ** 2
+    loss = xp.mean(t30)
     return {'prediction': _result(prediction), 'loss': _result(loss)}
 
 
@@ -101,106 +127,170 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     t2 = t1[:, 0:1]
     t3 = lstm_bias_hh[0:16]
     t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
-    t5 = lstm_weight_ih.T
-    t6 = lstm_weight_hh.T
-    # t7 = scan(init=(t4, t4), xs=(x))
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
     T = x.shape[1]
-    t8 = t4
+    t27 = t4
     carry1 = t4
-    t30 = []
-    t31 = []
-    t32 = []
-    t33 = []
-    t34 = []
-    t35 = []
-    t36 = []
-    t37 = []
+    t56 = []
+    t57 = []
+    t58 = []
+    t59 = []
+    t60 = []
+    t61 = []
+    t62 = []
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = x_t @ t5
-        t13 = t12 + lstm_bias_ih
-        t14 = t8 @ t6
-        t15 = t13 + t14
-        t16 = t15 + lstm_bias_hh
-        t17 = t16[:, 48:64]
-        t18 = _sigmoid(xp, t17)
-        t19 = t16[:, 16:32]
-        t20 = _sigmoid(xp, t19)
-        t21 = t20 * carry1
-        t22 = t16[:, 0:16]
-        t23 = _sigmoid(xp, t22)
-        t24 = t16[:, 32:48]
-        t25 = xp.tanh(t24)
-        t26 = t23 * t25
-        t27 = t21 + t26
-        t28 = xp.tanh(t27)
-        t29 = t18 * t28
-        t30.append(t18)
-        t31.append(t28)
-        t32.append(t23)
-        t33.append(t25)
-        t34.append(t16)
-        t35.append(carry1)
-        t36.append(t20)
-        t37.append(t8)
-        t8, carry1 = t29, t27
-    t9 = t8 @ W
-    prediction = t9 + b
-    t10 = prediction - y
-    t11 = t10 ** 2
-    loss = xp.mean(t11)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = t31 + t32
+        t34 = t33 + t10
+        t35 = _sigmoid(xp, t34)
+        t36 = x_t @ t12
+        t37 = t27 @ t14
+        t38 = t36 + t37
+        t39 = t38 + t15
+        t40 = _sigmoid(xp, t39)
+        t41 = t40 * carry1
+        t42 = x_t @ t17
+        t43 = t27 @ t19
+        t44 = t42 + t43
+        t45 = t44 + t20
+        t46 = _sigmoid(xp, t45)
+        t47 = x_t @ t22
+        t48 = t27 @ t24
+        t49 = t47 + t48
+        t50 = t49 + t25
+        t51 = xp.tanh(t50)
+        t52 = t46 * t51
+        t53 = t41 + t52
+        t54 = xp.tanh(t53)
+        t55 = t35 * t54
+        t56.append(t35)
+        t57.append(t54)
+        t58.append(t46)
+        t59.append(t51)
+        t60.append(carry1)
+        t61.append(t40)
+        t62.append(t27)
+        t27, carry1 = t55, t53
+    t28 = t27 @ W
+    prediction = t28 + b
+    t29 = prediction - y
+    t30 = t29 ** 2
+    loss = xp.mean(t30)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_t10 = 2*t10/t11.shape[0]  # t11 = t10 ** 2; dt11/dt10 = 2*t10
-    d_t8 = d_t10 @ W.T  # t9 = t8 @ W; into t8
-    # Saved by the forward loop at every step, read backwards: t30 (t18), t31 (t28), t32 (t23), t33 (t25), t34 (t16), t35 (carry1 at the start of each step), t36 (t20), t37 (t8 at the start of each step)
-    # t63 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t30, t31, t32, t33, t34, t35, t36, x, t37), reverse): the derivative of the loop t7
-    T_2 = len(t30)
-    d_t8_2 = d_t8
+    d_t29 = 2*t29/t30.shape[0]  # t30 = t29 ** 2; dt30/dt29 = 2*t29
+    d_t27 = d_t29 @ W.T  # t28 = t27 @ W; into t27
+    # Saved by the forward loop at every step, read backwards: t56 (t35), t57 (t54), t58 (t46), t59 (t51), t60 (carry1 at the start of each step), t61 (t40), t62 (t27 at the start of each step)
+    # t106 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t56, t57, t58, t59, t60, t61, x, t62), reverse): the derivative of the loop t26
+    T_2 = len(t56)
+    d_t27_2 = d_t27
     d_carry1 = xp.zeros_like(t4)
-    d_t5 = xp.zeros_like(t5)
-    d_lstm_bias_ih = xp.zeros_like(lstm_bias_ih)
     d_t6 = xp.zeros_like(t6)
-    d_lstm_bias_hh = xp.zeros_like(lstm_bias_hh)
+    d_t8 = xp.zeros_like(t8)
+    d_t10 = xp.zeros_like(t10)
+    d_t12 = xp.zeros_like(t12)
+    d_t14 = xp.zeros_like(t14)
+    d_t15 = xp.zeros_like(t15)
+    d_t17 = xp.zeros_like(t17)
+    d_t19 = xp.zeros_like(t19)
+    d_t20 = xp.zeros_like(t20)
+    d_t22 = xp.zeros_like(t22)
+    d_t24 = xp.zeros_like(t24)
+    d_t25 = xp.zeros_like(t25)
     for t_2 in range(T_2 - 1, -1, -1):
-        t30_t = t30[t_2]
-        t31_t = t31[t_2]
-        t32_t = t32[t_2]
-        t33_t = t33[t_2]
-        t34_t = t34[t_2]
-        t35_t = t35[t_2]
-        t36_t = t36[t_2]
+        t56_t = t56[t_2]
+        t57_t = t57[t_2]
+        t58_t = t58[t_2]
+        t59_t = t59[t_2]
+        t60_t = t60[t_2]
+        t61_t = t61[t_2]
         x_t_2 = x[:, t_2, :]
-        t37_t = t37[t_2]
-        t38 = d_t8_2*t30_t
-        t39 = t38*(1 - t31_t**2)
-        t40 = d_carry1 + t39
-        t41 = t32_t*t40
-        t42 = t41*(1 - t33_t**2)
-        t43 = _unindex(xp, t42, t34_t, np.s_[:, 32:48])
-        t44 = t33_t*t40
-        t45 = t32_t*t44*(1 - t32_t)
-        t46 = _unindex(xp, t45, t34_t, np.s_[:, 0:16])
-        t47 = t35_t*t40
-        t48 = t36_t*t47*(1 - t36_t)
-        t49 = _unindex(xp, t48, t34_t, np.s_[:, 16:32])
-        t50 = d_t8_2*t31_t
-        t51 = t30_t*t50*(1 - t30_t)
-        t52 = _unindex(xp, t51, t34_t, np.s_[:, 48:64])
-        t53 = t43 + t46 + t49 + t52
-        t54 = t53 @ t6.T
-        t55 = t36_t*t40
-        t56 = x_t_2.T @ t53
-        t57 = d_t5 + t56
-        t58 = xp.sum(t53, axis=0)
-        t59 = d_lstm_bias_ih + t58
-        t60 = t37_t.T @ t53
-        t61 = d_t6 + t60
-        t62 = d_lstm_bias_hh + t58
-        d_t8_2, d_carry1, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t54, t55, t57, t59, t61, t62
-    d_W = t8.T @ d_t10  # t9 = t8 @ W; into W
-    d_b = xp.sum(d_t10, axis=0)  # prediction = t9 + b; dprediction/db = 1
+        t62_t = t62[t_2]
+        t63 = d_t27_2*t56_t
+        t64 = t63*(1 - t57_t**2)
+        t65 = d_carry1 + t64
+        t66 = t58_t*t65
+        t67 = t66*(1 - t59_t**2)
+        t68 = t67 @ t24.T
+        t69 = t59_t*t65
+        t70 = t58_t*t69*(1 - t58_t)
+        t71 = t70 @ t19.T
+        t72 = t60_t*t65
+        t73 = t61_t*t72*(1 - t61_t)
+        t74 = t73 @ t14.T
+        t75 = d_t27_2*t57_t
+        t76 = t56_t*t75*(1 - t56_t)
+        t77 = t76 @ t8.T
+        t78 = t68 + t71 + t74 + t77
+        t79 = t61_t*t65
+        t80 = x_t_2.T
+        t81 = t80 @ t76
+        t82 = d_t6 + t81
+        t83 = t62_t.T
+        t84 = t83 @ t76
+        t85 = d_t8 + t84
+        t86 = xp.sum(t76, axis=0)
+        t87 = d_t10 + t86
+        t88 = t80 @ t73
+        t89 = d_t12 + t88
+        t90 = t83 @ t73
+        t91 = d_t14 + t90
+        t92 = xp.sum(t73, axis=0)
+        t93 = d_t15 + t92
+        t94 = t80 @ t70
+        t95 = d_t17 + t94
+        t96 = t83 @ t70
+        t97 = d_t19 + t96
+        t98 = xp.sum(t70, axis=0)
+        t99 = d_t20 + t98
+        t100 = t80 @ t67
+        t101 = d_t22 + t100
+        t102 = t83 @ t67
+        t103 = d_t24 + t102
+        t104 = xp.sum(t67, axis=0)
+        t105 = d_t25 + t104
+        d_t27_2, d_carry1, d_t6, d_t8, d_t10, d_t12, d_t14, d_t15, d_t17, d_t19, d_t20, d_t22, d_t24, d_t25 = t78, t79, t82, t85, t87, t89, t91, t93, t95, t97, t99, t101, t103, t105
+    d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
+    d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
+    d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih
+    d_lstm_weight_ih_1 = _unindex(xp, d_t6.T, lstm_weight_ih, np.s_[48:64, ...])  # t5 = lstm_weight_ih[48:64]; into lstm_weight_ih
+    d_lstm_weight_ih = d_lstm_weight_ih_1 + d_lstm_weight_ih_2 + d_lstm_weight_ih_3 + d_lstm_weight_ih_4  # lstm_weight_ih is used more than once: sum of its paths
+    d_lstm_weight_hh_4 = _unindex(xp, d_t24.T, lstm_weight_hh, np.s_[32:48, ...])  # t23 = lstm_weight_hh[32:48]; into lstm_weight_hh
+    d_lstm_weight_hh_3 = _unindex(xp, d_t19.T, lstm_weight_hh, np.s_[0:16, ...])  # t18 = lstm_weight_hh[0:16]; into lstm_weight_hh
+    d_lstm_weight_hh_2 = _unindex(xp, d_t14.T, lstm_weight_hh, np.s_[16:32, ...])  # t13 = lstm_weight_hh[16:32]; into lstm_weight_hh
+    d_lstm_weight_hh_1 = _unindex(xp, d_t8.T, lstm_weight_hh, np.s_[48:64, ...])  # t7 = lstm_weight_hh[48:64]; into lstm_weight_hh
+    d_lstm_weight_hh = d_lstm_weight_hh_1 + d_lstm_weight_hh_2 + d_lstm_weight_hh_3 + d_lstm_weight_hh_4  # lstm_weight_hh is used more than once: sum of its paths
+    d_t9_4 = _unindex(xp, d_t25, t9, np.s_[32:48])  # t25 = t9[32:48]; into t9
+    d_t9_3 = _unindex(xp, d_t20, t9, np.s_[0:16])  # t20 = t9[0:16]; into t9
+    d_t9_2 = _unindex(xp, d_t15, t9, np.s_[16:32])  # t15 = t9[16:32]; into t9
+    d_t9_1 = _unindex(xp, d_t10, t9, np.s_[48:64])  # t10 = t9[48:64]; into t9
+    d_t9 = d_t9_1 + d_t9_2 + d_t9_3 + d_t9_4  # t9 is used more than once: sum of its paths
+    d_W = t27.T @ d_t29  # t28 = t27 @ W; into W
+    d_b = xp.sum(d_t29, axis=0)  # prediction = t28 + b; dprediction/db = 1
     outputs = {'prediction': prediction, 'loss': loss}
-    grads = {'lstm_weight_ih': d_t5.T, 'lstm_weight_hh': d_t6.T, 'lstm_bias_ih': d_lstm_bias_ih, 'lstm_bias_hh': d_lstm_bias_hh, 'W': d_W, 'b': d_b}
+    grads = {'lstm_weight_ih': d_lstm_weight_ih, 'lstm_weight_hh': d_lstm_weight_hh, 'lstm_bias_ih': d_t9, 'lstm_bias_hh': d_t9, 'W': d_W, 'b': d_b}
     return outputs, grads
 
 

@@ -52,33 +52,53 @@ def forward(**arrays):
     t2 = t1[:, 0:1]
     t3 = lstm_bias_hh[0:16]
     t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
-    t5 = lstm_weight_ih.T
-    t6 = lstm_weight_hh.T
-    # t7 = scan(init=(t4, t4), xs=(x))
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
     T = x.shape[1]
-    t8 = t4
+    t27 = t4
     carry1 = t4
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = t8 @ t6
-        t13 = x_t @ t5
-        t14 = lstm_bias_hh + lstm_bias_ih + t12 + t13
-        t15 = t14[:, 48:64]
-        t16 = _sigmoid(xp, t15)
-        t17 = t14[:, 16:32]
-        t18 = _sigmoid(xp, t17)
-        t19 = t14[:, 0:16]
-        t20 = _sigmoid(xp, t19)
-        t21 = t14[:, 32:48]
-        t22 = xp.tanh(t21)
-        t23 = carry1*t18 + t20*t22
-        t24 = xp.tanh(t23)
-        t25 = t16 * t24
-        t8, carry1 = t25, t23
-    t9 = t8 @ W
-    prediction = t9 + b
-    t11 = (prediction - y)**2
-    loss = xp.mean(t11)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = _sigmoid(xp, t10 + t31 + t32)
+        t34 = x_t @ t12
+        t35 = t27 @ t14
+        t36 = _sigmoid(xp, t15 + t34 + t35)
+        t37 = x_t @ t17
+        t38 = t27 @ t19
+        t39 = _sigmoid(xp, t20 + t37 + t38)
+        t40 = x_t @ t22
+        t41 = t27 @ t24
+        t42 = xp.tanh(t25 + t40 + t41)
+        t43 = carry1*t36 + t39*t42
+        t44 = xp.tanh(t43)
+        t45 = t33 * t44
+        t27, carry1 = t45, t43
+    t28 = t27 @ W
+    prediction = t28 + b
+    t30 = (prediction - y)**2
+    loss = xp.mean(t30)
     return {'prediction': _result(prediction), 'loss': _result(loss)}
 
 
@@ -96,101 +116,159 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     t2 = t1[:, 0:1]
     t3 = lstm_bias_hh[0:16]
     t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
-    t5 = lstm_weight_ih.T
-    t6 = lstm_weight_hh.T
-    # t7 = scan(init=(t4, t4), xs=(x))
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
     T = x.shape[1]
-    t8 = t4
+    t27 = t4
     carry1 = t4
-    t26 = []
-    t27 = []
-    t28 = []
-    t29 = []
-    t30 = []
-    t31 = []
-    t32 = []
-    t33 = []
+    t46 = []
+    t47 = []
+    t48 = []
+    t49 = []
+    t50 = []
+    t51 = []
+    t52 = []
     for t in range(T):
         x_t = x[:, t, :]
-        t12 = t8 @ t6
-        t13 = x_t @ t5
-        t14 = lstm_bias_hh + lstm_bias_ih + t12 + t13
-        t15 = t14[:, 48:64]
-        t16 = _sigmoid(xp, t15)
-        t17 = t14[:, 16:32]
-        t18 = _sigmoid(xp, t17)
-        t19 = t14[:, 0:16]
-        t20 = _sigmoid(xp, t19)
-        t21 = t14[:, 32:48]
-        t22 = xp.tanh(t21)
-        t23 = carry1*t18 + t20*t22
-        t24 = xp.tanh(t23)
-        t25 = t16 * t24
-        t26.append(t16)
-        t27.append(t24)
-        t28.append(t20)
-        t29.append(t22)
-        t30.append(t14)
-        t31.append(carry1)
-        t32.append(t18)
-        t33.append(t8)
-        t8, carry1 = t25, t23
-    t9 = t8 @ W
-    prediction = t9 + b
-    t11 = (prediction - y)**2
-    loss = xp.mean(t11)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = _sigmoid(xp, t10 + t31 + t32)
+        t34 = x_t @ t12
+        t35 = t27 @ t14
+        t36 = _sigmoid(xp, t15 + t34 + t35)
+        t37 = x_t @ t17
+        t38 = t27 @ t19
+        t39 = _sigmoid(xp, t20 + t37 + t38)
+        t40 = x_t @ t22
+        t41 = t27 @ t24
+        t42 = xp.tanh(t25 + t40 + t41)
+        t43 = carry1*t36 + t39*t42
+        t44 = xp.tanh(t43)
+        t45 = t33 * t44
+        t46.append(t33)
+        t47.append(t44)
+        t48.append(t39)
+        t49.append(t42)
+        t50.append(carry1)
+        t51.append(t36)
+        t52.append(t27)
+        t27, carry1 = t45, t43
+    t28 = t27 @ W
+    prediction = t28 + b
+    t30 = (prediction - y)**2
+    loss = xp.mean(t30)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_prediction = 2*(prediction - y)/t11.shape[0]  # t11 = (prediction - y)**2; dt11/dprediction = 2*(prediction - y)
-    d_t8 = d_prediction @ W.T  # t9 = t8 @ W; into t8
-    # Saved by the forward loop at every step, read backwards: t26 (t16), t27 (t24), t28 (t20), t29 (t22), t30 (t14), t31 (carry1 at the start of each step), t32 (t18), t33 (t8 at the start of each step)
-    # t59 = scan(init=(d_t8, xp.zeros_like(t4), xp.zeros_like(t5), xp.zeros_like(lstm_bias_ih), xp.zeros_like(t6), xp.zeros_like(lstm_bias_hh)), xs=(t26, t27, t28, t29, t30, t31, t32, x, t33), reverse): the derivative of the loop t7
-    T_2 = len(t26)
-    d_t8_2 = d_t8
+    d_prediction = 2*(prediction - y)/t30.shape[0]  # t30 = (prediction - y)**2; dt30/dprediction = 2*(prediction - y)
+    d_t27 = d_prediction @ W.T  # t28 = t27 @ W; into t27
+    # Saved by the forward loop at every step, read backwards: t46 (t33), t47 (t44), t48 (t39), t49 (t42), t50 (carry1 at the start of each step), t51 (t36), t52 (t27 at the start of each step)
+    # t96 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t46, t47, t48, t49, t50, t51, x, t52), reverse): the derivative of the loop t26
+    T_2 = len(t46)
+    d_t27_2 = d_t27
     d_carry1 = xp.zeros_like(t4)
-    d_t5 = xp.zeros_like(t5)
-    d_lstm_bias_ih = xp.zeros_like(lstm_bias_ih)
     d_t6 = xp.zeros_like(t6)
-    d_lstm_bias_hh = xp.zeros_like(lstm_bias_hh)
+    d_t8 = xp.zeros_like(t8)
+    d_t10 = xp.zeros_like(t10)
+    d_t12 = xp.zeros_like(t12)
+    d_t14 = xp.zeros_like(t14)
+    d_t15 = xp.zeros_like(t15)
+    d_t17 = xp.zeros_like(t17)
+    d_t19 = xp.zeros_like(t19)
+    d_t20 = xp.zeros_like(t20)
+    d_t22 = xp.zeros_like(t22)
+    d_t24 = xp.zeros_like(t24)
+    d_t25 = xp.zeros_like(t25)
     for t_2 in range(T_2 - 1, -1, -1):
-        t26_t = t26[t_2]
-        t27_t = t27[t_2]
-        t28_t = t28[t_2]
-        t29_t = t29[t_2]
-        t30_t = t30[t_2]
-        t31_t = t31[t_2]
-        t32_t = t32[t_2]
+        t46_t = t46[t_2]
+        t47_t = t47[t_2]
+        t48_t = t48[t_2]
+        t49_t = t49[t_2]
+        t50_t = t50[t_2]
+        t51_t = t51[t_2]
         x_t_2 = x[:, t_2, :]
-        t33_t = t33[t_2]
-        t34 = d_t8_2*t26_t
-        t35 = t34*(1 - t27_t**2)
-        t36 = d_carry1 + t35
-        t37 = t28_t*t36
-        t38 = t37*(1 - t29_t**2)
-        t39 = _unindex(xp, t38, t30_t, np.s_[:, 32:48])
-        t40 = t29_t*t36
-        t41 = t28_t*t40*(1 - t28_t)
-        t42 = _unindex(xp, t41, t30_t, np.s_[:, 0:16])
-        t43 = t31_t*t36
-        t44 = t32_t*t43*(1 - t32_t)
-        t45 = _unindex(xp, t44, t30_t, np.s_[:, 16:32])
-        t46 = d_t8_2*t27_t
-        t47 = t26_t*t46*(1 - t26_t)
-        t48 = _unindex(xp, t47, t30_t, np.s_[:, 48:64])
-        t49 = t39 + t42 + t45 + t48
-        t50 = t49 @ t6.T
-        t51 = t32_t*t36
-        t52 = x_t_2.T @ t49
-        t53 = d_t5 + t52
-        t54 = xp.sum(t49, axis=0)
-        t55 = d_lstm_bias_ih + t54
-        t56 = t33_t.T @ t49
-        t57 = d_t6 + t56
-        t58 = d_lstm_bias_hh + t54
-        d_t8_2, d_carry1, d_t5, d_lstm_bias_ih, d_t6, d_lstm_bias_hh = t50, t51, t53, t55, t57, t58
-    d_W = t8.T @ d_prediction  # t9 = t8 @ W; into W
-    d_b = xp.sum(d_prediction, axis=0)  # prediction = t9 + b; dprediction/db = 1
+        t52_t = t52[t_2]
+        t53 = d_t27_2*t46_t
+        t54 = t53*(1 - t47_t**2)
+        t55 = d_carry1 + t54
+        t56 = t48_t*t55
+        t57 = t56*(1 - t49_t**2)
+        t58 = t57 @ t24.T
+        t59 = t49_t*t55
+        t60 = t48_t*t59*(1 - t48_t)
+        t61 = t60 @ t19.T
+        t62 = t50_t*t55
+        t63 = t51_t*t62*(1 - t51_t)
+        t64 = t63 @ t14.T
+        t65 = d_t27_2*t47_t
+        t66 = t46_t*t65*(1 - t46_t)
+        t67 = t66 @ t8.T
+        t68 = t58 + t61 + t64 + t67
+        t69 = t51_t*t55
+        t70 = x_t_2.T
+        t71 = t70 @ t66
+        t72 = d_t6 + t71
+        t73 = t52_t.T
+        t74 = t73 @ t66
+        t75 = d_t8 + t74
+        t76 = xp.sum(t66, axis=0)
+        t77 = d_t10 + t76
+        t78 = t70 @ t63
+        t79 = d_t12 + t78
+        t80 = t73 @ t63
+        t81 = d_t14 + t80
+        t82 = xp.sum(t63, axis=0)
+        t83 = d_t15 + t82
+        t84 = t70 @ t60
+        t85 = d_t17 + t84
+        t86 = t73 @ t60
+        t87 = d_t19 + t86
+        t88 = xp.sum(t60, axis=0)
+        t89 = d_t20 + t88
+        t90 = t70 @ t57
+        t91 = d_t22 + t90
+        t92 = t73 @ t57
+        t93 = d_t24 + t92
+        t94 = xp.sum(t57, axis=0)
+        t95 = d_t25 + t94
+        d_t27_2, d_carry1, d_t6, d_t8, d_t10, d_t12, d_t14, d_t15, d_t17, d_t19, d_t20, d_t22, d_t24, d_t25 = t68, t69, t72, t75, t77, t79, t81, t83, t85, t87, t89, t91, t93, t95
+    d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
+    d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
+    d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih
+    d_lstm_weight_ih_1 = _unindex(xp, d_t6.T, lstm_weight_ih, np.s_[48:64, ...])  # t5 = lstm_weight_ih[48:64]; into lstm_weight_ih
+    d_lstm_weight_ih = d_lstm_weight_ih_1 + d_lstm_weight_ih_2 + d_lstm_weight_ih_3 + d_lstm_weight_ih_4  # lstm_weight_ih is used more than once: sum of its paths
+    d_lstm_weight_hh_4 = _unindex(xp, d_t24.T, lstm_weight_hh, np.s_[32:48, ...])  # t23 = lstm_weight_hh[32:48]; into lstm_weight_hh
+    d_lstm_weight_hh_3 = _unindex(xp, d_t19.T, lstm_weight_hh, np.s_[0:16, ...])  # t18 = lstm_weight_hh[0:16]; into lstm_weight_hh
+    d_lstm_weight_hh_2 = _unindex(xp, d_t14.T, lstm_weight_hh, np.s_[16:32, ...])  # t13 = lstm_weight_hh[16:32]; into lstm_weight_hh
+    d_lstm_weight_hh_1 = _unindex(xp, d_t8.T, lstm_weight_hh, np.s_[48:64, ...])  # t7 = lstm_weight_hh[48:64]; into lstm_weight_hh
+    d_lstm_weight_hh = d_lstm_weight_hh_1 + d_lstm_weight_hh_2 + d_lstm_weight_hh_3 + d_lstm_weight_hh_4  # lstm_weight_hh is used more than once: sum of its paths
+    d_t9_4 = _unindex(xp, d_t25, t9, np.s_[32:48])  # t25 = t9[32:48]; into t9
+    d_t9_3 = _unindex(xp, d_t20, t9, np.s_[0:16])  # t20 = t9[0:16]; into t9
+    d_t9_2 = _unindex(xp, d_t15, t9, np.s_[16:32])  # t15 = t9[16:32]; into t9
+    d_t9_1 = _unindex(xp, d_t10, t9, np.s_[48:64])  # t10 = t9[48:64]; into t9
+    d_t9 = d_t9_1 + d_t9_2 + d_t9_3 + d_t9_4  # t9 is used more than once: sum of its paths
+    d_W = t27.T @ d_prediction  # t28 = t27 @ W; into W
+    d_b = xp.sum(d_prediction, axis=0)  # prediction = t28 + b; dprediction/db = 1
     outputs = {'prediction': prediction, 'loss': loss}
-    grads = {'lstm_weight_ih': d_t5.T, 'lstm_weight_hh': d_t6.T, 'lstm_bias_ih': d_lstm_bias_ih, 'lstm_bias_hh': d_lstm_bias_hh, 'W': d_W, 'b': d_b}
+    grads = {'lstm_weight_ih': d_lstm_weight_ih, 'lstm_weight_hh': d_lstm_weight_hh, 'lstm_bias_ih': d_t9, 'lstm_bias_hh': d_t9, 'W': d_W, 'b': d_b}
     return outputs, grads
 
 
