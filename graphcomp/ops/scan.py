@@ -6,7 +6,8 @@ sequences, computed once before the loop); its `body` attribute is a small graph
 placeholder inputs (`Body`): the carry at step t, each sequence's element at step t, the captured
 values. `scan_result(loop, index=k)` is the k-th result: the final carries first, then each per-step
 output stacked along its axis. `scan_result(loop, saved=v)` is the body value `v` at every step,
-stacked on a first axis: what the derivative of the step reads, saved by the forward loop.
+on a first axis: what the derivative of the step reads, saved by the forward loop (the generated code
+keeps it as a list of one array per step, which only the backward loop indexes).
 
 The derivative of a loop is a reversed loop (`_scan_vjp`): its carries are the gradients of the
 carries and one sum per captured value; its body is the step's own derivative, made by the project's
