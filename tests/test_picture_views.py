@@ -227,3 +227,38 @@ def test_a_loop_is_one_box_with_its_step_inside_and_a_loop_edge(tmp_path):
     assert re.search(r"^  s1 = .*xs\[t\]", formula, re.M) and re.search(r"^  carry2 ← s\d+$", formula, re.M)
     from graphcomp.inspection.explorer import explorer_html
     assert "each step t" in explorer_html(gc.compile(rnn_on_scan()))
+
+
+def test_unroll_draws_the_first_steps_of_a_loop_like_the_slide(tmp_path, capsys):
+    from graphcomp.inspection.unroll import unrolled
+    g = rnn_on_scan()
+    view = to_networkx(unrolled(g, 3), "loss")
+    assert view.nodes["h2"]["formula"] == "h2 = tanh(xs_2 @ W + h1 @ U)"
+    assert {"h1", "h2", "h3", "xs_1", "xs_2", "xs_3"} <= set(view.nodes)
+    backward = backward_view(gc.compile(unrolled(g, 3)))
+    w = next(data["formula"] for name, data in backward.nodes(data=True) if name == "d_W")
+    assert w.count("xs") == 3 and "h̄₁" in w  # W's gradient: one term per step, the BPTT sum
+    # drawn with as many steps as the loop has, the unrolled graph is the model: same loss and gradients
+    fixed = gc.Graph("rnn3")
+    xs, h0 = fixed.input("xs", shape=(None, 3, 3)), fixed.input("h0", shape=(None, 4))
+    W, U = fixed.param("W", (3, 4)), fixed.param("U", (4, 4))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)
+    fixed.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    rng = np.random.default_rng(0)
+    at = {"xs": rng.normal(size=(2, 3, 3)), "h0": rng.normal(size=(2, 4)), "W": rng.normal(size=(3, 4)),
+          "U": rng.normal(size=(4, 4))}
+    loop_out, loop_grads = gc.compile(fixed).load().gradients(**at)
+    flat = {**{k: v for k, v in at.items() if k != "xs"}, **{f"xs_{t + 1}": at["xs"][:, t] for t in range(3)}}
+    flat_out, flat_grads = gc.compile(unrolled(fixed, 3), wrt=["W", "U"]).load().gradients(**flat)
+    np.testing.assert_allclose(flat_out["loss"], loop_out["loss"], rtol=1e-12)
+    for name in ("W", "U"):
+        np.testing.assert_allclose(flat_grads[name], loop_grads[name], rtol=1e-10)
+    spec = tmp_path / "rnn.py"
+    spec.write_text("import graphcomp as gc\n" + "g = gc.Graph('rnn')\n"
+                    "xs, h0 = g.input('xs', shape=(None, 'T', 3)), g.input('h0', shape=(None, 4))\n"
+                    "W, U = g.param('W', (3, 4)), g.param('U', (4, 4))\n"
+                    "hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)\n"
+                    "g.output('loss', gc.sum(hT) + gc.sum(hs * hs))\n", encoding="utf-8")
+    assert main(["graph", str(spec), "--unroll", "3", "--backward", "-o", str(tmp_path / "u.svg")]) == 0
+    assert main(["graph", str(spec), "--unroll", "0", "-o", str(tmp_path / "v.svg")]) == 2
+    assert "between 1 and 20 steps" in capsys.readouterr().err and not (tmp_path / "v.svg").exists()

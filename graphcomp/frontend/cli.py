@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +26,7 @@ from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
 from ..inspection.derivative_graph import backward_view
+from ..inspection.unroll import unrolled
 from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
@@ -117,6 +119,8 @@ def _add_graph_command(commands) -> None:
                    help="left to right or top to bottom (auto: LR for scalars, TB for networks)")
     p.add_argument("--dpi", type=int, default=DEFAULT_DPI, help=f"PNG resolution (default {DEFAULT_DPI})")
     p.add_argument("--unfold", action="store_true", help="a box for every operation, even in large graphs")
+    p.add_argument("--unroll", type=int, metavar="K", help="draw each loop (gc.scan) written out for its first K "
+                   "steps, like a slide of a recurrent net unrolled in time (a drawing: no --at)")
     _add_value_options(p)
     p.set_defaults(run=_graph)
 
@@ -195,6 +199,8 @@ def _graph(args: argparse.Namespace) -> int:
     check_outputs({"-o": args.output}, {"the spec": args.spec, **_value_files(args)})
     spec = read_spec(args.spec)
     at = leaf_values(args, spec)
+    if args.unroll is not None:  # the first steps of each loop, written out: a drawing of the recursion
+        spec = replace(spec, graph=unrolled(spec.graph, args.unroll, values_given=at is not None))
     if args.backward:
         view = backward_view(_compiled(spec, simplify=not args.no_simplify), at, fold=False if args.unfold else None)
     else:
@@ -249,7 +255,7 @@ def _train(args: argparse.Namespace) -> int:
     if not (args.out or args.resume):
         print(f"saving the params beside the {'module' if output else 'spec'}, to {out} (--out chooses another file)")
     shown = {key: value for key, value in settings.items() if key in m.TRAINING or getattr(args, key, None) is not None}
-    print(f"training {model.graph.name!r} on {args.data}: {_settings_text(shown)}"
+    print(f"training {model.graph.name!r} on {args.data}: {', '.join(f'{k}={v}' for k, v in shown.items())}"
           + (f" (resuming {args.resume} after epoch {run['epoch']})" if run else ""))
     return _fit(args, m, params, data, settings, run, out)
 
@@ -358,10 +364,9 @@ def _spec_from_python(path: str) -> Spec:
 def _graph_of(module, path: str) -> Graph:
     if isinstance(getattr(module, "graph", None), Graph):
         return module.graph
-    if callable(getattr(module, "build", None)):
-        graph = module.build()
-        if isinstance(graph, Graph):
-            return graph
+    graph = module.build() if callable(getattr(module, "build", None)) else None
+    if isinstance(graph, Graph):
+        return graph
     graphs = [value for value in vars(module).values() if isinstance(value, Graph)]
     if len(graphs) == 1:
         return graphs[0]
@@ -369,8 +374,7 @@ def _graph_of(module, path: str) -> Graph:
 
 
 def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
-    wrt = spec.wrt
-    return compile(spec.graph, wrt=wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
+    return compile(spec.graph, wrt=spec.wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
                    target=spec.target, training=spec.training)
 
 
@@ -382,16 +386,12 @@ def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch:
     arrays = dict(m.init_params(seed))
     classes = {**m.LABELS, **spec.classes}  # the module knows which inputs feed one-hot labels
     for name, leaf in spec.graph.inputs.items():
-        shape = tuple(batch if d is None else d for d in leaf.shape)
+        shape = tuple(d if isinstance(d, int) else batch for d in leaf.shape)  # N, and a length "T": `batch`
         arrays[name] = (rng.integers(0, classes[name], size=shape).astype(float) if name in classes
                         else rng.normal(size=shape))
     for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
         arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
     return gradient_errors(m, arrays, model.loss)
-
-
-def _settings_text(settings: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 if __name__ == "__main__":

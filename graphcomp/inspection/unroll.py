@@ -1,0 +1,93 @@
+"""A graph's loops written out for their first few steps, for a picture drawn like the slide of a
+recurrent net unrolled in time: the loop's step applied k times, the carry named h1, h2, ... (c1, c2,
+... for an LSTM's cell), each step reading an input x1, x2, ... of its own. A drawing of the
+recursion, not the model: the loop runs T steps, the picture shows k, so it carries no values.
+"""
+from __future__ import annotations
+
+from ..errors import GraphError
+from ..ir import Graph, Node, apply
+from ..ops import reshape
+from ..passes import rebuild
+
+CARRY_NAMES = ("h", "c")  # an RNN's state, an LSTM's cell: the names the lecture gives them
+
+
+def unrolled(graph: Graph, steps: int, values_given: bool = False) -> Graph:
+    """`graph` with each loop (gc.scan) replaced by its first `steps` steps, written out. values_given:
+    the caller has values for the graph, which a drawing of some steps cannot show (an error)."""
+    if values_given:
+        raise GraphError("--unroll draws the first steps of each loop, not the model's run: leave out --at")
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 20:
+        raise GraphError(f"--unroll: draw between 1 and 20 steps, got {steps!r}")
+    copy = Graph(graph.name)
+    copy.leaves = dict(graph.leaves)
+    copy.labels = dict(graph.labels)
+    copy.outputs = dict(graph.outputs)
+    results: dict[Node, tuple[list[Node], list[Node]]] = {}  # loop -> (final carries, last outputs)
+
+    def transform(old: Node, remade: Node) -> Node:
+        if old.op == "scan":
+            results[old] = _written_out(copy, remade, steps)
+        elif old.op == "scan_result" and old.inputs[0] in results:
+            carries, ys = results[old.inputs[0]]
+            index = old.attr("index")
+            if index is None:
+                raise GraphError("--unroll: a loop's saved values are drawn only in the loop's own box")
+            return carries[index] if index < len(carries) else ys[index - len(carries)]
+        return remade
+
+    mapping = rebuild(list(graph.outputs.values()) + list(graph.labels), transform)
+    return copy.remapped(mapping)  # with the steps' inputs xs_1, xs_2, ... and their carries h1, h2, ...
+
+
+def _written_out(graph: Graph, loop: Node, steps: int) -> tuple[list[Node], list[Node]]:
+    """The loop's step applied `steps` times on new inputs x1 ... xk: (carries after the last step,
+    the per-step outputs of the steps drawn, stacked as the loop stacks them)."""
+    body = loop.attr("body")
+    c, k = len(body.carries), len(body.xs)
+    carries = list(loop.inputs[:c])
+    order = range(steps - 1, -1, -1) if loop.attr("reverse") else range(steps)
+    ys: list[list[Node]] = [[] for _ in body.ys]
+    for t in order:
+        step = dict(zip(body.carries, carries))
+        for j, (slot, sequence) in enumerate(zip(body.xs, loop.inputs[c:c + k])):
+            base = graph.name_of(sequence) or f"x{'' if k == 1 else j + 1}"
+            step[slot] = _new_input(graph, f"{base}_{t + 1}", slot.shape)
+        step.update(zip(body.captured, loop.inputs[c + k:]))
+        for node in body.nodes():
+            if node.op == "const":
+                step[node] = node
+            elif node not in step:
+                step[node] = apply(node.op, *(step[x] if x.op != "const" else x for x in node.inputs),
+                                   **dict(node.attrs))
+        carries = [_named(graph, step[new], f"{CARRY_NAMES[i] if i < len(CARRY_NAMES) and c <= 2 else f's{i + 1}_'}{t + 1}")
+                   for i, new in enumerate(body.new_carries)]
+        for j, y in enumerate(body.ys):
+            ys[j].append(step[y])
+    return carries, [_stacked(values, axis, bool(loop.attr("reverse")))
+                     for values, axis in zip(ys, loop.attr("y_axes"))]
+
+
+def _stacked(values: list[Node], axis: int, reverse: bool) -> Node:
+    """The per-step outputs of the steps drawn, stacked in time order along the loop's axis."""
+    ordered = values[::-1] if reverse else values
+    single = [reshape(v, tuple(v.shape[:axis]) + (1,) + tuple(v.shape[axis:])) for v in ordered]
+    return single[0] if len(single) == 1 else apply("concat", *single, axis=axis)
+
+
+def _new_input(graph: Graph, name: str, shape: tuple) -> Node:
+    """An input of one step's element (xs_1 ...), made directly like a loop's placeholders."""
+    while name in graph.leaves:
+        name += "_"
+    node = Node("input", (), (), tuple(shape), name)
+    graph.leaves[name] = node
+    return node
+
+
+def _named(graph: Graph, node: Node, name: str) -> Node:
+    """The step's new carry under the lecture's name (h2), unless the graph uses that name already."""
+    try:
+        return graph.let(name, node)
+    except GraphError:
+        return node
