@@ -434,3 +434,17 @@ def test_an_empty_sequence_gradient_reads_the_batch_size_off_an_array_not_a_save
     assert outputs["loss"] == 0.25 and grads["xs"].shape == (B, 0, D) and not grads["w"].any()
     arrays = {"xs": np.random.default_rng(0).normal(size=(B, 4, D)), "w": np.full(D, 0.3)}
     check_gradients(module, arrays, "loss")
+
+
+def test_check_shapes_reads_the_batch_size_of_a_time_major_sequence():
+    """("T", None, D): the number of examples is the second axis (found by tests/random_scans.py)."""
+    g = gc.Graph("tm")
+    xs, W = g.input("xs", ("T", None, D)), g.param("W", (D, H))
+    start = gc.sum(gc.tanh(xs), axis=0) @ W  # (None, H)
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h), gc.sum(x, axis=1)), start, xs)
+    g.output("loss", gc.sum(hT) + gc.sum(hs))
+    model = gc.compile(g, check_shapes=True, runtime=False)
+    assert "    N = xs.shape[1]\n" in model.source
+    module = model.load()
+    for length in (0, 3):
+        module.gradients(xs=np.full((length, B, D), 0.1), W=np.full((D, H), 0.2))

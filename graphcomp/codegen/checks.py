@@ -41,7 +41,7 @@ def checked_statements(code: ModuleCode, parts: list[list[Statement]], roots: li
     for name, (variable, text) in reversed(lengths.items()):  # a run-time length ("T"), read off an input
         checked[0].insert(0, Statement(variable, text))
     if any(None in shapes.get(s.target, ()) for s in every):
-        checked[0].insert(0, Statement(batch, f"{_batched_leaf(code, roots)}.shape[0]"))
+        checked[0].insert(0, Statement(batch, _batched_leaf(code, roots)))
     return checked
 
 
@@ -74,10 +74,11 @@ def _check_line(variable: str, shape: tuple, batch: str, lengths: dict) -> str:
 
 
 def _batched_leaf(code: ModuleCode, roots: list[Node]) -> str:
-    """The variable of the first input with a batch axis that the code reads: every batch-sized axis
-    comes from the inputs', which the generated _read checks to agree."""
+    """The batch size read off the first input with a batch axis that the code reads (`x.shape[0]`; a
+    time-major sequence's is its second axis): every batch-sized axis comes from the inputs', which the
+    generated _read checks to agree."""
     needed = set(toposort(roots))
     for leaf in code.graph.inputs.values():
-        if leaf in needed and leaf.shape[:1] == (None,):
-            return code.names.variables[leaf]
+        if leaf in needed and None in leaf.shape:
+            return f"{code.names.variables[leaf]}.shape[{leaf.shape.index(None)}]"
     raise AssertionError("a value has a batch axis, but no input with one is read")
