@@ -265,3 +265,29 @@ def test_views_of_a_loop_run_and_say_what_they_do_not_show_yet():
     derived = model.derivation(at=at)
     assert derived.values["loss"] == pytest.approx(float(model.load().forward(**at)["loss"]))
     assert model.gradient_text()["W"].splitlines()[-1].startswith("# d_W: computed by the generated loop over time")
+
+
+def test_graphcomp_grad_writes_a_loop_out_step_by_step_with_its_numbers(tmp_path, capsys):
+    """Backpropagation through time as the lecture writes it: h1, h2, h3 on xs_1, xs_2, xs_3, and W's
+    gradient the sum of one term per step, whose value is the generated loop's."""
+    from graphcomp.frontend.cli import main
+    spec = tmp_path / "rnn.py"
+    spec.write_text("import graphcomp as gc\ng = gc.Graph('rnn')\n"
+                    "xs, h0 = g.input('xs', shape=(None, 'T', 3)), g.input('h0', shape=(None, 4))\n"
+                    "W, U = g.param('W', (3, 4)), g.param('U', (4, 4))\n"
+                    "hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1)\n"
+                    "g.output('loss', gc.sum(hT) + gc.sum(hs * hs))\n", encoding="utf-8")
+    rng = np.random.default_rng(0)
+    at = {"xs": rng.normal(size=(2, 3, 3)), "h0": rng.normal(size=(2, 4)), "W": rng.normal(size=(3, 4)),
+          "U": rng.normal(size=(4, 4))}
+    np.savez(tmp_path / "at.npz", **at)
+    assert main(["grad", str(spec), "--at", str(tmp_path / "at.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("h2 = tanh(") for line in lines)
+    (w_line,) = [line for line in lines if line.startswith("d_W = ")]
+    assert w_line.startswith("d_W = transpose(xs_3) @ ") and "transpose(xs_1)" in w_line
+    from graphcomp.frontend.cli import _compiled, read_spec
+    grads = _compiled(read_spec(str(spec))).load().gradients(**at)[1]
+    shown_rows = w_line.split(" = [")[-1].rstrip("]").split("; ")
+    np.testing.assert_allclose([[float(v) for v in row.split()] for row in shown_rows], grads["W"], rtol=1e-3)
+    assert main(["report", str(spec), "--html", "-o", str(tmp_path / "r.html"), "--at", str(tmp_path / "at.npz")]) == 0

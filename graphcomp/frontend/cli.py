@@ -162,7 +162,7 @@ def _grad(args: argparse.Namespace) -> int:
     model = _compiled(spec)
     at = leaf_values(args, spec, model)
     if at is not None or args.steps:
-        steps = model.derivation(at=at)
+        steps = model.derivation(at=at, unroll=True)  # a loop step by step: backpropagation through time
         if at is not None and at.described:
             print(("% " if args.latex else "# ") + at.described)
         print(steps.latex() if args.latex else steps.text())

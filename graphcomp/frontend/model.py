@@ -31,12 +31,13 @@ class CompiledModel(GeneratedModule):
         self.loss_or_error()
         return gradient_text(self)
 
-    def derivation(self, at: dict | None = None) -> Derivation:
+    def derivation(self, at: dict | None = None, unroll: bool = False) -> Derivation:
         """Both passes node by node, on the graph as written: each value forward, then the chain rule
         from the loss back to the leaves; with numbers (and arrays) when the leaves' values are given:
-        derivation(at={"u": 2, "v": 3, "w": 4})."""
+        derivation(at={"u": 2, "v": 3, "w": 4}). unroll: loops written out step by step (see
+        inspection.derivation.derivation), as `graphcomp grad` shows them."""
         self.loss_or_error()
-        return derivation(self, at)
+        return derivation(self, at, unroll=unroll)
 
     def report(self, path: str | Path, at: dict | None = None) -> Path:
         """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before

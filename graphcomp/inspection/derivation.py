@@ -175,10 +175,20 @@ class Derivation:
         raise KeyError(f"no step for {name!r}; steps: {', '.join(s.target for s in self.steps)}")
 
 
-def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None) -> Derivation:
+def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, unroll: bool = False) -> Derivation:
     """∂loss/∂v for every value v between the wrt leaves and the loss of `model`, in the order backprop
     visits them, on the graph as written: read off the module compiled as written, with the values of
-    one run of it at `at` (the leaves' values) when given."""
+    one run of it at `at` (the leaves' values) when given.
+
+    unroll: a loop (gc.scan) over inputs is written out step by step (h1, h2, ... on xs_1, xs_2, ...:
+    every step of a sequence of up to 12 given `at`, the first 3 without values), so that the
+    derivation reads as backpropagation through time. Its values are then named on that written-out
+    graph, not the model's: a view for reading (`graphcomp grad`), never the data of a picture."""
+    if unroll and any(n.op == "scan" for n in model.graph.nodes()):
+        from .unroll import unrolled_model  # unroll.py compiles the written-out graph (it imports codegen)
+        written_out = unrolled_model(model, at)
+        if written_out is not None:
+            return derivation(written_out[0], written_out[1], unroll=False)
     written = model.as_written()
     graph, loss, backward = written.graph, written.loss_or_error(), written.backward
     loss_node, notation = graph.outputs[loss], Notation(graph)

@@ -106,8 +106,10 @@ def svg_ratio(svg: str) -> float:
 def _levels(view: nx.MultiDiGraph) -> dict[str, int]:
     """Each box's level: the longest path to it from a box nothing flows into (Graphviz's ranks)."""
     levels: dict[str, int] = {}
-    for name in nx.topological_sort(view):
-        levels[name] = max((levels[p] + 1 for p in view.predecessors(name)), default=0)
+    acyclic = nx.DiGraph(view)
+    acyclic.remove_edges_from(list(nx.selfloop_edges(acyclic)))  # a loop's edge to itself sets no level
+    for name in nx.topological_sort(acyclic):
+        levels[name] = max((levels[p] + 1 for p in acyclic.predecessors(name)), default=0)
     return levels
 
 

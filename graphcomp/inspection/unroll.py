@@ -5,8 +5,12 @@ recursion, not the model: the loop runs T steps, the picture shows k, so it carr
 """
 from __future__ import annotations
 
+from typing import Mapping
+
+import numpy as np
+
 from ..errors import GraphError
-from ..ir import Graph, Node, apply
+from ..ir import Graph, Node, apply, toposort
 from ..ops import reshape
 from ..passes import rebuild
 
@@ -38,7 +42,11 @@ def unrolled(graph: Graph, steps: int, values_given: bool = False) -> Graph:
         return remade
 
     mapping = rebuild(list(graph.outputs.values()) + list(graph.labels), transform)
-    return copy.remapped(mapping)  # with the steps' inputs xs_1, xs_2, ... and their carries h1, h2, ...
+    result = copy.remapped(mapping)  # with the steps' inputs xs_1, xs_2, ... and their carries h1, h2, ...
+    read = set(toposort(list(result.outputs.values()) + list(result.labels)))
+    walked = {x for loop in results for x in loop.inputs if x.op == "input"}
+    result.leaves = {name: leaf for name, leaf in result.leaves.items() if leaf in read or leaf not in walked}
+    return result  # a sequence read only by its loop is now read step by step: its steps' inputs stand for it
 
 
 def _written_out(graph: Graph, loop: Node, steps: int) -> tuple[list[Node], list[Node]]:
@@ -91,3 +99,38 @@ def _named(graph: Graph, node: Node, name: str) -> Node:
         return graph.let(name, node)
     except GraphError:
         return node
+
+
+MOST_STEPS = 12  # a derivation writes a loop out step by step up to this many steps
+SHOWN_STEPS = 3  # without values, the first steps of the recursion
+
+
+def unrolled_model(model, at: Mapping[str, object] | None):
+    """(the model's graph with its loops written out, the values `at` with each sequence split into its
+    steps xs_1, xs_2, ...) for a derivation that shows the recursion step by step with a time index, as
+    the lecture writes backpropagation through time; None when that cannot be: a sequence that is not an
+    input, a length longer than MOST_STEPS, or lengths that differ."""
+    from ..codegen import generate  # the views import codegen; codegen never imports this module
+    from ..ops.scan import counts
+    sequences: dict[str, int] = {}
+    for loop in (n for n in model.graph.nodes() if n.op == "scan"):
+        c, k, _ = counts(loop)
+        for sequence, axis in zip(loop.inputs[c:c + k], loop.attr("axes")):
+            if sequence.op != "input":
+                return None
+            sequences[sequence.name] = axis
+    lengths = {SHOWN_STEPS} if at is None else {np.shape(at[name])[axis] for name, axis in sequences.items() if name in at}
+    if len(lengths) != 1 or not 1 <= min(lengths) <= MOST_STEPS:
+        return None
+    steps = lengths.pop()
+    flat = unrolled(model.graph, steps)
+    names = {name: [f"{name}_{t + 1}" for t in range(steps)] for name in sequences}
+    if any(element not in flat.leaves for elements in names.values() for element in elements):
+        return None
+    values = None
+    if at is not None:
+        values = {name: value for name, value in at.items() if name not in sequences}
+        for name, axis in sequences.items():
+            values.update((element, np.take(np.asarray(at[name]), t, axis=axis)) for t, element in enumerate(names[name]))
+    wrt = [w for w in model.wrt if w in flat.leaves] + [e for name in sequences if name in model.wrt for e in names[name]]
+    return generate(flat, wrt, model.loss, simplify=False), values
