@@ -16,3 +16,15 @@ def sigmoid_net() -> gc.Graph:
 
 def sigmoid_net_source() -> str:
     return gc.compile(sigmoid_net(), loss="loss").source
+
+
+def readme_xor() -> gc.Graph:
+    """The XOR network of the README: a 2-8-1 tanh/sigmoid network, cross-entropy typed out."""
+    g = gc.Graph("xor")
+    x, y = g.input("x", shape=(None, 2)), g.input("y", shape=(None, 1))
+    W1, b1 = g.param("W1", (2, 8)), g.param("b1", (8,), init="zeros")
+    W2, b2 = g.param("W2", (8, 1)), g.param("b2", (1,), init="zeros")
+    h = g.let("h", gc.tanh(x @ W1 + b1))
+    p = g.output("p", gc.sigmoid(h @ W2 + b2))
+    g.output("loss", gc.mean(-(y * gc.log(p) + (1 - y) * gc.log(1 - p))))
+    return g

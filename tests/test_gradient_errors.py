@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import graphcomp as gc
+from models import readme_xor
 from graphcomp.diff.gradcheck import gradient_errors
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
@@ -14,14 +15,7 @@ README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
 def xor_module():
     """The XOR network of the README."""
-    g = gc.Graph("xor")
-    x, y = g.input("x", shape=(None, 2)), g.input("y", shape=(None, 1))
-    W1, b1 = g.param("W1", (2, 8)), g.param("b1", (8,), init="zeros")
-    W2, b2 = g.param("W2", (8, 1)), g.param("b2", (1,), init="zeros")
-    h = g.let("h", gc.tanh(x @ W1 + b1))
-    p = g.output("p", gc.sigmoid(h @ W2 + b2))
-    g.output("loss", gc.mean(-(y * gc.log(p) + (1 - y) * gc.log(1 - p))))
-    return gc.compile(g, loss="loss").load()
+    return gc.compile(readme_xor(), loss="loss").load()
 
 
 def test_the_readme_documents_the_exported_function():
