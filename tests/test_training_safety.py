@@ -361,3 +361,15 @@ def test_jax_without_64_bit_mode_is_refused_by_a_float64_module():
         np.testing.assert_allclose(np.asarray(grads["w"]), want["w"], rtol=1e-5)
     finally:
         jax.config.update("jax_enable_x64", was)
+
+
+def test_training_refuses_a_time_major_input_with_the_layout_it_needs():
+    """Minibatches are cut along the first axis: a sequence declared ("T", None, 3) is refused before any
+    step, naming the input and the batch-first layout, instead of a broadcasting error mid-epoch."""
+    g = gc.Graph("time_major")
+    xs, y = g.input("xs", ("T", None, 3)), g.input("y", (None, 2))
+    _, (h, _) = gc.lstm(g, xs, 2, name="lstm")
+    g.output("loss", gc.mse(h, y))
+    m = gc.compile(g).load()
+    with pytest.raises(ValueError, match=r"input 'xs' has its batch axis \(None\) at axis 1 .*batch first"):
+        m.train(m.init_params(0), {"xs": np.ones((5, 4, 3)), "y": np.ones((4, 2))}, epochs=1, lr=0.1, batch_size=2)

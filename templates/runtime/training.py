@@ -187,6 +187,11 @@ def _examples(data, validation):
     """(the number of examples in `data`, how many `validation` holds out), refusing different numbers
     of examples and a fraction that leaves none to train on. Also called by `graphcomp train` before it
     writes anything."""
+    for name, shape in INPUTS.items():  # minibatches are cut along the first axis
+        if None in shape[1:] and name in data:
+            raise ValueError(f"training cuts minibatches along the first axis, but input {name!r} has its batch "
+                             f"axis (None) at axis {shape.index(None)} of its shape {shape}: declare it batch first "
+                             f"(None, ...) and walk its time axis with gc.scan(..., axis=1)")
     sizes = {name: np.shape(value)[0] for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
