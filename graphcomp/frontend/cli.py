@@ -200,7 +200,9 @@ def _graph(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     at = leaf_values(args, spec)
     if args.unroll is not None:  # the first steps of each loop, written out: a drawing of the recursion
-        spec = replace(spec, graph=unrolled(spec.graph, args.unroll, values_given=at is not None))
+        if at is not None:
+            raise GraphcompError("--unroll draws the first steps of each loop, not the model's run: leave out --at")
+        spec = replace(spec, graph=unrolled(spec.graph, args.unroll))
     if args.backward:
         view = backward_view(_compiled(spec, simplify=not args.no_simplify), at, fold=False if args.unfold else None)
     else:

@@ -26,6 +26,7 @@ from ..ops.nn import softmax_of
 from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
 from .numbers import shown
+from .unroll import unrolled_model
 
 
 class AdjointRenderer:
@@ -185,7 +186,6 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
     derivation reads as backpropagation through time. Its values are then named on that written-out
     graph, not the model's: a view for reading (`graphcomp grad`), never the data of a picture."""
     if unroll and any(n.op == "scan" for n in model.graph.nodes()):
-        from .unroll import unrolled_model  # unroll.py compiles the written-out graph (it imports codegen)
         written_out = unrolled_model(model, at)
         if written_out is not None:
             return derivation(written_out[0], written_out[1], unroll=False)

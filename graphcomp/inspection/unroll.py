@@ -9,19 +9,18 @@ from typing import Mapping
 
 import numpy as np
 
+from ..codegen import GeneratedModule, generate
 from ..errors import GraphError
 from ..ir import Graph, Node, apply, toposort
 from ..ops import reshape
+from ..ops.scan import counts
 from ..passes import rebuild
 
 CARRY_NAMES = ("h", "c")  # an RNN's state, an LSTM's cell: the names the lecture gives them
 
 
-def unrolled(graph: Graph, steps: int, values_given: bool = False) -> Graph:
-    """`graph` with each loop (gc.scan) replaced by its first `steps` steps, written out. values_given:
-    the caller has values for the graph, which a drawing of some steps cannot show (an error)."""
-    if values_given:
-        raise GraphError("--unroll draws the first steps of each loop, not the model's run: leave out --at")
+def unrolled(graph: Graph, steps: int) -> Graph:
+    """`graph` with each loop (gc.scan) replaced by its first `steps` steps, written out."""
     if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 20:
         raise GraphError(f"--unroll: draw between 1 and 20 steps, got {steps!r}")
     copy = Graph(graph.name)
@@ -105,13 +104,11 @@ MOST_STEPS = 12  # a derivation writes a loop out step by step up to this many s
 SHOWN_STEPS = 3  # without values, the first steps of the recursion
 
 
-def unrolled_model(model, at: Mapping[str, object] | None):
+def unrolled_model(model: GeneratedModule, at: Mapping[str, object] | None) -> tuple[GeneratedModule, dict | None] | None:
     """(the model's graph with its loops written out, the values `at` with each sequence split into its
     steps xs_1, xs_2, ...) for a derivation that shows the recursion step by step with a time index, as
     the lecture writes backpropagation through time; None when that cannot be: a sequence that is not an
     input, a length longer than MOST_STEPS, or lengths that differ."""
-    from ..codegen import generate  # the views import codegen; codegen never imports this module
-    from ..ops.scan import counts
     sequences: dict[str, int] = {}
     for loop in (n for n in model.graph.nodes() if n.op == "scan"):
         c, k, _ = counts(loop)
