@@ -10,7 +10,7 @@ import math
 from typing import Any, Callable
 
 from ..errors import GraphcompError
-from ..ir import Node
+from ..ir import Node, apply
 from . import dsl, losses
 
 
@@ -28,10 +28,29 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
+def zeros_like(value: Node) -> Node:
+    """Zeros of `value`'s shape (its values are not read, and no gradient flows into it): the state a
+    loop starts from, e.g. zeros_like(mean(x, axis=1) @ Wx) for an (N, H) hidden state."""
+    if not isinstance(value, Node):
+        raise TypeError(f"zeros_like: expected a graph value, got {value!r}")
+    return apply("expand", 0, value)
+
+
 # The functions a spec may call: graphcomp's own, by their public names.
 FUNCTIONS: dict[str, Callable[..., Node]] = {
     name: getattr(dsl, name) for name in dsl.__all__
-} | {name: getattr(losses, name) for name in losses.__all__}
+} | {name: getattr(losses, name) for name in losses.__all__} | {"zeros_like": zeros_like}
+
+
+class Results:
+    """The named results of one loop of a spec ([scan.NAME]), read in expressions as `NAME.result`:
+    the only attribute access expressions allow, a look-up in this table and nothing else."""
+
+    def __init__(self, name: str, values: dict[str, Node], kinds: dict[str, str]) -> None:
+        self.name, self.values, self.kinds = name, values, kinds
+
+    def listing(self) -> str:
+        return ", ".join(f"{self.name}.{key} ({self.kinds[key]})" for key in self.values) or "none"
 
 OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Div: "__truediv__",
              ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
@@ -85,7 +104,19 @@ class Evaluator:
     def _visit_Name(self, n: ast.Name) -> Node:
         if n.id not in self.values:
             raise self.error(f"unknown name {n.id!r}")
-        return self.values[n.id]
+        value = self.values[n.id]
+        if isinstance(value, Results):
+            raise self.error(f"{n.id!r} is a loop ([scan.{n.id}]): read one of its results, {value.listing()}")
+        return value
+
+    def _visit_Attribute(self, n: ast.Attribute) -> Node:
+        """`rnn.h`: a result of the loop [scan.rnn]; any other attribute access is refused."""
+        owner = self.values.get(n.value.id) if isinstance(n.value, ast.Name) else None
+        if not isinstance(owner, Results):
+            raise self.refused(n)
+        if n.attr not in owner.values:
+            raise self.error(f"the loop {owner.name!r} has no result {n.attr!r}; its results: {owner.listing()}")
+        return owner.values[n.attr]
 
     def _visit_Constant(self, n: ast.Constant) -> int | float:
         if not isinstance(n.value, (int, float)) or isinstance(n.value, bool):

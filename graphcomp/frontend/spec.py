@@ -5,7 +5,6 @@ to eval, exec or sympify. Every problem is a SpecError that names the file, the 
 """
 from __future__ import annotations
 
-import ast
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from . import dsl, losses
 from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
 from .request import TRAINING_KEYS, training_problems
+from .spec_loops import build_scan, read_scans
+from .spec_order import evaluation_order
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
 
@@ -53,7 +54,7 @@ def load(path: str | Path) -> Spec:
 
 def build(data: dict, file: str = "<spec>") -> Spec:
     """Build a spec from parsed TOML data."""
-    _only(data, {"model", "inputs", "params", "nodes", "outputs", "training"}, file, "")
+    _only(data, {"model", "inputs", "params", "nodes", "outputs", "scan", "training"}, file, "")
     model = _table(data, "model", file)
     _only(model, {"name", "kind", "loss", "wrt", "predict", "target", "inputs", "layers", "activation",
                   "image", "filters", "kernel", "pool", "classes"}, file, "model")
@@ -96,9 +97,15 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         if name not in nodes:
             expressions[f"outputs.{name}"] = (name, text)
     trees = {where: parse(text, file, where) for where, (_, text) in expressions.items()}
-    values: dict[str, Node] = dict(graph.leaves)
-    for where in _evaluation_order(trees, expressions, file):
+    scans = read_scans(data.get("scan", {}), _outer_names(graph, nodes, outputs), file)
+    for name, table in scans.items():  # a loop is one entry: it reads what its expressions read
+        expressions[table.where], trees[table.where] = (name, None), table.outer_tree()
+    values: dict[str, Any] = dict(graph.leaves)
+    for where in evaluation_order(trees, expressions, file):
         name = expressions[where][0]
+        if where.startswith("scan."):  # its results, read as name.result
+            values[name] = build_scan(scans[name], values, file)
+            continue
         node = _as_node(Evaluator(values, file, where).evaluate(trees[where]), file, where)
         if where.startswith("outputs."):
             values[name] = guard(file, where, lambda: graph.output(name, node))
@@ -135,49 +142,16 @@ def _leaves(graph: Graph, data: dict, file: str) -> dict[str, int]:
     return classes
 
 
+def _outer_names(graph: Graph, nodes: dict, outputs: dict) -> dict[str, str]:
+    """Every name a loop's own names must not hide, with what it names (for the error)."""
+    names = {name: f"{leaf.op} {name!r}" for name, leaf in graph.leaves.items()}
+    return names | {name: f"the node {name!r}" for name in nodes} | {name: f"the output {name!r}" for name in outputs}
+
+
 def _as_node(value: Any, file: str, where: str) -> Node:
     if not isinstance(value, Node):
         raise SpecError(file, where, f"the expression gives {value!r}, not a graph value")
     return value
-
-
-def _evaluation_order(trees: dict[str, ast.AST], expressions: dict, file: str) -> list[str]:
-    """Node entries in an order where each comes after the nodes it uses; cycles are errors.
-
-    A depth-first search with an explicit stack (the path being explored), so a chain of any length
-    written in any order is sorted without Python's recursion limit; linear in the entries and uses."""
-    by_name = {name: where for where, (name, _) in expressions.items()}
-    uses = {where: [by_name[n.id] for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in by_name]
-            for where, tree in trees.items()}
-    order: list[str] = []
-    done: set[str] = set()
-    for start in trees:
-        if start in done:
-            continue
-        path, on_path = [(start, iter(uses[start]))], {start: 0}
-        while path:
-            where, pending = path[-1]
-            used = next(pending, None)
-            if used is None:  # every entry it uses is placed: place it
-                path.pop()
-                del on_path[where]
-                done.add(where)
-                order.append(where)
-            elif used in on_path:
-                cycle = [w for w, _ in path[on_path[used]:]] + [used]
-                raise SpecError(file, used, "cycle: " + _cycle_text([expressions[w][0] for w in cycle]))
-            elif used not in done:
-                on_path[used] = len(path)
-                path.append((used, iter(uses[used])))
-    return order
-
-
-def _cycle_text(names: list[str], shown: int = 6) -> str:
-    """`a -> b -> a`; a long cycle shows its first and last names and how many are left out."""
-    if len(names) <= 2 * shown + 1:
-        return " -> ".join(names)
-    left_out = len(names) - 2 * shown
-    return " -> ".join(names[:shown] + [f"... ({left_out} more)"] + names[-shown:])
 
 
 # ------------------------------------------------------------------ shorthands
@@ -238,7 +212,7 @@ def _classifier(graph: Graph, logits: Node, loss_kind: str, file: str) -> Spec:
 
 
 def _no_tables(data: dict, file: str, kind: str) -> None:
-    for table in ("inputs", "params", "nodes", "outputs"):
+    for table in ("inputs", "params", "nodes", "outputs", "scan"):
         if table in data:
             raise SpecError(file, table, f"a kind = \"{kind}\" model builds its own {table}; remove this table "
                                          "or write the model out with kind = \"graph\"")
