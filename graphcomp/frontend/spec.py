@@ -101,10 +101,11 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
     for name, table in scans.items():  # a loop is one entry: it reads what its expressions read
         expressions[table.where], trees[table.where] = (name, None), table.outer_tree()
     values: dict[str, Any] = dict(graph.leaves)
+    taken = set(_outer_names(graph, nodes, outputs))  # the names a loop's results may not take
     for where in evaluation_order(trees, expressions, file):
         name = expressions[where][0]
         if where.startswith("scan."):  # its results, read as name.result
-            values[name] = build_scan(scans[name], values, file)
+            values[name] = build_scan(scans[name], values, graph, taken, file)
             continue
         node = _as_node(Evaluator(values, file, where).evaluate(trees[where]), file, where)
         if where.startswith("outputs."):

@@ -21,7 +21,7 @@ import keyword
 from dataclasses import dataclass
 from typing import Any
 
-from ..ir import Node, format_shape
+from ..ir import Graph, Node, format_shape
 from .expressions import Evaluator, Results, SpecError, guard, parse
 from .recurrent import scan
 from .spec_order import evaluation_order
@@ -153,8 +153,9 @@ def _flag(value: Any, file: str, where: str) -> bool:
 
 # ------------------------------------------------------------------ building
 
-def build_scan(table: ScanTable, values: dict[str, Any], file: str) -> Results:
-    """Build the loop with gc.scan over the values built so far; its results, for `NAME.result`."""
+def build_scan(table: ScanTable, values: dict[str, Any], graph: Graph, taken: set[str], file: str) -> Results:
+    """Build the loop with gc.scan over the values built so far; its results, for `NAME.result`, named
+    NAME_result in the generated code (`rnn_h`) unless another value of the spec has that name (`taken`)."""
     sequences = [_outer_value(table, "xs", name, values, file) for name in table.sequences]
     inits = [_outer_value(table, "init", name, values, file) for name in table.init]
     _check_axis(table, sequences, file)
@@ -173,6 +174,11 @@ def build_scan(table: ScanTable, values: dict[str, Any], file: str) -> Results:
     finals, stacked = guard(file, table.where, lambda: scan(step, tuple(inits), tuple(sequences),
                                                               axis=table.axis, reverse=table.reverse))
     results = dict(zip(table.init, finals)) | dict(zip(table.ys, stacked or ()))
+    for key, node in results.items():
+        label = f"{table.name}_{key}"
+        if label not in taken:
+            taken.add(label)
+            results[key] = guard(file, table.where, lambda: graph.let(label, node))
     kinds = {name: "final carry" for name in table.init} | {name: f"stacked along axis {table.axis}" for name in table.ys}
     return Results(table.name, results, kinds)
 
