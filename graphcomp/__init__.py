@@ -10,7 +10,7 @@ from . import ops  # noqa: F401 - registers every op of the table
 from .frontend import dsl, losses
 from .frontend.dsl import *  # noqa: F403 - the functions users build graphs with
 from .frontend.losses import *  # noqa: F403 - softmax family and losses
-from .frontend.layers import mlp
+from .frontend.layers import embedding, linear, mlp
 from .frontend.recurrent import gru, lstm, scan
 from .diff.reverse import grad
 from .diff.gradcheck import gradient_errors
@@ -21,5 +21,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
-    "mlp", "scan", "lstm", "gru", "grad", "gradient_errors",
+    "mlp", "scan", "lstm", "gru", "grad", "gradient_errors", "embedding", "linear",
 ]

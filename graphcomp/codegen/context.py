@@ -6,6 +6,7 @@ import math
 
 from ..formulas.printing import tuple_text
 from ..ir import Graph, Node, format_shape, toposort
+from ..ops.indexing import id_bounds
 from ..version import __version__
 from .checks import checked_lines, checked_statements
 from .names import ValueNames
@@ -71,7 +72,8 @@ def _forward_context(code: ModuleCode, loss: str | None) -> dict:
         "graph_name": graph.name,
         "version": __version__,
         "dtype": code.dtype,
-        "inputs": [(name, format_shape(n.shape)) for name, n in graph.inputs.items()],
+        "inputs": [(name, format_shape(n.shape) + (f" {n.attr('dtype')}" if n.is_integer_input else ""))
+                   for name, n in graph.inputs.items()],
         "params": [_param_context(name, n) for name, n in graph.params.items()],
         "input_shapes": {name: n.shape for name, n in graph.inputs.items()},
         "param_shapes": {name: n.shape for name, n in graph.params.items()},
@@ -85,10 +87,18 @@ def _forward_context(code: ModuleCode, loss: str | None) -> dict:
         "gradients_error": None,
         "labels": {n.inputs[0].name: n.attr("classes") for n in toposort(roots)
                    if n.op == "one_hot" and n.inputs[0].op == "input"},
+        "integers": _integers(graph, roots),
         "needs": {name: tuple(leaf_name for leaf_name, leaf in graph.inputs.items() if leaf in toposort([node]))
                   for name, node in graph.outputs.items()},
         "checked_lines": {},  # with check_shapes: {variable: its line's formula}, for the checks' errors
     }
+
+
+def _integers(graph: Graph, roots: list[Node]) -> dict[str, tuple[str, int | None]]:
+    """{integer input: (its dtype, how many rows or classes its ids pick, None if none)}: what the module
+    checks of the ids it is given, so that a bad id is an error naming it, not a wrong row or a traceback."""
+    bounds = id_bounds(toposort(roots))
+    return {name: (leaf.attr("dtype"), bounds.get(leaf)) for name, leaf in graph.inputs.items() if leaf.is_integer_input}
 
 
 def _reads(graph: Graph, names: ValueNames, roots: list[Node]) -> dict:
@@ -120,5 +130,7 @@ def _param_context(name: str, leaf: Node) -> dict:
         "kaiming": f"np.sqrt(2 / {fan_in}) * rng.standard_normal({shape})",
         "zeros": f"np.zeros({shape})",
         "normal": f"0.01 * rng.standard_normal({shape})",
+        "standard_normal": f"rng.standard_normal({shape})",
+        "uniform": f"rng.uniform(-1.0, 1.0, size={shape}) / np.sqrt({leaf.attr('fan_in', fan_in)})",
     }[init]
     return {"name": name, "shape": format_shape(leaf.shape), "init": init, "value": value}

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
+from ..ops.indexing import as_ids
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -19,7 +20,7 @@ _DRAWS = itertools.count()
 __all__ = [
     "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softsign", "maximum",
     "minimum",
-    "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient",
+    "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient", "take",
     "conv2d", "max_pool2d", "dropout",
 ]
 
@@ -147,6 +148,13 @@ def concat(xs: Any, axis: int = -1) -> Node:
 def stop_gradient(x: Node) -> Node:
     """The same value, treated as a constant by differentiation."""
     return apply("stop_gradient", x)
+
+
+def take(table: Node, ids: Node) -> Node:
+    """The rows of `table` (its first axis) picked by the integer `ids`: shape ids.shape + table.shape[1:],
+    as NumPy's table[ids]. Its gradient adds each position's gradient into the row it picked (a row
+    picked twice gets both); the ids, an input declared with dtype="int64", get none."""
+    return apply("take", table, as_ids(ids, "take"))
 
 
 def conv2d(x: Node, w: Node, b: Node | None = None, stride: int = 1, padding: int = 0) -> Node:

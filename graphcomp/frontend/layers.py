@@ -7,7 +7,7 @@ from . import dsl
 from ..errors import GraphError
 from ..ir import Graph, Node
 
-__all__ = ["mlp"]
+__all__ = ["mlp", "embedding", "linear"]
 
 ACTIVATIONS = {"relu": dsl.relu, "tanh": dsl.tanh, "sigmoid": dsl.sigmoid}
 # Kaiming init keeps relu layers' variance; xavier suits the saturating activations.
@@ -48,3 +48,35 @@ def _named(g: Graph, name: str, value: Node) -> Node:
         return g.let(name, value)
     except GraphError:
         return value
+
+
+def embedding(g: Graph, ids: Node, vocab: int, dim: int, name: str = "embedding") -> Node:
+    """PyTorch's nn.Embedding: a table `<name>_weight` of shape (vocab, dim), drawn from N(0, 1) as
+    PyTorch draws it, and the rows the integer `ids` pick: shape ids.shape + (dim,)."""
+    _sizes("embedding", vocab=vocab, dim=dim)
+    weight = g.param(f"{name}_weight", (vocab, dim), init="standard_normal")
+    return dsl.take(weight, ids)
+
+
+def linear(g: Graph, x: Node, out: int, name: str = "linear", bias: bool = True) -> Node:
+    """PyTorch's nn.Linear on the last axis of x (N, D), (N, T, D), ...: y = x Wᵀ + b, with the weight
+    `<name>_weight` in PyTorch's (out, in) layout and the bias `<name>_bias` (out,), both drawn from
+    U(-1/√in, 1/√in) (PyTorch's Kaiming-uniform with a = √5, and its bias rule)."""
+    _sizes("linear", out=out)
+    if bias not in (True, False):
+        raise GraphError(f"linear: bias must be True or False, got {bias!r}")
+    if not isinstance(x, Node) or x.ndim < 1 or not isinstance(x.shape[-1], int):
+        raise GraphError(f"linear: the input's last axis must have a fixed size, got {x!r}")
+    width = x.shape[-1]
+    weight = g.param(f"{name}_weight", (out, width), init="uniform", fan_in=width)
+    y = x @ dsl.transpose(weight)
+    if bias:
+        y = y + g.param(f"{name}_bias", (out,), init="uniform", fan_in=width)
+    return y
+
+
+def _sizes(what: str, **sizes: int) -> None:
+    """Refuse a layer size that is not a positive int (a float, a bool, 0) where it is given."""
+    for key, size in sizes.items():
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise GraphError(f"{what}: {key} must be a positive int, got {size!r}")

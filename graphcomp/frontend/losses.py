@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, format_shape
 from ..ops import cross_entropy
+from ..ops.indexing import integer_input
 from . import dsl
 
 __all__ = [
@@ -41,9 +42,13 @@ def _one_axis(what: str, axis) -> int:
 
 
 def one_hot(labels: Node, classes: int) -> Node:
-    """Integer labels (any float array of whole numbers) as one-hot rows of length `classes`."""
+    """Integer labels (an input of dtype int64, or any float array of whole numbers) as one-hot rows of
+    length `classes`, in the module's float dtype: integer labels are made numbers first, since the
+    Array API standard multiplies no int64 array into a float64 one."""
     if not isinstance(classes, int) or classes < 1:
         raise GraphError(f"one_hot: classes must be a positive int, got {classes!r}")
+    if isinstance(labels, Node) and integer_input(labels) is not None:
+        labels = apply("as_float", labels)
     return apply("one_hot", labels, classes=classes)
 
 
@@ -66,8 +71,10 @@ def binary_cross_entropy_with_logits(z: Node, y: Node) -> Node:
 
 
 def softmax_cross_entropy(logits: Node, labels: Node) -> Node:
-    """Cross-entropy of softmax(logits) against one-hot (or probability) rows or integer labels,
-    mean over the batch. One fused op: its gradient is (softmax(logits) - y)/N, computed stably."""
+    """Cross-entropy of softmax(logits) against one-hot (or probability) rows or integer labels, the
+    mean over every position: logits (N, V) with labels (N,), or a sequence's logits (N, T, V) with
+    labels (N, T) (an input of dtype int64, or whole numbers as floats). One fused op: its gradient is
+    (P - Y)/(number of positions), P = softmax(logits) and Y the one-hot rows of the labels."""
     targets = _as_one_hot("softmax_cross_entropy", logits, labels)
     per_example = cross_entropy(logits, targets, axis=logits.ndim - 1, normalized=targets.op == "one_hot")
     return dsl.mean(per_example)
@@ -81,6 +88,13 @@ def nll(log_probs: Node, labels: Node) -> Node:
 
 
 def _as_one_hot(what: str, scores: Node, labels: Node) -> Node:
+    """The labels as rows like `scores`: one-hot (or probability) rows as they are, integer labels (one
+    per row of scores) made one-hot. Integer-typed labels can only be the latter."""
+    if not isinstance(labels, Node) or not isinstance(scores, Node):
+        raise GraphError(f"{what}: the scores and the labels must be graph values")
+    if integer_input(labels) is not None and labels.shape != scores.shape[:-1]:
+        raise ShapeError(f"{what}: integer labels of shape {format_shape(labels.shape)} do not fit logits of shape "
+                         f"{format_shape(scores.shape)}: one label per row, shape {format_shape(scores.shape[:-1])}")
     if labels.shape == scores.shape:
         return labels
     if labels.shape == scores.shape[:-1]:

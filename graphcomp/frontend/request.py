@@ -12,7 +12,8 @@ from typing import Sequence
 
 from ..codegen import loss_name, wrt_leaves
 from ..errors import GraphError
-from ..ir import Graph
+from ..ir import Graph, Node, format_shape
+from ..ops.indexing import integer_misuse
 from ..templates.runtime.settings import SETTINGS, setting_problems
 
 DTYPES = ("float64", "float32")
@@ -36,7 +37,7 @@ def check_request(graph: Graph, wrt: Sequence[str] | None, loss: str | None, dty
         raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
     if dtype not in DTYPES:
         raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    wrt_leaves(graph, wrt)
+    _check_integers(graph, wrt_leaves(graph, wrt), wrt is None)
     loss_name(graph, loss)
     _check_scoring(graph, predict, target)
     unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
@@ -46,6 +47,23 @@ def check_request(graph: Graph, wrt: Sequence[str] | None, loss: str | None, dty
         raise GraphError(f"training setting {key} {problem}")
 
 
+def _check_integers(graph: Graph, leaves: list[Node], by_default: bool) -> None:
+    """Integer inputs are ids and labels: never differentiated, and read only by the ops that read ids
+    (take, one-hot labels) and by slices and reshapes of them."""
+    integers = [leaf.name for leaf in leaves if leaf.is_integer_input]
+    if integers:
+        names = ", ".join(map(repr, integers))
+        raise GraphError(f"wrt: input(s) {names} hold integers (ids, labels), which have no gradient; "
+                         + ("the graph has no params, so every input would be differentiated: name wrt=[...] "
+                            "without them" if by_default else "differentiate with respect to params or float inputs"))
+    misuse = integer_misuse(graph.nodes())
+    if misuse is not None:
+        node, source = misuse
+        raise GraphError(f"input {source.name!r} holds integers ({source.attr('dtype')}): {node.op} cannot compute "
+                         "with it; integer inputs are ids (gc.take, gc.embedding) and class labels "
+                         "(gc.softmax_cross_entropy, gc.one_hot), and may be sliced or reshaped")
+
+
 def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> None:
     if (predict is None) != (target is None):
         raise GraphError("accuracy needs both predict (an output) and target (an input)")
@@ -53,3 +71,8 @@ def _check_scoring(graph: Graph, predict: str | None, target: str | None) -> Non
         raise GraphError(f"predict {predict!r} is not an output of graph {graph.name!r}; outputs: {', '.join(graph.outputs)}")
     if target is not None and target not in graph.inputs:
         raise GraphError(f"target {target!r} is not an input of graph {graph.name!r}; inputs: {', '.join(graph.inputs)}")
+    if target is not None and graph.inputs[target].is_integer_input:  # a class per row, or per position
+        scores, labels = graph.outputs[predict].shape, graph.inputs[target].shape
+        if labels != scores[:-1]:
+            raise GraphError(f"target {target!r} of shape {format_shape(labels)} holds integer labels, which must "
+                             f"have the shape of predict {predict!r} {format_shape(scores)} without its last axis")

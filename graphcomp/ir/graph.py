@@ -26,7 +26,12 @@ OPS: dict[str, Any] = {}
 DISPLAYS: dict[str, Any] = {}
 
 LEAF_OPS = ("input", "param", "const")
-INITS = ("xavier", "kaiming", "zeros", "normal")
+# "standard_normal" is N(0, 1), PyTorch's nn.Embedding; "uniform" is U(-1/√fan_in, 1/√fan_in), PyTorch's
+# nn.Linear (its weight and its bias both read the layer's fan-in).
+INITS = ("xavier", "kaiming", "zeros", "normal", "standard_normal", "uniform")
+# The dtypes an input may hold: "float" is the module's dtype (float64 or float32, chosen at compile time);
+# integers are indices (gc.take) and class labels, never differentiated.
+INPUT_DTYPES = ("float", "int64", "int32")
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +60,11 @@ class Node:
     @property
     def is_leaf(self) -> bool:
         return self.op in LEAF_OPS
+
+    @property
+    def is_integer_input(self) -> bool:
+        """An input declared with an integer dtype: indices or class labels, never differentiated."""
+        return self.op == "input" and self.attr("dtype") is not None
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
@@ -212,17 +222,30 @@ class Graph:
         self._labels_seen: set[str] = set()
 
     # ---- leaves -------------------------------------------------------
-    def input(self, name: str, shape: Any = ()) -> Node:
-        """A value given at each call, e.g. `shape=(None, 4)` for a batch of 4-vectors."""
+    def input(self, name: str, shape: Any = (), dtype: str = "float") -> Node:
+        """A value given at each call, e.g. `shape=(None, 4)` for a batch of 4-vectors, or
+        `shape=(None, 8), dtype="int64"` for a batch of 8 token ids. An integer input carries its dtype
+        as an attribute (a float input none, so that float graphs are what they always were); the
+        generated module checks at run time that it is given integers."""
         shape = check_shape(shape, f"input {name!r}", allow_batch=True)
-        return self._leaf(Node("input", (), (), shape, self._new_name(name, "input")))
+        if dtype not in INPUT_DTYPES:
+            raise GraphError(f"input {name!r}: unknown dtype {dtype!r}; choose one of {', '.join(INPUT_DTYPES)}")
+        attrs = () if dtype == "float" else (("dtype", dtype),)
+        return self._leaf(Node("input", (), attrs, shape, self._new_name(name, "input")))
 
-    def param(self, name: str, shape: Any = (), init: str = "xavier") -> Node:
-        """A trained value, created by the generated `init_params`."""
+    def param(self, name: str, shape: Any = (), init: str = "xavier", fan_in: int | None = None) -> Node:
+        """A trained value, created by the generated `init_params`. `fan_in`: the fan-in the "uniform"
+        init reads (a bias has none of its own; gc.linear gives it its layer's); by default the shape's."""
         shape = check_shape(shape, f"param {name!r}", allow_batch=False)
         if init not in INITS:
             raise GraphError(f"param {name!r}: unknown init {init!r}; choose one of {', '.join(INITS)}")
-        return self._leaf(Node("param", (), (("init", init),), shape, self._new_name(name, "param")))
+        attrs: tuple = (("init", init),)
+        if fan_in is not None:
+            if init != "uniform" or not isinstance(fan_in, int) or isinstance(fan_in, bool) or fan_in < 1:
+                raise GraphError(f"param {name!r}: fan_in must be a positive int, given with init='uniform'; "
+                                 f"got fan_in={fan_in!r} with init={init!r}")
+            attrs += (("fan_in", fan_in),)
+        return self._leaf(Node("param", (), attrs, shape, self._new_name(name, "param")))
 
     # ---- names --------------------------------------------------------
     def let(self, name: str, node: Node) -> Node:

@@ -15,6 +15,7 @@ TARGET = None              # the input holding the true labels
 THRESHOLD = 0.5
 TRAINING: dict = {}        # defaults of the command line's train
 LABELS: dict = {}          # inputs that hold class labels -> number of classes
+INTEGERS: dict = {}        # integer inputs -> (their dtype, how many rows or classes their ids pick, or None)
 NEEDS: dict = {}           # output -> the inputs it is computed from
 GRADIENT_ARGS: tuple = ()  # _gradients' arguments after xp, in order
 USES_DROPOUT = False       # _gradients takes a random generator first (for dropout masks)

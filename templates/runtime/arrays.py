@@ -1,8 +1,9 @@
 """How every generated module reads the arrays it is given: names, shapes, numbers of examples, class
-labels and finite values checked once, each array made one of DTYPE in its own library's namespace."""
+labels, integer ids and finite values checked once, each array made one of DTYPE (an integer input one
+of its integer dtype) in its own library's namespace."""
 import numpy as np
 
-from ._model import DTYPE, INPUTS, LABELS, NEEDS, OUTPUTS, PARAMS, forward
+from ._model import DTYPE, INPUTS, INTEGERS, LABELS, NEEDS, OUTPUTS, PARAMS, forward
 
 
 def _forward_without(absent, arrays):
@@ -15,15 +16,16 @@ def _forward_without(absent, arrays):
     xp = _namespace(given)
     examples = next((np.shape(value)[0] for name, value in arrays.items()
                      if name in INPUTS and INPUTS[name][:1] == (None,) and np.ndim(value)), 1)
-    filled = {name: xp.zeros(tuple(examples if d is None else d for d in INPUTS[name]), dtype=_dtype(xp))
-              for name in absent}
+    filled = {name: xp.zeros(tuple(examples if d is None else d for d in INPUTS[name]),
+                             dtype=getattr(xp, INTEGERS[name][0]) if name in INTEGERS else _dtype(xp))
+              for name in absent}  # an absent integer input: id 0, a row every table has
     outputs = forward(**arrays, **filled)
     return {name: outputs[name] for name in wanted}
 
 
 def _read(caller, arrays, names):
-    """[xp, *arrays]: the namespace of the arrays `names`, then each as an array of DTYPE, after
-    checking names, shapes, numbers of examples and class labels."""
+    """[xp, *arrays]: the namespace of the arrays `names`, then each as an array of DTYPE (an integer
+    input of its integer dtype), after checking names, shapes, numbers of examples, class labels and ids."""
     shapes = {**INPUTS, **PARAMS}
     unknown = sorted(set(arrays) - set(shapes))
     if unknown:
@@ -37,7 +39,7 @@ def _read(caller, arrays, names):
     xp = _namespace([arrays[name] for name in names])
     values, examples, lengths = [xp], {}, {}
     for name in names:
-        value = _as_array(xp, caller, name, arrays[name])
+        value = (_as_integers if name in INTEGERS else _as_array)(xp, caller, name, arrays[name])
         expected = shapes[name]
         if value.ndim != len(expected) or any(isinstance(want, int) and want != got for want, got in zip(expected, value.shape)):
             raise ValueError(f"{caller}(): array {name!r} has shape {tuple(value.shape)}, expected {_shape_text(expected)}")
@@ -48,6 +50,8 @@ def _read(caller, arrays, names):
             examples[name] = value.shape[expected.index(None)]
         if name in LABELS:
             _check_labels(xp, caller, name, value)
+        if name in INTEGERS:
+            _check_ids(xp, caller, name, value)
         values.append(value)
     if len(set(examples.values())) > 1:
         raise ValueError(f"{caller}(): arrays hold different numbers of examples: "
@@ -128,6 +132,38 @@ def _as_array(xp, caller, name, value):
                         "was compiled for" + (": enable JAX's 64-bit mode (jax.config.update('jax_enable_x64', True)) "
                                               "or compile with dtype='float32'" if "jax" in xp.__name__ else ""))
     return array
+
+
+def _as_integers(xp, caller, name, value):
+    """A given value as an array of the integer input's dtype in the namespace xp. Anything but integers
+    (floats, even whole ones, and booleans) is refused: an id computed in floats is a mistake upstream."""
+    dtype = INTEGERS[name][0]
+    if getattr(value, "requires_grad", False):
+        value = value.detach()
+    try:
+        array = np.asarray(value) if xp is _NP else xp.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{caller}(): array {name!r} is not numeric: {value!r:.60}") from None
+    integral = array.dtype.kind in "iu" if xp is _NP else (
+        xp.isdtype(array.dtype, "integral") and not xp.isdtype(array.dtype, "bool"))
+    if not integral:
+        first = _numpy(array).reshape(-1)[:1].tolist()
+        raise ValueError(f"{caller}(): input {name!r} holds integer ids ({dtype}), but was given an array of "
+                         f"{array.dtype}" + (f" (first value {first[0]!r})" if first else "")
+                         + f"; pass integers, e.g. {name}.astype(np.int64)")
+    return array.astype(dtype, copy=False) if xp is _NP else xp.astype(array, getattr(xp, dtype))
+
+
+def _check_ids(xp, caller, name, value):
+    """Ids must pick a row of the table they index (class labels a class): 0 to INTEGERS[name][1] - 1,
+    where NumPy would read -1 as the last row and a library on a GPU might read past the table."""
+    rows = INTEGERS[name][1]
+    if rows is None or not bool(xp.any((value < 0) | (value >= rows))):
+        return
+    values = _numpy(value)
+    position = tuple(int(k) for k in np.argwhere((values < 0) | (values >= rows))[0])
+    raise ValueError(f"{caller}(): input {name!r} holds {values[position]} at index {list(position)}; its ids "
+                     f"pick one of {rows} rows (or classes), 0 to {rows - 1}")
 
 
 def _check_labels(xp, caller, name, value):

@@ -2,7 +2,7 @@
 their names and shapes checked, and data sets in .npz or .csv."""
 import numpy as np
 
-from ._model import DTYPE, INPUTS, PARAMS
+from ._model import DTYPE, INPUTS, INTEGERS, PARAMS
 from .arrays import _check_finite, _numpy, _read
 
 
@@ -226,5 +226,7 @@ def _read_csv(path, required):
         if absent:
             raise ValueError(f"{path}: no column(s) {', '.join(absent[:3])}{' ...' if len(absent) > 3 else ''} for input {name!r}")
         values = rows[:, [position[c] for c in columns]]
+        if name in INTEGERS and np.all(values == np.round(values)):  # ids written as whole numbers
+            values = values.astype(INTEGERS[name][0])
         data[name] = values.reshape((len(rows),) + tuple(shape[1:])) if shape[:1] == (None,) else values[0].reshape(shape)
     return data

@@ -23,6 +23,33 @@ def _unindex(xp, grad, like, index):
     return _added(xp.zeros_like(like), index, grad)
 
 
+def _take(xp, table, ids):
+    """The rows of table that the integer ids pick: shape ids.shape + table.shape[1:]. The standard's
+    take reads one axis of ids, so other libraries pick from the ids laid flat."""
+    if xp is _NP:
+        return table[ids]
+    picked = xp.take(table, xp.reshape(ids, (-1,)), axis=0)
+    return xp.reshape(picked, tuple(ids.shape) + tuple(table.shape[1:]))
+
+
+def _take_grad(xp, grad, table, ids):
+    """The gradient of table[ids]: each row of grad added into the row its id names, so a row picked
+    twice gets both. NumPy adds in place (np.add.at); other libraries, whose `out[ids] += grad` keeps
+    only one of repeated ids, multiply the one-hot rows of the ids into grad."""
+    if xp is _NP:
+        out = np.zeros_like(table)
+        np.add.at(out, ids, grad)
+        return out
+    flat = xp.reshape(ids, (-1,))
+    hits = xp.astype(flat[:, None] == xp.arange(table.shape[0], dtype=flat.dtype, device=_device(xp, flat)),
+                     grad.dtype)
+    width = 1
+    for size in table.shape[1:]:
+        width *= size
+    rows = xp.reshape(grad, (flat.shape[0], width))
+    return xp.reshape(xp.matmul(xp.permute_dims(hits, (1, 0)), rows), tuple(table.shape))
+
+
 def _windows(xp, x, kh, kw, stride, padding):
     """Every kh x kw patch of x (N, C, H, W), shaped (N, C, OH, OW, kh, kw): a strided view with NumPy,
     strided slices stacked elsewhere (the Array API standard has no window views)."""

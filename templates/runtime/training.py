@@ -2,7 +2,7 @@
 state of a run (to resume it), Ctrl-C and divergence, scoring, and other array libraries."""
 import numpy as np
 
-from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED, USES_DROPOUT,
+from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED, USES_DROPOUT,
                      _gradients, forward)
 from .arrays import _NP, _numpy, _read, _check_finite
 from .files import _save_run, _writable
@@ -133,8 +133,8 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         total += loss * len(rows)
         if PREDICT is not None:
             target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows)
-            correct += _correct(outputs[PREDICT], target)
-            counted += len(rows)
+            matches, positions = _correct(outputs[PREDICT], target)
+            correct, counted = correct + matches, counted + positions
         if ctrl_c.pressed:
             raise KeyboardInterrupt
     for name in TRAINED:
@@ -318,7 +318,8 @@ def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
 
 
 def _correct(prediction, target):
-    """How many predictions match their targets (classes: argmax; one column: THRESHOLD)."""
+    """(how many predictions match their targets, how many were made): classes by argmax, one per row
+    of a prediction (N, V) or per position of a sequence's (N, T, V); one column by THRESHOLD."""
     prediction, target = _numpy(prediction), _numpy(target)
     if prediction.ndim >= 2 and prediction.shape[-1] > 1:
         guessed = prediction.argmax(axis=-1)
@@ -326,7 +327,7 @@ def _correct(prediction, target):
     else:
         guessed = (prediction > THRESHOLD).reshape(len(prediction), -1)
         truth = (target > 0.5).reshape(len(target), -1)
-    return int(np.sum(guessed == truth))
+    return int(np.sum(guessed == truth)), int(np.size(guessed))
 
 
 def _scores(params, data, prefix):
@@ -336,7 +337,8 @@ def _scores(params, data, prefix):
     outputs = forward(**data, **params)
     scores = {prefix + "loss": outputs[LOSS]}
     if PREDICT is not None:
-        scores[prefix + "accuracy"] = _correct(outputs[PREDICT], data[TARGET]) / np.shape(data[TARGET])[0]
+        matches, positions = _correct(outputs[PREDICT], data[TARGET])
+        scores[prefix + "accuracy"] = matches / positions
     return scores
 
 
@@ -392,7 +394,8 @@ def _on_backend(backend, arrays):
         library = importlib.import_module(BACKENDS[backend])
     except ImportError:
         raise ValueError(f"backend {backend!r} needs {BACKENDS[backend].split('.')[0]}, which is not installed") from None
-    return {name: library.asarray(np.asarray(_numpy(value), dtype=DTYPE)) for name, value in arrays.items()}
+    return {name: library.asarray(np.asarray(_numpy(value), dtype=None if name in INTEGERS else DTYPE))
+            for name, value in arrays.items()}  # integer inputs as given: _read checks they are integers
 
 
 def _lazy(xp):
