@@ -127,12 +127,14 @@ def _leaves(graph: Graph, data: dict, file: str) -> dict[str, int]:
     classes: dict[str, int] = {}
     for name, entry in _table(data, "inputs", file).items():
         where = f"inputs.{name}"
-        if isinstance(entry, dict):
-            _only(entry, {"shape", "classes"}, file, where)
+        dtype = "float"
+        if isinstance(entry, dict):  # ids = { shape = ["N", 8], dtype = "int64" }
+            _only(entry, {"shape", "classes", "dtype"}, file, where)
             if "classes" in entry:
                 classes[name] = _positive_int(entry["classes"], file, f"{where}.classes")
+            dtype = entry.get("dtype", dtype)
             entry = entry.get("shape", [])
-        guard(file, where, lambda: graph.input(name, _shape(entry, file, where)))
+        guard(file, where, lambda: graph.input(name, _shape(entry, file, where), dtype=dtype))
     for name, entry in _table(data, "params", file).items():
         where = f"params.{name}"
         if not isinstance(entry, dict):
