@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
+from ..ops.norm import batch_norm_axes, standardized
 from ..ops.indexing import as_ids
 
 Axis = Any  # None, an int, or a tuple of ints
@@ -22,6 +23,7 @@ __all__ = [
     "minimum",
     "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient", "take",
     "conv2d", "max_pool2d", "dropout",
+    "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
 ]
 
 
@@ -207,3 +209,63 @@ def _flag(what: str, **values: Any) -> bool:
     if value not in (True, False):
         raise GraphError(f"{what}: {name} must be True or False, got {value!r}")
     return builtins.bool(value)
+
+# ---------------------------------------------------------------- normalisation, GELU, attention
+
+def layer_norm(x: Node, gamma: Node, beta: Node, *, axis: int = -1, eps: float = 1e-5) -> Node:
+    """γ ⊙ (x - μ)/sqrt(var + eps) + β with μ and the biased variance over the axes from `axis` to the
+    last (PyTorch's layer_norm over x.shape[axis:]); γ and β have the shape of those axes."""
+    if not isinstance(axis, int) or isinstance(axis, builtins.bool) or not -x.ndim <= axis < x.ndim:
+        raise GraphError(f"layer_norm: axis must be an axis of shape {format_shape(x.shape)}, got {axis!r}")
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    xhat, sigma = standardized(x, axes, _positive_real("layer_norm", eps=eps), "layer_norm")
+    return apply("layer_norm", x, gamma, beta, xhat, sigma, axis=axes)
+
+
+def batch_norm(x: Node, gamma: Node, beta: Node, *, axis: int = 0, eps: float = 1e-5) -> Node:
+    """Batch normalisation with the batch's statistics (PyTorch's BatchNorm1d in training mode, with the
+    channels last): μ and the biased variance per channel, over the batch axis `axis` and every later
+    axis but the last ((N, C): axis 0; (N, T, C): axes 0 and 1); γ and β have shape (C,)."""
+    if not isinstance(axis, int) or isinstance(axis, builtins.bool) or not -x.ndim <= axis < x.ndim - 1 or axis == -1:
+        raise GraphError(f"batch_norm: axis must be an axis before the channels (the last) of shape "
+                         f"{format_shape(x.shape)}, got {axis!r}")
+    axes = batch_norm_axes(x.shape, axis % x.ndim)
+    xhat, sigma = standardized(x, axes, _positive_real("batch_norm", eps=eps), "batch_norm")
+    return apply("batch_norm", x, gamma, beta, xhat, sigma, axis=axes)
+
+
+def _positive_real(what: str, **values: Any) -> float:
+    value = _real(what, **values)
+    if not (math.isfinite(value) and value > 0):
+        raise GraphError(f"{what}: {next(iter(values))} must be a positive number, got {value!r}")
+    return value
+
+
+def gelu(x: Node, approximate: str = "tanh") -> Node:
+    """GELU as GPT-2 computes it: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))). The exact form with erf
+    (approximate="none") is not available: the generated code has no erf of float64 accuracy."""
+    if approximate != "tanh":
+        raise GraphError(f"gelu: approximate must be \"tanh\" (GPT-2's form), got {approximate!r}; the exact "
+                         "erf form (approximate=\"none\") is not supported")
+    return apply("gelu", x)
+
+
+def causal_mask(scores: Node) -> Node:
+    """The scores with every entry above the diagonal of the last two axes set to -inf, so that a
+    softmax after it gives position i weight on positions j <= i only. The last two axes must be one
+    length (a number, or the same run-time name such as "T")."""
+    return scores + apply("causal_mask", scores)
+
+
+def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
+    """Scaled dot-product attention softmax(q kᵀ/√d) v over the last two axes (any leading axes, such
+    as (N, H, T, d) for several heads), with the causal mask before the softmax unless causal=False.
+    A composite: its gradient is the softmax's, matmul's and transpose's."""
+    _flag("attention", causal=causal)
+    if q.ndim < 2 or not isinstance(q.shape[-1], int):
+        raise ShapeError(f"attention: q must be (..., T, d) with a known d, got {format_shape(q.shape)}")
+    swapped = tuple(range(k.ndim - 2)) + (k.ndim - 1, k.ndim - 2)
+    scores = matmul(q, transpose(k, swapped)) / math.sqrt(q.shape[-1])
+    if causal:
+        scores = causal_mask(scores)
+    return matmul(apply("softmax", scores, axis=-1), v)

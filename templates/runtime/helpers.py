@@ -206,3 +206,27 @@ def _expect_shape(value, expected, name):
     if shape != expected:
         raise ValueError(f"check_shapes: {name} = {_CHECKED_LINES[name]} computed shape {shape}, "
                          f"but the graph gives {name} the shape {expected}")
+
+
+def _variance(xp, x, mean, axis):
+    """The biased variance of a normalisation (batch norm, layer norm), mean((x - mean)²) over `axis`,
+    kept; refused when each statistic has one value (a batch of one example): x̂ would be 0 everywhere."""
+    count = 1
+    for a in (axis,) if isinstance(axis, int) else axis:
+        count *= x.shape[a]
+    if count < 2:
+        raise ValueError(f"normalisation (batch_norm, layer_norm): the statistics over axis {axis} of an array of shape "
+                         f"{tuple(x.shape)} takes the statistics of one value each (every x̂ would be 0); "
+                         "give a batch of 2 or more examples")
+    centred = x - mean
+    return xp.mean(centred * centred, axis=axis, keepdims=True)
+
+
+def _causal_mask(xp, scores):
+    """0 on and below the diagonal of the last two axes of scores (T, T), -inf above it: added to
+    attention scores, it keeps each position from attending to later ones."""
+    t = scores.shape[-1]
+    device = _device(xp, scores)
+    later = xp.arange(t, device=device)[None, :] > xp.arange(t, device=device)[:, None]
+    zeros = xp.zeros((t, t), dtype=scores.dtype, device=device)
+    return xp.where(later, xp.full((t, t), -xp.inf, dtype=scores.dtype, device=device), zeros)
