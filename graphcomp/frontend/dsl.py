@@ -12,8 +12,8 @@ from typing import Any
 
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
-from ..ops.norm import batch_norm_axes, standardized
 from ..ops.indexing import as_ids
+from ..ops.norm import batch_norm_axes, standardized
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -209,6 +209,7 @@ def _flag(what: str, **values: Any) -> bool:
     if value not in (True, False):
         raise GraphError(f"{what}: {name} must be True or False, got {value!r}")
     return builtins.bool(value)
+
 
 # ---------------------------------------------------------------- normalisation, GELU, attention
 
