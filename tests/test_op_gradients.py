@@ -93,6 +93,18 @@ UNARY = [
 ]
 CASES += [(f"{name} {label}", [shape], build, domain)
           for name, build, domain in UNARY for label, shape in (("scalar", ()), ("batched", (None, 4)))]
+# Normalisation, GELU and attention (graphcomp/ops/norm.py, attention.py).
+CASES += [
+    ("layer_norm", [(None, 4), (4,), (4,)], lambda a, b, c: gc.layer_norm(a, b, c), (-2, 2)),
+    ("layer_norm sequence", [(None, 2, 3), (3,), (3,)], lambda a, b, c: gc.layer_norm(a, b, c), (-2, 2)),
+    ("batch_norm", [(None, 4), (4,), (4,)], lambda a, b, c: gc.batch_norm(a, b, c), (-2, 2)),
+    ("batch_norm sequence", [(None, 2, 3), (3,), (3,)], lambda a, b, c: gc.batch_norm(a, b, c), (-2, 2)),
+    ("gelu scalar", [()], gc.gelu, (-3, 3)),
+    ("gelu batched", [(None, 4)], gc.gelu, (-3, 3)),
+    ("causal_mask then softmax", [(None, 3, 3)], lambda a: gc.softmax(gc.causal_mask(a)), (-2, 2)),
+    ("attention causal heads", [(None, 2, 3, 2)] * 3, gc.attention, (-1, 1)),
+    ("attention", [(None, 3, 2), (None, 4, 2), (None, 4, 3)], lambda q, k, v: gc.attention(q, k, v, causal=False), (-1, 1)),
+]
 
 
 def concrete(shape):
