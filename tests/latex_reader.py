@@ -1,4 +1,4 @@
-"""An independent reader of graphcomp's printed LaTeX: it parses the text and evaluates it with NumPy.
+r"""An independent reader of graphcomp's printed LaTeX: it parses the text and evaluates it with NumPy.
 
 It shares no code with the renderer: it knows the notation only as the README states it, so a
 formula that prints wrong (a dropped step, a product read the wrong way, an undefined symbol)
@@ -9,6 +9,12 @@ Notation: juxtaposition is the matrix product (a plain product where an operand 
 a b^T of two vectors is their outer product; ⊙ and · are elementwise products; 1^T A sums over
 the first axis; 1_x is ones shaped like x; 1[c] is 1 where c holds; N is the batch size; named
 operators carry their axes, shape or settings as a subscript.
+
+Loops: T is the number of steps. An equation whose left side is indexed by t (h_{t}, \bar{h}_{t-1},
+\delta_{t}^{(2)}) holds at every step t (or at those its `\qquad t = 1, \dots, T` says), so h_{3} is
+its right side with t = 3; T in an index is the number of steps (h_{T}). `A = \operatorname{stack}_{
+\text{axis } a}(s_{1}, \dots, s_{T})` says that s_{t} is A's t-th slice along axis a (A known), or
+what A is (A otherwise). `\sum_{t=1}^{T} {...}` sums the group over the steps.
 """
 from __future__ import annotations
 
@@ -44,24 +50,86 @@ class Reader:
     """Evaluates equations given the leaves' arrays; symbols defined by other equations are
     evaluated on demand."""
 
-    def __init__(self, values: dict[str, np.ndarray], batch: int) -> None:
+    def __init__(self, values: dict[str, np.ndarray], batch: int, steps: int | None = None) -> None:
         self.values = {_canonical(k): np.asarray(v, dtype=float) for k, v in values.items()}
-        self.batch = batch
+        self.batch, self.steps = batch, steps
         self.definitions: dict[str, str] = {}
+        self.templates: list[tuple[re.Pattern, int, str, tuple | None]] = []  # (left side, offset, right side, steps)
+        self.stacks: dict[str, tuple[str, int]] = {}   # element stem -> (array, axis)
+        self.stacked: dict[str, str] = {}               # array -> stack(s_1, ..., s_T)
         self._busy: set[str] = set()
 
     def define(self, pairs: list[tuple[str, str]]) -> None:
         for lhs, rhs in pairs:
+            rhs, span = self._span(rhs)
+            stack = _STACK.fullmatch(rhs.strip())
+            if stack:  # defines the steps' values (A known) or A (read when A has no other definition)
+                self.stacks[stack.group(2) + "|" + stack.group(3)] = (lhs, int(stack.group(1)))
+                self.stacked.setdefault(lhs, rhs)
+                continue
+            template = re.search(r"_\{t([+-]\d+)?\}", lhs)
+            if template:
+                pattern = re.compile(re.escape(lhs[:template.start()]) + r"_\{(-?\d+)\}" + re.escape(lhs[template.end():]))
+                self.templates.append((pattern, int(template.group(1) or 0), rhs, span))
+                continue
+            lhs = self._concrete(lhs)
             if lhs in self.definitions and self.definitions[lhs] != rhs:
                 raise ReadError(f"{lhs} is defined twice, differently")
             self.definitions[lhs] = rhs
 
+    def _span(self, rhs: str) -> tuple[str, tuple | None]:
+        """The right side without its `\\qquad t = a, \\dots, b`, and (a, b) as numbers."""
+        match = re.search(r"\\qquad\s*t\s*=\s*([^,]+),\s*\\dots,\s*(.+)$", rhs)
+        if not match:
+            return rhs, None
+        ends = sorted(self._index(match.group(k)) for k in (1, 2))
+        return rhs[:match.start()], tuple(ends)
+
+    def _index(self, text: str) -> int:
+        match = re.fullmatch(r"\s*(T|\d+)\s*(?:([+-])\s*(\d+))?\s*", text)
+        if not match or (match.group(1) == "T" and self.steps is None):
+            raise ReadError(f"not a step: {text!r}")
+        base = self.steps if match.group(1) == "T" else int(match.group(1))
+        return base + (int(match.group(3)) * (1 if match.group(2) == "+" else -1) if match.group(2) else 0)
+
+    def _concrete(self, symbol: str) -> str:
+        """A symbol with T in its index written as a number: h_{T} is h_{5} for 5 steps."""
+        if self.steps is None:
+            return symbol
+        return re.sub(r"_\{(T(?:[+-]\d+)?)\}", lambda m: f"_{{{self._index(m.group(1))}}}", symbol)
+
+    def _by_time(self, symbol: str) -> str | None:
+        """The right side that defines a symbol at a step (h_{3}), with t written as its number."""
+        for pattern, offset, rhs, span in self.templates:
+            match = pattern.fullmatch(symbol)
+            if match:
+                t = int(match.group(1)) - offset
+                if span is None or span[0] <= t <= span[1]:
+                    return bind(rhs, t)
+        return None
+
+    def _sliced(self, symbol: str) -> np.ndarray | None:
+        """s_{k} of a stacked array A = stack(s_1, ..., s_T): A's k-th slice along its axis."""
+        match = re.fullmatch(r"(.*)_\{(\d+)\}(.*)", symbol)
+        if not match or match.group(1) + "|" + match.group(3) not in self.stacks:
+            return None
+        array, axis = self.stacks[match.group(1) + "|" + match.group(3)]
+        return np.take(self.value(array), int(match.group(2)) - 1, axis=axis)
+
     def value(self, symbol: str) -> np.ndarray:
-        symbol = _canonical(symbol)
+        symbol = self._concrete(_canonical(symbol))
         if symbol in self.values:
             return self.values[symbol]
         if symbol not in self.definitions:
-            raise ReadError(f"undefined symbol {symbol}")
+            by_time = self._by_time(symbol)
+            if by_time is not None or symbol in self.stacked:
+                self.definitions[symbol] = by_time if by_time is not None else self.stacked[symbol]
+            else:
+                sliced = self._sliced(symbol)
+                if sliced is None:
+                    raise ReadError(f"undefined symbol {symbol}")
+                self.values[symbol] = sliced
+                return sliced
         if symbol in self._busy:
             raise ReadError(f"{symbol} is defined in terms of itself")
         self._busy.add(symbol)
@@ -79,6 +147,15 @@ class Reader:
 
 
 # ---------------------------------------------------------------- the parser
+
+_STACK = re.compile(r"\\operatorname\{stack\}_\{\\text\{axis \}\s*(\d+)\}\\left\((.+?)_\{1\}(\S*),\s*\\dots,\s*\2_\{T\}\3\\right\)")
+
+
+def bind(text: str, t: int) -> str:
+    """`text` at step t: every index t, t-1, t+1 written as its number."""
+    return re.sub(r"_\{\s*t\s*(?:([+-])\s*(\d+))?\s*\}",
+                  lambda m: f"_{{{t + (int(m.group(2)) * (1 if m.group(1) == '+' else -1) if m.group(1) else 0)}}}", text)
+
 
 _SYMBOL = re.compile(r"(\\bar\{(?:\\hat\{[A-Za-z]\}|\\[A-Za-z]+|[A-Za-z])\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}"
                      r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega)"
@@ -208,6 +285,11 @@ class _Parser:
             return np.sqrt(self.sub(self.braced()))
         if self.take(r"e\^"):
             return np.exp(self.sub(self.braced()))
+        if self.take(r"\\sum_\{t=1\}\^\{T\}"):  # over the steps: the group at t = 1, ..., T
+            if self.reader.steps is None:
+                raise ReadError("a sum over steps, but the number of steps T is not given")
+            body = self.braced()
+            return sum(self.sub(bind(body, t)) for t in range(1, self.reader.steps + 1))
         if self.take(r"\\sum"):
             return np.sum(self.power())
         extremum = self.take(r"\\(max|min)")
@@ -303,6 +385,14 @@ class _Parser:
         name = self.expect(r"\\operatorname\{(\w+)\}").group(1)
         subscript = self.braced() if self.take(r"_") else ""
         superscript = self.braced() if self.take(r"\^") else ""
+        if name == "stack":  # stack(s_1, ..., s_T): every step's value, along the axis
+            first, _, last = _split(self.group_text())
+            stem = re.fullmatch(r"(.*)_\{1\}(.*)", first.strip())
+            if stem is None or self.reader.steps is None or last.strip() != f"{stem.group(1)}_{{T}}{stem.group(2)}":
+                raise ReadError(f"not a stack of steps 1 to T: {first}, ..., {last}")
+            axis = _axes(subscript)[0][0]
+            return np.stack([self.reader.value(f"{stem.group(1)}_{{{t}}}{stem.group(2)}")
+                             for t in range(1, self.reader.steps + 1)], axis=axis)
         args = self.arguments()
         return _operator(name, subscript, superscript, args, self)
 

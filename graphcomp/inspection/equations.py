@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from dataclasses import replace
 
 import sympy as sp
 
@@ -21,6 +22,8 @@ from ..ir import Node, toposort
 from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
 from ..ops.nn import softmax_of
+from .loop_equations import LoopEquations, forward_of, loops_of, nested, result_symbols
+from .loop_names import LoopNames, time_pattern
 from .mathml import Formulas
 
 
@@ -81,49 +84,80 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
     The equations are the generated gradients()'s, under the code's names (d_a1 is \\bar{a}_{1}, t3 is
     t_{3}), written as a person would: the gradients of your named values and leaves keep equations
     of their own; an unnamed value used once, or a short unnamed forward value, is written where it
-    is used. tests/latex_reader.py evaluates every one of them.
+    is used. A loop is written as its recursion over time (loop_equations.py): h_T is the last carry,
+    \\bar{W} = \\sum_t ... the gradient of a param it shares. tests/latex_reader.py evaluates every one of them.
     """
-    listing, equations = model.listing, {}
+    loops = loops_of(model)
+    names = LoopNames(loops, dict(model.listing.symbols))
+    results = result_symbols(model, names)
+    listing = replace(model.listing, symbols={**model.listing.symbols, **results})
+    return {name: _leaf_equations(model, listing, name, names, results) for name in model.wrt}
+
+
+def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames,
+                    results: dict[Node, str]) -> list[tuple[str, str]]:
+    """One leaf's equations (see `gradient_equations`)."""
+    forward = set(model.compiled_graph.nodes())
+    grad = model.backward.gradients[model.compiled_graph.leaves[name]]
+    nodes = _slice(model, grad)
+    writer = _EquationWriter(listing, _inlined(model, nodes, grad, _EquationWriter(listing, set())))
+    backward = [(listing.symbols[n], writer.render(n)) for n in reversed(nodes) if n not in forward and n not in writer.inline]
+    involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]  # derivatives first
+    if any(nested(forward_of(loop)) for loop in involved):
+        return [(bar(name), NESTED)]
+    equations = LoopEquations(model, names, writer, results)
+    loop_lines = {loop: equations.lines(loop) for loop in involved}
+    patterns = {line.lhs: line.pattern for lines in loop_lines.values() for line in lines}
+    patterns.update({symbol: time_pattern(symbol) for symbol in results.values()})  # \bar{h}_T, used at t
+    lines = [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is not None for line in loop_lines[loop]]
+    lines += backward
+    own = next((k for k, (lhs, _) in enumerate(lines) if lhs == bar(name)), None)
+    if own is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
+        lines.insert(0, lines.pop(own))
+    else:
+        lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
+    lines += [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is None for line in loop_lines[loop]]
+    lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
+    return _referenced(lines, patterns)
+
+
+NESTED = r"\text{computed by the generated loops over time (a loop inside a loop's step: graphcomp compile shows the code)}"
+
+
+def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: "_EquationWriter") -> set[Node]:
+    """The values of one gradient's slice written where they are used rather than by a symbol."""
     forward = set(model.compiled_graph.nodes())
     # gradients that keep an equation of their own: those of your named values and of leaves
     kept = {adjoint for value, adjoint in model.backward.adjoints.items()
             if value.is_leaf or model.compiled_graph.name_of(value) is not None}
-    for name in model.wrt:
-        leaf = model.compiled_graph.leaves[name]
-        grad = model.backward.gradients[leaf]
-        nodes = _slice(model, grad)
-        writer = _EquationWriter(listing, set())
-        uses = Counter(x for m in nodes for x in m.inputs)
-        for n in nodes:  # in the code's order: a node's operands are decided before it
-            if n.op == "count":  # the batch size is N wherever it is used
-                writer.inline.add(n)
-                continue
-            if (n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None)
-                    or softmax_of(n) is not None):  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
-                continue
-            limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
-            if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
-                writer.inline.add(n)
-        backward = [n for n in reversed(nodes) if n not in forward and n not in writer.inline]
-        lines = [(listing.symbols[n], writer.render(n)) for n in backward]
-        if not lines or lines[0][0] != bar(name):
-            lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
-        lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
-        equations[name] = _referenced(lines)
-    return equations
+    uses = Counter(x for m in nodes for x in m.inputs)
+    for n in nodes:  # in the code's order: a node's operands are decided before it
+        if n.op == "count":  # the batch size is N wherever it is used
+            writer.inline.add(n)
+            continue
+        if (n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None)
+                or softmax_of(n) is not None):  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
+            continue
+        limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
+        if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
+            writer.inline.add(n)
+    return writer.inline
 
 
 def _as_text(value) -> str:
     return value if isinstance(value, str) else latex_number(value)
 
 
-def _referenced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The first equation and those whose symbol the kept ones use: no definition nobody reads."""
+def _referenced(lines: list[tuple[str, str]], patterns: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The first equation and those whose symbol the kept ones use: no definition nobody reads. A
+    loop's equation at step t is used by any use of its symbol at another step (`patterns`)."""
+    patterns = patterns or {}
     kept, changed = {0}, True
     while changed:
         changed = False
         for k, (lhs, _) in enumerate(lines):
-            if k not in kept and any(lhs in lines[j][1] for j in kept):
+            used = (lambda text, lhs=lhs: re.search(patterns[lhs], text)) if lhs in patterns else (lambda text, lhs=lhs: lhs in text)
+            if k not in kept and any(used(lines[j][1]) for j in kept):
                 kept.add(k)
                 changed = True
     return [line for k, line in enumerate(lines) if k in kept]
@@ -146,6 +180,7 @@ class _EquationWriter:
 
     def __init__(self, listing, inline: set[Node]) -> None:
         self.listing, self.inline = listing, inline
+        self.numbers: dict[Node, int | float] = {}  # values written as a number (a loop's running sum: 0)
         self._texts: dict[Node, str] = {}  # an inline decision is made before any user of the node renders
 
     def render(self, node: Node) -> str:
@@ -177,8 +212,8 @@ class _EquationWriter:
         for i, x in enumerate(node.inputs):
             while x.op == "stop_gradient" and x not in self.listing.symbols:
                 x = x.inputs[0]
-            if x.op == "const":
-                binding[placeholder(i)] = sympy_number(x.attr("value"))
+            if x.op == "const" or x in self.numbers:
+                binding[placeholder(i)] = sympy_number(x.attr("value") if x.op == "const" else self.numbers[x])
             elif x.op == "count":
                 binding[placeholder(i)] = _count(x)
             elif self._written_in_place(x) and OPS[x.op].has_formula and softmax_of(x) is None:
@@ -197,6 +232,8 @@ class _EquationWriter:
     def operand(self, node: Node) -> str | int | float:
         if node.op == "const":
             return node.attr("value")
+        if node in self.numbers:
+            return self.numbers[node]
         if node.op == "stop_gradient" and node not in self.listing.symbols:
             return self.operand(node.inputs[0])
         if node.op == "count" or self._written_in_place(node):
