@@ -266,6 +266,24 @@ CASES = [Case(op, op, shapes, lambda *xs, op=op: apply(op, *xs), reference, data
     Case("scan_result stacked", "scan_result", [(None, 4), (None, 5, 4)], lambda a, b: gc.scan(_step, a, b, axis=1)[1],
          lambda a, b: _loop(a, b)[1]),
 ]
+
+
+def normalised(x, gamma, beta, axes, eps=1e-5):
+    """γ ⊙ (x - μ)/sqrt(var + eps) + β, the statistics over `axes` (the biased variance)."""
+    return gamma * (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps) + beta
+
+
+CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, attention.py)
+    Case("variance", "variance", [(None, 2, 4)], lambda a: apply("variance", a, gc.mean(a, axis=(0, 1), keepdims=True),
+                                                                 axis=(0, 1)),
+         lambda a: a.var(axis=(0, 1), keepdims=True)),
+    Case("batch_norm", "batch_norm", [(None, 2, 3), (3,), (3,)], gc.batch_norm, lambda x, g, b: normalised(x, g, b, (0, 1))),
+    Case("layer_norm", "layer_norm", [(None, 2, 3), (3,), (3,)], gc.layer_norm, lambda x, g, b: normalised(x, g, b, 2)),
+    Case("gelu", "gelu", [(None, 3)], gc.gelu,
+         lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))),
+    Case("causal_mask", "causal_mask", [(None, 3, 3)], lambda a: apply("causal_mask", a),
+         lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, 0.0)),
+]
 # A loop (`scan`) is a tuple of arrays, emitted as a for block: the scan_result cases emit it.
 TUPLE_VALUED = {"scan"}
 
