@@ -262,3 +262,122 @@ def test_the_example_loads_as_a_spec_with_its_training_settings():
     spec = load(EXAMPLE)
     assert spec.loss == "loss" and spec.training["epochs"] == 40
     assert spec.graph.inputs["x"].shape == (None, "T", 1)
+
+
+def test_a_loop_may_walk_the_outputs_of_another_written_before_it_in_the_file():
+    text = LEAVES + """
+[outputs]
+loss = "sum(back.h * rnn.h) + sum(back.gs * w)"
+[scan.back]
+xs = { h_t = "rnn.hs" }
+axis = 1
+init = { h = "rnn.h" }
+step = { h = "tanh(h_t @ Wh + h @ Wh + b)" }
+ys = { gs = "h * h_t" }
+reverse = true
+[scan.rnn]
+xs = { x_t = "x" }
+axis = 1
+init = { h = "h0 + c0" }
+step = { h = "tanh(x_t @ Wx + h @ Wh + b)" }
+ys = { hs = "h" }
+"""
+    g = gc.Graph("m")
+    v = python_leaves(g)
+    forward = lambda h, x_t: (gc.tanh(x_t @ v["Wx"] + h @ v["Wh"] + v["b"]),) * 2  # noqa: E731
+
+    def backward(h, h_t):
+        h = gc.tanh(h_t @ v["Wh"] + h @ v["Wh"] + v["b"])
+        return h, h * h_t
+
+    hT, hs = gc.scan(forward, v["h0"] + v["c0"], v["x"], axis=1)
+    h_back, gs = gc.scan(backward, hT, hs, axis=1, reverse=True)
+    g.output("loss", gc.sum(h_back * hT) + gc.sum(gs * v["w"]))
+    assert_same_model(from_spec(text), g)
+
+
+# ------------------------------------------------------------------ bad tables: one line each
+
+BAD = """[inputs]
+x = ["N", "T", 2]
+h0 = ["N", 4]
+c0 = ["N", 4]
+v = ["N", 5, 2]
+[params]
+Wx = [2, 4]
+Wh = [4, 4]
+W3 = [2, 3]
+{extra}
+[scan.rnn]
+{scan}
+[outputs]
+{outputs}
+"""
+GOOD_OUTPUT = 'loss = "sum(rnn.h) + sum(rnn.hs)"'
+
+
+def loop(**changes) -> str:
+    """The lines of a good [scan.rnn] table with some keys changed (None: left out)."""
+    keys = dict(xs='{ x_t = "x" }', axis="1", init='{ h = "h0" }', step='{ h = "tanh(x_t @ Wx + h @ Wh)" }',
+                ys='{ hs = "h" }') | changes
+    return "\n".join(f"{key} = {value}" for key, value in keys.items() if value is not None)
+
+
+LOOPS = "the loop 'rnn' has no result 'c'; its results: rnn.h (final carry), rnn.hs (stacked along axis 1)"
+BAD_TABLES = [
+    ("an unknown key", dict(scan=loop(carry='"h"')), "scan.rnn: unknown key(s) 'carry'; allowed: axis, init, let, reverse, step, xs, ys"),
+    ("a step missing a carry", dict(scan=loop(init='{ h = "h0", c = "c0" }')), "scan.rnn.step: no new value for the carry 'c'"),
+    ("a step of no carry", dict(scan=loop(step='{ h = "h", q = "h" }')), "scan.rnn.step.q: 'q' is not a carry (carries: h)"),
+    ("a carry changing shape", dict(scan=loop(step='{ h = "x_t @ W3" }')),
+     "scan.rnn.step.h: the carry 'h' starts with shape (None, 4) (init) but the step gives it shape (None, 3)"),
+    ("an element named like an input", dict(scan=loop(xs='{ x = "x" }')), "scan.rnn.xs.x: 'x' is already the name of input 'x'"),
+    ("a carry named like an element", dict(scan=loop(xs='{ h = "x" }')), "scan.rnn.init.h: 'h' is already the name of an element of the loop"),
+    ("a let named like a node", dict(scan=loop(let='{ a = "h" }'), extra='[nodes]\na = "h0"'),
+     "scan.rnn.let.a: 'a' is already the name of the node 'a'"),
+    ("a loop named like an input", dict(extra='[scan.x]\nxs = { x_t = "x" }\ninit = { h = "h0" }\nstep = { h = "h" }', scan=loop()),
+     "scan.x: 'x' is already the name of input 'x'"),
+    ("an unknown sequence", dict(scan=loop(xs='{ x_t = "q" }')), "scan.rnn.xs.x_t: unknown name 'q'"),
+    ("a number as sequence", dict(scan=loop(xs='{ x_t = "3" }')), "scan.rnn.xs.x_t: a sequence must be a graph value"),
+    ("a sequence as text", dict(scan=loop(xs='"x"')), "scan.rnn.xs: expected a table of name = \"expression\", got 'x'"),
+    ("no sequence", dict(scan=loop(xs="{}")), "scan.rnn.xs: give at least one name = \"expression\""),
+    ("sequences of two lengths", dict(scan=loop(xs='{ a = "x", b = "v" }', step='{ h = "h" }')),
+     "scan.rnn.xs: the sequences differ in length along axis 1 (a T, b 5)"),
+    ("ys of an unknown name", dict(scan=loop(ys='{ hs = "z" }')), "scan.rnn.ys.hs: unknown name 'z'"),
+    ("ys named like a carry", dict(scan=loop(ys='{ h = "h" }')), "scan.rnn.ys.h: 'h' is also a carry"),
+    ("a cycle through the loop", dict(scan=loop(init='{ h = "a" }'), extra='[nodes]\na = "rnn.h"'), "nodes.a: cycle: a -> rnn -> a"),
+    ("a cycle of lets", dict(scan=loop(let='{ a = "b + h", b = "a * 2" }')), "scan.rnn.let.a: cycle: a -> b -> a"),
+    ("a result the loop has not", dict(outputs='loss = "sum(rnn.c)"'), f"outputs.loss: {LOOPS}"),
+    ("a loop read whole", dict(outputs='loss = "sum(rnn)"'), "outputs.loss: 'rnn' is a loop ([scan.rnn]): read one of its results"),
+    ("an attribute of a result", dict(outputs='loss = "sum(rnn.h.T)"'), "outputs.loss: attribute access '.T' is not allowed"),
+    ("an element read outside", dict(outputs='loss = "sum(x_t)"'), "outputs.loss: unknown name 'x_t'"),
+    ("an axis out of range", dict(scan=loop(axis="3")), "scan.rnn.axis: axis 3 is out of range for the sequence of 'x_t', of shape (None, T, 2)"),
+    ("the batch axis as time", dict(scan=loop(axis="0")), "scan.rnn.axis: axis 0 of the sequence of 'x_t', of shape (None, T, 2), is the batch axis"),
+    ("an axis as text", dict(scan=loop(axis='"time"')), "scan.rnn.axis: expected a whole number (the time axis), got 'time'"),
+    ("reverse as text", dict(scan=loop(reverse='"yes"')), "scan.rnn.reverse: expected true or false, got 'yes'"),
+    ("no step", dict(scan=loop(step=None)), "scan.rnn: missing 'step'"),
+    ("a step of a number", dict(scan=loop(step='{ h = "2" }')), "scan.rnn.step.h: the expression gives 2, not a graph value"),
+    ("a name that is no identifier", dict(scan=loop(xs='{ "x-t" = "x" }')), "scan.rnn.xs.x-t: 'x-t' cannot name an element"),
+    ("a keyword as element", dict(scan=loop(xs='{ "lambda" = "x" }')), "scan.rnn.xs.lambda: 'lambda' cannot name an element"),
+    ("a loop that is no table", dict(scan="", extra="[scan]\nlstm = 3"), "scan.lstm: expected a table [scan.lstm]"),
+]
+
+
+@pytest.mark.parametrize("parts, message", [(parts, message) for _, parts, message in BAD_TABLES],
+                         ids=[name for name, _, _ in BAD_TABLES])
+def test_a_bad_loop_gets_one_line_naming_the_table_and_key(tmp_path, capsys, parts, message):
+    spec = tmp_path / "model.toml"
+    spec.write_text(BAD.format(extra=parts.get("extra", ""), scan=parts.get("scan", loop()),
+                               outputs=parts.get("outputs", GOOD_OUTPUT)))
+    out = tmp_path / "out.py"
+    code = main(["compile", str(spec), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"graphcomp: error: {spec}: "), err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_the_good_table_of_the_error_cases_compiles(tmp_path, capsys):
+    spec = tmp_path / "model.toml"
+    spec.write_text(BAD.format(extra="", scan=loop(), outputs=GOOD_OUTPUT))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out.py")]) == 0

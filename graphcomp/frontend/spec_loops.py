@@ -202,10 +202,19 @@ def _step_value(tree: ast.AST, scope: dict, file: str, where: str) -> Node:
 
 
 def _check_axis(table: ScanTable, sequences: list, file: str) -> None:
+    """The time axis exists in every sequence, and they all have one length along it."""
     for name, sequence in zip(table.sequences, sequences):
         if not -sequence.ndim <= table.axis < sequence.ndim:
             raise SpecError(file, f"{table.where}.axis", f"axis {table.axis} is out of range for the sequence "
                                                         f"of {name!r}, of shape {format_shape(sequence.shape)}")
+        if sequence.shape[table.axis] is None:
+            raise SpecError(file, f"{table.where}.axis", f"axis {table.axis} of the sequence of {name!r}, of shape "
+                                                        f"{format_shape(sequence.shape)}, is the batch axis, not a time axis")
+    lengths = {name: sequence.shape[table.axis] for name, sequence in zip(table.sequences, sequences)}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
+        raise SpecError(file, f"{table.where}.xs", f"the sequences differ in length along axis {table.axis} "
+                                                  f"({listed}); a loop walks them step by step together")
 
 
 def _check_carry_shape(table: ScanTable, name: str, start: Node, after: Node, file: str) -> None:
