@@ -9,10 +9,12 @@ which, in a comment above it.
 """
 from __future__ import annotations
 
+import re
+import weakref
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..formulas.printing import number_text, tuple_text
-import weakref
 
 from ..ir import Node, toposort, use_counts
 from ..ops import OPS
@@ -42,8 +44,7 @@ def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: li
         inner.inlined[slot] = literal(operand(value))
     roots = [body.new_carries[i] for i in carried] + [y for y, _, _ in stacked]
     lines = _element_lines(loop, operand, own, inner, set(toposort(roots)))
-    lines += body_lines(code, roots, inner)
-    after = []
+    first, after = len(lines), []
     for value, target, axis in stacked:
         if _saved(target):  # read only by the backward loop, one step at a time: kept as a list
             steps = code.names.variable(target)
@@ -53,9 +54,15 @@ def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: li
             steps = _local(own, ("steps", target), f"{code.names.variable(target)}_steps")
             after.append(_stacking(code, loop, function, steps, target, axis))
         before.append(Statement(steps, "[]"))
-        lines.append(Statement("", f"{steps}.append({literal(inner.operand(value))})"))
+        append = Statement("", f"{steps}.append({literal(inner.operand(value))})")
+        # a carry at the start of the step is kept before the step changes it
+        lines.insert(first, append) if value in body.carries else lines.append(append)
+    at = len(lines) - sum(value not in body.carries for value, _, _ in stacked)
+    sums = _running_sums(loop, function, carried, carry_vars, {v for v, _, _ in stacked})
+    lines[at:at] = body_lines(code, roots, inner, sums)
     updates = [(carry_vars[i], literal(inner.operand(body.new_carries[i]))) for i in carried]
-    updates = [(var, text) for var, text in updates if var != text]
+    lines, updates = _assigned_in_place(code, lines, [(var, text) for var, text in updates if var != text],
+                                        own.setdefault("renamed", {}))
     if updates:
         lines.append(Statement(", ".join(v for v, _ in updates), ", ".join(t for _, t in updates)))
     length, step = own["T"], own["t"]
@@ -147,18 +154,27 @@ def _length(loop: Node):
     return loop.inputs[c].shape[loop.attr("axes")[0]]
 
 
-def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode) -> list[Statement]:
+def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode,
+               sums: dict[Node, tuple[str, Node]] | None = None) -> list[Statement]:
     """The lines of a loop's step computing `roots`, over the variables `inner` already reads. A cheap
-    view used once is written inside the line using it, as outside loops."""
+    view used once is written inside the line using it, as outside loops. `sums`: {new carry: (its
+    variable, the term)} for the running sums written `d_W += term`."""
     lines: list[Statement] = []
     order = toposort(roots)
     results = loop_results(order)
     uses = use_counts(roots)
+    sums = sums or {}
+    terms = {term for _, term in sums.values()}
     for node in order:
         if node.is_leaf or node.op == "const" or node in inner.inlined or node.op == "scan_result":
             continue
         if node.op == "scan":
             lines += loop_lines(code, node, inner, results.get(node, []))
+            continue
+        if node in sums:
+            variable, term = sums[node]
+            lines.append(Statement("", f"{variable} += {literal(inner.operand(term))}"))
+            inner.inlined[node] = variable
             continue
         code._numbers[node] = OPS[node.op].has_formula and all(
             x.op == "const" or code._numbers.get(x, False) for x in node.inputs)
@@ -167,12 +183,72 @@ def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode) -> list
             inner.inlined[node] = literal(args[0])
             continue
         text = None if node.op == FUSED_FORMULA else code._text(node, args)
-        if OPS[node.op].inlined and uses.get(node) == 1 and node not in code.names:
+        once = uses.get(node) == 1 and node not in code.names
+        if once and (OPS[node.op].inlined or (node in terms and text is not None)):
             inner.inlined[node] = text
             continue
         lines += code._lines(node, args, text)
         _BODY_SHAPES.setdefault(code, {})[lines[-1].target] = node.shape
     return lines
+
+
+def _running_sums(loop: Node, function: FunctionCode, carried: list[int], carry_vars: dict[int, str],
+                  kept: set[Node]) -> dict[Node, tuple[str, Node]]:
+    """{new carry: (variable, term)} for the carries that are running sums, `s + term`, started from fresh
+    zeros (a gradient summed over the steps): those are added to in place, `d_W += x_t.T @ delta`, as
+    a hand-written BPTT does, which keeps no second copy of the sum. Not when a step's carry is also
+    kept in a list (the lists would all hold the one array) or read by anything but its sum."""
+    body: Body = loop.attr("body")
+    uses = use_counts(list(body.outputs))
+    sums = {}
+    for i in carried:
+        slot, new, start = body.carries[i], body.new_carries[i], loop.inputs[i]
+        fresh = start.op == "zeros_like" and start in function.inlined
+        if (new.op == "add" and slot in new.inputs and fresh and uses.get(slot) == 1 and not {slot, new} & kept
+                and new.inputs[0] is not new.inputs[1]):
+            sums[new] = (carry_vars[i], new.inputs[1] if new.inputs[0] is slot else new.inputs[0])
+    return sums
+
+
+def _assigned_in_place(code: ModuleCode, lines: list[Statement], updates: list[tuple[str, str]],
+                       renamed: dict[str, str]) -> tuple[list[Statement], list[tuple[str, str]]]:
+    """A carry's new value assigned to the carry's variable on the line computing it, rather than to a
+    temporary passed on at the end of the step, where no later line reads the carry's old value:
+    `d_h = delta @ Wh.T`. The others stay in the one assignment of the step's end. `renamed` gets
+    {temporary: carry variable} of those assigned so."""
+    left = []
+    for k, (variable, text) in enumerate(updates):
+        where = [j for j, s in enumerate(lines) if s.target == text and not s.block]
+        later = lines[where[0] + 1:] if where else []
+        others = [t for v, t in updates[k + 1:]] + [t for v, t in left]
+        if not where or _mentions(later, variable) or any(_word(variable).search(t) for t in others):
+            left.append((variable, text))
+            continue
+        j = where[0]
+        lines = lines[:j] + [replace(lines[j], target=variable)] + [_renamed(s, text, variable) for s in later]
+        updates = updates[:k + 1] + [(v, _word(text).sub(variable, t)) for v, t in updates[k + 1:]]
+        left = [(v, _word(text).sub(variable, t)) for v, t in left]
+        renamed[text] = variable
+        shapes = _BODY_SHAPES.setdefault(code, {})
+        if text in shapes:
+            shapes[variable] = shapes[text]
+    return lines, left
+
+
+def _word(name: str) -> "re.Pattern":
+    return re.compile(rf"(?<![\w.]){re.escape(name)}(?!\w)")
+
+
+def _mentions(statements, name: str) -> bool:
+    """Whether any of the statements (or the lines of their blocks) reads or writes `name`."""
+    pattern = _word(name)
+    return any(pattern.search(f"{s.target} = {s.expr}") for top in statements for _, s in top.nested())
+
+
+def _renamed(statement: Statement, old: str, new: str) -> Statement:
+    pattern = _word(old)
+    return replace(statement, target=pattern.sub(new, statement.target), expr=pattern.sub(new, statement.expr),
+                   block=tuple(_renamed(s, old, new) for s in statement.block))
 
 
 def body_shapes(code: ModuleCode) -> dict[str, tuple]:
@@ -222,9 +298,14 @@ def _saved_comment(loop: Node, function: FunctionCode, code: ModuleCode) -> list
     parts = []
     for seq in saved:
         value = seq.attr("saved")
-        carry = _LOOP_NAMES.get(code, {}).get(seq.inputs[0], {}).get(("carry_of", value))
-        parts.append(f"{function.operand(seq)} ({code.names.variable(value)})" if not value.is_leaf
-                     else f"{function.operand(seq)} ({carry} at the start of each step)")
+        names = _LOOP_NAMES.get(code, {}).get(seq.inputs[0], {})
+        variable = code.names.variable(value) if not value.is_leaf else None
+        if value.is_leaf:
+            parts.append(f"{function.operand(seq)} ({names.get(('carry_of', value))} at the start of each step)")
+        elif variable in names.get("renamed", {}):
+            parts.append(f"{function.operand(seq)} ({names['renamed'][variable]} after each step)")
+        else:
+            parts.append(f"{function.operand(seq)} ({variable})")
     return [Statement("", "", comment="Saved by the forward loop at every step, read backwards: " + ", ".join(parts))]
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..errors import DifferentiationError, ShapeError
 from ..ir.graph import Node, apply, toposort
 from ..ir.shapes import Shape, format_shape
-from .table import Op, register
+from .table import OPS, Op, register
 
 # pullback(seeds, wrt) -> the gradient (or None) of each of `wrt` given (value, adjoint) seeds: the
 # reverse mode of graphcomp.diff, put here by graphcomp.diff when it is imported.
@@ -177,6 +177,8 @@ def make_loop(inits: tuple, seqs: tuple, carries: tuple, xs: tuple, new_carries:
     outside): the step is closed over placeholders, outside values captured. `reads` says what the
     walk must not enter beyond the placeholders, and adds the sequences it finds it needs."""
     per_step = {slot: ("step", slot) for slot in carries + xs}
+    if reads is not None:
+        reads.plan(new_carries + ys)
     closing = _Closing(lambda node: per_step.get(node) or (reads.edge(node) if reads else None))
     new_carries = tuple(closing.inside(x) for x in new_carries)
     ys = tuple(closing.inside(y) for y in ys)
@@ -192,7 +194,10 @@ def make_loop(inits: tuple, seqs: tuple, carries: tuple, xs: tuple, new_carries:
 class _StepReads:
     """What the derivative of a loop's step reads of the forward step, and from where: a captured value
     from outside; a sequence's element from that sequence; a per-step output from the stacked outputs;
-    any other value of the step (a carry, an intermediate value) saved by the forward loop at each step."""
+    any other value of the step (a carry, an intermediate value) saved by the forward loop at each step,
+    unless it is an elementwise function of values saved anyway: that is computed again in the backward
+    step (tanh(c_t) of an LSTM from its gates and c_{t-1}), as a hand-written BPTT does, which keeps one
+    array fewer per step."""
 
     def __init__(self, loop: Node, own: tuple[Node, ...]) -> None:
         body: Body = loop.attr("body")
@@ -204,12 +209,46 @@ class _StepReads:
         self.outputs = {y: (result(loop, index=c + j), axis) for j, (y, axis) in enumerate(zip(body.ys, loop.attr("y_axes")))}
         self.slots: dict[Node, Node] = {}          # forward value -> its placeholder in the derivative
         self.found: list[tuple[Node, int]] = []    # (sequence, axis) of each, in order
+        self.recomputed: set[Node] = set()         # forward values the derivative computes again
+
+    def _reads(self, node: Node) -> bool:
+        """Whether `node` is a value of the forward step (or what a loop inside it saved)."""
+        inner_result = node.op == "scan_result" and node.inputs[0] in self.forward
+        return (node in self.forward or inner_result) and node.op != "const"
+
+    def plan(self, roots: tuple) -> None:
+        """Which forward values the derivative `roots` read are computed again rather than saved: those
+        made elementwise of values that are free (an element of a sequence, a captured value, a number)
+        or saved anyway. Decided in the step's order, so a chain of them is computed again whole."""
+        reached, stack, seen = set(), list(roots), set()
+        while stack:
+            node = stack.pop()
+            if node in seen or node in self.own:
+                continue
+            seen.add(node)
+            if self._reads(node):
+                reached.add(node)
+            else:
+                stack.extend(node.inputs)
+        free = set(self.body.xs) | set(self.body.captured)
+        cheap: dict[Node, bool] = {}
+
+        def available(node: Node) -> bool:
+            if node.op == "const" or node in free or (node in reached and node not in self.recomputed):
+                return True
+            if node not in cheap:
+                cheap[node] = node in self.forward and _elementwise(node) and all(map(available, node.inputs))
+            return cheap[node]
+        for node in self.body.nodes():
+            if node in reached and _elementwise(node) and all(map(available, node.inputs)):
+                self.recomputed.add(node)
+        self.recomputed |= {node for node, ok in cheap.items() if ok}
 
     def edge(self, node: Node) -> tuple | None:
         if node in self.own:
             return ("step", node)
         inner_result = node.op == "scan_result" and node.inputs[0] in self.forward  # what a loop inside saved
-        if (node not in self.forward and not inner_result) or node.op == "const":
+        if not self._reads(node) or node in self.recomputed:
             return None
         if node in self.outside:
             return ("outer", self.outside[node])
@@ -225,6 +264,12 @@ class _StepReads:
             self.found.append(self.elements[self.body.xs[0]])
         return (xs + tuple(self.slots.values()), seqs + tuple(seq for seq, _ in self.found),
                 axes + tuple(axis for _, axis in self.found))
+
+
+def _elementwise(node: Node) -> bool:
+    """A value computed position by position from its operands (a `pointwise` op or a fused formula)."""
+    op = OPS.get(node.op)
+    return op is not None and op.has_formula
 
 
 def _scan_vjp(loop: Node, adjoints: dict) -> tuple:
