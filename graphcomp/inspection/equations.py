@@ -24,6 +24,7 @@ from ..ops import OPS, scalar_expr
 from ..ops.nn import softmax_of
 from .loop_equations import LoopEquations, forward_of, loops_of, nested, result_symbols
 from .loop_names import LoopNames, time_pattern
+from .math_text import math_text
 from .mathml import Formulas
 
 
@@ -62,16 +63,38 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
             continue
         grad = model.backward.gradients[model.compiled_graph.leaves[name]]
         lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
-        if any(n.op == "scan" for n in toposort([grad])):  # never a slice that looks whole but is not
-            lines.append(f"# {_code_operand(listing, grad)}: computed by the generated loop over time "
-                         "(graphcomp compile shows it); formulas of loops are not written out yet")
-            texts[name] = "\n".join(lines)
+        if any(n.op == "scan" for n in toposort([grad])):  # the loop as its recursion, in plain math
+            texts[name] = "\n".join(lines + _loop_text(model, name, grad))
             continue
         variable = _code_operand(listing, grad)
         if variable != gradient_name(listing.names[model.compiled_graph.leaves[name]]):
             lines.append(f"{gradient_name(name)} = {variable}")
         texts[name] = "\n".join(lines)
     return texts
+
+
+def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
+    """The lines of a gradient computed by a loop: the loop's variables as the recursion names them
+    (t2 is h_T), then the recursion over time, in plain math (math_text)."""
+    equations, loop_lhs, results = _equations_and_loops(model)
+    listing = model.listing
+    lines = [f"# {_code_operand(listing, grad)}: computed by the generated loop over time (graphcomp compile shows "
+             "the code), which is, step by step:"]
+    lines += [f"#   {listing.names[n]} is {_plain(results[n])}" for n in toposort([grad])
+              if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
+    lines += [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name] if lhs in loop_lhs or lhs in results.values()]
+    return lines
+
+
+GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}
+
+
+def _plain(latex: str) -> str:
+    """A loop's equation in plain math: δ_t = h̄_t ⊙ (1 − h_t²)    t = T, …, 1."""
+    for command, letter in GREEK.items():
+        latex = re.sub(re.escape(command) + r"(?![A-Za-z])", letter, latex)
+    equation, _, steps = latex.partition(r"\qquad")
+    return math_text(equation) + (f"    for {math_text(steps)}" if steps else "")
 
 
 INLINE_LIMIT = 60  # characters: a value whose formula is at most this long is written where it is used
@@ -87,16 +110,25 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
     is used. A loop is written as its recursion over time (loop_equations.py): h_T is the last carry,
     \\bar{W} = \\sum_t ... the gradient of a param it shares. tests/latex_reader.py evaluates every one of them.
     """
+    return _equations_and_loops(model)[0]
+
+
+def _equations_and_loops(model: GeneratedModule) -> tuple[dict, set[str], dict[Node, str]]:
+    """({leaf: equations}, the left sides that are a loop's, {loop result: its symbol})."""
     loops = loops_of(model)
     names = LoopNames(loops, dict(model.listing.symbols))
     results = result_symbols(model, names)
     listing = replace(model.listing, symbols={**model.listing.symbols, **results})
-    return {name: _leaf_equations(model, listing, name, names, results) for name in model.wrt}
+    equations, loop_lhs = {}, set()
+    for name in model.wrt:
+        equations[name] = _leaf_equations(model, listing, name, names, results, loop_lhs)
+    return equations, loop_lhs, results
 
 
 def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames,
-                    results: dict[Node, str]) -> list[tuple[str, str]]:
-    """One leaf's equations (see `gradient_equations`)."""
+                    results: dict[Node, str], loop_lhs: set[str]) -> list[tuple[str, str]]:
+    """One leaf's equations (see `gradient_equations`); the left sides of its loops' equations are
+    added to `loop_lhs`."""
     forward = set(model.compiled_graph.nodes())
     grad = model.backward.gradients[model.compiled_graph.leaves[name]]
     nodes = _slice(model, grad)
@@ -107,8 +139,9 @@ def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames
         return [(bar(name), NESTED)]
     equations = LoopEquations(model, names, writer, results)
     loop_lines = {loop: equations.lines(loop) for loop in involved}
-    patterns = {line.lhs: line.pattern for lines in loop_lines.values() for line in lines}
-    patterns.update({symbol: time_pattern(symbol) for symbol in results.values()})  # \bar{h}_T, used at t
+    patterns = {symbol: time_pattern(symbol) for symbol in results.values()}  # \bar{h}_T, used at t
+    patterns.update({line.lhs: line.pattern for lines in loop_lines.values() for line in lines})
+    loop_lhs.update(line.lhs for lines in loop_lines.values() for line in lines)
     lines = [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is not None for line in loop_lines[loop]]
     lines += backward
     own = next((k for k, (lhs, _) in enumerate(lines) if lhs == bar(name)), None)
@@ -245,8 +278,9 @@ def _count(node: Node) -> sp.Expr:
     """How many elements a mean divided by, as a formula of the batch size: N, 3 N."""
     x = node.inputs[0]
     axes = node.attr("axis")
-    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
-    return known * BATCH ** sum(1 for a in axes if x.shape[a] is None)
+    known = math.prod(x.shape[a] for a in axes if isinstance(x.shape[a], int))
+    lengths = math.prod(sp.Symbol(x.shape[a], positive=True) for a in axes if isinstance(x.shape[a], str))  # T
+    return known * lengths * BATCH ** sum(1 for a in axes if x.shape[a] is None)
 
 
 def _latex_of_count(node: Node) -> str:

@@ -181,7 +181,11 @@ class LoopEquations:
                 lines.append(LoopLine(gradient.at(steps.first), seed, gradient.pattern()))
         for result in self._results.get(back, ()):
             key = result_key(result)
-            if c <= key < c + m:
+            if key < c:  # the gradient of the first carry: the recursion's last step written out
+                last = "T" if forward.attr("reverse") else "1"
+                rhs = at_step(self._render(step, body.new_carries[key]), last)
+                lines.append(LoopLine(self.symbols[result], rhs, re.escape(self.symbols[result])))
+            elif c <= key < c + m:
                 total = self._running_sum(step, body.carries[key], body.new_carries[key])
                 lines.append(LoopLine(self.symbols[result], total, re.escape(self.symbols[result])))
             elif key >= c + m:
@@ -208,7 +212,9 @@ class LoopEquations:
             else:
                 symbols[slot] = self._forward_value(forward, fbody, forward_step, seq)
         sums = {slot: 0 for slot in body.carries[c:]}
-        return self._planned(body, symbols, names.gradient_stem, set(), sums, backward=True)
+        known = {forward_step.writer.render(n): forward_step.symbols[n] for n in fbody.nodes()
+                 if n in forward_step.symbols and n.op not in ("input", "const")}
+        return self._planned(body, symbols, names.gradient_stem, set(), sums, known=known)
 
     def _forward_value(self, forward: Node, fbody: Body, step: _Step, seq: Node) -> str:
         """The symbol, at step t, of what the derivative reads of the forward step from `seq`."""
@@ -237,15 +243,22 @@ class LoopEquations:
                 _stack_line(self.symbols[result], element, back.attr("y_axes")[j], defines=True)]
 
     # ---- planning and writing a body
-    def _planned(self, body: Body, symbols: dict, stem: str, named: set, numbers: dict, backward: bool = False) -> _Step:
+    def _planned(self, body: Body, symbols: dict, stem: str, named: set, numbers: dict,
+                 known: dict[str, str] | None = None) -> _Step:
         """Which values of the body get an equation: those in `named`, and those used more than once
-        whose formula is long; the rest are written where they are used."""
+        whose formula is long; the rest are written where they are used. In a derivative's step
+        (`known`: the forward step's formulas and their symbols), a forward value it computes again is
+        written by its forward symbol (c_t), or in place."""
+        backward = known is not None
         uses = use_counts(list(body.outputs))
         step = _Step(body, dict(symbols))
         writer = self._writer(step, numbers)  # a first writer, to measure formulas; symbols numbered after
         own = []
         for node in body.nodes():
             if node in symbols or node.op in ("const", "input"):
+                continue
+            if backward and not _reads_gradient(node, body) and writer.render(node) in known:
+                step.symbols[node] = known[writer.render(node)]
                 continue
             if (node in named or (uses.get(node, 0) > 1 and node.op != "transpose"
                                   and len(writer.render(node)) > NAMED_LENGTH)) \
@@ -274,7 +287,10 @@ class LoopEquations:
         return step.writer.render(node)
 
     def _outer_text(self, node: Node) -> str:
-        return self._as_text(self.outer.operand(node))
+        """What the loop reads from outside, as the outer equations write it; (Wᵀ)ᵀ is W."""
+        text = self._as_text(self.outer.operand(node))
+        twice = re.fullmatch(r"\\left\(([^\s{}]+(?:_\{[^{}]*\})?)\^\\top\\right\)\^\\top", text)
+        return twice.group(1) if twice else text
 
     @staticmethod
     def _as_text(value) -> str:
@@ -318,6 +334,16 @@ def _stack_line(array: str, per_step: TimeSymbol, axis: int, defines: bool = Fal
     """`array = stack_axis(s_1, ..., s_T)`: what s_t is (a sequence's element), or what array is (outputs)."""
     rhs = rf"\operatorname{{stack}}_{{{axis_subscript((axis,))}}}\left({per_step.at('1')}, \dots, {per_step.at('T')}\right)"
     return LoopLine(array, rhs, re.escape(array) if defines else per_step.pattern())
+
+
+def at_step(text: str, step: str) -> str:
+    """A formula written at step t, written at one step ("1", or "T"): t-1 at step 1 is 0."""
+    def index(match: re.Match) -> str:
+        shift = int(match.group(1) or 0)
+        if step.isdigit():
+            return f"_{{{int(step) + shift}}}"
+        return f"_{{{step}{shift:+d}}}" if shift else f"_{{{step}}}"
+    return re.sub(r"_\{t([+-]\d+)?\}", index, text)
 
 
 def _split(symbol: str) -> TimeSymbol:
