@@ -383,3 +383,40 @@ def test_the_good_table_of_the_error_cases_compiles(tmp_path, capsys):
     spec = tmp_path / "model.toml"
     spec.write_text(BAD.format(extra="", scan=loop(), outputs=GOOD_OUTPUT))
     assert main(["compile", str(spec), "-o", str(tmp_path / "out.py")]) == 0
+
+
+def test_time_major_sequences_walked_together_with_a_let_read_by_ys():
+    text = """
+[inputs]
+x = ["T", "N", 2]
+u = ["T", "N", 4]
+h0 = ["N", 4]
+[params]
+Wx = [2, 4]
+Wh = [4, 4]
+[scan.rnn]
+xs = { x_t = "x", u_t = "u" }
+init = { h = "h0" }
+let = { z = "x_t @ Wx + h @ Wh" }
+step = { h = "tanh(z) * u_t" }
+ys = { hs = "h", zs = "z" }
+reverse = true
+[outputs]
+loss = "sum(rnn.h) + sum(rnn.hs * rnn.zs)"
+"""
+    g = gc.Graph("m")
+    x, u, h0 = g.input("x", ("T", None, D)), g.input("u", ("T", None, H)), g.input("h0", (None, H))
+    Wx, Wh = g.param("Wx", (D, H)), g.param("Wh", (H, H))
+
+    def step(h, elements):
+        x_t, u_t = elements
+        z = x_t @ Wx + h @ Wh
+        h = gc.tanh(z) * u_t  # ys read the carry after the step, and the let value z
+        return h, (h, z)
+
+    hT, (hs, zs) = gc.scan(step, h0, (x, u), reverse=True)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * zs))
+    spec_graph = from_spec(text)
+    assert spec_graph.inputs["x"].shape == ("T", None, D)
+    assert_same_model(spec_graph, g)
+    check_gradients(module(spec_graph), arrays(spec_graph, 4, seed=5), "loss", tolerance=1e-6)
