@@ -22,7 +22,7 @@ from ..ir import Node, toposort
 from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
 from ..ops.nn import softmax_of
-from .loop_equations import LoopEquations, forward_of, loops_of, nested, result_symbols
+from .loop_equations import LoopEquations, LoopLine, forward_of, loops_of, nested, result_symbols
 from .loop_names import LoopNames, time_pattern
 from .math_text import math_text
 from .mathml import Formulas
@@ -74,16 +74,23 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
 
 
 def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
-    """The lines of a gradient computed by a loop: the loop's variables as the recursion names them
-    (t2 is h_T), then the recursion over time, in plain math (math_text)."""
+    """The lines of a gradient that reads a loop's results: which variables the loops compute, how
+    the recursion names them (t2 is h_T), then the recursion over time, in plain math (math_text)."""
     equations, loop_lhs, results = _equations_and_loops(model)
     listing = model.listing
-    lines = [f"# {_code_operand(listing, grad)}: computed by the generated loop over time (graphcomp compile shows "
-             "the code), which is, step by step:"]
+    nodes = toposort([grad])
+    read = {x for n in nodes if n.op != "scan" for x in n.inputs} | {grad}  # (not what only a loop reads)
+    computed = ", ".join(listing.names[n] for n in nodes if n.op == "scan_result" and n in read and n in listing.names)
+    written = [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
+               if (lhs in loop_lhs or lhs in results.values()) and rhs != NESTED]
+    if not written:
+        return [f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
+                "graphcomp compile shows the code)"]
+    lines = [f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
+             "which is, step by step:"]
     lines += [f"#   {listing.names[n]} is {_plain(results[n])}" for n in toposort([grad])
               if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
-    lines += [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name] if lhs in loop_lhs or lhs in results.values()]
-    return lines
+    return lines + written
 
 
 GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}
@@ -135,21 +142,25 @@ def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames
     writer = _EquationWriter(listing, _inlined(model, nodes, grad, _EquationWriter(listing, set())))
     backward = [(listing.symbols[n], writer.render(n)) for n in reversed(nodes) if n not in forward and n not in writer.inline]
     involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]  # derivatives first
-    if any(nested(forward_of(loop)) for loop in involved):
-        return [(bar(name), NESTED)]
     equations = LoopEquations(model, names, writer, results)
-    loop_lines = {loop: equations.lines(loop) for loop in involved}
+    if any(nested(forward_of(loop)) for loop in involved):  # not written out: each result says so
+        loop_lines = {involved[0]: [LoopLine(listing.symbols[n], NESTED, re.escape(listing.symbols[n]))
+                                    for n in toposort([grad]) if n.op == "scan_result" and n in listing.symbols]}
+    else:
+        loop_lines = {loop: equations.lines(loop) for loop in involved}
     patterns = {symbol: time_pattern(symbol) for symbol in results.values()}  # \bar{h}_T, used at t
     patterns.update({line.lhs: line.pattern for lines in loop_lines.values() for line in lines})
     loop_lhs.update(line.lhs for lines in loop_lines.values() for line in lines)
-    lines = [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is not None for line in loop_lines[loop]]
+    lines = [(line.lhs, line.rhs) for loop, loop_equations in loop_lines.items() if loop.attr("of") is not None
+             for line in loop_equations]
     lines += backward
     own = next((k for k, (lhs, _) in enumerate(lines) if lhs == bar(name)), None)
     if own is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
         lines.insert(0, lines.pop(own))
     else:
         lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
-    lines += [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is None for line in loop_lines[loop]]
+    lines += [(line.lhs, line.rhs) for loop, loop_equations in loop_lines.items() if loop.attr("of") is None
+              for line in loop_equations]
     lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
     return _referenced(lines, patterns)
 
