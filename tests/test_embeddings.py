@@ -302,6 +302,17 @@ def test_a_spec_with_an_integer_input_compiles_and_runs(tmp_path):
     assert losses[-1] < losses[0]
 
 
+def test_the_pictures_show_the_lookup_and_its_scatter_add(tmp_path):
+    from graphcomp.frontend.cli import main
+    spec = tmp_path / "lookup.toml"
+    spec.write_text('[inputs]\nids = { shape = ["N", 6], dtype = "int64" }\n[params]\nE = [7, 4]\n'
+                    '[nodes]\nh = "take(E, ids)"\n[outputs]\nloss = "sum(tanh(h))"\n')
+    for flags, *labels in (([], ">h<", "> = E[ids]<"), (["--backward"], "> = scatter_ids(h̄)<")):
+        out = tmp_path / f"lookup{len(flags)}.svg"
+        assert main(["graph", str(spec), "-o", str(out), *flags]) == 0
+        assert all(text in out.read_text(encoding="utf-8") for text in labels)
+
+
 def test_a_spec_refuses_an_unknown_dtype(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[inputs]\nids = { shape = ["N"], dtype = "int8" }\n[outputs]\nout = "ids"\n')
@@ -332,3 +343,15 @@ def test_forward_leaves_out_an_integer_input_no_output_needs():
     g.output("emb", gc.take(g.param("E", (3, 2)), ids))
     module = gc.compile(g, loss="y", wrt=["x"]).load()
     assert module.forward(x=np.ones((4, 2)), E=np.ones((3, 2))) == {"y": 8.0}
+
+
+def test_a_csv_data_file_gives_integer_inputs_as_integers(lm, tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text(",".join(f"ids:{k}" for k in range(6)) + "\n0,1,2,3,4,5\n6,5,4,3,2,1\n")
+    data = lm.load_data(str(path))
+    assert data["ids"].dtype == np.int64 and data["ids"].tolist() == [[0, 1, 2, 3, 4, 5], [6, 5, 4, 3, 2, 1]]
+    _, losses = lm.train(lm.init_params(0), data, epochs=2, lr=0.1, batch_size=1)
+    assert len(losses) == 2
+    path.write_text(",".join(f"ids:{k}" for k in range(6)) + "\n0,1,2,3,4,5.5\n")
+    with pytest.raises(ValueError, match=r"input 'ids' holds integer ids \(int64\), but was given an array of float64"):
+        lm.train(lm.init_params(0), lm.load_data(str(path)), epochs=1, lr=0.1, batch_size=1)
