@@ -22,7 +22,7 @@ from ..ir import Node, toposort
 from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
 from ..ops.nn import softmax_of
-from .loop_equations import LoopEquations, LoopLine, forward_of, loops_of, nested, result_symbols
+from .loop_equations import LoopEquations, LoopLine, forward_of, loops_of, nested, result_symbols, sequences_read
 from .loop_names import LoopNames, time_pattern
 from .math_text import math_text
 from .mathml import Formulas
@@ -134,35 +134,41 @@ def _equations_and_loops(model: GeneratedModule) -> tuple[dict, set[str], dict[N
 
 def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames,
                     results: dict[Node, str], loop_lhs: set[str]) -> list[tuple[str, str]]:
-    """One leaf's equations (see `gradient_equations`); the left sides of its loops' equations are
-    added to `loop_lhs`."""
+    """One leaf's equations (see `gradient_equations`): the gradient's own first, then the backward
+    recursions of its loops and the gradients of the code, then the forward recursions and the
+    forward values. The left sides of its loops' equations are added to `loop_lhs`."""
     forward = set(model.compiled_graph.nodes())
     grad = model.backward.gradients[model.compiled_graph.leaves[name]]
     nodes = _slice(model, grad)
     writer = _EquationWriter(listing, _inlined(model, nodes, grad, _EquationWriter(listing, set())))
-    backward = [(listing.symbols[n], writer.render(n)) for n in reversed(nodes) if n not in forward and n not in writer.inline]
-    involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]  # derivatives first
-    equations = LoopEquations(model, names, writer, results)
-    if any(nested(forward_of(loop)) for loop in involved):  # not written out: each result says so
-        loop_lines = {involved[0]: [LoopLine(listing.symbols[n], NESTED, re.escape(listing.symbols[n]))
-                                    for n in toposort([grad]) if n.op == "scan_result" and n in listing.symbols]}
+    loops, aliases = _loop_lines(model, listing, grad, LoopEquations(model, names, writer, results))
+    loop_lhs.update(line.lhs for lines in loops.values() for line in lines)
+    patterns = {**{symbol: time_pattern(symbol) for symbol in results.values()}, **aliases}  # \bar{h}_T, used at t
+
+    def outer(n: Node) -> LoopLine:
+        symbol = listing.symbols[n]
+        return LoopLine(symbol, writer.render(n), patterns.get(symbol, re.escape(symbol)))
+    lines = [line for loop, own in loops.items() if loop.attr("of") is not None for line in own]
+    lines += [outer(n) for n in reversed(nodes) if n not in forward and n not in writer.inline]
+    first = next((k for k, line in enumerate(lines) if line.lhs == bar(name)), None)
+    if first is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
+        lines.insert(0, lines.pop(first))
     else:
-        loop_lines = {loop: equations.lines(loop) for loop in involved}
-    patterns = {symbol: time_pattern(symbol) for symbol in results.values()}  # \bar{h}_T, used at t
-    patterns.update({line.lhs: line.pattern for lines in loop_lines.values() for line in lines})
-    loop_lhs.update(line.lhs for lines in loop_lines.values() for line in lines)
-    lines = [(line.lhs, line.rhs) for loop, loop_equations in loop_lines.items() if loop.attr("of") is not None
-             for line in loop_equations]
-    lines += backward
-    own = next((k for k, (lhs, _) in enumerate(lines) if lhs == bar(name)), None)
-    if own is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
-        lines.insert(0, lines.pop(own))
-    else:
-        lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
-    lines += [(line.lhs, line.rhs) for loop, loop_equations in loop_lines.items() if loop.attr("of") is None
-              for line in loop_equations]
-    lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
-    return _referenced(lines, patterns)
+        lines.insert(0, LoopLine(bar(name), _as_text(writer.operand(grad)), ""))
+    lines += [line for loop, own in loops.items() if loop.attr("of") is None for line in own]
+    lines += [outer(n) for n in nodes if n in forward and n not in writer.inline]
+    return _referenced(lines)
+
+
+def _loop_lines(model: GeneratedModule, listing, grad: Node, equations: LoopEquations) -> tuple[dict, dict]:
+    """({loop: its equations} of the loops a gradient reads, derivatives first; {outer symbol: the
+    pattern of its uses}): a loop inside a loop's step is not written out, each result says so."""
+    involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]
+    if any(nested(forward_of(loop)) for loop in involved):
+        return {involved[0]: [LoopLine(listing.symbols[n], NESTED, re.escape(listing.symbols[n]))
+                              for n in toposort([grad]) if n.op == "scan_result" and n in listing.symbols]}, {}
+    loops = {loop: equations.lines(loop) for loop in involved}
+    return loops, equations.aliases
 
 
 NESTED = r"\text{computed by the generated loops over time (a loop inside a loop's step: graphcomp compile shows the code)}"
@@ -175,7 +181,10 @@ def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: "_Eq
     kept = {adjoint for value, adjoint in model.backward.adjoints.items()
             if value.is_leaf or model.compiled_graph.name_of(value) is not None}
     uses = Counter(x for m in nodes for x in m.inputs)
+    sequences = sequences_read(grad)
     for n in nodes:  # in the code's order: a node's operands are decided before it
+        if n in sequences:  # a loop's sequence keeps its symbol: x = stack(x_1, ..., x_T)
+            continue
         if n.op == "count":  # the batch size is N wherever it is used
             writer.inline.add(n)
             continue
@@ -192,19 +201,19 @@ def _as_text(value) -> str:
     return value if isinstance(value, str) else latex_number(value)
 
 
-def _referenced(lines: list[tuple[str, str]], patterns: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """The first equation and those whose symbol the kept ones use: no definition nobody reads. A
-    loop's equation at step t is used by any use of its symbol at another step (`patterns`)."""
-    patterns = patterns or {}
+def _referenced(lines: list) -> list[tuple[str, str]]:
+    """The first equation and those whose symbol the kept ones use: no definition nobody reads. Each
+    line is (lhs, rhs) or a LoopLine, whose pattern says when it is used (a loop's equation at step t
+    by any use of its symbol at another step)."""
+    lines = [line if isinstance(line, LoopLine) else LoopLine(line[0], line[1], re.escape(line[0])) for line in lines]
     kept, changed = {0}, True
     while changed:
         changed = False
-        for k, (lhs, _) in enumerate(lines):
-            used = (lambda text, lhs=lhs: re.search(patterns[lhs], text)) if lhs in patterns else (lambda text, lhs=lhs: lhs in text)
-            if k not in kept and any(used(lines[j][1]) for j in kept):
+        for k, line in enumerate(lines):
+            if k not in kept and any(re.search(line.pattern, f"{lines[j].rhs} {lines[j].reads}") for j in kept):
                 kept.add(k)
                 changed = True
-    return [line for k, line in enumerate(lines) if k in kept]
+    return [(line.lhs, line.rhs) for k, line in enumerate(lines) if k in kept]
 
 
 def _slice(model: GeneratedModule, root: Node) -> list[Node]:

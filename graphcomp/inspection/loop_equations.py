@@ -36,6 +36,7 @@ class LoopLine:
     lhs: str
     rhs: str
     pattern: str
+    reads: str = ""  # what it reads besides its right side: s_t = A's t-th slice reads A
 
 
 @dataclass
@@ -59,6 +60,17 @@ def loops_of(model) -> list[Node]:
 def forward_of(loop: Node) -> Node:
     """The forward loop a loop is (itself) or is the derivative of."""
     return loop if loop.attr("of") is None else loop.attr("of")
+
+
+def sequences_read(root: Node) -> set[Node]:
+    """The sequences the loops `root` is computed from walk: each is written by a symbol of its own,
+    since `x = stack(x_1, ..., x_T)` names x's steps."""
+    found = set()
+    for loop in toposort([root]):
+        if loop.op == "scan":
+            c, k, _ = counts(loop)
+            found.update(loop.inputs[c:c + k])
+    return found
 
 
 def nested(loop: Node) -> bool:
@@ -110,6 +122,7 @@ class LoopEquations:
         self.model, self.names, self.outer = model, names, outer
         self.symbols = {**model.listing.symbols, **results}
         self._results = _results_by_loop(_roots(model))
+        self.aliases: dict[str, str] = {}  # an outer symbol the recursion uses by another index: its pattern
 
     def lines(self, loop: Node) -> list[LoopLine]:
         """The forward recursion of `loop` (a forward loop), or the backward one of a derivative."""
@@ -153,10 +166,12 @@ class LoopEquations:
                                       re.escape(self.symbols[result])))
         for i, carry in enumerate(names.carries):
             first = self._outer_text(loop.inputs[i])
-            if first != carry.at(names.steps.first):
+            if first == carry.at(names.steps.first):  # h_{0} is the first carry's own name: its equation is kept
+                self.aliases[first] = carry.pattern()  # wherever h_t is used
+            else:
                 lines.append(LoopLine(carry.at(names.steps.first), first, carry.pattern()))
         for j, (seq, axis) in enumerate(zip(loop.inputs[c:c + k], loop.attr("axes"))):
-            lines.append(_stack_line(self._outer_text(seq), names.elements[j], axis))
+            lines += self._sequence_lines(seq, names.elements[j], axis)
         for result in self._results.get(loop, ()):
             key = result_key(result)
             if isinstance(key, int) and key >= c:
@@ -193,7 +208,7 @@ class LoopEquations:
         c_b, k_b, _ = counts(back)
         for slot, seq, axis in zip(body.xs, back.inputs[c_b:c_b + k_b], back.attr("axes")):
             if slot.name == "d_step":
-                lines.append(_stack_line(self._outer_text(seq), _split_bar(step.symbols[slot]), axis))
+                lines += self._sequence_lines(seq, _split(step.symbols[slot]), axis)
         return lines
 
     def _backward_step(self, back: Node, names: LoopSymbols, forward_step: _Step) -> _Step:
@@ -286,6 +301,14 @@ class LoopEquations:
             return self._as_text(step.writer.operand(node))
         return step.writer.render(node)
 
+    def _sequence_lines(self, sequence: Node, element: TimeSymbol, axis: int) -> list[LoopLine]:
+        """What a loop walks, step by step: `x = stack(x_1, ..., x_T)`; a sequence the code writes in
+        place (it has no name) is named by its steps' stem first: `u = ...`, `u = stack(u_1, ..., u_T)`."""
+        if sequence in self.symbols:
+            return [_stack_line(self.symbols[sequence], element, axis)]
+        array = element.stem + element.sup
+        return [LoopLine(array, self._outer_text(sequence), re.escape(array)), _stack_line(array, element, axis)]
+
     def _outer_text(self, node: Node) -> str:
         """What the loop reads from outside, as the outer equations write it; (Wᵀ)ᵀ is W."""
         text = self._as_text(self.outer.operand(node))
@@ -333,7 +356,9 @@ def _reads_gradient(node: Node, body: Body) -> bool:
 def _stack_line(array: str, per_step: TimeSymbol, axis: int, defines: bool = False) -> LoopLine:
     """`array = stack_axis(s_1, ..., s_T)`: what s_t is (a sequence's element), or what array is (outputs)."""
     rhs = rf"\operatorname{{stack}}_{{{axis_subscript((axis,))}}}\left({per_step.at('1')}, \dots, {per_step.at('T')}\right)"
-    return LoopLine(array, rhs, re.escape(array) if defines else per_step.pattern())
+    if defines:
+        return LoopLine(array, rhs, re.escape(array))
+    return LoopLine(array, rhs, per_step.pattern(), reads=array)
 
 
 def at_step(text: str, step: str) -> str:
@@ -350,10 +375,6 @@ def _split(symbol: str) -> TimeSymbol:
     """The TimeSymbol of a symbol written at step t."""
     stem, _, rest = symbol.partition(f"_{{{TIME}}}")
     return TimeSymbol(stem, rest)
-
-
-def _split_bar(symbol: str) -> TimeSymbol:
-    return _split(symbol)
 
 
 def _grouped(text: str) -> str:
