@@ -294,7 +294,8 @@ def test_a_spec_with_an_integer_input_compiles_and_runs(tmp_path):
     params = module.init_params(0)
     outputs, grads = module.gradients(**data, **params)
     E, W = (torch.tensor(params[name], requires_grad=True) for name in ("E", "W"))
-    loss_t = F.cross_entropy((E[torch.tensor(data["ids"])] @ W).reshape(-1, 7), torch.tensor(data["targets"]).reshape(-1))
+    logits_t = E[torch.tensor(data["ids"])] @ W
+    loss_t = F.cross_entropy(logits_t.reshape(-1, 7), torch.tensor(data["targets"]).reshape(-1))
     loss_t.backward()
     assert outputs["loss"] == pytest.approx(loss_t.item(), rel=1e-12)
     close(grads["E"], E.grad)
@@ -328,7 +329,8 @@ def test_the_module_imports_numpy_only_compiles_and_is_the_same_in_every_process
     path = tmp_path / "tiny_lm.py"
     path.write_text(source)
     py_compile.compile(str(path), doraise=True)
-    script = f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_embeddings; sys.stdout.write(test_embeddings.lm_source())"
+    script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_embeddings; "
+              "sys.stdout.write(test_embeddings.lm_source())")
     for seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
