@@ -16,9 +16,10 @@ from .table import Op, like, not_differentiable, register
 
 # The ops whose value is their integer operand's values rearranged: still integers, still ids.
 INTEGER_VIEWS = ("index", "reshape", "alias")
-# The operands that may hold integers, by op: the ids of take, the labels of one-hot rows (made numbers
-# first by as_float), and the operand of a view.
-INTEGER_OPERANDS = {"take": (1,), "as_float": (0,), "one_hot": (0,), **{op: (0,) for op in INTEGER_VIEWS}}
+# The operands that may hold integers, by op: the ids of take and of its gradient, the labels of one-hot
+# rows (made numbers first by as_float), and the operand of a view.
+INTEGER_OPERANDS = {"take": (1,), "take_grad": (2,), "as_float": (0,), "one_hot": (0,),
+                    **{op: (0,) for op in INTEGER_VIEWS}}
 
 
 def integer_input(node: Node) -> Node | None:
