@@ -205,3 +205,25 @@ def test_a_loop_inside_a_loop_says_where_its_gradient_comes_from():
     assert first[0] == r"\bar{V}" and first[1].endswith(r"^\top \overline{\mathrm{prediction}}")
     assert "computed by the generated loops over time" in defined[first[1].split("^")[0]]  # the last state
     assert all("computed by the generated loops over time" in t for t in text.values())
+
+
+def test_the_page_of_a_loop_model_lays_out_its_recursions(tmp_path):
+    import shutil
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "the browser test needs Debian's chromium and chromium-driver (.ci/run installs them)"
+    path = tmp_path / "rnn_loop.html"
+    assert main(["report", str(EXAMPLES / "rnn_loop.toml"), "--html", "-o", str(path)]) == 0
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        browser.get(path.as_uri())
+        recursions = [m for m in browser.find_elements("css selector", "math") if "δ" in m.text and "∑" in m.text]
+        assert recursions and all(m.size["height"] > 10 and m.size["width"] > 40 for m in recursions)
+        assert browser.find_element("id", "details-name").text  # the page's script ran
+    finally:
+        browser.quit()
