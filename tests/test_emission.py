@@ -7,6 +7,7 @@ ones too, the case where a tuple printed without its comma silently means someth
 """
 import functools
 import importlib.util
+import math
 import re
 import subprocess
 import sys
@@ -281,6 +282,7 @@ CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, atten
     Case("layer_norm", "layer_norm", [(None, 2, 3), (3,), (3,)], gc.layer_norm, lambda x, g, b: normalised(x, g, b, 2)),
     Case("gelu", "gelu", [(None, 3)], gc.gelu,
          lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))),
+    Case("erf", "erf", [(None, 3, 2)], lambda a: apply("erf", a), lambda a: np.vectorize(math.erf)(a)),
     Case("causal_mask", "causal_mask", [(None, 3, 3)], gc.causal_mask,
          lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, a)),
     Case("causal_mask of a gradient", "causal_mask", [(2, 4, 4)], lambda a: apply("causal_mask", a, fill=0.0),
