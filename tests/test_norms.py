@@ -29,9 +29,10 @@ def normed(kind: str, shape: tuple, scale_shape: tuple, **options):
     return g, y
 
 
-def arrays_for(g, batch: int = BATCH, seed: int = 0) -> dict:
+def arrays_for(g, batch: int = BATCH, seed: int = 0, length: int = 3) -> dict:
     rng = np.random.default_rng(seed)
-    return {name: rng.normal(size=tuple(batch if d is None else d for d in node.shape)) * 1.5 + 0.3
+    sizes = {None: batch, "T": length}
+    return {name: rng.normal(size=tuple(sizes.get(d, d) for d in node.shape)) * 1.5 + 0.3
             for name, node in g.leaves.items()}
 
 
@@ -206,3 +207,16 @@ def test_a_graph_that_uses_the_normalised_value_itself_gets_its_whole_gradient(k
     np.testing.assert_allclose(grads["x"], t["x"].grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grads["gamma"], t["gamma"].grad.numpy(), rtol=1e-10, atol=1e-10)
     check_gradients(module, arrays, "loss", tolerance=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["batch_norm", "layer_norm"])
+def test_a_run_time_length_is_counted_when_the_module_runs(kind):
+    g, _ = normed(kind, (None, "T", 4), (4,))
+    module = gc.compile(g, wrt=["x", "gamma", "beta"], loss="loss").load()
+    for length in (2, 5):
+        arrays = arrays_for(g, length=length)
+        want_y, want_grads = torch_reference(kind, arrays, {})
+        np.testing.assert_allclose(module.forward(**arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
+        _, grads = module.gradients(**arrays)
+        for leaf, want in want_grads.items():
+            np.testing.assert_allclose(grads[leaf], want, rtol=1e-10, atol=1e-10, err_msg=leaf)
