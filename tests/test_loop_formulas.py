@@ -4,6 +4,7 @@ shared param's gradient as a sum over t. Every printed formula is read back by t
 (tests/latex_reader.py), which runs the recursions step by step on random float64 arrays, and compared
 with the generated module's own gradients to 1e-10: a plain RNN (both ways, with per-step outputs), an
 LSTM and a GRU (two carries / gates), two LSTM layers, and a loop written in a spec."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ def rnn(reverse: bool = False, per_step: bool = False, last: bool = True, sigmoi
         h = gc.sigmoid(a) if sigmoid else gc.tanh(a)
         return h, h
     hT, hs = gc.scan(step, h0, x, axis=1, reverse=reverse)
-    features = (hT if last else 0) + (gc.mean(hs, axis=1) if per_step else 0)
+    features = [f for f, wanted in ((hT, last), (gc.mean(hs, axis=1), per_step)) if wanted]
+    features = features[0] if len(features) == 1 else features[0] + features[1]
     p = g.output("prediction", features @ Wy + by)
     g.output("loss", gc.mse(p, y))
     return gc.compile(g, loss="loss", wrt=["Wx", "Wh", "b", "Wy", "by", "h0"])
@@ -164,7 +166,9 @@ def test_the_text_form_is_the_recursion_in_plain_math():
     assert "δ_t = h̄_t ⊙ (1 − h_t²)" in text
     assert "δ_t Whᵀ    for t = T, …, 1" in text
     assert "h_t = tanh(b + x_t Wx + h[t−1] Wh)    for t = 1, …, T" in text
-    assert "#   t2 is h_T" in text.splitlines()
+    assert re.fullmatch(r"# the loop over time, step by step \(t\d+ is h_T, d_t\d+ is h̄_T\):",
+                        text.splitlines()[text.splitlines().index("W̅h̅ = Σ[t=1]^T h[t−1]ᵀ δ_t") - 1])
+    assert text.splitlines()[-1].startswith("# d_Wh: computed by the generated loop over time")
 
 
 def test_graphcomp_grad_prints_the_recursion_of_a_spec_with_a_loop(capsys):
