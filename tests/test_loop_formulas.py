@@ -236,7 +236,7 @@ def test_the_page_of_a_loop_model_lays_out_its_recursions(tmp_path):
 def test_the_readme_shows_what_the_rnn_of_its_loop_section_prints():
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Loops: `gc.scan`"):readme.index("### Examples")]
-    shown = re.search(r"```tex\n(.*?)```", section, flags=re.S).group(1).strip().splitlines()
+    shown = re.search(r"```tex\n(.*?)```", section, flags=re.DOTALL).group(1).strip().splitlines()
     g = gc.Graph("rnn")
     xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
     W, U = g.param("W", (3, 4)), g.param("U", (4, 4))

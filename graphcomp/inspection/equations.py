@@ -86,13 +86,13 @@ def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
     written = [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
                if (lhs in loop_lhs or lhs in results.values()) and rhs != NESTED]
     if not written:
-        return [f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
-                "graphcomp compile shows the code)"]
+        return [(f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
+                 "graphcomp compile shows the code)")]
     named = [f"{listing.names[n]} is {_plain(results[n])}" for n in nodes
              if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
     return ([f"# the loop over time, step by step{' (' + ', '.join(named) + ')' if named else ''}:"] + written
-            + [f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
-               "as written above"])
+            + [(f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
+                "as written above")])
 
 
 GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}
@@ -176,7 +176,7 @@ def _loop_lines(model: GeneratedModule, listing, grad: Node, equations: LoopEqua
 NESTED = r"\text{computed by the generated loops over time (a loop inside a loop's step: graphcomp compile shows the code)}"
 
 
-def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: "_EquationWriter") -> set[Node]:
+def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: _EquationWriter) -> set[Node]:
     """The values of one gradient's slice written where they are used rather than by a symbol."""
     forward = set(model.compiled_graph.nodes())
     # gradients that keep an equation of their own: those of your named values and of leaves

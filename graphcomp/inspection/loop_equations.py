@@ -215,7 +215,7 @@ class LoopEquations:
         body: Body = back.attr("body")
         forward: Node = back.attr("of")
         fbody: Body = forward.attr("body")
-        c, k, _ = counts(forward)
+        c = counts(forward)[0]
         c_b, k_b, _ = counts(back)
         symbols = {slot: self._outer_text(x) for slot, x in zip(body.captured, back.inputs[c_b + k_b:])}
         symbols.update({body.carries[i]: names.carries[i].barred().at(TIME) for i in range(c)})
@@ -272,12 +272,12 @@ class LoopEquations:
         for node in body.nodes():
             if node in symbols or node.op in ("const", "input"):
                 continue
-            if backward and not _reads_gradient(node, body) and writer.render(node) in known:
+            recomputed = backward and not _reads_gradient(node, body)  # a forward value, computed again
+            if recomputed and writer.render(node) in known:
                 step.symbols[node] = known[writer.render(node)]
                 continue
-            if (node in named or (uses.get(node, 0) > 1 and node.op != "transpose"
-                                  and len(writer.render(node)) > NAMED_LENGTH)) \
-                    and not (backward and not _reads_gradient(node, body)):  # (recomputed forward values: in place)
+            shared = uses.get(node, 0) > 1 and node.op != "transpose" and len(writer.render(node)) > NAMED_LENGTH
+            if (node in named or shared) and not recomputed:
                 own.append(node)
                 step.symbols[node] = f"{stem}_{{{TIME}}}^{{({len(own)})}}"
             else:
@@ -318,7 +318,6 @@ class LoopEquations:
     @staticmethod
     def _as_text(value) -> str:
         return value if isinstance(value, str) else latex_number(value)
-
 
 
 def _results_by_loop(roots: list[Node]) -> dict[Node, list[Node]]:

@@ -35,7 +35,7 @@ class TimeSymbol:
     def at(self, index: str) -> str:
         return f"{self.stem}_{{{index}}}{self.sup}"
 
-    def barred(self) -> "TimeSymbol":
+    def barred(self) -> TimeSymbol:
         return TimeSymbol(bar(self.stem), self.sup)
 
     def pattern(self) -> str:
@@ -53,7 +53,7 @@ class Steps:
     span: str  # the steps in the order the loop takes them
 
     @staticmethod
-    def of(reverse: bool) -> "Steps":
+    def of(reverse: bool) -> Steps:
         if reverse:
             return Steps("t+1", "T+1", "1", r"t = T, \dots, 1")
         return Steps("t-1", "0", "T", r"t = 1, \dots, T")
