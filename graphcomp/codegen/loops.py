@@ -237,9 +237,11 @@ def _assigned_in_place(code: ModuleCode, lines: list[Statement], updates: list[t
     temporary passed on at the end of the step, where no later line reads the carry's old value:
     `d_h = delta @ Wh.T`. The others stay in the one assignment of the step's end. `renamed` gets
     {temporary: carry variable} of those assigned so."""
-    left = []
-    for k, (variable, text) in enumerate(updates):
-        where = [j for j, s in enumerate(lines) if s.target == text and not s.block]
+    left, k, carries = [], -1, {variable for variable, _ in updates}
+    while k + 1 < len(updates):  # (the updates after k are rewritten as it goes)
+        k += 1
+        variable, text = updates[k]
+        where = [j for j, s in enumerate(lines) if s.target == text and not s.block and text not in carries]
         later = lines[where[0] + 1:] if where else []
         others = [t for v, t in updates[k + 1:]] + [t for v, t in left]
         if not where or _mentions(later, variable) or any(_word(variable).search(t) for t in others):
