@@ -56,7 +56,7 @@ class Reader:
         self.definitions: dict[str, str] = {}
         self.templates: list[tuple[re.Pattern, int, str, tuple | None]] = []  # (left side, offset, right side, steps)
         self.stacks: dict[str, tuple[str, int]] = {}   # element stem -> (array, axis)
-        self.stacked: dict[str, str] = {}               # array -> stack(s_1, ..., s_T)
+        self.stacked: dict[str, list[str]] = {}         # array -> stack(s_1, ..., s_T), one or more
         self._busy: set[str] = set()
 
     def define(self, pairs: list[tuple[str, str]]) -> None:
@@ -65,7 +65,7 @@ class Reader:
             stack = _STACK.fullmatch(rhs.strip())
             if stack:  # defines the steps' values (A known) or A (read when A has no other definition)
                 self.stacks[stack.group(2) + "|" + stack.group(3)] = (lhs, int(stack.group(1)))
-                self.stacked.setdefault(lhs, rhs)
+                self.stacked.setdefault(lhs, []).append(rhs)
                 continue
             template = re.search(r"_\{t([+-]\d+)?\}", lhs)
             if template:
@@ -116,6 +116,15 @@ class Reader:
         array, axis = self.stacks[match.group(1) + "|" + match.group(3)]
         return np.take(self.value(array), int(match.group(2)) - 1, axis=axis)
 
+    def _stack_of(self, array: str) -> str:
+        """The stack that defines an array: of steps defined at every t (an array may also be written as
+        the stack of steps it defines, s_t = A's t-th slice)."""
+        for rhs in self.stacked[array]:
+            first = re.search(r"\\left\((.+?)_\{1\}(\S*),", rhs)
+            if any(pattern.fullmatch(f"{first.group(1)}_{{1}}{first.group(2)}") for pattern, _, _, _ in self.templates):
+                return rhs
+        return self.stacked[array][0]
+
     def value(self, symbol: str) -> np.ndarray:
         symbol = self._concrete(_canonical(symbol))
         if symbol in self.values:
@@ -123,7 +132,7 @@ class Reader:
         if symbol not in self.definitions:
             by_time = self._by_time(symbol)
             if by_time is not None or symbol in self.stacked:
-                self.definitions[symbol] = by_time if by_time is not None else self.stacked[symbol]
+                self.definitions[symbol] = by_time if by_time is not None else self._stack_of(symbol)
             else:
                 sliced = self._sliced(symbol)
                 if sliced is None:

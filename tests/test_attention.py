@@ -127,34 +127,50 @@ def test_a_mask_on_a_non_square_score_matrix_is_refused(shape):
         gc.causal_mask(scores)
 
 
-def named_attention():
-    """One head whose scores S and probabilities P carry the lecture's names (P is the product's left
-    operand, S the softmax's operand)."""
+def named_attention(causal: bool):
+    """One head whose scores S (masked, when causal) and probabilities P carry the lecture's names (P is
+    the product's left operand, S the softmax's operand)."""
     g = gc.Graph("head")
     q, k, v = (g.input(name, (None, 3, 2)) for name in "qkv")
-    out = gc.attention(q, k, v)
+    out = gc.attention(q, k, v, causal=causal)
     probabilities = g.let("P", out.inputs[0])
     g.let("S", probabilities.inputs[0])
     g.output("loss", gc.sum(out * g.input("r", (None, 3, 2))))
     return g
 
 
-def test_the_softmax_gradient_prints_p_times_dp_minus_its_row_sum_and_reads_back():
-    g = named_attention()
+def traced_symbols(model, arrays: dict) -> dict:
+    """{LaTeX symbol: value} of every value and gradient of one run of the module."""
+    return {model.listing.symbols[n]: np.asarray(v) for n, v in model.values_at(arrays).items()
+            if n in model.listing.symbols and not n.is_leaf}
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_the_softmax_gradient_prints_p_times_dp_minus_its_row_sum(causal):
+    g = named_attention(causal)
     model = gc.compile(g, wrt=["q", "k", "v"], loss="loss")
     pairs = dict(equations(model.gradient_latex()["q"]))
     total = next(lhs for lhs, rhs in pairs.items()
                  if rhs == r"\operatorname{sum}_{\text{axis } 2,\ \text{keepdims}}\left(\bar{P} \odot P\right)")
     assert pairs[r"\bar{S}"] == rf"P \odot \left(\bar{{P}} - {total}\right)"
-    arrays = random_arrays(g, batch=2)
-    values = model.values_at(arrays)
-    forward = set(model.compiled_graph.nodes())
-    known = {model.listing.symbols[n]: np.asarray(v) for n, v in values.items()
-             if n in forward and n in model.listing.symbols and not n.is_leaf}
+    # S̄ read back from P and P̄ alone (the reader computes the row sums itself) is the module's S̄
+    arrays = random_arrays(g, batch=2, length=3)
+    traced = traced_symbols(model, arrays)
+    reader = Reader({"P": traced["P"], r"\bar{P}": traced[r"\bar{P}"]}, 2)
+    reader.define([(total, pairs[total])])
+    np.testing.assert_allclose(reader.evaluate(pairs[r"\bar{S}"]), traced[r"\bar{S}"], rtol=1e-12, atol=1e-14)
+    if causal:  # the masked entries get no gradient
+        assert any(r"\operatorname{causal}_{0}\left(\bar{S}\right)" in rhs for rhs in pairs.values())
+
+
+def test_every_printed_gradient_of_attention_reads_back():
+    g = named_attention(causal=False)
+    model = gc.compile(g, wrt=["q", "k", "v"], loss="loss")
+    arrays = random_arrays(g, batch=2, length=3)
     _, grads = model.load().gradients(**arrays)
     for leaf in "qkv":
         lines = equations(model.gradient_latex()[leaf])
-        reader = Reader({**{symbol(name): value for name, value in arrays.items()}, **known}, 2)
+        reader = Reader({symbol(name): value for name, value in arrays.items()}, 2)
         reader.define(lines[1:])
         np.testing.assert_allclose(reader.evaluate(lines[0][1]), grads[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)
 
@@ -176,3 +192,20 @@ def test_attention_refuses_a_causal_flag_that_is_not_true_or_false():
     g = gc.Graph("g")
     with pytest.raises(gc.GraphError, match="attention: causal must be True or False, got 'yes'"):
         gc.attention(*(g.input(n, (None, 3, 2)) for n in "qkv"), causal="yes")
+
+
+def test_a_transformer_block_has_its_report_explorer_and_picture(tmp_path):
+    """Layer norm, multi-head causal attention, GELU and batch norm in one model: every view is made."""
+    g = gc.Graph("block")
+    x, r = g.input("x", (None, 4, 6)), g.input("r", (None, 4, 6))
+    gamma, beta = g.param("gamma", (6,)), g.param("beta", (6,))
+    weights = {name: g.param(name, (6, 6)) for name in ("Wq", "Wk", "Wv")}
+    h = multi_head(gc.layer_norm(x, gamma, beta), **weights, causal=True)
+    g.output("loss", gc.sum(gc.batch_norm(gc.gelu(h), gamma, beta) * r))
+    model = gc.compile(g, loss="loss")
+    at = random_arrays(g, batch=2)
+    report = model.report(tmp_path / "block.md", at=at).read_text(encoding="utf-8")
+    assert r"\operatorname{causal}" in report and "_causal_mask(xp, " in report
+    assert model.explorer(tmp_path / "block.html", at=at).stat().st_size > 0
+    from graphcomp.inspection.explorer import picture_view
+    assert picture_view(g, "loss", wrt=["Wq", "gamma"], at=at).number_of_nodes() > 20

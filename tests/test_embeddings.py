@@ -294,12 +294,24 @@ def test_a_spec_with_an_integer_input_compiles_and_runs(tmp_path):
     params = module.init_params(0)
     outputs, grads = module.gradients(**data, **params)
     E, W = (torch.tensor(params[name], requires_grad=True) for name in ("E", "W"))
-    loss_t = F.cross_entropy((E[torch.tensor(data["ids"])] @ W).reshape(-1, 7), torch.tensor(data["targets"]).reshape(-1))
+    logits_t = E[torch.tensor(data["ids"])] @ W
+    loss_t = F.cross_entropy(logits_t.reshape(-1, 7), torch.tensor(data["targets"]).reshape(-1))
     loss_t.backward()
     assert outputs["loss"] == pytest.approx(loss_t.item(), rel=1e-12)
     close(grads["E"], E.grad)
     _, losses = module.train(params, data, epochs=5, lr=0.5, batch_size=4)
     assert losses[-1] < losses[0]
+
+
+def test_the_pictures_show_the_lookup_and_its_scatter_add(tmp_path):
+    from graphcomp.frontend.cli import main
+    spec = tmp_path / "lookup.toml"
+    spec.write_text('[inputs]\nids = { shape = ["N", 6], dtype = "int64" }\n[params]\nE = [7, 4]\n'
+                    '[nodes]\nh = "take(E, ids)"\n[outputs]\nloss = "sum(tanh(h))"\n')
+    for flags, *labels in (([], ">h<", "> = E[ids]<"), (["--backward"], "> = scatter_ids(h̄)<")):
+        out = tmp_path / f"lookup{len(flags)}.svg"
+        assert main(["graph", str(spec), "-o", str(out), *flags]) == 0
+        assert all(text in out.read_text(encoding="utf-8") for text in labels)
 
 
 def test_a_spec_refuses_an_unknown_dtype(tmp_path):
@@ -317,7 +329,8 @@ def test_the_module_imports_numpy_only_compiles_and_is_the_same_in_every_process
     path = tmp_path / "tiny_lm.py"
     path.write_text(source)
     py_compile.compile(str(path), doraise=True)
-    script = f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_embeddings; sys.stdout.write(test_embeddings.lm_source())"
+    script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_embeddings; "
+              "sys.stdout.write(test_embeddings.lm_source())")
     for seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
@@ -332,3 +345,15 @@ def test_forward_leaves_out_an_integer_input_no_output_needs():
     g.output("emb", gc.take(g.param("E", (3, 2)), ids))
     module = gc.compile(g, loss="y", wrt=["x"]).load()
     assert module.forward(x=np.ones((4, 2)), E=np.ones((3, 2))) == {"y": 8.0}
+
+
+def test_a_csv_data_file_gives_integer_inputs_as_integers(lm, tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text(",".join(f"ids:{k}" for k in range(6)) + "\n0,1,2,3,4,5\n6,5,4,3,2,1\n")
+    data = lm.load_data(str(path))
+    assert data["ids"].dtype == np.int64 and data["ids"].tolist() == [[0, 1, 2, 3, 4, 5], [6, 5, 4, 3, 2, 1]]
+    _, losses = lm.train(lm.init_params(0), data, epochs=2, lr=0.1, batch_size=1)
+    assert len(losses) == 2
+    path.write_text(",".join(f"ids:{k}" for k in range(6)) + "\n0,1,2,3,4,5.5\n")
+    with pytest.raises(ValueError, match=r"input 'ids' holds integer ids \(int64\), but was given an array of float64"):
+        lm.train(lm.init_params(0), lm.load_data(str(path)), epochs=1, lr=0.1, batch_size=1)

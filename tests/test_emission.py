@@ -281,8 +281,10 @@ CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, atten
     Case("layer_norm", "layer_norm", [(None, 2, 3), (3,), (3,)], gc.layer_norm, lambda x, g, b: normalised(x, g, b, 2)),
     Case("gelu", "gelu", [(None, 3)], gc.gelu,
          lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))),
-    Case("causal_mask", "causal_mask", [(None, 3, 3)], lambda a: apply("causal_mask", a),
-         lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, 0.0)),
+    Case("causal_mask", "causal_mask", [(None, 3, 3)], gc.causal_mask,
+         lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, a)),
+    Case("causal_mask of a gradient", "causal_mask", [(2, 4, 4)], lambda a: apply("causal_mask", a, fill=0.0),
+         lambda a: np.where(np.triu(np.ones((4, 4)), 1) > 0, 0.0, a)),
 ]
 # A loop (`scan`) is a tuple of arrays, emitted as a for block: the scan_result cases emit it.
 TUPLE_VALUED = {"scan"}

@@ -4,6 +4,7 @@ form, read back by the independent LaTeX reader; bad input gets one clear error 
 import ast
 import py_compile
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,21 @@ def test_bad_settings_get_one_clear_error_each():
         gc.batch_norm(x, gamma, gamma, axis=2)
     with pytest.raises(gc.GraphError, match="layer_norm: axis must be an axis of shape"):
         gc.layer_norm(x, gamma, gamma, axis=3)
+
+
+def test_the_readme_shows_what_batch_norm_prints():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("#### Normalisation, GELU, attention"):]
+    block = re.search(r"```tex\n(.*?)```", section, flags=re.S).group(1)
+    g = gc.Graph("bn")
+    x, y = g.input("x", (None, 8)), g.input("y", (None,))
+    W, gamma, beta = g.param("W", (8, 16)), g.param("gamma", (16,)), g.param("beta", (16,), init="zeros")
+    h = g.let("h", x @ W)
+    z = g.let("z", gc.batch_norm(h, gamma, beta))
+    g.let("hhat", z.inputs[3])
+    g.let("std", z.inputs[4])
+    g.output("loss", gc.softmax_cross_entropy(gc.relu(z) @ g.param("V", (16, 3)), y))
+    model = gc.compile(g, loss="loss")
+    printed = model.gradient_latex()["W"].splitlines()
+    assert [line.strip() for line in block.strip().splitlines()] == printed[2:5]
+    assert "d_h = gamma*(d_z*h.shape[0] - d_beta - d_gamma*hhat)/(h.shape[0]*std)" in model.source

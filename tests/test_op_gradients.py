@@ -133,3 +133,28 @@ def test_the_finite_difference_reference_itself():
                                np.cos(x) * x + np.sin(x), rtol=1e-8)
     assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0
     assert relative_error([1.0, 2.2], [1.0, 2.0]) == pytest.approx(0.2 / 2.2)
+
+
+# Ops reading integer ids (graphcomp/ops/indexing.py): (id, the float operand's shape, the ids' shape, how
+# many rows or classes the ids pick, the op). The ids are an int64 input drawn with repeats and get no
+# gradient; the float operand's gradient is checked (a second derivative exercises take_grad's rule).
+ID_CASES = [
+    ("take rows", (4, 3), (None,), 4, gc.take),
+    ("take of a sequence of matrices", (3, 2, 2), (None, 5), 3, gc.take),
+    ("take_grad", (4, 3), (None, 2), 4, lambda E, ids: gc.grad(gc.sum(gc.take(E, ids) ** 3), [E])[0]),
+    ("softmax_cross_entropy integer labels", (None, 4), (None,), 4, gc.softmax_cross_entropy),
+    ("softmax_cross_entropy sequence integer labels", (None, 3, 4), (None, 3), 4, gc.softmax_cross_entropy),
+]
+
+
+@pytest.mark.parametrize("shape, ids_shape, rows, build", [c[1:] for c in ID_CASES], ids=[c[0] for c in ID_CASES])
+def test_gradients_through_integer_ids_match_finite_differences(shape, ids_shape, rows, build):
+    rng = np.random.default_rng(0)
+    g = gc.Graph("case")
+    a, ids = g.input("a", shape), g.input("ids", ids_shape, dtype="int64")
+    out = build(a, ids)
+    g.output("loss", gc.sum(out * g.input("r", out.shape)))
+    m = gc.compile(g, wrt=["a"]).load()
+    arrays = {"a": rng.uniform(-1, 1, size=concrete(shape)), "r": rng.normal(size=concrete(out.shape)),
+              "ids": np.resize([1, 1, *range(rows)], concrete(ids_shape))}  # id 1 at least twice
+    check_gradients(m, arrays, "loss")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import graphcomp as gc
 from graphcomp.frontend.cli import main
@@ -185,7 +187,9 @@ def test_the_example_compiles_once_and_runs_any_length(tmp_path, capsys):
         want = numpy_rnn(x, *(params[k] for k in ("Wx", "Wh", "b", "Wy", "by")))
         np.testing.assert_allclose(generated.forward(x=x, **params)["prediction"], want, rtol=1e-12, atol=1e-12)
     text = out.read_text()
-    assert text.count("for t in range(T)") == 2  # one loop forward, one reversed loop backward... at any T
+    # a loop in forward and in _gradients, and one reversed loop for the gradients, whatever T is
+    assert text.count("for t in range(T):") == 2
+    assert len(re.findall(r"for (t_\d+) in range\((T_\d+) - 1, -1, -1\):", text)) == 1
     assert "rnn_h = h0" in text  # the loop's carry is named after the table and the carry
 
 
@@ -381,3 +385,123 @@ def test_the_good_table_of_the_error_cases_compiles(tmp_path, capsys):
     spec = tmp_path / "model.toml"
     spec.write_text(BAD.format(extra="", scan=loop(), outputs=GOOD_OUTPUT))
     assert main(["compile", str(spec), "-o", str(tmp_path / "out.py")]) == 0
+
+
+def test_time_major_sequences_walked_together_with_a_let_read_by_ys():
+    text = """
+[inputs]
+x = ["T", "N", 2]
+u = ["T", "N", 4]
+h0 = ["N", 4]
+[params]
+Wx = [2, 4]
+Wh = [4, 4]
+[scan.rnn]
+xs = { x_t = "x", u_t = "u" }
+init = { h = "h0" }
+let = { z = "x_t @ Wx + h @ Wh" }
+step = { h = "tanh(z) * u_t" }
+ys = { hs = "h", zs = "z" }
+reverse = true
+[outputs]
+loss = "sum(rnn.h) + sum(rnn.hs * rnn.zs)"
+"""
+    g = gc.Graph("m")
+    x, u, h0 = g.input("x", ("T", None, D)), g.input("u", ("T", None, H)), g.input("h0", (None, H))
+    Wx, Wh = g.param("Wx", (D, H)), g.param("Wh", (H, H))
+
+    def step(h, elements):
+        x_t, u_t = elements
+        z = x_t @ Wx + h @ Wh
+        h = gc.tanh(z) * u_t  # ys read the carry after the step, and the let value z
+        return h, (h, z)
+
+    hT, (hs, zs) = gc.scan(step, h0, (x, u), reverse=True)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * zs))
+    spec_graph = from_spec(text)
+    assert spec_graph.inputs["x"].shape == ("T", None, D)
+    assert_same_model(spec_graph, g)
+    check_gradients(module(spec_graph), arrays(spec_graph, 4, seed=5), "loss", tolerance=1e-6)
+
+
+# ------------------------------------------------------------------ properties
+
+ACTIVATIONS = ("tanh", "sigmoid", "softsign")
+
+
+@st.composite
+def loops(draw):
+    """A loop of one to three carries, each updated from the element and another carry through an
+    activation, maybe through a let value; reversed or not, batch or time first, with some ys."""
+    carries = draw(st.integers(1, 3))
+    return dict(carries=carries, activations=draw(st.lists(st.sampled_from(ACTIVATIONS), min_size=carries, max_size=carries)),
+                lets=draw(st.lists(st.booleans(), min_size=carries, max_size=carries)), reverse=draw(st.booleans()),
+                time_major=draw(st.booleans()), ys=draw(st.lists(st.integers(0, carries - 1), max_size=3, unique=True)),
+                steps=draw(st.integers(1, 5)))
+
+
+def loop_spec(d: dict) -> str:
+    n = d["carries"]
+    shape = '["T", "N", 2]' if d["time_major"] else '["N", "T", 2]'
+    lines = [f"[inputs]\nx = {shape}"] + [f'h0_{j} = ["N", 3]' for j in range(n)] + ["[params]"]
+    lines += [f"W{j} = [2, 3]\nU{j} = [3, 3]" for j in range(n)]
+    init = ", ".join(f'c{j} = "h0_{j}"' for j in range(n))
+    pre = {j: f"x_t @ W{j} + c{(j + 1) % n} @ U{j}" for j in range(n)}
+    step = ", ".join(f'c{j} = "{d["activations"][j]}({f"z{j}" if d["lets"][j] else pre[j]})"' for j in range(n))
+    lets = ", ".join(f'z{j} = "{pre[j]}"' for j in range(n) if d["lets"][j])
+    ys = ", ".join(f'y{j} = "c{j} * c{j}"' for j in d["ys"])
+    lines += ["[scan.loop]", 'xs = { x_t = "x" }', f"axis = {0 if d['time_major'] else 1}", f"init = {{ {init} }}",
+              f"step = {{ {step} }}", f"ys = {{ {ys} }}", f"reverse = {str(d['reverse']).lower()}"]
+    if lets:
+        lines.append(f"let = {{ {lets} }}")
+    loss = " + ".join([f"sum(loop.c{j} * loop.c{j})" for j in range(n)] + [f"sum(loop.y{j})" for j in d["ys"]])
+    return "\n".join(lines + ["[outputs]", f'loss = "{loss}"'])
+
+
+def loop_python(d: dict) -> gc.Graph:
+    n, g = d["carries"], gc.Graph("m")
+    x = g.input("x", ("T", None, 2) if d["time_major"] else (None, "T", 2))
+    h0 = [g.input(f"h0_{j}", (None, 3)) for j in range(n)]
+    W = [g.param(f"W{j}", (2, 3)) for j in range(n)]
+    U = [g.param(f"U{j}", (3, 3)) for j in range(n)]
+
+    def step(carry, x_t):
+        new = tuple(getattr(gc, d["activations"][j])(x_t @ W[j] + carry[(j + 1) % n] @ U[j]) for j in range(n))
+        return new, tuple(new[j] * new[j] for j in d["ys"]) or None
+
+    finals, ys = gc.scan(step, tuple(h0), x, axis=0 if d["time_major"] else 1, reverse=d["reverse"])
+    terms = [gc.sum(c * c) for c in finals] + [gc.sum(y) for y in ys or ()]
+    g.output("loss", sum(terms[1:], terms[0]))
+    return g
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(loops())
+def test_any_spec_loop_is_its_python_scan(description):
+    assert_same_model(from_spec(loop_spec(description)), loop_python(description), steps=description["steps"])
+
+
+STEP_PARTS = st.sampled_from(["h", "x_t", "Wx", "Wh", "rnn", "rnn.h", "rnn.hs", "x", "h0", "2", "x_t.T", "q",
+                              "rnn.h.T", "(1, 2)", "zeros_like(h)", "tanh(h)", "sum(h, axis=1)", "h[:, 0:2]"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(STEP_PARTS, st.sampled_from([" + ", " * ", " @ ", " - "])), min_size=1, max_size=4),
+       st.sampled_from(["step", "ys", "init", "xs", "outputs"]))
+def test_any_step_expression_compiles_or_is_one_line_naming_the_entry(tmp_path, capsys, parts, entry):
+    text = "".join(a + op for a, op in parts)[:-3]
+    keys = {"step": f'step = {{ h = "{text}" }}', "ys": f'ys = {{ hs = "{text}" }}', "init": f'init = {{ h = "{text}" }}',
+            "xs": f'xs = {{ x_t = "{text}" }}'}
+    table = loop(**{key: value.split(" = ", 1)[1] for key, value in keys.items() if key == entry})
+    outputs = f'loss = "sum({text})"' if entry == "outputs" else GOOD_OUTPUT
+    spec = tmp_path / "fuzz.toml"
+    spec.write_text(BAD.format(extra="", scan=table, outputs=outputs))
+    out = tmp_path / "fuzz.py"
+    out.unlink(missing_ok=True)
+    code = main(["compile", str(spec), "-o", str(out)])
+    err = capsys.readouterr().err
+    if code == 0:
+        assert out.exists() and not err
+    else:
+        assert code == 2 and err.count("\n") == 1 and err.startswith(f"graphcomp: error: {spec}: "), err
+        assert not out.exists()

@@ -98,7 +98,8 @@ def _integers(graph: Graph, roots: list[Node]) -> dict[str, tuple[str, int | Non
     """{integer input: (its dtype, how many rows or classes its ids pick, None if none)}: what the module
     checks of the ids it is given, so that a bad id is an error naming it, not a wrong row or a traceback."""
     bounds = id_bounds(toposort(roots))
-    return {name: (leaf.attr("dtype"), bounds.get(leaf)) for name, leaf in graph.inputs.items() if leaf.is_integer_input}
+    return {name: (leaf.attr("dtype"), bounds.get(leaf))
+            for name, leaf in graph.inputs.items() if leaf.is_integer_input}
 
 
 def _reads(graph: Graph, names: ValueNames, roots: list[Node]) -> dict:

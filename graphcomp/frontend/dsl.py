@@ -255,7 +255,7 @@ def causal_mask(scores: Node) -> Node:
     """The scores with every entry above the diagonal of the last two axes set to -inf, so that a
     softmax after it gives position i weight on positions j <= i only. The last two axes must be one
     length (a number, or the same run-time name such as "T")."""
-    return scores + apply("causal_mask", scores)
+    return apply("causal_mask", scores, fill=-math.inf)
 
 
 def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:

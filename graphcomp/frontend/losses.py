@@ -90,9 +90,7 @@ def nll(log_probs: Node, labels: Node) -> Node:
 def _as_one_hot(what: str, scores: Node, labels: Node) -> Node:
     """The labels as rows like `scores`: one-hot (or probability) rows as they are, integer labels (one
     per row of scores) made one-hot. Integer-typed labels can only be the latter."""
-    if not isinstance(labels, Node) or not isinstance(scores, Node):
-        raise GraphError(f"{what}: the scores and the labels must be graph values")
-    if integer_input(labels) is not None and labels.shape != scores.shape[:-1]:
+    if isinstance(labels, Node) and integer_input(labels) is not None and labels.shape != scores.shape[:-1]:
         raise ShapeError(f"{what}: integer labels of shape {format_shape(labels.shape)} do not fit logits of shape "
                          f"{format_shape(scores.shape)}: one label per row, shape {format_shape(scores.shape[:-1])}")
     if labels.shape == scores.shape:

@@ -22,8 +22,9 @@ from ..ir import Node, toposort
 from ..ir.shapes import broadcast_shapes
 from ..ops import OPS, scalar_expr
 from ..ops.nn import softmax_of
-from .loop_equations import LoopEquations, forward_of, loops_of, nested, result_symbols
+from .loop_equations import LoopEquations, LoopLine, forward_of, loops_of, nested, result_symbols, sequences_read
 from .loop_names import LoopNames, time_pattern
+from .math_text import math_text
 from .mathml import Formulas
 
 
@@ -62,16 +63,45 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
             continue
         grad = model.backward.gradients[model.compiled_graph.leaves[name]]
         lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
-        if any(n.op == "scan" for n in toposort([grad])):  # never a slice that looks whole but is not
-            lines.append(f"# {_code_operand(listing, grad)}: computed by the generated loop over time "
-                         "(graphcomp compile shows it); formulas of loops are not written out yet")
-            texts[name] = "\n".join(lines)
+        if any(n.op == "scan" for n in toposort([grad])):  # the loop as its recursion, in plain math
+            texts[name] = "\n".join(lines + _loop_text(model, name, grad))
             continue
         variable = _code_operand(listing, grad)
         if variable != gradient_name(listing.names[model.compiled_graph.leaves[name]]):
             lines.append(f"{gradient_name(name)} = {variable}")
         texts[name] = "\n".join(lines)
     return texts
+
+
+def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
+    """The lines of a gradient that reads a loop's results: which variables the loops compute, how
+    the recursion names them (t2 is h_T), then the recursion over time, in plain math (math_text)."""
+    equations, loop_lhs, results = _equations_and_loops(model)
+    listing = model.listing
+    nodes = toposort([grad])
+    read = {x for n in nodes if n.op != "scan" for x in n.inputs} | {grad}  # (not what only a loop reads)
+    computed = ", ".join(listing.names[n] for n in nodes if n.op == "scan_result" and n in read and n in listing.names)
+    written = [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
+               if (lhs in loop_lhs or lhs in results.values()) and rhs != NESTED]
+    if not written:
+        return [f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
+                "graphcomp compile shows the code)"]
+    lines = [f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
+             "which is, step by step:"]
+    lines += [f"#   {listing.names[n]} is {_plain(results[n])}" for n in toposort([grad])
+              if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
+    return lines + written
+
+
+GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}
+
+
+def _plain(latex: str) -> str:
+    """A loop's equation in plain math: δ_t = h̄_t ⊙ (1 − h_t²)    t = T, …, 1."""
+    for command, letter in GREEK.items():
+        latex = re.sub(re.escape(command) + r"(?![A-Za-z])", letter, latex)
+    equation, _, steps = latex.partition(r"\qquad")
+    return math_text(equation) + (f"    for {math_text(steps)}" if steps else "")
 
 
 INLINE_LIMIT = 60  # characters: a value whose formula is at most this long is written where it is used
@@ -87,38 +117,58 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
     is used. A loop is written as its recursion over time (loop_equations.py): h_T is the last carry,
     \\bar{W} = \\sum_t ... the gradient of a param it shares. tests/latex_reader.py evaluates every one of them.
     """
+    return _equations_and_loops(model)[0]
+
+
+def _equations_and_loops(model: GeneratedModule) -> tuple[dict, set[str], dict[Node, str]]:
+    """({leaf: equations}, the left sides that are a loop's, {loop result: its symbol})."""
     loops = loops_of(model)
     names = LoopNames(loops, dict(model.listing.symbols))
     results = result_symbols(model, names)
     listing = replace(model.listing, symbols={**model.listing.symbols, **results})
-    return {name: _leaf_equations(model, listing, name, names, results) for name in model.wrt}
+    equations, loop_lhs = {}, set()
+    for name in model.wrt:
+        equations[name] = _leaf_equations(model, listing, name, names, results, loop_lhs)
+    return equations, loop_lhs, results
 
 
 def _leaf_equations(model: GeneratedModule, listing, name: str, names: LoopNames,
-                    results: dict[Node, str]) -> list[tuple[str, str]]:
-    """One leaf's equations (see `gradient_equations`)."""
+                    results: dict[Node, str], loop_lhs: set[str]) -> list[tuple[str, str]]:
+    """One leaf's equations (see `gradient_equations`): the gradient's own first, then the backward
+    recursions of its loops and the gradients of the code, then the forward recursions and the
+    forward values. The left sides of its loops' equations are added to `loop_lhs`."""
     forward = set(model.compiled_graph.nodes())
     grad = model.backward.gradients[model.compiled_graph.leaves[name]]
     nodes = _slice(model, grad)
     writer = _EquationWriter(listing, _inlined(model, nodes, grad, _EquationWriter(listing, set())))
-    backward = [(listing.symbols[n], writer.render(n)) for n in reversed(nodes) if n not in forward and n not in writer.inline]
-    involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]  # derivatives first
-    if any(nested(forward_of(loop)) for loop in involved):
-        return [(bar(name), NESTED)]
-    equations = LoopEquations(model, names, writer, results)
-    loop_lines = {loop: equations.lines(loop) for loop in involved}
-    patterns = {line.lhs: line.pattern for lines in loop_lines.values() for line in lines}
-    patterns.update({symbol: time_pattern(symbol) for symbol in results.values()})  # \bar{h}_T, used at t
-    lines = [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is not None for line in loop_lines[loop]]
-    lines += backward
-    own = next((k for k, (lhs, _) in enumerate(lines) if lhs == bar(name)), None)
-    if own is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
-        lines.insert(0, lines.pop(own))
+    loops, aliases = _loop_lines(model, listing, grad, LoopEquations(model, names, writer, results))
+    loop_lhs.update(line.lhs for lines in loops.values() for line in lines)
+    patterns = {**{symbol: time_pattern(symbol) for symbol in results.values()}, **aliases}  # \bar{h}_T, used at t
+
+    def outer(n: Node) -> LoopLine:
+        symbol = listing.symbols[n]
+        return LoopLine(symbol, writer.render(n), patterns.get(symbol, re.escape(symbol)))
+    lines = [line for loop, own in loops.items() if loop.attr("of") is not None for line in own]
+    lines += [outer(n) for n in reversed(nodes) if n not in forward and n not in writer.inline]
+    first = next((k for k, line in enumerate(lines) if line.lhs == bar(name)), None)
+    if first is not None:  # the gradient's own equation first (a loop's running sum, or the code's line)
+        lines.insert(0, lines.pop(first))
     else:
-        lines.insert(0, (bar(name), _as_text(writer.operand(grad))))
-    lines += [(line.lhs, line.rhs) for loop in involved if loop.attr("of") is None for line in loop_lines[loop]]
-    lines += [(listing.symbols[n], writer.render(n)) for n in nodes if n in forward and n not in writer.inline]
-    return _referenced(lines, patterns)
+        lines.insert(0, LoopLine(bar(name), _as_text(writer.operand(grad)), ""))
+    lines += [line for loop, own in loops.items() if loop.attr("of") is None for line in own]
+    lines += [outer(n) for n in nodes if n in forward and n not in writer.inline]
+    return _referenced(lines)
+
+
+def _loop_lines(model: GeneratedModule, listing, grad: Node, equations: LoopEquations) -> tuple[dict, dict]:
+    """({loop: its equations} of the loops a gradient reads, derivatives first; {outer symbol: the
+    pattern of its uses}): a loop inside a loop's step is not written out, each result says so."""
+    involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]
+    if any(nested(forward_of(loop)) for loop in involved):
+        return {involved[0]: [LoopLine(listing.symbols[n], NESTED, re.escape(listing.symbols[n]))
+                              for n in toposort([grad]) if n.op == "scan_result" and n in listing.symbols]}, {}
+    loops = {loop: equations.lines(loop) for loop in involved}
+    return loops, equations.aliases
 
 
 NESTED = r"\text{computed by the generated loops over time (a loop inside a loop's step: graphcomp compile shows the code)}"
@@ -131,7 +181,10 @@ def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: "_Eq
     kept = {adjoint for value, adjoint in model.backward.adjoints.items()
             if value.is_leaf or model.compiled_graph.name_of(value) is not None}
     uses = Counter(x for m in nodes for x in m.inputs)
+    sequences = sequences_read(grad)
     for n in nodes:  # in the code's order: a node's operands are decided before it
+        if n in sequences:  # a loop's sequence keeps its symbol: x = stack(x_1, ..., x_T)
+            continue
         if n.op == "count":  # the batch size is N wherever it is used
             writer.inline.add(n)
             continue
@@ -148,19 +201,19 @@ def _as_text(value) -> str:
     return value if isinstance(value, str) else latex_number(value)
 
 
-def _referenced(lines: list[tuple[str, str]], patterns: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """The first equation and those whose symbol the kept ones use: no definition nobody reads. A
-    loop's equation at step t is used by any use of its symbol at another step (`patterns`)."""
-    patterns = patterns or {}
+def _referenced(lines: list) -> list[tuple[str, str]]:
+    """The first equation and those whose symbol the kept ones use: no definition nobody reads. Each
+    line is (lhs, rhs) or a LoopLine, whose pattern says when it is used (a loop's equation at step t
+    by any use of its symbol at another step)."""
+    lines = [line if isinstance(line, LoopLine) else LoopLine(line[0], line[1], re.escape(line[0])) for line in lines]
     kept, changed = {0}, True
     while changed:
         changed = False
-        for k, (lhs, _) in enumerate(lines):
-            used = (lambda text, lhs=lhs: re.search(patterns[lhs], text)) if lhs in patterns else (lambda text, lhs=lhs: lhs in text)
-            if k not in kept and any(used(lines[j][1]) for j in kept):
+        for k, line in enumerate(lines):
+            if k not in kept and any(re.search(line.pattern, f"{lines[j].rhs} {lines[j].reads}") for j in kept):
                 kept.add(k)
                 changed = True
-    return [line for k, line in enumerate(lines) if k in kept]
+    return [(line.lhs, line.rhs) for k, line in enumerate(lines) if k in kept]
 
 
 def _slice(model: GeneratedModule, root: Node) -> list[Node]:
@@ -245,8 +298,9 @@ def _count(node: Node) -> sp.Expr:
     """How many elements a mean divided by, as a formula of the batch size: N, 3 N."""
     x = node.inputs[0]
     axes = node.attr("axis")
-    known = math.prod(x.shape[a] for a in axes if x.shape[a] is not None)
-    return known * BATCH ** sum(1 for a in axes if x.shape[a] is None)
+    known = math.prod(x.shape[a] for a in axes if isinstance(x.shape[a], int))
+    lengths = math.prod(sp.Symbol(x.shape[a], positive=True) for a in axes if isinstance(x.shape[a], str))  # T
+    return known * lengths * BATCH ** sum(1 for a in axes if x.shape[a] is None)
 
 
 def _latex_of_count(node: Node) -> str:

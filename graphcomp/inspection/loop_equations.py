@@ -36,6 +36,7 @@ class LoopLine:
     lhs: str
     rhs: str
     pattern: str
+    reads: str = ""  # what it reads besides its right side: s_t = A's t-th slice reads A
 
 
 @dataclass
@@ -59,6 +60,17 @@ def loops_of(model) -> list[Node]:
 def forward_of(loop: Node) -> Node:
     """The forward loop a loop is (itself) or is the derivative of."""
     return loop if loop.attr("of") is None else loop.attr("of")
+
+
+def sequences_read(root: Node) -> set[Node]:
+    """The sequences the loops `root` is computed from walk: each is written by a symbol of its own,
+    since `x = stack(x_1, ..., x_T)` names x's steps."""
+    found = set()
+    for loop in toposort([root]):
+        if loop.op == "scan":
+            c, k, _ = counts(loop)
+            found.update(loop.inputs[c:c + k])
+    return found
 
 
 def nested(loop: Node) -> bool:
@@ -110,6 +122,7 @@ class LoopEquations:
         self.model, self.names, self.outer = model, names, outer
         self.symbols = {**model.listing.symbols, **results}
         self._results = _results_by_loop(_roots(model))
+        self.aliases: dict[str, str] = {}  # an outer symbol the recursion uses by another index: its pattern
 
     def lines(self, loop: Node) -> list[LoopLine]:
         """The forward recursion of `loop` (a forward loop), or the backward one of a derivative."""
@@ -153,10 +166,12 @@ class LoopEquations:
                                       re.escape(self.symbols[result])))
         for i, carry in enumerate(names.carries):
             first = self._outer_text(loop.inputs[i])
-            if first != carry.at(names.steps.first):
+            if first == carry.at(names.steps.first):  # h_{0} is the first carry's own name: its equation is kept
+                self.aliases[first] = carry.pattern()  # wherever h_t is used
+            else:
                 lines.append(LoopLine(carry.at(names.steps.first), first, carry.pattern()))
         for j, (seq, axis) in enumerate(zip(loop.inputs[c:c + k], loop.attr("axes"))):
-            lines.append(_stack_line(self._outer_text(seq), names.elements[j], axis))
+            lines += self._sequence_lines(seq, names.elements[j], axis)
         for result in self._results.get(loop, ()):
             key = result_key(result)
             if isinstance(key, int) and key >= c:
@@ -181,7 +196,11 @@ class LoopEquations:
                 lines.append(LoopLine(gradient.at(steps.first), seed, gradient.pattern()))
         for result in self._results.get(back, ()):
             key = result_key(result)
-            if c <= key < c + m:
+            if key < c:  # the gradient of the first carry: the recursion's last step written out
+                last = "T" if forward.attr("reverse") else "1"
+                rhs = at_step(self._render(step, body.new_carries[key]), last)
+                lines.append(LoopLine(self.symbols[result], rhs, re.escape(self.symbols[result])))
+            elif c <= key < c + m:
                 total = self._running_sum(step, body.carries[key], body.new_carries[key])
                 lines.append(LoopLine(self.symbols[result], total, re.escape(self.symbols[result])))
             elif key >= c + m:
@@ -189,7 +208,7 @@ class LoopEquations:
         c_b, k_b, _ = counts(back)
         for slot, seq, axis in zip(body.xs, back.inputs[c_b:c_b + k_b], back.attr("axes")):
             if slot.name == "d_step":
-                lines.append(_stack_line(self._outer_text(seq), _split_bar(step.symbols[slot]), axis))
+                lines += self._sequence_lines(seq, _split(step.symbols[slot]), axis)
         return lines
 
     def _backward_step(self, back: Node, names: LoopSymbols, forward_step: _Step) -> _Step:
@@ -208,7 +227,9 @@ class LoopEquations:
             else:
                 symbols[slot] = self._forward_value(forward, fbody, forward_step, seq)
         sums = {slot: 0 for slot in body.carries[c:]}
-        return self._planned(body, symbols, names.gradient_stem, set(), sums, backward=True)
+        known = {forward_step.writer.render(n): forward_step.symbols[n] for n in fbody.nodes()
+                 if n in forward_step.symbols and n.op not in ("input", "const")}
+        return self._planned(body, symbols, names.gradient_stem, set(), sums, known=known)
 
     def _forward_value(self, forward: Node, fbody: Body, step: _Step, seq: Node) -> str:
         """The symbol, at step t, of what the derivative reads of the forward step from `seq`."""
@@ -237,15 +258,22 @@ class LoopEquations:
                 _stack_line(self.symbols[result], element, back.attr("y_axes")[j], defines=True)]
 
     # ---- planning and writing a body
-    def _planned(self, body: Body, symbols: dict, stem: str, named: set, numbers: dict, backward: bool = False) -> _Step:
+    def _planned(self, body: Body, symbols: dict, stem: str, named: set, numbers: dict,
+                 known: dict[str, str] | None = None) -> _Step:
         """Which values of the body get an equation: those in `named`, and those used more than once
-        whose formula is long; the rest are written where they are used."""
+        whose formula is long; the rest are written where they are used. In a derivative's step
+        (`known`: the forward step's formulas and their symbols), a forward value it computes again is
+        written by its forward symbol (c_t), or in place."""
+        backward = known is not None
         uses = use_counts(list(body.outputs))
         step = _Step(body, dict(symbols))
         writer = self._writer(step, numbers)  # a first writer, to measure formulas; symbols numbered after
         own = []
         for node in body.nodes():
             if node in symbols or node.op in ("const", "input"):
+                continue
+            if backward and not _reads_gradient(node, body) and writer.render(node) in known:
+                step.symbols[node] = known[writer.render(node)]
                 continue
             if (node in named or (uses.get(node, 0) > 1 and node.op != "transpose"
                                   and len(writer.render(node)) > NAMED_LENGTH)) \
@@ -273,8 +301,19 @@ class LoopEquations:
             return self._as_text(step.writer.operand(node))
         return step.writer.render(node)
 
+    def _sequence_lines(self, sequence: Node, element: TimeSymbol, axis: int) -> list[LoopLine]:
+        """What a loop walks, step by step: `x = stack(x_1, ..., x_T)`; a sequence the code writes in
+        place (it has no name) is named by its steps' stem first: `u = ...`, `u = stack(u_1, ..., u_T)`."""
+        if sequence in self.symbols:
+            return [_stack_line(self.symbols[sequence], element, axis)]
+        array = element.stem + element.sup
+        return [LoopLine(array, self._outer_text(sequence), re.escape(array)), _stack_line(array, element, axis)]
+
     def _outer_text(self, node: Node) -> str:
-        return self._as_text(self.outer.operand(node))
+        """What the loop reads from outside, as the outer equations write it; (Wᵀ)ᵀ is W."""
+        text = self._as_text(self.outer.operand(node))
+        twice = re.fullmatch(r"\\left\(([^\s{}]+(?:_\{[^{}]*\})?)\^\\top\\right\)\^\\top", text)
+        return twice.group(1) if twice else text
 
     @staticmethod
     def _as_text(value) -> str:
@@ -317,17 +356,25 @@ def _reads_gradient(node: Node, body: Body) -> bool:
 def _stack_line(array: str, per_step: TimeSymbol, axis: int, defines: bool = False) -> LoopLine:
     """`array = stack_axis(s_1, ..., s_T)`: what s_t is (a sequence's element), or what array is (outputs)."""
     rhs = rf"\operatorname{{stack}}_{{{axis_subscript((axis,))}}}\left({per_step.at('1')}, \dots, {per_step.at('T')}\right)"
-    return LoopLine(array, rhs, re.escape(array) if defines else per_step.pattern())
+    if defines:
+        return LoopLine(array, rhs, re.escape(array))
+    return LoopLine(array, rhs, per_step.pattern(), reads=array)
+
+
+def at_step(text: str, step: str) -> str:
+    """A formula written at step t, written at one step ("1", or "T"): t-1 at step 1 is 0."""
+    def index(match: re.Match) -> str:
+        shift = int(match.group(1) or 0)
+        if step.isdigit():
+            return f"_{{{int(step) + shift}}}"
+        return f"_{{{step}{shift:+d}}}" if shift else f"_{{{step}}}"
+    return re.sub(r"_\{t([+-]\d+)?\}", index, text)
 
 
 def _split(symbol: str) -> TimeSymbol:
     """The TimeSymbol of a symbol written at step t."""
     stem, _, rest = symbol.partition(f"_{{{TIME}}}")
     return TimeSymbol(stem, rest)
-
-
-def _split_bar(symbol: str) -> TimeSymbol:
-    return _split(symbol)
 
 
 def _grouped(text: str) -> str:

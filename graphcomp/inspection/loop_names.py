@@ -16,7 +16,8 @@ from ..ir import Node
 from ..ops.scan import Body, counts
 
 TIME = "t"
-CARRY_STEMS = ("h", "c", "s", "q", "r", "u", "v", "w")
+CARRY_STEMS = ("h", "c", "s", "q", "r", "u", "v", "w")  # two carries: h and c, as an LSTM's
+ONE_CARRY_STEMS = ("h", "s", "q", "r", "u", "v", "w")
 ELEMENT_STEMS = ("x", "u", "v", "w", "z")
 OUTPUT_STEMS = ("y", "o", "z", "p")
 VALUE_STEMS = ("a", "b", "d", "f", "g", "k", "m", "n", "p")
@@ -104,7 +105,8 @@ class LoopNames:
         body: Body = loop.attr("body")
         c, k, _ = counts(loop)
         wanted = None if loop.attr("reverse") else _init_stem(self._symbols.get(loop.inputs[0]))
-        carries = _symbols(self._free(CARRY_STEMS, c, wanted) if c <= 2 else self._free(CARRY_STEMS) * c, c)
+        pool = ONE_CARRY_STEMS if c == 1 else CARRY_STEMS
+        carries = _symbols(self._free(pool, c, wanted) if c <= 2 else self._free(pool) * c, c)
         elements = []
         for seq in loop.inputs[c:c + k]:
             own = self._symbols.get(seq, "")

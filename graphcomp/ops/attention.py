@@ -2,7 +2,7 @@
 
 Attention itself is a composite of matmul, transpose, softmax and this mask (`gc.attention`), so its
 derivative needs no rule of its own: the softmax's rule prints S̄ = P ⊙ (P̄ - Σ(P̄ ⊙ P)), and the
-mask, being added, passes the gradient on unchanged (P is 0 where the mask is -inf, so S̄ is too).
+mask passes the gradient of the entries it keeps.
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import math
 import sympy as sp
 
 from ..errors import ShapeError
-from ..formulas.latex import latex_operator
-from ..ir.graph import Node
+from ..formulas.latex import latex_number, latex_operator
+from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, format_shape
 from .pointwise import pointwise
-from .table import Op, not_differentiable, register
+from .table import Op, register
 
 # √(2/π), the constant of GPT-2's GELU, as the number the code uses (SymPy's exact √2/√π would be
 # printed as a constant line of its own).
@@ -27,19 +27,26 @@ pointwise("gelu", lambda a: a * (1 + sp.tanh(_GELU_SCALE * (a + sp.Float("0.0447
 
 
 def _causal_shape(shapes: tuple, attrs: dict) -> Shape:
-    """The mask of a square score matrix (the last two axes): (T, T); it broadcasts over leading axes."""
+    """The scores' shape, once their last two axes are a square matrix (T, T) of queries by keys."""
     (scores,) = shapes
     if len(scores) < 2 or scores[-1] != scores[-2] or scores[-1] is None:
         raise ShapeError(f"causal_mask: the scores {format_shape(scores)} must end in a square matrix (T, T) of "
                          "queries by keys, the same length on both of the last two axes")
-    return tuple(scores[-2:])
+    return scores
 
 
-# 0 on and below the diagonal of the last two axes, -inf above it: added to attention scores before a
-# softmax, it lets position i attend to positions j <= i only. A constant of the scores' shape, so no
-# gradient flows through it; the masked positions get none either, their probabilities being 0.
+def _fill_text(node: Node) -> str:
+    """The fill argument where it is not -inf (the mask of a gradient fills 0)."""
+    return "" if node.attr("fill") == -math.inf else f", fill={node.attr('fill')!r}"
+
+
+# Entries above the diagonal of the last two axes replaced by `fill`: -inf for scores before a softmax,
+# so that position i attends to positions j <= i only. The derivative of a masked entry is 0, so the
+# gradient is the same mask filling 0 (which is its own derivative rule); in attention it changes
+# nothing, the masked probabilities being 0, but the op is right wherever it is used.
 register(Op(name="causal_mask", arity=1, shape=_causal_shape,
-            emit=lambda node, args: f"_causal_mask(xp, {args[0]})", vjp=not_differentiable,
-            text=lambda node, args: f"causal_mask({args[0]})",
-            latex=lambda node, args: latex_operator("causal", args)))
-
+            emit=lambda node, args: f"_causal_mask(xp, {args[0]}{_fill_text(node)})",
+            vjp=lambda node, g: (apply("causal_mask", g, fill=0.0),),
+            text=lambda node, args: f"causal_mask({args[0]}{_fill_text(node)})",
+            latex=lambda node, args: latex_operator("causal", args, "" if node.attr("fill") == -math.inf
+                                                    else latex_number(node.attr("fill")))))

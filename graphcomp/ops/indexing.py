@@ -16,6 +16,10 @@ from .table import Op, like, not_differentiable, register
 
 # The ops whose value is their integer operand's values rearranged: still integers, still ids.
 INTEGER_VIEWS = ("index", "reshape", "alias")
+# The operands that may hold integers, by op: the ids of take and of its gradient, the labels of one-hot
+# rows (made numbers first by as_float), and the operand of a view.
+INTEGER_OPERANDS = {"take": (1,), "take_grad": (2,), "as_float": (0,), "one_hot": (0,),
+                    **{op: (0,) for op in INTEGER_VIEWS}}
 
 
 def integer_input(node: Node) -> Node | None:
@@ -32,10 +36,9 @@ def integer_misuse(nodes: list[Node]) -> tuple[Node, Node] | None:
     float one would compute in NumPy (promoted) and fail in the Array API standard, which promotes
     nothing: so only the ops that read ids as ids may read them."""
     for node in nodes:
-        readers = {"take": (1,), "one_hot": (0,), "as_float": (0,)}.get(node.op, (0,) if node.op in INTEGER_VIEWS else ())
         for position, operand in enumerate(node.inputs):
             source = integer_input(operand)
-            if source is not None and position not in readers:
+            if source is not None and position not in INTEGER_OPERANDS.get(node.op, ()):
                 return node, source
     return None
 

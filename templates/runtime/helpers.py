@@ -222,11 +222,10 @@ def _variance(xp, x, mean, axis):
     return xp.mean(centred * centred, axis=axis, keepdims=True)
 
 
-def _causal_mask(xp, scores):
-    """0 on and below the diagonal of the last two axes of scores (T, T), -inf above it: added to
-    attention scores, it keeps each position from attending to later ones."""
+def _causal_mask(xp, scores, fill=-np.inf):
+    """scores with every entry above the diagonal of the last two axes (T, T) set to fill: -inf before a
+    softmax keeps each position from attending to later ones; 0 masks a gradient the same way."""
     t = scores.shape[-1]
     device = _device(xp, scores)
     later = xp.arange(t, device=device)[None, :] > xp.arange(t, device=device)[:, None]
-    zeros = xp.zeros((t, t), dtype=scores.dtype, device=device)
-    return xp.where(later, xp.full((t, t), -xp.inf, dtype=scores.dtype, device=device), zeros)
+    return xp.where(later, xp.asarray(fill, dtype=scores.dtype, device=device), scores)

@@ -2,8 +2,8 @@
 state of a run (to resume it), Ctrl-C and divergence, scoring, and other array libraries."""
 import numpy as np
 
-from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED, USES_DROPOUT,
-                     _gradients, forward)
+from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED,
+                     USES_DROPOUT, _gradients, forward)
 from .arrays import _NP, _numpy, _read, _check_finite
 from .files import _save_run, _writable
 from .settings import BACKENDS, setting_problems
