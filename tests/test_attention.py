@@ -3,7 +3,10 @@ autograd in float64 (to 1e-10) and central differences, single- and multi-head, 
 run-time length T; the softmax's printed gradient S̄ = P ⊙ (P̄ - Σ(P̄ ⊙ P)), read back by the
 independent LaTeX reader; bad input gets one clear error each."""
 import ast
+import math
 import py_compile
+
+import array_api_strict
 
 import numpy as np
 import pytest
@@ -61,12 +64,30 @@ def test_gelu_matches_pytorchs_tanh_form(shape):
     check_against_torch(g, lambda x: torch.nn.functional.gelu(x, approximate="tanh"), ["x"], runs=((2, 4), (3, 4)))
 
 
-@pytest.mark.parametrize("approximate, message", [
-    ("none", r'gelu: approximate must be "tanh" \(GPT-2\'s form\), got \'none\'; the exact erf form'),
-    ("fast", r"gelu: approximate must be \"tanh\" \(GPT-2's form\), got 'fast'")])
-def test_gelu_refuses_other_forms(approximate, message):
-    with pytest.raises(gc.GraphError, match=message):
-        gc.gelu(gc.Graph("g").input("x", (3,)), approximate=approximate)
+@pytest.mark.parametrize("shape", [(None, 5), (None, 2, 3)])
+def test_exact_gelu_matches_pytorchs_erf_form(shape):
+    g = weighted(lambda x: gc.gelu(x, approximate="none"), {"x": shape}, None)
+    check_against_torch(g, lambda x: torch.nn.functional.gelu(x, approximate="none"), ["x"], runs=((2, 4), (3, 4)))
+
+
+def test_the_runtime_erf_is_float64_accurate_everywhere():
+    from graphcomp.templates.runtime.helpers import _erf
+
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.uniform(-7, 7, 100_000), np.linspace(-6.5, 6.5, 50_001), rng.uniform(-1.1, 1.1, 50_000),
+                         10.0 ** rng.uniform(-300, 1, 20_000), [0.0, 1.0, -1.0, 2.5, -2.5, 6.0, 40.0, -40.0, 5e-324]])
+    want = np.array([math.erf(v) for v in xs])
+    got = _erf(np, xs)
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 5e-324)) < 1e-15
+    assert _erf(np, np.float64(0.5)) == math.erf(0.5) and np.isnan(_erf(np, np.array([np.nan]))[0])
+    strict = np.asarray(_erf(array_api_strict, array_api_strict.asarray(xs[:2000])))
+    assert np.max(np.abs(strict - want[:2000]) / np.maximum(np.abs(want[:2000]), 5e-324)) < 1e-15
+
+
+def test_gelu_refuses_an_unknown_form():
+    with pytest.raises(gc.GraphError, match=r"gelu: approximate must be \"tanh\" \(GPT-2's form\) or \"none\" "
+                                            r"\(the exact erf form\), got 'fast'"):
+        gc.gelu(gc.Graph("g").input("x", (3,)), approximate="fast")
 
 
 def sdpa(causal: bool):

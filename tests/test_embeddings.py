@@ -250,7 +250,10 @@ def test_training_cuts_minibatches_of_ids_and_scores_every_position():
     rng = np.random.default_rng(6)
     data = {"ids": rng.integers(0, 6, size=(30, 5))}
     data["tags"] = data["ids"] % 2  # learnable from each id alone
-    params, losses = module.train(module.init_params(0), data, epochs=40, lr=0.3, batch_size=8, optimizer="adam")
+    records = []
+    params, losses = module.train(module.init_params(0), data, epochs=40, lr=0.3, batch_size=8, optimizer="adam",
+                                  validation=0.2, on_epoch=records.append)
+    assert 0 <= records[0]["val_accuracy"] <= 1 and records[-1]["val_accuracy"] == 1.0
     scores = module.evaluate(params, data)
     guessed = np.argmax(module.forward(**data, **params)["logits"], axis=-1)
     assert scores["accuracy"] == np.mean(guessed == data["tags"]) == 1.0  # per position, never above 1

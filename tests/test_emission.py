@@ -7,6 +7,7 @@ ones too, the case where a tuple printed without its comma silently means someth
 """
 import functools
 import importlib.util
+import math
 import re
 import subprocess
 import sys
@@ -33,7 +34,7 @@ class Case:
     shapes: list           # operand shapes; None is the batch axis
     build: Callable        # graph inputs -> the node under test
     numpy: Callable        # the same computed by NumPy on the arrays
-    data: str = "normal"   # "normal", "positive" or "labels" (0, 1 or 2)
+    data: str = "normal"   # "normal", "positive", "labels" (0, 1 or 2), or "ids": the last operand int64 ids (0, 1, 2)
 
 
 # ---- NumPy written out, loops and all: the reference of the vectorised helpers ----------------
@@ -281,10 +282,29 @@ CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, atten
     Case("layer_norm", "layer_norm", [(None, 2, 3), (3,), (3,)], gc.layer_norm, lambda x, g, b: normalised(x, g, b, 2)),
     Case("gelu", "gelu", [(None, 3)], gc.gelu,
          lambda a: 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))),
+    Case("erf", "erf", [(None, 3, 2)], lambda a: apply("erf", a), lambda a: np.vectorize(math.erf)(a)),
     Case("causal_mask", "causal_mask", [(None, 3, 3)], gc.causal_mask,
          lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, a)),
     Case("causal_mask of a gradient", "causal_mask", [(2, 4, 4)], lambda a: apply("causal_mask", a, fill=0.0),
          lambda a: np.where(np.triu(np.ones((4, 4)), 1) > 0, 0.0, a)),
+]
+
+
+def scattered(grad, table, ids):
+    """The gradient of table[ids] written out: each position's gradient added into the row its id names."""
+    out = np.zeros_like(table)
+    for index in np.ndindex(ids.shape):
+        out[ids[index]] += grad[index]
+    return out
+
+
+CASES += [  # ops over integer ids (graphcomp/ops/indexing.py); the ids repeat, so rows add up
+    Case("take", "take", [(3, 2), (None, 4)], gc.take, lambda table, ids: table[ids], "ids"),
+    Case("take of matrices", "take", [(3, 2, 2), (None,)], gc.take, lambda table, ids: table[ids], "ids"),
+    Case("take_grad", "take_grad", [(None, 4, 2), (3, 2), (None, 4)],
+         lambda g, table, ids: apply("take_grad", g, table, ids), scattered, "ids"),
+    Case("as_float", "as_float", [(None, 3)], lambda ids: apply("as_float", ids), lambda ids: ids.astype(np.float64),
+         "ids"),
 ]
 # A loop (`scan`) is a tuple of arrays, emitted as a for block: the scan_result cases emit it.
 TUPLE_VALUED = {"scan"}
@@ -305,17 +325,33 @@ def _loop(a, b):
 def arrays_for(case: Case) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(len(case.id))
     draw = {"normal": lambda shape: rng.normal(size=shape), "positive": lambda shape: rng.uniform(0.5, 2, size=shape),
-            "labels": lambda shape: rng.integers(0, 3, size=shape).astype(float)}[case.data]
-    return {name: draw(tuple(N if d is None else d for d in shape)) for name, shape in zip("abcd", case.shapes)}
+            "labels": lambda shape: rng.integers(0, 3, size=shape).astype(float),
+            "ids": lambda shape: rng.normal(size=shape)}[case.data]
+    arrays = {name: draw(tuple(N if d is None else d for d in shape)) for name, shape in zip("abcd", case.shapes)}
+    if case.data == "ids":
+        arrays[_ids(case)] = rng.integers(0, 3, size=arrays[_ids(case)].shape)
+    return arrays
+
+
+def _inputs(g: gc.Graph, case: Case) -> list[gc.Node]:
+    """The case's operands as inputs a, b, c, d of g; ids as an int64 input."""
+    return [g.input(name, shape, dtype="int64" if name == _ids(case) else "float")
+            for name, shape in zip("abcd", case.shapes)]
+
+
+def _ids(case: Case) -> str | None:
+    """The operand of a case that is an int64 input of ids (the last one, for data "ids")."""
+    return "abcd"[len(case.shapes) - 1] if case.data == "ids" else None
 
 
 def compiled(case: Case, check_shapes: bool = False) -> gc.CompiledModel:
     """The case's op as the only output y of a graph over inputs a, b, c, d, compiled as written."""
     g = gc.Graph("emission")
-    node = case.build(*(g.input(name, shape) for name, shape in zip("abcd", case.shapes)))
+    node = case.build(*_inputs(g, case))
     assert node.op == case.op, f"the case builds {node.op}, not {case.op}"
     g.output("y", node)
-    return gc.compile(g, simplify=False, check_shapes=True) if check_shapes else gc.compile(g, simplify=False)
+    wrt = [name for name in g.inputs if name != _ids(case)]  # every input (no params) but ids, never differentiated
+    return gc.compile(g, simplify=False, check_shapes=check_shapes, wrt=wrt)
 
 
 @functools.cache
@@ -357,7 +393,7 @@ def test_ops_of_any_arity_are_emitted_with_one_two_and_more_operands():
     counts: dict[str, set[int]] = {}
     for case in CASES:
         g = gc.Graph("arity")
-        node = case.build(*(g.input(name, shape) for name, shape in zip("abcd", case.shapes)))
+        node = case.build(*_inputs(g, case))
         counts.setdefault(case.op, set()).add(min(len(node.inputs) - leading.get(case.op, 0), 3))
     variable = [name for name, op in OPS.items() if op.arity is None and name not in TUPLE_VALUED]
     assert variable and all(counts[name] == {1, 2, 3} for name in variable), {name: counts[name] for name in variable}

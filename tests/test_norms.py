@@ -29,9 +29,10 @@ def normed(kind: str, shape: tuple, scale_shape: tuple, **options):
     return g, y
 
 
-def arrays_for(g, batch: int = BATCH, seed: int = 0) -> dict:
+def arrays_for(g, batch: int = BATCH, seed: int = 0, length: int = 3) -> dict:
     rng = np.random.default_rng(seed)
-    return {name: rng.normal(size=tuple(batch if d is None else d for d in node.shape)) * 1.5 + 0.3
+    sizes = {None: batch, "T": length}
+    return {name: rng.normal(size=tuple(sizes.get(d, d) for d in node.shape)) * 1.5 + 0.3
             for name, node in g.leaves.items()}
 
 
@@ -183,3 +184,39 @@ def test_the_readme_shows_what_batch_norm_prints():
     printed = model.gradient_latex()["W"].splitlines()
     assert [line.strip() for line in block.strip().splitlines()] == printed[2:5]
     assert "d_h = gamma*(d_z*h.shape[0] - d_beta - d_gamma*hhat)/(h.shape[0]*std)" in model.source
+
+
+@pytest.mark.parametrize("kind, shape", [("batch_norm", (None, 2, 3)), ("layer_norm", (None, 3))])
+def test_a_graph_that_uses_the_normalised_value_itself_gets_its_whole_gradient(kind, shape):
+    """x̂ and σ get nothing from the norm row (its closed form holds them), but a graph that reads x̂
+    elsewhere differentiates through the mean and the variance as through any value."""
+    g = gc.Graph("both")
+    x, r, s = g.input("x", shape), g.input("r", shape), g.input("s", shape)
+    gamma, beta = g.param("gamma", (3,)), g.param("beta", (3,))
+    y = getattr(gc, kind)(x, gamma, beta)
+    g.output("loss", gc.sum(y * r) + gc.sum(y.inputs[3] * y.inputs[3] * s) + gc.sum(y.inputs[4]))
+    module = gc.compile(g, wrt=["x", "gamma"], loss="loss").load()
+    arrays = arrays_for(g)
+    t = {k: torch.tensor(v, requires_grad=k in ("x", "gamma")) for k, v in arrays.items()}
+    axes = (0, 1) if kind == "batch_norm" else (1,)
+    mean, var = t["x"].mean(dim=axes, keepdim=True), t["x"].var(dim=axes, keepdim=True, unbiased=False)
+    std = torch.sqrt(var + 1e-5)
+    xhat = (t["x"] - mean) / std
+    ((t["gamma"] * xhat + t["beta"]) * t["r"]).sum().add((xhat * xhat * t["s"]).sum()).add(std.sum()).backward()
+    _, grads = module.gradients(**arrays)
+    np.testing.assert_allclose(grads["x"], t["x"].grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grads["gamma"], t["gamma"].grad.numpy(), rtol=1e-10, atol=1e-10)
+    check_gradients(module, arrays, "loss", tolerance=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["batch_norm", "layer_norm"])
+def test_a_run_time_length_is_counted_when_the_module_runs(kind):
+    g, _ = normed(kind, (None, "T", 4), (4,))
+    module = gc.compile(g, wrt=["x", "gamma", "beta"], loss="loss").load()
+    for length in (2, 5):
+        arrays = arrays_for(g, length=length)
+        want_y, want_grads = torch_reference(kind, arrays, {})
+        np.testing.assert_allclose(module.forward(**arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
+        _, grads = module.gradients(**arrays)
+        for leaf, want in want_grads.items():
+            np.testing.assert_allclose(grads[leaf], want, rtol=1e-10, atol=1e-10, err_msg=leaf)

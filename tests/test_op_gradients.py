@@ -101,6 +101,7 @@ CASES += [
     ("batch_norm sequence", [(None, 2, 3), (3,), (3,)], lambda a, b, c: gc.batch_norm(a, b, c), (-2, 2)),
     ("gelu scalar", [()], gc.gelu, (-3, 3)),
     ("gelu batched", [(None, 4)], gc.gelu, (-3, 3)),
+    ("gelu exact", [(None, 2, 3)], lambda a: gc.gelu(a, approximate="none"), (-3, 3)),
     ("causal_mask then softmax", [(None, 3, 3)], lambda a: gc.softmax(gc.causal_mask(a)), (-2, 2)),
     ("attention causal heads", [(None, 2, 3, 2)] * 3, gc.attention, (-1, 1)),
     ("attention", [(None, 3, 2), (None, 4, 2), (None, 4, 3)], lambda q, k, v: gc.attention(q, k, v, causal=False), (-1, 1)),

@@ -252,11 +252,13 @@ def _positive_real(what: str, **values: Any) -> float:
 
 
 def gelu(x: Node, approximate: str = "tanh") -> Node:
-    """GELU as GPT-2 computes it: 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))). The exact form with erf
-    (approximate="none") is not available: the generated code has no erf of float64 accuracy."""
+    """GELU as GPT-2 computes it, 0.5 x (1 + tanh(√(2/π)(x + 0.044715 x³))); with approximate="none" the
+    exact x Φ(x) = 0.5 x (1 + erf(x/√2)), as PyTorch's two forms."""
+    if approximate == "none":
+        return 0.5 * x * (1 + apply("erf", x * math.sqrt(0.5)))
     if approximate != "tanh":
-        raise GraphError(f"gelu: approximate must be \"tanh\" (GPT-2's form), got {approximate!r}; the exact "
-                         "erf form (approximate=\"none\") is not supported")
+        raise GraphError(f"gelu: approximate must be \"tanh\" (GPT-2's form) or \"none\" (the exact erf form), "
+                         f"got {approximate!r}")
     return apply("gelu", x)
 
 

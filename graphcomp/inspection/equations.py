@@ -80,17 +80,19 @@ def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
     listing = model.listing
     nodes = toposort([grad])
     read = {x for n in nodes if n.op != "scan" for x in n.inputs} | {grad}  # (not what only a loop reads)
-    computed = ", ".join(listing.names[n] for n in nodes if n.op == "scan_result" and n in read and n in listing.names)
+    results_read = [grad] if grad.op == "scan_result" else \
+        [n for n in nodes if n.op == "scan_result" and n in read and n in listing.names]
+    computed = ", ".join(listing.names[n] for n in results_read)
     written = [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
                if (lhs in loop_lhs or lhs in results.values()) and rhs != NESTED]
     if not written:
         return [f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
                 "graphcomp compile shows the code)"]
-    lines = [f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
-             "which is, step by step:"]
-    lines += [f"#   {listing.names[n]} is {_plain(results[n])}" for n in toposort([grad])
-              if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
-    return lines + written
+    named = [f"{listing.names[n]} is {_plain(results[n])}" for n in nodes
+             if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
+    return ([f"# the loop over time, step by step{' (' + ', '.join(named) + ')' if named else ''}:"] + written
+            + [f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
+               "as written above"])
 
 
 GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}

@@ -42,6 +42,7 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
         out += ["", "## Gradients", "",
                 "The equations of the generated code, under its names (a bar marks a gradient: "
                 f"$\\bar{{v}} = \\partial {symbol(model.loss)} / \\partial v$).", ""]
+        out += _loop_note(model)
         for leaf, formula in gradient_latex(model).items():
             out += [f"### `{leaf}`", "", f"$$\n{formula}\n$$", ""]
         out += ["## Derivation", "",
@@ -52,6 +53,18 @@ def markdown(model: GeneratedModule, at: dict | None = None) -> str:
             "file helpers and command line are in the module itself).", "", "```python", source_functions(model.source,
             ("forward", "gradients", "_gradients")), "```", ""]
     return "\n".join(out)
+
+
+def _loop_note(model: GeneratedModule) -> list[str]:
+    """How the gradients of a model with loops read: as recursions over time, as the lecture writes them."""
+    if not any(n.op == "scan" for n in model.compiled_graph.nodes()):
+        return []
+    return ["A loop is written as its recursion over the steps $t = 1, \\dots, T$: $h_t$ is a carry after step "
+            "$t$ ($h_0$ its first value), computed forwards; $\\bar{h}_t$ its gradient, computed backwards from "
+            "$\\bar{h}_T$; $\\delta_t$ a gradient the step reads more than once; a value the loop shares (a param) "
+            "gets the sum over $t$ of what each step adds to its gradient; "
+            "$x = \\operatorname{stack}(x_1, \\dots, x_T)$ names the steps of a sequence. A loop run with "
+            "`reverse=True` walks $t = T, \\dots, 1$ from $h_{T+1}$, and its gradients from $\\bar{h}_1$.", ""]
 
 
 def _forward_table(graph: Graph, notation: Notation, values: dict, at: dict | None) -> list[str]:

@@ -20,7 +20,7 @@ import math
 import sympy as sp
 
 from ..errors import ShapeError
-from ..formulas.derivatives import G
+from ..formulas.derivatives import G, placeholder
 from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.printing import axis_argument
 from ..ir.graph import Node, apply, constant
@@ -28,7 +28,7 @@ from ..ir.shapes import Shape, format_shape
 from .linalg import reduced_count
 from .pointwise import fuse
 from .shape import sum_to
-from .table import Op, like, not_differentiable, register
+from .table import Op, like, register
 
 
 def standardized(x: Node, axes: tuple[int, ...], eps: float, what: str) -> tuple[Node, Node]:
@@ -48,10 +48,19 @@ def _variance_emit(node: Node, args: tuple) -> str:
     return f"_variance(xp, {args[0]}, {args[1]}, axis={axis_argument(node.attr('axis'))})"
 
 
+def _variance_vjp(node: Node, g: Node) -> tuple:
+    """x̄ = 2 (x - μ) ḡ / M and μ̄ = -Σ_A 2 (x - μ) ḡ / M (0 where μ is the mean): what flows through var
+    where a graph uses x̂ or σ itself. The norm rows give them nothing, their closed forms holding it."""
+    x, mu = node.inputs
+    m, x0, x1 = sp.Symbol("m", positive=True), placeholder(0), placeholder(1)
+    binding = {G: g, x0: x, x1: mu, m: reduced_count(x, node.attr("axis"))}
+    dx = fuse(2 * (x0 - x1) * G / m, binding, x.shape)
+    return dx, sum_to(fuse(-2 * (x0 - x1) * G / m, binding, x.shape), mu.shape)
+
+
 # mean((x - μ)², over A, keepdims): the biased variance of a normalisation. Its helper refuses a run-time
-# statistic of one value (a batch of one example). Only read by the rows below, whose closed forms hold
-# its dependence on x: no gradient flows through it.
-register(Op(name="variance", arity=2, shape=like(1), emit=_variance_emit, vjp=not_differentiable,
+# statistic of one value (a batch of one example).
+register(Op(name="variance", arity=2, shape=like(1), emit=_variance_emit, vjp=_variance_vjp,
             text=lambda node, args: f"mean(({args[0]} - {args[1]}) ** 2, axis={node.attr('axis')}, keepdims=True)",
             latex=lambda node, args: latex_operator("mean", [rf"\left({args[0]} - {args[1]}\right)^{{2}}"],
                                                     axis_subscript(node.attr("axis"), True))))
@@ -60,7 +69,7 @@ register(Op(name="variance", arity=2, shape=like(1), emit=_variance_emit, vjp=no
 def _norm_shape(what: str, scale_shape):
     """x, γ, β, x̂, σ: γ and β must have the shape `scale_shape(x, axes)` gives."""
     def rule(shapes: tuple, attrs: dict) -> Shape:
-        x, gamma, beta, xhat, sigma = shapes
+        x, gamma, beta, xhat, _ = shapes
         want = scale_shape(x, attrs["axis"])
         for name, shape in (("gamma", gamma), ("beta", beta)):
             if tuple(shape) != want:
@@ -75,7 +84,7 @@ def _norm_shape(what: str, scale_shape):
 def _sums(node: Node, g: Node) -> tuple[Node, Node, Node]:
     """(ĝ, Σ_A ĝ, Σ_A(ĝ ⊙ x̂)), ĝ = ȳ for batch norm, γ ⊙ ȳ for layer norm. Batch norm's sums run over
     leading axes and broadcast back as they are: they are β̄ and γ̄ themselves, computed once."""
-    x, gamma, _, xhat, _ = node.inputs
+    _, gamma, _, xhat, _ = node.inputs
     axes, outside = node.attr("axis"), node.op == "batch_norm"
     gy = g if outside else apply("mul", gamma, g)
     total = apply("sum", gy, axis=axes, keepdims=not outside)
