@@ -18,7 +18,8 @@ PICTURES = {  # file: the arguments of `graphcomp graph` after the spec
     "digits.svg": ("examples/digits.toml",),
     "cnn.svg": ("examples/cnn.toml",),
     "rnn.svg": ("examples/rnn_mean.py",),
-    "rnn_backward.svg": ("examples/rnn_mean.py", "--backward"),
+    "rnn_unrolled.svg": ("examples/rnn_mean.py", "--unroll", "6"),
+    "rnn_backward.svg": ("examples/rnn_mean.py", "--unroll", "6", "--backward"),
 }
 
 

@@ -71,6 +71,7 @@ class Recipe:
     one_y: bool = True
     y_weights: list[str] = field(default_factory=list)
     final_weights: list[str] = field(default_factory=list)
+    checkpoint: int | None = None  # gc.scan(..., checkpoint=k): the backward loop computes steps again
 
     @property
     def sequence_leaves(self) -> set[str]:
@@ -117,6 +118,8 @@ class _Planner:
         # a value has a batch axis, but no input with one is read)
         check_shapes = r.random() < 0.4 and not (batch == (None,) and axis == 0)
         self.recipe = Recipe(seed, length, axis, r.random() < 0.5, symbolic, batch, r.random() < 0.75, check_shapes)
+        # drawn apart, so that adding it left every other draw of a seed as it was
+        self.recipe.checkpoint = random.Random(f"checkpoint {seed}").choice([None, None, 1, 2, 3])
         self.batch = batch
         self.scratch = gc.Graph("plan")
         self.env: dict[str, gc.Node] = {}
@@ -387,7 +390,7 @@ def build(recipe: Recipe, looped: bool) -> tuple[gc.Graph, list[str]]:
     if looped:
         seqs = [outer[name] for name in recipe.sequences]
         final, ys = gc.scan(step, init, seqs[0] if recipe.one_sequence else tuple(seqs),
-                            axis=recipe.axis, reverse=recipe.reverse)
+                            axis=recipe.axis, reverse=recipe.reverse, checkpoint=recipe.checkpoint)
         finals = [final] if recipe.one_carry else list(final)
         stacked = [] if ys is None else [ys] if recipe.one_y else list(ys)
     else:
@@ -599,7 +602,8 @@ def code(recipe: Recipe) -> list[str]:
     lines.append("")
     init = recipe.carries[0] if recipe.one_carry else "(" + ", ".join(recipe.carries) + ("," if n_c == 1 else "") + ")"
     seqs = recipe.sequences[0] if recipe.one_sequence else "(" + ", ".join(recipe.sequences) + ("," if n_x == 1 else "") + ")"
-    lines.append(f"final, ys = gc.scan(step, {init}, {seqs}, axis={recipe.axis}, reverse={recipe.reverse})")
+    lines.append(f"final, ys = gc.scan(step, {init}, {seqs}, axis={recipe.axis}, reverse={recipe.reverse}, "
+                 f"checkpoint={recipe.checkpoint})")
     lines.append(f"# T = {recipe.length}; loss = sum(final_i * wf_i) + sum(ys_j * wy_j); "
                  f"simplify={recipe.simplify}, check_shapes={recipe.check_shapes}")
     return lines

@@ -12,9 +12,10 @@ sys.path.insert(0, str(BENCHMARKS))
 import bench_loops  # noqa: E402 - the benchmark's own models and baselines
 
 
-@pytest.mark.parametrize("kind, unrolled", [("rnn", False), ("rnn", True), ("lstm", False)])
-def test_hand_written_bptt_gives_the_generated_gradients(kind, unrolled):
-    generated, params, data = bench_loops.workload(kind, 3, unrolled=unrolled)
+@pytest.mark.parametrize("kind, unrolled, checkpoint", [("rnn", False, None), ("rnn", True, None), ("lstm", False, None),
+                                                        ("lstm", False, 2)])
+def test_hand_written_bptt_gives_the_generated_gradients(kind, unrolled, checkpoint):
+    generated, params, data = bench_loops.workload(kind, 3, unrolled=unrolled, checkpoint=checkpoint)
     loss, grads = bench_loops.by_hand(kind, params, data)()
     assert set(grads) == set(params)
     assert all(np.abs(g).max() > 1e-6 for g in grads.values())  # every gradient is exercised

@@ -37,6 +37,9 @@ def test_the_random_scans_reach_every_kind_of_scan():
         "two sequences": any(len(r.sequences) == 2 for r in recipes),
         "reversed": any(r.reverse for r in recipes),
         "forward": any(not r.reverse for r in recipes),
+        "checkpointed every step": any(r.checkpoint == 1 for r in recipes),
+        "checkpointed every 3 steps, reversed": any(r.checkpoint == 3 and r.reverse and r.length > 3 for r in recipes),
+        "not checkpointed": any(r.checkpoint is None for r in recipes),
         "no per-step output": any(r.ys is None for r in recipes),
         "one per-step output": any(r.ys is not None and r.one_y for r in recipes),
         "two per-step outputs": any(r.ys is not None and len(r.ys) == 2 for r in recipes),
@@ -68,7 +71,7 @@ def test_a_recipe_prints_as_the_code_that_builds_it():
     lines = code(random_recipe(3))
     assert lines[0] == 'g = gc.Graph("loop")'
     assert any(line.startswith("def step(") for line in lines)
-    assert any(line.startswith("final, ys = gc.scan(step, ") for line in lines)
+    assert any(line.startswith("final, ys = gc.scan(step, ") and "checkpoint=" in line for line in lines)
 
 
 @settings(max_examples=15, deadline=None, derandomize=True, database=None)

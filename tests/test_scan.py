@@ -448,3 +448,96 @@ def test_check_shapes_reads_the_batch_size_of_a_time_major_sequence():
     module = model.load()
     for length in (0, 3):
         module.gradients(xs=np.full((length, B, D), 0.1), W=np.full((D, H), 0.2))
+
+
+# ---- checkpointed loops --------------------------------------------------------------------------
+
+def _two_carry_graph(checkpoint, reverse):
+    g = gc.Graph("cell")
+    xs, h0 = g.input("xs", (None, "T", D)), g.input("h0", (None, 3))
+    W, U = g.param("W", (D, 3)), g.param("U", (3, 3))
+
+    def step(carry, x):
+        h, c = carry
+        c = c * gc.sigmoid(x @ W) + gc.tanh(h @ U)
+        h = gc.tanh(c) * gc.sigmoid(h @ U)
+        return (h, c), h
+
+    (hT, cT), hs = gc.scan(step, (h0, h0), xs, axis=1, reverse=reverse, checkpoint=checkpoint)
+    g.output("loss", gc.sum(hT * cT) + gc.sum(hs * hs))
+    return g
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_checkpointed_loop_gives_the_gradients_of_the_loop_that_keeps_every_step(reverse):
+    """checkpoint=k trades memory for time and nothing else: at every length (0, shorter than k, a
+    multiple of k, not one) and every k, the same outputs and gradients as keeping every step."""
+    rng = np.random.default_rng(1)
+    reference = gc.compile(_two_carry_graph(None, reverse), loss="loss", wrt=["W", "U", "h0"], runtime=False).load()
+    modules = {k: gc.compile(_two_carry_graph(k, reverse), loss="loss", wrt=["W", "U", "h0"], runtime=False).load()
+               for k in (1, 2, 3, 5, 20)}
+    for length in (0, 1, 5, 6, 12):
+        arrays = {"xs": rng.normal(size=(B, length, D)), "h0": rng.normal(size=(B, 3)),
+                  "W": rng.normal(size=(D, 3)), "U": 0.5 * rng.normal(size=(3, 3))}
+        outputs, grads = reference.gradients(**arrays)
+        for k, module in modules.items():
+            got_outputs, got = module.gradients(**arrays)
+            assert abs(got_outputs["loss"] - outputs["loss"]) < 1e-12
+            for name in grads:
+                np.testing.assert_allclose(got[name], grads[name], rtol=1e-12, atol=1e-12, err_msg=f"k={k} T={length} {name}")
+    check_gradients(modules[3], {**arrays, "xs": arrays["xs"][:, :7]}, "loss")
+
+
+def test_a_checkpointed_loop_keeps_its_carries_and_its_derivative_computes_the_steps_again():
+    source = gc.compile(_two_carry_graph(4, False), loss="loss", wrt=["W", "U"]).source
+    gradients = source[source.index("def _gradients"):]
+    forward, backward = gradients.split("# Backward pass")
+    assert "# t1 = scan(init=(h0, h0), xs=(xs)), keeping its carries every 4 steps" in forward
+    assert re.search(r"\n        if t % 4 == 0:\n            checkpoints\.append\(\((\w+), (\w+)\)\)\n", forward)
+    assert ".append(" not in forward.replace("checkpoints.append", "").replace("_steps.append", "")
+    header = re.search(r"\n    for (t_\d+) in range\((T_\d+) - 1, -1, -1\):\n", backward)
+    t = header.group(1)
+    assert f"if {t} % 4 == 3 or {t} == T - 1:  # the steps since the last checkpoint, computed again" in backward
+    assert f"= checkpoints[{t} // 4]" in backward and f"in range({t} - {t} % 4, {t} + 1):" in backward
+    assert re.search(rf"= \w+\[{t} % 4\]\n", backward)
+
+
+def test_lstm_and_gru_take_a_checkpoint_and_give_the_same_gradients():
+    rng = np.random.default_rng(2)
+    for layer in (gc.lstm, gc.gru):
+        modules = []
+        for checkpoint in (None, 4):
+            g = gc.Graph("layer")
+            xs = g.input("xs", (None, "T", D))
+            hs, _ = layer(g, xs, 3, name="rnn", axis=1, checkpoint=checkpoint)
+            g.output("loss", gc.sum(hs * hs))
+            modules.append(gc.compile(g, loss="loss").load())
+        params = modules[0].init_params(seed=0)
+        arrays = {"xs": rng.normal(size=(B, 9, D)), **params}
+        (_, expected), (_, got) = modules[0].gradients(**arrays), modules[1].gradients(**arrays)
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-12, atol=1e-13)
+
+
+def test_second_derivatives_through_a_checkpointed_loop_keep_every_step():
+    """The derivative of the derivative reads the saved values too: that loop keeps them all."""
+    g = gc.Graph("hvp")
+    xs, h0, v = g.input("xs", (None, 5, D)), g.input("h0", (None, 3)), g.input("v", (D, 3))
+    W, U = g.param("W", (D, 3)), g.param("U", (3, 3))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1, checkpoint=2)
+    (dW,) = gc.grad(gc.sum(hT * hT) + gc.sum(hs), [W])
+    g.output("hvp", gc.sum(dW * v))
+    model = gc.compile(g, loss="hvp", wrt=["W", "U", "h0"], runtime=False)
+    assert "checkpoints" not in model.source
+    rng = np.random.default_rng(0)
+    arrays = {"xs": rng.normal(size=(B, 5, D)), "h0": rng.normal(size=(B, 3)), "v": rng.normal(size=(D, 3)),
+              "W": rng.normal(size=(D, 3)), "U": 0.5 * rng.normal(size=(3, 3))}
+    check_gradients(model.load(), arrays, "hvp")
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "3"])
+def test_a_checkpoint_that_is_no_whole_number_of_steps_is_one_error(bad):
+    g = gc.Graph("bad")
+    xs, h0 = g.input("xs", (None, 4, D)), g.input("h0", (None, D))
+    with pytest.raises(gc.GraphError, match=rf"gc.scan: checkpoint must be a whole number of steps >= 1 \(or None\), got {re.escape(repr(bad))}"):
+        gc.scan(lambda h, x: (h + x, None), h0, xs, axis=1, checkpoint=bad)

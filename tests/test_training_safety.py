@@ -363,13 +363,25 @@ def test_jax_without_64_bit_mode_is_refused_by_a_float64_module():
         jax.config.update("jax_enable_x64", was)
 
 
-def test_training_refuses_a_time_major_input_with_the_layout_it_needs():
-    """Minibatches are cut along the first axis: a sequence declared ("T", None, 3) is refused before any
-    step, naming the input and the batch-first layout, instead of a broadcasting error mid-epoch."""
-    g = gc.Graph("time_major")
-    xs, y = g.input("xs", ("T", None, 3)), g.input("y", (None, 2))
-    _, (h, _) = gc.lstm(g, xs, 2, name="lstm")
-    g.output("loss", gc.mse(h, y))
-    m = gc.compile(g).load()
-    with pytest.raises(ValueError, match=r"input 'xs' has its batch axis \(None\) at axis 1 .*batch first"):
-        m.train(m.init_params(0), {"xs": np.ones((5, 4, 3)), "y": np.ones((4, 2))}, epochs=1, lr=0.1, batch_size=2)
+def test_training_cuts_a_time_major_sequence_along_its_batch_axis():
+    """A sequence declared ("T", None, 3) is cut into minibatches along its second axis: training it
+    time-major gives the params of training the same network batch first on the transposed data,
+    validation split, shuffling and evaluation included."""
+    trained = []
+    rng = np.random.default_rng(0)
+    xs, y = rng.normal(size=(5, 12, 3)), rng.normal(size=(12, 2))
+    for axis in (0, 1):
+        g = gc.Graph("layout")
+        seq = g.input("xs", ("T", None, 3) if axis == 0 else (None, "T", 3))
+        target = g.input("y", (None, 2))
+        _, (h, _) = gc.lstm(g, seq, 2, name="lstm", axis=axis)
+        g.output("loss", gc.mse(h, target))
+        m = gc.compile(g).load()
+        data = {"xs": xs if axis == 0 else xs.transpose(1, 0, 2), "y": y}
+        params, losses = m.train(m.init_params(0), data, epochs=3, lr=0.1, batch_size=4, validation=0.25)
+        trained.append((params, losses, m.evaluate(params, data)["loss"]))
+    (time_major, losses, score), (batch_first, expected_losses, expected_score) = trained
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-12)
+    assert abs(score - expected_score) < 1e-12
+    for name in batch_first:
+        np.testing.assert_allclose(time_major[name], batch_first[name], rtol=1e-10, atol=1e-12)

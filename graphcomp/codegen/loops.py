@@ -10,7 +10,6 @@ which, in a comment above it.
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,9 @@ from ..formulas.printing import number_text, tuple_text
 from ..ir import Node, toposort, use_counts
 from ..ops import OPS
 from ..ops.scan import Body, counts, result_key
+from .checkpoints import checkpoint_of, keep_checkpoint, plan_checkpoints, recomputed_steps
 from .comments import literal
+from .loop_state import BODY_SHAPES, LOOP_NAMES, carries_needed, local_name, loop_names, is_saved
 from .listing import FunctionCode, Statement
 
 if TYPE_CHECKING:
@@ -31,48 +32,69 @@ FUSED_FORMULA = "formula"
 def loop_lines(code: ModuleCode, loop: Node, function: FunctionCode, results: list[Node]) -> list[Statement]:
     """The statements computing the `results` (scan_result nodes) of `loop` in `function`: a comment
     saying which loop it is, its length, the carries' first values and empty lists, the `for` loop,
-    then each list stacked."""
+    then each list stacked. A checkpointed loop keeps its carries every k steps instead of the values
+    its derivative reads, and its derivative computes those again (codegen/checkpoints.py)."""
     body: Body = loop.attr("body")
     c, k, _ = counts(loop)
     wanted = {result_key(r): r for r in results}
     stacked = [(body.ys[j], wanted[c + j], loop.attr("y_axes")[j]) for j in range(len(body.ys)) if c + j in wanted]
     stacked += [(key, r, 0) for key, r in wanted.items() if isinstance(key, Node)]
-    carried = sorted(_carried(body, {i for i in range(c) if i in wanted}, [y for y, _, _ in stacked]))
-    own, inner, operand = _names(code, loop), FunctionCode(code.names), function.operand
+    carried = sorted(carries_needed(body, {i for i in range(c) if i in wanted}, [y for y, _, _ in stacked]))
+    every = checkpoint_of(code, loop)
+    if every:  # the saved values are not kept: the backward loop computes them again
+        stacked = [entry for entry in stacked if not is_saved(entry[1])]
+    own, inner, operand = loop_names(code, loop), FunctionCode(code.names), function.operand
     before, carry_vars = _carry_lines(code, loop, function, inner, {i: wanted.get(i) for i in carried})
     for slot, value in zip(body.captured, loop.inputs[c + k:]):
         inner.inlined[slot] = literal(operand(value))
-    roots = [body.new_carries[i] for i in carried] + [y for y, _, _ in stacked]
-    lines = _element_lines(loop, operand, own, inner, set(toposort(roots)))
-    first, after = len(lines), []
-    for value, target, axis in stacked:
-        if _saved(target):  # read only by the backward loop, one step at a time: kept as a list
-            steps = code.names.variable(target)
-            if loop.attr("reverse"):  # in time order, as the backward loop indexes it
-                after.append(Statement("", f"{steps}.reverse()"))
-        else:
-            steps = _local(own, ("steps", target), f"{code.names.variable(target)}_steps")
-            after.append(_stacking(code, loop, function, steps, target, axis))
-        before.append(Statement(steps, "[]"))
-        append = Statement("", f"{steps}.append({literal(inner.operand(value))})")
-        # a carry at the start of the step is kept before the step changes it
-        lines.insert(first, append) if value in body.carries else lines.append(append)
-    at = len(lines) - sum(value not in body.carries for value, _, _ in stacked)
-    sums = _running_sums(loop, function, carried, carry_vars, {v for v, _, _ in stacked})
-    lines[at:at] = body_lines(code, roots, inner, sums)
-    updates = [(carry_vars[i], literal(inner.operand(body.new_carries[i]))) for i in carried]
-    lines, updates = _assigned_in_place(code, lines, [(var, text) for var, text in updates if var != text],
-                                        own.setdefault("renamed", {}))
-    if updates:
-        lines.append(Statement(", ".join(v for v, _ in updates), ", ".join(t for _, t in updates)))
+    kept = {v for v, _, _ in stacked} | (set(body.carries) if every else set())
+    again = recomputed_steps(code, loop, function, own, step_lines)  # (before the step: it says how to index)
+    lines, after = step_lines(code, loop, function, inner, own, carried, carry_vars, stacked, before, kept)
+    if every:
+        lines.insert(0, keep_checkpoint(code, loop, carried, [carry_vars[i] for i in carried], own["t"], before))
+    lines = again + lines
     length, step = own["T"], own["t"]
     order = f"range({length} - 1, -1, -1)" if loop.attr("reverse") else f"range({length})"
     header = Statement("", f"for {step} in {order}:", block=tuple(lines or [Statement("", "pass")]))
     about = f"{code.names.variable(loop)} = {OPS[loop.op].text(loop, tuple(map(operand, loop.inputs)))}"
     if loop.attr("of") is not None:
         about += f": the derivative of the loop {code.names.variable(loop.attr('of'))}"
+    if every:
+        about += f", keeping its carries every {every} steps"
     about = Statement("", "", comment=about)
     return _saved_comment(loop, function, code) + [about] + before + [header] + after
+
+
+def step_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: FunctionCode, own: dict,
+               carried: list[int], carry_vars: dict[int, str], stacked: list, before: list[Statement],
+               kept: set[Node]) -> tuple[list[Statement], list[Statement]]:
+    """The lines of one step (each sequence's element, the step's values, each kept value appended to
+    its list, the carries passed on), and the lines after the loop; the lists' first lines go to `before`."""
+    body: Body = loop.attr("body")
+    roots = [body.new_carries[i] for i in carried] + [y for y, _, _ in stacked]
+    lines = _element_lines(loop, function.operand, own, inner, set(toposort(roots)))
+    first, after = len(lines), []
+    for value, target, axis in stacked:
+        if is_saved(target):  # read only by the backward loop, one step at a time: kept as a list
+            steps = code.names.variable(target)
+            if loop.attr("reverse") and not own.get("again"):  # in time order, as the backward loop indexes it
+                after.append(Statement("", f"{steps}.reverse()"))
+        else:
+            steps = local_name(own, ("steps", target), f"{code.names.variable(target)}_steps")
+            after.append(_stacking(code, loop, function, steps, target, axis))
+        before.append(Statement(steps, "[]"))
+        append = Statement("", f"{steps}.append({literal(inner.operand(value))})")
+        # a carry at the start of the step is kept before the step changes it
+        lines.insert(first, append) if value in body.carries else lines.append(append)
+    at = len(lines) - sum(value not in body.carries for value, _, _ in stacked)
+    sums = _running_sums(loop, function, carried, carry_vars, kept)
+    lines[at:at] = body_lines(code, roots, inner, sums)
+    updates = [(carry_vars[i], literal(inner.operand(body.new_carries[i]))) for i in carried]
+    lines, updates = _assigned_in_place(code, lines, [(var, text) for var, text in updates if var != text],
+                                        own.setdefault("renamed", {}))
+    if updates:
+        lines.append(Statement(", ".join(v for v, _ in updates), ", ".join(t for _, t in updates)))
+    return lines, after
 
 
 def _carry_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: FunctionCode,
@@ -81,13 +103,17 @@ def _carry_lines(code: ModuleCode, loop: Node, function: FunctionCode, inner: Fu
     carry where that is read, else one of the loop's own."""
     body: Body = loop.attr("body")
     c, _, _ = counts(loop)
-    own = _names(code, loop)
+    own = loop_names(code, loop)
     first = _text(function.operand(loop.inputs[c]))
-    lines = [Statement(own["T"], f"len({first})" if _saved(loop.inputs[c]) else f"{first}.shape[{loop.attr('axes')[0]}]")]
+    length = f"len({first})" if is_saved(loop.inputs[c]) else f"{first}.shape[{loop.attr('axes')[0]}]"
+    forward = loop.attr("of")
+    if forward is not None and checkpoint_of(code, forward):  # its lists are made again, k steps at a time
+        length = loop_names(code, forward)["T"]
+    lines = [Statement(own["T"], length)]
     variables = {}
     for i, final in carried.items():
         slot = body.carries[i]
-        variables[i] = code.names.variable(final) if final is not None else _local(own, ("carry", i), _carry_base(code, loop, i))
+        variables[i] = code.names.variable(final) if final is not None else local_name(own, ("carry", i), _carry_base(code, loop, i))
         inner.inlined[slot] = own[("carry_of", slot)] = variables[i]
         start = loop.inputs[i]
         first = function.inlined.get(start) if start.op == "zeros_like" else None  # zeros written in place
@@ -102,9 +128,9 @@ def _element_lines(loop: Node, operand, own: dict, inner: FunctionCode, reads: s
     lines = []
     for slot, seq, axis in zip(body.xs, loop.inputs[c:c + k], loop.attr("axes")):
         if slot in reads:
-            variable = _local(own, ("x", slot), f"{_base(operand(seq))}_t")
+            variable = local_name(own, ("x", slot), f"{_base(operand(seq))}_t")
             inner.inlined[slot] = variable
-            index = [own["t"]] if _saved(seq) else [":"] * axis + [own["t"]] + [":"] * (len(seq.shape) - axis - 1)
+            index = [own.get(("index", seq), own["t"])] if is_saved(seq) else [":"] * axis + [own["t"]] + [":"] * (len(seq.shape) - axis - 1)
             # (an array is indexed on every axis, the Array API's rule; saved values are a list)
             lines.append(Statement(variable, f"{_text(operand(seq))}[{', '.join(index)}]"))
     return lines
@@ -112,7 +138,7 @@ def _element_lines(loop: Node, operand, own: dict, inner: FunctionCode, reads: s
 
 def _stacking(code: ModuleCode, loop: Node, function: FunctionCode, steps: str, target: Node, axis: int) -> Statement:
     """After the loop: a list of per-step values stacked in time order (an empty result for no step)."""
-    length = _names(code, loop)["T"]
+    length = loop_names(code, loop)["T"]
     in_order = f"{steps}[::-1]" if loop.attr("reverse") else steps
     text = f"xp.stack({in_order}, axis={axis})"
     if not isinstance(_length(loop), int):  # a length known only at run time may be 0
@@ -123,7 +149,9 @@ def _stacking(code: ModuleCode, loop: Node, function: FunctionCode, steps: str, 
 
 def prepare(code: ModuleCode, order: list[Node], function: FunctionCode) -> None:
     """Zeros that only start a loop's carry (a running sum of gradients) are written where the carry
-    starts, `d_W = xp.zeros_like(W)`, rather than on a line of their own."""
+    starts, `d_W = xp.zeros_like(W)`, rather than on a line of their own. Checkpointed loops are
+    planned here too."""
+    plan_checkpoints(code, order)
     for node in order:
         if node.op == "scan":
             for start in node.inputs[:counts(node)[0]]:
@@ -136,17 +164,10 @@ def _carry_base(code: ModuleCode, loop: Node, i: int) -> str:
     a carry (d_h); else the placeholder's own name."""
     forward = loop.attr("of")
     if forward is not None and i < counts(forward)[0]:
-        carry = _LOOP_NAMES.get(code, {}).get(forward, {}).get(("carry_of", forward.attr("body").carries[i]))
+        carry = LOOP_NAMES.get(code, {}).get(forward, {}).get(("carry_of", forward.attr("body").carries[i]))
         if carry is not None:
             return f"d_{carry}"
     return loop.attr("body").carries[i].name
-
-
-def _saved(value: Node) -> bool:
-    """A loop's saved values: a list of one array per step, which only a backward loop reads (inside
-    a backward loop, a placeholder stands for the saved values of a loop inside the step)."""
-    return ((value.op == "scan_result" and value.attr("saved") is not None)
-            or (value.op == "input" and value.name == "saved_steps"))
 
 
 def _length(loop: Node):
@@ -188,7 +209,7 @@ def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode,
             inner.inlined[node] = text
             continue
         lines += code._lines(node, args, text)
-        _BODY_SHAPES.setdefault(code, {})[lines[-1].target] = node.shape
+        BODY_SHAPES.setdefault(code, {})[lines[-1].target] = node.shape
     return lines
 
 
@@ -216,9 +237,11 @@ def _assigned_in_place(code: ModuleCode, lines: list[Statement], updates: list[t
     temporary passed on at the end of the step, where no later line reads the carry's old value:
     `d_h = delta @ Wh.T`. The others stay in the one assignment of the step's end. `renamed` gets
     {temporary: carry variable} of those assigned so."""
-    left = []
-    for k, (variable, text) in enumerate(updates):
-        where = [j for j, s in enumerate(lines) if s.target == text and not s.block]
+    left, k, carries = [], -1, {variable for variable, _ in updates}
+    while k + 1 < len(updates):  # (the updates after k are rewritten as it goes)
+        k += 1
+        variable, text = updates[k]
+        where = [j for j, s in enumerate(lines) if s.target == text and not s.block and text not in carries]
         later = lines[where[0] + 1:] if where else []
         others = [t for v, t in updates[k + 1:]] + [t for v, t in left]
         if not where or _mentions(later, variable) or any(_word(variable).search(t) for t in others):
@@ -229,7 +252,7 @@ def _assigned_in_place(code: ModuleCode, lines: list[Statement], updates: list[t
         updates = updates[:k + 1] + [(v, _word(text).sub(variable, t)) for v, t in updates[k + 1:]]
         left = [(v, _word(text).sub(variable, t)) for v, t in left]
         renamed[text] = variable
-        shapes = _BODY_SHAPES.setdefault(code, {})
+        shapes = BODY_SHAPES.setdefault(code, {})
         if text in shapes:
             shapes[variable] = shapes[text]
     return lines, left
@@ -253,40 +276,9 @@ def _renamed(statement: Statement, old: str, new: str) -> Statement:
 
 def body_shapes(code: ModuleCode) -> dict[str, tuple]:
     """{variable: shape} of the values the module's loops compute, for check_shapes."""
-    return dict(_BODY_SHAPES.get(code, {}))
+    return dict(BODY_SHAPES.get(code, {}))
 
 
-# The variables of each loop of a module that are no value of the graph (its length, its step, each
-# sequence's element, its lists), made once per loop: forward() and _gradients() write the same loop,
-# whose lines are made once, so they must read the same names.
-_LOOP_NAMES: "weakref.WeakKeyDictionary[ModuleCode, dict]" = weakref.WeakKeyDictionary()
-_BODY_SHAPES: "weakref.WeakKeyDictionary[ModuleCode, dict]" = weakref.WeakKeyDictionary()
-
-
-def _names(code: ModuleCode, loop: Node) -> dict:
-    loops = _LOOP_NAMES.setdefault(code, {})
-    if loop not in loops:
-        loops[loop] = {"T": code.names.local("T"), "t": code.names.local("t"), "local": code.names.local}
-    return loops[loop]
-
-
-def _local(own: dict, key: tuple, base: str) -> str:
-    """The loop's variable for `key`, made from `base` the first time it is asked for."""
-    if key not in own:
-        own[key] = own["local"](base)
-    return own[key]
-
-
-def _carried(body: Body, finals: set[int], stacked: list[Node]) -> set[int]:
-    """The carries a loop must carry: those whose final value is read, and those any of them or any
-    stacked output depends on, step after step."""
-    carried = set(finals)
-    while True:
-        reads = set(toposort([body.new_carries[i] for i in carried] + stacked))
-        more = {i for i, slot in enumerate(body.carries) if slot in reads} - carried
-        if not more:
-            return carried
-        carried |= more
 
 
 def _saved_comment(loop: Node, function: FunctionCode, code: ModuleCode) -> list[Statement]:
@@ -298,7 +290,7 @@ def _saved_comment(loop: Node, function: FunctionCode, code: ModuleCode) -> list
     parts = []
     for seq in saved:
         value = seq.attr("saved")
-        names = _LOOP_NAMES.get(code, {}).get(seq.inputs[0], {})
+        names = LOOP_NAMES.get(code, {}).get(seq.inputs[0], {})
         variable = code.names.variable(value) if not value.is_leaf else None
         if value.is_leaf:
             parts.append(f"{function.operand(seq)} ({names.get(('carry_of', value))} at the start of each step)")
@@ -318,7 +310,7 @@ def _dim_text(d, loop: Node, function: FunctionCode) -> str:
     if d == loop.inputs[c].shape[axes[0]]:
         return "0"
     for x in loop.inputs:  # (saved values are lists, empty here)
-        if d in x.shape and not _saved(x):
+        if d in x.shape and not is_saved(x):
             return f"{_text(function.operand(x))}.shape[{x.shape.index(d)}]"
     for leaf in toposort([loop]):  # the batch size, or a length, is the same in every input the loop reads
         if leaf.op == "input" and leaf in function.names and d in leaf.shape:

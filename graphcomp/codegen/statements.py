@@ -38,8 +38,10 @@ class ModuleCode:
         self.roots = self.outputs if backward is None else self.outputs + [backward.gradients[x] for x in wrt]
         self.lines_of: dict[Node, list[Statement]] = {}  # node -> the lines computing it (common parts first)
         self._uses = use_counts(self.roots)              # how often the code reads each value
-        self._texts: dict[Node, str] = {}                # node -> its code, for forward() and gradients() alike
-        self._common: dict[Node, tuple[list[Statement], str]] = {}
+        # (node, its operands' texts) -> its code, for forward() and gradients() alike (a checkpointed loop's
+        # step computed again reads other variables)
+        self._texts: dict[tuple, str] = {}
+        self._common: dict[tuple, tuple[list[Statement], str]] = {}
         # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
         # which the standard's functions refuse: filled in topological order as statements are planned
         self._numbers: dict[Node, bool] = {}
@@ -88,10 +90,10 @@ class ModuleCode:
 
     def _text(self, node: Node, args: tuple) -> str:
         """The node's code over its operands' texts, made once (forward() and gradients() both emit it)."""
-        if node not in self._texts:
-            self._texts[node] = _constant_text(node) or OPS[node.op].emit(
+        if (node, args) not in self._texts:
+            self._texts[node, args] = _constant_text(node) or OPS[node.op].emit(
                 node, tuple(_operand_text(node, a, self.dtype) for a in args))
-        return self._texts[node]
+        return self._texts[node, args]
 
     def _lines(self, node: Node, args: tuple, text: str | None) -> list[Statement]:
         """The lines that compute a node: the common parts of its formula, then its own."""
@@ -105,7 +107,7 @@ class ModuleCode:
         the formula's own text). Cached per node, so `forward` and `gradients` give them the same names."""
         if node.op != FUSED_FORMULA:
             return [], text
-        if node not in self._common:
+        if (node, args) not in self._common:
             bound = scalar_expr(node).xreplace({
                 placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
                 for i, a in enumerate(args)})
@@ -127,8 +129,8 @@ class ModuleCode:
                     numbers.add(part)
                     part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
                 lines.append(Statement(str(names[part]), part_text))
-            self._common[node] = (lines, numpy_text(reduced) if kept else self._text(node, args))
-        return self._common[node]
+            self._common[node, args] = (lines, numpy_text(reduced) if kept else self._text(node, args))
+        return self._common[node, args]
 
     def _written_parts(self, node: Node, args: tuple) -> dict[sp.Basic, Node]:
         """{formula over the operands' names: value of the graph as written} for the values a fused

@@ -21,7 +21,8 @@ _DRAWS = itertools.count()
 __all__ = [
     "exp", "log", "sqrt", "abs", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "softsign", "maximum",
     "minimum",
-    "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient", "take",
+    "matmul", "transpose", "sum", "mean", "max", "min", "reshape", "flatten", "concat", "stop_gradient", "zeros_like",
+    "take",
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
 ]
@@ -150,6 +151,14 @@ def concat(xs: Any, axis: int = -1) -> Node:
 def stop_gradient(x: Node) -> Node:
     """The same value, treated as a constant by differentiation."""
     return apply("stop_gradient", x)
+
+
+def zeros_like(value: Node) -> Node:
+    """Zeros of `value`'s shape: its values are not read and no gradient flows into it. The state a loop
+    starts from, e.g. zeros_like(x[:, 0, :] @ Wx) for an (N, H) hidden state."""
+    if not isinstance(value, Node):
+        raise TypeError(f"zeros_like: expected a graph value, got {value!r}")
+    return apply("expand", 0, value)
 
 
 def take(table: Node, ids: Node) -> Node:

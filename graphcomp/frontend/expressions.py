@@ -28,18 +28,10 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-def zeros_like(value: Node) -> Node:
-    """Zeros of `value`'s shape (its values are not read, and no gradient flows into it): the state a
-    loop starts from, e.g. zeros_like(mean(x, axis=1) @ Wx) for an (N, H) hidden state."""
-    if not isinstance(value, Node):
-        raise TypeError(f"zeros_like: expected a graph value, got {value!r}")
-    return apply("expand", 0, value)
-
-
 # The functions a spec may call: graphcomp's own, by their public names.
 FUNCTIONS: dict[str, Callable[..., Node]] = {
     name: getattr(dsl, name) for name in dsl.__all__
-} | {name: getattr(losses, name) for name in losses.__all__} | {"zeros_like": zeros_like}
+} | {name: getattr(losses, name) for name in losses.__all__}
 
 
 class Results:

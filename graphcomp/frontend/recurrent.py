@@ -16,7 +16,8 @@ from ..ops.scan import make_loop, placeholder, result, sequence_length, step_sha
 __all__ = ["scan", "lstm", "gru"]
 
 
-def scan(step: Callable, init: Any, xs: Any, *, axis: int = 0, reverse: bool = False) -> tuple:
+def scan(step: Callable, init: Any, xs: Any, *, axis: int = 0, reverse: bool = False,
+         checkpoint: int | None = None) -> tuple:
     """Run `step(carry, x_t) -> (carry, y_t)` over the time axis `axis` of `xs`, as jax.lax.scan does.
 
     `init` (and so the carry) is one value or a tuple of values; `xs` one sequence or a tuple of them,
@@ -25,7 +26,11 @@ def scan(step: Callable, init: Any, xs: Any, *, axis: int = 0, reverse: bool = F
     Returns `(final_carry, ys)`: the carry after the last step, in the structure of `init`, and each
     y_t stacked along `axis` (in time order, also when `reverse=True` walks from the last step back).
     With no step at all (length 0) the final carry is `init` and ys are empty.
+    `checkpoint=k`: the gradients keep the carries every k steps instead of every value the backward
+    loop reads at each step, and compute the steps in between again (memory for time; same numbers).
     """
+    if checkpoint is not None and (not isinstance(checkpoint, int) or isinstance(checkpoint, bool) or checkpoint < 1):
+        raise GraphError(f"gc.scan: checkpoint must be a whole number of steps >= 1 (or None), got {checkpoint!r}")
     single_carry = not isinstance(init, (tuple, list))
     inits = tuple(as_node(x) for x in ((init,) if single_carry else init))
     single_x = not isinstance(xs, (tuple, list))
@@ -52,7 +57,8 @@ def scan(step: Callable, init: Any, xs: Any, *, axis: int = 0, reverse: bool = F
         if not -(y.ndim + 1) <= axis <= y.ndim:
             raise ShapeError(f"gc.scan: output {j} of the step has shape {format_shape(y.shape)}: it cannot be stacked along axis {axis}")
         y_axes.append(axis % (y.ndim + 1))
-    loop = make_loop(inits, seqs, carries, elements, new_carries, ys, reverse=reverse, axes=tuple(axes), y_axes=tuple(y_axes))
+    loop = make_loop(inits, seqs, carries, elements, new_carries, ys, reverse=reverse, axes=tuple(axes), y_axes=tuple(y_axes),
+                     checkpoint=checkpoint)
     finals = tuple(result(loop, index=i) for i in range(len(inits)))
     stacked = tuple(result(loop, index=len(inits) + j) for j in range(len(ys)))
     final = finals[0] if single_carry else finals
@@ -95,7 +101,8 @@ def _described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def lstm(g: Graph, xs: Node, hidden: int, name: str = "lstm", axis: int = 0, init: tuple | None = None) -> tuple:
+def lstm(g: Graph, xs: Node, hidden: int, name: str = "lstm", axis: int = 0, init: tuple | None = None,
+         checkpoint: int | None = None) -> tuple:
     """A one-layer LSTM over the sequence `xs` (time along `axis`: (T, N, D) by default, as PyTorch's
     torch.nn.LSTM; axis=1 for (N, T, D)), with PyTorch's params and gate order, so that weights copy
     over as they are: `<name>_weight_ih` (4H, D), `<name>_weight_hh` (4H, H), `<name>_bias_ih` and
@@ -105,6 +112,7 @@ def lstm(g: Graph, xs: Node, hidden: int, name: str = "lstm", axis: int = 0, ini
         c' = f c + i g,   h' = o tanh(c')
 
     `init`: (h0, c0), each (N, H); zeros by default. Returns (hs, (h_T, c_T)), hs stacked along `axis`.
+    `checkpoint=k`: as gc.scan's (the gradients keep the state every k steps and compute the rest again).
     """
     W_ih, W_hh, b_ih, b_hh = _recurrent_params(g, name, xs, hidden, 4, axis)
     H = hidden
@@ -123,11 +131,12 @@ def lstm(g: Graph, xs: Node, hidden: int, name: str = "lstm", axis: int = 0, ini
     if init is None:
         zero = _zero_state(xs, axis, b_hh[0:H])
         init = (zero, zero)
-    (h, c), hs = scan(step, tuple(init), xs, axis=axis)
+    (h, c), hs = scan(step, tuple(init), xs, axis=axis, checkpoint=checkpoint)
     return hs, (h, c)
 
 
-def gru(g: Graph, xs: Node, hidden: int, name: str = "gru", axis: int = 0, init: Node | None = None) -> tuple:
+def gru(g: Graph, xs: Node, hidden: int, name: str = "gru", axis: int = 0, init: Node | None = None,
+        checkpoint: int | None = None) -> tuple:
     """A one-layer GRU over the sequence `xs` (time along `axis`, as `lstm`), with PyTorch's params and
     gate order (torch.nn.GRU): `<name>_weight_ih` (3H, D), `<name>_weight_hh` (3H, H), `<name>_bias_ih`
     and `<name>_bias_hh` (3H,), rows in the order reset, update, new.
@@ -135,7 +144,7 @@ def gru(g: Graph, xs: Node, hidden: int, name: str = "gru", axis: int = 0, init:
         r = σ(x W_irᵀ + b_ir + h W_hrᵀ + b_hr),  z = σ(x W_izᵀ + b_iz + h W_hzᵀ + b_hz)
         n = tanh(x W_inᵀ + b_in + r (h W_hnᵀ + b_hn)),  h' = (1 - z) n + z h
 
-    `init`: h0 (N, H); zeros by default. Returns (hs, h_T), hs stacked along `axis`.
+    `init`: h0 (N, H); zeros by default. Returns (hs, h_T), hs stacked along `axis`. `checkpoint`: as lstm's.
     """
     W_ih, W_hh, b_ih, b_hh = _recurrent_params(g, name, xs, hidden, 3, axis)
     H = hidden
@@ -149,7 +158,8 @@ def gru(g: Graph, xs: Node, hidden: int, name: str = "gru", axis: int = 0, init:
         h = (1 - z) * n + z * h
         return h, h
 
-    h, hs = scan(step, _zero_state(xs, axis, b_hh[0:H]) if init is None else init, xs, axis=axis)
+    h, hs = scan(step, _zero_state(xs, axis, b_hh[0:H]) if init is None else init, xs, axis=axis,
+                 checkpoint=checkpoint)
     return hs, h
 
 

@@ -172,7 +172,8 @@ class _Closing:
 
 
 def make_loop(inits: tuple, seqs: tuple, carries: tuple, xs: tuple, new_carries: tuple, ys: tuple, *,
-              reverse: bool, axes: tuple, y_axes: tuple, reads: "_StepReads | None" = None) -> Node:
+              reverse: bool, axes: tuple, y_axes: tuple, reads: "_StepReads | None" = None,
+              checkpoint: int | None = None) -> Node:
     """The loop node of a step written over the placeholders `carries` and `xs` (and any value from
     outside): the step is closed over placeholders, outside values captured. `reads` says what the
     walk must not enter beyond the placeholders, and adds the sequences it finds it needs."""
@@ -187,6 +188,8 @@ def make_loop(inits: tuple, seqs: tuple, carries: tuple, xs: tuple, new_carries:
     body = Body(carries=tuple(carries), xs=tuple(xs), captured=tuple(closing.captures.values()),
                 new_carries=new_carries, ys=ys)
     attrs = {} if reads is None else {"of": reads.loop}  # a loop's derivative knows its loop (for names)
+    if checkpoint is not None:  # its carries are kept every `checkpoint` steps (codegen/checkpoints.py)
+        attrs["checkpoint"] = checkpoint
     return apply("scan", *inits, *seqs, *closing.captures, body=body, reverse=bool(reverse),
                  axes=tuple(axes), y_axes=tuple(y_axes), **attrs)
 

@@ -14,8 +14,8 @@ def _forward_without(absent, arrays):
         raise TypeError(f"forward() is missing array(s) {', '.join(absent)}, which every output needs")
     given = [value for name, value in arrays.items() if value is not None]
     xp = _namespace(given)
-    examples = next((np.shape(value)[0] for name, value in arrays.items()
-                     if name in INPUTS and INPUTS[name][:1] == (None,) and np.ndim(value)), 1)
+    examples = next((np.shape(value)[INPUTS[name].index(None)] for name, value in arrays.items()
+                     if name in INPUTS and None in INPUTS[name] and np.ndim(value)), 1)
     filled = {name: xp.zeros(tuple(examples if d is None else d for d in INPUTS[name]),
                              dtype=getattr(xp, INTEGERS[name][0]) if name in INTEGERS else _dtype(xp))
               for name in absent}  # an absent integer input: id 0, a row every table has

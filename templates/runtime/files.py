@@ -218,6 +218,12 @@ def _read_csv(path, required):
     position = {column: k for k, column in enumerate(header)}  # a dict: wide headers are read in linear time
     data = {}
     for name, shape in INPUTS.items():
+        if not all(isinstance(d, int) for d in shape[1:]) or (shape[:1] != (None,) and None in shape):
+            if name in required:  # a CSV row holds a fixed number of columns, one example
+                raise ValueError(f"{path}: input {name!r} has shape {shape}: a CSV file holds one example a row, in "
+                                 f"columns of a fixed number; give a sequence of run-time length, or one whose "
+                                 f"batch axis is not the first, in a .npz file")
+            continue
         width = int(np.prod(shape[1:])) if shape[:1] == (None,) else int(np.prod(shape))
         columns = [name] if width == 1 and name in header else [f"{name}:{k}" for k in range(width)]
         absent = [c for c in columns if c not in position]

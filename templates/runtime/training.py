@@ -119,7 +119,7 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     step = functools.partial(_gradients, run.rng) if USES_DROPOUT else _gradients  # dropout draws from the run's generator
     for batch, start in enumerate(range(0, size, batch_size), 1):
         rows = order[start:start + batch_size]
-        arguments = [_rows(xp, split.train[name], rows) if cut else (params if trained else split.train)[name]
+        arguments = [_rows(xp, split.train[name], rows, name) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
         outputs, grads = step(xp, *arguments)
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
@@ -132,7 +132,7 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
             _apply(keep, run, name, grads[name], rate, settings)
         total += loss * len(rows)
         if PREDICT is not None:
-            target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows)
+            target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows, TARGET)
             matches, positions = _correct(outputs[PREDICT], target)
             correct, counted = correct + matches, counted + positions
         if ctrl_c.pressed:
@@ -168,7 +168,7 @@ class _Split:
     """The examples train() learns from and those it holds out for validation (drawn from `seed`)."""
 
     def __init__(self, xp, data, validation, seed):
-        self.batched = [name for name in data if INPUTS[name][:1] == (None,)]
+        self.batched = [name for name in data if None in INPUTS[name]]
         size, held = _examples(data, validation)
         self.rng = np.random.default_rng(seed)
         held_out = self.rng.permutation(size)[:held] if self.batched else np.arange(0)
@@ -177,8 +177,8 @@ class _Split:
         kept = np.flatnonzero(kept)  # the examples not held out, in order
         self.held_out = len(held_out)
         self.train = data if not len(held_out) else {  # no copy of the data set unless some is held out
-            name: _rows(xp, value, kept) if name in self.batched else value for name, value in data.items()}
-        self.validation = {name: _rows(xp, value, held_out) if name in self.batched else value
+            name: _rows(xp, value, kept, name) if name in self.batched else value for name, value in data.items()}
+        self.validation = {name: _rows(xp, value, held_out, name) if name in self.batched else value
                            for name, value in data.items()}
         self.size = len(kept) if self.batched else 1
 
@@ -187,12 +187,8 @@ def _examples(data, validation):
     """(the number of examples in `data`, how many `validation` holds out), refusing different numbers
     of examples and a fraction that leaves none to train on. Also called by `graphcomp train` before it
     writes anything."""
-    for name, shape in INPUTS.items():  # minibatches are cut along the first axis
-        if None in shape[1:] and name in data:
-            raise ValueError(f"training cuts minibatches along the first axis, but input {name!r} has its batch "
-                             f"axis (None) at axis {shape.index(None)} of its shape {shape}: declare it batch first "
-                             f"(None, ...) and walk its time axis with gc.scan(..., axis=1)")
-    sizes = {name: np.shape(value)[0] for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)}
+    sizes = {name: np.shape(value)[INPUTS[name].index(None)] for name, value in data.items()
+             if name in INPUTS and None in INPUTS[name]}  # (a time-major sequence's batch axis is its second)
     if len(set(sizes.values())) > 1:
         raise ValueError(f"data arrays hold different numbers of examples: {sizes}")
     size = next(iter(sizes.values()), 1)
@@ -331,8 +327,9 @@ def _correct(prediction, target):
 
 
 def _scores(params, data, prefix):
-    batched = [value for name, value in data.items() if name in INPUTS and INPUTS[name][:1] == (None,)]
-    if batched and not np.shape(batched[0])[0]:
+    batched = [np.shape(value)[INPUTS[name].index(None)] for name, value in data.items()
+               if name in INPUTS and None in INPUTS[name]]
+    if batched and not batched[0]:
         raise ValueError("no examples to score")
     outputs = forward(**data, **params)
     scores = {prefix + "loss": outputs[LOSS]}
@@ -416,10 +413,12 @@ def _copy(xp, value):
     return np.array(_numpy(value), dtype=DTYPE) if xp is _NP else xp.asarray(value, copy=True)
 
 
-def _rows(xp, value, rows):
-    """The examples `rows` (NumPy indices) of a batched array."""
+def _rows(xp, value, rows, name):
+    """The examples `rows` (NumPy indices) of the batched input `name`, along its batch axis (the first,
+    or a time-major sequence's second)."""
+    axis = INPUTS[name].index(None)
     if xp is _NP:
-        return value.take(rows, axis=0)
+        return value.take(rows, axis=axis)
     import array_api_compat
 
-    return xp.take(value, xp.asarray(rows, device=array_api_compat.device(value)), axis=0)
+    return xp.take(value, xp.asarray(rows, device=array_api_compat.device(value)), axis=axis)
