@@ -184,6 +184,7 @@ def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: _Equ
             if value.is_leaf or model.compiled_graph.name_of(value) is not None}
     uses = Counter(x for m in nodes for x in m.inputs)
     sequences = sequences_read(grad)
+    near_loops = {y for n in toposort([grad]) if n.op == "scan" for x in n.inputs for y in (x, *x.inputs)}  # W[0:3]ᵀ
     for n in nodes:  # in the code's order: a node's operands are decided before it
         if n in sequences:  # a loop's sequence keeps its symbol: x = stack(x_1, ..., x_T)
             continue
@@ -193,7 +194,7 @@ def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: _Equ
         if (n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None)
                 or softmax_of(n) is not None):  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
             continue
-        limit = INLINE_LIMIT if n not in forward else INLINE_LIMIT // 2
+        limit = INLINE_LIMIT if n not in forward or n in near_loops else INLINE_LIMIT // 2
         if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
             writer.inline.add(n)
     return writer.inline

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from ..formulas.latex import axis_subscript, latex_number
 from ..ir import Node, toposort, use_counts
 from ..ops.scan import Body, counts, result_key
+from .loop_latex import at_step, grouped, untransposed
 from .loop_names import TIME, LoopNames, LoopSymbols, TimeSymbol, numbered
 
 NAMED_LENGTH = 12  # characters: a value of a step used twice gets its own equation when written longer
@@ -246,7 +247,7 @@ class LoopEquations:
         added = new.inputs[1] if new.op == "add" and new.inputs[0] is total else \
             new.inputs[0] if new.op == "add" and new.inputs[1] is total else new
         text = self._as_text(step.writer.operand(added))
-        return rf"\sum_{{{TIME}=1}}^{{T}} {{{_grouped(text)}}}"
+        return rf"\sum_{{{TIME}=1}}^{{T}} {{{grouped(text)}}}"
 
     def _sequence_gradient(self, back: Node, names: LoopSymbols, step: _Step, result: Node, j: int) -> list[LoopLine]:
         """\\bar{x}_t of a sequence the loop walks, and the stacked \\bar{x}."""
@@ -311,9 +312,7 @@ class LoopEquations:
 
     def _outer_text(self, node: Node) -> str:
         """What the loop reads from outside, as the outer equations write it; (Wᵀ)ᵀ is W."""
-        text = self._as_text(self.outer.operand(node))
-        twice = re.fullmatch(r"\\left\(([^\s{}]+(?:_\{[^{}]*\})?)\^\\top\\right\)\^\\top", text)
-        return twice.group(1) if twice else text
+        return untransposed(self._as_text(self.outer.operand(node)))
 
     @staticmethod
     def _as_text(value) -> str:
@@ -360,28 +359,7 @@ def _stack_line(array: str, per_step: TimeSymbol, axis: int, defines: bool = Fal
     return LoopLine(array, rhs, per_step.pattern(), reads=array)
 
 
-def at_step(text: str, step: str) -> str:
-    """A formula written at step t, written at one step ("1", or "T"): t-1 at step 1 is 0."""
-    def index(match: re.Match) -> str:
-        shift = int(match.group(1) or 0)
-        if step.isdigit():
-            return f"_{{{int(step) + shift}}}"
-        return f"_{{{step}{shift:+d}}}" if shift else f"_{{{step}}}"
-    return re.sub(r"_\{t([+-]\d+)?\}", index, text)
-
-
 def _split(symbol: str) -> TimeSymbol:
     """The TimeSymbol of a symbol written at step t."""
     stem, _, rest = symbol.partition(f"_{{{TIME}}}")
     return TimeSymbol(stem, rest)
-
-
-def _grouped(text: str) -> str:
-    """A summand with a sum or difference at its top level in parentheses."""
-    depth = 0
-    for k, ch in enumerate(text):
-        depth += ch in "({" and 1 or 0
-        depth -= ch in ")}" and 1 or 0
-        if depth == 0 and ch in "+-" and k > 0:
-            return rf"\left({text}\right)"
-    return text
