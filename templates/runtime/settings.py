@@ -34,7 +34,13 @@ def _one_of(*choices):
     return lambda value: value in choices
 
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+def _or_none(accepts):
+    return lambda value: value is None or accepts(value)
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+# The weight decay of an optimizer when weight_decay is None: PyTorch's defaults (torch.optim.AdamW: 0.01).
+DEFAULT_DECAY = {"sgd": 0.0, "momentum": 0.0, "adam": 0.0, "adamw": 0.01}
 SCHEDULES = (None, "step", "exponential", "cosine")
 SETTINGS = {setting.name: setting for setting in (
     _Setting("epochs", int, 10, _whole(0), "a whole number >= 0", "passes over the training examples"),
@@ -43,23 +49,39 @@ SETTINGS = {setting.name: setting for setting in (
     _Setting("seed", int, 0, _whole(0), "a whole number >= 0",
              "seeds the shuffling, the held-out examples and dropout"),
     _Setting("optimizer", str, "sgd", _one_of(*OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS),
-             "sgd, momentum (heavy ball) or adam"),
+             "sgd, momentum (heavy ball), adam, or adamw (Adam with decoupled weight decay)"),
     _Setting("momentum", float, 0.9, _number(0, 1, open_high=True), "a number in [0, 1)", "momentum's averaging"),
     _Setting("beta1", float, 0.9, _number(0, 1, open_high=True), "a number in [0, 1)", "Adam's first moment"),
     _Setting("beta2", float, 0.999, _number(0, 1, open_high=True), "a number in [0, 1)", "Adam's second moment"),
     _Setting("schedule", str, None, _one_of(*SCHEDULES), "none, or one of step, exponential, cosine",
              "the learning rate over epochs: step (lr * gamma ** (epoch // step_size)), exponential "
-             "(lr * gamma ** epoch) or cosine"),
+             "(lr * gamma ** epoch) or cosine (lr * (1 + cos(pi * epoch / epochs)) / 2; after a warm-up, per "
+             "step over the steps after it)"),
     _Setting("step_size", int, 10, _whole(1), "a whole number >= 1", "epochs between the step schedule's steps"),
     _Setting("gamma", float, 0.5, _number(0, open_low=True), "a number > 0", "the step and exponential factor"),
-    _Setting("weight_decay", float, 0.0, _number(0), "a number >= 0", "adds weight_decay * p to each gradient"),
+    _Setting("weight_decay", float, None, _or_none(_number(0)), "a number >= 0 (or none: the optimizer's default)",
+             "sgd, momentum, adam: adds weight_decay * p to each gradient (L2); adamw: multiplies each param by "
+             "1 - rate * weight_decay before its step (decoupled); none: 0, and 0.01 for adamw as in PyTorch"),
     _Setting("l1", float, 0.0, _number(0), "a number >= 0", "adds l1 * sign(p) to each gradient"),
+    _Setting("clip", float, None, _or_none(_number(0, open_low=True)), "a number > 0 (or none: no clipping)",
+             "clips the gradients by their global norm: each is multiplied by min(1, clip / (norm + 1e-6)), norm "
+             "the L2 norm of every trained param's gradient together, before weight decay and the optimizer "
+             "(as torch.nn.utils.clip_grad_norm_)"),
+    _Setting("warmup", int, 0, _whole(0), "a whole number >= 0",
+             "optimizer steps (minibatches) over which the learning rate rises linearly: step k (from 0) "
+             "takes lr * min(1, (k + 1) / warmup) times the schedule's factor"),
     _Setting("validation", float, 0.0, _number(0, 1, open_high=True), "a fraction in [0, 1)",
              "the fraction of examples held out and scored after every epoch"),
 )}
 
 # The array libraries train() can move data to: backend name -> the module whose asarray makes its arrays.
 BACKENDS = {"numpy": "numpy", "torch": "torch", "cupy": "cupy", "jax": "jax.numpy", "dask": "dask.array"}
+
+
+def decay_of(settings):
+    """The weight decay a run applies: weight_decay, or its optimizer's default when it is None."""
+    decay = settings["weight_decay"]
+    return DEFAULT_DECAY[settings["optimizer"]] if decay is None else decay
 
 
 def setting_problems(settings):

@@ -6,7 +6,7 @@ from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDI
                      USES_DROPOUT, _gradients, forward)
 from .arrays import _NP, _numpy, _read, _check_finite
 from .files import _save_run, _writable
-from .settings import BACKENDS, setting_problems
+from .settings import BACKENDS, decay_of, setting_problems
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -28,16 +28,22 @@ class TrainingDiverged(FloatingPointError):
 
 
 def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", momentum=0.9, beta1=0.9,
-          beta2=0.999, schedule=None, step_size=10, gamma=0.5, weight_decay=0.0, l1=0.0, validation=0.0,
-          backend=None, resume=None, out=None, verbose=False, on_epoch=None):
+          beta2=0.999, schedule=None, step_size=10, gamma=0.5, weight_decay=None, l1=0.0, clip=None, warmup=0,
+          validation=0.0, backend=None, resume=None, out=None, verbose=False, on_epoch=None):
     """Minibatch training of LOSS, shuffling the examples at every epoch (from `seed`).
 
     params: {name: array}, e.g. from init_params(). data: {input name: array}, examples along
-    the first axis; every value must be a finite number. optimizer: "sgd", "momentum" (heavy ball)
-    or "adam". schedule: None, "step" (lr * gamma ** (epoch // step_size)), "exponential"
-    (lr * gamma ** epoch) or "cosine". weight_decay and l1 add weight_decay * p and l1 * sign(p) to
-    every gradient. validation: the fraction of examples held out (chosen from `seed`) and scored
-    after every epoch.
+    the first axis; every value must be a finite number. optimizer: "sgd", "momentum" (heavy ball),
+    "adam" or "adamw" (torch.optim.AdamW). schedule: None, "step" (lr * gamma ** (epoch // step_size)),
+    "exponential" (lr * gamma ** epoch) or "cosine" (lr * (1 + cos(pi * epoch / epochs)) / 2).
+    weight_decay (None: 0, and 0.01 for adamw) adds weight_decay * p to every gradient, except with
+    adamw, which multiplies each param by 1 - rate * weight_decay before its step; l1 adds l1 * sign(p).
+    clip: the gradients are multiplied by min(1, clip / (norm + 1e-6)), norm the L2 norm of all the
+    trained params' gradients together, before weight decay and the optimizer. warmup: optimizer step
+    k (counted from 0 over the run) takes lr * min(1, (k + 1) / warmup) times the schedule's factor,
+    which for "cosine" becomes (1 + cos(pi * max(0, k - warmup) / max(1, steps - warmup))) / 2 over
+    the run's `steps` = epochs * batches per epoch. validation: the fraction of examples held out
+    (chosen from `seed`) and scored after every epoch.
     backend: None computes with the library of the arrays given (NumPy for NumPy arrays); "numpy",
     "torch", "cupy", "jax" or "dask" moves them there first (that library and array_api_compat must be
     installed). With Dask, the data stay chunked over the examples and each step's gradients are
@@ -57,7 +63,8 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
         raise ValueError("this model has no parameters to train")
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
                 "momentum": momentum, "beta1": beta1, "beta2": beta2, "schedule": schedule, "step_size": step_size,
-                "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "validation": validation}
+                "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "clip": clip, "warmup": warmup,
+                "validation": validation}
     for name, problem in setting_problems(settings).items():
         raise ValueError(f"{name} {problem}")
     if resume is not None:
@@ -110,6 +117,7 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     params, size, batch_size = run.params, split.size, settings["batch_size"]
     rate = _rate(settings["lr"], epoch, settings["epochs"], settings["schedule"], settings["step_size"],
                  settings["gamma"])
+    steps = settings["epochs"] * -(-size // batch_size)  # the run's optimizer steps, for the warm-up's cosine
     order = run.rng.permutation(size)
     total, correct, counted = 0.0, 0, 0
     # Checked once by train(): each step calls the unchecked _gradients with its arguments in order;
@@ -127,9 +135,11 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         loss = float(outputs[LOSS])
         if not math.isfinite(loss):
             raise _NotFinite(f"the loss is {loss}", batch)
+        step_rate = _warmed(rate, run.step, steps, settings)
         run.step += 1
+        grads = _clipped(keep, grads, settings["clip"])
         for name in TRAINED:
-            _apply(keep, run, name, grads[name], rate, settings)
+            _apply(keep, run, name, grads[name], step_rate, settings)
         total += loss * len(rows)
         if PREDICT is not None:
             target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows, TARGET)
@@ -140,7 +150,7 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     for name in TRAINED:
         if not bool(keep.all(keep.isfinite(params[name]))):
             raise _NotFinite(f"param {name!r} holds values that are not finite numbers", batch)
-    record = {"epoch": epoch + 1, "loss": total / size, "lr": rate, "seconds": _clock() - run.clock}
+    record = {"epoch": epoch + 1, "loss": total / size, "lr": step_rate, "seconds": _clock() - run.clock}
     if counted:
         record["accuracy"] = correct / counted
     if split.held_out:
@@ -151,9 +161,9 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
 
 def _apply(keep, run, name, grad, rate, settings):
     """One optimizer step on param `name`, in place."""
-    params = run.params
-    if settings["weight_decay"]:
-        grad = grad + settings["weight_decay"] * params[name]
+    params, decay, decoupled = run.params, decay_of(settings), settings["optimizer"] == "adamw"
+    if decay and not decoupled:
+        grad = grad + decay * params[name]
     if settings["l1"]:
         grad = grad + settings["l1"] * keep.sign(params[name])
     if settings["optimizer"] == "sgd":
@@ -161,6 +171,8 @@ def _apply(keep, run, name, grad, rate, settings):
         return
     change, run.moments[name] = _update(keep, settings["optimizer"], run.moments[name], grad, rate, run.step,
                                         settings["momentum"], settings["beta1"], settings["beta2"])
+    if decay and decoupled:  # AdamW: the param shrinks by itself, the averages never see the decay
+        params[name] *= 1 - rate * decay
     params[name] -= change
 
 
@@ -205,7 +217,7 @@ class _Run:
 
     def __init__(self, keep, params, settings, resume, rng):
         self.keep, self.params, self.settings, self.rng = keep, params, settings, rng
-        averages = {"sgd": 0, "momentum": 1, "adam": 2}[settings["optimizer"]]
+        averages = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[settings["optimizer"]]
         self.moments = {name: tuple(keep.zeros_like(value) for _ in range(averages)) + (None,) * (2 - averages)
                         for name, value in params.items()}
         self.epoch, self.step, self.losses = 0, 0, []
@@ -298,6 +310,33 @@ def _rate(lr, epoch, epochs, schedule, step_size, gamma):
     if schedule == "cosine":
         return lr * 0.5 * (1 + np.cos(np.pi * epoch / max(epochs, 1)))
     return lr
+
+
+def _warmed(rate, step, steps, settings):
+    """The learning rate of optimizer step `step` (counted from 0 over the run, `steps` in all) whose
+    epoch's rate is `rate`. A warm-up of W steps multiplies it by min(1, (step + 1) / W), and turns the
+    cosine schedule into one per step over the steps after it: lr * (1 + cos(pi * max(0, step - W) /
+    max(1, steps - W))) / 2, lr at the first step after the warm-up."""
+    import math
+
+    warmup = settings["warmup"]
+    if not warmup:
+        return rate
+    if settings["schedule"] == "cosine":
+        rate = settings["lr"] * 0.5 * (1 + math.cos(math.pi * max(0, step - warmup) / max(1, steps - warmup)))
+    return rate * min(1.0, (step + 1) / warmup)
+
+
+def _clipped(keep, grads, clip):
+    """The trained params' gradients times min(1, clip / (norm + 1e-6)), norm the L2 norm of them all
+    together, as torch.nn.utils.clip_grad_norm_ scales them (clip None: as they are)."""
+    if clip is None:
+        return grads
+    import math
+
+    norm = math.sqrt(sum(float(keep.sum(grads[name] * grads[name])) for name in TRAINED))
+    scale = min(1.0, clip / (norm + 1e-6))
+    return {name: grads[name] * scale for name in TRAINED}
 
 
 def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
