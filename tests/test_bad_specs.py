@@ -32,7 +32,7 @@ CASES = [
     ("step size 0", dict(outputs=FINE, extra='[training]\nschedule = { kind = "step", step_size = 0 }'), "training.step_size: must be a whole number >= 1, got 0"),
     ("float seed", dict(outputs=FINE, extra="[training]\nseed = 1.5"), "training.seed: must be a whole number >= 0, got 1.5"),
     ("negative lr", dict(outputs=FINE, extra="[training]\nlr = -1"), "training.lr: must be a number > 0, got -1"),
-    ("unknown optimizer", dict(outputs=FINE, extra='[training]\noptimizer = "rmsprop"'), "training.optimizer: must be one of sgd, momentum, adam, got 'rmsprop'"),
+    ("unknown optimizer", dict(outputs=FINE, extra='[training]\noptimizer = "rmsprop"'), "training.optimizer: must be one of sgd, momentum, adam, adamw, got 'rmsprop'"),
     ("unknown schedule", dict(outputs=FINE, extra='[training]\nschedule = "linear"'), "training.schedule: must be none, or one of step, exponential, cosine, got 'linear'"),
     ("batch size 0", dict(outputs=FINE, extra="[training]\nbatch_size = 0"), "training.batch_size: must be a whole number >= 1, got 0"),
     ("fractional epochs", dict(outputs=FINE, extra="[training]\nepochs = 2.5"), "training.epochs: must be a whole number >= 0, got 2.5"),

@@ -3,7 +3,7 @@ import numpy as np
 
 from ._model import NEEDS, PREDICT, TRAINING, init_params
 from .files import _npz_path, _writable, load_data, load_params, load_run
-from .settings import BACKENDS, SETTINGS, setting_argument
+from .settings import BACKENDS, SETTINGS, setting_argument, setting_problems
 from .training import (TrainingDiverged, TrainingInterrupted, _best, _figures, _progress, _progress_every, _shown,
                        evaluate, predict, train)
 
@@ -64,11 +64,13 @@ def _train_command(args):
         raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
     out = _npz_path(args.out or args.resume or _default_out())  # a resumed run: updated in place
     _refuse_same_file(out, {"--data": args.data, "--params": args.params})
-    out = _writable(out)
-    data = load_data(args.data)
     given = {name: getattr(args, name) for name in SETTINGS}
     run = load_run(args.resume) if args.resume else None
     settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
+    for name, problem in setting_problems(settings).items():  # before anything is written
+        raise ValueError(f"{SETTINGS[name].flag if name in SETTINGS else name} {problem}")
+    out = _writable(out)
+    data = load_data(args.data)
     params = None if run else load_params(args.params) if args.params else init_params(settings.get("seed", 0))
     if not (args.out or args.resume):
         print(f"saving the params beside the module, to {out} (--out chooses another file)")

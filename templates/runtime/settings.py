@@ -59,7 +59,7 @@ SETTINGS = {setting.name: setting for setting in (
              "step over the steps after it)"),
     _Setting("step_size", int, 10, _whole(1), "a whole number >= 1", "epochs between the step schedule's steps"),
     _Setting("gamma", float, 0.5, _number(0, open_low=True), "a number > 0", "the step and exponential factor"),
-    _Setting("weight_decay", float, None, _or_none(_number(0)), "a number >= 0 (or none: the optimizer's default)",
+    _Setting("weight_decay", float, None, _or_none(_number(0)), "a number >= 0",
              "sgd, momentum, adam: adds weight_decay * p to each gradient (L2); adamw: multiplies each param by "
              "1 - rate * weight_decay before its step (decoupled); none: 0, and 0.01 for adamw as in PyTorch"),
     _Setting("l1", float, 0.0, _number(0), "a number >= 0", "adds l1 * sign(p) to each gradient"),
