@@ -263,3 +263,24 @@ def test_unroll_draws_the_first_steps_of_a_loop_like_the_slide(tmp_path, capsys)
     assert main(["graph", str(spec), "--unroll", "3", "--backward", "-o", str(tmp_path / "u.svg")]) == 0
     assert main(["graph", str(spec), "--unroll", "0", "-o", str(tmp_path / "v.svg")]) == 2
     assert "between 1 and 20 steps" in capsys.readouterr().err and not (tmp_path / "v.svg").exists()
+
+
+@pytest.mark.parametrize("length", [6, 20])
+def test_a_derivation_at_values_writes_the_loop_out_first_and_last_steps(length):
+    """`grad --at` on the RNN of examples/rnn_mean.py (whose starting state reads x outside its loop):
+    every step of a short sequence; of a longer one the first and last three, the middle steps one ⋮
+    line. The values are the generated loop's."""
+    model = gc.compile(rnn_mean.build(), loss="loss")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (2, length, 1))
+    params = model.load().init_params(seed=0)
+    at = {"x": x, "y": x.mean(axis=1), **params}
+    text = model.derivation(at=at, unroll=True).text()
+    shown = {int(t) for t in re.findall(r"^h(\d+) = tanh", text, flags=re.M)}
+    assert shown == (set(range(1, length)) if length <= 12 else {1, 2, 3, length - 2, length - 1})  # h_T is "h"
+    assert ("⋮ (the middle steps likewise)" in text) == (length > 12)
+    _, grads = model.load().gradients(**at)
+    for name in ("Wx", "b"):  # (Wh's 64 numbers print as a summary)
+        line = next(line for line in text.splitlines() if line.startswith(f"d_{name} = "))
+        printed = np.array([float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line.rsplit(" = ", 1)[1])])
+        np.testing.assert_allclose(printed, grads[name].ravel(), rtol=2e-3, atol=1e-6)

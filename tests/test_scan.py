@@ -541,3 +541,27 @@ def test_a_checkpoint_that_is_no_whole_number_of_steps_is_one_error(bad):
     xs, h0 = g.input("xs", (None, 4, D)), g.input("h0", (None, D))
     with pytest.raises(gc.GraphError, match=rf"gc.scan: checkpoint must be a whole number of steps >= 1 \(or None\), got {re.escape(repr(bad))}"):
         gc.scan(lambda h, x: (h + x, None), h0, xs, axis=1, checkpoint=bad)
+
+
+@pytest.mark.parametrize("checkpoint", [None, 2])
+def test_loops_run_on_other_array_libraries(checkpoint):
+    """The running sums `d_W += ...` change NumPy's and array-api-strict's arrays in place; on JAX, whose
+    arrays cannot change, `+=` makes a new array: every library gives NumPy's gradients."""
+    import array_api_strict
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", (None, "T", D)), g.input("h0", (None, H))
+    W, U = g.param("W", (D, H)), g.param("U", (H, H))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs, axis=1, checkpoint=checkpoint)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    module = gc.compile(g).load()
+    rng = np.random.default_rng(0)
+    arrays = {"xs": rng.normal(size=(B, 5, D)), "h0": rng.normal(size=(B, H)), "W": rng.normal(size=(D, H)),
+              "U": 0.5 * rng.normal(size=(H, H))}
+    _, expected = module.gradients(**arrays)
+    for library in (array_api_strict, jnp):
+        _, got = module.gradients(**{name: library.asarray(value) for name, value in arrays.items()})
+        for name in expected:
+            np.testing.assert_allclose(np.asarray(got[name]), expected[name], rtol=1e-12, atol=1e-12)

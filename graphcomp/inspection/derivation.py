@@ -176,19 +176,21 @@ class Derivation:
         raise KeyError(f"no step for {name!r}; steps: {', '.join(s.target for s in self.steps)}")
 
 
-def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, unroll: bool = False) -> Derivation:
+def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, unroll: bool = False,
+               elided: set[Node] | None = None) -> Derivation:
     """∂loss/∂v for every value v between the wrt leaves and the loss of `model`, in the order backprop
     visits them, on the graph as written: read off the module compiled as written, with the values of
     one run of it at `at` (the leaves' values) when given.
 
     unroll: a loop (gc.scan) over inputs is written out step by step (h1, h2, ... on xs_1, xs_2, ...:
-    every step of a sequence of up to 12 given `at`, the first 3 without values), so that the
-    derivation reads as backpropagation through time. Its values are then named on that written-out
-    graph, not the model's: a view for reading (`graphcomp grad`), never the data of a picture."""
+    every step of a sequence of up to 12 given `at`, the first and the last 3 of a longer one up to 200,
+    the first 3 without values), so that the derivation reads as backpropagation through time. Its values
+    are then named on that written-out graph, not the model's: a view for reading (`graphcomp grad`),
+    never the data of a picture. `elided`: values whose lines are left out, one ⋮ line in their place."""
     if unroll and any(n.op == "scan" for n in model.graph.nodes()):
         written_out = unrolled_model(model, at)
         if written_out is not None:
-            return derivation(written_out[0], written_out[1], unroll=False)
+            return derivation(*written_out[:2], unroll=False, elided=written_out[2])
     written = model.as_written()
     graph, loss, backward = written.graph, written.loss_or_error(), written.backward
     loss_node, notation = graph.outputs[loss], Notation(graph)
@@ -207,12 +209,42 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
     values = values or {}
     named_values = {notation.name(n): v for n, v in values.items() if n in notation}
     # every value the loss is computed from, so that each symbol a step uses is defined (t7 = 1 - y too)
+    computed = [n for n in toposort([loss_node]) if not n.is_leaf and n in notation]
     forward = [ForwardStep(notation.name(n), notation.value(n), notation.formula(n), notation.text(n), values.get(n))
-               for n in toposort([loss_node]) if not n.is_leaf and n in notation]
+               for n in computed]
     if any(re.search(r"\bN\b", text) for text in [s.plain for s in forward] + [t for s in steps for t in s.plain[1]]):
         forward.insert(0, ForwardStep("N", "N", r"\text{the number of examples}", "the number of examples",
                                       _batch_size(graph, at)))
+    forward = _leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
+    steps = _leaving_out(steps, order, elided)
     return Derivation(loss, steps, named_values, forward, backward, values)
+
+
+@dataclass
+class Elided:
+    """The ⋮ line standing for the lines of the middle steps of a long loop written out."""
+
+    target: str = ""
+
+    def latex(self) -> str:
+        return r"&\vdots \quad \text{(the middle steps likewise)}"
+
+    def text(self) -> str:
+        return "⋮ (the middle steps likewise)"
+
+
+def _leaving_out(lines: list, nodes: list[Node], elided: set[Node] | None) -> list:
+    """`lines` (one per node) without those of the `elided` nodes, one ⋮ line where the first was."""
+    if not elided:
+        return lines
+    kept, marked = [], False
+    for line, node in zip(lines, nodes):
+        if node not in elided:
+            kept.append(line)
+        elif not marked:
+            kept.append(Elided())
+            marked = True
+    return kept
 
 
 def _batch_size(graph: Graph, at: Mapping | None) -> int | None:

@@ -19,10 +19,11 @@ from ..passes import rebuild
 CARRY_NAMES = ("h", "c")  # an RNN's state, an LSTM's cell: the names the lecture gives them
 
 
-def unrolled(graph: Graph, steps: int) -> Graph:
-    """`graph` with each loop (gc.scan) replaced by its first `steps` steps, written out."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 20:
-        raise GraphError(f"--unroll: draw between 1 and 20 steps, got {steps!r}")
+def unrolled(graph: Graph, steps: int, most: int = 20, step_of: dict[Node, int] | None = None) -> Graph:
+    """`graph` with each loop (gc.scan) replaced by its first `steps` steps (at most `most`), written out;
+    `step_of` gets the step (from 1) each value written out belongs to."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= most:
+        raise GraphError(f"--unroll: draw between 1 and {most} steps, got {steps!r}")
     copy = Graph(graph.name)
     copy.leaves = dict(graph.leaves)
     copy.labels = dict(graph.labels)
@@ -31,7 +32,7 @@ def unrolled(graph: Graph, steps: int) -> Graph:
 
     def transform(old: Node, remade: Node) -> Node:
         if old.op == "scan":
-            results[old] = _written_out(copy, remade, steps)
+            results[old] = _written_out(copy, remade, steps, {} if step_of is None else step_of)
         elif old.op == "scan_result" and old.inputs[0] in results:
             carries, ys = results[old.inputs[0]]
             index = old.attr("index")
@@ -48,9 +49,10 @@ def unrolled(graph: Graph, steps: int) -> Graph:
     return result  # a sequence read only by its loop is now read step by step: its steps' inputs stand for it
 
 
-def _written_out(graph: Graph, loop: Node, steps: int) -> tuple[list[Node], list[Node]]:
+def _written_out(graph: Graph, loop: Node, steps: int, step_of: dict[Node, int]) -> tuple[list[Node], list[Node]]:
     """The loop's step applied `steps` times on new inputs x1 ... xk: (carries after the last step,
-    the per-step outputs of the steps drawn, stacked as the loop stacks them)."""
+    the per-step outputs of the steps drawn, stacked as the loop stacks them); `step_of` gets the step
+    of each value."""
     body = loop.attr("body")
     c, k = len(body.carries), len(body.xs)
     carries = list(loop.inputs[:c])
@@ -70,6 +72,8 @@ def _written_out(graph: Graph, loop: Node, steps: int) -> tuple[list[Node], list
                                    **dict(node.attrs))
         carries = [_named(graph, step[new], f"{CARRY_NAMES[i] if i < len(CARRY_NAMES) and c <= 2 else f's{i + 1}_'}{t + 1}")
                    for i, new in enumerate(body.new_carries)]
+        for value in list(step.values()) + carries:
+            step_of.setdefault(value, t + 1)
         for j, y in enumerate(body.ys):
             ys[j].append(step[y])
     return carries, [_stacked(values, axis, bool(loop.attr("reverse")))
@@ -100,15 +104,18 @@ def _named(graph: Graph, node: Node, name: str) -> Node:
         return node
 
 
-MOST_STEPS = 12  # a derivation writes a loop out step by step up to this many steps
+MOST_STEPS = 12  # a derivation writes a loop out step by step up to this many steps, every one shown
+LONGEST = 200  # up to this many, the first and the last SHOWN_STEPS are shown, the others elided
 SHOWN_STEPS = 3  # without values, the first steps of the recursion
 
 
-def unrolled_model(model: GeneratedModule, at: Mapping[str, object] | None) -> tuple[GeneratedModule, dict | None] | None:
+def unrolled_model(model: GeneratedModule, at: Mapping[str, object] | None
+                   ) -> tuple[GeneratedModule, dict | None, set[Node]] | None:
     """(the model's graph with its loops written out, the values `at` with each sequence split into its
-    steps xs_1, xs_2, ...) for a derivation that shows the recursion step by step with a time index, as
-    the lecture writes backpropagation through time; None when that cannot be: a sequence that is not an
-    input, a length longer than MOST_STEPS, or lengths that differ."""
+    steps xs_1, xs_2, ..., the values of the steps a derivation leaves out: for a sequence longer than
+    MOST_STEPS, all but the first and last SHOWN_STEPS) for a derivation that shows the recursion step
+    by step with a time index, as the lecture writes backpropagation through time; None when that cannot
+    be: a sequence that is not an input, a length longer than LONGEST, or lengths that differ."""
     sequences: dict[str, int] = {}
     for loop in (n for n in model.graph.nodes() if n.op == "scan"):
         c, k, _ = counts(loop)
@@ -117,17 +124,20 @@ def unrolled_model(model: GeneratedModule, at: Mapping[str, object] | None) -> t
                 return None
             sequences[sequence.name] = axis
     lengths = {SHOWN_STEPS} if at is None else {np.shape(at[name])[axis] for name, axis in sequences.items() if name in at}
-    if len(lengths) != 1 or not 1 <= min(lengths) <= MOST_STEPS:
+    if len(lengths) != 1 or not 1 <= min(lengths) <= LONGEST:
         return None
-    steps = lengths.pop()
-    flat = unrolled(model.graph, steps)
+    steps, step_of = lengths.pop(), {}
+    flat = unrolled(model.graph, steps, LONGEST, step_of)
+    elided = set() if steps <= MOST_STEPS else {
+        node for node, t in step_of.items() if SHOWN_STEPS < t <= steps - SHOWN_STEPS}
     names = {name: [f"{name}_{t + 1}" for t in range(steps)] for name in sequences}
     if any(element not in flat.leaves for elements in names.values() for element in elements):
         return None
     values = None
     if at is not None:
-        values = {name: value for name, value in at.items() if name not in sequences}
+        # (a sequence the graph also reads outside its loop stays a leaf of the unrolled graph)
+        values = {name: value for name, value in at.items() if name not in sequences or name in flat.leaves}
         for name, axis in sequences.items():
             values.update((element, np.take(np.asarray(at[name]), t, axis=axis)) for t, element in enumerate(names[name]))
     wrt = [w for w in model.wrt if w in flat.leaves] + [e for name in sequences if name in model.wrt for e in names[name]]
-    return generate(flat, wrt, model.loss, simplify=False), values
+    return generate(flat, wrt, model.loss, simplify=False), values, elided
