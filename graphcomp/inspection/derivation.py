@@ -26,7 +26,7 @@ from ..ops.nn import softmax_of
 from .equations import is_scalar_graph
 from .notation import Notation, grouped_text, signed, signed_text
 from .numbers import shown
-from .unroll import unrolled_model
+from .unroll import leaving_out, unrolled_model
 
 
 class AdjointRenderer:
@@ -215,36 +215,9 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
     if any(re.search(r"\bN\b", text) for text in [s.plain for s in forward] + [t for s in steps for t in s.plain[1]]):
         forward.insert(0, ForwardStep("N", "N", r"\text{the number of examples}", "the number of examples",
                                       _batch_size(graph, at)))
-    forward = _leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
-    steps = _leaving_out(steps, order, elided)
+    forward = leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
+    steps = leaving_out(steps, order, elided)
     return Derivation(loss, steps, named_values, forward, backward, values)
-
-
-@dataclass
-class Elided:
-    """The ⋮ line standing for the lines of the middle steps of a long loop written out."""
-
-    target: str = ""
-
-    def latex(self) -> str:
-        return r"&\vdots \quad \text{(the middle steps likewise)}"
-
-    def text(self) -> str:
-        return "⋮ (the middle steps likewise)"
-
-
-def _leaving_out(lines: list, nodes: list[Node], elided: set[Node] | None) -> list:
-    """`lines` (one per node) without those of the `elided` nodes, one ⋮ line where the first was."""
-    if not elided:
-        return lines
-    kept, marked = [], False
-    for line, node in zip(lines, nodes):
-        if node not in elided:
-            kept.append(line)
-        elif not marked:
-            kept.append(Elided())
-            marked = True
-    return kept
 
 
 def _batch_size(graph: Graph, at: Mapping | None) -> int | None:

@@ -5,6 +5,7 @@ recursion, not the model: the loop runs T steps, the picture shows k, so it carr
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -141,3 +142,30 @@ def unrolled_model(model: GeneratedModule, at: Mapping[str, object] | None
             values.update((element, np.take(np.asarray(at[name]), t, axis=axis)) for t, element in enumerate(names[name]))
     wrt = [w for w in model.wrt if w in flat.leaves] + [e for name in sequences if name in model.wrt for e in names[name]]
     return generate(flat, wrt, model.loss, simplify=False), values, elided
+
+
+@dataclass
+class Elided:
+    """The ⋮ line standing for the lines of the middle steps of a long loop written out."""
+
+    target: str = ""
+
+    def latex(self) -> str:
+        return r"&\vdots \quad \text{(the middle steps likewise)}"
+
+    def text(self) -> str:
+        return "⋮ (the middle steps likewise)"
+
+
+def leaving_out(lines: list, nodes: list[Node], elided: set[Node] | None) -> list:
+    """`lines` (one per node) without those of the `elided` nodes, one ⋮ line where the first was."""
+    if not elided:
+        return lines
+    kept, marked = [], False
+    for line, node in zip(lines, nodes):
+        if node not in elided:
+            kept.append(line)
+        elif not marked:
+            kept.append(Elided())
+            marked = True
+    return kept
