@@ -56,7 +56,7 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
     """{leaf: plain text}: dloss/dleaf = formula for scalar graphs; for tensor graphs, the lines of
     the generated gradients() that compute d_leaf, forward values first, exactly as in the code."""
     closed = _closed_forms(model)
-    listing, texts = model.listing, {}
+    listing, texts, loops = model.listing, {}, None
     for name in model.wrt:
         if name in closed:
             texts[name] = f"d{model.loss}/d{name} = {plain_text(closed[name])}"
@@ -64,7 +64,8 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
         grad = model.backward.gradients[model.compiled_graph.leaves[name]]
         lines = [f"{s.target} = {s.expr}" for n in _slice(model, grad) for s in listing.statements[n]]
         if any(n.op == "scan" for n in toposort([grad])):  # the loop as its recursion, in plain math
-            texts[name] = "\n".join(lines + _loop_text(model, name, grad))
+            loops = loops or _equations_and_loops(model)  # made once, for every leaf
+            texts[name] = "\n".join(lines + _loop_text(model, name, grad, loops))
             continue
         variable = _code_operand(listing, grad)
         if variable != gradient_name(listing.names[model.compiled_graph.leaves[name]]):
@@ -73,10 +74,10 @@ def gradient_text(model: GeneratedModule) -> dict[str, str]:
     return texts
 
 
-def _loop_text(model: GeneratedModule, name: str, grad: Node) -> list[str]:
+def _loop_text(model: GeneratedModule, name: str, grad: Node, loops: tuple) -> list[str]:
     """The lines of a gradient that reads a loop's results: which variables the loops compute, how
     the recursion names them (t2 is h_T), then the recursion over time, in plain math (math_text)."""
-    equations, loop_lhs, results = _equations_and_loops(model)
+    equations, loop_lhs, results = loops
     listing = model.listing
     nodes = toposort([grad])
     read = {x for n in nodes if n.op != "scan" for x in n.inputs} | {grad}  # (not what only a loop reads)
