@@ -36,6 +36,12 @@ def arrays_for(g, batch: int = BATCH, seed: int = 0, length: int = 3) -> dict:
             for name, node in g.leaves.items()}
 
 
+def training(kind: str) -> dict:
+    """forward()'s mode for the batch's own statistics: batch norm's forward() uses its running ones unless
+    told training=True (tests/test_batch_norm_running.py); layer norm has no mode."""
+    return {"training": True} if kind == "batch_norm" else {}
+
+
 def torch_reference(kind: str, arrays: dict, options: dict) -> tuple:
     """(y, {leaf: gradient}) by PyTorch's own layer_norm / batch_norm (training mode) and autograd."""
     t = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k != "r") for k, v in arrays.items()}
@@ -69,7 +75,7 @@ def test_values_and_gradients_match_pytorch_and_finite_differences(kind, shape, 
     for batch in (BATCH, 2):
         arrays = arrays_for(g, batch)
         want_y, want_grads = torch_reference(kind, arrays, options)
-        np.testing.assert_allclose(module.forward(**arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(module.forward(**training(kind), **arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
         _, grads = module.gradients(**arrays)
         for leaf, want in want_grads.items():
             np.testing.assert_allclose(grads[leaf], want, rtol=1e-10, atol=1e-10, err_msg=leaf)
@@ -216,7 +222,7 @@ def test_a_run_time_length_is_counted_when_the_module_runs(kind):
     for length in (2, 5):
         arrays = arrays_for(g, length=length)
         want_y, want_grads = torch_reference(kind, arrays, {})
-        np.testing.assert_allclose(module.forward(**arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(module.forward(**training(kind), **arrays)["y"], want_y, rtol=1e-10, atol=1e-10)
         _, grads = module.gradients(**arrays)
         for leaf, want in want_grads.items():
             np.testing.assert_allclose(grads[leaf], want, rtol=1e-10, atol=1e-10, err_msg=leaf)

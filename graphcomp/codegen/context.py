@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import math
 
+from ..errors import GraphError
 from ..formulas.printing import tuple_text
 from ..ir import Graph, Node, format_shape, toposort
 from ..ops.indexing import id_bounds
 from ..version import __version__
 from .checks import checked_lines, checked_statements
 from .names import ValueNames
+from .running import buffer_rows, statistics_returned
 from .runtime import helpers_called, runtime_source
 from .statements import ModuleCode
 
 
-def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = False, runtime: bool = True) -> dict:
+def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = False, runtime: bool = True,
+                   inference: ModuleCode | None = None) -> dict:
     """The context of the module whose lines `code` planned; `loss` is the output it differentiates.
 
     check_shapes: every line of forward and _gradients is followed by a check of the shape it computed.
     runtime: the module carries the training loop, its files and its command line (else only
-    forward and gradients, with the functions they call).
+    forward and gradients, with the functions they call). inference: for a graph with buffers, the
+    lines of forward() outside training (codegen/running.py); `code`'s forward lines are then
+    forward(..., training=True).
     """
     context = _forward_context(code, loss)
+    context.update(_buffers_context(code, inference))
     if code.gradients is None:
         shape = code.graph.outputs[loss].shape if loss else None
         context["gradients_error"] = (
@@ -30,11 +36,12 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
     else:
         context.update(_gradients_context(code))
     if check_shapes:
-        _add_shape_checks(context, code)
-    lines = [s.expr for key in ("forward", "gradient_forward", "backward") for top in context.get(key, ())
-             for _, s in top.nested()]  # a loop's lines too
-    lines += [s.check for key in ("forward", "gradient_forward", "backward") for s in context.get(key, ()) if s.check]
-    lines += [operand for key in ("outputs", "gradient_outputs", "gradient_values") for _, operand in context.get(key, ())]
+        _add_shape_checks(context, code, inference)
+    functions = ("forward", "gradient_forward", "backward", "inference")
+    lines = [s.expr for key in functions for top in context.get(key, ()) for _, s in top.nested()]  # a loop's lines too
+    lines += [s.check for key in functions for s in context.get(key, ()) if s.check]
+    lines += [operand for key in ("outputs", "gradient_outputs", "gradient_values", "inference_outputs")
+              for _, operand in context.get(key, ())]
     context["helpers"] = helpers_called(lines)
     context["uses_dropout"] = "dropout_mask" in context["helpers"]
     context["runtime"] = runtime_source(context["helpers"], training=runtime)
@@ -51,18 +58,58 @@ def _gradients_context(code: ModuleCode) -> dict:
         "backward": function.backward_lines,
         "gradient_outputs": [(name, function.operand(n)) for name, n in graph.outputs.items()],
         "gradient_values": [(leaf.name, function.operand(code.backward.gradients[leaf])) for leaf in code.wrt],
+        "gradient_statistics": [(name, _statistic_text(function.operand(value), function.operand(x), row, name))
+                                for name, value, x, row in statistics_returned(code.roots)],
     }
 
 
-def _add_shape_checks(context: dict, code: ModuleCode) -> None:
+def _statistic_text(value: str, x: str, row: Node, name: str) -> str:
+    """What a training step returns for buffer `name`: the batch mean as one value per channel, or the
+    biased batch variance made unbiased, times n/(n - 1) with n the values per channel (PyTorch's)."""
+    channels = tuple_text(row.inputs[1].shape)
+    if name == row.attr("buffers")[0][0]:
+        return f"xp.reshape({value}, {channels})"
+    x = x if x.isidentifier() else f"({x})"
+    count = " * ".join(f"{x}.shape[{axis}]" for axis in row.attr("axis"))
+    return f"xp.reshape({value}, {channels}) * ({count} / ({count} - 1))"
+
+
+def _buffers_context(code: ModuleCode, inference: ModuleCode | None) -> dict:
+    """The buffers (batch norm's running statistics) and forward()'s lines outside training."""
+    graph = code.graph
+    buffers = {"buffers": [_buffer_context(name, leaf) for name, leaf in graph.buffers.items()],
+               "buffer_shapes": {name: leaf.shape for name, leaf in graph.buffers.items()},
+               "momenta": {name: row.attr("momentum") for row in buffer_rows(list(graph.outputs.values()))
+                           for name, _, _ in row.attr("buffers")}}
+    if inference is None:
+        return buffers
+    if "training" in graph.leaves:
+        raise GraphError("a model with batch norm's running statistics takes forward(..., training=True), so "
+                         "none of its inputs or params may be named 'training'")
+    return {**buffers, "inference": inference.forward.forward_lines,
+            "inference_reads": _reads(inference.graph, inference.names, inference.outputs),
+            "inference_outputs": [(name, inference.forward.operand(n)) for name, n in inference.graph.outputs.items()]}
+
+
+def _buffer_context(name: str, leaf: Node) -> dict:
+    shape = tuple_text(leaf.shape)
+    init = leaf.attr("init")
+    return {"name": name, "shape": format_shape(leaf.shape), "init": init, "value": f"np.{init}({shape})"}
+
+
+def _add_shape_checks(context: dict, code: ModuleCode, inference: ModuleCode | None) -> None:
     """A shape check after every line of forward and _gradients, and the helper they call."""
     batch = code.names.local("N")  # the number of examples, as the README writes it
     (context["forward"],) = checked_statements(code, [context["forward"]], code.outputs, batch)
     if "backward" in context:
         context["gradient_forward"], context["backward"] = checked_statements(
             code, [context["gradient_forward"], context["backward"]], code.roots, batch)
+    if inference is not None:
+        (context["inference"],) = checked_statements(inference, [context["inference"]], inference.outputs,
+                                                     inference.names.local("N"))
     context["checked_lines"] = checked_lines(
-        context["forward"] + context.get("gradient_forward", []) + context.get("backward", []))
+        context["forward"] + context.get("gradient_forward", []) + context.get("backward", [])
+        + context.get("inference", []))
 
 
 def _forward_context(code: ModuleCode, loss: str | None) -> dict:
@@ -104,7 +151,7 @@ def _integers(graph: Graph, roots: list[Node]) -> dict[str, tuple[str, int | Non
 
 def _reads(graph: Graph, names: ValueNames, roots: list[Node]) -> dict:
     """The leaves the roots depend on, in declaration order: their keys, and the unpacking target."""
-    needed = {n for n in toposort(roots) if n.op in ("input", "param")}
+    needed = {n for n in toposort(roots) if n.op in ("input", "param", "buffer")}
     leaves = [(name, leaf) for name, leaf in graph.leaves.items() if leaf in needed]
     targets = ", ".join(names.variables[leaf] for _, leaf in leaves)
     return {"names": tuple(name for name, _ in leaves), "targets": targets + ("," if len(leaves) == 1 else "")}

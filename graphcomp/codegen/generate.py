@@ -19,6 +19,7 @@ from .defaults import DEFAULT_TRAINING, loss_name, wrt_leaves
 from .listing import Listing
 from .loading import source_spec
 from .render import render
+from .running import inference_code
 from .statements import ModuleCode
 from .tracing import evaluated, traced_run
 
@@ -103,7 +104,8 @@ def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = 
     if loss_output is not None and graph.outputs[loss_output].shape == ():
         backward = reverse_mode(graph.outputs[loss_output], leaves)
     code = ModuleCode(graph, leaves, backward, dtype, written=source_graph, origins=origins)
-    context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime)
+    inference = inference_code(source_graph, dtype, simplify) if source_graph.buffers else None
+    context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime, inference=inference)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
     return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,

@@ -32,7 +32,8 @@ def relative_error(got, want) -> float:
 def gradient_errors(module, arrays: Mapping[str, np.ndarray], loss_name: str) -> dict[str, float]:
     """{leaf: worst relative error} of a generated module's gradients at `arrays`."""
     _, grads = module.gradients(**arrays)
-    loss = lambda **a: module.forward(**a)[loss_name]  # noqa: E731 - a one-line closure
+    mode = {"training": True} if getattr(module, "BUFFERS", None) else {}  # batch norm: the batch's statistics, as gradients()
+    loss = lambda **a: module.forward(**mode, **a)[loss_name]  # noqa: E731 - a one-line closure
     errors = {}
     for name, grad in grads.items():
         want = numeric_gradient(loss, arrays, name)

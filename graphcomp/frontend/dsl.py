@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
 from ..ops.indexing import as_ids
-from ..ops.norm import batch_norm_axes, standardized
+from ..ops.norm import batch_norm_axes, running_attrs, standardized
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -232,16 +232,23 @@ def layer_norm(x: Node, gamma: Node, beta: Node, *, axis: int = -1, eps: float =
     return apply("layer_norm", x, gamma, beta, xhat, sigma, axis=axes)
 
 
-def batch_norm(x: Node, gamma: Node, beta: Node, *, axis: int = 0, eps: float = 1e-5) -> Node:
-    """Batch normalisation with the batch's statistics (PyTorch's BatchNorm1d in training mode, with the
-    channels last): μ and the biased variance per channel, over the batch axis `axis` and every later
-    axis but the last ((N, C): axis 0; (N, T, C): axes 0 and 1); γ and β have shape (C,)."""
+def batch_norm(x: Node, gamma: Node, beta: Node, *, axis: int = 0, eps: float = 1e-5, momentum: float = 0.1,
+               name: str | None = None) -> Node:
+    """Batch normalisation as PyTorch's BatchNorm1d, with the channels last. In training (gradients, train)
+    it normalises with the batch's statistics: μ and the biased variance per channel, over the batch axis
+    `axis` and every later axis but the last ((N, C): axis 0; (N, T, C): axes 0 and 1); γ and β have shape
+    (C,). It also keeps running statistics, two buffers of shape (C,) named `<name>_running_mean` (zeros)
+    and `<name>_running_var` (ones), `name` defaulting to gamma's name: train() blends each step's mean
+    and unbiased variance into them, running = (1 - momentum) running + momentum batch, and forward()
+    normalises with them unless called with training=True."""
     if not isinstance(axis, int) or isinstance(axis, builtins.bool) or not -x.ndim <= axis < x.ndim - 1 or axis == -1:
         raise GraphError(f"batch_norm: axis must be an axis before the channels (the last) of shape "
                          f"{format_shape(x.shape)}, got {axis!r}")
     axes = batch_norm_axes(x.shape, axis % x.ndim)
-    xhat, sigma = standardized(x, axes, _positive_real("batch_norm", eps=eps), "batch_norm")
-    return apply("batch_norm", x, gamma, beta, xhat, sigma, axis=axes)
+    eps = _positive_real("batch_norm", eps=eps)
+    running = running_attrs(gamma, name, momentum)
+    xhat, sigma = standardized(x, axes, eps, "batch_norm")
+    return apply("batch_norm", x, gamma, beta, xhat, sigma, axis=axes, eps=eps, **running)
 
 
 def _positive_real(what: str, **values: Any) -> float:

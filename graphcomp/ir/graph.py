@@ -25,13 +25,17 @@ OPS: dict[str, Any] = {}
 # imports nothing above it); without Graphviz the picture is None and the notebook prints the repr.
 DISPLAYS: dict[str, Any] = {}
 
-LEAF_OPS = ("input", "param", "const")
+# "buffer": state a model keeps beside its params and never differentiates (batch norm's running
+# statistics), declared by the node that owns it (attr `buffers`) and found by the graph; see Graph.buffers.
+LEAF_OPS = ("input", "param", "const", "buffer")
 # "standard_normal" is N(0, 1), PyTorch's nn.Embedding; "uniform" is U(-1/√fan_in, 1/√fan_in), PyTorch's
 # nn.Linear (its weight and its bias both read the layer's fan-in).
 INITS = ("xavier", "kaiming", "zeros", "normal", "standard_normal", "uniform")
 # The dtypes an input may hold: "float" is the module's dtype (float64 or float32, chosen at compile time);
 # integers are indices (gc.take) and class labels, never differentiated.
 INPUT_DTYPES = ("float", "int64", "int32")
+# How a buffer starts: all zeros (a running mean) or all ones (a running variance).
+BUFFER_INITS = ("zeros", "ones")
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,6 +224,11 @@ class Graph:
         # what is new, so naming every value of a long chain stays linear in its length.
         self._owned: set[Node] = set()
         self._labels_seen: set[str] = set()
+        # State beside the params (batch norm's running statistics): name -> a "buffer" leaf. Declared by
+        # the nodes that own them (attr `buffers`: (name, shape, init) triples) and found as they are named
+        # or made outputs; never an operand of the graph's own nodes, so never differentiated.
+        self.buffers: dict[str, Node] = {}
+        self._buffer_owners: dict[str, Node] = {}
 
     # ---- leaves -------------------------------------------------------
     def input(self, name: str, shape: Any = (), dtype: str = "float") -> Node:
@@ -293,6 +302,7 @@ class Graph:
         """A copy whose named values and outputs are `mapping[value]` (leaves stay): a pass's result."""
         copy = Graph(self.name)
         copy.leaves = dict(self.leaves)
+        copy.buffers, copy._buffer_owners = dict(self.buffers), dict(self._buffer_owners)
         for node, name in self.labels.items():
             copy.labels.setdefault(mapping.get(node, node), name)
         copy.outputs = {name: mapping.get(node, node) for name, node in self.outputs.items()}
@@ -312,7 +322,7 @@ class Graph:
 
     def _new_name(self, name: str, what: str) -> str:
         check_user_name(name, what)
-        if name in self.leaves or name in self.outputs or name in self._label_names():
+        if name in self.leaves or name in self.outputs or name in self._label_names() or name in self.buffers:
             raise GraphError(f"{what} name {name!r} is already used in graph {self.name!r}")
         return name
 
@@ -337,5 +347,20 @@ class Graph:
                 raise GraphError(f"{what} uses {x.op} {x.name!r}, which belongs to another graph")
             seen.add(x)
             stack.extend(x.inputs)
+        for x in seen:
+            self._declare_buffers(x)
         self._owned |= seen
         return node
+
+    def _declare_buffers(self, node: Node) -> None:
+        """The buffers a node declares (attr `buffers`), made leaves of this graph once; a name another
+        node of the graph, or any other value, already has is refused."""
+        for name, shape, init in node.attr("buffers", ()):
+            if self._buffer_owners.get(name) is node:
+                continue
+            if name in self.buffers:
+                raise GraphError(f"buffer name {name!r} is already used in graph {self.name!r} by another "
+                                 f"{node.op}: give each {node.op} its own name=...")
+            self._new_name(name, "buffer")
+            self.buffers[name] = Node("buffer", (), (("init", init),), tuple(shape), name)
+            self._buffer_owners[name] = node

@@ -12,6 +12,13 @@ and nothing to x̂ and σ: the closed form already holds their dependence on x, 
 readable lines and no chain through the mean and the variance. For batch norm γ is constant over A (A
 holds the batch axes, γ one value per channel), so it comes out of the sums: x̄ = γ/(N σ)(N ȳ - Σȳ -
 x̂ ⊙ Σ(ȳ ⊙ x̂)). The row's operands keep μ (x̂'s) and var (σ's) reachable for running statistics.
+
+Batch norm's running statistics (PyTorch's BatchNorm1d) are two buffers the row declares (attr `buffers`:
+`<name>_running_mean`, zeros, and `<name>_running_var`, ones, one value per channel), with its `momentum`
+and `eps`. The graph differentiated is the one above, with the batch's statistics; `inference` gives a
+row's x̂ and σ from the buffers instead, x̂ = (x - running_mean) / sqrt(running_var + eps), which the
+generated forward() computes outside training; `statistics` finds the batch mean and variance a training
+step blends into the buffers.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from ..errors import ShapeError
 from ..formulas.derivatives import G, placeholder
 from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.printing import axis_argument
+from ..errors import GraphError
 from ..ir.graph import Node, apply, constant
 from ..ir.shapes import Shape, format_shape
 from .linalg import reduced_count
@@ -132,3 +140,42 @@ def batch_norm_axes(shape: Shape, axis: int) -> tuple[int, ...]:
 _norm_row("batch_norm", lambda x, axes: x[-1:])
 # γ ⊙ x̂ + β with statistics over the trailing axes from `axis`; γ, β shaped like those axes.
 _norm_row("layer_norm", lambda x, axes: tuple(x[a] for a in axes))
+
+
+RUNNING = ("running_mean", "running_var")  # the buffers of a batch norm named `name`: name_running_mean, ...
+
+
+def running_attrs(gamma: Node, name: str | None, momentum: float) -> dict:
+    """The attributes that give a batch norm its running statistics: the two buffers, named after
+    `name` (default: gamma's own name), one value per channel, and the momentum that blends each batch's
+    statistics into them. A momentum outside [0, 1] is refused."""
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+        raise GraphError(f"batch_norm: momentum must be a number in [0, 1] (the weight of each batch's statistics "
+                         f"in the running ones, PyTorch's 0.1 by default), got {momentum!r}")
+    if name is None:
+        if not gamma.is_leaf or gamma.name is None:
+            raise GraphError("batch_norm: its running statistics are named after gamma, which here is a computed "
+                             "value with no name of its own; give the layer a name=\"...\"")
+        name = gamma.name
+    if not isinstance(name, str):
+        raise GraphError(f"batch_norm: name must be a string, got {name!r}")
+    return {"buffers": tuple((f"{name}_{kind}", tuple(gamma.shape), init) for kind, init in zip(RUNNING, ("zeros", "ones"))),
+            "momentum": float(momentum)}
+
+
+def inference(row: Node, x: Node, buffers: dict[str, Node]) -> tuple[Node, Node]:
+    """(x̂, σ) of a batch norm `row` outside training, read off its running statistics (`buffers`: name ->
+    buffer leaf), for its input x: σ = sqrt(running_var + eps), x̂ = (x - running_mean) / σ."""
+    (mean_name, _, _), (var_name, _, _) = row.attr("buffers")
+    sigma = apply("sqrt", apply("add", buffers[var_name], constant(row.attr("eps"))))
+    return apply("div", apply("sub", x, buffers[mean_name]), sigma), sigma
+
+
+def statistics(row: Node, order: list[Node]) -> tuple[Node, Node]:
+    """(μ, var) of a batch norm `row`: the batch mean and biased variance it normalised with, found among
+    the nodes `order` (the variance of the row's input over its axes, and the mean that variance reads)."""
+    x, axes = row.inputs[0], row.attr("axis")
+    for node in order:
+        if node.op == "variance" and node.inputs[0] is x and node.attr("axis") == axes:
+            return node.inputs[1], node
+    raise GraphError(f"batch_norm: the batch statistics of {row.attr('buffers')[0][0]} are not computed")

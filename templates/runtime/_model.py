@@ -6,6 +6,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS: dict = {}          # input name -> shape, None for the batch axis
 PARAMS: dict = {}          # param name -> shape
+BUFFERS: dict = {}         # buffer name -> shape: state saved with the params, never trained (running statistics)
+RUNNING_MOMENTUM: dict = {}  # buffer name -> the weight of a training step's batch statistic in it
 OUTPUTS: tuple = ()
 LOSS = None
 WRT: tuple = ()
@@ -26,7 +28,7 @@ def init_params(seed=0):
     raise NotImplementedError("defined by each generated module")
 
 
-def forward(**arrays):
+def forward(training=False, **arrays):
     raise NotImplementedError("defined by each generated module")
 
 

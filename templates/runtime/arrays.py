@@ -3,36 +3,41 @@ labels, integer ids and finite values checked once, each array made one of DTYPE
 of its integer dtype) in its own library's namespace."""
 import numpy as np
 
-from ._model import DTYPE, INPUTS, INTEGERS, LABELS, NEEDS, OUTPUTS, PARAMS, forward
+from ._model import BUFFERS, DTYPE, INPUTS, INTEGERS, LABELS, NEEDS, OUTPUTS, PARAMS, forward
 
 
-def _forward_without(absent, arrays):
+def _forward_without(absent, arrays, **mode):
     """forward() for the outputs that do not need the `absent` inputs (those are filled with zeros,
-    which such outputs never read)."""
+    which such outputs never read); `mode`: forward's training=..., passed on."""
     wanted = [name for name in OUTPUTS if not set(NEEDS[name]) & set(absent)]
     if not wanted:
         raise TypeError(f"forward() is missing array(s) {', '.join(absent)}, which every output needs")
     given = [value for name, value in arrays.items() if value is not None]
     xp = _namespace(given)
-    examples = next((np.shape(value)[INPUTS[name].index(None)] for name, value in arrays.items()
-                     if name in INPUTS and None in INPUTS[name] and np.ndim(value)), 1)
-    filled = {name: xp.zeros(tuple(examples if d is None else d for d in INPUTS[name]),
+    sizes = {None: 1}  # the number of examples, and each length named in shapes ("T"), read off the arrays given
+    for name, value in arrays.items():
+        if name in INPUTS and np.ndim(value) == len(INPUTS[name]):
+            sizes.update({d: size for d, size in zip(INPUTS[name], np.shape(value)) if not isinstance(d, int)})
+    filled = {name: xp.zeros(tuple(sizes.get(d, 1) if not isinstance(d, int) else d for d in INPUTS[name]),
                              dtype=getattr(xp, INTEGERS[name][0]) if name in INTEGERS else _dtype(xp))
               for name in absent}  # an absent integer input: id 0, a row every table has
-    outputs = forward(**arrays, **filled)
+    outputs = forward(**mode, **arrays, **filled)
     return {name: outputs[name] for name in wanted}
 
 
 def _read(caller, arrays, names):
     """[xp, *arrays]: the namespace of the arrays `names`, then each as an array of DTYPE (an integer
     input of its integer dtype), after checking names, shapes, numbers of examples, class labels and ids."""
-    shapes = {**INPUTS, **PARAMS}
+    shapes = {**INPUTS, **PARAMS, **BUFFERS}
     unknown = sorted(set(arrays) - set(shapes))
     if unknown:
         raise TypeError(f"{caller}() got unknown array(s) {', '.join(unknown)}; it takes {', '.join(shapes)}")
     missing = [name for name in names if name not in arrays]
     if missing:
-        raise TypeError(f"{caller}() is missing array(s) {', '.join(missing)}")
+        raise TypeError(f"{caller}() is missing array(s) {', '.join(missing)}" + (
+            " (batch norm's running statistics, which init_params() gives and train() updates"
+            + (", or call forward(..., training=True) to use the batch's own)" if caller == "forward" else ")")
+            if set(missing) & set(BUFFERS) else ""))
     for name in names:
         if arrays[name] is None:
             raise TypeError(f"{caller}(): array {name!r} is None")

@@ -2,29 +2,31 @@
 their names and shapes checked, and data sets in .npz or .csv."""
 import numpy as np
 
-from ._model import DTYPE, INPUTS, INTEGERS, PARAMS
+from ._model import BUFFERS, DTYPE, INPUTS, INTEGERS, PARAMS
 from .arrays import _check_finite, _numpy, _read
 
 
 def save_params(path, params, run=None):
     """Write params (and, given `run`, the state train() needs to continue it) to an .npz file; the
     path written is returned (".npz" is added when missing). The file is replaced atomically: a crash
-    or a full disk leaves the old file or the complete new one, never a part."""
-    _read("save_params", params, tuple(PARAMS))
-    arrays = {name: _numpy(params[name]) for name in PARAMS}
+    or a full disk leaves the old file or the complete new one, never a part. The buffers (BUFFERS,
+    batch norm's running statistics) are saved beside the params."""
+    _read("save_params", params, tuple(PARAMS) + tuple(BUFFERS))
+    arrays = {name: _numpy(params[name]) for name in tuple(PARAMS) + tuple(BUFFERS)}
     if run is not None:
         arrays.update(_run_arrays(run))
     return _write_atomic(_npz_path(path), arrays)
 
 
 def load_params(path):
-    """Read params from an .npz file written by save_params (names and shapes are checked)."""
+    """Read params (and buffers) from an .npz file written by save_params (names and shapes are checked)."""
     params = {name: value for name, value in _load_npz(path, "params").items() if not name.startswith("run:")}
+    names = tuple(PARAMS) + tuple(BUFFERS)
     try:
-        _, *values = _read("load_params", params, tuple(PARAMS))
+        _, *values = _read("load_params", params, names)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
-    return dict(zip(PARAMS, values))
+    return dict(zip(names, values))
 
 
 def load_run(path):

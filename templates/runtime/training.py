@@ -2,8 +2,8 @@
 state of a run (to resume it), Ctrl-C and divergence, scoring, and other array libraries."""
 import numpy as np
 
-from ._model import (DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED,
-                     USES_DROPOUT, _gradients, forward)
+from ._model import (BUFFERS, DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED,
+                     RUNNING_MOMENTUM, USES_DROPOUT, _gradients, forward)
 from .arrays import _NP, _numpy, _read, _check_finite
 from .files import _save_run, _writable
 from .settings import BACKENDS, decay_of, setting_problems
@@ -70,12 +70,12 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
     if resume is not None:
         params = _resumed(params, resume, settings)
     out = _writable(out) if out is not None else None
-    names = tuple(INPUTS) + tuple(PARAMS)
+    names = tuple(INPUTS) + tuple(PARAMS) + tuple(BUFFERS)
     xp, *values = _read("train", _on_backend(backend, {**params, **data}), names)
     checked = dict(zip(names, values))
     _check_finite(xp, "train()", {name: checked[name] for name in INPUTS})
     keep = _NP if _lazy(xp) else xp  # the params' library: Dask computes each step, its params stay NumPy
-    params = {name: _copy(keep, checked[name]) for name in PARAMS}  # updated in place: this function's own
+    params = {name: _copy(keep, checked[name]) for name in tuple(PARAMS) + tuple(BUFFERS)}  # updated in place: this function's own
     split = _Split(xp, {name: checked[name] for name in INPUTS}, validation, seed)
     run = _Run(keep, params, settings, resume, split.rng)
     with _CtrlC() as ctrl_c, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -129,9 +129,9 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         rows = order[start:start + batch_size]
         arguments = [_rows(xp, split.train[name], rows, name) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
-        outputs, grads = step(xp, *arguments)
+        outputs, grads, *statistics = step(xp, *arguments)  # with BUFFERS, also the batch statistics
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
-            outputs, grads = _computed(outputs, grads)
+            outputs, grads, *statistics = _computed(outputs, grads, *statistics)
         loss = float(outputs[LOSS])
         if not math.isfinite(loss):
             raise _NotFinite(f"the loss is {loss}", batch)
@@ -140,6 +140,8 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         grads = _clipped(keep, grads, settings["clip"])
         for name in TRAINED:
             _apply(keep, run, name, grads[name], step_rate, settings)
+        for name, value in (statistics[0] if statistics else {}).items():  # batch norm's running statistics
+            params[name] = (1 - RUNNING_MOMENTUM[name]) * params[name] + RUNNING_MOMENTUM[name] * value
         total += loss * len(rows)
         if PREDICT is not None:
             target = arguments[target_at] if target_at is not None else _rows(xp, split.train[TARGET], rows, TARGET)
@@ -219,12 +221,12 @@ class _Run:
         self.keep, self.params, self.settings, self.rng = keep, params, settings, rng
         averages = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}[settings["optimizer"]]
         self.moments = {name: tuple(keep.zeros_like(value) for _ in range(averages)) + (None,) * (2 - averages)
-                        for name, value in params.items()}
+                        for name, value in params.items() if name not in BUFFERS}  # buffers are never trained
         self.epoch, self.step, self.losses = 0, 0, []
         if resume is not None:
             self.epoch, self.step, self.losses = resume["epoch"], resume["step"], list(resume["losses"])
             self.moments = {name: tuple(None if m is None else _copy(keep, m) for m in resume["moments"][name])
-                            for name in params}
+                            for name in params if name not in BUFFERS}
             rng.bit_generator.state = resume["rng"]
         self.started, self.clock = self.epoch, _clock()
         self.last = self.snapshot()
@@ -439,12 +441,14 @@ def _lazy(xp):
     return "dask" in getattr(xp, "__name__", "")
 
 
-def _computed(outputs, grads):
-    """Dask: the step's outputs and gradients computed in one pass over the chunks."""
+def _computed(*parts):
+    """Dask: the step's outputs and gradients (and batch statistics) computed in one pass over the chunks."""
     import dask
 
-    values = dask.compute(*outputs.values(), *grads.values())
-    return dict(zip(outputs, values[:len(outputs)])), dict(zip(grads, values[len(outputs):]))
+    values, computed = iter(dask.compute(*(value for part in parts for value in part.values()))), []
+    for part in parts:
+        computed.append({name: next(values) for name in part})
+    return computed
 
 
 def _copy(xp, value):
