@@ -330,3 +330,21 @@ def test_the_module_command_line_takes_the_flags(tmp_path, capsys):
     assert_close(m.load_params(out), expected, 0)
     assert {key: m.load_run(out)["settings"][key] for key in ("optimizer", "clip", "warmup", "weight_decay")} == {
         "optimizer": "adamw", "clip": 1.0, "warmup": 3, "weight_decay": None}
+
+
+def test_none_given_as_a_flag_overrides_the_spec(tmp_path, capsys):
+    spec, data = spec_files(tmp_path, 'optimizer = "adamw"\nclip = 0.5\nweight_decay = 0.2\n')
+    module, out = tmp_path / "opt_model.py", tmp_path / "p.npz"
+    assert main(["train", str(spec), "--data", str(data), "-o", str(module), "--out", str(out), "--quiet",
+                 "--clip", "none", "--weight-decay", "none"]) == 0
+    assert "clip=None" in capsys.readouterr().out
+    m = imported(module)
+    assert m.TRAINING["clip"] == 0.5 and m.TRAINING["weight_decay"] == 0.2
+    arrays = dict(np.load(data))
+    expected, _ = m.train(m.init_params(2), arrays, **dict(m.TRAINING, clip=None, weight_decay=0.01))
+    assert_close(m.load_params(out), expected, 0)
+    assert m.load_run(out)["settings"]["clip"] is None and m.load_run(out)["settings"]["weight_decay"] is None
+    done = subprocess.run([sys.executable, str(module), "train", "--data", str(data), "--out", str(out), "--quiet",
+                           "--clip", "none", "--weight-decay", "none"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_close(m.load_params(out), expected, 0)

@@ -137,8 +137,8 @@ def _add_train_command(commands) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in this .npz file (params, optimizer "
                    "state, epoch, random generator) with its settings; flags given override them")
     for setting in SETTINGS.values():
-        p.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (overrides the spec's "
-                       f"[training] setting; default {setting.default})")
+        p.add_argument(setting.flag, type=setting_argument(setting), default=argparse.SUPPRESS,  # given or not
+                       help=f"{setting.help} (overrides the spec's [training] setting; default {setting.default})")
     p.add_argument("--backend", choices=tuple(BACKENDS),
                    help="the array library to train with (default numpy; others need array-api-compat)")
     p.add_argument("--every", type=int, metavar="N", help="print progress every N epochs, and the last (default: "
@@ -256,7 +256,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"wrote the module to {model.save(output)}")
     if not (args.out or args.resume):
         print(f"saving the params beside the {'module' if output else 'spec'}, to {out} (--out chooses another file)")
-    shown = {key: value for key, value in settings.items() if key in m.TRAINING or getattr(args, key, None) is not None}
+    shown = {key: value for key, value in settings.items() if key in m.TRAINING or hasattr(args, key)}
     print(f"training {model.graph.name!r} on {args.data}: {', '.join(f'{k}={v}' for k, v in shown.items())}"
           + (f" (resuming {args.resume} after epoch {run['epoch']})" if run else ""))
     return _fit(args, m, params, data, settings, run, out)
@@ -265,7 +265,7 @@ def _train(args: argparse.Namespace) -> int:
 def _training_settings(args: argparse.Namespace, spec_settings: dict, run: dict | None) -> dict:
     """compile()'s defaults and the spec's [training], then a resumed run's own settings, then the flags."""
     resumed = {key: value for key, value in (run or {}).get("settings", {}).items() if key in TRAINING_KEYS}
-    settings = {**spec_settings, **resumed, **{key: getattr(args, key) for key in SETTINGS if getattr(args, key) is not None}}
+    settings = {**spec_settings, **resumed, **{key: getattr(args, key) for key in SETTINGS if hasattr(args, key)}}
     for key, problem in training_problems(settings).items():  # before anything is written
         raise ValueError(f"--{key.replace('_', '-')} {problem}")
     if run and settings["epochs"] < run["epoch"]:

@@ -29,7 +29,8 @@ def main(argv=None):
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     for setting in SETTINGS.values():
         default = TRAINING.get(setting.name, setting.default)
-        fit.add_argument(setting.flag, type=setting_argument(setting), help=f"{setting.help} (default: {default})")
+        fit.add_argument(setting.flag, type=setting_argument(setting), default=argparse.SUPPRESS,  # given or not
+                         help=f"{setting.help} (default: {default})")
     score = commands.add_parser("evaluate", help="print the loss (and accuracy) on a data file")
     score.add_argument("--params", required=True, help="trained params (.npz)")
     score.add_argument("--data", required=True, help=".npz or .csv file of the inputs and targets")
@@ -64,9 +65,9 @@ def _train_command(args):
         raise ValueError(f"--every must be a whole number >= 1, got {args.every}")
     out = _npz_path(args.out or args.resume or _default_out())  # a resumed run: updated in place
     _refuse_same_file(out, {"--data": args.data, "--params": args.params})
-    given = {name: getattr(args, name) for name in SETTINGS}
+    given = {name: getattr(args, name) for name in SETTINGS if hasattr(args, name)}  # "--clip none" too
     run = load_run(args.resume) if args.resume else None
-    settings = {**TRAINING, **(run["settings"] if run else {}), **{k: v for k, v in given.items() if v is not None}}
+    settings = {**TRAINING, **(run["settings"] if run else {}), **given}
     for name, problem in setting_problems(settings).items():  # before anything is written
         raise ValueError(f"{SETTINGS[name].flag if name in SETTINGS else name} {problem}")
     out = _writable(out)
