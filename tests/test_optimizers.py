@@ -348,3 +348,13 @@ def test_none_given_as_a_flag_overrides_the_spec(tmp_path, capsys):
                            "--clip", "none", "--weight-decay", "none"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert_close(m.load_params(out), expected, 0)
+
+
+def test_torch_tensors_train_with_adamw_clip_and_warmup_as_numpy_does():
+    m, data = mlp()
+    settings = dict(epochs=4, lr=0.05, batch_size=8, seed=4, optimizer="adamw", clip=0.5, warmup=5, schedule="cosine")
+    expected, losses = m.train(m.init_params(0), data, **settings)
+    params, torch_losses = m.train(m.init_params(0), data, backend="torch", **settings)
+    assert all(isinstance(value, torch.Tensor) for value in params.values())
+    assert_close({name: value.numpy() for name, value in params.items()}, expected)
+    assert torch_losses == pytest.approx(losses, rel=1e-12)
