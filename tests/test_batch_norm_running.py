@@ -289,3 +289,32 @@ def test_an_input_named_training_is_refused_beside_batch_norm():
     g.output("loss", gc.sum(gc.batch_norm(x, gamma, beta) * training))
     with pytest.raises(gc.GraphError, match="none of its inputs or params may be named 'training'"):
         gc.compile(g, loss="loss")
+
+
+def test_float32_and_a_module_without_the_training_loop_keep_the_modes():
+    data = data_for((None, 3))
+    m32 = loaded(network((None, 3)), dtype="float32")
+    trained, _ = m32.train(m32.init_params(0), data, epochs=2, lr=LR, batch_size=4)
+    assert trained["bn_running_var"].dtype == np.float32
+    m64 = loaded(network((None, 3)))
+    want, _ = m64.train(m64.init_params(0), data, epochs=2, lr=LR, batch_size=4)
+    np.testing.assert_allclose(trained["bn_running_var"], want["bn_running_var"], rtol=1e-5)
+    bare = loaded(network((None, 3)), runtime=False)
+    assert not hasattr(bare, "train")
+    params = {name: value.astype(np.float64) for name, value in trained.items()}
+    np.testing.assert_allclose(bare.forward(**data, **params)["p"], m64.forward(**data, **params)["p"], rtol=1e-12)
+    _, _, statistics = bare._gradients(np, *(np.asarray({**data, **params}[n]) for n in bare.GRADIENT_ARGS))
+    h = data["x"] @ params["W1"] + params["b1"]
+    np.testing.assert_allclose(statistics["bn_running_mean"], h.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(statistics["bn_running_var"], h.var(axis=0, ddof=1), rtol=1e-12)
+
+
+def test_batch_norm_inside_a_loop_step_is_refused():
+    g = gc.Graph("loop")
+    xs, h0 = g.input("xs", (None, "T", 3)), g.input("h0", (None, 3))
+    gamma, beta = g.param("gamma", (3,)), g.param("beta", (3,))
+    h, _ = gc.scan(lambda h, x: (gc.tanh(gc.batch_norm(h + x, gamma, beta)), None), h0, xs, axis=1)
+    g.output("loss", gc.sum(h))
+    with pytest.raises(gc.GraphError, match=r"batch_norm inside a loop's step \(gc.scan\): its running statistics "
+                                            r"\(gamma_running_mean, gamma_running_var\)"):
+        gc.compile(g, loss="loss")

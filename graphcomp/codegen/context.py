@@ -11,7 +11,7 @@ from ..ops.indexing import id_bounds
 from ..version import __version__
 from .checks import checked_lines, checked_statements
 from .names import ValueNames
-from .running import buffer_rows, statistics_returned
+from .running import buffer_rows, refuse_buffers_in_loops, statistics_returned
 from .runtime import helpers_called, runtime_source
 from .statements import ModuleCode
 
@@ -77,6 +77,7 @@ def _statistic_text(value: str, x: str, row: Node, name: str) -> str:
 def _buffers_context(code: ModuleCode, inference: ModuleCode | None) -> dict:
     """The buffers (batch norm's running statistics) and forward()'s lines outside training."""
     graph = code.graph
+    refuse_buffers_in_loops(code.roots)
     buffers = {"buffers": [_buffer_context(name, leaf) for name, leaf in graph.buffers.items()],
                "buffer_shapes": {name: leaf.shape for name, leaf in graph.buffers.items()},
                "momenta": {name: row.attr("momentum") for row in buffer_rows(list(graph.outputs.values()))

@@ -8,6 +8,7 @@ buffers instead, and that is what forward() computes by default (predict, evalua
 """
 from __future__ import annotations
 
+from ..errors import GraphError
 from ..ir import Graph, Node, apply, toposort
 from ..ops.norm import inference, statistics
 from ..passes import optimize, rebuild
@@ -17,6 +18,20 @@ from .statements import ModuleCode
 def buffer_rows(roots: list[Node]) -> list[Node]:
     """The nodes computing `roots` that declare buffers, in topological order."""
     return [node for node in toposort(roots) if node.attr("buffers")]
+
+
+def refuse_buffers_in_loops(roots: list[Node]) -> None:
+    """A loop's step keeps no buffers: a batch norm inside `gc.scan` is refused, naming its buffers."""
+    for node in toposort(roots):
+        body = node.attr("body")
+        if body is None:
+            continue
+        inside = [name for row in buffer_rows(list(body.outputs)) for name, _, _ in row.attr("buffers")]
+        if inside:
+            raise GraphError(f"batch_norm inside a loop's step (gc.scan): its running statistics "
+                             f"({', '.join(inside)}) cannot be kept per step; normalise outside the loop, "
+                             "or use gc.layer_norm")
+        refuse_buffers_in_loops(list(body.outputs))
 
 
 def inference_graph(graph: Graph) -> Graph:
