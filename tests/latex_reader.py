@@ -83,6 +83,8 @@ class Reader:
         if not match:
             return rhs, None
         ends = sorted(self._index(match.group(k)) for k in (1, 2))
+        if {match.group(1).strip(), match.group(2).strip()} == {"1", "T"}:
+            ends = [1, self.steps]  # "T, ..., 1" as "1, ..., T": no step at all when T = 0
         return rhs[:match.start()], tuple(ends)
 
     def _index(self, text: str) -> int:

@@ -21,9 +21,10 @@ BATCH, STEPS = 3, 4
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def rnn(reverse: bool = False, per_step: bool = False, last: bool = True, sigmoid: bool = False) -> gc.CompiledModel:
+def rnn(reverse: bool = False, per_step: bool = False, last: bool = True, sigmoid: bool = False,
+        h0_gradient: bool = True) -> gc.CompiledModel:
     """The RNN of the lecture notes over x (N, T, 1) from h0; the loss reads h_T, the mean of the
-    per-step states, or both."""
+    per-step states, or both; the gradients of the params, and of h0 if `h0_gradient`."""
     g = gc.Graph("rnn")
     x = g.input("x", shape=(None, "T", 1))
     y = g.input("y", shape=(None, 1))
@@ -40,7 +41,7 @@ def rnn(reverse: bool = False, per_step: bool = False, last: bool = True, sigmoi
     features = features[0] if len(features) == 1 else features[0] + features[1]
     p = g.output("prediction", features @ Wy + by)
     g.output("loss", gc.mse(p, y))
-    return gc.compile(g, loss="loss", wrt=["Wx", "Wh", "b", "Wy", "by", "h0"])
+    return gc.compile(g, loss="loss", wrt=["Wx", "Wh", "b", "Wy", "by"] + ["h0"] * h0_gradient)
 
 
 def recurrent(layer, layers: int = 1) -> gc.CompiledModel:
@@ -116,8 +117,8 @@ def test_no_formula_is_a_tautology_and_every_symbol_is_defined(model):
 
 
 def test_the_rnn_reads_as_the_lecture_writes_it():
-    lines = dict(equations(rnn().gradient_latex()["Wh"]))
-    first = equations(rnn().gradient_latex()["Wh"])[0]
+    latex = rnn(h0_gradient=False).gradient_latex()["Wh"]  # the model of the issue: the params' gradients
+    lines, first = dict(equations(latex)), equations(latex)[0]
     assert first == (r"\overline{\mathrm{Wh}}", r"\sum_{t=1}^{T} {h_{t-1}^\top \delta_{t}}")
     assert lines[r"\delta_{t}"] == r"\bar{h}_{t} \odot \left(1 - h_{t}^{2}\right)"
     assert lines[r"\bar{h}_{t-1}"] == r"\delta_{t} \mathrm{Wh}^\top \qquad t = T, \dots, 1"
@@ -126,6 +127,20 @@ def test_the_rnn_reads_as_the_lecture_writes_it():
     assert "h_{t-1} \\mathrm{Wh}" in lines["h_{t}"] and "x_{t} \\mathrm{Wx}" in lines["h_{t}"]
     assert lines[r"\mathrm{prediction}"] == r"\mathrm{by} + h_{T} \mathrm{Wy}"  # the last state is h_T
     assert r"h_{0}" not in lines  # the first state is the input h0 itself
+
+
+def test_the_gradient_of_the_first_state_is_the_backward_recursions_last_value():
+    """Asked for h0's gradient, the recursion takes another stem: \bar{h}_0 is then h0's gradient only,
+    the last value of the backward recursion (also with no step at all: then it is the seed)."""
+    model = rnn()
+    lines = dict(equations(model.gradient_latex()["h0"]))
+    assert equations(model.gradient_latex()["h0"])[0] == (r"\bar{h}_{0}", r"\bar{s}_{0}")
+    assert lines[r"s_{0}"] == "h_{0}" and lines[r"\bar{s}_{t-1}"].endswith(r"\qquad t = T, \dots, 1")
+    arrays = {**random_arrays(model), "x": np.zeros((BATCH, 0, 1))}
+    reader = Reader({**{symbol(n): v for n, v in arrays.items()}, "N": BATCH, "T": 0}, BATCH, 0)
+    reader.define(equations(model.gradient_latex()["h0"])[1:])
+    want = model.load().gradients(**arrays)[1]["h0"]
+    assert np.allclose(reader.evaluate(r"\bar{s}_{0}"), want, rtol=1e-10, atol=1e-12)
 
 
 def test_a_reversed_loop_reads_the_next_step_and_starts_after_the_last():
@@ -139,7 +154,7 @@ def test_a_reversed_loop_reads_the_next_step_and_starts_after_the_last():
 
 
 def test_per_step_outputs_feed_the_backward_recursion():
-    lines = equations(rnn(per_step=True, last=False).gradient_latex()["Wh"])
+    lines = equations(rnn(per_step=True, last=False, h0_gradient=False).gradient_latex()["Wh"])
     by_lhs = dict(lines)
     assert by_lhs[r"\delta_{t}"] == r"\left(1 - h_{t}^{2}\right) \odot \left(\bar{h}_{t} + \bar{o}_{t}\right)"
     assert by_lhs[r"\bar{h}_{T}"] == "0"  # h_T itself is not read after the loop
@@ -161,7 +176,7 @@ def test_an_lstm_has_one_recursion_per_carry_and_its_weights_sum_over_steps():
 
 
 def test_the_text_form_is_the_recursion_in_plain_math():
-    text = rnn().gradient_text()["Wh"]
+    text = rnn(h0_gradient=False).gradient_text()["Wh"]
     assert "not written out" not in text
     assert "δ_t = h̄_t ⊙ (1 − h_t²)" in text
     assert "δ_t Whᵀ    for t = T, …, 1" in text
@@ -180,7 +195,7 @@ def test_graphcomp_grad_prints_the_recursion_of_a_spec_with_a_loop(capsys):
 
 
 def test_the_report_and_the_page_show_the_recursion(tmp_path):
-    model = rnn()
+    model = rnn(h0_gradient=False)
     report = model.report(tmp_path / "rnn.md").read_text(encoding="utf-8")
     blocks = display_math(report)
     assert any(r"\bar{h}_{t-1} &= \delta_{t} \mathrm{Wh}^\top" in block for block in blocks)

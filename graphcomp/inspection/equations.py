@@ -126,7 +126,8 @@ def gradient_equations(model: GeneratedModule) -> dict[str, list[tuple[str, str]
 def _equations_and_loops(model: GeneratedModule) -> tuple[dict, set[str], dict[Node, str]]:
     """({leaf: equations}, the left sides that are a loop's, {loop result: its symbol})."""
     loops = loops_of(model)
-    names = LoopNames(loops, dict(model.listing.symbols))
+    asked = {model.listing.symbols.get(model.compiled_graph.leaves[name]) for name in model.wrt}
+    names = LoopNames(loops, dict(model.listing.symbols), asked)
     results = result_symbols(model, names)
     listing = replace(model.listing, symbols={**model.listing.symbols, **results})
     equations, loop_lhs = {}, set()
@@ -167,6 +168,7 @@ def _loop_lines(model: GeneratedModule, listing, grad: Node, equations: LoopEqua
     """({loop: its equations} of the loops a gradient reads, derivatives first; {outer symbol: the
     pattern of its uses}): a loop inside a loop's step is not written out, each result says so."""
     involved = [n for n in reversed(toposort([grad])) if n.op == "scan"]
+    involved += [forward_of(n) for n in involved if forward_of(n) not in involved]  # what a derivative reads
     if any(nested(forward_of(loop)) for loop in involved):
         return {involved[0]: [LoopLine(listing.symbols[n], NESTED, re.escape(listing.symbols[n]))
                               for n in toposort([grad]) if n.op == "scan_result" and n in listing.symbols]}, {}

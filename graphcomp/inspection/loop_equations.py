@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from ..formulas.latex import axis_subscript, latex_number
 from ..ir import Node, toposort, use_counts
 from ..ops.scan import Body, counts, result_key
-from .loop_latex import at_step, grouped, untransposed
+from .loop_latex import grouped, untransposed
 from .loop_names import TIME, LoopNames, LoopSymbols, TimeSymbol, numbered
 
 NAMED_LENGTH = 12  # characters: a value of a step used twice gets its own equation when written longer
@@ -197,11 +197,7 @@ class LoopEquations:
                 lines.append(LoopLine(gradient.at(steps.first), seed, gradient.pattern()))
         for result in self._results.get(back, ()):
             key = result_key(result)
-            if key < c:  # the gradient of the first carry: the recursion's last step written out
-                last = "T" if forward.attr("reverse") else "1"
-                rhs = at_step(self._render(step, body.new_carries[key]), last)
-                lines.append(LoopLine(self.symbols[result], rhs, re.escape(self.symbols[result])))
-            elif c <= key < c + m:
+            if c <= key < c + m:  # (the gradient of a first carry, \bar{h}_0, is the recursion's last value)
                 total = self._running_sum(step, body.carries[key], body.new_carries[key])
                 lines.append(LoopLine(self.symbols[result], total, re.escape(self.symbols[result])))
             elif key >= c + m:

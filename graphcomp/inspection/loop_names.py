@@ -82,10 +82,15 @@ class LoopSymbols:
 class LoopNames:
     """The stems of every forward loop of a model, chosen once so that no two loops share one."""
 
-    def __init__(self, loops: list[Node], symbols: dict[Node, str]) -> None:
-        # a first carry named h0 (h_{0}) lends the recursion its stem; any other use of h keeps h free of it
+    def __init__(self, loops: list[Node], symbols: dict[Node, str], asked: set[str]) -> None:
+        """`symbols`: the model's symbols; `asked`: those of the leaves whose gradients are asked for."""
+        # a first carry named h0 (h_{0}) lends the recursion its stem, unless h0's own gradient is asked
+        # for (\bar{h}_0 would be both the leaf's gradient and the recursion's last value); any other
+        # use of h keeps h free of it
         inits = {symbols.get(loop.inputs[0]) for loop in loops if counts(loop)[0] and not loop.attr("reverse")}
+        inits -= asked
         self._used = set(RESERVED) | {_stem(s) for s in symbols.values() if s not in inits}
+        self._inits = inits
         self._symbols = symbols
         self.of: dict[Node, LoopSymbols] = {}
         for loop in loops:
@@ -104,7 +109,8 @@ class LoopNames:
     def _choose(self, loop: Node) -> LoopSymbols:
         body: Body = loop.attr("body")
         c, k, _ = counts(loop)
-        wanted = None if loop.attr("reverse") else _init_stem(self._symbols.get(loop.inputs[0]))
+        first = self._symbols.get(loop.inputs[0])
+        wanted = _init_stem(first) if first in self._inits else None
         pool = ONE_CARRY_STEMS if c == 1 else CARRY_STEMS
         carries = _symbols(self._free(pool, c, wanted) if c <= 2 else self._free(pool) * c, c)
         elements = []
