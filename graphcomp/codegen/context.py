@@ -59,7 +59,7 @@ def _gradients_context(code: ModuleCode) -> dict:
         "gradient_outputs": [(name, function.operand(n)) for name, n in graph.outputs.items()],
         "gradient_values": [(leaf.name, function.operand(code.backward.gradients[leaf])) for leaf in code.wrt],
         "gradient_statistics": [(name, _statistic_text(function.operand(value), function.operand(x), row, name))
-                                for name, value, x, row in statistics_returned(code.roots)],
+                                for name, value, x, row in statistics_returned(code.roots) if name in graph.buffers],
     }
 
 
@@ -81,7 +81,7 @@ def _buffers_context(code: ModuleCode, inference: ModuleCode | None) -> dict:
     buffers = {"buffers": [_buffer_context(name, leaf) for name, leaf in graph.buffers.items()],
                "buffer_shapes": {name: leaf.shape for name, leaf in graph.buffers.items()},
                "momenta": {name: row.attr("momentum") for row in buffer_rows(list(graph.outputs.values()))
-                           for name, _, _ in row.attr("buffers")}}
+                           for name, _, _ in row.attr("buffers") if name in graph.buffers}}
     if inference is None:
         return buffers
     if "training" in graph.leaves:

@@ -32,7 +32,9 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
           validation=0.0, backend=None, resume=None, out=None, verbose=False, on_epoch=None):
     """Minibatch training of LOSS, shuffling the examples at every epoch (from `seed`).
 
-    params: {name: array}, e.g. from init_params(). data: {input name: array}, examples along
+    params: {name: array}, e.g. from init_params(), with batch norm's BUFFERS, which each step updates
+    with its batch statistics (running = (1 - momentum) running + momentum batch, as PyTorch) and which
+    no optimizer touches. data: {input name: array}, examples along
     the first axis; every value must be a finite number. optimizer: "sgd", "momentum" (heavy ball),
     "adam" or "adamw" (torch.optim.AdamW). schedule: None, "step" (lr * gamma ** (epoch // step_size)),
     "exponential" (lr * gamma ** epoch) or "cosine" (lr * (1 + cos(pi * epoch / epochs)) / 2).
