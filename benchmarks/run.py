@@ -1,6 +1,7 @@
 """The benchmark suite in one command: training steps against hand-written NumPy and the peers that
-are installed, compile time against graph size, recurrent nets on gc.scan against hand-written BPTT, and
-the same module on NumPy and on PyTorch CPU tensors.
+are installed, compile time against graph size, recurrent nets on gc.scan against hand-written BPTT, the
+language-model examples' training steps against PyTorch and JAX, and the same module on NumPy and on
+PyTorch CPU tensors.
 
 Run: python benchmarks/run.py [--quick]
 """
@@ -22,7 +23,9 @@ def main() -> int:
     runs = [["bench_step.py", "--repeat", "3" if args.quick else "7"],
             ["bench_step.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"],
             ["bench_compile.py", "--largest", "2500" if args.quick else "10000"],
-            ["bench_loops.py", "--repeat", "3" if args.quick else "7"]]
+            ["bench_loops.py", "--repeat", "3" if args.quick else "7"],
+            ["bench_lm.py", "--repeat", "3" if args.quick else "7"],
+            ["bench_lm.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"]]
     if importlib.util.find_spec("torch") and importlib.util.find_spec("array_api_compat"):
         runs.append(["bench_backends.py", "--repeat", "3" if args.quick else "7"])
     for script, *options in runs:

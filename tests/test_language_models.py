@@ -293,3 +293,27 @@ def test_the_example_trains_and_samples_names(example, tmp_path, capsys):
 def result_params(folder: Path, example: str) -> dict:
     with np.load(folder / f"{example}_params.npz") as saved:
         return {name: saved[name] for name in saved.files}
+
+
+# ---- the benchmark's peers ---------------------------------------------------------------------------
+
+def test_the_benchmarks_peers_compute_the_examples_loss_and_gradients():
+    """benchmarks/bench_lm.py times PyTorch and JAX steps of both examples: here they are checked to give
+    graphcomp's loss and gradients (dropout off) to 1e-10, as the benchmark checks them before timing."""
+    import jax
+
+    sys.path.insert(0, str(EXAMPLES.parent / "benchmarks"))
+    import bench_lm
+
+    x64 = jax.config.jax_enable_x64
+    try:
+        for example in ("bengio_lm", "tiny_gpt"):
+            module, params, data = bench_lm.workload(example, "float64", 8)
+            outputs, grads = module.gradients(**data, **params)
+            for peer in (bench_lm.torch_step, bench_lm.jax_step):
+                got = peer(example, module, params, data, "float64", dropout=False)()
+                assert bench_lm.difference(got, (outputs["loss"], grads)) < 1e-10, (example, peer.__name__)
+            first = next(iter(grads))
+            assert bench_lm.difference(got, (outputs["loss"], {**grads, first: grads[first] * 1.001})) > 1e-4
+    finally:
+        jax.config.update("jax_enable_x64", x64)
