@@ -376,7 +376,8 @@ def test_each_op_computes_what_numpy_computes(index, check_shapes):
     case, arrays = CASES[index], arrays_for(CASES[index])
     text, differentiated = generated(index, check_shapes)
     module = loaded(text)
-    got = np.asarray(module.forward(**arrays)["y"])
+    training = {"training": True} if getattr(module, "BUFFERS", None) else {}  # batch norm: the batch's statistics
+    got = np.asarray(module.forward(**arrays, **training)["y"])
     want = np.asarray(case.numpy(*arrays.values()))
     assert got.shape == want.shape, f"{case.id}: shape {got.shape}, NumPy gives {want.shape}\n{text}"
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=case.id)

@@ -204,7 +204,7 @@ TRAINING_CASES = [  # (id, settings, the error, words of its message)
     ("negative lr", dict(lr=-1.0), ValueError, "lr must be a number > 0, got -1.0"),
     ("zero batch", dict(batch_size=0), ValueError, "batch_size must be a whole number >= 1, got 0"),
     ("fractional epochs", dict(epochs=2.5), ValueError, "epochs must be a whole number >= 0, got 2.5"),
-    ("unknown optimizer", dict(optimizer="rmsprop"), ValueError, "optimizer must be one of sgd, momentum, adam, got 'rmsprop'"),
+    ("unknown optimizer", dict(optimizer="rmsprop"), ValueError, "optimizer must be one of sgd, momentum, adam, adamw, got 'rmsprop'"),
     ("unknown schedule", dict(schedule="linear"), ValueError, "schedule must be none, or one of step, exponential, cosine, got 'linear'"),
     ("validation of all", dict(validation=1.0), ValueError, "validation must be a fraction in [0, 1), got 1.0"),
     ("unknown setting", dict(learning_rate=0.1), TypeError, "learning_rate"),
