@@ -15,9 +15,10 @@ DEFAULT_TRAINING = {name: SETTINGS[name].default for name in ("epochs", "lr", "b
 
 
 def wrt_leaves(graph: Graph, wrt: Sequence[str] | None) -> list[Node]:
-    """The leaves to differentiate for: those named, else every param, else every input."""
+    """The leaves to differentiate for: those named, else every param, else every input of floats."""
     if wrt is None:
-        return list((graph.params or graph.inputs).values())
+        floats = [x for x in graph.inputs.values() if not x.is_integer_input]  # ids have no gradient
+        return list(graph.params.values()) if graph.params else floats
     if isinstance(wrt, str):
         wrt = [wrt]
     unknown = [name for name in wrt if name not in graph.leaves]

@@ -30,7 +30,8 @@ from ..ops.nn import softmax_of
 # Names the generated file uses itself (module constants, and the locals of forward/gradients):
 # a user's value that has one of them gets a variable with a trailing underscore instead.
 MODULE_NAMES = ("DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "LOSS", "WRT", "TRAINED", "PREDICT", "TARGET",
-                "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "BACKENDS", "arrays", "outputs", "grads",
+                "THRESHOLD", "TRAINING", "LABELS", "NEEDS", "GRADIENT_ARGS", "BACKENDS", "INTEGERS", "BUFFERS",
+                "RUNNING_MOMENTUM", "arrays", "outputs", "grads",
                 "absent", "xp")
 TEMPORARY_PREFIX = "t"   # unnamed values: t1, t2, ...
 GRADIENT_PREFIX = "d_"   # gradients: d_x, and d_x_2 for the gradient along x's second use

@@ -165,6 +165,10 @@ def grad(loss: Node, wrt: Sequence[Node]) -> list[Node]:
     """
     if not isinstance(loss, Node) or any(not isinstance(x, Node) for x in wrt):
         raise DifferentiationError("gc.grad takes a graph value and a list of graph values")
+    ids = [x.name for x in wrt if x.is_integer_input]
+    if ids:
+        raise DifferentiationError(f"gc.grad: input {ids[0]!r} holds integer ids, which have no gradient; "
+                                   "differentiate with respect to what they pick (the table)")
     backward = reverse_mode(loss, list(wrt))
     return [backward.gradients[x] for x in wrt]
 

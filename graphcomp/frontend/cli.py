@@ -381,16 +381,16 @@ def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
 
 
 def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
-    """Worst relative error per leaf of the compiled gradients against central differences, at random
-    inputs (integer labels for inputs with `classes`) and the model's initial params."""
+    """Worst relative error per leaf of the gradients against central differences, at random inputs."""
     m = model.load()
     rng = np.random.default_rng(seed)
     arrays = dict(m.init_params(seed))
     classes = {**m.LABELS, **spec.classes}  # the module knows which inputs feed one-hot labels
     for name, leaf in spec.graph.inputs.items():
         shape = tuple(d if isinstance(d, int) else batch for d in leaf.shape)  # N, and a length "T": `batch`
-        arrays[name] = (rng.integers(0, classes[name], size=shape).astype(float) if name in classes
-                        else rng.normal(size=shape))
+        ids = m.INTEGERS.get(name, (None, 0))[1] or classes.get(name)  # the rows (or classes) ids pick
+        arrays[name] = rng.normal(size=shape) if ids is None else rng.integers(0, ids, size=shape).astype(
+            m.INTEGERS[name][0] if name in m.INTEGERS else float)
     for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
         arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
     return gradient_errors(m, arrays, model.loss)

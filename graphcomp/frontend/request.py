@@ -37,7 +37,7 @@ def check_request(graph: Graph, wrt: Sequence[str] | None, loss: str | None, dty
         raise GraphError(f"graph {graph.name!r} has no output; declare one with g.output(name, value)")
     if dtype not in DTYPES:
         raise GraphError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    _check_integers(graph, wrt_leaves(graph, wrt), wrt is None)
+    _check_integers(graph, wrt_leaves(graph, wrt))
     loss_name(graph, loss)
     _check_scoring(graph, predict, target)
     unknown = sorted(set(training or {}) - set(TRAINING_KEYS))
@@ -47,15 +47,14 @@ def check_request(graph: Graph, wrt: Sequence[str] | None, loss: str | None, dty
         raise GraphError(f"training setting {key} {problem}")
 
 
-def _check_integers(graph: Graph, leaves: list[Node], by_default: bool) -> None:
+def _check_integers(graph: Graph, leaves: list[Node]) -> None:
     """Integer inputs are ids and labels: never differentiated, and read only by the ops that read ids
     (take, one-hot labels) and by slices and reshapes of them."""
     integers = [leaf.name for leaf in leaves if leaf.is_integer_input]
     if integers:
         names = ", ".join(map(repr, integers))
         raise GraphError(f"wrt: input(s) {names} hold integers (ids, labels), which have no gradient; "
-                         + ("the graph has no params, so every input would be differentiated: name wrt=[...] "
-                            "without them" if by_default else "differentiate with respect to params or float inputs"))
+                         "differentiate with respect to params or float inputs")
     misuse = integer_misuse(graph.nodes())
     if misuse is not None:
         node, source = misuse
