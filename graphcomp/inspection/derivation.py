@@ -280,13 +280,14 @@ class _ChainRule:
 
 
 def consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int]]]:
-    """For each value on a path to the loss: (user, operand index) of each use the gradient flows through."""
+    """For each value on a path to the loss: (user, operand index) of each use the gradient flows through
+    (a use with no path, as stop_gradient's or a dropout mask's, is none)."""
     users: dict[Node, list[tuple[Node, int]]] = {}
     for node in toposort([loss]):
         if node.is_leaf or node not in backward.adjoints:
             continue
         for i, x in enumerate(node.inputs):
-            if x in backward.adjoints:
+            if x in backward.adjoints and (node, i) in backward.paths:
                 users.setdefault(x, []).append((node, i))
     return users
 
@@ -304,8 +305,9 @@ def _backprop_order(loss: Node, leaves: list[Node], consumers) -> list[Node]:
         order.append(node)
         ready = []
         for x in dict.fromkeys(reversed(node.inputs)):
-            if x in waiting:
-                waiting[x] -= node.inputs.count(x)
+            done = sum(user is node for user, _ in consumers.get(x, ()))  # the uses the gradient flows through
+            if done:
+                waiting[x] -= done
                 if waiting[x] == 0:
                     ready.append(x)
         queue += sorted((x for x in ready if x.is_leaf), key=leaves.index) + [x for x in ready if not x.is_leaf]
