@@ -2,13 +2,19 @@
 
 A seeded generator builds a DAG (fan-out, broadcasting, keepdims, reshapes, slicing, the softmax
 family, losses, convolutions, named values and extra outputs), writing down the Python lines
-that build it. Each graph is compiled with and without simplification; both modules must load,
+that build it. With `new_ops=True` (the suite's run and the command line's), a second generator seeded
+from the seed inserts the ops added since: take on integer ids (gc.embedding, integer labels of a
+cross-entropy, gc.linear), layer norm, batch norm (compared in training mode: gradients() and central
+differences of forward(training=True); forward() on running statistics compared between the two
+modules), GELU in both forms, the causal mask before a softmax, attention. Seeds where it inserts
+nothing build what they always built; where it does, the old graph plus the new ops. Each graph is compiled with and without simplification; both modules must load,
 agree with each other on every output and gradient, and agree with central differences in
 float64 wherever those are trustworthy (two step sizes agree: the point is not on a kink).
 
 The test suite runs a few hundred graphs (tests/test_random_graphs.py). The longer run:
 
     python tests/random_graphs.py --graphs 2000            # seeds 0..1999
+    python tests/random_graphs.py --graphs 2000 --old-ops  # the same seeds without the new ops
     python tests/random_graphs.py --seed 1234 --show       # one graph: its code and its check
 
 Every failure it finds becomes a named test in tests/test_regressions.py.
@@ -16,7 +22,9 @@ Every failure it finds becomes a named test in tests/test_regressions.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import itertools
 import random
 import sys
 import time
@@ -60,20 +68,71 @@ class Entry:
     text: str  # the Python expression that names it in `code`
 
 
+@dataclass
+class _Stream:
+    """Where a builder draws from: its generator, the values it picks operands from, the values it built,
+    and the prefixes of what it names (variables, names in the graph, leaves)."""
+
+    r: random.Random
+    pool: list[Entry]
+    own: list[Entry]
+    value: str
+    named: str
+    leaf: str
+    leaves: int = 0
+
+
 class _Builder:
-    """Grows one graph at random; every node it adds is also a line of `code`."""
+    """Grows one graph at random; every node it adds is also a line of `code`.
+
+    The ops of the first generator (`r`, seeded with the seed) are drawn as they always were. The ops added
+    since (integer ids, take, normalisation, GELU, the causal mask, attention) come from a second
+    generator (`new`), which decides where to insert them and draws everything they need: their values
+    read the old ones, the old ones never read theirs, and the loss adds their terms after the old terms.
+    So a seed builds the graph it always built, plus the new ops where the second generator put them."""
 
     def __init__(self, seed: int) -> None:
-        self.r = random.Random(seed)
+        values: list[Entry] = []
+        self.old = _Stream(random.Random(seed), values, values, "n", "h", "x")
+        self.every: list[Entry] = []  # every value built, old and new, in order: what new ops pick from
+        self.new = _Stream(random.Random(f"new ops {seed}"), self.every, [], "m", "k", "z")
+        self.s = self.old
         self.g = gc.Graph(f"random{seed}")
         self.code = [f'g = gc.Graph("random{seed}")']
-        self.pool: list[Entry] = []
         self.data: dict[str, Callable[[np.random.Generator, tuple], np.ndarray]] = {}
         self.no_gradient: set[str] = set()
+        self.new_leaves: set[str] = set()
+        self.rows: dict[str, int] = {}  # integer input -> how many rows its ids may pick
+        self.every_ids: list[Entry] = []
+        self.serial = itertools.count()  # numbers the names of layers and batch norms
+
+    @property
+    def r(self) -> random.Random:
+        return self.s.r
+
+    @property
+    def pool(self) -> list[Entry]:
+        return self.s.pool
+
+    @contextlib.contextmanager
+    def drawing_new(self):
+        """Build with the second generator, picking from every value."""
+        self.s = self.new
+        try:
+            yield
+        finally:
+            self.s = self.old
 
     # ---- leaves and values ----------------------------------------------
+    def _leaf_name(self) -> str:
+        name = f"{self.s.leaf}{self.s.leaves}"
+        self.s.leaves += 1
+        if self.s is self.new:
+            self.new_leaves.add(name)
+        return name
+
     def leaf(self, shape: tuple, data: str = "normal", classes: int = 0) -> Entry:
-        name = f"x{len(self.g.leaves)}"
+        name = self._leaf_name()
         param = None not in shape and data == "normal" and self.r.random() < 0.3
         if param:
             node = self.g.param(name, shape)
@@ -90,17 +149,37 @@ class _Builder:
             self.no_gradient.add(name)
         return Entry(node, name)
 
+    def like_leaf(self, shape: tuple) -> Entry:
+        """A value already built of `shape` (fan-out), or a new leaf of it."""
+        same = [e for e in self.pool if e.node.shape == shape]
+        if same and self.r.random() < 0.4:
+            return self.r.choice(same)
+        return self.leaf(shape)
+
+    def ids(self, shape: tuple, rows: int) -> Entry:
+        """An integer input of ids, drawn below the fewest rows any of its uses picks from."""
+        name = f"ids{len(self.rows)}"
+        self.new_leaves.add(name)
+        node = self.g.input(name, shape=shape, dtype="int64")
+        self.code.append(f'{name} = g.input("{name}", shape={shape!r}, dtype="int64")')
+        self.rows[name] = rows
+        self.data[name] = lambda rng, s: rng.integers(0, self.rows[name], size=s)
+        self.no_gradient.add(name)
+        return Entry(node, name)
+
     def add(self, node: gc.Node, text: str) -> Entry:
-        var = f"n{len(self.pool)}"
+        k = len(self.s.own)
+        var = f"{self.s.value}{k}"
         if self.r.random() < 0.12:
             try:
-                self.g.let(f"h{len(self.pool)}", node)
-                text = f'g.let("h{len(self.pool)}", {text})'
+                self.g.let(f"{self.s.named}{k}", node)
+                text = f'g.let("{self.s.named}{k}", {text})'
             except gc.GraphError:  # already named (the same value was built before): leave it
                 pass
         self.code.append(f"{var} = {text}")
         entry = Entry(node, var)
-        self.pool.append(entry)
+        self.s.own.append(entry)
+        self.every.append(entry)
         return entry
 
     def pick(self, ndim_at_least: int = 0) -> Entry:
@@ -139,10 +218,48 @@ class _Builder:
             self.add(node, text)
             return
 
+    def new_step(self) -> None:
+        """One new op where the second generator says so (or, now and then, an old op on a new value:
+        reductions, reshapes, second derivatives of what the new ops built)."""
+        with self.drawing_new():
+            if self.new.own and self.r.random() < 0.3:
+                self.step()
+                return
+            make = self.r.choices([m for m, _ in NEW_MAKERS], weights=[w for _, w in NEW_MAKERS])[0]
+            for _ in range(8):
+                try:
+                    node, text = make(self)
+                except gc.GraphcompError:
+                    continue
+                self.add(node, text)
+                return
+
     def loss(self) -> None:
-        """Every value nothing else reads, reduced to a scalar and added up: all of them feed the loss."""
-        read = {x for e in self.pool for x in toposort([e.node]) if x is not e.node}
-        sinks = [e for e in self.pool if e.node not in read and not e.node.is_leaf]
+        """Every value nothing else reads, reduced to a scalar and added up: all of them feed the loss. The
+        old values' terms first, as they always were, then the new values' terms, drawn by their generator."""
+        terms, texts = self._terms(self.old.own, set())
+        with self.drawing_new():
+            more, more_texts = self._terms(self.new.own, {id(t) for t in terms})
+        terms, texts = terms + more, texts + more_texts
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        self.g.output("loss", total)
+        self.code.append(f'g.output("loss", {" + ".join(texts)})')
+        outputs = [e for e in self.pool if e.node.ndim and e.node is not total]
+        if outputs and self.r.random() < 0.3:
+            extra = self.r.choice(outputs)
+            try:
+                self.g.output("extra", extra.node)
+                self.code.append(f'g.output("extra", {extra.text})')
+            except gc.GraphError:
+                pass
+
+    def _terms(self, values: list[Entry], taken: set[int]) -> tuple[list, list]:
+        """The loss terms of the values of `values` that no other of them reads (and that are not already
+        a term: `taken`, by identity), with the Python that writes each."""
+        read = {x for e in values for x in toposort([e.node]) if x is not e.node}
+        sinks = [e for e in values if e.node not in read and not e.node.is_leaf and id(e.node) not in taken]
         sinks = list({id(e.node): e for e in sinks}.values())
         terms, texts = [], []
         for e in sinks:
@@ -160,19 +277,7 @@ class _Builder:
             else:
                 w = self.leaf(e.node.shape)
                 terms.append(gc.sum(e.node * w.node)), texts.append(f"gc.sum({e.text} * {w.text})")
-        total = terms[0]
-        for t in terms[1:]:
-            total = total + t
-        self.g.output("loss", total)
-        self.code.append(f'g.output("loss", {" + ".join(texts)})')
-        outputs = [e for e in self.pool if e.node.ndim and e.node is not total]
-        if outputs and self.r.random() < 0.3:
-            extra = self.r.choice(outputs)
-            try:
-                self.g.output("extra", extra.node)
-                self.code.append(f'g.output("extra", {extra.text})')
-            except gc.GraphError:
-                pass
+        return terms, texts
 
 
 def _call(template: str, function: Callable, *entries: Entry) -> tuple[gc.Node, str]:
@@ -374,21 +479,154 @@ MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
 ]
 
 
-def random_case(seed: int, steps: int | None = None) -> Case:
-    """The random graph of `seed`: 1 to 3 leaves, then `steps` ops (2 to 12 by default)."""
+# ---------------------------------------------------------------- the new ops (the second generator)
+
+TABLES = [(4,), (4, 3), (5, 2), (3, 2, 2)]
+IDS = [(None,), (None, 2), (3,), (2, 2), ()]
+SQUARES = [(3, 3), (None, 3, 3), (2, 2, 2), (None, 2, 4, 4)]
+QUERIES = [(3, 2), (None, 3, 2), (None, 2, 3, 2), (2, 4, 3)]
+
+
+def _fitting(b: _Builder, fits: Callable[[tuple], bool], shapes: list[tuple]) -> Entry:
+    """A value already built whose shape `fits` (recent ones first, as `pick`), or a new leaf."""
+    choices = [e for e in b.pool if fits(e.node.shape)]
+    if choices and b.r.random() < 0.6:
+        return b.r.choice(choices[-3:]) if b.r.random() < 0.6 else b.r.choice(choices)
+    return b.leaf(b.r.choice([s for s in shapes if fits(s)]))
+
+
+def _ids_for(b: _Builder, shape_choices: list[tuple], rows: int) -> Entry:
+    """Integer ids below `rows`: an integer input already declared (its bound lowered to `rows`), now and
+    then a slice of one, or a new one."""
+    known = [e for e in b.every_ids if e.node.shape in shape_choices or e.node.ndim == 2]
+    if known and b.r.random() < 0.3:
+        ids = b.r.choice(known)
+        b.rows[ids.text] = min(rows, b.rows[ids.text])
+        if ids.node.shape in shape_choices:
+            return ids
+        if (ids.node.shape[0],) in shape_choices:
+            column = b.r.choice([0, 1])
+            return Entry(ids.node[:, column], f"{ids.text}[:, {column}]")
+    ids = b.ids(b.r.choice(shape_choices), rows)
+    b.every_ids.append(ids)
+    return ids
+
+
+def _take(b: _Builder) -> tuple:
+    """Rows of a table picked by integer ids: a leaf, a computed value, or gc.embedding's own table."""
+    kind = b.r.choice(["table", "table", "embedding"])
+    if kind == "embedding":
+        vocab, dim = b.r.choice([3, 5]), b.r.choice([1, 2])
+        ids = _ids_for(b, IDS, vocab)
+        name = f"emb{next(b.serial)}"
+        node = gc.embedding(b.g, ids.node, vocab, dim, name=name)
+        b.data[f"{name}_weight"] = lambda rng, s: rng.normal(size=s)
+        b.new_leaves.add(f"{name}_weight")
+        return node, f'gc.embedding(g, {ids.text}, {vocab}, {dim}, name="{name}")'
+    table = _fitting(b, lambda s: len(s) >= 1 and isinstance(s[0], int) and s[0] > 1, TABLES)
+    ids = _ids_for(b, IDS, table.node.shape[0])
+    return _call("gc.take({0}, {1})", gc.take, table, ids)
+
+
+def _labels(b: _Builder) -> tuple:
+    """Cross-entropy against integer labels (an int64 input), and gc.linear's logits now and then."""
+    x = b.pick(1)
+    if b.r.random() < 0.4 and isinstance(x.node.shape[-1], int):
+        out, name = b.r.choice([2, 3]), f"linear{next(b.serial)}"
+        for suffix in ("weight", "bias"):
+            b.data[f"{name}_{suffix}"] = lambda rng, s: rng.normal(size=s)
+            b.new_leaves.add(f"{name}_{suffix}")
+        x = Entry(gc.linear(b.g, x.node, out, name=name), f'gc.linear(g, {x.text}, {out}, name="{name}")')
+    classes = x.node.shape[-1]
+    if not isinstance(classes, int) or classes < 2:
+        raise gc.ShapeError("classes along the batch axis, or one class")
+    labels = _ids_for(b, [x.node.shape[:-1]], classes)
+    return _call("gc.softmax_cross_entropy({0}, {1})", gc.softmax_cross_entropy, x, labels)
+
+
+def _layer_norm(b: _Builder) -> tuple:
+    x = b.pick(1)
+    shape = x.node.shape
+    axes = [a for a in range(len(shape)) if None not in shape[a:] and int(np.prod(shape[a:], dtype=int)) > 1]
+    if not axes:
+        raise gc.ShapeError("no trailing axes of two or more values")
+    axis = b.r.choice(axes)
+    axis -= len(shape) if b.r.random() < 0.5 else 0
+    gamma, beta = b.like_leaf(shape[axis:]), b.like_leaf(shape[axis:])
+    eps = b.r.choice([1e-5, 1e-3])
+    return _call(f"gc.layer_norm({{0}}, {{1}}, {{2}}, axis={axis}, eps={eps})",
+                 lambda v, c, d: gc.layer_norm(v, c, d, axis=axis, eps=eps), x, gamma, beta)
+
+
+def _batch_norm(b: _Builder) -> tuple:
+    x = b.pick(2)
+    shape = x.node.shape
+    if not isinstance(shape[-1], int) or None in shape[1:]:
+        raise gc.ShapeError("channels along the batch axis")
+    # statistics over the batch axis 0 and every later axis but the channels: with the batch axis further in
+    # they are one per leading index and channel, which running statistics of shape (C,) cannot hold
+    axis = 0
+    gamma, beta = b.like_leaf(shape[-1:]), b.like_leaf(shape[-1:])
+    momentum, name = b.r.choice([0.1, 0.5]), f"bn{next(b.serial)}"
+    return _call(f'gc.batch_norm({{0}}, {{1}}, {{2}}, axis={axis}, momentum={momentum}, name="{name}")',
+                 lambda v, c, d: gc.batch_norm(v, c, d, axis=axis, momentum=momentum, name=name), x, gamma, beta)
+
+
+def _gelu(b: _Builder) -> tuple:
+    if b.r.random() < 0.5:
+        return _call("gc.gelu({0})", gc.gelu, b.pick())
+    return _call('gc.gelu({0}, approximate="none")', lambda v: gc.gelu(v, approximate="none"), b.pick())
+
+
+def _causal_softmax(b: _Builder) -> tuple:
+    """Scores with their future masked, then a softmax (over the keys; over the queries now and then)."""
+    x = _fitting(b, lambda s: len(s) >= 2 and isinstance(s[-1], int) and s[-1] == s[-2], SQUARES)
+    axis = -1 if b.r.random() < 0.8 else -2
+    return _call(f"gc.softmax(gc.causal_mask({{0}}), axis={axis})", lambda v: gc.softmax(gc.causal_mask(v), axis), x)
+
+
+def _attention(b: _Builder) -> tuple:
+    """softmax(q kᵀ/√d) v over a few leading axes, causal or not (then keys may outnumber queries)."""
+    q = _fitting(b, lambda s: len(s) >= 2 and isinstance(s[-1], int) and isinstance(s[-2], int), QUERIES)
+    causal = b.r.random() < 0.6
+    keys = q.node.shape[-2] if causal else b.r.choice([q.node.shape[-2], 2])
+    k = b.like_leaf(q.node.shape[:-2] + (keys, q.node.shape[-1]))
+    v = b.like_leaf(k.node.shape[:-1] + (b.r.choice([1, 2]),))
+    return _call(f"gc.attention({{0}}, {{1}}, {{2}}, causal={causal})",
+                 lambda x, y, z: gc.attention(x, y, z, causal=causal), q, k, v)
+
+
+NEW_MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
+    (_take, 2.0), (_labels, 1.0), (_layer_norm, 2.0), (_batch_norm, 2.0), (_gelu, 1.5), (_causal_softmax, 1.5),
+    (_attention, 2.0),
+]
+
+
+NEW_OPS = 0.08  # the chance, before each step, that the second generator inserts a new op
+
+
+def random_case(seed: int, steps: int | None = None, new_ops: bool = False) -> Case:
+    """The random graph of `seed`: 1 to 3 leaves, then `steps` ops (2 to 12 by default). With `new_ops`,
+    before each step, now and then, one of the ops added since (drawn by the second generator): the graph
+    is then the one `new_ops=False` builds, the same lines and the same arrays, plus the new ops and
+    their loss terms."""
     b = _Builder(seed)
     for _ in range(b.r.randint(1, 3)):
-        b.pool.append(b.leaf(b.r.choice(SHAPES)))
+        first = b.leaf(b.r.choice(SHAPES))
+        b.old.own.append(first), b.every.append(first)
     for _ in range(b.r.randint(2, 12) if steps is None else steps):
+        if new_ops and b.new.r.random() < NEW_OPS:
+            b.new_step()
         b.step()
     if all(e.node.is_leaf for e in b.pool):
         b.add(*_call("gc.tanh({0})", gc.tanh, b.pool[0]))
     b.loss()
-    rng = np.random.default_rng(seed)
+    rng, new_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     arrays = {}
     for name, leaf in b.g.leaves.items():
         shape = tuple(BATCH if d is None else d for d in leaf.shape)
-        arrays[name] = np.asarray(b.data[name](rng, shape), dtype=np.float64)
+        value = b.data[name](new_rng if name in b.new_leaves else rng, shape)
+        arrays[name] = value if name in b.rows else np.asarray(value, dtype=np.float64)
     wrt = [name for name in b.g.leaves if name not in b.no_gradient]
     return Case(seed, b.g, b.code, arrays, wrt)
 
@@ -421,16 +659,18 @@ def check_case(case: Case) -> Outcome:
         outcome.compile_seconds += time.perf_counter() - start
         try:
             module = model.load()
+            training = {"training": True} if module.BUFFERS else {}  # batch norm: the batch's statistics
             with np.errstate(all="ignore"):
                 outputs, grads = module.gradients(**case.arrays)
-                forward = module.forward(**case.arrays)
+                forward = module.forward(**training, **case.arrays)
+                inference = module.forward(**case.arrays, **_buffers(module, case.seed)) if training else {}
         except Exception as error:  # noqa: BLE001 - a generated module that fails is a finding
             outcome.problems.append(f"{what}: running failed: {type(error).__name__}: {error}")
             return outcome
         for name, value in forward.items():
             if not _same(value, outputs[name], 0.0):
                 outcome.problems.append(f"{what}: forward() and gradients() disagree on {name!r}")
-        results[simplify] = (module, outputs, grads)
+        results[simplify] = (module, outputs, grads, inference)
         if not simplify:
             extended = _extended_precision(model, case.arrays)
 
@@ -442,7 +682,12 @@ def check_case(case: Case) -> Outcome:
         if not _agree(literal[1][name], simplified[1][name], lambda: extended()[0][name]):
             outcome.problems.append(f"output {name!r}: literal {_short(literal[1][name])} "
                                     f"but simplified {_short(simplified[1][name])}")
-    loss = lambda **a: literal[0].forward(**a)["loss"]  # noqa: E731
+    for name, value in literal[3].items():  # forward() outside training: the running statistics
+        if _tame({name: value}) and not _same(value, simplified[3][name], AGREEMENT):
+            outcome.problems.append(f"forward() with running statistics, output {name!r}: literal {_short(value)} "
+                                    f"but simplified {_short(simplified[3][name])}")
+    training = {"training": True} if literal[0].BUFFERS else {}
+    loss = lambda **a: literal[0].forward(**training, **a)["loss"]  # noqa: E731
     for name in case.wrt:
         got = {k: np.asarray(r[2][name]) for k, r in (("literal", literal), ("simplified", simplified))}
         if any(g.shape != case.arrays[name].shape for g in got.values()):
@@ -462,6 +707,13 @@ def check_case(case: Case) -> Outcome:
                 outcome.problems.append(f"gradient {name!r} ({what}): relative error {relative_error(g, fine):.1e} "
                                         f"against central differences: got {_short(g)}, want {_short(fine)}")
     return outcome
+
+
+def _buffers(module, seed: int) -> dict[str, np.ndarray]:
+    """Running statistics for forward() outside training: means around 0, variances around 1."""
+    rng = np.random.default_rng([seed, 2])
+    return {name: rng.normal(size=shape) if name.endswith("_mean") else rng.uniform(0.5, 2.0, size=shape)
+            for name, shape in module.BUFFERS.items()}
 
 
 def _extended_precision(model: gc.CompiledModel, arrays: dict) -> Callable[[], tuple]:
@@ -524,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="run this one seed")
     parser.add_argument("--steps", type=int, help="ops per graph (default: 2 to 12 at random)")
     parser.add_argument("--show", action="store_true", help="print each graph's code")
+    parser.add_argument("--old-ops", action="store_true",
+                        help="build only the ops the generator drew before integer ids, normalisation and attention "
+                             "(the graphs tests/test_regressions.py names)")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.graphs)
     failures = degenerate = unsmooth = 0
@@ -531,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     largest = 0
     started = time.perf_counter()
     for seed in seeds:
-        case = random_case(seed, args.steps)
+        case = random_case(seed, args.steps, new_ops=not args.old_ops)
         outcome = check_case(case)
         largest = max(largest, outcome.nodes)
         slowest = max(slowest, (outcome.compile_seconds, seed, outcome.nodes))

@@ -90,11 +90,13 @@ def _norm_shape(what: str, scale_shape):
 
 
 def _sums(node: Node, g: Node) -> tuple[Node, Node, Node]:
-    """(ĝ, Σ_A ĝ, Σ_A(ĝ ⊙ x̂)), ĝ = ȳ for batch norm, γ ⊙ ȳ for layer norm. Batch norm's sums run over
-    leading axes and broadcast back as they are: they are β̄ and γ̄ themselves, computed once."""
+    """(ĝ, Σ_A ĝ, Σ_A(ĝ ⊙ x̂)), ĝ = ȳ for batch norm, γ ⊙ ȳ for layer norm. Batch norm's sums over
+    leading axes (from axis 0) broadcast back as they are: they are β̄ and γ̄ themselves, computed once;
+    over later axes (a batch axis after others) they keep their axes, as layer norm's."""
     _, gamma, _, xhat, _ = node.inputs
-    axes, outside = node.attr("axis"), node.op == "batch_norm"
-    gy = g if outside else apply("mul", gamma, g)
+    axes = node.attr("axis")
+    outside = _leading(node)
+    gy = g if node.op == "batch_norm" else apply("mul", gamma, g)
     total = apply("sum", gy, axis=axes, keepdims=not outside)
     return gy, total, apply("sum", apply("mul", gy, xhat), axis=axes, keepdims=not outside)
 
@@ -106,13 +108,20 @@ def _norm_vjp(node: Node, g: Node) -> tuple:
     x, gamma, beta, xhat, sigma = node.inputs
     gy, total, weighted = _sums(node, g)
     m, s, t, h, c, gm = sp.symbols("m s t h c gamma", real=True)
-    outside = node.op == "batch_norm"
-    scale = gm / (m * c) if outside else 1 / (m * c)
+    batch = node.op == "batch_norm"
+    scale = gm / (m * c) if batch else 1 / (m * c)
     binding = {gm: gamma, m: reduced_count(x, node.attr("axis")), c: sigma, G: gy, s: total, h: xhat, t: weighted}
     dx = fuse(scale * (m * G - s - h * t), binding, x.shape)
-    if outside:
+    if batch and _leading(node):
         return dx, weighted, total, None, None
+    if batch:  # statistics per value of the axes before the batch axis: γ and β are shared along those too
+        return dx, sum_to(weighted, gamma.shape), sum_to(total, beta.shape), None, None
     return dx, sum_to(apply("mul", g, xhat), gamma.shape), sum_to(g, beta.shape), None, None
+
+
+def _leading(node: Node) -> bool:
+    """A batch norm whose statistics run over the leading axes (its batch axis is axis 0)."""
+    return node.op == "batch_norm" and node.attr("axis")[0] == 0
 
 
 def _affine_emit(node: Node, args: tuple) -> str:
