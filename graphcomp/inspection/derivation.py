@@ -15,15 +15,16 @@ import sympy as sp
 
 from ..codegen import GeneratedModule
 from ..diff.reverse import Backward
-from ..errors import GraphError
 from ..formulas.printing import plain_text
 from ..formulas.latex import axis_subscript, group, latex_number, latex_operator, short_number
 from ..formulas.derivatives import in_exponentials, local_derivative
 from ..formulas.symbols import partial, symbol
-from ..ir import Graph, Node, depending_on, toposort
+from ..ir import Node, toposort
 from ..ops import OPS, in_terms_of, scalar_expr
 from ..ops.nn import softmax_of
 from .equations import is_scalar_graph
+from .leaf_values import batch_size, check_leaves, computed_values
+from .loop_steps import LoopStep, loop_steps
 from .notation import Notation, grouped_text, signed, signed_text
 from .numbers import shown
 from .unroll import leaving_out, unrolled_model
@@ -149,10 +150,24 @@ class Derivation:
     # (gradients too, for tensor graphs) when `at` was given
     backward: Backward | None = field(default=None, repr=False)
     node_values: dict[Node, object] = field(default_factory=dict, repr=False)
+    loops: list[LoopStep] = field(default_factory=list)  # each loop's recursions, forward and backward
+
+    def _lines(self, latex: bool) -> list[str]:
+        """Each step's line, a loop's forward recursion after the loop's value and its backward
+        recursion after the last gradient of its results."""
+        def written(loop_lines: list[tuple[str, str]]) -> list[str]:
+            return LoopStep.latex(loop_lines) if latex else LoopStep.text(loop_lines)
+        lines = []
+        for step in self.forward:
+            lines.append(step.latex() if latex else step.text())
+            lines += [line for loop in self.loops if loop.target == step.target for line in written(loop.forward)]
+        for step in self.steps:
+            lines.append(step.latex() if latex else step.text())
+            lines += [line for loop in self.loops if loop.after == step.target for line in written(loop.backward)]
+        return lines
 
     def latex(self) -> str:
-        lines = [s.latex() for s in self.forward] + [s.latex() for s in self.steps]
-        return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
+        return "\\begin{aligned}\n" + " \\\\\n".join(self._lines(latex=True)) + "\n\\end{aligned}"
 
     def _repr_latex_(self) -> str:
         return f"$$\n{self.latex()}\n$$"
@@ -164,7 +179,7 @@ class Derivation:
 
     def text(self) -> str:
         """The forward pass, then one plain-text line per backward step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
-        return "\n".join([s.text() for s in self.forward] + [s.text() for s in self.steps])
+        return "\n".join(self._lines(latex=False))
 
     __str__ = text
 
@@ -200,8 +215,13 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
         check_leaves(loss_node, graph, at)
         values = computed_values(written, at, scalar)
     uses = consumers(loss_node, backward)
-    chain = _ChainRule(notation, backward, loss, scalar, values if scalar else None)
+    loops = loop_steps(written, notation.name)
+    chain = _ChainRule(notation, backward, loss, scalar, values if scalar else None, loops)
     order = _backprop_order(loss_node, list(graph.leaves.values()), uses)
+    for k, node in enumerate(order):  # a loop's backward recursion follows the gradients of its results
+        if node in loops and k:
+            loops[node].after = notation.name(order[k - 1])
+    order = [n for n in order if n.op != "scan"]
     steps = [chain.step(node, uses.get(node, []), node is loss_node) for node in order]
     if values is not None and not scalar:  # a tensor graph's steps show the arrays the generated code computes
         for step, node in zip(steps, order):
@@ -214,18 +234,10 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
                for n in computed]
     if any(re.search(r"\bN\b", text) for text in [s.plain for s in forward] + [t for s in steps for t in s.plain[1]]):
         forward.insert(0, ForwardStep("N", "N", r"\text{the number of examples}", "the number of examples",
-                                      _batch_size(graph, at)))
+                                      batch_size(graph, at)))
     forward = leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
     steps = leaving_out(steps, order, elided)
-    return Derivation(loss, steps, named_values, forward, backward, values)
-
-
-def _batch_size(graph: Graph, at: Mapping | None) -> int | None:
-    """N, the length of the batch axis of the inputs given (None when no values were given)."""
-    for name, leaf in graph.inputs.items():
-        if at is not None and name in at and leaf.shape[:1] == (None,) and np.ndim(at[name]):
-            return int(np.shape(at[name])[0])
-    return None
+    return Derivation(loss, steps, named_values, forward, backward, values, list(loops.values()))
 
 
 class _ChainRule:
@@ -233,8 +245,9 @@ class _ChainRule:
     gradient of the value it feeds (with numbers when the scalar values are known)."""
 
     def __init__(self, notation: Notation, backward: Backward, loss: str, scalar: bool,
-                 values: dict[Node, float] | None) -> None:
+                 values: dict[Node, float] | None, loops: dict[Node, LoopStep]) -> None:
         self.notation, self.backward, self.loss, self.scalar, self.values = notation, backward, loss, scalar, values
+        self.loops = loops
         self.renderer = AdjointRenderer(notation, backward)
         self.text_renderer = AdjointRenderer(notation, backward, plain=True)
         self.adjoint_values: dict[Node, float] = {}
@@ -253,7 +266,11 @@ class _ChainRule:
             return Step(name, lhs, [], value=1.0 if self.values is not None else None, plain=(plain_lhs, [], []))
         step = Step(name, lhs, [], plain=(plain_lhs, [], []))
         for user, index in consumers:
-            if self.scalar:
+            if user.op == "scan":  # what the backward loop adds: Σ_t h_{t-1}ᵀ δ_t
+                added = self.loops[user].added[index] if user in self.loops else r"\text{the generated loop's}"
+                step.terms.append(added)
+                step.plain[1].append(LoopStep.text([("", added)])[0].lstrip(" ="))
+            elif self.scalar:
                 self._scalar_path(step, user, index)
             else:
                 self._tensor_path(step, user, index)
@@ -287,8 +304,13 @@ def consumers(loss: Node, backward: Backward) -> dict[Node, list[tuple[Node, int
         if node.is_leaf or node not in backward.adjoints:
             continue
         for i, x in enumerate(node.inputs):
-            if x in backward.adjoints and (node, i) in backward.paths:
+            if x in backward.adjoints and (node, i) in backward.paths or x.op == "scan" and node.op == "scan_result":
                 users.setdefault(x, []).append((node, i))
+        if node.op == "scan_result" and node.inputs[0] not in users.get(node.inputs[0], ()):
+            loop = node.inputs[0]  # a loop has no gradient of its own: its derivative loop gives its operands'
+            for i, x in enumerate(loop.inputs):
+                if x in backward.adjoints and (loop, i) in backward.paths and (loop, i) not in users.get(x, []):
+                    users.setdefault(x, []).append((loop, i))
     return users
 
 
@@ -327,58 +349,3 @@ def local_text(local: sp.Expr, user: Node, notation: Notation) -> str:
 
 def local_value(local: sp.Expr, user: Node, values: dict[Node, float]) -> float:
     return float(sp.N(in_exponentials(in_terms_of(local, user, lambda value: sp.Float(values[value])))))
-
-
-def check_leaves(loss: Node, graph: Graph, at: Mapping) -> None:
-    needed = [n for n in toposort([loss]) if n.op in ("input", "param")]
-    missing = [n.name for n in needed if n.name not in at]
-    unknown = [name for name in at if name not in graph.leaves]
-    if missing or unknown:
-        problems = ([f"missing value(s) for {', '.join(missing)}"] if missing else []) + \
-                   ([f"unknown name(s) {', '.join(unknown)}"] if unknown else [])
-        raise GraphError(f"derivation at: {'; '.join(problems)}")
-
-
-def computed_values(written: GeneratedModule, at: Mapping, scalar: bool) -> dict[Node, object]:
-    """Every value and gradient the module compiled as written computes at the leaves' values `at`, from
-    one traced run of it; for a graph of scalars, the loss's forward values (numbers included) as floats."""
-    graph, loss = written.graph, written.graph.outputs[written.loss]
-    if scalar:
-        arrays = {name: np.float64(_as_float(value, name)) for name, value in at.items()}
-    else:
-        arrays = {name: _as_array(value, name) for name, value in at.items()}
-    unread = _unread_leaves(graph, loss, arrays)
-    try:
-        with np.errstate(all="ignore"):
-            values = written.values_at({**arrays, **unread}, also=list(written.backward.adjoints.values()))
-    except (TypeError, ValueError) as error:  # the module names the array and the shape it expected
-        raise GraphError(f"derivation at: {error}") from None
-    if scalar:
-        return {n: float(n.attr("value") if n.op == "const" else values[n]) for n in toposort([loss])}
-    made_up = depending_on(graph.nodes(), {graph.leaves[name] for name in unread})
-    return {n: v for n, v in values.items() if n not in made_up}
-
-
-def _unread_leaves(graph: Graph, loss: Node, arrays: dict) -> dict[str, np.ndarray]:
-    """Zeros for the leaves that only other outputs read: the module computes every output, the
-    derivation needs only the loss (and shows no value computed from these)."""
-    needed = set(toposort([loss]))
-    batched = [np.shape(arrays[name])[0] for name, leaf in graph.inputs.items()
-               if name in arrays and leaf.shape[:1] == (None,) and np.ndim(arrays[name])]
-    return {name: np.zeros(tuple((batched[0] if batched else 1) if d is None else d for d in leaf.shape))
-            for name, leaf in graph.leaves.items() if name not in arrays and leaf not in needed}
-
-
-def _as_array(value, name: str) -> np.ndarray:
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise GraphError(f"derivation at: the value of {name!r} must be a number or an array, got {value!r}") from None
-
-
-def _as_float(value, name: str) -> float:
-    try:
-        number = float(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise GraphError(f"derivation at: the value of {name!r} must be a number, got {value!r}") from None
-    return number

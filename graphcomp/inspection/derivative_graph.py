@@ -16,7 +16,8 @@ from ..formulas.latex import group
 from ..ir import Node, format_shape
 from ..ops import OPS, scalar_expr
 from .derivation import Derivation, consumers, derivation, local_latex
-from .equations import is_scalar_graph
+from .equations import is_scalar_graph, plain_math
+from .loop_steps import LoopStep
 from .export import FOLD_ABOVE, ExportError, boxed_values, cluster_of, magnitude, put, shape_text
 from .math_text import math_text
 from .notation import Notation
@@ -43,12 +44,14 @@ def backward_view(model: GeneratedModule, at: Mapping[str, object] | None = None
     uses = consumers(loss_node, backward)
     latex = _GradientLatex(steps, uses, boxed)
     view = nx.MultiDiGraph(name=f"{graph.name} (derivative graph)", derivative=True)
+    loops = {notation.by_name[loop.target]: loop for loop in derived.loops if loop.backward}
+    keys = {node: _key(node, notation) for node in steps} | {node: f"{loop.target} backward" for node, loop in loops.items()}
     for node, step in steps.items():
         if node not in boxed:
             continue
         formula = latex.formula(node)
-        lhs, rhs = math_text(step.lhs), math_text(formula)
-        view.add_node(_key(node, notation), op=node.op, role="loss" if node is loss_node else "gradient",
+        lhs, rhs = _loop_math(plain_math(step.lhs)), _loop_math(plain_math(formula))
+        view.add_node(keys[node], op=node.op, role="loss" if node is loss_node else "gradient",
                       shape=format_shape(node.shape), shape_text=shape_text(node.shape), title=lhs,
                       formula=f"{lhs} = {rhs}", label_formula=f"{lhs} = {rhs}", latex=f"{step.lhs} = {formula}",
                       output=node.is_leaf, leaf=node.is_leaf,
@@ -56,9 +59,13 @@ def backward_view(model: GeneratedModule, at: Mapping[str, object] | None = None
         if at is not None or derived.node_values:
             value = step.value if step.array is None else step.array
             if value is not None:
-                put(view.nodes[_key(node, notation)], "value", value)
-    _add_edges(view, steps, uses, boxed, derived, notation, scalar)
-    definitions = _definitions([view.nodes[name]["latex"] for name in view.nodes], derived, graph, notation)
+                put(view.nodes[keys[node]], "value", value)
+    for node, loop in loops.items():  # one box for each backward loop, its recursion written inside
+        _add_loop_box(view, keys[node], loop)
+    _add_edges(view, steps, uses, boxed, derived, notation, scalar, keys)
+    formulas = [view.nodes[name]["latex"] for name in view.nodes] + [rhs for loop in loops.values() for _, rhs in loop.forward]
+    definitions = [_loop_math(line) for loop in loops.values() for line in LoopStep.text(loop.forward)]
+    definitions += _definitions(formulas, derived, graph, notation)
     if definitions:  # the unnamed forward values the formulas read, defined beside them
         text = "\n".join(definitions)
         view.add_node("where", op="note", role="definition", title="where", formula=text, label_formula=text,
@@ -81,11 +88,50 @@ def _definitions(formulas: list[str], derived: Derivation, graph, notation: Nota
     return [f"{math_text(s.lhs)} = {math_text(s.formula)}" for s in unnamed if s.target in used]
 
 
+def _add_loop_box(view: nx.MultiDiGraph, key: str, loop: LoopStep) -> None:
+    """A backward loop's box, with a loop edge: the recursion runs once per step, as the forward one."""
+    text = _loop_box_text(loop)
+    view.add_node(key, op="scan", role="gradient", shape="", shape_text="", title=text.split("\n")[0],
+                  formula=text, label_formula=text, latex=" \\\\ ".join(LoopStep.latex(loop.backward)),
+                  output=False, leaf=False, cluster="")
+    view.add_edge(key, key, key="loop", loop=True, backward=True, local_text="each step t")
+
+
+def _loop_box_text(loop: LoopStep) -> str:
+    """A backward loop's box: where it starts (h̄_T = h̄), then its step, as the lecture writes it:
+    for t = T, …, 1: δ_t = h̄_t ⊙ (1 − h_t²), h̄_{t−1} = δ_t Whᵀ."""
+    lines, spans = [f"backward loop of {loop.target}"], []
+    for lhs, rhs in loop.backward:
+        equation, _, span = rhs.partition(r"\qquad")
+        if span.strip() and span.strip() not in spans:
+            spans.append(span.strip())
+        lines.append(_loop_math(plain_math(f"{lhs} = {equation.strip()}")))
+    inside = [k for k, (lhs, _) in enumerate(loop.backward, 1) if "_{t" in lhs]
+    if inside and spans:
+        header = f"for {', '.join(_loop_math(plain_math(span)) for span in spans)}:"
+        lines = lines[:inside[0]] + [header] + [f"  {line}" for line in lines[inside[0]:]]
+    return "\n".join(lines)
+
+
+def _loop_math(text: str) -> str:
+    """Σ over the steps of a loop written as the lecture writes it: Σ_t."""
+    return text.replace("Σ[t=1]^T ", "Σ_t ")
+
+
 def _add_edges(view: nx.MultiDiGraph, steps: dict, uses: dict, boxed: set[Node], derived: Derivation,
-               notation: Notation, scalar: bool) -> None:
-    """One edge ū → x̄ per use of x by u (from the box that holds ū when u is folded), with the local
-    derivative of that use (scalar graphs) and, given values, the share of x̄ it brings."""
+               notation: Notation, scalar: bool, keys: dict[Node, str]) -> None:
+    """One edge ū → x̄ per use of x by u (from the box that holds ū when u is folded; from the
+    backward loop's box when u is a loop), with the local derivative of that use (scalar graphs) and,
+    given values, the share of x̄ it brings; and one edge into each backward loop from the gradients
+    of its loop's results."""
     backward = derived.backward
+    for loop in (n for n in keys if n.op == "scan"):
+        for user, _ in uses.get(loop, []):
+            source = user
+            while source not in boxed:
+                source = uses[source][0][0]
+            view.add_edge(keys[source], keys[loop], key=f"{notation.name(user)}/0", operand=0,
+                          user=notation.name(user), backward=True)
     for node, step in steps.items():
         if node not in boxed:
             continue
@@ -102,7 +148,7 @@ def _add_edges(view: nx.MultiDiGraph, steps: dict, uses: dict, boxed: set[Node],
                 put(data, "flow", derived.node_values[backward.paths[(user, index)]], magnitude(step.array))
             if "flow_text" in data:
                 data["flow_text"] = f"adds {data['flow_text']}"
-            view.add_edge(_key(source, notation), _key(node, notation), key=f"{notation.name(user)}/{index}", **data)
+            view.add_edge(keys[source], keys[node], key=f"{notation.name(user)}/{index}", **data)
 
 
 def _key(node: Node, notation: Notation) -> str:

@@ -84,13 +84,13 @@ def _loop_text(model: GeneratedModule, name: str, grad: Node, loops: tuple) -> l
     results_read = [grad] if grad.op == "scan_result" else \
         [n for n in nodes if n.op == "scan_result" and n in read and n in listing.names]
     computed = ", ".join(listing.names[n] for n in results_read)
-    written = [_plain(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
+    written = [plain_math(f"{lhs} = {rhs}") for lhs, rhs in equations[name]
                if (lhs in loop_lhs or lhs in results.values()) and rhs != NESTED]
     if not written:
         return [(f"# {computed}: computed by the generated loops over time (a loop inside a loop's step; "
                  "graphcomp compile shows the code)")]
-    named = [f"{listing.names[n]} is {_plain(results[n])}" for n in nodes
-             if n in results and n in listing.names and listing.names[n] != _plain(results[n])]
+    named = [f"{listing.names[n]} is {plain_math(results[n])}" for n in nodes
+             if n in results and n in listing.names and listing.names[n] != plain_math(results[n])]
     return ([f"# the loop over time, step by step{' (' + ', '.join(named) + ')' if named else ''}:"] + written
             + [(f"# {computed}: computed by the generated loop over time (graphcomp compile shows the code), "
                 "as written above")])
@@ -99,7 +99,7 @@ def _loop_text(model: GeneratedModule, name: str, grad: Node, loops: tuple) -> l
 GREEK = {r"\delta": "δ", r"\epsilon": "ε", r"\gamma": "γ", r"\phi": "φ", r"\psi": "ψ"}
 
 
-def _plain(latex: str) -> str:
+def plain_math(latex: str) -> str:
     """A loop's equation in plain math: δ_t = h̄_t ⊙ (1 − h_t²)    t = T, …, 1."""
     for command, letter in GREEK.items():
         latex = re.sub(re.escape(command) + r"(?![A-Za-z])", letter, latex)

@@ -129,10 +129,9 @@ class LoopEquations:
         """The forward recursion of `loop` (a forward loop), or the backward one of a derivative."""
         forward = forward_of(loop)
         symbols = self.names.of[forward]
-        step = self._forward_step(forward, symbols)
         if loop is forward:
-            return self._forward_lines(forward, symbols, step)
-        return self._backward_lines(loop, symbols, step)
+            return self._forward_lines(forward, symbols, self._forward_step(forward, symbols))
+        return self._backward_lines(loop)
 
     # ---- the forward step
     def _forward_step(self, loop: Node, names: LoopSymbols) -> _Step:
@@ -182,31 +181,54 @@ class LoopEquations:
         return lines
 
     # ---- the step of the derivative
-    def _backward_lines(self, back: Node, names: LoopSymbols, forward_step: _Step) -> list[LoopLine]:
+    def backward_parts(self, back: Node, also: tuple[Node, ...] = ()) -> tuple[list[LoopLine], dict, dict]:
+        """The backward recursion of a derivative loop (its step's equations and the first values of
+        its carries), {result: the equations that define it}, and {result: what it adds to the
+        gradient of the forward loop's operand: Σ_t ..., stack(x̄_1, ..., x̄_T), \\bar{h}_0}; `also`:
+        first carries' gradients to say, even where the code reads none of them."""
+        recursion, results, added, sequences = self._backward_parts(back)
+        names, c = self.names.of[forward_of(back)], counts(forward_of(back))[0]
+        for result in also:
+            if result_key(result) < c:
+                added[result] = names.carries[result_key(result)].barred().at(names.back_steps.last)
+        return recursion + sequences, results, added
+
+    def _backward_parts(self, back: Node) -> tuple[list[LoopLine], dict, dict, list[LoopLine]]:
+        forward = forward_of(back)
+        names = self.names.of[forward]
+        step = self._backward_step(back, names, self._forward_step(forward, names))
         body: Body = back.attr("body")
-        forward: Node = back.attr("of")
         c, m = counts(forward)[0], counts(forward)[2]
-        step = self._backward_step(back, names, forward_step)
-        steps, lines = names.back_steps, self._named_lines(step)
+        steps, recursion = names.back_steps, self._named_lines(step)
         for i in range(c):
             gradient = names.carries[i].barred()
             rhs = f"{self._render(step, body.new_carries[i])} \\qquad {steps.span}"
-            lines.append(LoopLine(gradient.at(steps.previous), rhs, gradient.pattern()))
+            recursion.append(LoopLine(gradient.at(steps.previous), rhs, gradient.pattern()))
             seed = "0" if back.inputs[i].op == "zeros_like" else self._outer_text(back.inputs[i])
             if seed != gradient.at(steps.first):
-                lines.append(LoopLine(gradient.at(steps.first), seed, gradient.pattern()))
+                recursion.append(LoopLine(gradient.at(steps.first), seed, gradient.pattern()))
+        results, added = {}, {}
         for result in self._results.get(back, ()):
             key = result_key(result)
-            if c <= key < c + m:  # (the gradient of a first carry, \bar{h}_0, is the recursion's last value)
+            if key < c:  # the gradient of a first carry is the recursion's last value
+                added[result] = names.carries[key].barred().at(steps.last)
+            elif key < c + m:
                 total = self._running_sum(step, body.carries[key], body.new_carries[key])
-                lines.append(LoopLine(self.symbols[result], total, re.escape(self.symbols[result])))
-            elif key >= c + m:
-                lines += self._sequence_gradient(back, names, step, result, key - c - m)
+                results[result] = [LoopLine(self.symbols[result], total, re.escape(self.symbols[result]))]
+                added[result] = total
+            else:
+                results[result] = self._sequence_gradient(back, names, step, result, key - c - m)
+                added[result] = results[result][-1].rhs
         c_b, k_b, _ = counts(back)
+        sequences = []  # the gradients of per-step outputs the step reads: \\bar{y} = stack(\\bar{y}_1, ...)
         for slot, seq, axis in zip(body.xs, back.inputs[c_b:c_b + k_b], back.attr("axes")):
             if slot.name == "d_step":
-                lines += self._sequence_lines(seq, _split(step.symbols[slot]), axis)
-        return lines
+                sequences += self._sequence_lines(seq, _split(step.symbols[slot]), axis)
+        return recursion, results, added, sequences
+
+    def _backward_lines(self, back: Node) -> list[LoopLine]:
+        recursion, results, _, sequences = self._backward_parts(back)
+        return recursion + [line for lines in results.values() for line in lines] + sequences
 
     def _backward_step(self, back: Node, names: LoopSymbols, forward_step: _Step) -> _Step:
         body: Body = back.attr("body")
