@@ -1,5 +1,5 @@
 """The leaves' values a derivation is made at, checked and given to one traced run of the module
-compiled as written."""
+compiled as written: arrays as float64, an integer input's (token ids, labels) in its own dtype."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -36,7 +36,7 @@ def computed_values(written: GeneratedModule, at: Mapping, scalar: bool) -> dict
     if scalar:
         arrays = {name: np.float64(_as_float(value, name)) for name, value in at.items()}
     else:
-        arrays = {name: _as_array(value, name) for name, value in at.items()}
+        arrays = {name: _as_array(value, name, graph.leaves.get(name)) for name, value in at.items()}
     unread = _unread_leaves(graph, loss, arrays)
     try:
         with np.errstate(all="ignore"):
@@ -59,8 +59,15 @@ def _unread_leaves(graph: Graph, loss: Node, arrays: dict) -> dict[str, np.ndarr
             for name, leaf in graph.leaves.items() if name not in arrays and leaf not in needed}
 
 
-def _as_array(value, name: str) -> np.ndarray:
+def _as_array(value, name: str, leaf: Node | None = None) -> np.ndarray:
+    """A leaf's value as an array: float64, or, for an integer input (token ids, labels), its integer dtype."""
     try:
+        if leaf is not None and leaf.is_integer_input:
+            array = np.asarray(value)
+            if array.dtype.kind not in "iub" and not np.array_equal(array, np.round(array)):
+                raise GraphError(f"derivation at: {name!r} holds integer ids ({leaf.attr('dtype')}); got values "
+                                 f"that are not whole numbers")
+            return array.astype(leaf.attr("dtype"))
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise GraphError(f"derivation at: the value of {name!r} must be a number or an array, got {value!r}") from None
