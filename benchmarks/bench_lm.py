@@ -8,7 +8,12 @@ each at the examples' batch of 32: forward and gradients, no update. The generat
 (torch.autograd.grad; F.dropout in training mode) and JAX (jax.value_and_grad under jit, dropout from a
 key split inside the step), the same params in each. Before anything is timed, PyTorch's and JAX's losses
 and gradients are checked against graphcomp's with dropout off (to 1e-10 in float64, 1e-4 relative in
-float32). Times: the median of interleaved rounds, in ms and as ratios to PyTorch's step of the same run.
+float32). Times: the median of interleaved rounds, in ms and as ratios to PyTorch's and JAX's steps of
+the same run; then the minor page faults per step (memory taken from the system afresh at each step: with
+glibc's default settings, the generated step's tens of MB of temporaries are handed back to the system
+when it returns and zeroed again by the kernel at the next step; MALLOC_TRIM_THRESHOLD_=1000000000
+MALLOC_MMAP_THRESHOLD_=33554432 in the environment keep them), and the peak memory of the generated step
+(tracemalloc).
 Every library computes on one thread, as in bench_loops.py (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
 XLA's flags set unless given; torch.set_num_threads(1)): the matrices are small, and the machine's other
 core is often busy.
@@ -29,7 +34,7 @@ import numpy as np
 
 import graphcomp as gc
 import peers
-from bench_loops import median_times
+from bench_loops import median_times, peak_megabytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import bengio_lm  # noqa: E402 - the examples' own graphs, data and initial params
@@ -208,12 +213,27 @@ def measure(example: str, dtype: str, batch: int, repeat: int, inner: int) -> di
             "PyTorch": torch_step(example, module, params, data, dtype),
             "JAX jit": jax_step(example, module, params, data, dtype)}
     runs = {name: run for name, run in runs.items() if run is not None}
-    return {"seconds": median_times(runs, repeat, inner), "checks": checks}
+    seconds = median_times(runs, repeat, inner)
+    return {"seconds": seconds, "checks": checks, "faults": {name: page_faults(run) for name, run in runs.items()},
+            "peak": peak_megabytes(runs["generated"])}
+
+
+def page_faults(run, steps: int = 5) -> float:
+    """Minor page faults per step: memory the step takes from the system afresh (where the C library
+    returned the previous step's temporaries to it), each page zeroed by the kernel on first touch."""
+    import resource
+
+    run()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        run()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
 def table(rows: dict, dtype: str) -> None:
-    print(f"{'training step (' + dtype + ')':<52}{'generated ms':>13}{'PyTorch ms':>12}{'JAX jit ms':>12}"
-          f"{'generated / PyTorch':>21}{'generated / JAX':>17}")
+    print(f"{'training step (' + dtype + ')':<60}{'generated ms':>13}{'PyTorch ms':>12}{'JAX jit ms':>12}"
+          f"{'generated / PyTorch':>21}{'generated / JAX':>17}   page faults per step: generated / PyTorch / JAX"
+          f"   generated step peak MB")
     for name, row in rows.items():
         seconds = row["seconds"]
 
@@ -222,8 +242,10 @@ def table(rows: dict, dtype: str) -> None:
 
         def ratio(run):
             return f"{seconds['generated'] / seconds[run]:.2f}" if run in seconds else "-"
-        print(f"{name:<52}{ms('generated'):>13}{ms('PyTorch'):>12}{ms('JAX jit'):>12}{ratio('PyTorch'):>21}"
-              f"{ratio('JAX jit'):>17}")
+        faults = " / ".join(f"{row['faults'][run]:.0f}" if run in row["faults"] else "-"
+                            for run in ("generated", "PyTorch", "JAX jit"))
+        print(f"{name:<60}{ms('generated'):>13}{ms('PyTorch'):>12}{ms('JAX jit'):>12}{ratio('PyTorch'):>21}"
+              f"{ratio('JAX jit'):>17}   {faults:<45}   {row['peak']:.1f}")
     for name, row in rows.items():
         print(f"{name}: largest difference from graphcomp's loss and gradients (relative, dropout off): "
               + ", ".join(f"{run} {value:.1e}" for run, value in row["checks"].items()))
