@@ -32,6 +32,12 @@ def _printable(text: str) -> str:
 FUNCTIONS: dict[str, Callable[..., Node]] = {
     name: getattr(dsl, name) for name in dsl.__all__
 } | {name: getattr(losses, name) for name in losses.__all__}
+# The layers that declare params on the graph are written with a declared param instead.
+LAYERS = {"embedding": "write take(E, ids) with E a param of shape [vocab, dim] (init = \"standard_normal\" is "
+                       "PyTorch's) and ids an input of dtype \"int64\"",
+          "linear": "write x @ W + b with W a param of shape [in, out] and b of shape [out] (init = \"uniform\", "
+                    "and fan_in = in for b, is PyTorch's)",
+          "mlp": "write each layer as x @ W + b, or use [model] kind = \"mlp\""}
 
 
 class Results:
@@ -149,6 +155,8 @@ class Evaluator:
     def _visit_Call(self, n: ast.Call) -> Node:
         if not isinstance(n.func, ast.Name):
             raise self.error(f"{describe(n.func)} cannot be called: call graphcomp functions by name")
+        if n.func.id in LAYERS:
+            raise self.error(f"{n.func.id}() declares params, which a spec declares in [params]: {LAYERS[n.func.id]}")
         if n.func.id not in FUNCTIONS:
             raise self.error(f"unknown function {n.func.id!r}")
         args = [self.visit(a) for a in n.args]

@@ -139,9 +139,9 @@ def _leaves(graph: Graph, data: dict, file: str) -> dict[str, int]:
         where = f"params.{name}"
         if not isinstance(entry, dict):
             entry = {"shape": entry}
-        _only(entry, {"shape", "init"}, file, where)
+        _only(entry, {"shape", "init", "fan_in"}, file, where)
         guard(file, where, lambda: graph.param(name, _shape(entry.get("shape", []), file, where),
-                                               init=entry.get("init", "xavier")))
+                                               init=entry.get("init", "xavier"), fan_in=entry.get("fan_in")))
     return classes
 
 
