@@ -36,7 +36,7 @@ def build(steps: int = STEPS, hidden: int = HIDDEN, unrolled: bool = False) -> g
             return h, None  # the new state; no per-step output (the loss reads only h_T)
 
         h, _ = gc.scan(step, h0, x, axis=1)
-        h = g.let("h", h)
+        h = g.let("hT", h)  # the state after the last step
     prediction = g.output("prediction", h @ Wy + by)
     g.output("loss", gc.mse(prediction, y))
     return g

@@ -22,6 +22,9 @@ DASK = importlib.util.find_spec("dask") is not None
 
 
 def as_strict(value):
+    """A float64 array of array-api-strict; integer ids stay integers."""
+    if np.issubdtype(np.asarray(value).dtype, np.integer):
+        return array_api_strict.asarray(value)
     return array_api_strict.asarray(value, dtype=array_api_strict.float64)
 
 
@@ -72,13 +75,17 @@ def test_every_op_computes_within_the_standard(case):
 
 
 def example_arrays(module, seed=0):
-    """Random inputs for an example (class labels where it takes them), and its initial params."""
+    """Random inputs for an example (class labels and ids where it takes them), and its initial params."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in module.INPUTS.items():
         size = tuple(4 if d is None else 5 if isinstance(d, str) else d for d in shape)  # "T": 5 steps
-        arrays[name] = (rng.integers(0, module.LABELS[name], size=size).astype(float) if name in module.LABELS
-                        else rng.normal(size=size))
+        if name in module.INTEGERS:  # ids: integers below the rows (or classes) they pick
+            dtype, rows = module.INTEGERS[name]
+            arrays[name] = rng.integers(0, rows or 1, size=size).astype(dtype)
+        else:
+            arrays[name] = (rng.integers(0, module.LABELS[name], size=size).astype(float) if name in module.LABELS
+                            else rng.normal(size=size))
     return {**arrays, **module.init_params(seed)}
 
 
