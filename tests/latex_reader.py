@@ -8,7 +8,8 @@ module's gradients fails.
 Notation: juxtaposition is the matrix product (a plain product where an operand is a scalar);
 a b^T of two vectors is their outer product; ⊙ and · are elementwise products; 1^T A sums over
 the first axis; 1_x is ones shaped like x; 1[c] is 1 where c holds; N is the batch size; named
-operators carry their axes, shape or settings as a subscript.
+operators carry their axes, shape or settings as a subscript. \sigma is the logistic function, and
+\sigma with a subscript (\sigma_{x}, a norm's standard deviation) a symbol.
 
 Loops: T is the number of steps. An equation whose left side is indexed by t (h_{t}, \bar{h}_{t-1},
 \delta_{t}^{(2)}) holds at every step t (or at those its `\qquad t = 1, \dots, T` says), so h_{3} is
@@ -169,7 +170,7 @@ def bind(text: str, t: int) -> str:
 
 
 _SYMBOL = re.compile(r"(\\bar\{(?:\\hat\{[A-Za-z]\}|\\[A-Za-z]+|[A-Za-z])\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}"
-                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega)"
+                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega|sigma(?=_))"
                      r"(?![A-Za-z])|[A-Za-df-zA-Z](?![A-Za-z]))(_\{[^{}]*\})?(\^\{\(\d+\)\})?")
 # ∂F/∂a_{1}: how a graph of scalars writes a gradient; read as one symbol, like \bar{a}_{1}
 _PARTIAL = re.compile(r"\\frac\{\\partial [^{}]+\}\{\\partial (?:[^{}]|\{[^{}]*\})+\}")
@@ -321,7 +322,7 @@ class _Parser:
             return condition.astype(float)
         if self.peek(r"\\operatorname\{(\w+)\}") and not self.peek(r"\\operatorname\{(softplus|sign)\}"):
             return self.operator()
-        function = self.take(r"\\(tanh|exp|log|sigma|operatorname\{softplus\}|operatorname\{sign\})")
+        function = self.take(r"\\(tanh|exp|log|sigma(?!_)|operatorname\{softplus\}|operatorname\{sign\})")
         if function:
             power = self.sub(self.braced()) if self.take(r"\^") else None
             argument = self.sub(self.braced()) if self.peek(r"\{") else (

@@ -77,6 +77,7 @@ class ValueNames:
         self._origins: Mapping[Node, Node] = origins or {}
         self._numbered: dict[Node, str] = {}  # the unnamed values of the graph as written: t1, t2, ...
         written = written or graph
+        self._parts = {**_lecture_parts(graph), **_lecture_parts(written)}
         named = {node for node, _ in _user_names(written)}
         for node in written.nodes():
             if node.op != "const" and node not in named:
@@ -125,11 +126,16 @@ class ValueNames:
 
     def _lecture_name(self, node: Node) -> str | None:
         """The lecture's name for an unnamed value it always names: Y for the one-hot labels, P for the
-        probabilities softmax(z) of a softmax cross-entropy's gradient, so that it reads (P - Y)/N."""
+        probabilities softmax(z) of a softmax cross-entropy's gradient, so that it reads (P - Y)/N, and
+        of an attention; xhat (x̂) and sigma_x (σ_x) for a norm's normalised value and standard
+        deviation, so that its gradient reads γ/(N σ_x)(N ȳ - Σȳ - x̂ ⊙ Σ(ȳ ⊙ x̂)). A second one is
+        P2, xhat2, ..."""
         if node.op == "one_hot":
             base = "Y"
         elif softmax_of(node) is not None:
             base = "P"
+        elif node in self._parts:
+            base = self._parts[node]
         else:
             return None
         name, k = base, 2
@@ -199,6 +205,28 @@ class ValueNames:
         variable = self.variable(into)
         self._symbols[node] = f"{self.gradient_symbol(into)}^{{({path})}}"
         return self._namer.fresh(path_name(variable, path))
+
+
+NORM_PARTS = {3: "xhat", 4: "sigma_x"}  # a norm row's operands x̂ and σ (ops/norm.py)
+LECTURE_NAMES = re.compile(r"(Y|P|xhat|sigma_x)\d*")
+
+
+def is_lecture_name(name: str) -> bool:
+    """Whether a name is one the lecture gives an unnamed value (Y, P, xhat, sigma_x, P2, ...): the
+    formulas then keep that value's equation, as they do for a value the user named."""
+    return LECTURE_NAMES.fullmatch(name) is not None
+
+
+def _lecture_parts(graph: Graph) -> dict[Node, str]:
+    """The values the lecture names by what they are to the op that reads them: a batch or layer norm's
+    x̂ and σ, an attention's probabilities P = softmax(q kᵀ/√d) (the softmax its product with v reads)."""
+    parts: dict[Node, str] = {}
+    for node in graph.nodes():
+        if node.op in ("batch_norm", "layer_norm"):
+            parts.update({node.inputs[k]: base for k, base in NORM_PARTS.items()})
+        elif node.op == "matmul" and node.inputs[0].op == "softmax":
+            parts[node.inputs[0]] = "P"
+    return parts
 
 
 def _user_names(graph: Graph) -> list[tuple[Node, str]]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import sympy as sp
 
 from ..codegen import GeneratedModule
-from ..codegen.names import gradient_name
+from ..codegen.names import gradient_name, is_lecture_name
 from ..formulas.printing import plain_text, sympy_number
 from ..formulas.latex import (BATCH, axis_subscript, elementwise_latex, formula_latex, latex_number, latex_operator,
                               operand_symbol, short_number)
@@ -195,7 +195,8 @@ def _inlined(model: GeneratedModule, nodes: list[Node], grad: Node, writer: _Equ
             writer.inline.add(n)
             continue
         if (n is grad or n in kept or (n in forward and model.compiled_graph.name_of(n) is not None)
-                or softmax_of(n) is not None):  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
+                or softmax_of(n) is not None  # P = softmax(z) keeps its equation: (P - Y)/N reads as such
+                or n in forward and is_lecture_name(model.listing.names.get(n, ""))):  # x̂, σ_x of a norm
             continue
         limit = INLINE_LIMIT if n not in forward or n in near_loops else INLINE_LIMIT // 2
         if (uses[n] == 1 or n in forward) and len(writer.render(n)) <= limit:
