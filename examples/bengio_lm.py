@@ -67,12 +67,13 @@ def build(context: int = CONTEXT, embed: int = EMBED, hidden: int = HIDDEN) -> g
 
 
 def initial_params(m, seed: int = 0) -> dict:
-    """The module's init_params(seed), with batch norm's scale set to 1 (the graph has no init of ones)
-    and the output layer drawn 10 times smaller, so that the first predictions are close to uniform."""
+    """The module's init_params(seed), with batch norm's scale set to 1 (the graph has no init of ones),
+    the output layer's weight drawn 10 times smaller and its bias 0, so that the first predictions are
+    close to uniform."""
     params = m.init_params(seed=seed)
     params["bn_weight"] = np.ones_like(params["bn_weight"])
     params["out_weight"] = params["out_weight"] * 0.1
-    params["out_bias"] = params["out_bias"] * 0.0
+    params["out_bias"] = np.zeros_like(params["out_bias"])
     return params
 
 
