@@ -48,8 +48,9 @@ def rnn():
 def test_the_backward_picture_of_a_loop_draws_the_loop_and_every_params_gradient(rnn):
     model, _, _, view = rnn
     loop = loop_box(view)
-    assert {"d_Wx", "d_Wh", "d_b", "d_Wy", "d_by", "d_h"} <= set(view.nodes)
-    assert view.has_edge("d_h", loop) and view.has_edge(loop, loop)  # seeded by h̄, a loop over t
+    assert {"d_Wx", "d_Wh", "d_b", "d_Wy", "d_by"} <= set(view.nodes)
+    (seed,) = set(view.predecessors(loop)) - {loop}  # the gradient of the loop's result, h̄_T
+    assert view.has_edge("d_prediction", seed) and view.has_edge(loop, loop)  # a loop over t
     for param in ("Wx", "Wh", "b"):  # each shared param's gradient comes out of the backward loop
         assert list(view.predecessors(f"d_{param}")) == [loop]
         formula = view.nodes[f"d_{param}"]["label_formula"]
@@ -60,7 +61,7 @@ def test_the_backward_picture_of_a_loop_draws_the_loop_and_every_params_gradient
     step = lines[lines.index("for t = T, …, 1:") + 1:]
     assert step[0].strip() == "δ_t = " + step[0].split(" = ")[1] and " ⊙ (1 − " in step[0]
     assert re.fullmatch(r"\S+\[t−1\] = δ_t Whᵀ", step[1].strip()), step[1]
-    assert lines[1].endswith(" = h̄")  # where the recursion starts: the gradient of the loop's result
+    assert lines[1].endswith(" = " + view.nodes[seed]["title"])  # where the recursion starts: h̄_T
 
 
 def test_the_pictures_loop_formulas_read_back_are_the_modules_gradients(rnn):
@@ -68,8 +69,10 @@ def test_the_pictures_loop_formulas_read_back_are_the_modules_gradients(rnn):
     (loop,) = derived.loops
     box = view.nodes[loop_box(view)]["latex"]  # the backward loop's box, as the picture writes it
     written = loop.forward + [tuple(line.split(" &= ", 1)) for line in box.split(" \\\\ ")]
-    written += [equations(view.nodes[name]["latex"])[0] for name in ("d_h", "d_prediction")]
-    written += [(s.lhs, s.formula) for s in derived.forward if s.target not in ("N", loop.target, "h")]
+    (seed,) = set(view.predecessors(loop_box(view))) - {loop_box(view)}
+    written += [equations(view.nodes[name]["latex"])[0] for name in (seed, "d_prediction")]
+    recursion = {lhs for lhs, _ in written}  # the loop's result is h_T there, not the loop's value's part
+    written += [(s.lhs, s.formula) for s in derived.forward if s.target not in ("N", loop.target) and s.lhs not in recursion]
     reader = Reader({**{symbol(n): v for n, v in arrays.items()}, "N": BATCH, "T": STEPS}, BATCH, STEPS)
     reader.define([(re.sub(r"\s+", "", lhs), rhs) for lhs, rhs in written])
     _, grads = model.load().gradients(**arrays)
