@@ -98,7 +98,7 @@ def test_batch_norm_prints_the_closed_form_and_the_reader_evaluates_it(shape):
     latex = model.gradient_latex()["x"]
     count = r"N" if len(shape) == 2 else r"2 N"
     # x̄ = γ/(Nσ)(N ȳ - Σȳ - x̂ ⊙ Σ(ȳ ⊙ x̂)), the sums being β̄ and γ̄ (computed once)
-    assert (rf"\bar{{x}} &= \frac{{1}}{{{count}}} \frac{{\gamma \odot \left({count} \odot \bar{{y}} - \bar{{\beta}} "
+    assert (rf"\bar{{x}} &= \frac{{1}}{{{count}}} \frac{{\gamma \odot \left({count} \bar{{y}} - \bar{{\beta}} "
             rf"- \hat{{x}} \odot \bar{{\gamma}}\right)}}{{\mathrm{{std}}}} \\") in latex
     axes = r"\text{axis } 0" if len(shape) == 2 else r"\text{axes } 0, 1"
     assert rf"\bar{{\gamma}} &= \operatorname{{sum}}_{{{axes}}}\left(\bar{{y}} \odot \hat{{x}}\right) \\" in latex

@@ -187,6 +187,11 @@ class TensorLatexPrinter(LatexPrinter):
 
     _print_Add = positive_first
 
+    def __init__(self, settings: dict | None = None) -> None:
+        super().__init__(settings)
+        # a number's power of ten is a product of numbers: 1.0 \cdot 10^{-5}, never with the formula's ⊙
+        self._settings["mul_symbol_latex_numbers"] = r" \cdot "
+
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A product with no division puts a sum after the factor it is made of, as a person writes
         it: σ(a) (1 - σ(a)), where SymPy's own order puts the sum first, (1 - σ(a)) σ(a)."""
@@ -239,7 +244,10 @@ def elementwise_latex(expr: sp.Expr, names: dict[sp.Symbol, str], tensor: bool) 
     printer = TensorLatexPrinter({"symbol_names": names, "mul_symbol": r" \odot " if tensor else None})
     text = _single_parentheses(printer.doprint(factored(expr)))
     text = re.sub(r"\}\{\\left\(([^{}()]*?)\\right\)\}", r"}{\1}", text)  # \frac{1}{3 N}: no parentheses
-    return re.sub(r"(?<![\w}])(\d+(?:\.\d+)?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
+    text = re.sub(r"(?<![\w}])(\d+(?:\.\d+)?(?: \\cdot 10\^\{-?\d+\})?) \\odot ", r"\1 ", text)  # 2 h, not 2 ⊙ h
+    for count in sorted({names.get(s, s.name) for s in expr.free_symbols if s.is_positive}):  # N h̄, not N ⊙ h̄
+        text = re.sub(rf"(?<![\\\w{{]){re.escape(count)} \\odot ", f"{count} ", text)
+    return text
 
 
 # The batch size in a formula: a mean over the batch divides by it (README: "N is the batch size").
