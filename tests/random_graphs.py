@@ -124,15 +124,8 @@ class _Builder:
             self.s = self.old
 
     # ---- leaves and values ----------------------------------------------
-    def _leaf_name(self) -> str:
-        name = f"{self.s.leaf}{self.s.leaves}"
-        self.s.leaves += 1
-        if self.s is self.new:
-            self.new_leaves.add(name)
-        return name
-
     def leaf(self, shape: tuple, data: str = "normal", classes: int = 0) -> Entry:
-        name = self._leaf_name()
+        name = f"{self.s.leaf}{self.s.leaves}"  # counted once declared: a shape refused leaves the name free
         param = None not in shape and data == "normal" and self.r.random() < 0.3
         if param:
             node = self.g.param(name, shape)
@@ -140,6 +133,9 @@ class _Builder:
         else:
             node = self.g.input(name, shape=shape)
             self.code.append(f'{name} = g.input("{name}", shape={shape!r})')
+        self.s.leaves += 1
+        if self.s is self.new:
+            self.new_leaves.add(name)
         self.data[name] = {
             "normal": lambda rng, s: rng.normal(size=s),
             "unit": lambda rng, s: rng.uniform(0.05, 0.95, size=s),
