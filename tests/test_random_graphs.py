@@ -56,6 +56,7 @@ def test_the_new_ops_leave_each_seed_its_old_graph():
         assert (new.code == old.code) == (not added), seed
         for name, value in old.arrays.items():
             np.testing.assert_array_equal(new.arrays[name], value)
+        assert list(old.graph.leaves) == [f"x{k}" for k in range(len(old.graph.leaves))], seed  # x0, x1, ... as ever
     assert 25 <= inserted <= 75, inserted
 
 
