@@ -59,7 +59,7 @@ def build(context: int = CONTEXT, embed: int = EMBED, hidden: int = HIDDEN) -> g
     e = gc.embedding(g, ids, VOCAB, embed, name="C")  # (N, 3, 10)
     x = g.let("x", gc.reshape(e, (None, context * embed)))  # the three embeddings side by side
     a = g.let("a", gc.linear(g, x, hidden, name="hidden", bias=False))  # batch norm brings its own shift
-    gamma, beta = g.param("bn_weight", (hidden,), init="zeros"), g.param("bn_bias", (hidden,), init="zeros")
+    gamma, beta = g.param("bn_weight", (hidden,), init="ones"), g.param("bn_bias", (hidden,), init="zeros")
     h = g.let("h", gc.tanh(gc.batch_norm(a, gamma, beta, name="bn")))  # running statistics bn_running_mean, _var
     logits = g.output("logits", gc.linear(g, h, VOCAB, name="out"))
     g.output("loss", gc.softmax_cross_entropy(logits, following))
@@ -67,11 +67,9 @@ def build(context: int = CONTEXT, embed: int = EMBED, hidden: int = HIDDEN) -> g
 
 
 def initial_params(m, seed: int = 0) -> dict:
-    """The module's init_params(seed), with batch norm's scale set to 1 (the graph has no init of ones),
-    the output layer's weight drawn 10 times smaller and its bias 0, so that the first predictions are
-    close to uniform."""
+    """The module's init_params(seed) (batch norm's scale starts at 1 and its shift at 0), with the output
+    layer's weight drawn 10 times smaller and its bias 0, so that the first predictions are close to uniform."""
     params = m.init_params(seed=seed)
-    params["bn_weight"] = np.ones_like(params["bn_weight"])
     params["out_weight"] = params["out_weight"] * 0.1
     params["out_bias"] = np.zeros_like(params["out_bias"])
     return params

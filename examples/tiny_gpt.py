@@ -62,9 +62,9 @@ def examples(names: list[str], context: int = CONTEXT) -> dict:
 
 
 def layer_norm(g: gc.Graph, x, name: str):
-    """PyTorch's nn.LayerNorm over the last axis: params <name>_weight (1 after initial_params) and <name>_bias."""
+    """PyTorch's nn.LayerNorm over the last axis: params <name>_weight (starting at 1) and <name>_bias (at 0)."""
     width = x.shape[-1]
-    weight, bias = g.param(f"{name}_weight", (width,), init="zeros"), g.param(f"{name}_bias", (width,), init="zeros")
+    weight, bias = g.param(f"{name}_weight", (width,), init="ones"), g.param(f"{name}_bias", (width,), init="zeros")
     return gc.layer_norm(x, weight, bias)
 
 
@@ -109,13 +109,9 @@ def build(context: int = CONTEXT, width: int = WIDTH, heads: int = HEADS, layers
 
 
 def initial_params(m, seed: int = 0) -> dict:
-    """The module's init_params(seed) with every layer norm's scale set to 1 (the graph has no init of
-    ones): embeddings N(0, 0.01²), linear layers PyTorch's U(-1/√in, 1/√in), layer-norm shifts 0."""
-    params = m.init_params(seed=seed)
-    for name in params:
-        if "_ln" in name and name.endswith("_weight") or name == "ln_f_weight":
-            params[name] = np.ones_like(params[name])
-    return params
+    """The module's init_params(seed): embeddings N(0, 0.01²), linear layers PyTorch's U(-1/√in, 1/√in),
+    layer-norm scales 1 and shifts 0."""
+    return m.init_params(seed=seed)
 
 
 def sample(m, params: dict, count: int = 10, seed: int = 0, context: int = CONTEXT, longest: int = 30) -> list[str]:

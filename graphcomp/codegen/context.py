@@ -178,6 +178,7 @@ def _param_context(name: str, leaf: Node) -> dict:
         "xavier": f"np.sqrt(6 / ({fan_in} + {fan_out})) * rng.uniform(-1.0, 1.0, size={shape})",
         "kaiming": f"np.sqrt(2 / {fan_in}) * rng.standard_normal({shape})",
         "zeros": f"np.zeros({shape})",
+        "ones": f"np.ones({shape})",
         "normal": f"0.01 * rng.standard_normal({shape})",
         "standard_normal": f"rng.standard_normal({shape})",
         "uniform": f"rng.uniform(-1.0, 1.0, size={shape}) / np.sqrt({leaf.attr('fan_in', fan_in)})",

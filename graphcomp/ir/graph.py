@@ -29,8 +29,9 @@ DISPLAYS: dict[str, Any] = {}
 # statistics), declared by the node that owns it (attr `buffers`) and found by the graph; see Graph.buffers.
 LEAF_OPS = ("input", "param", "const", "buffer")
 # "standard_normal" is N(0, 1), PyTorch's nn.Embedding; "uniform" is U(-1/√fan_in, 1/√fan_in), PyTorch's
-# nn.Linear (its weight and its bias both read the layer's fan-in).
-INITS = ("xavier", "kaiming", "zeros", "normal", "standard_normal", "uniform")
+# nn.Linear (its weight and its bias both read the layer's fan-in); "ones" is a scale that starts at 1
+# (PyTorch's LayerNorm and BatchNorm weights).
+INITS = ("xavier", "kaiming", "zeros", "ones", "normal", "standard_normal", "uniform")
 # The dtypes an input may hold: "float" is the module's dtype (float64 or float32, chosen at compile time);
 # integers are indices (gc.take) and class labels, never differentiated.
 INPUT_DTYPES = ("float", "int64", "int32")
