@@ -18,7 +18,6 @@ causal mask keeps the positions after them from mattering), the next letter draw
 the last of them, until '.'.
 Run: python examples/tiny_gpt.py [output directory]
 """
-import math
 import sys
 from pathlib import Path
 
@@ -68,15 +67,6 @@ def layer_norm(g: gc.Graph, x, name: str):
     return gc.layer_norm(x, weight, bias)
 
 
-def gelu(g: gc.Graph, a, name: str):
-    """GPT-2's GELU, 0.5 a (1 + tanh(√(2/π)(a + 0.044715 a³))), typed out: gc.gelu(a) is the same function,
-    but its code computes a**3 (NumPy's power, about 30 times slower than two products) and the tanh again
-    for the gradient; here a³ is a·a² and the tanh is named, so the gradient reads it."""
-    square = g.let(f"{name}_a2", a * a)
-    t = g.let(f"{name}_tanh", gc.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a * square)))
-    return 0.5 * a * (1 + t)
-
-
 def block(g: gc.Graph, x, k: int, context: int, width: int, heads: int, dropout: float):
     """One pre-layer-norm transformer block on x (N, T, d): causal self-attention, then the MLP."""
     size = width // heads
@@ -88,7 +78,7 @@ def block(g: gc.Graph, x, k: int, context: int, width: int, heads: int, dropout:
     y = gc.attention(heads_of(0), heads_of(1), heads_of(2), causal=True)  # (N, H, T, d/H)
     y = gc.reshape(gc.transpose(y, (0, 2, 1, 3)), (None, context, width))  # the heads side by side again
     x = g.let(f"x{k}a", x + gc.dropout(gc.linear(g, y, width, name=f"h{k}_proj"), dropout))
-    hidden = gelu(g, gc.linear(g, layer_norm(g, x, f"h{k}_ln2"), 4 * width, name=f"h{k}_fc"), f"h{k}")
+    hidden = gc.gelu(gc.linear(g, layer_norm(g, x, f"h{k}_ln2"), 4 * width, name=f"h{k}_fc"))  # GPT-2's tanh form
     return g.let(f"x{k}b", x + gc.dropout(gc.linear(g, hidden, width, name=f"h{k}_fc2"), dropout))
 
 

@@ -68,3 +68,44 @@ def test_a_spec_file_declares_a_param_of_ones(tmp_path):
 def test_an_unknown_init_names_ones_among_the_choices():
     with pytest.raises(GraphError, match="ones"):
         gc.Graph("bad").param("w", (2,), init="one")
+
+
+# ---- GELU's code -----------------------------------------------------------------------------------
+
+def _code(source: str, function: str) -> list[str]:
+    """The lines of one generated function, comments cut off."""
+    body = source.split(f"\ndef {function}(", 1)[1].split("\n\n\n", 1)[0]
+    return [line.split("  #", 1)[0] for line in body.splitlines()[1:] if not line.lstrip().startswith("#")]
+
+
+def _gelu_module():
+    g = gc.Graph("gelu")
+    x, r = g.input("x", shape=(None, 5)), g.input("r", shape=(None, 5))
+    y = g.output("y", gc.gelu(x))
+    g.output("loss", gc.sum(y * r))
+    return gc.compile(g, wrt=["x"], loss="loss")
+
+
+def test_gelus_code_cubes_by_products_and_computes_its_tanh_once():
+    source = _gelu_module().source
+    for function in ("forward", "_gradients"):
+        lines = _code(source, function)
+        assert not any("**3" in line or "** 3" in line for line in lines), "\n".join(lines)
+        assert sum(line.count("xp.tanh(") for line in lines) == 1, "\n".join(lines)
+
+
+def test_gelus_gradient_matches_differences_and_pytorch():
+    m = _gelu_module().load()
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.standard_normal((6, 5)) * 3, [[0.0, -1e-3, 1e-3, -8.0, 8.0]]])
+    r = rng.standard_normal(x.shape)
+    outputs, grads = m.gradients(x=x, r=r)
+    h = 1e-3  # five-point differences of the elementwise function: error of order h**4
+    y = {k: m.forward(x=x + k * h, r=r)["y"] for k in (-2, -1, 1, 2)}
+    slope = (y[-2] - 8 * y[-1] + 8 * y[1] - y[2]) / (12 * h)
+    np.testing.assert_allclose(grads["x"], r * slope, **TOLERANCE)
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = F.gelu(x_t, approximate="tanh")
+    (y_t * torch.tensor(r)).sum().backward()
+    np.testing.assert_allclose(outputs["y"], y_t.detach().numpy(), **TOLERANCE)
+    np.testing.assert_allclose(grads["x"], x_t.grad.numpy(), **TOLERANCE)
