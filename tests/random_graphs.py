@@ -228,6 +228,11 @@ class _Builder:
                 except gc.GraphcompError:
                     continue
                 self.add(node, text)
+                if self.r.random() < 0.25:  # and its second derivative
+                    try:
+                        self.add(*_second_order_new(self))
+                    except gc.GraphcompError:
+                        pass
                 return
 
     def loss(self) -> None:
@@ -495,15 +500,21 @@ def _ids_for(b: _Builder, shape_choices: list[tuple], rows: int) -> Entry:
     """Integer ids below `rows`: an integer input already declared (its bound lowered to `rows`), now and
     then a slice of one, or a new one."""
     known = [e for e in b.every_ids if e.node.shape in shape_choices or e.node.ndim == 2]
-    if known and b.r.random() < 0.3:
+    if known and b.r.random() < 0.5:
         ids = b.r.choice(known)
         b.rows[ids.text] = min(rows, b.rows[ids.text])
-        if ids.node.shape in shape_choices:
+        sliced = ids.node.ndim == 2 and (ids.node.shape[0],) in shape_choices
+        if ids.node.shape in shape_choices and not (sliced and b.r.random() < 0.5):
             return ids
-        if (ids.node.shape[0],) in shape_choices:
+        if sliced:
             column = b.r.choice([0, 1])
             return Entry(ids.node[:, column], f"{ids.text}[:, {column}]")
-    ids = b.ids(b.r.choice(shape_choices), rows)
+    shape = b.r.choice(shape_choices)
+    if shape == (None,) and b.r.random() < 0.3:  # a column of (N, 2) ids: ids read through a view
+        ids = b.ids((None, 2), rows)
+        b.every_ids.append(ids)
+        return Entry(ids.node[:, 1], f"{ids.text}[:, 1]")
+    ids = b.ids(shape, rows)
     b.every_ids.append(ids)
     return ids
 
@@ -610,10 +621,19 @@ def _attention(b: _Builder) -> tuple:
                  lambda x, y, z: gc.attention(x, y, z, causal=causal), q, k, v)
 
 
+def _second_order_new(b: _Builder) -> tuple:
+    """A second derivative through a new op: the gradient of Σ v², v one of the new values."""
+    pool, b.new.pool = b.new.pool, b.new.own
+    try:
+        return _second_order(b)
+    finally:
+        b.new.pool = pool
+
+
 NEW_MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
     (_take, 2.0), (_labels, 1.0), (_layer_norm, 2.0), (_batch_norm, 2.0), (_gelu, 1.5), (_causal_softmax, 1.5),
     (_attention, 2.0),
-]
+]  # each followed now and then by a second derivative through it (_second_order_new)
 
 
 NEW_OPS = 0.08  # the chance, before each step, that the second generator inserts a new op
