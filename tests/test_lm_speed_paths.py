@@ -2,7 +2,6 @@
 a layer norm or batch norm as PyTorch starts it), GELU's code (a³ as products, the tanh computed once for
 both passes), and a matrix product of a batch of sequences (N, T, K) by a weight (K, M) as one 2-D product
 over the N·T rows, forward and weight gradient, checked against NumPy, PyTorch and array-api-strict."""
-import math
 import re
 
 import numpy as np
@@ -109,3 +108,95 @@ def test_gelus_gradient_matches_differences_and_pytorch():
     (y_t * torch.tensor(r)).sum().backward()
     np.testing.assert_allclose(outputs["y"], y_t.detach().numpy(), **TOLERANCE)
     np.testing.assert_allclose(grads["x"], x_t.grad.numpy(), **TOLERANCE)
+
+
+# ---- a stack of rows times a weight ----------------------------------------------------------------
+
+def _stack_module(shape: tuple, width: int = 4):
+    """loss = sum(tanh(x @ W) * r) for x of `shape` (..., K) and W (K, width), with every gradient."""
+    g = gc.Graph("stack")
+    x = g.input("x", shape=shape)
+    W = g.param("W", (shape[-1], width))
+    y = g.output("y", x @ W)
+    g.output("loss", gc.sum(gc.tanh(y) * g.input("r", y.shape)))
+    return gc.compile(g, wrt=["x", "W"], loss="loss")
+
+
+def _torch_step(x: np.ndarray, W: np.ndarray, r: np.ndarray):
+    x_t, W_t = torch.tensor(x, requires_grad=True), torch.tensor(W, requires_grad=True)
+    y = x_t @ W_t
+    (torch.tanh(y) * torch.tensor(r)).sum().backward()
+    return y.detach().numpy(), x_t.grad.numpy(), W_t.grad.numpy()
+
+
+STACKS = [((None, 5, 3), (4, 5, 3)), ((None, 2, 5, 3), (3, 2, 5, 3)), ((None, "T", 3), (4, 7, 3)),
+          (("T", None, 3), (6, 2, 3))]
+
+
+@pytest.mark.parametrize("shape, concrete", STACKS, ids=["N,T,K", "N,H,T,K", "N,T(run time),K", "T(run time),N,K"])
+def test_a_stack_times_a_weight_matches_numpy_and_pytorch(shape, concrete):
+    m = _stack_module(shape).load()
+    rng = np.random.default_rng(len(concrete))
+    x, W = rng.standard_normal(concrete), rng.standard_normal((3, 4))
+    r = rng.standard_normal(concrete[:-1] + (4,))
+    outputs, grads = m.gradients(x=x, W=W, r=r)
+    np.testing.assert_allclose(outputs["y"], np.matmul(x, W), **TOLERANCE)
+    y, dx, dW = _torch_step(x, W, r)
+    np.testing.assert_allclose(outputs["y"], y, **TOLERANCE)
+    np.testing.assert_allclose(grads["x"], dx, **TOLERANCE)
+    np.testing.assert_allclose(grads["W"], dW, **TOLERANCE)
+    # the same module on array-api-strict arrays
+    import array_api_strict as strict
+
+    got_outputs, got_grads = m.gradients(**{k: strict.asarray(v, dtype=strict.float64) for k, v in
+                                            {"x": x, "W": W, "r": r}.items()})
+    assert not isinstance(got_grads["W"], np.ndarray)
+    for want, got in [(outputs["y"], got_outputs["y"]), (grads["x"], got_grads["x"]), (grads["W"], got_grads["W"])]:
+        np.testing.assert_allclose(np.asarray(got), want, **TOLERANCE)
+
+
+def test_a_run_time_length_may_differ_between_calls_and_be_zero():
+    m = _stack_module((None, "T", 3)).load()
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((3, 4))
+    for length in (1, 9, 0):
+        x, r = rng.standard_normal((2, length, 3)), rng.standard_normal((2, length, 4))
+        outputs, grads = m.gradients(x=x, W=W, r=r)
+        assert outputs["y"].shape == (2, length, 4)
+        np.testing.assert_allclose(grads["W"], _torch_step(x, W, r)[2], **TOLERANCE)
+
+
+def test_the_weight_gradient_of_a_stack_is_one_product_of_rows():
+    source = _stack_module((None, 5, 3)).source
+    lines = _code(source, "_gradients")
+    text = "\n".join(lines)
+    assert not re.search(r"permute_dims\([^\n]*\)\s*@", text), text
+    assert "_matmul_rows(xp, x, W)" in text
+    assert re.search(r"d_W = xp\.reshape\(x, \(-1, 3\)\)\.T @ xp\.reshape\(\w+, \(-1, 4\)\)", text), text
+    # a product of two stacks (attention's scores) and of a matrix by a matrix stay as they were
+    g = gc.Graph("kept")
+    q, k = g.input("q", shape=(None, 2, 5, 3)), g.input("k", shape=(None, 2, 5, 3))
+    a, W = g.input("a", shape=(None, 3)), g.param("W", (3, 3))
+    g.output("loss", gc.sum(q @ gc.transpose(k, (0, 1, 3, 2))) + gc.sum(a @ W))
+    kept = "\n".join(_code(gc.compile(g, wrt=["q", "k", "W"], loss="loss").source, "_gradients"))
+    assert "_matmul_rows" not in kept and "xp.reshape" not in kept, kept
+    assert "a @ W" in kept and "a.T @" in kept, kept
+
+
+def test_the_row_product_of_a_weight_gradient_has_its_own_gradient():
+    from graphcomp.ir import apply
+
+    g = gc.Graph("second")
+    a, d = g.input("a", shape=(None, 2, 4, 3)), g.input("d", shape=(None, 2, 4, 5))
+    g.output("loss", gc.sum(apply("rows_matmul", a, d) * g.input("r", (3, 5))))
+    m = gc.compile(g, wrt=["a", "d"], loss="loss").load()
+    rng = np.random.default_rng(2)
+    arrays = {"a": rng.standard_normal((3, 2, 4, 3)), "d": rng.standard_normal((3, 2, 4, 5)),
+              "r": rng.standard_normal((3, 5))}
+    outputs, grads = m.gradients(**arrays)
+    a_t, d_t = (torch.tensor(arrays[name], requires_grad=True) for name in ("a", "d"))
+    loss = (torch.einsum("nhtk,nhtm->km", a_t, d_t) * torch.tensor(arrays["r"])).sum()
+    loss.backward()
+    np.testing.assert_allclose(outputs["loss"], loss.item(), **TOLERANCE)
+    np.testing.assert_allclose(grads["a"], a_t.grad.numpy(), **TOLERANCE)
+    np.testing.assert_allclose(grads["d"], d_t.grad.numpy(), **TOLERANCE)

@@ -9,7 +9,7 @@ from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator, transposed
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..formulas.derivatives import G, placeholder
-from ..ir.graph import Node, apply, constant
+from ..ir.graph import OPS, Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .pointwise import fuse
 from .shape import reshape, sum_to
@@ -59,14 +59,57 @@ def _matmul_vjp(node: Node, g: Node) -> tuple:
     if b.ndim == 1:
         g2 = reshape(g2, g2.shape + (1,))
     da = reshape(sum_to(apply("matmul", g2, swap_last(b2)), a2.shape), a.shape)
+    if by_rows(a, b):  # a weight's gradient: one product over all rows, not a stack of products summed
+        return da, apply("rows_matmul", a, g)
     db = reshape(sum_to(apply("matmul", swap_last(a2), g2), b2.shape), b.shape)
     return da, db
 
 
+def by_rows(a: Node, b: Node) -> bool:
+    """Whether a @ b is a stack (N, T, ..., K) times a matrix of known shape (K, M) (a weight): computed as
+    one 2-D product over all N·T·... rows of a, where NumPy's matmul multiplies the stack matrix by matrix."""
+    return a.ndim >= 3 and b.ndim == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in b.shape)
+
+
+def _matmul_emit(node: Node, args: tuple) -> str:
+    if by_rows(*node.inputs):
+        return f"_matmul_rows(xp, {args[0]}, {args[1]})"
+    return f"{args[0]} @ {args[1]}"
+
+
 register(Op(name="matmul", arity=2, shape=_matmul_shape,
-            emit=lambda node, args: f"{args[0]} @ {args[1]}", vjp=_matmul_vjp,
+            emit=_matmul_emit, vjp=_matmul_vjp,
             text=lambda node, args: f"{args[0]} @ {args[1]}",
             latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
+
+
+def _rows_matmul_shape(shapes: tuple, attrs: dict) -> Shape:
+    a, g = shapes
+    if len(a) < 2 or len(g) != len(a) or a[:-1] != g[:-1]:
+        raise ShapeError(f"rows_matmul: shapes {shapes_text(shapes)} must be (..., K) and (..., M) over the same rows")
+    return (a[-1], g[-1])
+
+
+def _rows_matmul_emit(node: Node, args: tuple) -> str:
+    a, g = node.inputs
+    return f"xp.reshape({args[0]}, (-1, {a.shape[-1]})).T @ xp.reshape({args[1]}, (-1, {g.shape[-1]}))"
+
+
+def _rows_matmul_latex(node: Node, args: tuple) -> str:
+    """As the same sum is written for a stack: 1ᵀ (aᵀ ḡ) summed over the leading axes."""
+    a, g = node.inputs
+    t = swap_last(a)
+    product = apply("matmul", t, g)
+    total = sum_to(product, node.shape)
+    inner = OPS["matmul"].latex(product, (OPS["transpose"].latex(t, (args[0],)), args[1]))
+    return OPS["sum_to"].latex(total, (inner,))
+
+
+# Σ over every row of a (..., K) and g (..., M) of a_rowᵀ g_row, (K, M): the gradient of a weight W of
+# a @ W for a stack a, computed as one product of the rows laid out as matrices (N·T, K)ᵀ (N·T, M).
+register(Op(name="rows_matmul", arity=2, shape=_rows_matmul_shape, emit=_rows_matmul_emit,
+            vjp=lambda node, h: (apply("matmul", node.inputs[1], swap_last(h)), apply("matmul", node.inputs[0], h)),
+            text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
 
 
 def _outer_shape(shapes: tuple, attrs: dict) -> Shape:

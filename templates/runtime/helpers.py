@@ -295,3 +295,10 @@ def _horner(t, coefficients):
         total *= t
         total += c
     return total
+
+
+def _matmul_rows(xp, a, w):
+    """a @ w for a stack a (..., K) and a matrix w (K, M), as one product over all rows of a: (N, T, K)
+    is multiplied as (N·T, K), where NumPy's matmul would multiply the N matrices (T, K) one by one."""
+    rows = xp.reshape(a, (-1, a.shape[-1])) @ w
+    return xp.reshape(rows, (*a.shape[:-1], w.shape[-1]))
