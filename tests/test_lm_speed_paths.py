@@ -93,6 +93,33 @@ def test_gelus_code_cubes_by_products_and_computes_its_tanh_once():
         assert sum(line.count("xp.tanh(") for line in lines) == 1, "\n".join(lines)
 
 
+def test_cubes_printed_as_products_keep_their_value_in_every_position():
+    forms = {  # name: (graph, NumPy) of a power 3 or 4 as a factor, a divisor, a term
+        "scaled": (lambda x, y, z: 2 * x**3, lambda x, y, z: 2 * x**3),
+        "divisor": (lambda x, y, z: y / x**3, lambda x, y, z: y / x**3),
+        "negative_quotient": (lambda x, y, z: -2 / 3 * y * (x + z) / x**3, lambda x, y, z: -2 / 3 * y * (x + z) / x**3),
+        "negated": (lambda x, y, z: -(x**4), lambda x, y, z: -(x**4)),
+        "difference": (lambda x, y, z: y - x**3, lambda x, y, z: y - x**3),
+        "denominator": (lambda x, y, z: (y + z) / (z * x**4), lambda x, y, z: (y + z) / (z * x**4)),
+        "products": (lambda x, y, z: -(x**3) * y**3 / z**4, lambda x, y, z: -(x**3) * y**3 / z**4),
+    }
+    g = gc.Graph("powers")  # each form its own x, so that no power is a value shared by two formulas
+    y, z = g.input("y", shape=(None,)), g.input("z", shape=(None,))
+    total = 0
+    for k, (name, (build, _)) in enumerate(forms.items()):
+        total = total + gc.sum(g.output(name, build(g.input(f"x{k}", shape=(None,)), y, z)))
+    g.output("loss", total)
+    model = gc.compile(g, loss="loss")
+    lines = _code(model.source, "forward")
+    assert not any("**3" in line or "**4" in line or "** 3" in line for line in lines), "\n".join(lines)
+    rng = np.random.default_rng(4)
+    arrays = {name: rng.uniform(0.5, 2.0, size=3) * rng.choice([-1.0, 1.0], size=3) for name in g.leaves}
+    outputs = model.load().forward(**arrays)
+    for k, (name, (_, reference)) in enumerate(forms.items()):
+        np.testing.assert_allclose(outputs[name], reference(arrays[f"x{k}"], arrays["y"], arrays["z"]), rtol=1e-12,
+                                   err_msg=name)
+
+
 def test_gelus_gradient_matches_differences_and_pytorch():
     m = _gelu_module().load()
     rng = np.random.default_rng(5)

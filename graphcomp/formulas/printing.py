@@ -68,10 +68,10 @@ class NumPyCodePrinter(NumPyPrinter):
         return self._hprint_Pow(expr, rational=False, sqrt="numpy.sqrt")
 
     def parenthesize(self, item, level: int, strict: bool = False) -> str:
-        """A power printed as a product binds as a product: y/(x*x*x), never y/x*x*x."""
+        """A power printed as a product is parenthesised wherever it is an operand (y/(x*x*x), never
+        y/x*x*x: SymPy asks a negative product's factors at the level of a sum), except as a term of a sum."""
         if _repeated_product(item):
-            binds = PRECEDENCE["Mul"]
-            return f"({self._print(item)})" if binds < level or (not strict and binds <= level) else self._print(item)
+            return self._print(item) if strict and level == PRECEDENCE["Add"] else f"({self._print(item)})"
         return super().parenthesize(item, level, strict)
 
     def _print_Max(self, expr: sp.Max) -> str:
