@@ -94,7 +94,7 @@ BAD = [
     ("bad keyword", '[inputs]\nx = []\n[outputs]\ny = "exp(x, base=2)"', "outputs.y", "unexpected keyword argument 'base'"),
     ("no outputs", '[inputs]\nx = []', "outputs", "no output"),
     ("unknown table", '[inputz]\nx = []\n[outputs]\ny = "1"', "top level", "unknown key"),
-    ("unknown init", '[params]\nW = { shape = [2], init = "ones" }\n[outputs]\ny = "sum(W)"', "params.W", "unknown init 'ones'"),
+    ("unknown init", '[params]\nW = { shape = [2], init = "twos" }\n[outputs]\ny = "sum(W)"', "params.W", "unknown init 'twos'"),
     ("bad training", '[inputs]\nx = []\n[outputs]\ny = "x"\n[training]\nlr = "fast"', "training.lr", "expected a number"),
     ("unknown kind", '[model]\nkind = "transformer"', "model.kind", "unknown kind"),
     ("bad loss name", '[model]\nloss = "z"\n[inputs]\nx = []\n[outputs]\ny = "x"', "model.loss", "'z' is not an output"),
