@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 1, 12, 12), 'labels': (None,)}
 PARAMS = {'kernels': (8, 1, 3, 3), 'conv_bias': (8,), 'W': (200, 5), 'b': (5,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('logits', 'loss')
 LOSS = 'loss'
 WRT = ('kernels', 'conv_bias', 'W', 'b')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {'labels': 5}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('x',), 'loss': ('x', 'labels')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'labels', 'kernels', 'conv_bias', 'W', 'b')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)

@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 3), 'y': (None,)}
 PARAMS = {'w': (3,), 'b': ()}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('loss',)
 LOSS = 'loss'
 WRT = ('w', 'b')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 100, 'lr': 0.1, 'batch_size': 20, 'optimizer': 'momentum', 'seed': 0}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'w', 'b')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)

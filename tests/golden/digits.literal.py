@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 64), 'labels': (None,)}
 PARAMS = {'W1': (64, 64), 'b1': (64,), 'W2': (64, 10), 'b2': (10,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('logits', 'loss')
 LOSS = 'loss'
 WRT = ('W1', 'b1', 'W2', 'b2')
@@ -23,6 +25,7 @@ TARGET = 'labels'  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 30, 'lr': 0.005, 'batch_size': 32, 'optimizer': 'adam', 'weight_decay': 0.0001, 'schedule': 'cosine', 'validation': 0.2, 'seed': 0}  # defaults of the command line's train
 LABELS = {'labels': 10}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('x',), 'loss': ('x', 'labels')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'labels', 'W1', 'b1', 'W2', 'b2')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)

@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'u': (), 'v': (), 'w': ()}
 PARAMS = {}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('f',)
 LOSS = 'f'
 WRT = ('u', 'v', 'w')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'f': ('u', 'v', 'w')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('u', 'v', 'w')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)

@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 'T', 2), 'y': (None, 1)}
 PARAMS = {'lstm_weight_ih': (64, 2), 'lstm_weight_hh': (64, 16), 'lstm_bias_ih': (64,), 'lstm_bias_hh': (64,), 'W': (16, 1), 'b': (1,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('prediction', 'loss')
 LOSS = 'loss'
 WRT = ('lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
@@ -101,10 +104,9 @@ def forward(**arrays):
         t50 = t49 + t25
         t51 = xp.tanh(t50)
         t52 = t46 * t51
-        t53 = t41 + t52
-        t54 = xp.tanh(t53)
-        t55 = t35 * t54
-        t27, carry1 = t55, t53
+        carry1 = t41 + t52
+        t54 = xp.tanh(carry1)
+        t27 = t35 * t54
     t28 = t27 @ W
     prediction = t28 + b
     t29 = prediction - y
@@ -158,9 +160,10 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     t59 = []
     t60 = []
     t61 = []
-    t62 = []
     for t in range(T):
         x_t = x[:, t, :]
+        t61.append(t27)
+        t58.append(carry1)
         t31 = x_t @ t6
         t32 = t27 @ t8
         t33 = t31 + t32
@@ -183,17 +186,13 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t50 = t49 + t25
         t51 = xp.tanh(t50)
         t52 = t46 * t51
-        t53 = t41 + t52
-        t54 = xp.tanh(t53)
-        t55 = t35 * t54
+        carry1 = t41 + t52
+        t54 = xp.tanh(carry1)
+        t27 = t35 * t54
         t56.append(t35)
-        t57.append(t54)
-        t58.append(t46)
-        t59.append(t51)
-        t60.append(carry1)
-        t61.append(t40)
-        t62.append(t27)
-        t27, carry1 = t55, t53
+        t57.append(t40)
+        t59.append(t46)
+        t60.append(t51)
     t28 = t27 @ W
     prediction = t28 + b
     t29 = prediction - y
@@ -202,8 +201,8 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
     d_t29 = 2*t29/t30.shape[0]  # t30 = t29 ** 2; dt30/dt29 = 2*t29
     d_t27 = d_t29 @ W.T  # t28 = t27 @ W; into t27
-    # Saved by the forward loop at every step, read backwards: t56 (t35), t57 (t54), t58 (t46), t59 (t51), t60 (carry1 at the start of each step), t61 (t40), t62 (t27 at the start of each step)
-    # t106 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t56, t57, t58, t59, t60, t61, x, t62), reverse): the derivative of the loop t26
+    # Saved by the forward loop at every step, read backwards: t56 (t35), t57 (t40), t58 (carry1 at the start of each step), t59 (t46), t60 (t51), t61 (t27 at the start of each step)
+    # t85 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t56, t57, t58, t59, t60, x, t61), reverse): the derivative of the loop t26
     T_2 = len(t56)
     d_t27_2 = d_t27
     d_carry1 = xp.zeros_like(t4)
@@ -225,53 +224,43 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t58_t = t58[t_2]
         t59_t = t59[t_2]
         t60_t = t60[t_2]
-        t61_t = t61[t_2]
         x_t_2 = x[:, t_2, :]
-        t62_t = t62[t_2]
-        t63 = d_t27_2*t56_t
-        t64 = t63*(1 - t57_t**2)
-        t65 = d_carry1 + t64
-        t66 = t58_t*t65
-        t67 = t66*(1 - t59_t**2)
-        t68 = t67 @ t24.T
-        t69 = t59_t*t65
-        t70 = t58_t*t69*(1 - t58_t)
-        t71 = t70 @ t19.T
-        t72 = t60_t*t65
-        t73 = t61_t*t72*(1 - t61_t)
-        t74 = t73 @ t14.T
-        t75 = d_t27_2*t57_t
-        t76 = t56_t*t75*(1 - t56_t)
-        t77 = t76 @ t8.T
-        t78 = t68 + t71 + t74 + t77
-        t79 = t61_t*t65
-        t80 = x_t_2.T
-        t81 = t80 @ t76
-        t82 = d_t6 + t81
-        t83 = t62_t.T
-        t84 = t83 @ t76
-        t85 = d_t8 + t84
-        t86 = xp.sum(t76, axis=0)
-        t87 = d_t10 + t86
-        t88 = t80 @ t73
-        t89 = d_t12 + t88
-        t90 = t83 @ t73
-        t91 = d_t14 + t90
-        t92 = xp.sum(t73, axis=0)
-        t93 = d_t15 + t92
-        t94 = t80 @ t70
-        t95 = d_t17 + t94
-        t96 = t83 @ t70
-        t97 = d_t19 + t96
-        t98 = xp.sum(t70, axis=0)
-        t99 = d_t20 + t98
-        t100 = t80 @ t67
-        t101 = d_t22 + t100
-        t102 = t83 @ t67
-        t103 = d_t24 + t102
-        t104 = xp.sum(t67, axis=0)
-        t105 = d_t25 + t104
-        d_t27_2, d_carry1, d_t6, d_t8, d_t10, d_t12, d_t14, d_t15, d_t17, d_t19, d_t20, d_t22, d_t24, d_t25 = t78, t79, t82, t85, t87, t89, t91, t93, t95, t97, t99, t101, t103, t105
+        t61_t = t61[t_2]
+        t62 = d_t27_2*t56_t
+        t63 = t57_t * t58_t
+        t64 = t59_t * t60_t
+        t65 = t63 + t64
+        t66 = xp.tanh(t65)
+        t67 = t62*(1 - t66**2)
+        t68 = d_carry1 + t67
+        t69 = t59_t*t68
+        t70 = t69*(1 - t60_t**2)
+        t71 = t70 @ t24.T
+        t72 = t60_t*t68
+        t73 = t59_t*t72*(1 - t59_t)
+        t74 = t73 @ t19.T
+        t75 = t58_t*t68
+        t76 = t57_t*t75*(1 - t57_t)
+        t77 = t76 @ t14.T
+        t78 = d_t27_2*t66
+        t79 = t56_t*t78*(1 - t56_t)
+        t80 = t79 @ t8.T
+        d_t27_2 = t71 + t74 + t77 + t80
+        d_carry1 = t57_t*t68
+        t83 = x_t_2.T
+        d_t6 += t83 @ t79
+        t84 = t61_t.T
+        d_t8 += t84 @ t79
+        d_t10 += xp.sum(t79, axis=0)
+        d_t12 += t83 @ t76
+        d_t14 += t84 @ t76
+        d_t15 += xp.sum(t76, axis=0)
+        d_t17 += t83 @ t73
+        d_t19 += t84 @ t73
+        d_t20 += xp.sum(t73, axis=0)
+        d_t22 += t83 @ t70
+        d_t24 += t84 @ t70
+        d_t25 += xp.sum(t70, axis=0)
     d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
     d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
     d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih

@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 'T', 2), 'y': (None, 1)}
 PARAMS = {'lstm_weight_ih': (64, 2), 'lstm_weight_hh': (64, 16), 'lstm_bias_ih': (64,), 'lstm_bias_hh': (64,), 'W': (16, 1), 'b': (1,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('prediction', 'loss')
 LOSS = 'loss'
 WRT = ('lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
@@ -91,10 +94,9 @@ def forward(**arrays):
         t40 = x_t @ t22
         t41 = t27 @ t24
         t42 = xp.tanh(t25 + t40 + t41)
-        t43 = carry1*t36 + t39*t42
-        t44 = xp.tanh(t43)
-        t45 = t33 * t44
-        t27, carry1 = t45, t43
+        carry1 = carry1*t36 + t39*t42
+        t44 = xp.tanh(carry1)
+        t27 = t33 * t44
     t28 = t27 @ W
     prediction = t28 + b
     t30 = (prediction - y)**2
@@ -147,9 +149,10 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     t49 = []
     t50 = []
     t51 = []
-    t52 = []
     for t in range(T):
         x_t = x[:, t, :]
+        t51.append(t27)
+        t48.append(carry1)
         t31 = x_t @ t6
         t32 = t27 @ t8
         t33 = _sigmoid(xp, t10 + t31 + t32)
@@ -162,17 +165,13 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t40 = x_t @ t22
         t41 = t27 @ t24
         t42 = xp.tanh(t25 + t40 + t41)
-        t43 = carry1*t36 + t39*t42
-        t44 = xp.tanh(t43)
-        t45 = t33 * t44
+        carry1 = carry1*t36 + t39*t42
+        t44 = xp.tanh(carry1)
+        t27 = t33 * t44
         t46.append(t33)
-        t47.append(t44)
-        t48.append(t39)
-        t49.append(t42)
-        t50.append(carry1)
-        t51.append(t36)
-        t52.append(t27)
-        t27, carry1 = t45, t43
+        t47.append(t36)
+        t49.append(t39)
+        t50.append(t42)
     t28 = t27 @ W
     prediction = t28 + b
     t30 = (prediction - y)**2
@@ -180,8 +179,8 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
     d_prediction = 2*(prediction - y)/t30.shape[0]  # t30 = (prediction - y)**2; dt30/dprediction = 2*(prediction - y)
     d_t27 = d_prediction @ W.T  # t28 = t27 @ W; into t27
-    # Saved by the forward loop at every step, read backwards: t46 (t33), t47 (t44), t48 (t39), t49 (t42), t50 (carry1 at the start of each step), t51 (t36), t52 (t27 at the start of each step)
-    # t96 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t46, t47, t48, t49, t50, t51, x, t52), reverse): the derivative of the loop t26
+    # Saved by the forward loop at every step, read backwards: t46 (t33), t47 (t36), t48 (carry1 at the start of each step), t49 (t39), t50 (t42), t51 (t27 at the start of each step)
+    # t73 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t46, t47, t48, t49, t50, x, t51), reverse): the derivative of the loop t26
     T_2 = len(t46)
     d_t27_2 = d_t27
     d_carry1 = xp.zeros_like(t4)
@@ -203,53 +202,41 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
         t48_t = t48[t_2]
         t49_t = t49[t_2]
         t50_t = t50[t_2]
-        t51_t = t51[t_2]
         x_t_2 = x[:, t_2, :]
-        t52_t = t52[t_2]
-        t53 = d_t27_2*t46_t
-        t54 = t53*(1 - t47_t**2)
-        t55 = d_carry1 + t54
-        t56 = t48_t*t55
-        t57 = t56*(1 - t49_t**2)
-        t58 = t57 @ t24.T
-        t59 = t49_t*t55
-        t60 = t48_t*t59*(1 - t48_t)
-        t61 = t60 @ t19.T
-        t62 = t50_t*t55
-        t63 = t51_t*t62*(1 - t51_t)
-        t64 = t63 @ t14.T
-        t65 = d_t27_2*t47_t
-        t66 = t46_t*t65*(1 - t46_t)
-        t67 = t66 @ t8.T
-        t68 = t58 + t61 + t64 + t67
-        t69 = t51_t*t55
-        t70 = x_t_2.T
-        t71 = t70 @ t66
-        t72 = d_t6 + t71
-        t73 = t52_t.T
-        t74 = t73 @ t66
-        t75 = d_t8 + t74
-        t76 = xp.sum(t66, axis=0)
-        t77 = d_t10 + t76
-        t78 = t70 @ t63
-        t79 = d_t12 + t78
-        t80 = t73 @ t63
-        t81 = d_t14 + t80
-        t82 = xp.sum(t63, axis=0)
-        t83 = d_t15 + t82
-        t84 = t70 @ t60
-        t85 = d_t17 + t84
-        t86 = t73 @ t60
-        t87 = d_t19 + t86
-        t88 = xp.sum(t60, axis=0)
-        t89 = d_t20 + t88
-        t90 = t70 @ t57
-        t91 = d_t22 + t90
-        t92 = t73 @ t57
-        t93 = d_t24 + t92
-        t94 = xp.sum(t57, axis=0)
-        t95 = d_t25 + t94
-        d_t27_2, d_carry1, d_t6, d_t8, d_t10, d_t12, d_t14, d_t15, d_t17, d_t19, d_t20, d_t22, d_t24, d_t25 = t68, t69, t72, t75, t77, t79, t81, t83, t85, t87, t89, t91, t93, t95
+        t51_t = t51[t_2]
+        t52 = d_t27_2*t46_t
+        t53 = t47_t*t48_t + t49_t*t50_t
+        t54 = xp.tanh(t53)
+        t55 = t52*(1 - t54**2)
+        t56 = d_carry1 + t55
+        t57 = t49_t*t56
+        t58 = t57*(1 - t50_t**2)
+        t59 = t58 @ t24.T
+        t60 = t50_t*t56
+        t61 = t49_t*t60*(1 - t49_t)
+        t62 = t61 @ t19.T
+        t63 = t48_t*t56
+        t64 = t47_t*t63*(1 - t47_t)
+        t65 = t64 @ t14.T
+        t66 = d_t27_2*t54
+        t67 = t46_t*t66*(1 - t46_t)
+        t68 = t67 @ t8.T
+        d_t27_2 = t59 + t62 + t65 + t68
+        d_carry1 = t47_t*t56
+        t71 = x_t_2.T
+        d_t6 += t71 @ t67
+        t72 = t51_t.T
+        d_t8 += t72 @ t67
+        d_t10 += xp.sum(t67, axis=0)
+        d_t12 += t71 @ t64
+        d_t14 += t72 @ t64
+        d_t15 += xp.sum(t64, axis=0)
+        d_t17 += t71 @ t61
+        d_t19 += t72 @ t61
+        d_t20 += xp.sum(t61, axis=0)
+        d_t22 += t71 @ t58
+        d_t24 += t72 @ t58
+        d_t25 += xp.sum(t58, axis=0)
     d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
     d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
     d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih

@@ -4,7 +4,7 @@ Do not edit: change the graph and compile it again. The only dependency is numpy
 Arrays of other libraries (PyTorch, CuPy, JAX, Dask) work too, through the Array API standard, when
 array_api_compat is installed: every function computes in the namespace of the arrays it is given.
 
-Inputs:  x (None, 6, 1), y (None, 1)
+Inputs:  x (None, T, 1), y (None, 1)
 Params:  Wx (1, 8) xavier, Wh (8, 8) xavier, b (8,) zeros, Wy (8, 1) xavier, by (1,) zeros
 Outputs: prediction, loss
 Loss:    loss, differentiated with respect to Wx, Wh, b, Wy, by
@@ -12,8 +12,10 @@ Loss:    loss, differentiated with respect to Wx, Wh, b, Wy, by
 import numpy as np
 
 DTYPE = np.float64
-INPUTS = {'x': (None, 6, 1), 'y': (None, 1)}
+INPUTS = {'x': (None, 'T', 1), 'y': (None, 1)}
 PARAMS = {'Wx': (1, 8), 'Wh': (8, 8), 'b': (8,), 'Wy': (8, 1), 'by': (1,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('prediction', 'loss')
 LOSS = 'loss'
 WRT = ('Wx', 'Wh', 'b', 'Wy', 'by')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
@@ -47,45 +50,24 @@ def forward(**arrays):
     if absent:
         return _forward_without(absent, arrays)
     xp, x, y, Wx, Wh, b, Wy, by = _read("forward", arrays, ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by'))
-    t1 = x[:, 5, :]
+    t1 = xp.sum(x, axis=1)
     t2 = t1 @ Wx
-    t3 = x[:, 4, :]
-    t4 = t3 @ Wx
-    t5 = x[:, 3, :]
-    t6 = t5 @ Wx
-    t7 = x[:, 2, :]
-    t8 = t7 @ Wx
-    t9 = x[:, 1, :]
-    t10 = t9 @ Wx
-    t11 = x[:, 0, :]
-    t12 = t11 @ Wx
-    t13 = t12 + b
-    h1 = xp.tanh(t13)
-    t14 = h1 @ Wh
-    t15 = t10 + t14
-    t16 = t15 + b
-    h2 = xp.tanh(t16)
-    t17 = h2 @ Wh
-    t18 = t8 + t17
-    t19 = t18 + b
-    h3 = xp.tanh(t19)
-    t20 = h3 @ Wh
-    t21 = t6 + t20
-    t22 = t21 + b
-    h4 = xp.tanh(t22)
-    t23 = h4 @ Wh
-    t24 = t4 + t23
-    t25 = t24 + b
-    h5 = xp.tanh(t25)
-    t26 = h5 @ Wh
-    t27 = t2 + t26
-    t28 = t27 + b
-    h6 = xp.tanh(t28)
-    t29 = h6 @ Wy
-    prediction = t29 + by
-    t30 = prediction - y
-    t31 = t30 ** 2
-    loss = xp.mean(t31)
+    t3 = xp.full_like(t2, 0)
+    # t4 = scan(init=(t3), xs=(x))
+    T = x.shape[1]
+    hT = t3
+    for t in range(T):
+        x_t = x[:, t, :]
+        t8 = x_t @ Wx
+        t9 = hT @ Wh
+        t10 = t8 + t9
+        t11 = t10 + b
+        hT = xp.tanh(t11)
+    t5 = hT @ Wy
+    prediction = t5 + by
+    t6 = prediction - y
+    t7 = t6 ** 2
+    loss = xp.mean(t7)
     return {'prediction': _result(prediction), 'loss': _result(loss)}
 
 
@@ -99,82 +81,49 @@ def gradients(**arrays):
 def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     """gradients() on arrays already checked, in the order of GRADIENT_ARGS, with scalars left as NumPy
     scalars: the training loop's step. xp: the arrays' namespace (numpy, or an Array API namespace)."""
-    t1 = x[:, 5, :]
+    t1 = xp.sum(x, axis=1)
     t2 = t1 @ Wx
-    t3 = x[:, 4, :]
-    t4 = t3 @ Wx
-    t5 = x[:, 3, :]
-    t6 = t5 @ Wx
-    t7 = x[:, 2, :]
-    t8 = t7 @ Wx
-    t9 = x[:, 1, :]
-    t10 = t9 @ Wx
-    t11 = x[:, 0, :]
-    t12 = t11 @ Wx
-    t13 = t12 + b
-    h1 = xp.tanh(t13)
-    t14 = h1 @ Wh
-    t15 = t10 + t14
-    t16 = t15 + b
-    h2 = xp.tanh(t16)
-    t17 = h2 @ Wh
-    t18 = t8 + t17
-    t19 = t18 + b
-    h3 = xp.tanh(t19)
-    t20 = h3 @ Wh
-    t21 = t6 + t20
-    t22 = t21 + b
-    h4 = xp.tanh(t22)
-    t23 = h4 @ Wh
-    t24 = t4 + t23
-    t25 = t24 + b
-    h5 = xp.tanh(t25)
-    t26 = h5 @ Wh
-    t27 = t2 + t26
-    t28 = t27 + b
-    h6 = xp.tanh(t28)
-    t29 = h6 @ Wy
-    prediction = t29 + by
-    t30 = prediction - y
-    t31 = t30 ** 2
-    loss = xp.mean(t31)
+    t3 = xp.full_like(t2, 0)
+    # t4 = scan(init=(t3), xs=(x))
+    T = x.shape[1]
+    hT = t3
+    t13 = []
+    t14 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t14.append(hT)
+        t8 = x_t @ Wx
+        t9 = hT @ Wh
+        t10 = t8 + t9
+        t11 = t10 + b
+        hT = xp.tanh(t11)
+        t13.append(hT)
+    t5 = hT @ Wy
+    prediction = t5 + by
+    t6 = prediction - y
+    t7 = t6 ** 2
+    loss = xp.mean(t7)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_t30 = 2*t30/t31.shape[0]  # t31 = t30 ** 2; dt31/dt30 = 2*t30
-    d_h6 = d_t30 @ Wy.T  # t29 = h6 @ Wy; into h6
-    d_t28 = d_h6*(1 - h6**2)  # h6 = tanh(t28); dh6/dt28 = 1 - h6**2
-    t32 = Wh.T  # t26 = h5 @ Wh
-    d_h5 = d_t28 @ t32  # t26 = h5 @ Wh; into h5
-    d_t25 = d_h5*(1 - h5**2)  # h5 = tanh(t25); dh5/dt25 = 1 - h5**2
-    d_h4 = d_t25 @ t32  # t23 = h4 @ Wh; into h4
-    d_t22 = d_h4*(1 - h4**2)  # h4 = tanh(t22); dh4/dt22 = 1 - h4**2
-    d_h3 = d_t22 @ t32  # t20 = h3 @ Wh; into h3
-    d_t19 = d_h3*(1 - h3**2)  # h3 = tanh(t19); dh3/dt19 = 1 - h3**2
-    d_h2 = d_t19 @ t32  # t17 = h2 @ Wh; into h2
-    d_t16 = d_h2*(1 - h2**2)  # h2 = tanh(t16); dh2/dt16 = 1 - h2**2
-    d_h1 = d_t16 @ t32  # t14 = h1 @ Wh; into h1
-    d_t13 = d_h1*(1 - h1**2)  # h1 = tanh(t13); dh1/dt13 = 1 - h1**2
-    d_Wx_6 = t11.T @ d_t13  # t12 = t11 @ Wx; into Wx
-    d_Wx_5 = t9.T @ d_t16  # t10 = t9 @ Wx; into Wx
-    d_Wx_4 = t7.T @ d_t19  # t8 = t7 @ Wx; into Wx
-    d_Wx_3 = t5.T @ d_t22  # t6 = t5 @ Wx; into Wx
-    d_Wx_2 = t3.T @ d_t25  # t4 = t3 @ Wx; into Wx
-    d_Wx_1 = t1.T @ d_t28  # t2 = t1 @ Wx; into Wx
-    d_Wx = d_Wx_1 + d_Wx_2 + d_Wx_3 + d_Wx_4 + d_Wx_5 + d_Wx_6  # Wx is used more than once: sum of its paths
-    d_Wh_5 = h5.T @ d_t28  # t26 = h5 @ Wh; into Wh
-    d_Wh_4 = h4.T @ d_t25  # t23 = h4 @ Wh; into Wh
-    d_Wh_3 = h3.T @ d_t22  # t20 = h3 @ Wh; into Wh
-    d_Wh_2 = h2.T @ d_t19  # t17 = h2 @ Wh; into Wh
-    d_Wh_1 = h1.T @ d_t16  # t14 = h1 @ Wh; into Wh
-    d_Wh = d_Wh_1 + d_Wh_2 + d_Wh_3 + d_Wh_4 + d_Wh_5  # Wh is used more than once: sum of its paths
-    d_b_6 = xp.sum(d_t28, axis=0)  # t28 = t27 + b; dt28/db = 1
-    d_b_5 = xp.sum(d_t25, axis=0)  # t25 = t24 + b; dt25/db = 1
-    d_b_4 = xp.sum(d_t22, axis=0)  # t22 = t21 + b; dt22/db = 1
-    d_b_3 = xp.sum(d_t19, axis=0)  # t19 = t18 + b; dt19/db = 1
-    d_b_2 = xp.sum(d_t16, axis=0)  # t16 = t15 + b; dt16/db = 1
-    d_b_1 = xp.sum(d_t13, axis=0)  # t13 = t12 + b; dt13/db = 1
-    d_b = d_b_1 + d_b_2 + d_b_3 + d_b_4 + d_b_5 + d_b_6  # b is used more than once: sum of its paths
-    d_Wy = h6.T @ d_t30  # t29 = h6 @ Wy; into Wy
-    d_by = xp.sum(d_t30, axis=0)  # prediction = t29 + by; dprediction/dby = 1
+    d_t6 = 2*t6/t7.shape[0]  # t7 = t6 ** 2; dt7/dt6 = 2*t6
+    d_hT = d_t6 @ Wy.T  # t5 = hT @ Wy; into hT
+    # Saved by the forward loop at every step, read backwards: t13 (hT after each step), t14 (hT at the start of each step)
+    # t17 = scan(init=(d_hT, xp.zeros_like(Wx), xp.zeros_like(Wh), xp.zeros_like(b)), xs=(t13, x, t14), reverse): the derivative of the loop t4
+    T_2 = len(t13)
+    d_hT_2 = d_hT
+    d_Wx = xp.zeros_like(Wx)
+    d_Wh = xp.zeros_like(Wh)
+    d_b = xp.zeros_like(b)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t13_t = t13[t_2]
+        x_t_2 = x[:, t_2, :]
+        t14_t = t14[t_2]
+        t15 = d_hT_2*(1 - t13_t**2)
+        d_hT_2 = t15 @ Wh.T
+        d_Wx += x_t_2.T @ t15
+        d_Wh += t14_t.T @ t15
+        d_b += xp.sum(t15, axis=0)
+    d_Wy = hT.T @ d_t6  # t5 = hT @ Wy; into Wy
+    d_by = xp.sum(d_t6, axis=0)  # prediction = t5 + by; dprediction/dby = 1
     outputs = {'prediction': prediction, 'loss': loss}
     grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
     return outputs, grads

@@ -4,7 +4,7 @@ Do not edit: change the graph and compile it again. The only dependency is numpy
 Arrays of other libraries (PyTorch, CuPy, JAX, Dask) work too, through the Array API standard, when
 array_api_compat is installed: every function computes in the namespace of the arrays it is given.
 
-Inputs:  x (None, 6, 1), y (None, 1)
+Inputs:  x (None, T, 1), y (None, 1)
 Params:  Wx (1, 8) xavier, Wh (8, 8) xavier, b (8,) zeros, Wy (8, 1) xavier, by (1,) zeros
 Outputs: prediction, loss
 Loss:    loss, differentiated with respect to Wx, Wh, b, Wy, by
@@ -12,8 +12,10 @@ Loss:    loss, differentiated with respect to Wx, Wh, b, Wy, by
 import numpy as np
 
 DTYPE = np.float64
-INPUTS = {'x': (None, 6, 1), 'y': (None, 1)}
+INPUTS = {'x': (None, 'T', 1), 'y': (None, 1)}
 PARAMS = {'Wx': (1, 8), 'Wh': (8, 8), 'b': (8,), 'Wy': (8, 1), 'by': (1,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('prediction', 'loss')
 LOSS = 'loss'
 WRT = ('Wx', 'Wh', 'b', 'Wy', 'by')
@@ -23,6 +25,7 @@ TARGET = None  # the input holding the true labels
 THRESHOLD = 0.0  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 10, 'lr': 0.1, 'batch_size': 32}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
@@ -47,33 +50,21 @@ def forward(**arrays):
     if absent:
         return _forward_without(absent, arrays)
     xp, x, y, Wx, Wh, b, Wy, by = _read("forward", arrays, ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by'))
-    t1 = x[:, 5, :]
+    t1 = xp.sum(x, axis=1)
     t2 = t1 @ Wx
-    t3 = x[:, 4, :]
-    t4 = t3 @ Wx
-    t5 = x[:, 3, :]
-    t6 = t5 @ Wx
-    t7 = x[:, 2, :]
-    t8 = t7 @ Wx
-    t9 = x[:, 1, :]
-    t10 = t9 @ Wx
-    t11 = x[:, 0, :]
-    t12 = t11 @ Wx
-    h1 = xp.tanh(b + t12)
-    t14 = h1 @ Wh
-    h2 = xp.tanh(b + t10 + t14)
-    t17 = h2 @ Wh
-    h3 = xp.tanh(b + t17 + t8)
-    t20 = h3 @ Wh
-    h4 = xp.tanh(b + t20 + t6)
-    t23 = h4 @ Wh
-    h5 = xp.tanh(b + t23 + t4)
-    t26 = h5 @ Wh
-    h6 = xp.tanh(b + t2 + t26)
-    t29 = h6 @ Wy
-    prediction = t29 + by
-    t31 = (prediction - y)**2
-    loss = xp.mean(t31)
+    t3 = xp.full_like(t2, 0)
+    # t4 = scan(init=(t3), xs=(x))
+    T = x.shape[1]
+    hT = t3
+    for t in range(T):
+        x_t = x[:, t, :]
+        t8 = x_t @ Wx
+        t9 = hT @ Wh
+        hT = xp.tanh(b + t8 + t9)
+    t5 = hT @ Wy
+    prediction = t5 + by
+    t7 = (prediction - y)**2
+    loss = xp.mean(t7)
     return {'prediction': _result(prediction), 'loss': _result(loss)}
 
 
@@ -87,70 +78,46 @@ def gradients(**arrays):
 def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
     """gradients() on arrays already checked, in the order of GRADIENT_ARGS, with scalars left as NumPy
     scalars: the training loop's step. xp: the arrays' namespace (numpy, or an Array API namespace)."""
-    t1 = x[:, 5, :]
+    t1 = xp.sum(x, axis=1)
     t2 = t1 @ Wx
-    t3 = x[:, 4, :]
-    t4 = t3 @ Wx
-    t5 = x[:, 3, :]
-    t6 = t5 @ Wx
-    t7 = x[:, 2, :]
-    t8 = t7 @ Wx
-    t9 = x[:, 1, :]
-    t10 = t9 @ Wx
-    t11 = x[:, 0, :]
-    t12 = t11 @ Wx
-    h1 = xp.tanh(b + t12)
-    t14 = h1 @ Wh
-    h2 = xp.tanh(b + t10 + t14)
-    t17 = h2 @ Wh
-    h3 = xp.tanh(b + t17 + t8)
-    t20 = h3 @ Wh
-    h4 = xp.tanh(b + t20 + t6)
-    t23 = h4 @ Wh
-    h5 = xp.tanh(b + t23 + t4)
-    t26 = h5 @ Wh
-    h6 = xp.tanh(b + t2 + t26)
-    t29 = h6 @ Wy
-    prediction = t29 + by
-    t31 = (prediction - y)**2
-    loss = xp.mean(t31)
+    t3 = xp.full_like(t2, 0)
+    # t4 = scan(init=(t3), xs=(x))
+    T = x.shape[1]
+    hT = t3
+    t11 = []
+    t12 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t12.append(hT)
+        t8 = x_t @ Wx
+        t9 = hT @ Wh
+        hT = xp.tanh(b + t8 + t9)
+        t11.append(hT)
+    t5 = hT @ Wy
+    prediction = t5 + by
+    t7 = (prediction - y)**2
+    loss = xp.mean(t7)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    d_prediction = 2*(prediction - y)/t31.shape[0]  # t31 = (prediction - y)**2; dt31/dprediction = 2*(prediction - y)
-    d_h6 = d_prediction @ Wy.T  # t29 = h6 @ Wy; into h6
-    d_t26 = d_h6*(1 - h6**2)  # h6 = tanh(b + t2 + t26); dh6/dt2 = dh6/dt26 = 1 - h6**2
-    t32 = Wh.T  # t26 = h5 @ Wh
-    d_h5 = d_t26 @ t32  # t26 = h5 @ Wh; into h5
-    d_t23 = d_h5*(1 - h5**2)  # h5 = tanh(b + t23 + t4); dh5/dt4 = dh5/dt23 = 1 - h5**2
-    d_h4 = d_t23 @ t32  # t23 = h4 @ Wh; into h4
-    d_t20 = d_h4*(1 - h4**2)  # h4 = tanh(b + t20 + t6); dh4/dt6 = dh4/dt20 = 1 - h4**2
-    d_h3 = d_t20 @ t32  # t20 = h3 @ Wh; into h3
-    d_t17 = d_h3*(1 - h3**2)  # h3 = tanh(b + t17 + t8); dh3/dt8 = dh3/dt17 = 1 - h3**2
-    d_h2 = d_t17 @ t32  # t17 = h2 @ Wh; into h2
-    d_t14 = d_h2*(1 - h2**2)  # h2 = tanh(b + t10 + t14); dh2/dt10 = dh2/dt14 = 1 - h2**2
-    d_h1 = d_t14 @ t32  # t14 = h1 @ Wh; into h1
-    d_t12 = d_h1*(1 - h1**2)  # h1 = tanh(b + t12); dh1/dt12 = 1 - h1**2
-    d_Wx_6 = t11.T @ d_t12  # t12 = t11 @ Wx; into Wx
-    d_Wx_5 = t9.T @ d_t14  # t10 = t9 @ Wx; into Wx
-    d_Wx_4 = t7.T @ d_t17  # t8 = t7 @ Wx; into Wx
-    d_Wx_3 = t5.T @ d_t20  # t6 = t5 @ Wx; into Wx
-    d_Wx_2 = t3.T @ d_t23  # t4 = t3 @ Wx; into Wx
-    d_Wx_1 = t1.T @ d_t26  # t2 = t1 @ Wx; into Wx
-    d_Wx = d_Wx_1 + d_Wx_2 + d_Wx_3 + d_Wx_4 + d_Wx_5 + d_Wx_6  # Wx is used more than once: sum of its paths
-    d_Wh_5 = h5.T @ d_t26  # t26 = h5 @ Wh; into Wh
-    d_Wh_4 = h4.T @ d_t23  # t23 = h4 @ Wh; into Wh
-    d_Wh_3 = h3.T @ d_t20  # t20 = h3 @ Wh; into Wh
-    d_Wh_2 = h2.T @ d_t17  # t17 = h2 @ Wh; into Wh
-    d_Wh_1 = h1.T @ d_t14  # t14 = h1 @ Wh; into Wh
-    d_Wh = d_Wh_1 + d_Wh_2 + d_Wh_3 + d_Wh_4 + d_Wh_5  # Wh is used more than once: sum of its paths
-    d_b_6 = xp.sum(d_t26, axis=0)  # h6 = tanh(b + t2 + t26); dh6/db = 1 - h6**2
-    d_b_5 = xp.sum(d_t23, axis=0)  # h5 = tanh(b + t23 + t4); dh5/db = 1 - h5**2
-    d_b_4 = xp.sum(d_t20, axis=0)  # h4 = tanh(b + t20 + t6); dh4/db = 1 - h4**2
-    d_b_3 = xp.sum(d_t17, axis=0)  # h3 = tanh(b + t17 + t8); dh3/db = 1 - h3**2
-    d_b_2 = xp.sum(d_t14, axis=0)  # h2 = tanh(b + t10 + t14); dh2/db = 1 - h2**2
-    d_b_1 = xp.sum(d_t12, axis=0)  # h1 = tanh(b + t12); dh1/db = 1 - h1**2
-    d_b = d_b_1 + d_b_2 + d_b_3 + d_b_4 + d_b_5 + d_b_6  # b is used more than once: sum of its paths
-    d_Wy = h6.T @ d_prediction  # t29 = h6 @ Wy; into Wy
-    d_by = xp.sum(d_prediction, axis=0)  # prediction = t29 + by; dprediction/dby = 1
+    d_prediction = 2*(prediction - y)/t7.shape[0]  # t7 = (prediction - y)**2; dt7/dprediction = 2*(prediction - y)
+    d_hT = d_prediction @ Wy.T  # t5 = hT @ Wy; into hT
+    # Saved by the forward loop at every step, read backwards: t11 (hT after each step), t12 (hT at the start of each step)
+    # t15 = scan(init=(d_hT, xp.zeros_like(Wx), xp.zeros_like(Wh), xp.zeros_like(b)), xs=(t11, x, t12), reverse): the derivative of the loop t4
+    T_2 = len(t11)
+    d_hT_2 = d_hT
+    d_Wx = xp.zeros_like(Wx)
+    d_Wh = xp.zeros_like(Wh)
+    d_b = xp.zeros_like(b)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t11_t = t11[t_2]
+        x_t_2 = x[:, t_2, :]
+        t12_t = t12[t_2]
+        t13 = d_hT_2*(1 - t11_t**2)
+        d_hT_2 = t13 @ Wh.T
+        d_Wx += x_t_2.T @ t13
+        d_Wh += t12_t.T @ t13
+        d_b += xp.sum(t13, axis=0)
+    d_Wy = hT.T @ d_prediction  # t5 = hT @ Wy; into Wy
+    d_by = xp.sum(d_prediction, axis=0)  # prediction = t5 + by; dprediction/dby = 1
     outputs = {'prediction': prediction, 'loss': loss}
     grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
     return outputs, grads

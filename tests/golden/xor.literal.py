@@ -14,6 +14,8 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = {'x': (None, 2), 'y': (None, 1)}
 PARAMS = {'W1': (2, 8), 'b1': (8,), 'W2': (8, 1), 'b2': (1,)}
+BUFFERS = {}  # running statistics: saved with the params, never trained
+RUNNING_MOMENTUM = {}  # each buffer's weight of a training step's batch statistic
 OUTPUTS = ('p', 'loss')
 LOSS = 'loss'
 WRT = ('W1', 'b1', 'W2', 'b2')
@@ -23,6 +25,7 @@ TARGET = 'y'  # the input holding the true labels
 THRESHOLD = 0.5  # a one-column prediction counts as class 1 above this
 TRAINING = {'epochs': 1000, 'lr': 0.5, 'batch_size': 4, 'seed': 0}  # defaults of the command line's train
 LABELS = {}  # inputs that hold class labels, and how many classes
+INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'p': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'W1', 'b1', 'W2', 'b2')  # _gradients' arguments, in order
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
