@@ -236,7 +236,7 @@ def batch_norm(x: Node, gamma: Node, beta: Node, *, axis: int = 0, eps: float = 
                name: str | None = None) -> Node:
     """Batch normalisation as PyTorch's BatchNorm1d, with the channels last. In training (gradients, train)
     it normalises with the batch's statistics: μ and the biased variance per channel, over the batch axis
-    `axis` and every later axis but the last ((N, C): axis 0; (N, T, C): axes 0 and 1); γ and β have shape
+    (`axis`, 0) and every later axis but the last ((N, C): axis 0; (N, T, C): axes 0 and 1); γ and β have shape
     (C,). It also keeps running statistics, two buffers of shape (C,) named `<name>_running_mean` (zeros)
     and `<name>_running_var` (ones), `name` defaulting to gamma's name: train() blends each step's mean
     and unbiased variance into them, running = (1 - momentum) running + momentum batch, and forward()
@@ -244,7 +244,11 @@ def batch_norm(x: Node, gamma: Node, beta: Node, *, axis: int = 0, eps: float = 
     if not isinstance(axis, int) or isinstance(axis, builtins.bool) or not -x.ndim <= axis < x.ndim - 1 or axis == -1:
         raise GraphError(f"batch_norm: axis must be an axis before the channels (the last) of shape "
                          f"{format_shape(x.shape)}, got {axis!r}")
-    axes = batch_norm_axes(x.shape, axis % x.ndim)
+    if axis % x.ndim:  # statistics over later axes only would be one per example: no running statistics
+        raise GraphError(f"batch_norm: the statistics are taken over the batch axis 0 and the axes after it but "
+                         f"the channels; axis={axis} of shape {format_shape(x.shape)} leaves the batch axis out "
+                         f"(one mean per example): normalise each example with gc.layer_norm")
+    axes = batch_norm_axes(x.shape, 0)
     eps = _positive_real("batch_norm", eps=eps)
     running = running_attrs(gamma, name, momentum)
     xhat, sigma = standardized(x, axes, eps, "batch_norm")
