@@ -5,7 +5,7 @@ Arrays of other libraries (PyTorch, CuPy, JAX, Dask) work too, through the Array
 array_api_compat is installed: every function computes in the namespace of the arrays it is given.
 
 Inputs:  context (None, 3) int64, next (None,) int64
-Params:  C (27, 8) standard_normal, Wq (8, 8) xavier, Wk (8, 8) xavier, Wv (8, 8) xavier, ln_g (8,) zeros, ln_b (8,) zeros, W1 (24, 64) uniform, bn_g (64,) zeros, bn_b (64,) zeros, W2 (64, 27) uniform, b2 (27,) uniform
+Params:  C (27, 8) standard_normal, Wq (8, 8) xavier, Wk (8, 8) xavier, Wv (8, 8) xavier, ln_g (8,) ones, ln_b (8,) zeros, W1 (24, 64) uniform, bn_g (64,) ones, bn_b (64,) zeros, W2 (64, 27) uniform, b2 (27,) uniform
 Buffers: bn_running_mean (64,), bn_running_var (64,)
          (batch norm's running statistics: saved with the params, updated by train(), never trained)
 Outputs: logits, loss
@@ -41,10 +41,10 @@ def init_params(seed=0):
     params['Wq'] = np.sqrt(6 / (8 + 8)) * rng.uniform(-1.0, 1.0, size=(8, 8))  # xavier
     params['Wk'] = np.sqrt(6 / (8 + 8)) * rng.uniform(-1.0, 1.0, size=(8, 8))  # xavier
     params['Wv'] = np.sqrt(6 / (8 + 8)) * rng.uniform(-1.0, 1.0, size=(8, 8))  # xavier
-    params['ln_g'] = np.zeros((8,))  # zeros
+    params['ln_g'] = np.ones((8,))  # ones
     params['ln_b'] = np.zeros((8,))  # zeros
     params['W1'] = rng.uniform(-1.0, 1.0, size=(24, 64)) / np.sqrt(24)  # uniform
-    params['bn_g'] = np.zeros((64,))  # zeros
+    params['bn_g'] = np.ones((64,))  # ones
     params['bn_b'] = np.zeros((64,))  # zeros
     params['W2'] = rng.uniform(-1.0, 1.0, size=(64, 27)) / np.sqrt(64)  # uniform
     params['b2'] = rng.uniform(-1.0, 1.0, size=(27,)) / np.sqrt(64)  # uniform
@@ -67,28 +67,64 @@ def forward(training=False, **arrays):
         return _forward_training(*_read("forward", arrays, ('context', 'next', 'C', 'Wq', 'Wk', 'Wv', 'ln_g', 'ln_b', 'W1', 'bn_g', 'bn_b', 'W2', 'b2')))
     xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2, b2, bn_running_mean, bn_running_var = _read("forward", arrays, ('context', 'next', 'C', 'Wq', 'Wk', 'Wv', 'ln_g', 'ln_b', 'W1', 'bn_g', 'bn_b', 'W2', 'b2', 'bn_running_mean', 'bn_running_var'))
     e = _take(xp, C, context)
-    t1 = 1 + ln_g
-    t2 = xp.mean(e, axis=2, keepdims=True)
-    t4 = _variance(xp, e, t2, axis=2)
-    sigma_x = xp.sqrt(t4 + 1e-05)
-    xhat = (e - t2)/sigma_x
-    n = t1 * xhat + ln_b
-    t6 = _matmul_rows(xp, n, Wq)
-    t7 = _matmul_rows(xp, n, Wk)
-    t9 = t6 @ xp.permute_dims(t7, (0, 2, 1))
-    t10 = t9 / 2.8284271247461903
-    t11 = _causal_mask(xp, t10)
-    P = xp.exp(t11 - _logsumexp(xp, t11, axis=2, keepdims=True))
-    t12 = _matmul_rows(xp, n, Wv)
-    t13 = P @ t12
-    a = e + t13
+    t1 = xp.mean(e, axis=2, keepdims=True)
+    t3 = _variance(xp, e, t1, axis=2)
+    sigma_x = xp.sqrt(t3 + 1e-05)
+    xhat = (e - t1)/sigma_x
+    n = ln_g * xhat + ln_b
+    t5 = _matmul_rows(xp, n, Wq)
+    t6 = _matmul_rows(xp, n, Wk)
+    t8 = t5 @ xp.permute_dims(t6, (0, 2, 1))
+    t9 = t8 / 2.8284271247461903
+    t10 = _causal_mask(xp, t9)
+    P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
+    t11 = _matmul_rows(xp, n, Wv)
+    t12 = P @ t11
+    a = e + t12
     x = xp.reshape(a, (-1, 24))
-    t14 = x @ W1
-    t15 = 1 + bn_g
+    t13 = x @ W1
     sigma_x2 = xp.sqrt(bn_running_var + 1e-05)
-    xhat2 = (t14 - bn_running_mean)/sigma_x2
-    t18 = t15 * xhat2 + bn_b
-    h = 0.5*t18*(xp.tanh(0.035677408136300125*(t18*t18*t18) + 0.7978845608028654*t18) + 1)
+    xhat2 = (t13 - bn_running_mean)/sigma_x2
+    t16 = bn_g * xhat2 + bn_b
+    h = 0.5*t16*(xp.tanh(0.035677408136300125*(t16*t16*t16) + 0.7978845608028654*t16) + 1)
+    t17 = h @ W2
+    logits = t17 + b2
+    t18 = xp.astype(next_, _dtype(xp))
+    Y = xp.astype(t18[..., None] == xp.arange(27, dtype=t18.dtype), t18.dtype)
+    t19 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t20 = xp.squeeze(t19, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t20)
+    return {'logits': _result(logits), 'loss': _result(loss)}
+
+
+def _forward_training(xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2, b2):
+    """forward(..., training=True) on arrays already checked: batch norm with the batch's statistics."""
+    e = _take(xp, C, context)
+    t1 = xp.mean(e, axis=2, keepdims=True)
+    t3 = _variance(xp, e, t1, axis=2)
+    sigma_x = xp.sqrt(t3 + 1e-05)
+    xhat = (e - t1)/sigma_x
+    n = ln_g * xhat + ln_b
+    t5 = _matmul_rows(xp, n, Wq)
+    t6 = _matmul_rows(xp, n, Wk)
+    t7 = xp.permute_dims(t6, (0, 2, 1))
+    t8 = t5 @ t7
+    t9 = t8 / 2.8284271247461903
+    t10 = _causal_mask(xp, t9)
+    P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
+    t11 = _matmul_rows(xp, n, Wv)
+    t12 = P @ t11
+    a = e + t12
+    x = xp.reshape(a, (-1, 24))
+    t13 = x @ W1
+    t14 = xp.mean(t13, axis=0, keepdims=True)
+    t16 = _variance(xp, t13, t14, axis=0)
+    sigma_x2 = xp.sqrt(t16 + 1e-05)
+    xhat2 = (t13 - t14)/sigma_x2
+    t18 = bn_g * xhat2 + bn_b
+    t23 = 0.035677408136300125*(t18*t18*t18) + 0.7978845608028654*t18
+    t24 = xp.tanh(t23) + 1
+    h = 0.5*t18*t24
     t19 = h @ W2
     logits = t19 + b2
     t20 = xp.astype(next_, _dtype(xp))
@@ -96,46 +132,6 @@ def forward(training=False, **arrays):
     t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t22)
-    return {'logits': _result(logits), 'loss': _result(loss)}
-
-
-def _forward_training(xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2, b2):
-    """forward(..., training=True) on arrays already checked: batch norm with the batch's statistics."""
-    e = _take(xp, C, context)
-    t1 = 1 + ln_g
-    t2 = xp.mean(e, axis=2, keepdims=True)
-    t4 = _variance(xp, e, t2, axis=2)
-    sigma_x = xp.sqrt(t4 + 1e-05)
-    xhat = (e - t2)/sigma_x
-    n = t1 * xhat + ln_b
-    t6 = _matmul_rows(xp, n, Wq)
-    t7 = _matmul_rows(xp, n, Wk)
-    t8 = xp.permute_dims(t7, (0, 2, 1))
-    t9 = t6 @ t8
-    t10 = t9 / 2.8284271247461903
-    t11 = _causal_mask(xp, t10)
-    P = xp.exp(t11 - _logsumexp(xp, t11, axis=2, keepdims=True))
-    t12 = _matmul_rows(xp, n, Wv)
-    t13 = P @ t12
-    a = e + t13
-    x = xp.reshape(a, (-1, 24))
-    t14 = x @ W1
-    t15 = 1 + bn_g
-    t16 = xp.mean(t14, axis=0, keepdims=True)
-    t18 = _variance(xp, t14, t16, axis=0)
-    sigma_x2 = xp.sqrt(t18 + 1e-05)
-    xhat2 = (t14 - t16)/sigma_x2
-    t20 = t15 * xhat2 + bn_b
-    t25 = 0.035677408136300125*(t20*t20*t20) + 0.7978845608028654*t20
-    t26 = xp.tanh(t25) + 1
-    h = 0.5*t20*t26
-    t21 = h @ W2
-    logits = t21 + b2
-    t22 = xp.astype(next_, _dtype(xp))
-    Y = xp.astype(t22[..., None] == xp.arange(27, dtype=t22.dtype), t22.dtype)
-    t23 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t24 = xp.squeeze(t23, axis=1) - xp.sum(Y * logits, axis=1)
-    loss = xp.mean(t24)
     return {'logits': _result(logits), 'loss': _result(loss)}
 
 
@@ -152,88 +148,86 @@ def _gradients(xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2
     Also returns the batch statistics train() blends into the BUFFERS: each batch norm's mean, and its
     variance made unbiased (times n/(n - 1), n the values per channel), as PyTorch's running statistics."""
     e = _take(xp, C, context)
-    t1 = 1 + ln_g
-    t2 = xp.mean(e, axis=2, keepdims=True)
-    t4 = _variance(xp, e, t2, axis=2)
-    sigma_x = xp.sqrt(t4 + 1e-05)
-    xhat = (e - t2)/sigma_x
-    n = t1 * xhat + ln_b
-    t6 = _matmul_rows(xp, n, Wq)
-    t7 = _matmul_rows(xp, n, Wk)
-    t8 = xp.permute_dims(t7, (0, 2, 1))
-    t9 = t6 @ t8
-    t10 = t9 / 2.8284271247461903
-    t11 = _causal_mask(xp, t10)
-    P = xp.exp(t11 - _logsumexp(xp, t11, axis=2, keepdims=True))
-    t12 = _matmul_rows(xp, n, Wv)
-    t13 = P @ t12
-    a = e + t13
+    t1 = xp.mean(e, axis=2, keepdims=True)
+    t3 = _variance(xp, e, t1, axis=2)
+    sigma_x = xp.sqrt(t3 + 1e-05)
+    xhat = (e - t1)/sigma_x
+    n = ln_g * xhat + ln_b
+    t5 = _matmul_rows(xp, n, Wq)
+    t6 = _matmul_rows(xp, n, Wk)
+    t7 = xp.permute_dims(t6, (0, 2, 1))
+    t8 = t5 @ t7
+    t9 = t8 / 2.8284271247461903
+    t10 = _causal_mask(xp, t9)
+    P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
+    t11 = _matmul_rows(xp, n, Wv)
+    t12 = P @ t11
+    a = e + t12
     x = xp.reshape(a, (-1, 24))
-    t14 = x @ W1
-    t15 = 1 + bn_g
-    t16 = xp.mean(t14, axis=0, keepdims=True)
-    t18 = _variance(xp, t14, t16, axis=0)
-    sigma_x2 = xp.sqrt(t18 + 1e-05)
-    xhat2 = (t14 - t16)/sigma_x2
-    t20 = t15 * xhat2 + bn_b
-    t25 = 0.035677408136300125*(t20*t20*t20) + 0.7978845608028654*t20
-    t26 = xp.tanh(t25) + 1
-    h = 0.5*t20*t26
-    t21 = h @ W2
-    logits = t21 + b2
-    t22 = xp.astype(next_, _dtype(xp))
-    Y = xp.astype(t22[..., None] == xp.arange(27, dtype=t22.dtype), t22.dtype)
-    t23 = _logsumexp(xp, logits, axis=1, keepdims=True)
-    t24 = xp.squeeze(t23, axis=1) - xp.sum(Y * logits, axis=1)
-    loss = xp.mean(t24)
+    t13 = x @ W1
+    t14 = xp.mean(t13, axis=0, keepdims=True)
+    t16 = _variance(xp, t13, t14, axis=0)
+    sigma_x2 = xp.sqrt(t16 + 1e-05)
+    xhat2 = (t13 - t14)/sigma_x2
+    t18 = bn_g * xhat2 + bn_b
+    t23 = 0.035677408136300125*(t18*t18*t18) + 0.7978845608028654*t18
+    t24 = xp.tanh(t23) + 1
+    h = 0.5*t18*t24
+    t19 = h @ W2
+    logits = t19 + b2
+    t20 = xp.astype(next_, _dtype(xp))
+    Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
+    t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t22)
     # Backward pass: d_<name> is the gradient of loss with respect to <name>.
-    P2 = xp.exp(logits - t23)  # t24 = softmax_cross_entropy(logits, Y)
-    d_logits = (P2 - Y)/t24.shape[0]  # t24 = softmax_cross_entropy(logits, Y); into logits
-    d_h = d_logits @ W2.T  # t21 = h @ W2; into h
-    d_t20_2 = 0.5*d_h*t26  # h = 0.5*t20*t26; dh/dt20 = 0.5*t26
-    d_t26 = 0.5*d_h*t20  # h = 0.5*t20*t26; dh/dt26 = 0.5*t20
-    d_t25 = d_t26*t26*(2 - t26)  # t26 = tanh(t25) + 1; dt26/dt25 = t26*(2 - t26)
-    d_t20_1 = d_t25*(0.10703222440890037*t20**2 + 0.7978845608028654)  # t25 = 0.0356774081363001*t20**3 + 0.797884560802865*t20; dt25/dt20 = 0.1070322244089*t20**2 + 0.797884560802865
-    d_t20 = d_t20_1 + d_t20_2  # t20 is used more than once: sum of its paths
-    d_bn_b = xp.sum(d_t20, axis=0)  # t20 = t15 * xhat2 + bn_b; into bn_b
-    t27 = d_t20 * xhat2  # t20 = t15 * xhat2 + bn_b
-    d_t15 = xp.sum(t27, axis=0)  # t20 = t15 * xhat2 + bn_b; into t15
-    d_t14 = t15*(d_t20*t14.shape[0] - d_bn_b - d_t15*xhat2)/(sigma_x2*t14.shape[0])  # t20 = t15 * xhat2 + bn_b; into t14
-    d_x = d_t14 @ W1.T  # t14 = x @ W1; into x
+    P2 = xp.exp(logits - t21)  # t22 = softmax_cross_entropy(logits, Y)
+    d_logits = (P2 - Y)/t22.shape[0]  # t22 = softmax_cross_entropy(logits, Y); into logits
+    d_h = d_logits @ W2.T  # t19 = h @ W2; into h
+    d_t18_2 = 0.5*d_h*t24  # h = 0.5*t18*t24; dh/dt18 = 0.5*t24
+    d_t24 = 0.5*d_h*t18  # h = 0.5*t18*t24; dh/dt24 = 0.5*t18
+    d_t23 = d_t24*t24*(2 - t24)  # t24 = tanh(t23) + 1; dt24/dt23 = t24*(2 - t24)
+    d_t18_1 = d_t23*(0.10703222440890037*t18**2 + 0.7978845608028654)  # t23 = 0.0356774081363001*t18**3 + 0.797884560802865*t18; dt23/dt18 = 0.1070322244089*t18**2 + 0.797884560802865
+    d_t18 = d_t18_1 + d_t18_2  # t18 is used more than once: sum of its paths
+    d_bn_b = xp.sum(d_t18, axis=0)  # t18 = bn_g * xhat2 + bn_b; into bn_b
+    t25 = d_t18 * xhat2  # t18 = bn_g * xhat2 + bn_b
+    d_bn_g = xp.sum(t25, axis=0)  # t18 = bn_g * xhat2 + bn_b; into bn_g
+    d_t13 = bn_g*(d_t18*t13.shape[0] - d_bn_b - d_bn_g*xhat2)/(sigma_x2*t13.shape[0])  # t18 = bn_g * xhat2 + bn_b; into t13
+    d_x = d_t13 @ W1.T  # t13 = x @ W1; into x
     d_a = xp.reshape(d_x, (-1, 3, 8))  # x = reshape(a, (None, 24)); into a
-    d_t12 = xp.permute_dims(P, (0, 2, 1)) @ d_a  # t13 = P @ t12; into t12
-    d_n_3 = _matmul_rows(xp, d_t12, Wv.T)  # t12 = n @ Wv; into n
-    d_P = d_a @ xp.permute_dims(t12, (0, 2, 1))  # t13 = P @ t12; into P
-    t28 = d_P * P  # P = softmax(t11, axis=2)
-    t29 = xp.sum(t28, axis=2, keepdims=True)  # P = softmax(t11, axis=2)
-    d_t11 = P*(d_P - t29)  # P = softmax(t11, axis=2); into t11
-    d_t10 = _causal_mask(xp, d_t11, fill=0.0)  # t11 = causal_mask(t10); into t10
-    d_t9 = 0.35355339059327373*d_t10  # t10 = t9 / 2.8284271247461903; dt10/dt9 = 0.353553390593274
-    d_t8 = xp.permute_dims(t6, (0, 2, 1)) @ d_t9  # t9 = t6 @ t8; into t8
-    d_t7 = xp.permute_dims(d_t8, (0, 2, 1))  # t8 = transpose(t7); into t7
-    d_n_2 = _matmul_rows(xp, d_t7, Wk.T)  # t7 = n @ Wk; into n
-    d_t6 = d_t9 @ xp.permute_dims(t8, (0, 2, 1))  # t9 = t6 @ t8; into t6
-    d_n_1 = _matmul_rows(xp, d_t6, Wq.T)  # t6 = n @ Wq; into n
+    d_t11 = xp.permute_dims(P, (0, 2, 1)) @ d_a  # t12 = P @ t11; into t11
+    d_n_3 = _matmul_rows(xp, d_t11, Wv.T)  # t11 = n @ Wv; into n
+    d_P = d_a @ xp.permute_dims(t11, (0, 2, 1))  # t12 = P @ t11; into P
+    t26 = d_P * P  # P = softmax(t10, axis=2)
+    t27 = xp.sum(t26, axis=2, keepdims=True)  # P = softmax(t10, axis=2)
+    d_t10 = P*(d_P - t27)  # P = softmax(t10, axis=2); into t10
+    d_t9 = _causal_mask(xp, d_t10, fill=0.0)  # t10 = causal_mask(t9); into t9
+    d_t8 = 0.35355339059327373*d_t9  # t9 = t8 / 2.8284271247461903; dt9/dt8 = 0.353553390593274
+    d_t7 = xp.permute_dims(t5, (0, 2, 1)) @ d_t8  # t8 = t5 @ t7; into t7
+    d_t6 = xp.permute_dims(d_t7, (0, 2, 1))  # t7 = transpose(t6); into t6
+    d_n_2 = _matmul_rows(xp, d_t6, Wk.T)  # t6 = n @ Wk; into n
+    d_t5 = d_t8 @ xp.permute_dims(t7, (0, 2, 1))  # t8 = t5 @ t7; into t5
+    d_n_1 = _matmul_rows(xp, d_t5, Wq.T)  # t5 = n @ Wq; into n
     d_n = d_n_1 + d_n_2 + d_n_3  # n is used more than once: sum of its paths
-    t30 = t1 * d_n  # n = t1 * xhat + ln_b
-    t31 = xp.sum(t30, axis=2, keepdims=True)  # n = t1 * xhat + ln_b
-    t32 = t30 * xhat  # n = t1 * xhat + ln_b
-    t33 = xp.sum(t32, axis=2, keepdims=True)  # n = t1 * xhat + ln_b
-    d_e_1 = (1/8)*(8*t30 - t31 - t33*xhat)/sigma_x  # n = t1 * xhat + ln_b; into e
+    t28 = ln_g * d_n  # n = ln_g * xhat + ln_b
+    t29 = xp.sum(t28, axis=2, keepdims=True)  # n = ln_g * xhat + ln_b
+    t30 = t28 * xhat  # n = ln_g * xhat + ln_b
+    t31 = xp.sum(t30, axis=2, keepdims=True)  # n = ln_g * xhat + ln_b
+    d_e_1 = (1/8)*(8*t28 - t29 - t31*xhat)/sigma_x  # n = ln_g * xhat + ln_b; into e
     d_e = d_a + d_e_1  # e is used more than once: sum of its paths
     d_C = _take_grad(xp, d_e, C, context)  # e = C[context]; into C
-    d_Wq = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t6, (-1, 8))  # t6 = n @ Wq; into Wq
-    d_Wk = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t7, (-1, 8))  # t7 = n @ Wk; into Wk
-    d_Wv = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t12, (-1, 8))  # t12 = n @ Wv; into Wv
-    t34 = d_n * xhat  # n = t1 * xhat + ln_b
-    d_t1 = xp.sum(t34, axis=(0, 1))  # n = t1 * xhat + ln_b; into t1
-    d_ln_b = xp.sum(d_n, axis=(0, 1))  # n = t1 * xhat + ln_b; into ln_b
-    d_W1 = x.T @ d_t14  # t14 = x @ W1; into W1
-    d_W2 = h.T @ d_logits  # t21 = h @ W2; into W2
-    d_b2 = xp.sum(d_logits, axis=0)  # logits = t21 + b2; dlogits/db2 = 1
+    d_Wq = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t5, (-1, 8))  # t5 = n @ Wq; into Wq
+    d_Wk = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t6, (-1, 8))  # t6 = n @ Wk; into Wk
+    d_Wv = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t11, (-1, 8))  # t11 = n @ Wv; into Wv
+    t32 = d_n * xhat  # n = ln_g * xhat + ln_b
+    d_ln_g = xp.sum(t32, axis=(0, 1))  # n = ln_g * xhat + ln_b; into ln_g
+    d_ln_b = xp.sum(d_n, axis=(0, 1))  # n = ln_g * xhat + ln_b; into ln_b
+    d_W1 = x.T @ d_t13  # t13 = x @ W1; into W1
+    d_W2 = h.T @ d_logits  # t19 = h @ W2; into W2
+    d_b2 = xp.sum(d_logits, axis=0)  # logits = t19 + b2; dlogits/db2 = 1
     outputs = {'logits': logits, 'loss': loss}
-    grads = {'C': d_C, 'Wq': d_Wq, 'Wk': d_Wk, 'Wv': d_Wv, 'ln_g': d_t1, 'ln_b': d_ln_b, 'W1': d_W1, 'bn_g': d_t15, 'bn_b': d_bn_b, 'W2': d_W2, 'b2': d_b2}
-    statistics = {'bn_running_mean': xp.reshape(t16, (64,)), 'bn_running_var': xp.reshape(t18, (64,)) * (t14.shape[0] / (t14.shape[0] - 1))}
+    grads = {'C': d_C, 'Wq': d_Wq, 'Wk': d_Wk, 'Wv': d_Wv, 'ln_g': d_ln_g, 'ln_b': d_ln_b, 'W1': d_W1, 'bn_g': d_bn_g, 'bn_b': d_bn_b, 'W2': d_W2, 'b2': d_b2}
+    statistics = {'bn_running_mean': xp.reshape(t14, (64,)), 'bn_running_var': xp.reshape(t16, (64,)) * (t13.shape[0] / (t13.shape[0] - 1))}
     return outputs, grads, statistics
 
 
