@@ -18,26 +18,13 @@ from pathlib import Path
 import numpy as np
 
 import graphcomp as gc
+from example_data import ALPHABET, VOCAB, read_names, split, train_and_sample
 
 CONTEXT, EMBED, HIDDEN = 3, 10, 200
-ALPHABET = ".abcdefghijklmnopqrstuvwxyz"  # id 0 is '.', the start and the end of a name
-VOCAB = len(ALPHABET)
-NAMES = Path(__file__).parent / "data" / "names.txt"
 # How main() trains, as the generated train()'s settings (also the defaults of the module's command line):
 # Adam, its rate falling along a cosine over the epochs.
 training = {"optimizer": "adam", "lr": 0.003, "schedule": "cosine", "batch_size": 32}
 loss = "loss"  # what `graphcomp compile examples/bengio_lm.py` differentiates
-
-
-def read_names(path: Path = NAMES) -> list[str]:
-    return path.read_text(encoding="ascii").split()
-
-
-def split(names: list[str], seed: int = 0, held_out: float = 0.1) -> tuple[list[str], list[str]]:
-    """(training names, validation names), shuffled from `seed`."""
-    order = np.random.default_rng(seed).permutation(len(names))
-    cut = len(names) - int(round(held_out * len(names)))
-    return [names[i] for i in order[:cut]], [names[i] for i in order[cut:]]
 
 
 def examples(names: list[str], context: int = CONTEXT) -> dict:
@@ -106,19 +93,8 @@ def main(out_dir: Path, epochs: int = 20, names: list[str] | None = None, every:
     start = m.evaluate(params, data)["loss"]
     print(f"{len(train_names)} training names ({len(data['next'])} examples), {len(val_names)} validation names; "
           f"loss before training {start:.4f} (uniform guessing: {np.log(VOCAB):.4f})")
-
-    def report(record):
-        if record["epoch"] % every == 0 or record["epoch"] == epochs:
-            print(f"epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}  {record['seconds']:.1f}s",
-                  flush=True)
-
-    params, losses = m.train(params, data, epochs=epochs, seed=0, on_epoch=report, **(training | settings))
-    train_loss, val_loss = m.evaluate(params, data)["loss"], m.evaluate(params, held)["loss"]
-    print(f"final loss: training {train_loss:.4f}, validation {val_loss:.4f}")
-    m.save_params(out_dir / "bengio_lm_params.npz", params)
-    names_drawn = sample(m, params)
-    print("sampled names:", ", ".join(names_drawn))
-    return {"start": start, "losses": losses, "train": train_loss, "validation": val_loss, "names": names_drawn}
+    return train_and_sample(m, params, data, held, out_dir / "bengio_lm_params.npz", start=start, epochs=epochs,
+                            every=every, settings=training | settings, sample=sample, final="final loss")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""Small data sets the examples make themselves (nothing is downloaded)."""
+"""Small data sets the examples make themselves (nothing is downloaded), and what the language-model
+examples (bengio_lm.py, tiny_gpt.py) share: the first names they learn from (data/names.txt, made by
+data/make_names.py), the letters as ids, the split into training and validation names, and the run of
+their main(): train with the generated `train`, print the losses, sample ten names."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -48,3 +54,41 @@ def sequences(n: int = 512, steps: int = 6, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(n, steps, 1))
     return x, x.mean(axis=1)
+
+
+# ---- the first names of the language-model examples ----
+
+ALPHABET = ".abcdefghijklmnopqrstuvwxyz"  # id 0 is '.', the start and the end of a name
+VOCAB = len(ALPHABET)
+NAMES = Path(__file__).parent / "data" / "names.txt"
+
+
+def read_names(path: Path = NAMES) -> list[str]:
+    return path.read_text(encoding="ascii").split()
+
+
+def split(names: list[str], seed: int = 0, held_out: float = 0.1) -> tuple[list[str], list[str]]:
+    """(training names, validation names), shuffled from `seed`."""
+    order = np.random.default_rng(seed).permutation(len(names))
+    cut = len(names) - int(round(held_out * len(names)))
+    return [names[i] for i in order[:cut]], [names[i] for i in order[cut:]]
+
+
+def train_and_sample(m, params: dict, data: dict, held: dict, out: Path, *, start: float, epochs: int, every: int,
+                     settings: dict, sample: Callable, final: str = "final loss") -> dict:
+    """Train the loaded module `m` from `params` (whose loss on `data` is `start`), a line every `every`
+    epochs, print the training and validation losses and ten sampled names, save the params to `out`;
+    return the figures."""
+
+    def report(record):
+        if record["epoch"] % every == 0 or record["epoch"] == epochs:
+            print(f"epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}  {record['seconds']:.1f}s",
+                  flush=True)
+
+    params, losses = m.train(params, data, epochs=epochs, seed=0, on_epoch=report, **settings)
+    train_loss, val_loss = m.evaluate(params, data)["loss"], m.evaluate(params, held)["loss"]
+    print(f"{final}: training {train_loss:.4f}, validation {val_loss:.4f}")
+    m.save_params(out, params)
+    names_drawn = sample(m, params)
+    print("sampled names:", ", ".join(names_drawn))
+    return {"start": start, "losses": losses, "train": train_loss, "validation": val_loss, "names": names_drawn}
