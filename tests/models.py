@@ -28,3 +28,18 @@ def readme_xor() -> gc.Graph:
     p = g.output("p", gc.sigmoid(h @ W2 + b2))
     g.output("loss", gc.mean(-(y * gc.log(p) + (1 - y) * gc.log(1 - p))))
     return g
+
+
+def readme_rnn() -> gc.Graph:
+    """The RNN of the README's loop section: h_t = tanh(x_t W + h_{t-1} U) over a run-time length."""
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
+    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
+
+    def step(h, x):
+        h = gc.tanh(x @ W + h @ U)
+        return h, h
+
+    hT, hs = gc.scan(step, h0, xs, axis=1)
+    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
+    return g

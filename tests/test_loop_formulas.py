@@ -16,6 +16,7 @@ from graphcomp.frontend.cli import main
 from graphcomp.frontend.spec import load
 from latex_check import display_math, katex_errors
 from latex_reader import Reader, bind, equations
+from models import readme_rnn
 
 BATCH, STEPS = 3, 4
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -252,14 +253,5 @@ def test_the_readme_shows_what_the_rnn_of_its_loop_section_prints():
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Loops: `gc.scan`"):readme.index("### Examples")]
     shown = re.search(r"```tex\n(.*?)```", section, flags=re.DOTALL).group(1).strip().splitlines()
-    g = gc.Graph("rnn")
-    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
-    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
-
-    def step(h, x):
-        h = gc.tanh(x @ W + h @ U)
-        return h, h
-    hT, hs = gc.scan(step, h0, xs, axis=1)
-    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
-    printed = {f"{lhs} = {rhs}" for lhs, rhs in equations(gc.compile(g).gradient_latex()["U"])}
+    printed = {f"{lhs} = {rhs}" for lhs, rhs in equations(gc.compile(readme_rnn()).gradient_latex()["U"])}
     assert set(shown) <= printed, set(shown) - printed

@@ -10,6 +10,7 @@ import pytest
 
 import graphcomp as gc
 from gradcheck import check_gradients
+from models import readme_rnn
 
 B, T, D, H = 3, 6, 2, 4  # examples, steps, input width, carry width
 
@@ -321,18 +322,8 @@ def test_the_readme_shows_the_backward_loop_the_compiler_writes():
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### Loops: `gc.scan`"):]
     shown = re.findall(r"```python\n(.*?)```", section, flags=re.S)[1]
-    g = gc.Graph("rnn")
-    xs, h0 = g.input("xs", shape=(None, "T", 3)), g.input("h0", shape=(None, 4))
-    W, U = g.param("W", (3, 4)), g.param("U", (4, 4))
-
-    def step(h, x):
-        h = gc.tanh(x @ W + h @ U)
-        return h, h
-
-    hT, hs = gc.scan(step, h0, xs, axis=1)
-    g.output("loss", gc.sum(hT) + gc.sum(hs * hs))
     assert "hT, hs = gc.scan(step, h0, xs, axis=1)" in section
-    assert shown in gc.compile(g).source
+    assert shown in gc.compile(readme_rnn()).source
 
 
 def test_second_derivatives_through_a_loop():
