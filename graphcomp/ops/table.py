@@ -15,6 +15,7 @@ Rule signatures, fixed for every op:
     shape(input_shapes, attrs) -> shape
     emit(node, args) -> NumPy expression text   (args: variable names or number literals)
     vjp(node, g) -> one Node or None per input  (g: adjoint of node, same shape)
+    jvp(node, tangents) -> Node or None          (tangents: one Node or None per input; the node's tangent)
     text(node, args) / latex(node, args) -> formula
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..ir.shapes import Shape, normalize_axes
 ShapeRule = Callable[[tuple, dict], Shape]
 Emit = Callable[[Node, tuple], str]
 Vjp = Callable[[Node, Node], tuple]
+Jvp = Callable[[Node, tuple], Optional[Node]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +51,10 @@ class Op:
     vjp: Optional[Vjp]
     """vjp(node, g) -> one node or None per operand: g carried back to it. None: the op has no derivative
     rule, and differentiating through it is an error naming the op."""
+    jvp: Optional[Jvp] = None
+    """jvp(node, tangents) -> the node's tangent (forward mode), given one tangent node or None (zero) per
+    operand; None when it is zero. Ops declared by a formula need none (the formula's derivatives give it);
+    for the others without one, forward mode transposes the op's vjp, which is linear in its adjoint."""
     text: Emit
     """text(node, args) -> the formula as plain text (comments, the terminal)."""
     latex: Emit
