@@ -13,7 +13,7 @@ from ..ir.graph import OPS, Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .pointwise import fuse
 from .shape import reshape, sum_to
-from .table import Emit, Op, ShapeRule, axes_canonical, like, not_differentiable, reduced_axes, register
+from .table import Emit, Op, ShapeRule, axes_canonical, like, linear_in, not_differentiable, reduced_axes, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -79,7 +79,7 @@ def _matmul_emit(node: Node, args: tuple) -> str:
 
 register(Op(name="matmul", arity=2, shape=_matmul_shape,
             emit=_matmul_emit, vjp=_matmul_vjp,
-            text=lambda node, args: f"{args[0]} @ {args[1]}",
+            jvp=linear_in(0, 1), text=lambda node, args: f"{args[0]} @ {args[1]}",
             latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
 
 
@@ -109,7 +109,7 @@ def _rows_matmul_latex(node: Node, args: tuple) -> str:
 # a @ W for a stack a, computed as one product of the rows laid out as matrices (N·T, K)ᵀ (N·T, M).
 register(Op(name="rows_matmul", arity=2, shape=_rows_matmul_shape, emit=_rows_matmul_emit,
             vjp=lambda node, h: (apply("matmul", node.inputs[1], swap_last(h)), apply("matmul", node.inputs[0], h)),
-            text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
+            jvp=linear_in(0, 1), text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
 
 
 def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -122,7 +122,7 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 # a bᵀ of two vectors (the weight gradient of a matrix-vector product, the Linear module of the lecture notes on layers as modules).
 register(Op(name="outer", arity=2, shape=_outer_shape, emit=lambda node, args: f"{args[0]}[:, None] * {args[1]}",
             vjp=lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
-            text=lambda node, args: f"outer({args[0]}, {args[1]})",
+            jvp=linear_in(0, 1), text=lambda node, args: f"outer({args[0]}, {args[1]})",
             latex=lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
 
 
@@ -151,7 +151,7 @@ register(Op(name="transpose", arity=1, shape=_transpose_shape,
             emit=lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
             else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
             vjp=_transpose_vjp,
-            text=lambda node, args: f"transpose({args[0]})",
+            jvp=linear_in(0), text=lambda node, args: f"transpose({args[0]})",
             latex=lambda node, args: transposed(args[0]) if node.attr("axes") is None
             else latex_operator("transpose", args, str(tuple(node.attr("axes")))),
             inlined=True, scalar_identity=True))
@@ -227,11 +227,11 @@ def _axes_latex(node: Node) -> str:
 
 register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
             canonical=axes_canonical("sum", keepdims=True),
-            text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
+            jvp=linear_in(0), text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
             number_operands=True, scalar_identity=True))
 register(Op(name="mean", arity=1, shape=_reduce_shape("mean"), emit=_reduce_emit("mean"), vjp=_mean_vjp,
             canonical=axes_canonical("mean", keepdims=True),
-            text=_reduction_text("mean"), latex=_reduction_latex("mean"),
+            jvp=linear_in(0), text=_reduction_text("mean"), latex=_reduction_latex("mean"),
             number_operands=True, scalar_identity=True))
 
 
