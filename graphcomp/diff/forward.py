@@ -68,13 +68,18 @@ def _tangent(node: Node, tangents: tuple, known: set[Node]) -> Node | None:
 
 
 def _transposed(node: Node, operands: tuple, tangents: tuple, known: set[Node]) -> Node | None:
-    """ẏ = J ẋ from the reverse rule u ↦ Jᵀu: the gradient, with respect to u, of ⟨Jᵀu, ẋ⟩. The rule is
+    """ẏ = J ẋ from the reverse rule u ↦ Jᵀu (the op's own partial derivatives, one per operand, each
+    operand taken as independent of the others): the gradient, with respect to u, of ⟨Jᵀu, ẋ⟩. The rule is
     linear in u, so the result does not depend on u's value; where its nodes still read u (for its shape),
     they read the node itself. The names reverse mode gives its results (alias) are left out."""
     u = placeholder(node.shape, "u")
-    moved = dict(zip(operands, tangents))  # an operand used twice (concat(a, a)) is one input of the rule
-    pieces = pullback([(node, u)], list(moved))
-    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, moved.values())
+    op = OPS[node.op]
+    if op.selects is not None:  # a loop's rule takes the adjoints of its results at once
+        loop = node.inputs[0]
+        pieces = OPS[loop.op].vjp(loop, {op.selects(node): u})
+    else:
+        pieces = op.vjp(node, u)
+    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, tangents)
              if piece is not None and tangent is not None]
     if not terms:
         return None
