@@ -11,7 +11,7 @@ from sympy.printing.precedence import PRECEDENCE
 from .printing import factored, positive_first, sums_last
 
 _ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
-                           r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\})?")
+                           r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\}|\^\{-1\}|\^\{-\\top\})?")
 
 
 def group(text: str | int | float) -> str:
@@ -38,6 +38,9 @@ def transposed(text: str | int | float) -> str:
     """text^T, in parentheses where text already carries a superscript (no x^T^T in LaTeX) or is a
     fraction (whose bar the T would sit on: (x/16)^T, not x/16^T)."""
     grouped = group(text)
+    inverse = re.fullmatch(r"(.*)\^\{-1\}", grouped)
+    if inverse and group(inverse.group(1)) == inverse.group(1) and not re.search(r"\^", inverse.group(1)):
+        return inverse.group(1) + r"^{-\top}"  # (X^{-1})^T is X^{-T}
     fraction = grouped.startswith(r"\frac")
     if fraction or re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
         grouped = rf"\left({grouped}\right)"
