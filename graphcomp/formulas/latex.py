@@ -49,7 +49,7 @@ def transposed(text: str | int | float) -> str:
 
 def _balanced_call(text: str) -> bool:
     """`\\operatorname{f}_{...}^{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole: one factor."""
-    head = re.match(r"\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\}", text)
+    head = re.match(r"\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\}|\\Phi(?=\\left\()", text)
     if not head:
         return False
     k = head.end()

@@ -25,7 +25,7 @@ __all__ = [
     "take",
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
-    "trace", "diag", "det", "logdet", "inv", "solve", "cholesky", "einsum",
+    "trace", "diag", "eye_like", "det", "logdet", "inv", "solve", "cholesky", "einsum",
 ]
 
 
@@ -307,6 +307,13 @@ def diag(x: Node) -> Node:
     return apply("diag_embed", x) if as_node(x).ndim == 1 else apply("diagonal", x)
 
 
+def eye_like(x: Node) -> Node:
+    """The identity matrix I_n beside a square matrix x (n, n): Σ = L Lᵀ + ε I is L @ L.T + eps * eye_like(L)."""
+    if as_node(x).ndim != 2:
+        raise ShapeError(f"eye_like: expects one square matrix (n, n), got shape {format_shape(as_node(x).shape)}")
+    return apply("scaled_identity", 1, x)
+
+
 def det(x: Node) -> Node:
     """det X (its gradient det X · X^{-T} needs X invertible)."""
     return apply("det", x)
@@ -333,6 +340,10 @@ def cholesky(a: Node) -> Node:
     return apply("cholesky", a)
 
 
-def einsum(spec: str, *operands: Node) -> Node:
-    """A sum of products over named indices with an explicit output, einsum("ij,jk->ik", A, B)."""
+def einsum(*args: Any, spec: str | None = None) -> Node:
+    """A sum of products over named indices with an explicit output, einsum("ij,jk->ik", A, B); also
+    einsum(A, B, spec="ij,jk->ik"), the form spec files write (their expressions take text only by keyword)."""
+    operands = args
+    if spec is None and args and not isinstance(args[0], Node):
+        spec, operands = args[0], args[1:]
     return apply("einsum", *operands, spec=spec)

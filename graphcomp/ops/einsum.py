@@ -67,7 +67,7 @@ def _sizes(spec: str, terms: list[str], shapes: tuple) -> dict[str, object]:
 
 
 def _size(d: object) -> str:
-    return "N (the batch)" if d is None else str(d)
+    return "None (the batch axis)" if d is None else str(d)
 
 
 def _canonical(attrs: dict, shapes: tuple) -> dict:

@@ -168,7 +168,7 @@ def _inv_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op(name="inv", arity=1, shape=_matrix_rule("inv", False),
-            emit=lambda node, args: f"xp.linalg.inv({args[0]})", vjp=_inv_vjp,
+            emit=lambda node, args: f"xp.linalg.inv({args[0]})", vjp=_inv_vjp, inlined=True,
             jvp=lambda node, t: None if t[0] is None else apply("neg", apply("matmul", apply("matmul", node, t[0]), node)),
             text=_call("inv"), latex=lambda node, args: inverse_latex(args[0])))
 
