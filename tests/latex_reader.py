@@ -170,7 +170,7 @@ def bind(text: str, t: int) -> str:
 
 
 _SYMBOL = re.compile(r"(\\bar\{(?:\\hat\{[A-Za-z]\}|\\[A-Za-z]+|[A-Za-z])\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}"
-                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega|sigma(?=_))"
+                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega|sigma(?=_)|Sigma|Lambda|Gamma|Delta|Theta|Omega)"
                      r"(?![A-Za-z])|[A-Za-df-zA-Z](?![A-Za-z]))(_\{[^{}]*\})?(\^\{\(\d+\)\})?")
 # ∂F/∂a_{1}: how a graph of scalars writes a gradient; read as one symbol, like \bar{a}_{1}
 _PARTIAL = re.compile(r"\\frac\{\\partial [^{}]+\}\{\\partial (?:[^{}]|\{[^{}]*\})+\}")

@@ -88,3 +88,23 @@ def test_training_the_gp_reaches_the_optimum_of_its_hyperparameters(tmp_path):
     assert figures["largest relative difference from the optimum"] < 1e-4
     assert abs(figures["loss"] - figures["optimum"]) < 1e-8
     assert figures["loss"] < figures["at the true hyperparameters"]
+
+
+def test_every_printed_gradient_of_the_examples_reads_back():
+    """The examples' whole gradient formulas (solve, log det, X^{-\\top}, I_n among them), read by the
+    independent reader from the leaves' values alone, are the module's gradients."""
+    from graphcomp.formulas.symbols import symbol
+    from latex_reader import Reader, equations
+
+    gaussian, gp = example("gaussian_nll"), example("gp_marginal_likelihood")
+    rng = np.random.default_rng(3)
+    cases = [(gaussian.build(), {"x": gaussian.samples(6, seed=3), "L": rng.normal(size=(3, 3)), "mu": rng.normal(size=3)}, 6),
+             (gp.build(8), {**gp.data(8, seed=3), "log_s": 0.2, "log_l": -0.3, "log_noise": -1.0}, 1)]
+    for graph, values, batch in cases:
+        model = gc.compile(graph, loss="loss")
+        grads = model.load().gradients(**values)[1]
+        for leaf, latex in model.gradient_latex().items():
+            lines = equations(latex)
+            reader = Reader({**{symbol(name): value for name, value in values.items()}, "N": batch}, batch)
+            reader.define(lines[1:])
+            np.testing.assert_allclose(reader.evaluate(lines[0][1]), grads[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)

@@ -20,10 +20,8 @@ derivative rules use X^{-1}: at a singular matrix they give inf or NaN, never a 
 """
 from __future__ import annotations
 
-import re
-
 from ..errors import ShapeError
-from ..formulas.latex import group, latex_operator, transposed
+from ..formulas.latex import group, inverse, latex_operator
 from ..formulas.printing import number_text
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, format_shape, shapes_text
@@ -46,17 +44,6 @@ def _matrix_rule(what: str, scalar: bool) -> callable:
         _square(what, shapes[0])
         return shapes[0][:-2] if scalar else shapes[0]
     return rule
-
-
-def inverse_latex(text: str) -> str:
-    r"""text^{-1}; X^\top inverted is X^{-\top}; a value already carrying a superscript is grouped first."""
-    top = re.fullmatch(r"(.*)\^\\top", text)
-    if top and group(top.group(1)) == top.group(1) and not top.group(1).endswith("}"):
-        return f"{top.group(1)}^{{-\\top}}"
-    grouped = group(text)
-    if re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
-        grouped = rf"\left({grouped}\right)"
-    return grouped + "^{-1}"
 
 
 def _times(g: Node, x: Node) -> Node:
@@ -104,13 +91,19 @@ def _scaled_identity_latex(node: Node, args: tuple) -> str:
     return eye if g.op == "const" and g.attr("value") == 1 else f"{group(args[0])} {eye}"
 
 
+def _scaled_identity_text(node: Node, args: tuple) -> str:
+    g, x = node.inputs
+    eye = f"eye({x.shape[-1]})"
+    return eye if g.op == "const" and g.attr("value") == 1 else f"{args[0]} * {eye}"
+
+
 # g I_n, g one number per matrix of X's (a stack's: g (...), I_n beside each) (the gradient of tr X).
 # X gives n and the dtype; no gradient flows to it.
 register(Op(name="scaled_identity", arity=2, shape=lambda shapes, attrs: tuple(shapes[1]),
             emit=_scaled_identity_emit, latex=_scaled_identity_latex,
             vjp=lambda node, g: (apply("trace", g), None),
             jvp=lambda node, t: None if t[0] is None else apply("scaled_identity", t[0], node.inputs[1]),
-            text=lambda node, args: f"{args[0]} * eye({node.inputs[1].shape[-1]})"))
+            text=_scaled_identity_text))
 
 
 def _diagonal_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -158,7 +151,7 @@ register(Op(name="logdet", arity=1, shape=_matrix_rule("logdet", True),
             emit=lambda node, args: f"_logdet(xp, {args[0]})",
             vjp=lambda node, g: (_scale(g, _inverse_transposed(node.inputs[0])),),
             jvp=lambda node, t: None if t[0] is None else _tr_inv_times(node.inputs[0], t[0]),
-            text=_call("logdet"), latex=_det_latex(r"\log\det")))
+            text=_call("logdet"), latex=_det_latex(r"\log \det")))
 
 
 def _inv_vjp(node: Node, g: Node) -> tuple:
@@ -170,7 +163,7 @@ def _inv_vjp(node: Node, g: Node) -> tuple:
 register(Op(name="inv", arity=1, shape=_matrix_rule("inv", False),
             emit=lambda node, args: f"xp.linalg.inv({args[0]})", vjp=_inv_vjp, inlined=True,
             jvp=lambda node, t: None if t[0] is None else apply("neg", apply("matmul", apply("matmul", node, t[0]), node)),
-            text=_call("inv"), latex=lambda node, args: inverse_latex(args[0])))
+            text=_call("inv"), latex=lambda node, args: inverse(args[0])))
 
 
 def _solve_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -205,7 +198,7 @@ def _solve_jvp(node: Node, tangents: tuple) -> Node | None:
 
 register(Op(name="solve", arity=2, shape=_solve_shape,
             emit=lambda node, args: f"xp.linalg.solve({args[0]}, {args[1]})", vjp=_solve_vjp, jvp=_solve_jvp,
-            text=_call("solve"), latex=lambda node, args: f"{inverse_latex(args[0])} {group(args[1])}"))
+            text=_call("solve"), latex=lambda node, args: f"{inverse(args[0])} {group(args[1])}"))
 
 
 def _cholesky_vjp(node: Node, g: Node) -> tuple:
