@@ -143,3 +143,15 @@ def test_einsum_gradients_are_einsums_over_the_other_operands():
     torch_build = (lambda A, B, R: (torch.einsum("ij,jk->ik", A, B) * R).sum())
     check(build, torch_build, values, "A", r"\bar{A} = \operatorname{einsum}_{ik,jk \to ij}\left(R, B\right)", R @ B.T)
     check(build, torch_build, values, "B", r"\bar{B} = \operatorname{einsum}_{ik,ij \to jk}\left(R, A\right)", A.T @ R)
+
+
+def test_the_readme_quotes_the_printed_gradients():
+    from pathlib import Path
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    values = {"A": X, "b": b, "r": r}
+    quoted = [printed_gradient(lambda X: gc.logdet(X), {"X": X}, "X")[0],
+              printed_gradient(lambda A, X: gc.trace(A @ X), {"A": A, "X": X}, "X")[0],
+              printed_gradient(lambda A, b, r: gc.sum(gc.solve(A, b) * r), values, "b")[0],
+              printed_gradient(lambda A, b, r: gc.sum(gc.solve(A, b) * r), values, "A")[0]]
+    for latex in quoted:
+        assert f"`{latex}`" in readme.replace("\n", " "), latex
