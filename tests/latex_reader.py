@@ -170,7 +170,7 @@ def bind(text: str, t: int) -> str:
 
 
 _SYMBOL = re.compile(r"(\\bar\{(?:\\hat\{[A-Za-z]\}|\\[A-Za-z]+|[A-Za-z])\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}"
-                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega|sigma(?=_))"
+                     r"|\\hat\{[A-Za-z]\}|\\(?:alpha|beta|gamma|delta|epsilon|lambda|mu|nu|phi|psi|rho|tau|theta|omega|sigma(?=_)|Sigma|Lambda|Gamma|Delta|Theta|Omega)"
                      r"(?![A-Za-z])|[A-Za-df-zA-Z](?![A-Za-z]))(_\{[^{}]*\})?(\^\{\(\d+\)\})?")
 # ∂F/∂a_{1}: how a graph of scalars writes a gradient; read as one symbol, like \bar{a}_{1}
 _PARTIAL = re.compile(r"\\frac\{\\partial [^{}]+\}\{\\partial (?:[^{}]|\{[^{}]*\})+\}")
@@ -243,7 +243,7 @@ class _Parser:
                 return value
 
     def _starts_primary(self) -> bool:
-        return bool(self.peek(r"\\left\(|\\left\||\(|\{|\d|\\frac|\\sqrt|\\sum|\\max|\\min|\\log|\\tanh|\\exp|\\sigma"
+        return bool(self.peek(r"\\left\(|\\left\||\(|\{|\d|\\frac|\\sqrt|\\sum|\\max|\\min|\\log|\\tanh|\\exp|\\sigma|\\det|\\Phi"
                               r"|\\operatorname|\\mathbf|\\mathbb|e\^") or self.peek(_SYMBOL.pattern))
 
     def unary(self) -> np.ndarray:
@@ -256,6 +256,8 @@ class _Parser:
         while True:
             if self.take(r"\^\\top|\^\{\\top\}"):
                 value = _Row(value) if np.ndim(value) == 1 else np.transpose(value)
+            elif self.peek(r"\^\{-(1|\\top)\}") and np.ndim(value) >= 2:  # a matrix's inverse, X^{-1}, X^{-\top}
+                value = _inverse(value, self.expect(r"\^\{-(1|\\top)\}").group(1) != "1")
             elif self.peek(r"\^"):
                 self.expect(r"\^")
                 exponent = self.sub(self.braced()) if self.peek(r"\{") else float(self.expect(r"\d").group())
@@ -288,6 +290,9 @@ class _Parser:
             value = self.expression()
             self.expect(r"\)")
             return value
+        matrix = _matrix_primary(self)
+        if matrix is not None:
+            return matrix
         partial = self.take(_PARTIAL.pattern)
         if partial:
             return self.reader.value(partial.group())
@@ -481,6 +486,8 @@ def _settings(subscript: str) -> tuple[int, int]:
 
 
 def _operator(name: str, subscript: str, superscript: str, args: list, parser: _Parser) -> np.ndarray:
+    if name in _MATRIX_OPERATORS:
+        return _MATRIX_OPERATORS[name](subscript, *args)
     batch = parser.reader.batch
     axes, keepdims = _axes(subscript)
     if name in ("sum", "mean", "max", "min"):
@@ -615,3 +622,39 @@ def _pool_select(v, x, m, size, stride):
     for i, j, window in _windows(x, size, stride):
         out[:, :, i, j] = (_shares(x, m, window, i, j) * v[window]).sum(axis=(2, 3))
     return out
+
+
+# ---- matrix calculus, as the Matrix Cookbook writes it: tr, det, log det, X^{-1}, X^{-\top}, A^{-1} b,
+# I_{n} the identity, diag (a matrix's diagonal), Diag (the diagonal matrix of a vector), chol (the lower
+# Cholesky factor), \Phi (the lower triangle, its diagonal halved), einsum_{ij,jk \to ik} (indices named)
+
+def _inverse(value, transposed: bool):
+    inverse = np.linalg.inv(np.asarray(value).view(np.ndarray))
+    return np.swapaxes(inverse, -1, -2) if transposed else inverse
+
+
+def _matrix_primary(parser: _Parser):
+    r"""I_{n}, \det X, \Phi(X), or None when none of them is ahead."""
+    eye = parser.take(r"I_\{(\d+)\}")
+    if eye:
+        return np.eye(int(eye.group(1)))
+    if parser.take(r"\\det"):
+        return np.linalg.det(parser.arguments()[0] if parser.peek(r"\\left\(") else parser.power())
+    if parser.take(r"\\Phi"):
+        x = parser.arguments()[0]
+        return np.tril(x) - 0.5 * np.tril(np.triu(x))
+    return None
+
+
+def _einsum(subscript: str, *operands):
+    spec = re.sub(r"\s+", "", subscript.replace(r"\to", "->"))
+    return np.einsum(spec, *operands)
+
+
+_MATRIX_OPERATORS: dict[str, Callable] = {
+    "tr": lambda subscript, x: np.trace(x, axis1=-2, axis2=-1),
+    "diag": lambda subscript, x: np.diagonal(x, axis1=-2, axis2=-1),
+    "Diag": lambda subscript, v: v[..., None] * np.eye(v.shape[-1]),
+    "chol": lambda subscript, a: np.linalg.cholesky(a),
+    "einsum": _einsum,
+}

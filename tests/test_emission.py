@@ -309,6 +309,38 @@ CASES += [  # ops over integer ids (graphcomp/ops/indexing.py); the ids repeat, 
     Case("as_float", "as_float", [(None, 3)], lambda ids: apply("as_float", ids), lambda ids: ids.astype(np.float64),
          "ids"),
 ]
+def _spd(a):
+    return a @ np.swapaxes(a, -1, -2) + 3 * np.eye(a.shape[-1])
+
+
+CASES += [  # matrix calculus (graphcomp/ops/matrix.py, ops/einsum.py): one matrix and a stack of them
+    Case("trace", "trace", [(3, 3)], gc.trace, np.trace),
+    Case("trace of a stack", "trace", [(None, 3, 3)], gc.trace, lambda a: np.trace(a, axis1=-2, axis2=-1)),
+    Case("diagonal", "diagonal", [(None, 3, 3)], gc.diag, lambda a: np.diagonal(a, axis1=-2, axis2=-1)),
+    Case("diag_embed", "diag_embed", [(3,)], gc.diag, np.diag),
+    Case("diag_embed of a stack", "diag_embed", [(None, 3)], lambda a: apply("diag_embed", a),
+         lambda a: a[..., None] * np.eye(3)),
+    Case("scaled_identity", "scaled_identity", [(), (3, 3)], lambda a, b: apply("scaled_identity", a, b),
+         lambda a, b: a * np.eye(3)),
+    Case("scaled_identity of a stack", "scaled_identity", [(None,), (None, 3, 3)],
+         lambda a, b: apply("scaled_identity", a, b), lambda a, b: a[:, None, None] * np.eye(3)),
+    Case("eye_like", "scaled_identity", [(2, 2)], gc.eye_like, lambda a: np.eye(2)),
+    Case("det", "det", [(None, 3, 3)], gc.det, np.linalg.det),
+    Case("logdet", "logdet", [(3, 3)], gc.logdet, lambda a: np.log(np.linalg.det(a))),
+    Case("logdet of a stack", "logdet", [(None, 3, 3)], lambda a: gc.logdet(a @ gc.transpose(a, (0, 2, 1))),
+         lambda a: np.linalg.slogdet(a @ np.swapaxes(a, 1, 2))[1]),
+    Case("inv", "inv", [(None, 3, 3)], gc.inv, np.linalg.inv),
+    Case("solve vector", "solve", [(3, 3), (3,)], gc.solve, np.linalg.solve),
+    Case("solve stack", "solve", [(None, 3, 3), (None, 3, 2)], gc.solve, np.linalg.solve),
+    Case("cholesky", "cholesky", [(2, 3, 3)], lambda a: gc.cholesky(a @ gc.transpose(a, (0, 2, 1)) + 3 * gc.eye_like(a[0])),
+         lambda a: np.linalg.cholesky(_spd(a))),
+    Case("phi", "phi", [(None, 3, 3)], lambda a: apply("phi", a), lambda a: np.tril(a) - 0.5 * np.tril(np.triu(a))),
+    Case("einsum one operand", "einsum", [(None, 3)], lambda a: gc.einsum("ni->i", a), lambda a: a.sum(axis=0)),
+    Case("einsum two operands", "einsum", [(None, 3), (3, 2)], lambda a, b: gc.einsum("ni,ij->jn", a, b),
+         lambda a, b: (a @ b).T),
+    Case("einsum three operands", "einsum", [(None, 3), (3, 2), (None, 2)], lambda a, b, c: gc.einsum("ni,ij,nj->n", a, b, c),
+         lambda a, b, c: np.einsum("ni,ij,nj->n", a, b, c)),
+]
 # A loop (`scan`) is a tuple of arrays, emitted as a for block: the scan_result cases emit it.
 TUPLE_VALUED = {"scan"}
 

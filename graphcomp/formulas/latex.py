@@ -11,7 +11,7 @@ from sympy.printing.precedence import PRECEDENCE
 from .printing import factored, positive_first, sums_last
 
 _ATOMIC_LATEX = re.compile(r"(\\bar\{\\dot\{[^{}]*\}\}|\\dot\{[^{}]*\}|\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
-                           r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\})?")
+                           r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\}|\^\{-1\}|\^\{-\\top\})?")
 
 
 def group(text: str | int | float) -> str:
@@ -38,15 +38,36 @@ def transposed(text: str | int | float) -> str:
     """text^T, in parentheses where text already carries a superscript (no x^T^T in LaTeX) or is a
     fraction (whose bar the T would sit on: (x/16)^T, not x/16^T)."""
     grouped = group(text)
+    inverse = re.fullmatch(r"(.*)\^\{-1\}", str(text))
+    if inverse and _one_factor(inverse.group(1)):
+        return inverse.group(1) + r"^{-\top}"  # (X^{-1})^T is X^{-T}, ((A B)^{-1})^T is (A B)^{-T}
     fraction = grouped.startswith(r"\frac")
     if fraction or re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
         grouped = rf"\left({grouped}\right)"
     return grouped + r"^\top"
 
 
+def inverse(text: str) -> str:
+    r"""A matrix's inverse, text^{-1}: X^{-1}, (A B)^{-1}; X^\top inverted is X^{-\top}."""
+    top = re.fullmatch(r"(.*)\^\\top", text)
+    if top and _one_factor(top.group(1)):
+        return top.group(1) + r"^{-\top}"
+    grouped = group(text)
+    if not _one_factor(grouped):
+        grouped = rf"\left({grouped}\right)"
+    return grouped + "^{-1}"
+
+
+def _one_factor(text: str) -> bool:
+    """A name or number without a superscript, or one parenthesised group: a base a superscript may follow."""
+    if text.startswith(r"\left("):
+        return _matching(text, 0) == len(text) - len(r"\right)")
+    return group(text) == text and "^" not in text and not text.startswith(r"\frac")
+
+
 def _balanced_call(text: str) -> bool:
     """`\\operatorname{f}_{...}^{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole: one factor."""
-    head = re.match(r"\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\}", text)
+    head = re.match(r"\\operatorname\{\w+\}|\\log \\operatorname\{\w+\}|\\mathbf\{1\}|\\Phi(?=\\left\()", text)
     if not head:
         return False
     k = head.end()

@@ -302,3 +302,29 @@ def _matmul_rows(xp, a, w):
     is multiplied as (N·T, K), where NumPy's matmul would multiply the N matrices (T, K) one by one."""
     rows = xp.reshape(a, (-1, a.shape[-1])) @ w
     return xp.reshape(rows, (*a.shape[:-1], w.shape[-1]))
+
+
+def _logdet(xp, x):
+    """log det x through slogdet (det itself overflows long before its log does): NaN where det x < 0,
+    -inf where it is 0, as torch.logdet."""
+    sign, logabsdet = xp.linalg.slogdet(x)
+    return xp.where(sign < 0, xp.asarray(np.nan, dtype=logabsdet.dtype), logabsdet)
+
+
+def _einsum(xp, spec, *operands):
+    """einsum with an explicit output ("ij,jk->ik"): the library's own where it has one; otherwise every
+    operand laid out on the axes of all the spec's letters (size 1 where it lacks one), multiplied, and
+    summed over the letters the output leaves out, with standard functions only."""
+    if hasattr(xp, "einsum"):
+        return xp.einsum(spec, *operands)
+    inputs, output = spec.split("->")
+    letters = output + "".join(sorted(set(inputs.replace(",", "")) - set(output)))
+    product = None
+    for term, x in zip(inputs.split(","), operands):
+        order = sorted(range(len(term)), key=lambda k: letters.index(term[k]))
+        x = xp.permute_dims(x, tuple(order)) if order else x
+        sizes = {term[k]: x.shape[i] for i, k in enumerate(order)}
+        x = xp.reshape(x, tuple(sizes.get(c, 1) for c in letters))
+        product = x if product is None else product * x
+    summed = tuple(range(len(output), len(letters)))
+    return xp.sum(product, axis=summed) if summed else product
