@@ -26,6 +26,7 @@ __all__ = [
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
 ]
+__all__ += ["sign"]  # the forward of a straight-through estimator (gc.custom_op)
 
 
 def exp(x: Node) -> Node:
@@ -292,3 +293,11 @@ def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
     if causal:
         scores = causal_mask(scores)
     return matmul(apply("softmax", scores, axis=-1), v)
+
+
+# ---------------------------------------------------------------- steps
+
+def sign(x: Node) -> Node:
+    """-1, 0 or 1 by the sign of x. Its derivative is 0 (taken as 0 at the step too), so no gradient
+    flows through it: the forward of a straight-through estimator, whose rule gc.custom_op gives."""
+    return apply("sign", x)

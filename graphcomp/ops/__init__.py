@@ -7,6 +7,7 @@ family), `norm` (batch norm and layer norm) and `attention` (GELU, the causal ma
 package registers every op. It may import `ir` and `formulas`.
 """
 from . import attention, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
+from . import custom, steps  # noqa: F401 - users' own rules (custom), sign (steps)
 from .pointwise import expand, formula_vjp, fuse, in_terms_of, scalar_expr
 from .linalg import reduced_count, swap_last
 from .nn import cross_entropy
