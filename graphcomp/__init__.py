@@ -15,6 +15,7 @@ from .frontend.recurrent import gru, lstm, scan
 from .diff.reverse import grad
 from .diff.gradcheck import gradient_errors
 from .frontend.model import CompiledModel, compile
+from .frontend.custom import custom_op
 
 __all__ = [
     "__version__", "Graph", "Node", "CompiledModel", "compile",
@@ -23,3 +24,4 @@ __all__ = [
     *losses.__all__,
     "mlp", "scan", "lstm", "gru", "grad", "gradient_errors", "embedding", "linear",
 ]
+__all__ += ["custom_op"]  # users' own derivative rules

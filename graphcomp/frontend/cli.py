@@ -17,11 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from ..codegen.runtime import BACKENDS, SETTINGS, setting_argument
 from ..codegen import loss_name, wrt_leaves
-from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
@@ -30,6 +28,7 @@ from ..inspection.unroll import unrolled
 from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
+from .check_command import check_spec, spec_gradient_errors  # noqa: F401 - spec_gradient_errors: moved there
 from .model import CompiledModel, compile
 from .request import TRAINING_KEYS, training_problems
 from .spec import Spec, SpecError, load
@@ -221,16 +220,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
-    model = _compiled(spec)
-    errors = spec_gradient_errors(model, spec, args.seed)
-    width = max(len(name) for name in errors)
-    for name, error in errors.items():
-        print(f"{name:<{width}}  worst relative error {error:.2e}  {'ok' if error <= args.tolerance else 'FAIL'}")
-    failed = [name for name, error in errors.items() if error > args.tolerance]
-    if failed:
-        print(f"gradient check failed for {', '.join(failed)} (tolerance {args.tolerance:g})", file=sys.stderr)
-        return 1
-    return 0
+    return check_spec(spec, lambda: _compiled(spec), args.seed, args.tolerance)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -378,22 +368,6 @@ def _graph_of(module, path: str) -> Graph:
 def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
     return compile(spec.graph, wrt=spec.wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
                    target=spec.target, training=spec.training)
-
-
-def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
-    """Worst relative error per leaf of the gradients against central differences, at random inputs."""
-    m = model.load()
-    rng = np.random.default_rng(seed)
-    arrays = dict(m.init_params(seed))
-    classes = {**m.LABELS, **spec.classes}  # the module knows which inputs feed one-hot labels
-    for name, leaf in spec.graph.inputs.items():
-        shape = tuple(d if isinstance(d, int) else batch for d in leaf.shape)  # N, and a length "T": `batch`
-        ids = m.INTEGERS.get(name, (None, 0))[1] or classes.get(name)  # the rows (or classes) ids pick
-        arrays[name] = rng.normal(size=shape) if ids is None else rng.integers(0, ids, size=shape).astype(
-            m.INTEGERS[name][0] if name in m.INTEGERS else float)
-    for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
-        arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
-    return gradient_errors(m, arrays, model.loss)
 
 
 if __name__ == "__main__":
