@@ -230,3 +230,17 @@ def test_the_formulas_print_the_op_by_name_and_read_back():
     pairs = equations(latex)
     reader.define(pairs[1:])
     np.testing.assert_allclose(reader.evaluate(pairs[0][1]), model.load().gradients(**arrays)[1]["W"], rtol=1e-10)
+
+
+def test_a_custom_op_computes_within_the_array_api_standard():
+    import array_api_strict
+    g = gc.Graph("strict")
+    x, W = g.input("x", (None, 3)), g.param("W", (3, 3))
+    g.output("loss", gc.sum(softplus_stable(clip_gradient(binarize(x @ W) + x))))
+    m = gc.compile(g, wrt=["x", "W"]).load()
+    rng = np.random.default_rng(5)
+    arrays = {"x": rng.normal(size=(BATCH, 3)), "W": rng.normal(size=(3, 3))}
+    want = m.gradients(**arrays)[1]
+    got = m.gradients(**{k: array_api_strict.asarray(v, dtype=array_api_strict.float64) for k, v in arrays.items()})[1]
+    for name in want:
+        np.testing.assert_allclose(np.asarray(got[name]), want[name], rtol=1e-12)
