@@ -244,3 +244,12 @@ def test_a_custom_op_computes_within_the_array_api_standard():
     got = m.gradients(**{k: array_api_strict.asarray(v, dtype=array_api_strict.float64) for k, v in arrays.items()})[1]
     for name in want:
         np.testing.assert_allclose(np.asarray(got[name]), want[name], rtol=1e-12)
+
+
+def test_a_large_input_is_checked_at_some_entries_and_a_wrong_rule_still_caught():
+    import time
+    doubled = gc.custom_op("doubled", lambda x: 2 * x, vjp=lambda inputs, y, g: 3 * g)
+    start = time.perf_counter()
+    with pytest.raises(RuleCheckError, match="custom op 'doubled': its vjp for input 'x' disagrees"):
+        check_rule(doubled.rule, ((None, 2000),))
+    assert time.perf_counter() - start < 5  # 24 entries, not 6000
