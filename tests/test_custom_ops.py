@@ -253,3 +253,17 @@ def test_a_large_input_is_checked_at_some_entries_and_a_wrong_rule_still_caught(
     with pytest.raises(RuleCheckError, match="custom op 'doubled': its vjp for input 'x' disagrees"):
         check_rule(doubled.rule, ((None, 2000),))
     assert time.perf_counter() - start < 5  # 24 entries, not 6000
+
+
+def test_an_error_inside_a_users_function_names_the_op():
+    g = gc.Graph("raising")
+    x = g.input("x", (None, 3))
+    typo = gc.custom_op("typo", lambda x: x * 2, vjp=lambda inputs, y, g: g * inputs)  # a tuple, not a value
+    with pytest.raises(GraphError, match="custom op 'typo', in its vjp: cannot use a tuple"):
+        gc.grad(gc.sum(typo(x)), [x])
+    broken = gc.custom_op("broken", lambda x: x.nope, vjp=lambda inputs, y, g: g)
+    with pytest.raises(GraphError, match="custom op 'broken': its forward raised AttributeError"):
+        broken(x)
+    mismatch = gc.custom_op("mismatch", lambda x: x * 2, vjp=lambda inputs, y, g: g @ g)
+    with pytest.raises(gc.ShapeError, match="custom op 'mismatch', in its vjp: matmul"):
+        gc.grad(gc.sum(mismatch(x)), [x])

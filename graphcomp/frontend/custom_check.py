@@ -21,7 +21,7 @@ import numpy as np
 from ..codegen import generate
 from ..errors import DifferentiationError, GraphError
 from ..ir import Graph, Node, toposort
-from ..ops.custom import CustomRule, custom_node, input_name
+from ..ops.custom import CustomRule, calling, custom_node, input_name
 from . import dsl
 
 BATCH, LENGTH = 3, 4     # the sizes a batch axis and a run-time length take in the check
@@ -39,18 +39,18 @@ _PASSED: "weakref.WeakKeyDictionary[CustomRule, set]" = weakref.WeakKeyDictionar
 
 def custom_nodes(graph: Graph) -> Iterator[Node]:
     """The graph's custom nodes, loop steps' included, in the graph's order."""
-    stack = list(graph.nodes())
-    seen: set[Node] = set()
-    while stack:
-        node = stack.pop(0)
+    return _custom_in(graph.nodes(), set())
+
+
+def _custom_in(nodes: list[Node], seen: set[Node]) -> Iterator[Node]:
+    for node in nodes:
         if node in seen:
             continue
         seen.add(node)
         if node.op == "custom":
             yield node
-        body = node.attr("body") if node.op == "scan" else None
-        if body is not None:
-            stack[:0] = body.nodes()
+        if node.op == "scan":  # a loop's step is a graph of its own (ops/scan.py)
+            yield from _custom_in(node.attr("body").nodes(), seen)
 
 
 def check_custom_rules(graph: Graph) -> list[CustomRule]:
@@ -117,7 +117,7 @@ def _check_graph(rule: CustomRule, shapes: tuple) -> tuple[Graph, list[str]]:
     graph.output("y", y)
     if rule.jvp is not None:
         tangents = tuple(graph.input(f"dot{k}", shape) for k, shape in enumerate(shapes))
-        tangent = rule.jvp(inputs, y, tangents)
+        tangent = calling(rule, "jvp", rule.jvp, inputs, y, tangents)
         if not isinstance(tangent, Node) or tuple(tangent.shape) != tuple(y.shape):
             raise DifferentiationError(f"custom op {rule.name!r}: its jvp must give a graph value of the output's "
                                        f"shape, got {tangent!r}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..errors import DifferentiationError, GraphError, ShapeError
+from ..errors import DifferentiationError, GraphcompError, GraphError, ShapeError
 from ..formulas.latex import latex_operator
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes, format_shape
@@ -49,7 +49,7 @@ def custom_node(rule: CustomRule, inputs: tuple[Node, ...]) -> Node:
     """rule(*inputs) as one `custom` node: the forward built from ordinary ops on `inputs`, then
     wrapped. A forward that reads a leaf other than its inputs is refused: that leaf's gradient would
     silently be zero, since no gradient flows through the forward's own ops."""
-    result = rule.forward(*inputs)
+    result = calling(rule, "forward", rule.forward, *inputs)
     if not isinstance(result, Node):
         raise GraphError(f"custom op {rule.name!r}: its forward gave {type(result).__name__}, not a graph value")
     stack, seen = [result], set(inputs)
@@ -73,7 +73,7 @@ def _vjp(node: Node, g: Node) -> tuple:
     """The user's rule, each piece held to its input's shape; None for the forward's result."""
     rule: CustomRule = node.attr("rule")
     inputs = node.inputs[1:]
-    pieces = rule.vjp(inputs, node, g)
+    pieces = calling(rule, "vjp", rule.vjp, inputs, node, g)
     pieces = tuple(pieces) if isinstance(pieces, (tuple, list)) else (pieces,)
     if len(pieces) != len(inputs):
         raise DifferentiationError(f"custom op {rule.name!r}: its vjp gave {len(pieces)} value(s) for "
@@ -113,12 +113,25 @@ def _jvp(node: Node, tangents: tuple) -> Node | None:
     if all(t is None for t in tangents[1:]):
         return None
     given = tuple(apply("expand", 0, x) if t is None else t for x, t in zip(inputs, tangents[1:]))
-    tangent = rule.jvp(inputs, node, given)
+    tangent = calling(rule, "jvp", rule.jvp, inputs, node, given)
     if not isinstance(tangent, Node) or tuple(tangent.shape) != tuple(node.shape):
         got = format_shape(tangent.shape) if isinstance(tangent, Node) else type(tangent).__name__
         raise DifferentiationError(f"custom op {rule.name!r}: its jvp gave {got}, not a graph value of the "
                                    f"output's shape {format_shape(node.shape)}")
     return tangent
+
+
+def calling(rule: CustomRule, what: str, function: Callable, *args: object) -> object:
+    """The user's function called, an error in it named with the op: graphcomp's own errors keep their
+    kind (one that names its own entry, a spec's, as it is), any other is a GraphError."""
+    try:
+        return function(*args)
+    except GraphcompError as error:
+        if hasattr(error, "entry"):
+            raise
+        raise type(error)(f"custom op {rule.name!r}, in its {what}: {error}") from None
+    except Exception as error:  # noqa: BLE001 - the user's code: any error becomes one line naming the op
+        raise GraphError(f"custom op {rule.name!r}: its {what} raised {type(error).__name__}: {error}") from None
 
 
 def input_name(rule: CustomRule, k: int) -> str:
