@@ -143,3 +143,27 @@ def test_a_bad_op_table_gets_one_line_naming_file_entry_and_problem(tmp_path, ca
     assert err.count("\n") == 1 and err.startswith(f"graphcomp: error: {spec}: "), err
     assert message in err, err
     assert not out.exists()
+
+
+def test_a_loop_step_calls_a_specs_op(tmp_path, capsys):
+    path = tmp_path / "loop.toml"
+    path.write_text('[model]\nname = "loop_ops"\n' + OPS.split("[ops.binarize]")[0] + """
+[inputs]
+xs = ["N", 5, 3]
+
+[params]
+Wx = [3, 4]
+Wh = [4, 4]
+
+[scan.rnn]
+xs = { x_t = "xs" }
+axis = 1
+init = { h = "zeros_like(xs[:, 0, :] @ Wx)" }
+step = { h = "softplus_stable(x_t @ Wx + h @ Wh)" }
+
+[outputs]
+loss = "sum(rnn.h * rnn.h)"
+""")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "custom op softplus_stable: rule agrees" in out and "Wh  worst relative error" in out and "FAIL" not in out
