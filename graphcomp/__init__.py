@@ -16,6 +16,7 @@ from .diff.reverse import grad
 from .diff.forward import jvp
 from .diff.gradcheck import gradient_errors
 from .frontend.model import CompiledModel, compile
+from .frontend.custom import custom_op
 
 __all__ = [
     "__version__", "Graph", "Node", "CompiledModel", "compile",
@@ -24,3 +25,4 @@ __all__ = [
     *losses.__all__,
     "mlp", "scan", "lstm", "gru", "grad", "jvp", "gradient_errors", "embedding", "linear",
 ]
+__all__ += ["custom_op"]  # users' own derivative rules

@@ -58,6 +58,8 @@ class Reader:
         self.templates: list[tuple[re.Pattern, int, str, tuple | None]] = []  # (left side, offset, right side, steps)
         self.stacks: dict[str, tuple[str, int]] = {}   # element stem -> (array, axis)
         self.stacked: dict[str, list[str]] = {}         # array -> stack(s_1, ..., s_T), one or more
+        # a user's own op (gc.custom_op), printed \operatorname{name}(x, ...): name -> the NumPy function it is
+        self.functions: dict[str, Callable] = {}
         self._busy: set[str] = set()
 
     def define(self, pairs: list[tuple[str, str]]) -> None:
@@ -325,7 +327,7 @@ class _Parser:
             condition = self.condition()
             self.expect(r"\\right\]")
             return condition.astype(float)
-        if self.peek(r"\\operatorname\{(\w+)\}") and not self.peek(r"\\operatorname\{(softplus|sign)\}"):
+        if self.peek(r"\\operatorname\{((?:\w|\\_)+)\}") and not self.peek(r"\\operatorname\{(softplus|sign)\}"):
             return self.operator()
         function = self.take(r"\\(tanh|exp|log|sigma(?!_)|operatorname\{softplus\}|operatorname\{sign\})")
         if function:
@@ -399,7 +401,7 @@ class _Parser:
             raise ReadError("no comparison")
 
     def operator(self) -> np.ndarray:
-        name = self.expect(r"\\operatorname\{(\w+)\}").group(1)
+        name = self.expect(r"\\operatorname\{((?:\w|\\_)+)\}").group(1).replace(r"\_", "_")
         subscript = self.braced() if self.take(r"_") else ""
         superscript = self.braced() if self.take(r"\^") else ""
         if name == "stack":  # stack(s_1, ..., s_T): every step's value, along the axis
@@ -411,6 +413,8 @@ class _Parser:
             return np.stack([self.reader.value(f"{stem.group(1)}_{{{t}}}{stem.group(2)}")
                              for t in range(1, self.reader.steps + 1)], axis=axis)
         args = self.arguments()
+        if name in self.reader.functions:  # a custom op: the function the test says it is
+            return self.reader.functions[name](*args)
         return _operator(name, subscript, superscript, args, self)
 
 

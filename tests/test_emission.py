@@ -341,6 +341,18 @@ CASES += [  # matrix calculus (graphcomp/ops/matrix.py, ops/einsum.py): one matr
     Case("einsum three operands", "einsum", [(None, 3), (3, 2), (None, 2)], lambda a, b, c: gc.einsum("ni,ij,nj->n", a, b, c),
          lambda a, b, c: np.einsum("ni,ij,nj->n", a, b, c)),
 ]
+# A step, and users' own rules (graphcomp/ops/steps.py, custom.py): a custom op is emitted as its forward's
+# value, whatever number of inputs it takes
+_CUBE = gc.custom_op("cube", lambda a: a * a * a, vjp=lambda inputs, y, g: 3 * g * inputs[0] * inputs[0])
+_AFFINE = gc.custom_op("affine", lambda a, b, c: a * b + c,
+                       vjp=lambda inputs, y, g: (g * inputs[1], g * inputs[0], g))
+_PRODUCT = gc.custom_op("product", lambda a, b: a * b, vjp=lambda inputs, y, g: (g * inputs[1], g * inputs[0]))
+CASES += [
+    Case("sign", "sign", [(None, 3)], gc.sign, np.sign),
+    Case("custom of one input", "custom", [(None, 3)], _CUBE, lambda a: a ** 3),
+    Case("custom of two inputs", "custom", [(None, 3), (3,)], _PRODUCT, np.multiply),
+    Case("custom of three inputs", "custom", [(None, 3), (3,), ()], _AFFINE, lambda a, b, c: a * b + c),
+]
 # A loop (`scan`) is a tuple of arrays, emitted as a for block: the scan_result cases emit it.
 TUPLE_VALUED = {"scan"}
 
@@ -425,7 +437,7 @@ def test_every_op_of_the_table_is_emitted():
 
 
 def test_ops_of_any_arity_are_emitted_with_one_two_and_more_operands():
-    leading = {"expand": 1}  # expand(value, *references): one, two, three references
+    leading = {"expand": 1, "custom": 1}  # expand(value, *references): one, two, three references; custom: inputs
     counts: dict[str, set[int]] = {}
     for case in CASES:
         g = gc.Graph("arity")

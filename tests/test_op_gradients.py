@@ -90,6 +90,7 @@ UNARY = [
     ("leaky_relu", lambda a: gc.leaky_relu(a, slope=0.1), (-2, 2)),
     ("softplus", gc.softplus, (-3, 3)),
     ("softsign", gc.softsign, (-3, 3)),
+    ("sign", gc.sign, (-2, 2)),  # a step: 0 on both sides (a straight-through estimator's forward)
 ]
 CASES += [(f"{name} {label}", [shape], build, domain)
           for name, build, domain in UNARY for label, shape in (("scalar", ()), ("batched", (None, 4)))]

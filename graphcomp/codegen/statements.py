@@ -39,6 +39,7 @@ class ModuleCode:
         self.roots = self.outputs if backward is None else self.outputs + [backward.gradients[x] for x in wrt]
         self.lines_of: dict[Node, list[Statement]] = {}  # node -> the lines computing it (common parts first)
         self._uses = use_counts(self.roots)              # how often the code reads each value
+        self._custom_results = {n.inputs[0] for n in toposort(self.roots) if n.op == "custom"}
         # (node, its operands' texts) -> its code, for forward() and gradients() alike (a checkpointed loop's
         # step computed again reads other variables)
         self._texts: dict[tuple, str] = {}
@@ -78,8 +79,8 @@ class ModuleCode:
                 continue
             # a fused formula's text is made with its common parts, and only when it has none
             text = None if node.op == FUSED_FORMULA else self._text(node, args)
-            if self._inlined(node):
-                function.inlined[node] = text
+            if self._inlined(node, args):
+                function.inlined[node] = text if text is not None else self._common_parts(node, args, None)[1]
                 continue
             self.lines_of[node] = self._lines(node, args, text)
             function.order.append(node)
@@ -171,14 +172,19 @@ class ModuleCode:
         return {formula: value for value, formula in formulas.items()
                 if formula is not None and value is not root and value not in stops and value.op != "const"}
 
-    def _inlined(self, node: Node) -> bool:
-        """A cheap view used once, with no name of its own to show: written inside its user's line.
+    def _inlined(self, node: Node, args: tuple) -> bool:
+        """A cheap view used once, with no name of its own to show: written inside its user's line. So is
+        the forward of a custom op (ops/custom.py) that nothing else reads: `h = xp.sign(t1)`, not
+        `t2 = xp.sign(t1)` and `h = t2` (a fused formula only when it has no common parts).
 
         The same decision holds in `forward` and `gradients`, so temporaries keep one numbering.
         """
         has_adjoint = self.backward is not None and node in self.backward.adjoints
-        return (OPS[node.op].inlined and self._uses.get(node) == 1 and not has_adjoint
-                and node not in self.names)
+        if self._uses.get(node) != 1 or has_adjoint or node in self.names:
+            return False
+        if node not in self._custom_results:
+            return OPS[node.op].inlined
+        return node.op != FUSED_FORMULA or not self._common_parts(node, args, None)[0]
 
 
 def _or(node: Node | None, default: Node) -> Node:

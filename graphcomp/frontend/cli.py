@@ -17,11 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from ..codegen.runtime import BACKENDS, SETTINGS, setting_argument
 from ..codegen import loss_name, wrt_leaves
-from ..diff.gradcheck import gradient_errors
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
@@ -31,10 +29,11 @@ from ..inspection.unroll import unrolled
 from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
 from ..ir import Graph
+from .check_command import check_spec
 from .model import CompiledModel, compile
 from .request import TRAINING_KEYS, training_problems
 from .spec import Spec, SpecError, load
-from .checks import adjoint_errors, spec_gradient_errors  # noqa: F401 - tests import it from here
+from .checks import spec_gradient_errors  # noqa: F401 - tests and benchmarks import it from here
 from .values import _add_value_options, _at_files, _value_files, leaf_values, parse_values  # noqa: F401 - graph's too
 
 TOLERANCE = 1e-6
@@ -229,22 +228,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
-    model = _compiled(spec)
-    errors = spec_gradient_errors(model, spec, args.seed)
-    adjoints = adjoint_errors(model, spec, args.seed)
-    rows = [(name, f"worst relative error {error:.2e}", error) for name, error in errors.items()] + [
-        (name, f"<J v, u> = <v, J^T u> to {error:.2e}", error) for name, error in adjoints.items()]
-    width = max(len(name) for name, _, _ in rows)
-    for name, what, error in rows:
-        print(f"{name:<{width}}  {what}  {'ok' if error <= args.tolerance else 'FAIL'}")
-    failed = [name for name, error in errors.items() if error > args.tolerance]
-    wrong = [name for name, error in adjoints.items() if error > args.tolerance]
-    if failed or wrong:
-        print("; ".join([f"gradient check failed for {', '.join(failed)}"] * bool(failed) + [
-            f"forward and reverse mode disagree on {', '.join(wrong)}"] * bool(wrong))
-              + f" (tolerance {args.tolerance:g})", file=sys.stderr)
-        return 1
-    return 0
+    return check_spec(spec, lambda: _compiled(spec), args.seed, args.tolerance)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ __all__ = [
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
     "trace", "diag", "eye_like", "det", "logdet", "inv", "solve", "cholesky", "einsum",
+    "sign",  # the forward of a straight-through estimator (gc.custom_op)
 ]
 
 
@@ -347,3 +348,10 @@ def einsum(*args: Any, spec: str | None = None) -> Node:
     if spec is None and args and not isinstance(args[0], Node):
         spec, operands = args[0], args[1:]
     return apply("einsum", *operands, spec=spec)
+
+# ---------------------------------------------------------------- steps
+
+def sign(x: Node) -> Node:
+    """-1, 0 or 1 by the sign of x. Its derivative is 0 (taken as 0 at the step too), so no gradient
+    flows through it: the forward of a straight-through estimator, whose rule gc.custom_op gives."""
+    return apply("sign", x)

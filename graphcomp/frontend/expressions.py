@@ -13,6 +13,7 @@ from ..errors import GraphcompError
 from ..ir import Node, apply
 from ..diff.forward import jvp
 from . import dsl, losses
+from .custom import CustomOp
 
 
 class SpecError(GraphcompError, ValueError):
@@ -106,6 +107,8 @@ class Evaluator:
         value = self.values[n.id]
         if isinstance(value, Results):
             raise self.error(f"{n.id!r} is a loop ([scan.{n.id}]): read one of its results, {value.listing()}")
+        if isinstance(value, CustomOp):
+            raise self.error(f"{n.id!r} is an op ([ops.{n.id}]): call it, e.g. {n.id}(x)")
         return value
 
     def _visit_Attribute(self, n: ast.Attribute) -> Node:
@@ -158,7 +161,9 @@ class Evaluator:
             raise self.error(f"{describe(n.func)} cannot be called: call graphcomp functions by name")
         if n.func.id in LAYERS:
             raise self.error(f"{n.func.id}() declares params, which a spec declares in [params]: {LAYERS[n.func.id]}")
-        if n.func.id not in FUNCTIONS:
+        own = self.values.get(n.func.id)  # a spec's own op ([ops.NAME], spec_ops.py)
+        function = own if isinstance(own, CustomOp) else FUNCTIONS.get(n.func.id)
+        if function is None:
             raise self.error(f"unknown function {n.func.id!r}")
         args = [self.visit(a) for a in n.args]
         kwargs = {}
@@ -166,7 +171,7 @@ class Evaluator:
             if k.arg is None:
                 raise self.error("'**' arguments are not allowed")
             kwargs[k.arg] = literal(k.value, self.file, self.where)
-        return self.guard(lambda: FUNCTIONS[n.func.id](*args, **kwargs))
+        return self.guard(lambda: function(*args, **kwargs))
 
     def _visit_Subscript(self, n: ast.Subscript) -> Node:
         value = self.visit(n.value)

@@ -12,6 +12,7 @@ from ..inspection.equations import gradient_latex, gradient_text
 from ..inspection.explorer import explorer_html, notebook_html
 from ..inspection.report import markdown, summary
 from ..ir import Graph
+from .custom_check import check_custom_rules
 from .request import check_request
 
 
@@ -82,5 +83,6 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     forward and gradients (and what they call), for users who bring their own training loop.
     """
     check_request(graph, wrt, loss, dtype, predict, target, training)
+    check_custom_rules(graph)  # each custom op's rule against finite differences (unless check=False)
     return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
                     model_class=CompiledModel)

@@ -17,6 +17,7 @@ from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
 from .request import TRAINING_KEYS, training_problems
 from .spec_loops import build_scan, read_scans
+from .spec_ops import read_ops
 from .spec_order import evaluation_order
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
@@ -54,7 +55,7 @@ def load(path: str | Path) -> Spec:
 
 def build(data: dict, file: str = "<spec>") -> Spec:
     """Build a spec from parsed TOML data."""
-    _only(data, {"model", "inputs", "params", "nodes", "outputs", "scan", "training"}, file, "")
+    _only(data, {"model", "inputs", "params", "nodes", "outputs", "scan", "ops", "training"}, file, "")
     model = _table(data, "model", file)
     _only(model, {"name", "kind", "loss", "wrt", "predict", "target", "inputs", "layers", "activation",
                   "image", "filters", "kernel", "pool", "classes"}, file, "model")
@@ -97,11 +98,12 @@ def _general(graph: Graph, data: dict, model: dict, file: str) -> Spec:
         if name not in nodes:
             expressions[f"outputs.{name}"] = (name, text)
     trees = {where: parse(text, file, where) for where, (_, text) in expressions.items()}
-    scans = read_scans(data.get("scan", {}), _outer_names(graph, nodes, outputs), file)
+    ops = read_ops(data.get("ops", {}), _outer_names(graph, nodes, outputs, data.get("scan")), file)
+    scans = read_scans(data.get("scan", {}), _outer_names(graph, nodes, outputs, ops=ops), file)
     for name, table in scans.items():  # a loop is one entry: it reads what its expressions read
         expressions[table.where], trees[table.where] = (name, None), table.outer_tree()
-    values: dict[str, Any] = dict(graph.leaves)
-    taken = set(_outer_names(graph, nodes, outputs))  # the names a loop's results may not take
+    values: dict[str, Any] = {**ops, **graph.leaves}  # the spec's own ops are called by name (spec_ops.py)
+    taken = set(_outer_names(graph, nodes, outputs, ops=ops))  # the names a loop's results may not take
     for where in evaluation_order(trees, expressions, file):
         name = expressions[where][0]
         if where.startswith("scan."):  # its results, read as name.result
@@ -145,10 +147,12 @@ def _leaves(graph: Graph, data: dict, file: str) -> dict[str, int]:
     return classes
 
 
-def _outer_names(graph: Graph, nodes: dict, outputs: dict) -> dict[str, str]:
-    """Every name a loop's own names must not hide, with what it names (for the error)."""
+def _outer_names(graph: Graph, nodes: dict, outputs: dict, scans: Any = None, ops: Any = None) -> dict[str, str]:
+    """Every name a loop's (or an op's) own names must not hide, with what it names (for the error)."""
     names = {name: f"{leaf.op} {name!r}" for name, leaf in graph.leaves.items()}
-    return names | {name: f"the node {name!r}" for name in nodes} | {name: f"the output {name!r}" for name in outputs}
+    names |= {name: f"the node {name!r}" for name in nodes} | {name: f"the output {name!r}" for name in outputs}
+    return names | {name: f"the loop {name!r}" for name in (scans if isinstance(scans, dict) else ())} | {
+        name: f"the op {name!r}" for name in (ops or ())}
 
 
 def _as_node(value: Any, file: str, where: str) -> Node:
@@ -215,7 +219,7 @@ def _classifier(graph: Graph, logits: Node, loss_kind: str, file: str) -> Spec:
 
 
 def _no_tables(data: dict, file: str, kind: str) -> None:
-    for table in ("inputs", "params", "nodes", "outputs", "scan"):
+    for table in ("inputs", "params", "nodes", "outputs", "scan", "ops"):
         if table in data:
             raise SpecError(file, table, f"a kind = \"{kind}\" model builds its own {table}; remove this table "
                                          "or write the model out with kind = \"graph\"")

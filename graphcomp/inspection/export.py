@@ -72,6 +72,8 @@ def to_networkx(graph: Graph, loss: str | None = None, wrt: tuple[str, ...] = ()
                       latex="" if node.is_leaf else f"{notation.value(node)} = {notation.formula(node)}",
                       output=node in graph.outputs.values(), cluster=cluster_of(graph, node, notation))
         for index, x in enumerate(node.inputs):
+            if node.op == "custom" and index == 0 and (x not in shown_nodes or x in node.inputs[1:]):
+                continue  # a custom op's forward, folded: it reads only the op's inputs, drawn already
             for source in _shown_sources(x, shown_nodes):
                 view.add_edge(notation.name(source), name, key=index, operand=index)
         if node.op == "scan":  # the carry goes round: a loop edge, as the slide draws a recurrence

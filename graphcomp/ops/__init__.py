@@ -8,6 +8,7 @@ package registers every op. It may import `ir` and `formulas`.
 """
 from . import attention, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
 from . import einsum, matrix  # noqa: F401 - matrix calculus: trace, det, logdet, inv, solve, cholesky, einsum
+from . import custom, steps  # noqa: F401 - users' own rules (custom), sign (steps)
 from .pointwise import expand, formula_vjp, fuse, in_terms_of, scalar_expr
 from .linalg import reduced_count, swap_last
 from .nn import cross_entropy
