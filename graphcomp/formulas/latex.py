@@ -191,6 +191,7 @@ class TensorLatexPrinter(LatexPrinter):
         super().__init__(settings)
         # a number's power of ten is a product of numbers: 1.0 \cdot 10^{-5}, never with the formula's ⊙
         self._settings["mul_symbol_latex_numbers"] = r" \cdot "
+        self._settings["inv_trig_style"] = "full"  # \arcsin x, as a slide writes it, not \operatorname{asin}
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A product with no division puts a sum after the factor it is made of, as a person writes

@@ -25,6 +25,8 @@ __all__ = [
     "take",
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
+    "sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square",
+    "equal", "not_equal", "where", "clip",
 ]
 
 
@@ -292,3 +294,84 @@ def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
     if causal:
         scores = causal_mask(scores)
     return matmul(apply("softmax", scores, axis=-1), v)
+
+
+# ---------------------------------------------------------------- elementwise functions, conditions
+
+def sin(x: Node) -> Node:
+    return apply("sin", x)
+
+
+def cos(x: Node) -> Node:
+    return apply("cos", x)
+
+
+def tan(x: Node) -> Node:
+    return apply("tan", x)
+
+
+def arcsin(x: Node) -> Node:
+    return apply("arcsin", x)
+
+
+def arctan(x: Node) -> Node:
+    return apply("arctan", x)
+
+
+def sinh(x: Node) -> Node:
+    return apply("sinh", x)
+
+
+def cosh(x: Node) -> Node:
+    return apply("cosh", x)
+
+
+def log1p(x: Node) -> Node:
+    """log(1 + x), exact for small x."""
+    return apply("log1p", x)
+
+
+def expm1(x: Node) -> Node:
+    """e^x - 1, exact for small x."""
+    return apply("expm1", x)
+
+
+def square(x: Node) -> Node:
+    return apply("square", x)
+
+
+def equal(a: Node, b: Node) -> Node:
+    """1 where a == b, 0 elsewhere (a mask; `a == b` on nodes is Python's identity). x > 0, <, >=, <= are masks too."""
+    return _compare(a, b, "==")
+
+
+def not_equal(a: Node, b: Node) -> Node:
+    """1 where a != b, 0 elsewhere."""
+    return _compare(a, b, "!=")
+
+
+def _compare(a: Any, b: Any, relation: str) -> Node:
+    if not isinstance(a, Node) and not isinstance(b, Node):
+        raise GraphError(f"a comparison {a!r} {relation} {b!r} of numbers alone: compare graph values")
+    return apply("compare", a, b, relation=relation)
+
+
+def where(condition: Node, a: Node, b: Node) -> Node:
+    """a where the condition holds, b elsewhere, as np.where. The condition is a comparison (x > 0,
+    gc.equal(x, y), ...) or any value, true where it is not 0. The gradient goes to a where the condition
+    holds and to b elsewhere (as PyTorch's); none flows into the condition."""
+    if not isinstance(condition, Node):
+        raise GraphError(f"where: the condition must be a graph value (such as x > 0), got {condition!r}")
+    if not isinstance(a, Node) and not isinstance(b, Node) and not all(
+            isinstance(v, numbers.Real) and not isinstance(v, builtins.bool) for v in (a, b)):
+        raise GraphError(f"where: a and b must be graph values or numbers, got {a!r} and {b!r}")
+    if condition.op == "compare":
+        return apply("where", a, b, *condition.inputs, relation=condition.attr("relation"))
+    return apply("where", a, b, condition, 0, relation="!=")
+
+
+def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
+    """min(max(x, lo), hi) with numbers lo <= hi (either may be None), as np.clip; its gradient passes where
+    lo <= x <= hi, the bounds included (as torch.clamp)."""
+    bounds = {key: None if value is None else _real("clip", **{key: value}) for key, value in (("lo", lo), ("hi", hi))}
+    return apply("clip", x, **bounds)
