@@ -342,15 +342,16 @@ def square(x: Node) -> Node:
 
 def equal(a: Node, b: Node) -> Node:
     """1 where a == b, 0 elsewhere (a mask; `a == b` on nodes is Python's identity). x > 0, <, >=, <= are masks too."""
-    return _compare(a, b, "==")
+    return compare(a, b, "==")
 
 
 def not_equal(a: Node, b: Node) -> Node:
     """1 where a != b, 0 elsewhere."""
-    return _compare(a, b, "!=")
+    return compare(a, b, "!=")
 
 
-def _compare(a: Any, b: Any, relation: str) -> Node:
+def compare(a: Any, b: Any, relation: str) -> Node:
+    """The mask a relation (">", "<", ">=", "<=", "==", "!=") gives; what x > 0 and spec comparisons build."""
     if not isinstance(a, Node) and not isinstance(b, Node):
         raise GraphError(f"a comparison {a!r} {relation} {b!r} of numbers alone: compare graph values")
     return apply("compare", a, b, relation=relation)
