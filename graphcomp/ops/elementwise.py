@@ -120,8 +120,13 @@ register(Op(name="where", arity=4, shape=_relation_shape("where"), emit=_where_e
 
 def _passed(x: sp.Symbol, lo: float | None, hi: float | None) -> sp.Expr:
     """Where clip passes the gradient: lo <= x <= hi, the bounds included (torch.clamp)."""
-    parts = ([x >= sp.Float(lo)] if lo is not None else []) + ([x <= sp.Float(hi)] if hi is not None else [])
+    parts = ([x >= _bound(lo)] if lo is not None else []) + ([x <= _bound(hi)] if hi is not None else [])
     return sp.And(*parts)
+
+
+def _bound(value: float) -> sp.Expr:
+    """A bound as the formula writes it: -1, not -1.0."""
+    return sp.Integer(int(value)) if value.is_integer() else sp.Float(value)
 
 
 def _clip_masked(node: Node, g: Node) -> Node | None:
