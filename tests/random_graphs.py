@@ -103,6 +103,7 @@ class _Builder:
         self.anything: list[Entry] = []
         self.third = _Stream(random.Random(f"elementwise ops {seed}"), self.anything, [], "e", "q", "w")
         self.third_leaves: set[str] = set()
+        self.derivatives: frozenset = frozenset()  # the third generator's second derivatives (ids of their nodes)
         self.s = self.old
         self.g = gc.Graph(f"random{seed}")
         self.code = [f'g = gc.Graph("random{seed}")']
@@ -256,9 +257,9 @@ class _Builder:
                 except gc.GraphcompError:
                     continue
                 self.add(node, text)
-                if self.r.random() < 0.2:
+                if self.r.random() < 0.2:  # not through a derivative: a third derivative's graph is many times larger
                     try:
-                        self.add(*_second_order_of(self, self.third))
+                        self.derivatives |= {id(self.add(*_second_order_of(self, self.third, self.derivatives)).node)}
                     except gc.GraphcompError:
                         pass
                 return
@@ -657,9 +658,9 @@ def _second_order_new(b: _Builder) -> tuple:
     return _second_order_of(b, b.new)
 
 
-def _second_order_of(b: _Builder, stream: _Stream) -> tuple:
-    """A second derivative through a value `stream` built."""
-    pool, stream.pool = stream.pool, stream.own
+def _second_order_of(b: _Builder, stream: _Stream, skip: frozenset = frozenset()) -> tuple:
+    """A second derivative through a value `stream` built, but not through those in `skip`."""
+    pool, stream.pool = stream.pool, [e for e in stream.own if id(e.node) not in skip]
     try:
         return _second_order(b)
     finally:
