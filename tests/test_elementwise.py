@@ -244,3 +244,49 @@ def test_bad_conditions_in_python_name_the_problem():
     with pytest.raises(gc.GraphError, match="no truth value"):  # x > 0 is a mask, not a bool
         if x > 0:
             pass
+
+
+# ---------------------------------------------------------------- forward mode's rules
+
+@pytest.mark.parametrize("build", [
+    lambda x, y: gc.where(x > y, x * y, gc.sin(y)),
+    lambda x, y: gc.where(x - 0.25, 2.0, y),
+    lambda x, y: gc.clip(x * y, -0.5, 0.75),
+    lambda x, y: gc.clip(x, lo=0) + (x <= y) * y,
+], ids=["where", "where of numbers and a value", "clip", "one-sided clip and a mask"])
+def test_the_tangent_rules_give_the_directional_derivative(build):
+    """Each op's jvp row, applied node by node as forward mode will, gives the tangent of the output: central
+    differences along the direction (dx, dy), away from the kinks."""
+    from graphcomp.ir import toposort
+    from graphcomp.ops import OPS
+    g = gc.Graph("jvp")
+    x, y, dx, dy = (g.input(name, (4,)) for name in ("x", "y", "dx", "dy"))
+    out = build(x, y)
+    tangents = {x: dx, y: dy}
+    for node in toposort([out]):
+        if node in tangents or node.is_leaf:
+            continue
+        operands = tuple(tangents.get(v) for v in node.inputs)
+        op = OPS[node.op]
+        if all(t is None for t in operands):
+            continue
+        if op.jvp is not None:
+            tangent = op.jvp(node, operands)
+        else:  # a formula: the sum of its local derivatives times the tangents
+            tangent = None
+            for i, t in enumerate(operands):
+                if t is not None:
+                    part = op.vjp(node, t)[i]  # linear and elementwise: the same as the tangent's share
+                    tangent = part if tangent is None else tangent + part
+        if tangent is not None:
+            tangents[node] = tangent
+    g.output("out", out)
+    g.output("tangent", tangents[out] if tangents.get(out) is not None else 0 * x)
+    g.output("loss", gc.sum(out))
+    module = gc.compile(g, loss="loss", wrt=["x"]).load()
+    rng = np.random.default_rng(5)
+    arrays = {"x": rng.uniform(-1.5, 1.5, 4), "y": rng.uniform(-1.5, 1.5, 4), "dx": rng.normal(size=4), "dy": rng.normal(size=4)}
+    h = 1e-6
+    plus = module.forward(**{**arrays, "x": arrays["x"] + h * arrays["dx"], "y": arrays["y"] + h * arrays["dy"]})["out"]
+    minus = module.forward(**{**arrays, "x": arrays["x"] - h * arrays["dx"], "y": arrays["y"] - h * arrays["dy"]})["out"]
+    np.testing.assert_allclose(module.forward(**arrays)["tangent"], (plus - minus) / (2 * h), rtol=1e-6, atol=1e-8)
