@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import graphcomp as gc
-from graphcomp.frontend.expressions import SpecError
-from graphcomp.frontend import spec as specs
 from graphcomp.formulas.symbols import symbol
+from graphcomp.frontend import spec as specs
+from graphcomp.frontend.expressions import SpecError
 from latex_check import katex_errors
 from latex_reader import Reader, equations
 
@@ -81,7 +81,7 @@ def test_derivatives_read_as_a_textbook_writes_them():
 
 
 def test_the_code_calls_the_array_api_functions():
-    module, model = module_of(lambda x: gc.arcsin(gc.tanh(x)) + gc.arctan(x) + gc.log1p(gc.square(x)) + gc.expm1(x)
+    _, model = module_of(lambda x: gc.arcsin(gc.tanh(x)) + gc.arctan(x) + gc.log1p(gc.square(x)) + gc.expm1(x)
                               + gc.clip(x, -1, 1) + gc.where(x > 0, x, 0), {"x": (None, 2)})
     for call in ("xp.asin(", "xp.atan(", "xp.log1p(", "xp.expm1(", "xp.clip(x, (-1.0), 1.0)", "xp.where(x > 0, x, 0)"):
         assert call in model.source, call
@@ -130,7 +130,7 @@ def test_comparisons_are_masks_that_pass_no_gradient():
     rng = np.random.default_rng(2)
     arrays = {"x": rng.normal(size=(4, 3)), "y": rng.normal(size=(3,)), "r": rng.normal(size=(4, 3))}
     arrays["x"][0] = arrays["y"]  # ties: x == y on the first row
-    build = lambda x, y: ((x > y) + 2 * (x < y) + 4 * (x >= y) + 8 * (x <= y)  # noqa: E731
+    build = lambda x, y: ((x > y) + 2 * (x < y) + 4 * (x >= y) + 8 * (x <= y)  # noqa: E731 - a lambda, as the other builders
                           + 16 * gc.equal(x, y) + 32 * gc.not_equal(x, y)) * gc.where(x - y, x, y * y)
     module, _ = module_of(build, {"x": (None, 3), "y": (3,)})
     outputs, grads = module.gradients(**arrays)

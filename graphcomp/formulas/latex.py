@@ -17,7 +17,8 @@ _ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\ma
 def group(text: str | int | float) -> str:
     """A LaTeX operand as one factor: names and numbers bare, anything compound in parentheses."""
     text = text if isinstance(text, str) else latex_number(text)
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _transposed_group(text):
+    if (_ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _transposed_group(text)
+            or _indicator(text)):
         return text
     return rf"\left({text}\right)"
 
@@ -42,6 +43,13 @@ def transposed(text: str | int | float) -> str:
     if fraction or re.search(r"\^(\\top|\{[^{}]*\})$", grouped) and not grouped.endswith(r"\right)"):
         grouped = rf"\left({grouped}\right)"
     return grouped + r"^\top"
+
+
+def _indicator(text: str) -> bool:
+    """`\\mathbb{1}\\left[c\\right]` as a whole (a comparison's mask): one factor."""
+    if not (text.startswith(r"\mathbb{1}\left[") and text.endswith(r"\right]")):
+        return False
+    return text.count(r"\left[") == 1 and text.count(r"\right]") == 1
 
 
 def _balanced_call(text: str) -> bool:
@@ -81,7 +89,7 @@ def operand_symbol(name: str, text: str) -> tuple[sp.Symbol, str]:
     """A placeholder for a LaTeX operand in an elementwise formula, and the text to print for it: a
     factor as it is; a product (X w) as a compound that SymPy parenthesises inside products; a sum
     in parentheses always (-(a + b) must not print as -a + b)."""
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text):
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _indicator(text):
         return sp.Symbol(name, real=True), text
     if _has_top_level_sum(text):
         return sp.Symbol(name, real=True), rf"\left({text}\right)"

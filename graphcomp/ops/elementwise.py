@@ -37,7 +37,7 @@ pointwise("log1p", log1p)
 pointwise("expm1", expm1)
 pointwise("square", lambda a: a ** 2, emit="xp.square({0})")
 
-# The relations a condition may use, as SymPy builds them, as LaTeX writes them, and negated.
+# The relations a condition may use, as SymPy builds them and as LaTeX writes them.
 RELATIONS = {">": sp.StrictGreaterThan, "<": sp.StrictLessThan, ">=": sp.GreaterThan, "<=": sp.LessThan,
              "==": sp.Eq, "!=": sp.Ne}
 _RELATION_LATEX = {">": ">", "<": "<", ">=": r"\geq", "<=": r"\leq", "==": "=", "!=": r"\neq"}
