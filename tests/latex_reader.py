@@ -179,7 +179,12 @@ _PARTIAL = re.compile(r"\\frac\{\\partial [^{}]+\}\{\\partial (?:[^{}]|\{[^{}]*\
 _FUNCTIONS: dict[str, Callable] = {
     "tanh": np.tanh, "exp": np.exp, "log": np.log, "sigma": lambda x: 1 / (1 + np.exp(-x)),
     "operatorname{softplus}": lambda x: np.logaddexp(0, x), "operatorname{sign}": np.sign,
+    # the trigonometric and hyperbolic functions, as every textbook writes them (\arcsin, not asin)
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh,
+    "arcsin": np.arcsin, "arctan": np.arctan,
 }
+# \sinh before \sin, \tanh before \tan: the longest name first
+_FUNCTION_NAMES = r"\\(tanh|sinh|cosh|arcsin|arctan|sin|cos|tan|exp|log|sigma(?!_)|operatorname\{softplus\}|operatorname\{sign\})"
 
 
 class _Parser:
@@ -246,6 +251,7 @@ class _Parser:
 
     def _starts_primary(self) -> bool:
         return bool(self.peek(r"\\left\(|\\left\||\(|\{|\d|\\frac|\\sqrt|\\sum|\\max|\\min|\\log|\\tanh|\\exp|\\sigma|\\det|\\Phi"
+                              r"|\\sinh?|\\cosh?|\\tan|\\arcsin|\\arctan"
                               r"|\\operatorname|\\mathbf|\\mathbb|e\^") or self.peek(_SYMBOL.pattern))
 
     def unary(self) -> np.ndarray:
@@ -329,7 +335,7 @@ class _Parser:
             return condition.astype(float)
         if self.peek(r"\\operatorname\{((?:\w|\\_)+)\}") and not self.peek(r"\\operatorname\{(softplus|sign)\}"):
             return self.operator()
-        function = self.take(r"\\(tanh|exp|log|sigma(?!_)|operatorname\{softplus\}|operatorname\{sign\})")
+        function = self.take(_FUNCTION_NAMES)
         if function:
             power = self.sub(self.braced()) if self.take(r"\^") else None
             argument = self.sub(self.braced()) if self.peek(r"\{") else (
@@ -524,6 +530,8 @@ def _operator(name: str, subscript: str, superscript: str, args: list, parser: _
         out = np.zeros_like(args[1])
         out[_index(subscript.strip("[]"))] = args[0]
         return out
+    if name == "clip":  # clip(x, lo, hi) = min(max(x, lo), hi)
+        return np.clip(*args)
     if name == "concat":
         return np.concatenate(args, axis=axes[0])
     if name == "onehot":

@@ -7,7 +7,10 @@ from the seed inserts the ops added since: take on integer ids (gc.embedding, in
 cross-entropy, gc.linear), layer norm, batch norm (compared in training mode: gradients() and central
 differences of forward(training=True); forward() on running statistics compared between the two
 modules), GELU in both forms, the causal mask before a softmax, attention. Seeds where it inserts
-nothing build what they always built; where it does, the old graph plus the new ops. Each graph is compiled with and without simplification; both modules must load,
+nothing build what they always built; where it does, the old graph plus the new ops. A third generator,
+seeded apart again, inserts the elementwise functions added after those (sin, cos, tan, arcsin, arctan, sinh,
+cosh, log1p, expm1, square, comparisons, where, clip), each on values in its domain: the graphs of the first
+two stay as they were. Each graph is compiled with and without simplification; both modules must load,
 agree with each other on every output and gradient, and agree with central differences in
 float64 wherever those are trustworthy (two step sizes agree: the point is not on a kink).
 
@@ -96,6 +99,11 @@ class _Builder:
         self.old = _Stream(random.Random(seed), values, values, "n", "h", "x")
         self.every: list[Entry] = []  # every value built, old and new, in order: what new ops pick from
         self.new = _Stream(random.Random(f"new ops {seed}"), self.every, [], "m", "k", "z")
+        # the elementwise functions: a third generator, whose values only it reads (so `every` stays as it was)
+        self.anything: list[Entry] = []
+        self.third = _Stream(random.Random(f"elementwise ops {seed}"), self.anything, [], "e", "q", "w")
+        self.third_leaves: set[str] = set()
+        self.derivatives: frozenset = frozenset()  # the third generator's second derivatives (ids of their nodes)
         self.s = self.old
         self.g = gc.Graph(f"random{seed}")
         self.code = [f'g = gc.Graph("random{seed}")']
@@ -115,9 +123,9 @@ class _Builder:
         return self.s.pool
 
     @contextlib.contextmanager
-    def drawing_new(self):
-        """Build with the second generator, picking from every value."""
-        self.s = self.new
+    def drawing_new(self, stream: _Stream | None = None):
+        """Build with the second generator (or `stream`, the third), picking from every value."""
+        self.s = stream or self.new
         try:
             yield
         finally:
@@ -136,6 +144,8 @@ class _Builder:
         self.s.leaves += 1
         if self.s is self.new:
             self.new_leaves.add(name)
+        elif self.s is self.third:
+            self.third_leaves.add(name)
         self.data[name] = {
             "normal": lambda rng, s: rng.normal(size=s),
             "unit": lambda rng, s: rng.uniform(0.05, 0.95, size=s),
@@ -175,7 +185,9 @@ class _Builder:
         self.code.append(f"{var} = {text}")
         entry = Entry(node, var)
         self.s.own.append(entry)
-        self.every.append(entry)
+        if self.s is not self.third:
+            self.every.append(entry)
+        self.anything.append(entry)
         return entry
 
     def pick(self, ndim_at_least: int = 0) -> Entry:
@@ -235,12 +247,32 @@ class _Builder:
                         pass
                 return
 
+    def elementwise_step(self) -> None:
+        """One elementwise function where the third generator says so, now and then with a second derivative."""
+        with self.drawing_new(self.third):
+            make = self.r.choices([m for m, _ in ELEMENTWISE_MAKERS], weights=[w for _, w in ELEMENTWISE_MAKERS])[0]
+            for _ in range(8):
+                try:
+                    node, text = make(self)
+                except gc.GraphcompError:
+                    continue
+                self.add(node, text)
+                if self.r.random() < 0.2:  # not through a derivative: a third derivative's graph is many times larger
+                    try:
+                        self.derivatives |= {id(self.add(*_second_order_of(self, self.third, self.derivatives)).node)}
+                    except gc.GraphcompError:
+                        pass
+                return
+
     def loss(self) -> None:
         """Every value nothing else reads, reduced to a scalar and added up: all of them feed the loss. The
         old values' terms first, as they always were, then the new values' terms, drawn by their generator."""
         terms, texts = self._terms(self.old.own, set())
         with self.drawing_new():
             more, more_texts = self._terms(self.new.own, {id(t) for t in terms})
+        terms, texts = terms + more, texts + more_texts
+        with self.drawing_new(self.third):
+            more, more_texts = self._terms(self.third.own, {id(t) for t in terms})
         terms, texts = terms + more, texts + more_texts
         total = terms[0]
         for t in terms[1:]:
@@ -623,11 +655,16 @@ def _attention(b: _Builder) -> tuple:
 
 def _second_order_new(b: _Builder) -> tuple:
     """A second derivative through a new op: the gradient of Σ v², v one of the new values."""
-    pool, b.new.pool = b.new.pool, b.new.own
+    return _second_order_of(b, b.new)
+
+
+def _second_order_of(b: _Builder, stream: _Stream, skip: frozenset = frozenset()) -> tuple:
+    """A second derivative through a value `stream` built, but not through those in `skip`."""
+    pool, stream.pool = stream.pool, [e for e in stream.own if id(e.node) not in skip]
     try:
         return _second_order(b)
     finally:
-        b.new.pool = pool
+        stream.pool = pool
 
 
 NEW_MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
@@ -639,27 +676,100 @@ NEW_MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
 NEW_OPS = 0.08  # the chance, before each step, that the second generator inserts a new op
 
 
-def random_case(seed: int, steps: int | None = None, new_ops: bool = False) -> Case:
+# ---------------------------------------------------------------- the elementwise functions (the third generator)
+
+def _in_domain(b: _Builder, v: Entry, name: str) -> tuple[gc.Node, str]:
+    """v brought into the domain of `name` (and, for tan, away from its poles) where needed."""
+    if name == "arcsin":
+        return 0.9 * gc.tanh(v.node), f"0.9 * gc.tanh({v.text})"
+    if name == "tan":
+        return gc.tanh(v.node), f"gc.tanh({v.text})"
+    if name == "log1p":
+        inner = b.r.choice(["abs", "softplus"])
+        return getattr(gc, inner)(v.node), f"gc.{inner}({v.text})"
+    return v.node, v.text
+
+
+def _function(b: _Builder) -> tuple:
+    name = b.r.choice(["sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square"])
+    node, text = _in_domain(b, b.pick(), name)
+    return getattr(gc, name)(node), f"gc.{name}({text})"
+
+
+COMPARISONS = {">": lambda p, q: p > q, "<": lambda p, q: p < q, ">=": lambda p, q: p >= q, "<=": lambda p, q: p <= q}
+
+
+def _condition(b: _Builder) -> tuple[gc.Node, str]:
+    """A comparison of two values, or of a value and a number; now and then a value itself (true where not 0)."""
+    u = b.pick()
+    kind = b.r.choice(["values", "number", "number", "value"])
+    if kind == "value":
+        return u.node, u.text
+    relation = b.r.choice(list(COMPARISONS))
+    if kind == "number":
+        number = b.r.choice([0, 0.5, -0.25])
+        return COMPARISONS[relation](u.node, number), f"{u.text} {relation} {number}"
+    v = b.pick()
+    return COMPARISONS[relation](u.node, v.node), f"{u.text} {relation} {v.text}"
+
+
+def _where(b: _Builder) -> tuple:
+    condition, text = _condition(b)
+    a = b.pick()
+    if b.r.random() < 0.3:
+        number = b.r.choice([0, 1.5])
+        return gc.where(condition, a.node, number), f"gc.where({text}, {a.text}, {number})"
+    c = b.pick()
+    return gc.where(condition, a.node, c.node), f"gc.where({text}, {a.text}, {c.text})"
+
+
+def _clip(b: _Builder) -> tuple:
+    lo, hi = b.r.choice([-1.0, -0.5, 0.0, None]), b.r.choice([0.5, 1.0, None])
+    if lo is None and hi is None:
+        hi = 1.0
+    return _call(f"gc.clip({{0}}, {lo}, {hi})", lambda v: gc.clip(v, lo, hi), b.pick())
+
+
+def _mask(b: _Builder) -> tuple:
+    """A comparison's 0/1 mask times a value."""
+    condition, text = _condition(b)
+    if condition.op != "compare":  # a value is no mask of its own: compare it
+        condition, text = condition > 0, f"{text} > 0"
+    v = b.pick()
+    return condition * v.node, f"({text}) * {v.text}"
+
+
+ELEMENTWISE_MAKERS: list[tuple[Callable[[_Builder], tuple], float]] = [
+    (_function, 5.0), (_where, 2.0), (_clip, 1.5), (_mask, 1.0),
+]
+ELEMENTWISE_OPS = 0.12  # the chance, before each step, that the third generator inserts one
+
+
+def random_case(seed: int, steps: int | None = None, new_ops: bool = False, elementwise: bool | None = None) -> Case:
     """The random graph of `seed`: 1 to 3 leaves, then `steps` ops (2 to 12 by default). With `new_ops`,
     before each step, now and then, one of the ops added since (drawn by the second generator): the graph
     is then the one `new_ops=False` builds, the same lines and the same arrays, plus the new ops and
-    their loss terms."""
+    their loss terms. `elementwise` (by default as `new_ops`) lets the third generator insert the elementwise
+    functions too."""
+    elementwise = new_ops if elementwise is None else elementwise
     b = _Builder(seed)
     for _ in range(b.r.randint(1, 3)):
         first = b.leaf(b.r.choice(SHAPES))
-        b.old.own.append(first), b.every.append(first)
+        b.old.own.append(first), b.every.append(first), b.anything.append(first)
     for _ in range(b.r.randint(2, 12) if steps is None else steps):
         if new_ops and b.new.r.random() < NEW_OPS:
             b.new_step()
+        if elementwise and b.third.r.random() < ELEMENTWISE_OPS:
+            b.elementwise_step()
         b.step()
     if all(e.node.is_leaf for e in b.pool):
         b.add(*_call("gc.tanh({0})", gc.tanh, b.pool[0]))
     b.loss()
-    rng, new_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    rng, new_rng, third_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1]), np.random.default_rng([seed, 3])
     arrays = {}
     for name, leaf in b.g.leaves.items():
         shape = tuple(BATCH if d is None else d for d in leaf.shape)
-        value = b.data[name](new_rng if name in b.new_leaves else rng, shape)
+        value = b.data[name](new_rng if name in b.new_leaves else third_rng if name in b.third_leaves else rng, shape)
         arrays[name] = value if name in b.rows else np.asarray(value, dtype=np.float64)
     wrt = [name for name in b.g.leaves if name not in b.no_gradient]
     return Case(seed, b.g, b.code, arrays, wrt)
@@ -813,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old-ops", action="store_true",
                         help="build only the ops the generator drew before integer ids, normalisation and attention "
                              "(the graphs tests/test_regressions.py names)")
+    parser.add_argument("--no-elementwise", action="store_true",
+                        help="leave out the elementwise functions (sin, ..., where, clip) of the third generator")
     args = parser.parse_args(argv)
     seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.graphs)
     failures = degenerate = unsmooth = 0
@@ -820,7 +932,8 @@ def main(argv: list[str] | None = None) -> int:
     largest = 0
     started = time.perf_counter()
     for seed in seeds:
-        case = random_case(seed, args.steps, new_ops=not args.old_ops)
+        case = random_case(seed, args.steps, new_ops=not args.old_ops,
+                           elementwise=not args.old_ops and not args.no_elementwise)
         outcome = check_case(case)
         largest = max(largest, outcome.nodes)
         slowest = max(slowest, (outcome.compile_seconds, seed, outcome.nodes))

@@ -9,15 +9,12 @@ derivatives, the reverse rules transposed) that agree to rounding.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
 import graphcomp as gc
 from random_graphs import AGREEMENT, _same, _tame, random_case
-
-sys.setrecursionlimit(10000)
 
 
 def tangent_problems(seed: int) -> list[str]:

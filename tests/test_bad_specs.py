@@ -69,7 +69,7 @@ CASES = [
     ("a lambda", dict(outputs='loss = "(lambda: x)()"'), "outputs.loss:"),
     ("a comprehension", dict(outputs='loss = "sum([v for v in x])"'), "outputs.loss:"),
     ("a string", dict(outputs='loss = "\'x\'"'), "outputs.loss:"),
-    ("a comparison", dict(outputs='loss = "sum(x > 0)"'), "outputs.loss:"),
+    ("a chained comparison", dict(outputs='loss = "sum(0 < x < 1)"'), "outputs.loss: a chained comparison"),
     ("a boolean and", dict(outputs='loss = "sum(x and W)"'), "outputs.loss:"),
     ("a conditional", dict(outputs='loss = "sum(x if W else x)"'), "outputs.loss:"),
     ("an f-string", dict(outputs='loss = "f\'{x}\'"'), "outputs.loss:"),

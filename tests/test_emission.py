@@ -291,6 +291,23 @@ CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, atten
     Case("causal_mask of a gradient", "causal_mask", [(2, 4, 4)], lambda a: apply("causal_mask", a, fill=0.0),
          lambda a: np.where(np.triu(np.ones((4, 4)), 1) > 0, 0.0, a)),
 ]
+CASES += [  # the elementwise functions, comparisons, where and clip (graphcomp/ops/elementwise.py)
+    *(Case(op, op, [(None, 3)], lambda a, op=op: apply(op, a), reference, data) for op, reference, data in (
+        ("sin", np.sin, "normal"), ("cos", np.cos, "normal"), ("tan", np.tan, "normal"),
+        ("arctan", np.arctan, "normal"), ("sinh", np.sinh, "normal"), ("cosh", np.cosh, "normal"),
+        ("log1p", np.log1p, "positive"), ("expm1", np.expm1, "normal"), ("square", np.square, "normal"))),
+    Case("arcsin", "arcsin", [(None, 3)], lambda a: apply("arcsin", gc.tanh(a)), lambda a: np.arcsin(np.tanh(a))),
+    Case("compare", "compare", [(None, 3), (3,)], lambda a, b: apply("compare", a, b, relation=">="),
+         lambda a, b: (a >= b).astype(float)),
+    Case("compare with a number first", "compare", [(None, 2)], lambda a: apply("compare", 0.5, a, relation="<"),
+         lambda a: (0.5 < a).astype(float)),
+    Case("where", "where", [(None, 3), (3,), (None, 1), ()], lambda a, b, c, d: apply("where", a, b, c, d, relation="<="),
+         lambda a, b, c, d: np.where(c <= d, a, b)),
+    Case("where of two numbers", "where", [(None, 3)], lambda a: apply("where", 1.5, -2, a, 0, relation="!="),
+         lambda a: np.where(a != 0, 1.5, -2.0)),
+    Case("clip", "clip", [(None, 4)], lambda a: gc.clip(a, -0.5, 1), lambda a: np.clip(a, -0.5, 1)),
+    Case("clip from below", "clip", [(2, 3)], lambda a: gc.clip(a, lo=0), lambda a: np.maximum(a, 0)),
+]
 
 
 def scattered(grad, table, ids):

@@ -76,7 +76,7 @@ def test_non_numeric_operands_are_refused():
 def test_python_control_flow_on_nodes_is_refused():
     g = gc.Graph("g")
     x = g.input("x")
-    with pytest.raises(gc.GraphError, match="cannot be compared"):
+    with pytest.raises(gc.GraphError, match="no truth value.*gc.where"):  # x > 0 is a mask; max needs its truth
         max(x, 0)
     with pytest.raises(gc.GraphError, match="no truth value"):
         if x:

@@ -91,6 +91,16 @@ UNARY = [
     ("softplus", gc.softplus, (-3, 3)),
     ("softsign", gc.softsign, (-3, 3)),
     ("sign", gc.sign, (-2, 2)),  # a step: 0 on both sides (a straight-through estimator's forward)
+    ("sin", gc.sin, (-3, 3)),
+    ("cos", gc.cos, (-3, 3)),
+    ("tan", gc.tan, (-1.2, 1.2)),
+    ("arcsin", gc.arcsin, (-0.9, 0.9)),
+    ("arctan", gc.arctan, (-3, 3)),
+    ("sinh", gc.sinh, (-2, 2)),
+    ("cosh", gc.cosh, (-2, 2)),
+    ("log1p", gc.log1p, (-0.5, 3)),
+    ("expm1", gc.expm1, (-2, 2)),
+    ("square", gc.square, (-2, 2)),
 ]
 CASES += [(f"{name} {label}", [shape], build, domain)
           for name, build, domain in UNARY for label, shape in (("scalar", ()), ("batched", (None, 4)))]
@@ -106,6 +116,15 @@ CASES += [
     ("causal_mask then softmax", [(None, 3, 3)], lambda a: gc.softmax(gc.causal_mask(a)), (-2, 2)),
     ("attention causal heads", [(None, 2, 3, 2)] * 3, gc.attention, (-1, 1)),
     ("attention", [(None, 3, 2), (None, 4, 2), (None, 4, 3)], lambda q, k, v: gc.attention(q, k, v, causal=False), (-1, 1)),
+]
+# Conditions (graphcomp/ops/elementwise.py): where, clip and comparisons, away from their kinks.
+CASES += [
+    ("where of a comparison", [(None, 3), (None, 3), (3,)], lambda a, b, c: gc.where(a > c, a * b, gc.sin(b)), (-2, 2)),
+    ("where of a value, scalar branch", [(None, 3), ()], lambda a, b: gc.where(a, b, gc.square(a)), (-2, 2)),
+    ("where with numbers", [(None, 4)], lambda a: gc.where(a <= 0.5, 1, -2) * gc.exp(a), (-2, 2)),
+    ("clip", [(None, 4)], lambda a: gc.clip(a, -1, 1), (-2, 2)),
+    ("clip one-sided", [(2, 3)], lambda a: gc.clip(a, hi=0.5) + gc.clip(a, lo=-0.5), (-2, 2)),
+    ("comparison mask", [(None, 3), (3,)], lambda a, b: (a >= b) * a + gc.not_equal(a, b) * b, (-2, 2)),
 ]
 
 

@@ -1,5 +1,6 @@
 """The random-graph differential test (tests/random_graphs.py) over a fixed range of seeds, the new ops
-(integer ids, normalisation, GELU, the causal mask, attention) inserted by their own generator; every
+(integer ids, normalisation, GELU, the causal mask, attention) inserted by their own generator, and the
+elementwise functions (sin, ..., where, clip) by a third; every
 module it runs checks each value's shape against the graph's (check_shapes).
 
 GRAPHCOMP_RANDOM_GRAPHS sets how many (default 300); the longer run is
@@ -37,7 +38,9 @@ def test_random_graphs_cover_every_op_and_are_mostly_checkable():
                 "maximum", "minimum", "sqrt", "abs", "softplus", "matmul", "transpose", "sum", "mean", "max", "min",
                 "reshape", "index", "concat", "one_hot", "logsumexp", "log_softmax", "softmax",
                 "softmax_cross_entropy", "conv2d", "max_pool2d", "dropout_mask",
-                "take", "as_float", "layer_norm", "batch_norm", "variance", "gelu", "erf", "causal_mask"}
+                "take", "as_float", "layer_norm", "batch_norm", "variance", "gelu", "erf", "causal_mask",
+                "sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square", "compare", "where",
+                "clip"}
     assert user_ops <= seen, f"never generated: {sorted(user_ops - seen)}"
     assert compared >= 90, f"only {compared} of 100 graphs compared against finite differences"
 
@@ -47,7 +50,7 @@ def test_the_new_ops_leave_each_seed_its_old_graph():
     without them (the graphs other tests name by seed), plus the new ops' lines and loss terms."""
     inserted = 0
     for seed in range(100):
-        old, new = random_case(seed), random_case(seed, new_ops=True)
+        old, new = random_case(seed), random_case(seed, new_ops=True, elementwise=False)
         added = [line for line in new.code if line.split(" = ")[0].startswith(("m", "z", "ids"))]
         inserted += bool(added)
         kept = [line for line in new.code if line not in added and not line.startswith("g.output")]
@@ -57,6 +60,25 @@ def test_the_new_ops_leave_each_seed_its_old_graph():
             np.testing.assert_array_equal(new.arrays[name], value)
         assert list(old.graph.leaves) == [f"x{k}" for k in range(len(old.graph.leaves))], seed  # x0, x1, ... as ever
     assert 25 <= inserted <= 75, inserted
+
+
+def test_the_elementwise_functions_leave_each_seed_the_graph_of_the_first_two_generators():
+    """The elementwise functions (sin, ..., where, clip) come from a third generator: a seed builds the lines
+    and arrays the first two built, plus the new functions' lines (values e<k>, named q<k>, leaves w<k>)."""
+    inserted, ops = 0, set()
+    for seed in range(100):
+        old, new = random_case(seed, new_ops=True, elementwise=False), random_case(seed, new_ops=True)
+        added = [line for line in new.code if line.split(" = ")[0].startswith(("e", "w"))]
+        inserted += bool(added)
+        kept = [line for line in new.code if line not in added and not line.startswith("g.output")]
+        assert kept == [line for line in old.code if not line.startswith("g.output")], seed
+        assert (new.code == old.code) == (not added), seed
+        for name, value in old.arrays.items():
+            np.testing.assert_array_equal(new.arrays[name], value)
+        ops.update(node.op for node in new.graph.nodes())
+    assert 25 <= inserted <= 75, inserted
+    assert {"sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square", "compare", "where",
+            "clip"} <= ops, ops
 
 
 def test_ids_are_integers_in_range_and_get_no_gradient():

@@ -78,7 +78,7 @@ def test_examples_specs_load():
 BAD = [
     ("syntax error", '[inputs]\nx = []\n[outputs]\ny = "x +"', "outputs.y", "syntax error"),
     ("unknown name", '[inputs]\nx = []\n[outputs]\ny = "x + q"', "outputs.y", "unknown name 'q'"),
-    ("unknown function", '[inputs]\nx = []\n[outputs]\ny = "cosh(x)"', "outputs.y", "unknown function 'cosh'"),
+    ("unknown function", '[inputs]\nx = []\n[outputs]\ny = "erfc(x)"', "outputs.y", "unknown function 'erfc'"),
     ("shape mismatch", '[inputs]\nx = ["N", 3]\n[params]\nW = [4, 2]\n[outputs]\ny = "sum(x @ W)"',
      "outputs.y", r"\(None, 3\) and \(4, 2\)"),
     ("cycle", '[inputs]\nx = []\n[nodes]\na = "b + x"\nb = "a * 2"\n[outputs]\ny = "a"', "nodes.a", "cycle: a -> b -> a"),

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import sympy as sp
 
+from .functions import expm1, log1p
+
 # Placeholders of elementwise formulas: inputs x0, x1, ..., output y, incoming adjoint g.
 Y = sp.Symbol("y", real=True)
 G = sp.Symbol("g", real=True)
@@ -259,6 +261,10 @@ def invert(expr: sp.Expr, x: sp.Symbol, y: sp.Expr) -> sp.Expr | None:
             y, expr = sp.log(y / (1 - y)), expr.args[0]
         elif isinstance(expr, softplus):
             y, expr = sp.log(sp.exp(y) - 1), expr.args[0]
+        elif isinstance(expr, sp.tan):  # tan' = 1 + tan² reads 1 + y²
+            y, expr = sp.atan(y), expr.args[0]
+        elif isinstance(expr, expm1):
+            y, expr = log1p(y), expr.args[0]
         else:
             return None
     return y

@@ -17,7 +17,8 @@ _ATOMIC_LATEX = re.compile(r"(\\bar\{\\dot\{[^{}]*\}\}|\\dot\{[^{}]*\}|\\bar\{[^
 def group(text: str | int | float) -> str:
     """A LaTeX operand as one factor: names and numbers bare, anything compound in parentheses."""
     text = text if isinstance(text, str) else latex_number(text)
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _transposed_group(text):
+    if (_ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _transposed_group(text)
+            or _indicator(text)):
         return text
     return rf"\left({text}\right)"
 
@@ -64,6 +65,12 @@ def _one_factor(text: str) -> bool:
         return _matching(text, 0) == len(text) - len(r"\right)")
     return group(text) == text and "^" not in text and not text.startswith(r"\frac")
 
+def _indicator(text: str) -> bool:
+    """`\\mathbb{1}\\left[c\\right]` as a whole (a comparison's mask): one factor."""
+    if not (text.startswith(r"\mathbb{1}\left[") and text.endswith(r"\right]")):
+        return False
+    return text.count(r"\left[") == 1 and text.count(r"\right]") == 1
+
 
 def _balanced_call(text: str) -> bool:
     """`\\operatorname{f}_{...}^{...}\\left(...\\right)` or `\\mathbf{1}_{x}` as a whole: one factor."""
@@ -102,7 +109,7 @@ def operand_symbol(name: str, text: str) -> tuple[sp.Symbol, str]:
     """A placeholder for a LaTeX operand in an elementwise formula, and the text to print for it: a
     factor as it is; a product (X w) as a compound that SymPy parenthesises inside products; a sum
     in parentheses always (-(a + b) must not print as -a + b)."""
-    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text):
+    if _ATOMIC_LATEX.fullmatch(text) or _balanced_call(text) or _single_fraction(text) or _indicator(text):
         return sp.Symbol(name, real=True), text
     if _has_top_level_sum(text):
         return sp.Symbol(name, real=True), rf"\left({text}\right)"
@@ -212,6 +219,7 @@ class TensorLatexPrinter(LatexPrinter):
         super().__init__(settings)
         # a number's power of ten is a product of numbers: 1.0 \cdot 10^{-5}, never with the formula's ⊙
         self._settings["mul_symbol_latex_numbers"] = r" \cdot "
+        self._settings["inv_trig_style"] = "full"  # \arcsin x, as a slide writes it, not \operatorname{asin}
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         """A product with no division puts a sum after the factor it is made of, as a person writes

@@ -149,6 +149,19 @@ class NumPyCodePrinter(NumPyPrinter):
     def _print_Abs(self, expr: sp.Abs) -> str:
         return f"xp.abs({self._print(expr.args[0])})"
 
+    # The standard's names (NumPy's arcsin is asin there), and log1p / expm1, exact near 0.
+    def _print_asin(self, expr: sp.asin) -> str:
+        return f"xp.asin({self._print(expr.args[0])})"
+
+    def _print_atan(self, expr: sp.atan) -> str:
+        return f"xp.atan({self._print(expr.args[0])})"
+
+    def _print_log1p(self, expr) -> str:
+        return f"xp.log1p({self._print(expr.args[0])})"
+
+    def _print_expm1(self, expr) -> str:
+        return f"xp.expm1({self._print(expr.args[0])})"
+
 
 class TextPrinter(StrPrinter):
     """Formulas as plain text for comments and the terminal: where(c, a, b) for piecewise."""

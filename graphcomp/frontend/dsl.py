@@ -14,6 +14,7 @@ from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
 from ..ops.indexing import as_ids
 from ..ops.norm import batch_norm_axes, running_attrs, standardized
+from .matrices import cholesky, det, diag, einsum, eye_like, inv, logdet, solve, trace
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -27,6 +28,8 @@ __all__ = [
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
     "trace", "diag", "eye_like", "det", "logdet", "inv", "solve", "cholesky", "einsum",
     "sign",  # the forward of a straight-through estimator (gc.custom_op)
+    "sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square",
+    "equal", "not_equal", "where", "clip",
 ]
 
 
@@ -296,62 +299,90 @@ def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
     return matmul(apply("softmax", scores, axis=-1), v)
 
 
-# ---- matrix calculus (graphcomp/ops/matrix.py, ops/einsum.py): square matrices (n, n) or stacks (..., n, n)
-
-def trace(x: Node) -> Node:
-    """tr X, the sum of the diagonal; one number per matrix of a stack."""
-    return apply("trace", x)
-
-
-def diag(x: Node) -> Node:
-    """The diagonal (..., n) of a square matrix (..., n, n); of a vector (n,), the diagonal matrix (n, n)."""
-    return apply("diag_embed", x) if as_node(x).ndim == 1 else apply("diagonal", x)
-
-
-def eye_like(x: Node) -> Node:
-    """The identity matrix I_n beside a square matrix x (n, n): Σ = L Lᵀ + ε I is L @ L.T + eps * eye_like(L)."""
-    if as_node(x).ndim != 2:
-        raise ShapeError(f"eye_like: expects one square matrix (n, n), got shape {format_shape(as_node(x).shape)}")
-    return apply("scaled_identity", 1, x)
-
-
-def det(x: Node) -> Node:
-    """det X (its gradient det X · X^{-T} needs X invertible)."""
-    return apply("det", x)
-
-
-def logdet(x: Node) -> Node:
-    """log det X through slogdet, stable where det X overflows; NaN where det X < 0, as torch.logdet."""
-    return apply("logdet", x)
-
-
-def inv(x: Node) -> Node:
-    """X^{-1}."""
-    return apply("inv", x)
-
-
-def solve(a: Node, b: Node) -> Node:
-    """A^{-1} b without forming A^{-1}: b a vector (n,) beside A (n, n), or matrices (..., n, k) beside (..., n, n)."""
-    return apply("solve", a, b)
-
-
-def cholesky(a: Node) -> Node:
-    """The lower-triangular L with L Lᵀ = A, for A symmetric positive definite (only its lower triangle is
-    read); the gradient is the symmetric one, as torch.linalg.cholesky's."""
-    return apply("cholesky", a)
-
-
-def einsum(*args: Any, spec: str | None = None) -> Node:
-    """A sum of products over named indices with an explicit output, einsum("ij,jk->ik", A, B); also
-    einsum(A, B, spec="ij,jk->ik"), the form spec files write (their expressions take text only by keyword)."""
-    operands = args
-    if spec is None and args and not isinstance(args[0], Node):
-        spec, operands = args[0], args[1:]
-    return apply("einsum", *operands, spec=spec)
-
 # ---------------------------------------------------------------- steps
 
 def sign(x: Node) -> Node:
     """-1, 0 or 1 by the sign of x. Its derivative is 0 (taken as 0 at the step too), so no gradient
     flows through it: the forward of a straight-through estimator, whose rule gc.custom_op gives."""
     return apply("sign", x)
+
+# ---------------------------------------------------------------- elementwise functions, conditions
+
+def sin(x: Node) -> Node:
+    return apply("sin", x)
+
+
+def cos(x: Node) -> Node:
+    return apply("cos", x)
+
+
+def tan(x: Node) -> Node:
+    return apply("tan", x)
+
+
+def arcsin(x: Node) -> Node:
+    return apply("arcsin", x)
+
+
+def arctan(x: Node) -> Node:
+    return apply("arctan", x)
+
+
+def sinh(x: Node) -> Node:
+    return apply("sinh", x)
+
+
+def cosh(x: Node) -> Node:
+    return apply("cosh", x)
+
+
+def log1p(x: Node) -> Node:
+    """log(1 + x), exact for small x."""
+    return apply("log1p", x)
+
+
+def expm1(x: Node) -> Node:
+    """e^x - 1, exact for small x."""
+    return apply("expm1", x)
+
+
+def square(x: Node) -> Node:
+    return apply("square", x)
+
+
+def equal(a: Node, b: Node) -> Node:
+    """1 where a == b, 0 elsewhere (a mask; `a == b` on nodes is Python's identity). x > 0, <, >=, <= are masks too."""
+    return compare(a, b, "==")
+
+
+def not_equal(a: Node, b: Node) -> Node:
+    """1 where a != b, 0 elsewhere."""
+    return compare(a, b, "!=")
+
+
+def compare(a: Any, b: Any, relation: str) -> Node:
+    """The mask a relation (">", "<", ">=", "<=", "==", "!=") gives; what x > 0 and spec comparisons build."""
+    if not isinstance(a, Node) and not isinstance(b, Node):
+        raise GraphError(f"a comparison {a!r} {relation} {b!r} of numbers alone: compare graph values")
+    return apply("compare", a, b, relation=relation)
+
+
+def where(condition: Node, a: Node, b: Node) -> Node:
+    """a where the condition holds, b elsewhere, as np.where. The condition is a comparison (x > 0,
+    gc.equal(x, y), ...) or any value, true where it is not 0. The gradient goes to a where the condition
+    holds and to b elsewhere (as PyTorch's); none flows into the condition."""
+    if not isinstance(condition, Node):
+        raise GraphError(f"where: the condition must be a graph value (such as x > 0), got {condition!r}")
+    if not isinstance(a, Node) and not isinstance(b, Node) and not all(
+            isinstance(v, numbers.Real) and not isinstance(v, builtins.bool) for v in (a, b)):
+        raise GraphError(f"where: a and b must be graph values or numbers, got {a!r} and {b!r}")
+    if condition.op == "compare":
+        return apply("where", a, b, *condition.inputs, relation=condition.attr("relation"))
+    return apply("where", a, b, condition, 0, relation="!=")
+
+
+def clip(x: Node, lo: float | None = None, hi: float | None = None) -> Node:
+    """min(max(x, lo), hi) with numbers lo <= hi (either may be None), as np.clip; its gradient passes where
+    lo <= x <= hi, the bounds included (as torch.clamp)."""
+    bounds = {key: None if value is None else _real("clip", **{key: value}) for key, value in (("lo", lo), ("hi", hi))}
+    return apply("clip", x, **bounds)

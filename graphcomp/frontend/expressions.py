@@ -1,7 +1,7 @@
 """Spec expressions: a string parsed with Python's `ast`, then built into graph values node type by
-node type against a whitelist — names, numbers, + - * / ** @, unary minus, basic slicing, lists, and
-calls to graphcomp's functions with literal keyword arguments. Nothing is passed to eval, exec or
-sympify; every problem is a SpecError naming the file, the entry and what is wrong.
+node type against a whitelist — names, numbers, + - * / ** @, unary minus, one comparison (x > 0),
+basic slicing, lists, and calls to graphcomp's functions with literal keyword arguments. Nothing is
+passed to eval, exec or sympify; every problem is a SpecError naming the file, the entry and what is wrong.
 """
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ OPERATORS = {ast.Add: "__add__", ast.Sub: "__sub__", ast.Mult: "__mul__", ast.Di
              ast.Pow: "__pow__", ast.MatMult: "__matmul__"}
 
 
+RELATIONS = {ast.Gt: ">", ast.Lt: "<", ast.GtE: ">=", ast.LtE: "<=", ast.Eq: "==", ast.NotEq: "!="}
+
+
 TOO_DEEP = "the expression is nested too deeply; name parts of it in [nodes]"
 
 
@@ -93,7 +96,7 @@ class Evaluator:
 
     def refused(self, n: ast.AST) -> SpecError:
         return self.error(f"{describe(n)} is not allowed: expressions use names, numbers, + - * / ** @, "
-                          "unary minus, slicing and calls to graphcomp functions")
+                          "unary minus, comparisons (x > 0), slicing and calls to graphcomp functions")
 
     def error(self, problem: str) -> SpecError:
         return SpecError(self.file, self.where, problem)
@@ -147,6 +150,17 @@ class Evaluator:
         operand, other, method = (left, right, OPERATORS[type(op)]) if isinstance(left, Node) \
             else (right, left, "__r" + OPERATORS[type(op)][2:])
         return self.guard(lambda: getattr(operand, method)(other))
+
+    def _visit_Compare(self, n: ast.Compare) -> Node:
+        """`x > 0` (<, >=, <=, ==, !=): a 0/1 mask, the condition of where(x > 0, a, b); one relation at a time."""
+        if len(n.ops) != 1:
+            raise self.error("a chained comparison (a < b < c) is not allowed: write one relation at a time")
+        if type(n.ops[0]) not in RELATIONS:
+            raise self.refused(n)
+        left, right = self.visit(n.left), self.visit(n.comparators[0])
+        if isinstance(left, list) or isinstance(right, list):
+            raise self.error("a comparison applies to values or numbers, not to lists")
+        return self.guard(lambda: dsl.compare(left, right, RELATIONS[type(n.ops[0])]))
 
     def _visit_UnaryOp(self, n: ast.UnaryOp) -> Any:
         if not isinstance(n.op, (ast.USub, ast.UAdd)):

@@ -76,14 +76,9 @@ class Node:
         return f"<Node {self.op}{label} shape={format_shape(self.shape)}>"
 
     def __bool__(self) -> bool:
-        raise GraphError("a graph node has no truth value while the graph is being built; "
-                         "use gc.maximum/gc.relu instead of Python's if/and/or/max")
-
-    def _no_comparison(self, other):
-        raise GraphError("graph nodes cannot be compared while the graph is being built; "
-                         "use gc.relu/gc.maximum for max(x, 0)-like formulas")
-
-    __lt__ = __le__ = __gt__ = __ge__ = _no_comparison
+        raise GraphError("a graph node has no truth value while the graph is being built (x > 0 is a 0/1 mask "
+                         "value of the graph); use gc.where(x > 0, a, b), gc.maximum or gc.relu instead of "
+                         "Python's if/and/or/max")
 
     # Arithmetic builds new nodes; the op table decides shapes and derivatives.
     def __add__(self, other): return apply("add", self, other)
@@ -99,6 +94,12 @@ class Node:
     def __neg__(self): return apply("neg", self)
     def __pos__(self): return self
     def __matmul__(self, other): return apply("matmul", self, other)
+    # Comparisons are 0/1 masks (gc.where reads them as its condition); == and != stay identity, as
+    # nodes are keys of dicts and sets: gc.equal and gc.not_equal write those.
+    def __gt__(self, other): return apply("compare", self, other, relation=">")
+    def __lt__(self, other): return apply("compare", self, other, relation="<")
+    def __ge__(self, other): return apply("compare", self, other, relation=">=")
+    def __le__(self, other): return apply("compare", self, other, relation="<=")
 
     def __getitem__(self, index):
         """Basic slicing: ints, slices and '...'; the batch axis is only taken whole."""
