@@ -10,6 +10,7 @@ import math
 import numbers
 from typing import Any
 
+from ..diff.jacobian import hessian_value, jacobian_value
 from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
 from ..ops.indexing import as_ids
@@ -25,6 +26,7 @@ __all__ = [
     "take",
     "conv2d", "max_pool2d", "dropout",
     "layer_norm", "batch_norm", "gelu", "causal_mask", "attention",
+    "jacobian", "hessian",
 ]
 
 
@@ -292,3 +294,15 @@ def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
     if causal:
         scores = causal_mask(scores)
     return matmul(apply("softmax", scores, axis=-1), v)
+
+
+def jacobian(y: Node, x: Node) -> Node:
+    """∂y/∂x whole, of shape y.shape + x.shape: entry [i..., j...] is ∂y[i...]/∂x[j...]. Computed without a
+    loop over its entries: reverse mode batched over y's elements, or forward mode over x's when x has
+    fewer (diff/jacobian.py)."""
+    return apply("jacobian", jacobian_value(y, x), y, x, order=1)
+
+
+def hessian(loss: Node, x: Node) -> Node:
+    """∂²loss/∂x² whole, of shape x.shape + x.shape, for a scalar loss: the Jacobian of its gradient."""
+    return apply("jacobian", hessian_value(loss, x), loss, x, order=2)

@@ -3,10 +3,11 @@
 `table` holds the rule signature and `register`; one module per family declares its ops:
 `pointwise` (ops declared by a SymPy formula each, the fused `formula` op, and `fuse`), `linalg` (matmul, reductions), `shape`
 (broadcasting, reshape, indexing, concat), `indexing` (take: rows picked by integer ids) and `nn` (convolution, pooling, dropout, the softmax
-family), `norm` (batch norm and layer norm) and `attention` (GELU, the causal mask). Importing this
+family), `norm` (batch norm and layer norm), `attention` (GELU, the causal mask) and `batching` (what the
+batching rules share; the identity `eye` and the `jacobian` mark of whole derivatives). Importing this
 package registers every op. It may import `ir` and `formulas`.
 """
-from . import attention, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
+from . import attention, batching, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
 from .pointwise import expand, formula_vjp, fuse, in_terms_of, scalar_expr
 from .linalg import reduced_count, swap_last
 from .nn import cross_entropy
