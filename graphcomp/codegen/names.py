@@ -13,6 +13,7 @@ name and LaTeX symbol that the formulas, derivations, report, pictures and explo
 - The gradient of a value x is d_x (LaTeX: x's symbol with a bar); where x is used more than once,
   the gradient along its k-th use (users in topological order) is d_x_k (\\bar{x}^{(k)}): b = a y with
   a = x + y names the product's path into y d_y_2, as the lecture on micro-autograd numbers them.
+- The tangent of a value x in forward mode (gc.jvp) is dot_x (LaTeX: x's symbol with a dot, ẋ).
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import re
 from types import MappingProxyType
 from typing import Mapping
 
+from ..diff.forward import TANGENT_OF
 from ..diff.reverse import Backward
-from ..formulas.symbols import bar, symbol
+from ..formulas.symbols import TANGENT_PREFIX, bar, dot, symbol
 from ..ir import Graph, Node
 from ..ir.naming import Namer
 from ..ops.nn import softmax_of
@@ -76,12 +78,18 @@ class ValueNames:
         self._numbers = itertools.count(1)
         self._origins: Mapping[Node, Node] = origins or {}
         self._numbered: dict[Node, str] = {}  # the unnamed values of the graph as written: t1, t2, ...
+        self._tangent_symbols: dict[str, str] = {}  # dot_t3 -> \\dot{t}_{3}
         written = written or graph
         self._parts = {**_lecture_parts(graph), **_lecture_parts(written)}
         named = {node for node, _ in _user_names(written)}
+        tangents = []
         for node in written.nodes():
-            if node.op != "const" and node not in named:
+            if node in TANGENT_OF and node not in named:
+                tangents.append(node)
+            elif node.op != "const" and node not in named:
                 self._numbered[node] = self._lecture_name(node) or self.temporary()
+        for node in tangents:  # after the values they are the tangents of, which give their names
+            self._numbered[node] = self._tangent_name(node)
         self._given: set[str] = set()  # the temporaries of `_numbered` that a value of `graph` has taken
         self._gradient_of = _gradient_owners(graph, backward)
         self._flows_into = backward.flows_into if backward is not None else {}
@@ -108,7 +116,7 @@ class ValueNames:
             if numbered is not None and numbered not in self._given:
                 self._given.add(numbered)
                 self._variables[node] = numbered
-                self._symbols[node] = symbol(numbered)
+                self._symbols[node] = self._tangent_symbols.get(numbered) or symbol(numbered)
             else:
                 self._variables[node] = (self._gradient_variable(node) or self._lecture_name(node)
                                          or self.temporary(node))
@@ -145,6 +153,16 @@ class ValueNames:
         self._symbols[node] = symbol(name)
         return name
 
+    def _tangent_name(self, node: Node) -> str:
+        """dot_<x> (LaTeX ẋ) for the tangent of x in forward mode; a temporary if x has no name here."""
+        value = TANGENT_OF[node]
+        base = self._labels.get(value) or self._numbered.get(value)
+        if base is None:
+            return self.temporary()
+        name = self._namer.fresh(TANGENT_PREFIX + self._variables.get(value, base))
+        self._tangent_symbols[name] = dot(base)
+        return name
+
     def part_of_formula(self, written: Node) -> str | None:
         """The name of a value of the graph as written that the code computes as a repeated part of a
         fused formula (b1 + t2 inside relu's formula is still t3); None if that name is taken."""
@@ -157,6 +175,11 @@ class ValueNames:
     def origin(self, node: Node) -> Node | None:
         """The value of the graph as written that a value of the code's graph stands for, if any."""
         return self._origins.get(node)
+
+    @property
+    def origins(self) -> Mapping[Node, Node]:
+        """Each value of the code's graph -> the value of the graph as written it stands for."""
+        return MappingProxyType(self._origins)
 
     def local(self, base: str) -> str:
         """A variable of the generated function that is no value of the graph (N, the batch size)."""

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import sympy as sp
 
+from ..diff.forward import TANGENT_OF, interleaved
 from ..diff.reverse import Backward
 from ..formulas.printing import number_text, numpy_text, sympy_number
 from ..formulas.derivatives import placeholder
@@ -45,6 +46,7 @@ class ModuleCode:
         # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
         # which the standard's functions refuse: filled in topological order as statements are planned
         self._numbers: dict[Node, bool] = {}
+        self._computing: dict[Node, Node] | None = None
         self.forward = self._plan(self.outputs)
         self.gradients = None if backward is None else self._plan(self.roots)
 
@@ -58,7 +60,7 @@ class ModuleCode:
     def _plan(self, roots: list[Node]) -> FunctionCode:
         """The lines of the function computing `roots`."""
         function = FunctionCode(self.names)
-        order = toposort(roots)
+        order = interleaved(toposort(roots), self._primal)
         results = loop_results(order)
         prepare(self, order, function)
         for node in order:
@@ -87,6 +89,16 @@ class ModuleCode:
                 note = comment(node, self.backward, function)
                 function.backward_lines.extend(replace(line, comment=note) for line in self.lines_of[node])
         return function
+
+    def _primal(self, node: Node) -> Node | None:
+        """For a tangent of forward mode (gc.jvp), the value it is the tangent of; else None."""
+        origin = self.names.origin(node)
+        primal = TANGENT_OF.get(node if origin is None else origin)
+        if primal is None:
+            return None
+        if self._computing is None:  # which value of the code stands for each value as written
+            self._computing = {written: value for value, written in self.names.origins.items()}
+        return self._computing.get(primal, primal)
 
     def _text(self, node: Node, args: tuple) -> str:
         """The node's code over its operands' texts, made once (forward() and gradients() both emit it)."""

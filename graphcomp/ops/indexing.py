@@ -12,7 +12,7 @@ from ..errors import GraphError, ShapeError
 from ..formulas.latex import group, latex_operator
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, format_shape
-from .table import Op, like, not_differentiable, register
+from .table import Op, like, linear_in, not_differentiable, register
 
 # The ops whose value is their integer operand's values rearranged: still integers, still ids.
 INTEGER_VIEWS = ("index", "reshape", "alias")
@@ -83,14 +83,14 @@ def _take_grad_vjp(node: Node, h: Node) -> tuple:
 # table.shape[1:]; the ids get no gradient.
 register(Op(name="take", arity=2, shape=_take_shape,
             emit=lambda node, args: f"_take(xp, {args[0]}, {args[1]})", vjp=_take_vjp,
-            text=lambda node, args: f"{args[0]}[{args[1]}]",
+            jvp=linear_in(0), text=lambda node, args: f"{args[0]}[{args[1]}]",
             latex=lambda node, args: rf"{group(args[0])}\left[{args[1]}\right]"))
 
 # The adjoint of take: a table of zeros (shaped like `table`) with each gradient row added into the row
 # its id names.
 register(Op(name="take_grad", arity=3, shape=like(1),
             emit=lambda node, args: f"_take_grad(xp, {args[0]}, {args[1]}, {args[2]})", vjp=_take_grad_vjp,
-            text=lambda node, args: f"scatter_add({args[0]}, {args[2]}, rows={node.shape[0]})",
+            jvp=linear_in(0), text=lambda node, args: f"scatter_add({args[0]}, {args[2]}, rows={node.shape[0]})",
             latex=lambda node, args: latex_operator("scatter", [args[0]], args[2])))
 
 # Integer labels as numbers of the module's dtype (float64 or float32, whichever it computes in), so that

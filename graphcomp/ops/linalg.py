@@ -14,7 +14,7 @@ from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .batching import batch_size, lifted, over_axes, reshaped
 from .pointwise import fuse
 from .shape import reshape, sum_to
-from .table import Emit, Op, ShapeRule, axes_canonical, like, not_differentiable, reduced_axes, register
+from .table import Emit, Op, ShapeRule, axes_canonical, like, linear_in, not_differentiable, reduced_axes, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -101,7 +101,7 @@ def _matmul_batch(node: Node, operands: tuple) -> Node:
 
 
 register(Op(name="matmul", arity=2, shape=_matmul_shape,
-            emit=_matmul_emit, vjp=_matmul_vjp, batch=_matmul_batch,
+            emit=_matmul_emit, vjp=_matmul_vjp, jvp=linear_in(0, 1), batch=_matmul_batch,
             text=lambda node, args: f"{args[0]} @ {args[1]}",
             latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
 
@@ -142,7 +142,7 @@ def _rows_matmul_batch(node: Node, operands: tuple) -> Node:
 
 register(Op(name="rows_matmul", arity=2, shape=_rows_matmul_shape, emit=_rows_matmul_emit,
             vjp=lambda node, h: (apply("matmul", node.inputs[1], swap_last(h)), apply("matmul", node.inputs[0], h)),
-            batch=_rows_matmul_batch,
+            jvp=linear_in(0, 1), batch=_rows_matmul_batch,
             text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
 
 
@@ -163,7 +163,7 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 # a bᵀ of two vectors (the weight gradient of a matrix-vector product, the Linear module of the lecture notes on layers as modules).
 register(Op(name="outer", arity=2, shape=_outer_shape, emit=lambda node, args: f"{args[0]}[:, None] * {args[1]}",
             vjp=lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
-            batch=lambda node, operands: apply("mul", *_outer_factors(node, operands)),
+            jvp=linear_in(0, 1), batch=lambda node, operands: apply("mul", *_outer_factors(node, operands)),
             text=lambda node, args: f"outer({args[0]}, {args[1]})",
             latex=lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
 
@@ -193,7 +193,7 @@ register(Op(name="transpose", arity=1, shape=_transpose_shape,
             emit=lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
             else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
             vjp=_transpose_vjp,
-            batch=lambda node, operands: apply("transpose", operands[0], axes=(0,) + tuple(a + 1 for a in _transpose_axes(node))),
+            jvp=linear_in(0), batch=lambda node, operands: apply("transpose", operands[0], axes=(0,) + tuple(a + 1 for a in _transpose_axes(node))),
             text=lambda node, args: f"transpose({args[0]})",
             latex=lambda node, args: transposed(args[0]) if node.attr("axes") is None
             else latex_operator("transpose", args, str(tuple(node.attr("axes")))),
@@ -271,12 +271,12 @@ def _axes_latex(node: Node) -> str:
 register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
             batch=over_axes,
             canonical=axes_canonical("sum", keepdims=True),
-            text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
+            jvp=linear_in(0), text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
             number_operands=True, scalar_identity=True))
 register(Op(name="mean", arity=1, shape=_reduce_shape("mean"), emit=_reduce_emit("mean"), vjp=_mean_vjp,
             batch=over_axes,
             canonical=axes_canonical("mean", keepdims=True),
-            text=_reduction_text("mean"), latex=_reduction_latex("mean"),
+            jvp=linear_in(0), text=_reduction_text("mean"), latex=_reduction_latex("mean"),
             number_operands=True, scalar_identity=True))
 
 

@@ -15,7 +15,7 @@ from ..ir import Node, apply, format_shape
 from .batching import over_axes
 from .pointwise import fuse
 from .shape import reshape
-from .table import Op, axes_canonical, like, not_differentiable, register
+from .table import Op, axes_canonical, like, linear_in, not_differentiable, register
 
 
 def _positions(size, kernel: int, stride: int, padding: int, what: str, shape) -> int | None:
@@ -63,7 +63,7 @@ def _settings(node: Node) -> str:
 register(Op(name="conv2d", arity=2, shape=_conv2d_shape,
             emit=lambda node, args: f"_conv2d(xp, {args[0]}, {args[1]}, {_settings(node)})",
             vjp=_conv2d_vjp,
-            text=lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
+            jvp=linear_in(0, 1), text=lambda node, args: f"conv2d({args[0]}, {args[1]}, {_settings(node)})",
             latex=lambda node, args: latex_operator("conv", args, _settings_latex(node))))
 
 # ∂/∂x of conv2d: every output's gradient times the kernel, added back onto its input patch.
@@ -83,13 +83,13 @@ def _conv2d_weight_grad_vjp(node: Node, h: Node) -> tuple:
 
 register(Op(name="conv2d_input_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_input_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            vjp=_conv2d_input_grad_vjp, text=lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
+            vjp=_conv2d_input_grad_vjp, jvp=linear_in(0, 1), text=lambda node, args: f"conv2d_input_grad({args[0]}, {args[1]})",
             latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial x")))
 
 # ∂/∂w of conv2d: Σ over examples and positions of the output gradient times the input patch.
 register(Op(name="conv2d_weight_grad", arity=3, shape=like(2),
             emit=lambda node, args: f"_conv2d_weight_grad(xp, {args[0]}, {args[1]}, {args[2]}, {_settings(node)})",
-            vjp=_conv2d_weight_grad_vjp, text=lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
+            vjp=_conv2d_weight_grad_vjp, jvp=linear_in(0, 1), text=lambda node, args: f"conv2d_weight_grad({args[0]}, {args[1]})",
             latex=lambda node, args: latex_operator("conv", args, _settings_latex(node), r"\partial w")))
 
 

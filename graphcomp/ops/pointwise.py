@@ -150,13 +150,13 @@ def _symbol_rank(symbol: sp.Symbol, binding: dict) -> int:
     return list(binding).index(symbol)
 
 
-def _times_adjoint(local: sp.Expr) -> sp.Expr:
+def _times_adjoint(local: sp.Expr, factor: sp.Expr = G) -> sp.Expr:
     """g · local, with g taken into the cases of a piecewise local derivative (relu' → g where x > 0,
     printed as a mask). Built by hand: sympy.piecewise_fold simplifies the conditions, which can
     take seconds."""
     if isinstance(local, sp.Piecewise):
-        return sp.Piecewise(*((G * value, condition) for value, condition in local.args), evaluate=False)
-    return G * local
+        return sp.Piecewise(*((factor * value, condition) for value, condition in local.args), evaluate=False)
+    return factor * local
 
 
 def formula_vjp(node: Node, g: Node) -> tuple:
@@ -171,6 +171,21 @@ def formula_vjp(node: Node, g: Node) -> tuple:
         piece = fuse(_times_adjoint(local_derivative(expr, i)), binding, node.shape)
         pieces.append(None if piece is None else sum_to(piece, x.shape))
     return tuple(pieces)
+
+
+def formula_jvp(node: Node, tangents: tuple) -> Optional[Node]:
+    """Forward mode: ẏ = Σ_i ∂y/∂xi · ẋi, one formula over the operands, the output and their tangents
+    (sin(a)' = cos(a)·ȧ; σ(a)' = σ(a)(1 − σ(a))·ȧ, through the forward value as the reverse rule)."""
+    expr = scalar_expr(node)
+    binding = {**{placeholder(j): v for j, v in enumerate(node.inputs)}, Y: node}
+    total = sp.Integer(0)
+    for i, (x, tangent) in enumerate(zip(node.inputs, tangents)):
+        if tangent is None or x.op == "const":
+            continue
+        dot = sp.Symbol(f"dot{i}", real=True)
+        binding[dot] = tangent
+        total += _times_adjoint(local_derivative(expr, i), dot)
+    return fuse(total, binding, node.shape)
 
 
 def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
@@ -194,7 +209,7 @@ def pointwise(name: str, formula: Callable[..., sp.Expr], arity: int = 1,
         return broadcast_shapes(shapes, name)
 
     return register(Op(name=name, arity=arity, shape=shape_rule, emit=emit_rule, vjp=formula_vjp,
-                       text=text_rule, latex=_default_latex, scalar=formula))
+                       jvp=formula_jvp, text=text_rule, latex=_default_latex, scalar=formula))
 
 
 pointwise("add", lambda a, b: a + b, 2, emit="{0} + {1}", text="{0} + {1}")
@@ -228,5 +243,5 @@ def _generic_text(node: Node, args: tuple) -> str:
 
 # A formula made by graphcomp itself (derivatives, fused chains): the formula is an attr.
 register(Op(name="formula", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes),
-            emit=_default_emit, vjp=formula_vjp, text=_generic_text, latex=_default_latex,
+            emit=_default_emit, vjp=formula_vjp, jvp=formula_jvp, text=_generic_text, latex=_default_latex,
             scalar=lambda *xs, expr: expr))

@@ -12,7 +12,7 @@ from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
 from .batching import WHOLE, all_batched, batch_size, lifted, materialized, reshaped
-from .table import Op, axes_canonical, like, not_differentiable, register
+from .table import Op, axes_canonical, like, linear_in, not_differentiable, register
 
 
 def _broadcast_like_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -80,7 +80,7 @@ def _broadcast_like_batch(node: Node, operands: tuple) -> Node | None:
 
 
 register(Op(name="broadcast_like", arity=2, shape=_broadcast_like_shape, emit=_broadcast_like_emit,
-            vjp=_broadcast_like_vjp, batch=_broadcast_like_batch, text=_broadcast_like_text,
+            vjp=_broadcast_like_vjp, jvp=linear_in(0), batch=_broadcast_like_batch, text=_broadcast_like_text,
             latex=_broadcast_like_latex, inlined=True, number_operands=True, scalar_identity=True))
 
 
@@ -100,7 +100,7 @@ def _expand_vjp(node: Node, g: Node) -> tuple:
 # a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
 register(Op(name="expand", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes, "expand"),
             emit=_expand_emit, vjp=_expand_vjp,
-            batch=lambda node, operands: None if operands[0] is None else _spread(
+            jvp=linear_in(0), batch=lambda node, operands: None if operands[0] is None else _spread(
                 lifted(operands[0], node.ndim), node.inputs[1:]),
             text=lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
             latex=lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
@@ -162,7 +162,7 @@ def _sum_to_batch(node: Node, operands: tuple) -> Node:
 
 register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit,
             vjp=lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
-            batch=_sum_to_batch,
+            jvp=linear_in(0), batch=_sum_to_batch,
             text=_sum_to_text, latex=_sum_to_latex, scalar_identity=True))
 
 
@@ -211,7 +211,7 @@ def _reshape_emit(node: Node, args: tuple) -> str:
 
 register(Op(name="reshape", arity=1, shape=_reshape_shape, emit=_reshape_emit,
             vjp=lambda node, g: (reshape(g, node.inputs[0].shape),),
-            batch=lambda node, operands: reshaped(operands[0], (batch_size(operands),) + node.shape),
+            jvp=linear_in(0), batch=lambda node, operands: reshaped(operands[0], (batch_size(operands),) + node.shape),
             text=lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
             latex=lambda node, args: latex_operator("reshape", args, latex_shape(node.shape)),
             inlined=True, scalar_identity=True))
@@ -229,7 +229,7 @@ register(Op(name="zeros_like", arity=1, shape=like(0),
 
 # The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
 register(Op(name="alias", arity=1, shape=like(0), emit=lambda node, args: str(args[0]),
-            vjp=lambda node, g: (g,), batch=lambda node, operands: operands[0], text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
+            vjp=lambda node, g: (g,), jvp=linear_in(0), batch=lambda node, operands: operands[0], text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
             number_operands=True, scalar_identity=True))
 
 
@@ -268,7 +268,7 @@ def _entry_text(entry: tuple) -> str:
 register(Op(name="index", arity=1, shape=_index_shape,
             emit=lambda node, args: f"{args[0]}[{_code_index(node.attr('index'), node.inputs[0].ndim)}]",
             vjp=lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
-            batch=lambda node, operands: apply("index", operands[0], index=(WHOLE,) + node.attr("index")),
+            jvp=linear_in(0), batch=lambda node, operands: apply("index", operands[0], index=(WHOLE,) + node.attr("index")),
             text=lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
             latex=lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
 
@@ -284,7 +284,7 @@ def _unindex_batch(node: Node, operands: tuple) -> Node | None:
 register(Op(name="unindex", arity=2, shape=like(1),
             emit=lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
             vjp=lambda node, g: (apply("index", g, index=node.attr("index")), None),
-            batch=_unindex_batch,
+            jvp=linear_in(0), batch=_unindex_batch,
             text=lambda node, args: f"unindex({args[0]})",
             latex=lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]")))
 

@@ -29,7 +29,7 @@ import sympy as sp
 
 from ..errors import ShapeError
 from ..formulas.printing import number_text
-from ..ir.graph import OPS, Node
+from ..ir.graph import OPS, Node, apply
 from ..ir.shapes import Shape, normalize_axes
 
 ShapeRule = Callable[[tuple, dict], Shape]
@@ -97,6 +97,24 @@ def not_differentiable(node: Node, g: Node) -> tuple:
     """The derivative rule of an op no gradient flows through (labels, masks, counts, stop_gradient):
     None for every operand. Unlike `vjp=None`, differentiating through it is no error."""
     return (None,) * len(node.inputs)
+
+
+def linear_in(*operands: int) -> Jvp:
+    """The forward-mode rule of an op linear in each of `operands` (the others give shapes, ids or
+    settings): the op applied with one operand replaced by its tangent, summed over those that have
+    one. transpose(x)' = transpose(ẋ); (A B)' = Ȧ B + A Ḃ."""
+    def jvp(node: Node, tangents: tuple) -> Optional[Node]:
+        terms = []
+        for i in operands:
+            if tangents[i] is not None:
+                args = list(node.inputs)
+                args[i] = tangents[i]
+                terms.append(apply(node.op, *args, **dict(node.attrs)))
+        total = terms[0] if terms else None
+        for term in terms[1:]:
+            total = apply("add", total, term)
+        return total
+    return jvp
 
 
 def like(operand: int) -> ShapeRule:
