@@ -13,6 +13,7 @@ from .frontend.losses import *  # noqa: F403 - softmax family and losses
 from .frontend.layers import embedding, linear, mlp
 from .frontend.recurrent import gru, lstm, scan
 from .diff.reverse import grad
+from .diff.forward import jvp
 from .diff.gradcheck import gradient_errors
 from .frontend.model import CompiledModel, compile
 
@@ -21,5 +22,5 @@ __all__ = [
     "GraphcompError", "GraphError", "ShapeError", "DifferentiationError",
     *dsl.__all__,
     *losses.__all__,
-    "mlp", "scan", "lstm", "gru", "grad", "gradient_errors", "embedding", "linear",
+    "mlp", "scan", "lstm", "gru", "grad", "jvp", "gradient_errors", "embedding", "linear",
 ]

@@ -72,8 +72,9 @@ def _transposed(node: Node, operands: tuple, tangents: tuple, known: set[Node]) 
     linear in u, so the result does not depend on u's value; where its nodes still read u (for its shape),
     they read the node itself. The names reverse mode gives its results (alias) are left out."""
     u = placeholder(node.shape, "u")
-    pieces = pullback([(node, u)], list(operands))
-    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, tangents)
+    moved = dict(zip(operands, tangents))  # an operand used twice (concat(a, a)) is one input of the rule
+    pieces = pullback([(node, u)], list(moved))
+    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, moved.values())
              if piece is not None and tangent is not None]
     if not terms:
         return None

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ..errors import GraphcompError
 from ..ir import Node, apply
+from ..diff.forward import jvp
 from . import dsl, losses
 
 
@@ -31,7 +32,7 @@ def _printable(text: str) -> str:
 # The functions a spec may call: graphcomp's own, by their public names.
 FUNCTIONS: dict[str, Callable[..., Node]] = {
     name: getattr(dsl, name) for name in dsl.__all__
-} | {name: getattr(losses, name) for name in losses.__all__}
+} | {name: getattr(losses, name) for name in losses.__all__} | {"jvp": jvp}
 # The layers that declare params on the graph are written with a declared param instead.
 LAYERS = {"embedding": "write take(E, ids) with E a param of shape [vocab, dim] (init = \"standard_normal\" is "
                        "PyTorch's) and ids an input of dtype \"int64\"",
