@@ -162,3 +162,39 @@ def test_shapes_a_value_cannot_have_are_refused_with_what_to_do():
     ids = g.input("ids", (None,), dtype="int64")
     with pytest.raises(gc.DifferentiationError, match="integer ids"):
         gc.jacobian(gc.sum(y), ids)
+
+
+def test_forward_mode_for_a_batch_of_outputs_and_both_modes_agree():
+    g = gc.Graph("modes")
+    x = g.input("x", (None, 3))
+    W, b = g.param("W", (3, 2)), g.param("b", (2,))
+    v = g.input("v", (4,))
+    z = gc.softplus(x @ W + b)
+    assert gc.jacobian(z, b).inputs[0] is gc.jacobian(z, b, mode="forward").inputs[0]
+    g.output("Jb", gc.jacobian(z, b))                   # (None, 2, 2): forward mode, the only one possible
+    u = gc.concat([gc.exp(v), v * v], axis=0)
+    g.output("Jf", gc.jacobian(u, v, mode="forward"))
+    g.output("Jr", gc.jacobian(u, v, mode="reverse"))
+    g.output("loss", gc.sum(z))
+    X, W0, b0, V = RNG.normal(size=(5, 3)), RNG.normal(size=(3, 2)), RNG.normal(size=2), RNG.normal(size=4)
+    out, loops = run(g, {"x": X, "W": W0, "b": b0, "v": V})
+    assert not loops and out["Jb"].shape == (5, 2, 2)
+    close(out["Jb"], jax.jacfwd(lambda b: jax.nn.softplus(X @ W0 + b))(b0))
+    close(out["Jf"], out["Jr"])
+    with pytest.raises(gc.DifferentiationError, match="forward mode"):
+        gc.jacobian(z, b, mode="reverse")
+    with pytest.raises(gc.DifferentiationError, match="mode must be"):
+        gc.jacobian(z, b, mode="backward")
+
+
+def test_the_tangent_of_an_op_whose_operands_depend_on_each_other_counts_each_path_once():
+    """Forward mode's transposed rule, through concat(a, a.T[0:2]): the second operand is computed from the
+    first, and the rule's own paths must stop at its operands."""
+    g = gc.Graph("paths")
+    a, v = g.input("a", (2, 3)), g.input("v", (2, 3))
+    z = gc.concat([a, gc.transpose(a)[0:2, :]], axis=1)
+    g.output("dz", gc.jvp(z, [a], [v]))
+    g.output("loss", gc.sum(z))
+    A, V = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))
+    out, _ = run(g, {"a": A, "v": V})
+    close(out["dz"], jax.jvp(lambda a: jnp.concatenate([a, a.T[0:2, :]], axis=1), (A,), (V,))[1])

@@ -8,8 +8,9 @@ the array operations of one pass, one axis wider, instead of a loop over its ent
 
 The mode rule (as JAX advises between jacfwd and jacrev): reverse mode when y has no more elements than
 x (m rows of n entries, m ≤ n: a scalar loss is one row), forward mode when x has fewer elements than y
-(or y has a batch axis, whose size only the run knows). A Hessian is the Jacobian of the gradient, so
-the same rule reads n = n and takes reverse mode over the reverse-mode gradient.
+(or y has a batch axis, whose size only the run knows). A Hessian is the Jacobian of the gradient:
+forward mode over the reverse-mode gradient (its n columns, each a Hessian-vector product computed
+alongside the gradient, as jax.hessian does).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ..ir import Node, apply, format_shape
 from ..ops.batching import materialized, reshaped
 from ..ops.scan import placeholder
 from .batching import batch
+from .forward import forward_mode
 from .reverse import pullback, reverse_mode
 
 MODES = ("forward", "reverse")
@@ -32,11 +34,13 @@ def jacobian_value(y: Node, x: Node, mode: str | None = None, what: str = "gc.ja
     mode = jacobian_mode(y, x) if mode is None else mode
     if mode not in MODES:
         raise DifferentiationError(f"{what}: mode must be 'forward', 'reverse' or None, got {mode!r}")
-    if None in y.shape:  # its rows are as many as the examples: only columns can be batched
+    if mode == "reverse" and None in y.shape:  # as many rows as examples: only columns can be batched
         raise DifferentiationError(f"{what}: the Jacobian of a value of shape {format_shape(y.shape)}, which has a "
-                                   "batch axis, needs forward mode; differentiate a value of fixed sizes, or a "
-                                   "scalar (e.g. gc.sum of it)")
-    return _reverse(y, x)
+                                   "batch axis, is computed by forward mode (mode='forward', or mode=None)")
+    if mode == "forward" and None in x.shape:
+        raise DifferentiationError(f"{what}: the derivative with respect to a value of shape {format_shape(x.shape)}, "
+                                   "which has a batch axis, is computed by reverse mode (mode='reverse', or mode=None)")
+    return _forward(y, x) if mode == "forward" else _reverse(y, x)
 
 
 def hessian_value(loss: Node, x: Node, what: str = "gc.hessian") -> Node:
@@ -50,7 +54,7 @@ def hessian_value(loss: Node, x: Node, what: str = "gc.hessian") -> Node:
     _check(loss, x, what)
     _check(x, x, what)
     gradient = reverse_mode(loss, [x]).gradients[x]
-    return jacobian_value(gradient, x, what=what)
+    return jacobian_value(gradient, x, mode="forward" if None not in x.shape else "reverse", what=what)
 
 
 def jacobian_mode(y: Node, x: Node) -> str:
@@ -91,3 +95,17 @@ def _reverse(y: Node, x: Node) -> Node:
     if rows is None:  # y does not depend on x
         rows = materialized(apply("zeros_like", x), m)
     return reshaped(rows, tuple(y.shape) + tuple(x.shape))
+
+
+def _forward(y: Node, x: Node) -> Node:
+    """Forward mode: the tangent of y for a tangent t of x's shape, batched over t = each row of the
+    identity (n = x's elements), gives the n columns ∂y/∂x_j, moved behind y's axes."""
+    tangent = placeholder(x.shape, "tangent")
+    found = forward_mode([y], {x: tangent})
+    n = math.prod(x.shape)
+    basis = reshaped(apply("eye", x, size=n), (n,) + tuple(x.shape))
+    (columns,) = batch([found[y]], {tangent: basis}) if y in found else (None,)
+    if columns is None:  # y does not depend on x
+        columns = materialized(apply("zeros_like", y), n)
+    last = apply("transpose", columns, axes=tuple(range(1, y.ndim + 1)) + (0,)) if y.ndim else columns
+    return reshaped(last, tuple(y.shape) + tuple(x.shape))

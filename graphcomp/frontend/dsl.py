@@ -296,11 +296,11 @@ def attention(q: Node, k: Node, v: Node, causal: bool = True) -> Node:
     return matmul(apply("softmax", scores, axis=-1), v)
 
 
-def jacobian(y: Node, x: Node) -> Node:
+def jacobian(y: Node, x: Node, mode: str | None = None) -> Node:
     """∂y/∂x whole, of shape y.shape + x.shape: entry [i..., j...] is ∂y[i...]/∂x[j...]. Computed without a
-    loop over its entries: reverse mode batched over y's elements, or forward mode over x's when x has
-    fewer (diff/jacobian.py)."""
-    return apply("jacobian", jacobian_value(y, x), y, x, order=1)
+    loop over its entries: reverse mode batched over y's elements, or forward mode batched over x's when
+    x has fewer (mode=None; or "forward", "reverse"; diff/jacobian.py)."""
+    return apply("jacobian", jacobian_value(y, x, mode), y, x, order=1)
 
 
 def hessian(loss: Node, x: Node) -> Node:

@@ -78,6 +78,11 @@ def _matmul_emit(node: Node, args: tuple) -> str:
     return f"{args[0]} @ {args[1]}"
 
 
+def _rows_times(rows: Node, matrix: Node) -> Node:
+    """rows @ matrix; the matrix itself where the rows are those of the identity (a Jacobian's basis)."""
+    return matrix if rows.op == "eye" and rows.shape == matrix.shape[:1] * 2 else apply("matmul", rows, matrix)
+
+
 def _matmul_batch(node: Node, operands: tuple) -> Node:
     """k products at once. A batched operand times a fixed matrix is one product (k, ..., K) @ (K, M),
     which the emission's by-rows path computes as one 2-D product; a fixed matrix times k vectors is the
@@ -88,9 +93,9 @@ def _matmul_batch(node: Node, operands: tuple) -> Node:
     ab, bb = operands
     k = batch_size(operands)
     if bb is None and b.ndim == 2:
-        return apply("matmul", ab, b)
+        return _rows_times(ab, b)
     if ab is None and a.ndim == 2 and b.ndim == 1:
-        return apply("matmul", bb, swap_last(a))
+        return _rows_times(bb, swap_last(a))
     a2, b2 = (reshape(a, (1,) + a.shape) if a.ndim == 1 else a), (reshape(b, b.shape + (1,)) if b.ndim == 1 else b)
     rank = max(a2.ndim, b2.ndim)
     if ab is not None:
