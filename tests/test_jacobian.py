@@ -198,3 +198,51 @@ def test_the_tangent_of_an_op_whose_operands_depend_on_each_other_counts_each_pa
     A, V = RNG.normal(size=(2, 3)), RNG.normal(size=(2, 3))
     out, _ = run(g, {"a": A, "v": V})
     close(out["dz"], jax.jvp(lambda a: jnp.concatenate([a, a.T[0:2, :]], axis=1), (A,), (V,))[1])
+
+
+SPEC = """
+[model]
+name = "newton"
+loss = "loss"
+
+[inputs]
+x = ["N", 3]
+y = ["N"]
+
+[params]
+w = [3]
+
+[nodes]
+z = "x @ w"
+
+[outputs]
+loss = "binary_cross_entropy_with_logits(z, y)"
+H = "hessian(loss, w)"
+Jz = "jacobian(z, w)"
+Jt = "jacobian(tanh(w * w), w, mode='reverse')"
+"""
+
+
+def test_spec_files_command_line_and_formulas(tmp_path):
+    from graphcomp.frontend.cli import main
+    from graphcomp.frontend.spec import load
+    from latex_check import katex_errors
+
+    path = tmp_path / "newton.toml"
+    path.write_text(SPEC)
+    m = gc.compile(load(path).graph, loss="loss")
+    X, Y, w = RNG.normal(size=(6, 3)), (RNG.random(6) < 0.5).astype(float), RNG.normal(size=3)
+    out = m.load().forward(x=X, y=Y, w=w)
+    p = 1 / (1 + np.exp(-X @ w))
+    close(out["H"], X.T @ (X * (p * (1 - p))[:, None]) / 6)
+    close(out["Jz"], X)
+    close(out["Jt"], np.diag(2 * w * (1 - np.tanh(w * w) ** 2)))
+    assert main(["compile", str(path), "-o", str(tmp_path / "newton.py")]) == 0
+    assert main(["check", str(path)]) == 0
+    np.savez(tmp_path / "at.npz", x=X, y=Y, w=w)
+    assert main(["report", str(path), "-o", str(tmp_path / "r.md"), "--at", str(tmp_path / "at.npz")]) == 0
+    report = (tmp_path / "r.md").read_text()
+    shown = [r"\frac{\partial^{2} \mathrm{loss}}{\partial {w}^{2}}", r"\frac{\partial z}{\partial w}"]
+    assert all(f in report for f in shown)
+    derivation = m.derivation(at={"x": X, "y": Y, "w": w}).latex()
+    assert not katex_errors(shown + [derivation, r"\mathbf{I}_{3}"])
