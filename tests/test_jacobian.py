@@ -246,3 +246,20 @@ def test_spec_files_command_line_and_formulas(tmp_path):
     assert all(f in report for f in shown)
     derivation = m.derivation(at={"x": X, "y": Y, "w": w}).latex()
     assert not katex_errors(shown + [derivation, r"\mathbf{I}_{3}"])
+
+
+def test_the_generated_matrices_are_array_api_code():
+    """Through array-api-strict (the standard's reference implementation), the same numbers as NumPy."""
+    from test_array_api import as_strict, same_results
+
+    g = gc.Graph("strict")
+    x, a = g.input("x", (None, 3)), g.input("a", (2, 3))
+    W = g.param("W", (3, 2))
+    z = gc.softmax(gc.tanh(x @ W), axis=1)
+    loss = g.output("loss", gc.mean(gc.log(z[:, 0:1])) + gc.sum(gc.concat([a, a * a], axis=0)))
+    g.output("H", gc.hessian(loss, W))
+    g.output("Jz", gc.jacobian(z, W))
+    g.output("Ja", gc.jacobian(gc.concat([a, a * a], axis=0), a, mode="reverse"))
+    module = gc.compile(g, loss="loss").load()
+    same_results(module, {"x": RNG.normal(size=(4, 3)), "a": RNG.normal(size=(2, 3)), "W": RNG.normal(size=(3, 2))},
+                 as_strict)
