@@ -263,3 +263,27 @@ def test_the_generated_matrices_are_array_api_code():
     module = gc.compile(g, loss="loss").load()
     same_results(module, {"x": RNG.normal(size=(4, 3)), "a": RNG.normal(size=(2, 3)), "W": RNG.normal(size=(3, 2))},
                  as_strict)
+
+
+def test_a_loss_of_a_jacobian_has_gradients_and_formulas_that_read_back():
+    """The Jacobian's nodes are IR like any other: a loss reading it is differentiated through them, and the
+    printed gradient formulas (the identity as I_n, the matrix as its ∂y/∂x) evaluate to the module's numbers."""
+    from latex_reader import Reader, equations
+    from graphcomp.formulas.symbols import symbol
+
+    g = gc.Graph("through")
+    x, W = g.input("x", (3,)), g.param("W", (3, 2))
+    y = g.let("y", gc.tanh(x @ W))
+    J = g.let("J", gc.jacobian(y, x))
+    g.output("loss", gc.sum(J * J))
+    m = gc.compile(g, wrt=["W"])
+    X, W0 = RNG.normal(size=3), RNG.normal(size=(3, 2))
+    _, grads = m.load().gradients(x=X, W=W0)
+    close(grads["W"], jax.grad(lambda W: jnp.sum(jax.jacrev(lambda x: jnp.tanh(x @ W))(X) ** 2))(W0))
+    latex = m.gradient_latex()["W"]
+    assert r"\mathbf{I}_{2}" in latex and r"J &= \frac{\partial y}{\partial x}" in latex
+    jacobian = np.asarray(jax.jacrev(lambda x: jnp.tanh(x @ W0))(X))  # the matrix itself, given as a leaf is
+    reader = Reader({symbol("x"): X, symbol("W"): W0, r"\frac{\partial y}{\partial x}": jacobian}, 1)
+    pairs = equations(latex)
+    reader.define(pairs[1:])
+    close(reader.evaluate(pairs[0][1]), grads["W"])
