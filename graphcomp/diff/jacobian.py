@@ -54,7 +54,7 @@ def hessian_value(loss: Node, x: Node, what: str = "gc.hessian") -> Node:
     _check(loss, x, what)
     _check(x, x, what)
     gradient = reverse_mode(loss, [x]).gradients[x]
-    return jacobian_value(gradient, x, mode="forward" if None not in x.shape else "reverse", what=what)
+    return jacobian_value(gradient, x, mode="forward", what=what)
 
 
 def jacobian_mode(y: Node, x: Node) -> str:
