@@ -133,8 +133,6 @@ def _rows_matmul_latex(node: Node, args: tuple) -> str:
     return OPS["sum_to"].latex(total, (inner,))
 
 
-# Σ over every row of a (..., K) and g (..., M) of a_rowᵀ g_row, (K, M): the gradient of a weight W of
-# a @ W for a stack a, computed as one product of the rows laid out as matrices (N·T, K)ᵀ (N·T, M).
 def _rows_matmul_batch(node: Node, operands: tuple) -> Node:
     """k sums over the rows at once: the products aᵀ g of the stacks' matrices (k, ..., K, M), summed over
     the axes between the batch axis and the matrices."""
@@ -145,6 +143,8 @@ def _rows_matmul_batch(node: Node, operands: tuple) -> Node:
     return apply("sum", product, axis=axes) if axes else product
 
 
+# Σ over every row of a (..., K) and g (..., M) of a_rowᵀ g_row, (K, M): the gradient of a weight W of
+# a @ W for a stack a, computed as one product of the rows laid out as matrices (N·T, K)ᵀ (N·T, M).
 register(Op(name="rows_matmul", arity=2, shape=_rows_matmul_shape, emit=_rows_matmul_emit,
             vjp=lambda node, h: (apply("matmul", node.inputs[1], swap_last(h)), apply("matmul", node.inputs[0], h)),
             jvp=linear_in(0, 1), batch=_rows_matmul_batch,
@@ -198,7 +198,9 @@ register(Op(name="transpose", arity=1, shape=_transpose_shape,
             emit=lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
             else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
             vjp=_transpose_vjp,
-            jvp=linear_in(0), batch=lambda node, operands: apply("transpose", operands[0], axes=(0,) + tuple(a + 1 for a in _transpose_axes(node))),
+            jvp=linear_in(0),
+            batch=lambda node, operands: apply("transpose", operands[0],
+                                               axes=(0,) + tuple(a + 1 for a in _transpose_axes(node))),
             text=lambda node, args: f"transpose({args[0]})",
             latex=lambda node, args: transposed(args[0]) if node.attr("axes") is None
             else latex_operator("transpose", args, str(tuple(node.attr("axes")))),
@@ -291,11 +293,11 @@ def _extremum_vjp(node: Node, g: Node) -> tuple:
     return (apply("mul", share, _unreduce(node, g)),)
 
 
-register(Op(name="max", arity=1, shape=_reduce_shape("max"), emit=_reduce_emit("max"), vjp=_extremum_vjp, batch=over_axes,
-            canonical=axes_canonical("max", keepdims=True),
+register(Op(name="max", arity=1, shape=_reduce_shape("max"), emit=_reduce_emit("max"), vjp=_extremum_vjp,
+            batch=over_axes, canonical=axes_canonical("max", keepdims=True),
             text=_reduction_text("max"), latex=_reduction_latex("max", r"\max"), scalar_identity=True))
-register(Op(name="min", arity=1, shape=_reduce_shape("min"), emit=_reduce_emit("min"), vjp=_extremum_vjp, batch=over_axes,
-            canonical=axes_canonical("min", keepdims=True),
+register(Op(name="min", arity=1, shape=_reduce_shape("min"), emit=_reduce_emit("min"), vjp=_extremum_vjp,
+            batch=over_axes, canonical=axes_canonical("min", keepdims=True),
             text=_reduction_text("min"), latex=_reduction_latex("min", r"\min"), scalar_identity=True))
 
 
