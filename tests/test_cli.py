@@ -82,8 +82,9 @@ def test_graph_exports_through_networkx(tmp_path, capsys):
 def test_check_compares_with_finite_differences(capsys):
     code, stdout, _ = run(capsys, "check", EXAMPLES / "digits.toml")
     assert code == 0
-    assert [line.split()[0] for line in stdout.splitlines()] == ["W1", "b1", "W2", "b2"]
+    assert [line.split()[0] for line in stdout.splitlines()] == ["W1", "b1", "W2", "b2", "logits", "loss"]
     assert all(line.endswith("ok") for line in stdout.splitlines())
+    assert "<J v, u> = <v, J^T u>" in stdout.splitlines()[-1]  # forward mode against reverse mode
     code, _, err = run(capsys, "check", EXAMPLES / "fuv.toml", "--tolerance", "0")
     assert code == 1 and "gradient check failed" in err
 

@@ -199,3 +199,42 @@ def test_integer_inputs_have_no_tangent():
     E, ids = g.param("E", (4, 2)), g.input("ids", (None,), dtype="int64")
     with pytest.raises(gc.DifferentiationError, match="integer ids"):
         gc.jvp(gc.take(E, ids), [ids], [1])
+
+
+SURVEY = ('[model]\nname = "survey"\nloss = "f"\n\n[inputs]\nx1 = []\nx2 = []\n\n[outputs]\n'
+          'f = "log(x1) + x1 * x2 - tanh(x2)"\n')
+
+
+def test_grad_tangent_prints_the_forward_mode_trace(tmp_path, capsys):
+    """The survey's forward trace: each value, then its tangent, down to the loss's directional derivative."""
+    from graphcomp.frontend.cli import main
+
+    spec = tmp_path / "survey.toml"
+    spec.write_text(SURVEY)
+    assert main(["grad", str(spec), "--at", "x1=2,x2=5", "--tangent", "x1=1,x2=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["t1 = log(x1) = 0.693147", "dot_t1 = dot_x1/x1 = 0.5"]
+    assert lines[3] == "dot_t2 = dot_x1*x2 + dot_x2*x1 = 5" and lines[-1] == "dot_f = dot_t3 - dot_t4 = 5.5"
+    assert main(["grad", str(spec), "--at", "x1=2,x2=5", "--tangent", "x1=1,x2=0", "--latex"]) == 0
+    latex = capsys.readouterr().out
+    assert r"\dot{t}_{2} &= x_{1} \dot{x}_{2} + x_{2} \dot{x}_{1} = 5" in latex and r"\dot{f} &=" in latex
+    assert main(["grad", str(spec), "--tangent", "x3=1"]) == 2
+    assert "'x3' is no input or param" in capsys.readouterr().err
+
+
+def test_check_runs_the_adjoint_dot_product_test(tmp_path, capsys, monkeypatch):
+    """graphcomp check compares forward and reverse mode on every output, and catches a wrong forward rule."""
+    import dataclasses
+
+    from graphcomp.frontend.cli import main
+    from graphcomp.ops import OPS
+
+    spec = tmp_path / "survey.toml"
+    spec.write_text(SURVEY)
+    assert main(["check", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"f +<J v, u> = <v, J\^T u> to \S+ +ok", out)
+    wrong = dataclasses.replace(OPS["tanh"], jvp=lambda node, tangents: tangents[0])  # tanh' taken as 1
+    monkeypatch.setitem(OPS, "tanh", wrong)
+    assert main(["check", str(spec)]) == 1
+    assert "forward and reverse mode disagree on f" in capsys.readouterr().err

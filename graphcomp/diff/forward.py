@@ -68,17 +68,18 @@ def _tangent(node: Node, tangents: tuple, known: set[Node]) -> Node | None:
 
 
 def _transposed(node: Node, operands: tuple, tangents: tuple, known: set[Node]) -> Node | None:
-    """ẏ = J ẋ from the reverse rule u ↦ Jᵀu: the gradient, with respect to u, of ⟨Jᵀu, ẋ⟩. The rule is
+    """ẏ = J ẋ from the reverse rule u ↦ Jᵀu (the op's own partial derivatives, one per operand, each
+    operand taken as independent of the others): the gradient, with respect to u, of ⟨Jᵀu, ẋ⟩. The rule is
     linear in u, so the result does not depend on u's value; where its nodes still read u (for its shape),
     they read the node itself. The names reverse mode gives its results (alias) are left out."""
     u = placeholder(node.shape, "u")
-    moved = dict(zip(operands, tangents))  # an operand used twice (concat(a, a)) is one input of the rule
-    # The rule reads each computed operand as a placeholder of its own, so that its paths stop at the
-    # operands: pulled back to the operands themselves, concat(a, a.T[0:2]) would also run from its second
-    # operand into a, and count that path twice.
-    slots = {x: x if x.is_leaf or x.op == "const" else placeholder(x.shape, "operand") for x in moved}
-    pieces = pullback([(_read_from(node, slots), u)], [slots[x] for x in moved])
-    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, moved.values())
+    op = OPS[node.op]
+    if op.selects is not None:  # a loop's rule takes the adjoints of its results at once
+        loop = node.inputs[0]
+        pieces = OPS[loop.op].vjp(loop, {op.selects(node): u})
+    else:
+        pieces = op.vjp(node, u)
+    terms = [apply("sum", piece * tangent, axis=None) for piece, tangent in zip(pieces, tangents)
              if piece is not None and tangent is not None]
     if not terms:
         return None
@@ -86,17 +87,7 @@ def _transposed(node: Node, operands: tuple, tangents: tuple, known: set[Node]) 
     for term in terms[1:]:
         inner = inner + term
     (result,) = pullback([(inner, constant(1))], [u])
-    operands_back = {slot: x for x, slot in slots.items() if slot is not x}
-    return None if result is None else _cleaned(result, known, {u: node, **operands_back})
-
-
-def _read_from(node: Node, slots: dict[Node, Node]) -> Node:
-    """The node computed from `slots` in place of its operands (a loop's result: from its loop's)."""
-    if OPS[node.op].selects is not None:
-        loop = node.inputs[0]
-        loop = apply(loop.op, *(slots.get(x, x) for x in loop.inputs), **dict(loop.attrs))
-        return apply(node.op, loop, **dict(node.attrs))
-    return apply(node.op, *(slots.get(x, x) for x in node.inputs), **dict(node.attrs))
+    return None if result is None else _cleaned(result, known, {u: node})
 
 
 def _cleaned(root: Node, known: set[Node], new: dict[Node, Node]) -> Node:

@@ -10,7 +10,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from .printing import factored, positive_first, sums_last
 
-_ATOMIC_LATEX = re.compile(r"(\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
+_ATOMIC_LATEX = re.compile(r"(\\bar\{\\dot\{[^{}]*\}\}|\\dot\{[^{}]*\}|\\bar\{[^{}]*\}|\\overline\{\\mathrm\{\w+\}\}|\\mathrm\{\w+\}|\\hat\{\w\}|\\?[A-Za-z]+"
                            r"|-?\d+(\.\d+)?)(_\{[^{}]*\})?(\^\{\([^{}]*\)\})?(\^\\top|\^\{\\top\})?")
 
 

@@ -26,6 +26,7 @@ from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
 from ..inspection.derivative_graph import backward_view
+from ..inspection.tangents import tangent_derivation
 from ..inspection.unroll import unrolled
 from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
@@ -33,6 +34,7 @@ from ..ir import Graph
 from .model import CompiledModel, compile
 from .request import TRAINING_KEYS, training_problems
 from .spec import Spec, SpecError, load
+from .checks import adjoint_errors, spec_gradient_errors  # noqa: F401 - tests import it from here
 from .values import _add_value_options, _at_files, _value_files, leaf_values, parse_values  # noqa: F401 - graph's too
 
 TOLERANCE = 1e-6
@@ -81,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="leaf values: u=2,v=3,w=4 inline, or an .npz or .csv data file (and u=2 after a "
                                 "comma): print both passes with their values")
     p.add_argument("--steps", action="store_true", help="print the chain rule node by node, without values")
+    p.add_argument("--tangent", help="forward mode instead: the inputs' tangents (x1=1,x2=0), each value followed "
+                                     "by its tangent dot_<name>; the last line is the loss's directional derivative")
     _add_value_options(p)
     p.set_defaults(run=_grad)
 
@@ -161,6 +165,10 @@ def _grad(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     model = _compiled(spec)
     at = leaf_values(args, spec, model)
+    if args.tangent is not None:
+        trace = tangent_derivation(model, parse_values(args.tangent), at)
+        print(trace.latex() if args.latex else trace.text())
+        return 0
     if at is not None or args.steps:
         steps = model.derivation(at=at, unroll=True)  # a loop step by step: backpropagation through time
         if at is not None and at.described:
@@ -223,12 +231,18 @@ def _check(args: argparse.Namespace) -> int:
     spec = read_spec(args.spec)
     model = _compiled(spec)
     errors = spec_gradient_errors(model, spec, args.seed)
-    width = max(len(name) for name in errors)
-    for name, error in errors.items():
-        print(f"{name:<{width}}  worst relative error {error:.2e}  {'ok' if error <= args.tolerance else 'FAIL'}")
+    adjoints = adjoint_errors(model, spec, args.seed)
+    rows = [(name, f"worst relative error {error:.2e}", error) for name, error in errors.items()] + [
+        (name, f"<J v, u> = <v, J^T u> to {error:.2e}", error) for name, error in adjoints.items()]
+    width = max(len(name) for name, _, _ in rows)
+    for name, what, error in rows:
+        print(f"{name:<{width}}  {what}  {'ok' if error <= args.tolerance else 'FAIL'}")
     failed = [name for name, error in errors.items() if error > args.tolerance]
-    if failed:
-        print(f"gradient check failed for {', '.join(failed)} (tolerance {args.tolerance:g})", file=sys.stderr)
+    wrong = [name for name, error in adjoints.items() if error > args.tolerance]
+    if failed or wrong:
+        print("; ".join([f"gradient check failed for {', '.join(failed)}"] * bool(failed) + [
+            f"forward and reverse mode disagree on {', '.join(wrong)}"] * bool(wrong))
+              + f" (tolerance {args.tolerance:g})", file=sys.stderr)
         return 1
     return 0
 
@@ -378,22 +392,6 @@ def _graph_of(module, path: str) -> Graph:
 def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
     return compile(spec.graph, wrt=spec.wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
                    target=spec.target, training=spec.training)
-
-
-def spec_gradient_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int = 3) -> dict[str, float]:
-    """Worst relative error per leaf of the gradients against central differences, at random inputs."""
-    m = model.load()
-    rng = np.random.default_rng(seed)
-    arrays = dict(m.init_params(seed))
-    classes = {**m.LABELS, **spec.classes}  # the module knows which inputs feed one-hot labels
-    for name, leaf in spec.graph.inputs.items():
-        shape = tuple(d if isinstance(d, int) else batch for d in leaf.shape)  # N, and a length "T": `batch`
-        ids = m.INTEGERS.get(name, (None, 0))[1] or classes.get(name)  # the rows (or classes) ids pick
-        arrays[name] = rng.normal(size=shape) if ids is None else rng.integers(0, ids, size=shape).astype(
-            m.INTEGERS[name][0] if name in m.INTEGERS else float)
-    for name in spec.graph.params:  # nudge params off zero, where relu's kink would be
-        arrays[name] = arrays[name] + rng.normal(scale=0.1, size=np.shape(arrays[name]))
-    return gradient_errors(m, arrays, model.loss)
 
 
 if __name__ == "__main__":

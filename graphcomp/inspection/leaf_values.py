@@ -44,7 +44,9 @@ def computed_values(written: GeneratedModule, at: Mapping, scalar: bool) -> dict
     except (TypeError, ValueError) as error:  # the module names the array and the shape it expected
         raise GraphError(f"derivation at: {error}") from None
     if scalar:
-        return {n: float(n.attr("value") if n.op == "const" else values[n]) for n in toposort([loss])}
+        outputs = [loss] + [n for n in graph.outputs.values() if n is not loss]  # (the loss's first: its order)
+        return {n: float(n.attr("value") if n.op == "const" else values[n]) for n in toposort(outputs) if n in values
+                or n.op == "const" or n.is_leaf}
     made_up = depending_on(graph.nodes(), {graph.leaves[name] for name in unread})
     return {n: v for n, v in values.items() if n not in made_up}
 
