@@ -287,3 +287,29 @@ def test_a_loss_of_a_jacobian_has_gradients_and_formulas_that_read_back():
     pairs = equations(latex)
     reader.define(pairs[1:])
     close(reader.evaluate(pairs[0][1]), grads["W"])
+
+
+def test_a_loop_is_batched_by_a_loop_over_the_basis_in_both_modes():
+    """gc.scan has no batching rule: each of the k rows (columns) runs the loop's derivative once, inside a
+    `for` over the basis; the saved steps it reads stay the forward loop's list."""
+    g = gc.Graph("rnn")
+    xs, h0 = g.input("xs", (4, 3)), g.input("h0", (2,))
+    W, U = g.param("W", (3, 2)), g.param("U", (2, 2))
+    hT, hs = gc.scan(lambda h, x: (gc.tanh(x @ W + h @ U),) * 2, h0, xs)
+    for mode in ("forward", "reverse"):
+        g.output(f"JW_{mode}", gc.jacobian(hT, W, mode=mode))
+        g.output(f"JU_{mode}", gc.jacobian(hs, U, mode=mode))
+    g.output("loss", gc.sum(hT))
+    a = {"xs": RNG.normal(size=(4, 3)), "h0": RNG.normal(size=2), "W": RNG.normal(size=(3, 2)), "U": RNG.normal(size=(2, 2))}
+    out, loops = run(g, a)
+    assert loops
+
+    def rnn(W, U):
+        def step(h, x):
+            h = jnp.tanh(x @ W + h @ U)
+            return h, h
+        return jax.lax.scan(step, a["h0"], a["xs"])
+
+    for mode in ("forward", "reverse"):
+        close(out[f"JW_{mode}"], jax.jacrev(lambda W: rnn(W, a["U"])[0])(a["W"]))
+        close(out[f"JU_{mode}"], jax.jacfwd(lambda U: rnn(a["W"], U)[1])(a["U"]))
