@@ -5,8 +5,9 @@ For a seed, `random_case(seed, new_ops=True)` builds the graph it always builds;
 (seeded from the seed, so that no seed's graph changes) then picks values y of the graph and leaves x
 they depend on, such that y.shape + x.shape is a shape a value may have, and adds the outputs
 jacobian(y, x) in each mode that applies (forward when x has fixed sizes, reverse when y has), and
-hessian(y, x) where y is a scalar. The module's matrices must agree with each other, and with central
-differences of y (of the gradient of y, for a Hessian) wherever two step sizes agree (not on a kink).
+hessian(y, x) where y is a scalar. The two modes' matrices must agree with each other, and with central
+differences of y (of the gradient of y, for a Hessian) wherever two step sizes agree (not on a kink); the
+graph is compiled with and without simplification, and both modules' matrices must agree.
 
     python tests/random_jacobians.py --graphs 200           # seeds 0..199
     python tests/random_jacobians.py --seed 12 --show       # one graph: its code and its check
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from random_graphs import Case, _buffers, _same, random_case  # first: it puts the package on the path
+from random_graphs import AGREEMENT, Case, _buffers, _same, random_case  # first: it puts the package on the path
 
 import graphcomp as gc
 from graphcomp.ir import depending_on, toposort
@@ -82,25 +83,35 @@ def _valid(y: gc.Node, x: gc.Node) -> bool:
 
 
 def check(jc: JacobianCase) -> JacobianCase:
-    """Compile, run, and compare each matrix with the other mode's and with central differences."""
+    """Compile with and without simplification, run, and compare each matrix with the other module's, with
+    the other mode's, and with central differences."""
     case = jc.case
-    module = gc.compile(case.graph, wrt=case.wrt, loss="loss").load()
-    arrays = {**case.arrays, **_buffers(module, case.seed)}  # batch norm's running statistics, if any
+    modules = [gc.compile(case.graph, wrt=case.wrt, loss="loss", simplify=s).load() for s in (True, False)]
+    arrays = {**case.arrays, **_buffers(modules[0], case.seed)}  # batch norm's running statistics, if any
     with np.errstate(all="ignore"):
-        out = module.forward(**arrays)
+        out, literal = (module.forward(**arrays) for module in modules)
     for m in jc.matrices:
         got = np.asarray(out[m.output])
         want = np.asarray(out[m.y]).shape + arrays[m.x].shape
         if got.shape != want:
             jc.problems.append(f"{m.output}: shape {got.shape}, want {want}")
             continue
-        fine, coarse = (_differences(module, arrays, m, eps) for eps in (1e-6, 1e-4))
-        if not np.all(np.isfinite(fine)) or not _same(fine, coarse, TOLERANCE) or np.max(np.abs(fine), initial=0) > 1e6:
+        other = m.output.replace("forward", "reverse") if m.output.endswith("forward") else None
+        for name, value in (("literal", literal[m.output]), ("reverse mode", out.get(other))):
+            if value is not None and _tame(got) and not _same(got, value, AGREEMENT):
+                jc.problems.append(f"{m.output}: differs from the {name} module's by {np.max(np.abs(got - value)):.2e}")
+        fine, coarse = (_differences(modules[0], arrays, m, eps) for eps in (1e-6, 1e-4))
+        if not _tame(fine) or not _same(fine, coarse, TOLERANCE):
             continue  # on a kink, or overflowing: finite differences say nothing here
         if not _same(got, fine, TOLERANCE):
             jc.problems.append(f"{m.output} = d{m.y}/d{m.x}: differs from central differences by "
                                f"{np.max(np.abs(got - fine)):.2e}")
     return jc
+
+
+def _tame(value) -> bool:
+    value = np.asarray(value, dtype=np.float64)
+    return bool(np.all(np.isfinite(value))) and float(np.max(np.abs(value), initial=0.0)) < 1e6
 
 
 def _differences(module, arrays: dict, m: Matrix, eps: float) -> np.ndarray:
