@@ -313,3 +313,18 @@ def test_a_loop_is_batched_by_a_loop_over_the_basis_in_both_modes():
     for mode in ("forward", "reverse"):
         close(out[f"JW_{mode}"], jax.jacrev(lambda W: rnn(W, a["U"])[0])(a["W"]))
         close(out[f"JU_{mode}"], jax.jacfwd(lambda U: rnn(a["W"], U)[1])(a["U"]))
+
+
+def test_rows_picked_by_integer_ids_in_both_modes():
+    g = gc.Graph("embedding")
+    E, ids = g.param("E", (5, 3)), g.input("ids", (2, 2), dtype="int64")
+    y = gc.tanh(gc.take(E, ids))
+    g.output("Jf", gc.jacobian(y, E, mode="forward"))
+    g.output("Jr", gc.jacobian(y, E, mode="reverse"))
+    g.output("loss", gc.sum(y))
+    E0, I = RNG.normal(size=(5, 3)), np.array([[0, 3], [3, 1]])
+    out, loops = run(g, {"E": E0, "ids": I})
+    assert not loops
+    want = jax.jacrev(lambda E: jnp.tanh(E[I]))(E0)
+    close(out["Jf"], want)
+    close(out["Jr"], want)
