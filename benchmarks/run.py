@@ -1,7 +1,7 @@
 """The benchmark suite in one command: training steps against hand-written NumPy and the peers that
 are installed, compile time against graph size, recurrent nets on gc.scan against hand-written BPTT, the
-language-model examples' training steps against PyTorch and JAX, and the same module on NumPy and on
-PyTorch CPU tensors.
+language-model examples' training steps against PyTorch and JAX, the same module on NumPy and on
+PyTorch CPU tensors, and whole Jacobians and Hessians against JAX jit and torch.func.
 
 Run: python benchmarks/run.py [--quick]
 """
@@ -26,6 +26,8 @@ def main() -> int:
             ["bench_loops.py", "--repeat", "3" if args.quick else "7"],
             ["bench_lm.py", "--repeat", "3" if args.quick else "7"],
             ["bench_lm.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"]]
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("jax"):
+        runs.append(["bench_jacobian.py", "--repeat", "3" if args.quick else "7"])
     if importlib.util.find_spec("torch") and importlib.util.find_spec("array_api_compat"):
         runs.append(["bench_backends.py", "--repeat", "3" if args.quick else "7"])
     for script, *options in runs:

@@ -7,7 +7,7 @@ module's gradients fails.
 
 Notation: juxtaposition is the matrix product (a plain product where an operand is a scalar);
 a b^T of two vectors is their outer product; ⊙ and · are elementwise products; 1^T A sums over
-the first axis; 1_x is ones shaped like x; 1[c] is 1 where c holds; N is the batch size; named
+the first axis; 1_x is ones shaped like x; I_n the n×n identity; 1[c] is 1 where c holds; N is the batch size; named
 operators carry their axes, shape or settings as a subscript. \sigma is the logistic function, and
 \sigma with a subscript (\sigma_{x}, a norm's standard deviation) a symbol.
 
@@ -323,6 +323,9 @@ class _Parser:
                 args = self.arguments()
                 return (np.maximum if extremum.group(1) == "max" else np.minimum)(*args)
             return (np.max if extremum.group(1) == "max" else np.min)(self.power())
+        identity = self.take(r"\\mathbf\{I\}_\{(\d+)\}")  # the identity matrix of that size
+        if identity:
+            return np.eye(int(identity.group(1)))
         if self.take(r"\\mathbf\{1\}"):
             if self.take(r"\^\\top|\^\{\\top\}"):
                 return np.sum(self.power(), axis=0)

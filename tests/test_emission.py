@@ -290,6 +290,10 @@ CASES += [  # normalisation, GELU, the causal mask (graphcomp/ops/norm.py, atten
          lambda a: np.where(np.triu(np.ones((3, 3)), 1) > 0, -np.inf, a)),
     Case("causal_mask of a gradient", "causal_mask", [(2, 4, 4)], lambda a: apply("causal_mask", a, fill=0.0),
          lambda a: np.where(np.triu(np.ones((4, 4)), 1) > 0, 0.0, a)),
+    # whole derivative matrices: the identity they are batched over, and the mark of ∂y/∂x
+    Case("eye", "eye", [(None, 2)], lambda a: apply("eye", a, size=3), lambda a: np.eye(3)),
+    Case("jacobian", "jacobian", [(3,)], lambda a: gc.jacobian(gc.tanh(a), a),
+         lambda a: np.diag(1 - np.tanh(a) ** 2)),
 ]
 CASES += [  # the elementwise functions, comparisons, where and clip (graphcomp/ops/elementwise.py)
     *(Case(op, op, [(None, 3)], lambda a, op=op: apply(op, a), reference, data) for op, reference, data in (

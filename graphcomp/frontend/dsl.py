@@ -14,7 +14,7 @@ from ..errors import GraphError, ShapeError
 from ..ir import Node, apply, as_node, format_shape, inferred_shape
 from ..ops.indexing import as_ids
 from ..ops.norm import batch_norm_axes, running_attrs, standardized
-from .matrices import cholesky, det, diag, einsum, eye_like, inv, logdet, solve, trace
+from .matrices import cholesky, det, diag, einsum, eye_like, hessian, inv, jacobian, logdet, solve, trace
 
 Axis = Any  # None, an int, or a tuple of ints
 _DRAWS = itertools.count()
@@ -30,6 +30,7 @@ __all__ = [
     "sign",  # the forward of a straight-through estimator (gc.custom_op)
     "sin", "cos", "tan", "arcsin", "arctan", "sinh", "cosh", "log1p", "expm1", "square",
     "equal", "not_equal", "where", "clip",
+    "jacobian", "hessian",
 ]
 
 

@@ -1,10 +1,12 @@
-"""The matrix-calculus functions users call (graphcomp/ops/matrix.py, ops/einsum.py): square matrices (n, n)
-or stacks of them (..., n, n). Listed in `dsl.__all__` with the other functions over the op table.
+"""The matrix functions users call: matrix calculus (graphcomp/ops/matrix.py, ops/einsum.py) on square
+matrices (n, n) or stacks of them (..., n, n), and whole derivative matrices, gc.jacobian and gc.hessian
+(diff/jacobian.py). Listed in `dsl.__all__` with the other functions over the op table.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from ..diff.jacobian import hessian_value, jacobian_value
 from ..errors import ShapeError
 from ..ir import Node, apply, as_node, format_shape
 
@@ -59,3 +61,15 @@ def einsum(*args: Any, spec: str | None = None) -> Node:
     if spec is None and args and not isinstance(args[0], Node):
         spec, operands = args[0], args[1:]
     return apply("einsum", *operands, spec=spec)
+
+
+def jacobian(y: Node, x: Node, mode: str | None = None) -> Node:
+    """∂y/∂x whole, of shape y.shape + x.shape: entry [i..., j...] is ∂y[i...]/∂x[j...]. Computed without a
+    loop over its entries: reverse mode batched over y's elements, or forward mode batched over x's when
+    x has fewer (mode=None; or "forward", "reverse"; diff/jacobian.py)."""
+    return apply("jacobian", jacobian_value(y, x, mode), y, x, order=1)
+
+
+def hessian(loss: Node, x: Node) -> Node:
+    """∂²loss/∂x² whole, of shape x.shape + x.shape, for a scalar loss: the Jacobian of its gradient."""
+    return apply("jacobian", hessian_value(loss, x), loss, x, order=2)

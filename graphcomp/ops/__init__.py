@@ -3,11 +3,12 @@
 `table` holds the rule signature and `register`; one module per family declares its ops:
 `pointwise` (ops declared by a SymPy formula each, the fused `formula` op, and `fuse`), `linalg` (matmul, reductions), `shape`
 (broadcasting, reshape, indexing, concat), `indexing` (take: rows picked by integer ids) and `nn` (convolution, pooling, dropout, the softmax
-family), `norm` (batch norm and layer norm) and `attention` (GELU, the causal mask) and `elementwise` (sin, cos, ..., log1p, expm1, square; comparisons,
-where, clip). Importing this
+family), `norm` (batch norm and layer norm), `attention` (GELU, the causal mask), `elementwise` (sin, cos, ..., log1p, expm1,
+square; comparisons, where, clip), `matrix` and `einsum` (matrix calculus), `custom` and `steps` (users' own rules, sign) and
+`batching` (what the batching rules share; the identity `eye` and the `jacobian` mark of whole derivatives). Importing this
 package registers every op. It may import `ir` and `formulas`.
 """
-from . import attention, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
+from . import attention, batching, indexing, linalg, nn, norm, pointwise, scan, shape  # noqa: F401 - each registers its ops
 from . import einsum, matrix  # noqa: F401 - matrix calculus: trace, det, logdet, inv, solve, cholesky, einsum
 from . import custom, steps  # noqa: F401 - users' own rules (custom), sign (steps)
 from . import elementwise  # noqa: F401 - sin, cos, ..., square, compare, where, clip

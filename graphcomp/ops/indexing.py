@@ -12,6 +12,7 @@ from ..errors import GraphError, ShapeError
 from ..formulas.latex import group, latex_operator
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, format_shape
+from .batching import materialized
 from .table import Op, like, linear_in, not_differentiable, register
 
 # The ops whose value is their integer operand's values rearranged: still integers, still ids.
@@ -79,18 +80,43 @@ def _take_grad_vjp(node: Node, h: Node) -> tuple:
     return apply("take", h, node.inputs[2]), None, None
 
 
+def _moved(x: Node, source: int, target: int) -> Node:
+    """x with its axis `source` moved to `target`, the others in their order."""
+    axes = list(range(x.ndim))
+    axes.insert(target, axes.pop(source))
+    return x if axes == sorted(axes) else apply("transpose", x, axes=tuple(axes))
+
+
+def _take_batch(node: Node, operands: tuple) -> Node | None:
+    """k tables (k, R, ...) picked from at once: the rows of the tables laid side by side (R, k, ...), the
+    batch axis then moved back to the front. Ids are never batched (nothing differentiates them)."""
+    if operands[0] is None:
+        return None
+    ids = node.inputs[1]
+    return _moved(apply("take", _moved(operands[0], 0, 1), ids), ids.ndim, 0)
+
+
+def _take_grad_batch(node: Node, operands: tuple) -> Node | None:
+    """k gradients scattered at once, into the k tables laid side by side, as _take_batch picks from them."""
+    if operands[0] is None:
+        return None
+    g, table, ids = node.inputs
+    tables = _moved(materialized(table, operands[0].shape[0]), 0, 1)
+    return _moved(apply("take_grad", _moved(operands[0], 0, ids.ndim), tables, ids), 1, 0)
+
+
 # table[ids]: the rows of `table` (its first axis) that the integer `ids` pick, shape ids.shape +
 # table.shape[1:]; the ids get no gradient.
 register(Op(name="take", arity=2, shape=_take_shape,
             emit=lambda node, args: f"_take(xp, {args[0]}, {args[1]})", vjp=_take_vjp,
-            jvp=linear_in(0), text=lambda node, args: f"{args[0]}[{args[1]}]",
+            jvp=linear_in(0), batch=_take_batch, text=lambda node, args: f"{args[0]}[{args[1]}]",
             latex=lambda node, args: rf"{group(args[0])}\left[{args[1]}\right]"))
 
 # The adjoint of take: a table of zeros (shaped like `table`) with each gradient row added into the row
 # its id names.
 register(Op(name="take_grad", arity=3, shape=like(1),
             emit=lambda node, args: f"_take_grad(xp, {args[0]}, {args[1]}, {args[2]})", vjp=_take_grad_vjp,
-            jvp=linear_in(0), text=lambda node, args: f"scatter_add({args[0]}, {args[2]}, rows={node.shape[0]})",
+            jvp=linear_in(0), batch=_take_grad_batch, text=lambda node, args: f"scatter_add({args[0]}, {args[2]}, rows={node.shape[0]})",
             latex=lambda node, args: latex_operator("scatter", [args[0]], args[2])))
 
 # Integer labels as numbers of the module's dtype (float64 or float32, whichever it computes in), so that

@@ -11,6 +11,7 @@ from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..formulas.derivatives import G, placeholder
 from ..ir.graph import OPS, Node, apply, constant
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
+from .batching import batch_size, lifted, over_axes, reshaped
 from .pointwise import fuse
 from .shape import reshape, sum_to
 from .table import Emit, Op, ShapeRule, axes_canonical, like, linear_in, not_differentiable, reduced_axes, register
@@ -77,9 +78,36 @@ def _matmul_emit(node: Node, args: tuple) -> str:
     return f"{args[0]} @ {args[1]}"
 
 
+def _rows_times(rows: Node, matrix: Node) -> Node:
+    """rows @ matrix; the matrix itself where the rows are those of the identity (a Jacobian's basis)."""
+    return matrix if rows.op == "eye" and rows.shape == matrix.shape[:1] * 2 else apply("matmul", rows, matrix)
+
+
+def _matmul_batch(node: Node, operands: tuple) -> Node:
+    """k products at once. A batched operand times a fixed matrix is one product (k, ..., K) @ (K, M),
+    which the emission's by-rows path computes as one 2-D product; a fixed matrix times k vectors is the
+    vectors as rows times its transpose; otherwise vectors become 1-row / 1-column matrices, a batched
+    operand gets axes of size 1 after its batch axis up to the other's rank, and matmul's broadcasting
+    over leading axes does the rest."""
+    a, b = node.inputs
+    ab, bb = operands
+    k = batch_size(operands)
+    if bb is None and b.ndim == 2:
+        return _rows_times(ab, b)
+    if ab is None and a.ndim == 2 and b.ndim == 1:
+        return _rows_times(bb, swap_last(a))
+    a2, b2 = (reshape(a, (1,) + a.shape) if a.ndim == 1 else a), (reshape(b, b.shape + (1,)) if b.ndim == 1 else b)
+    rank = max(a2.ndim, b2.ndim)
+    if ab is not None:
+        a2 = lifted(reshaped(ab, (k,) + a2.shape), rank)
+    if bb is not None:
+        b2 = lifted(reshaped(bb, (k,) + b2.shape), rank)
+    return reshaped(apply("matmul", a2, b2), (k,) + node.shape)
+
+
 register(Op(name="matmul", arity=2, shape=_matmul_shape,
-            emit=_matmul_emit, vjp=_matmul_vjp,
-            jvp=linear_in(0, 1), text=lambda node, args: f"{args[0]} @ {args[1]}",
+            emit=_matmul_emit, vjp=_matmul_vjp, jvp=linear_in(0, 1), batch=_matmul_batch,
+            text=lambda node, args: f"{args[0]} @ {args[1]}",
             latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
 
 
@@ -105,11 +133,29 @@ def _rows_matmul_latex(node: Node, args: tuple) -> str:
     return OPS["sum_to"].latex(total, (inner,))
 
 
+def _rows_matmul_batch(node: Node, operands: tuple) -> Node:
+    """k sums over the rows at once: the products aᵀ g of the stacks' matrices (k, ..., K, M), summed over
+    the axes between the batch axis and the matrices."""
+    a, g = node.inputs
+    ab, gb = operands
+    product = apply("matmul", swap_last(a if ab is None else ab), g if gb is None else gb)
+    axes = tuple(range(1, a.ndim - 1))
+    return apply("sum", product, axis=axes) if axes else product
+
+
 # Σ over every row of a (..., K) and g (..., M) of a_rowᵀ g_row, (K, M): the gradient of a weight W of
 # a @ W for a stack a, computed as one product of the rows laid out as matrices (N·T, K)ᵀ (N·T, M).
 register(Op(name="rows_matmul", arity=2, shape=_rows_matmul_shape, emit=_rows_matmul_emit,
             vjp=lambda node, h: (apply("matmul", node.inputs[1], swap_last(h)), apply("matmul", node.inputs[0], h)),
-            jvp=linear_in(0, 1), text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
+            jvp=linear_in(0, 1), batch=_rows_matmul_batch,
+            text=lambda node, args: f"rows_matmul({args[0]}, {args[1]})", latex=_rows_matmul_latex))
+
+
+def _outer_factors(node: Node, operands: tuple) -> tuple[Node, Node]:
+    """a as a column and b as a row, each with its batch axis first: their product is the k outer products."""
+    (a, b), (ab, bb) = node.inputs, operands
+    column = reshape(a, a.shape + (1,)) if ab is None else reshaped(ab, ab.shape + (1,))
+    return column, b if bb is None else reshaped(bb, (bb.shape[0], 1) + b.shape)
 
 
 def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
@@ -122,7 +168,8 @@ def _outer_shape(shapes: tuple, attrs: dict) -> Shape:
 # a bᵀ of two vectors (the weight gradient of a matrix-vector product, the Linear module of the lecture notes on layers as modules).
 register(Op(name="outer", arity=2, shape=_outer_shape, emit=lambda node, args: f"{args[0]}[:, None] * {args[1]}",
             vjp=lambda node, g: (apply("matmul", g, node.inputs[1]), apply("matmul", node.inputs[0], g)),
-            jvp=linear_in(0, 1), text=lambda node, args: f"outer({args[0]}, {args[1]})",
+            jvp=linear_in(0, 1), batch=lambda node, operands: apply("mul", *_outer_factors(node, operands)),
+            text=lambda node, args: f"outer({args[0]}, {args[1]})",
             latex=lambda node, args: f"{group(args[0])} {transposed(args[1])}"))
 
 
@@ -151,7 +198,10 @@ register(Op(name="transpose", arity=1, shape=_transpose_shape,
             emit=lambda node, args: f"{args[0]}.T" if node.attr("axes") is None and node.ndim == 2
             else f"xp.permute_dims({args[0]}, {tuple_text(_transpose_axes(node))})",
             vjp=_transpose_vjp,
-            jvp=linear_in(0), text=lambda node, args: f"transpose({args[0]})",
+            jvp=linear_in(0),
+            batch=lambda node, operands: apply("transpose", operands[0],
+                                               axes=(0,) + tuple(a + 1 for a in _transpose_axes(node))),
+            text=lambda node, args: f"transpose({args[0]})",
             latex=lambda node, args: transposed(args[0]) if node.attr("axes") is None
             else latex_operator("transpose", args, str(tuple(node.attr("axes")))),
             inlined=True, scalar_identity=True))
@@ -226,10 +276,12 @@ def _axes_latex(node: Node) -> str:
 
 
 register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
+            batch=over_axes,
             canonical=axes_canonical("sum", keepdims=True),
             jvp=linear_in(0), text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),
             number_operands=True, scalar_identity=True))
 register(Op(name="mean", arity=1, shape=_reduce_shape("mean"), emit=_reduce_emit("mean"), vjp=_mean_vjp,
+            batch=over_axes,
             canonical=axes_canonical("mean", keepdims=True),
             jvp=linear_in(0), text=_reduction_text("mean"), latex=_reduction_latex("mean"),
             number_operands=True, scalar_identity=True))
@@ -242,10 +294,10 @@ def _extremum_vjp(node: Node, g: Node) -> tuple:
 
 
 register(Op(name="max", arity=1, shape=_reduce_shape("max"), emit=_reduce_emit("max"), vjp=_extremum_vjp,
-            canonical=axes_canonical("max", keepdims=True),
+            batch=over_axes, canonical=axes_canonical("max", keepdims=True),
             text=_reduction_text("max"), latex=_reduction_latex("max", r"\max"), scalar_identity=True))
 register(Op(name="min", arity=1, shape=_reduce_shape("min"), emit=_reduce_emit("min"), vjp=_extremum_vjp,
-            canonical=axes_canonical("min", keepdims=True),
+            batch=over_axes, canonical=axes_canonical("min", keepdims=True),
             text=_reduction_text("min"), latex=_reduction_latex("min", r"\min"), scalar_identity=True))
 
 
@@ -263,7 +315,7 @@ def _tie_share_emit(node: Node, args: tuple) -> str:
 # 1/k where x reaches the reduced extremum (k: how many positions tie for it), 0 elsewhere.
 register(Op(name="tie_share", arity=2, shape=like(0), emit=_tie_share_emit,
             canonical=axes_canonical("tie_share", keepdims=True),
-            vjp=not_differentiable,
+            vjp=not_differentiable, batch=over_axes,
             text=lambda node, args: f"argmax_share({args[0]})",
             latex=lambda node, args: latex_operator("ties", args, _axes_latex(node))))
 
@@ -285,5 +337,6 @@ def _count_latex(node: Node, args: tuple) -> str:
 
 # The run-time number of elements over some axes (a mean over the batch divides by it).
 register(Op(name="count", arity=1, shape=lambda shapes, attrs: (), emit=_count_emit,
-            vjp=not_differentiable, text=lambda node, args: _count_latex(node, args).replace(" ", "*"), latex=_count_latex,
+            vjp=not_differentiable, batch=lambda node, operands: None,
+            text=lambda node, args: _count_latex(node, args).replace(" ", "*"), latex=_count_latex,
             inlined=True))

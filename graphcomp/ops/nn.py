@@ -12,6 +12,7 @@ from ..errors import ShapeError
 from ..formulas.latex import axis_subscript, group, latex_operator
 from ..formulas.derivatives import G, Y, placeholder
 from ..ir import Node, apply, format_shape
+from .batching import over_axes
 from .pointwise import fuse
 from .shape import reshape
 from .table import Op, axes_canonical, like, linear_in, not_differentiable, register
@@ -191,19 +192,19 @@ def _lse_text(node: Node, x: str, keepdims: bool) -> str:
 register(Op(name="logsumexp", arity=1, canonical=axes_canonical("logsumexp", keepdims=True, one=True),
             shape=_one_axis_shape(False),
             emit=lambda node, args: _lse_text(node, args[0], bool(node.attr("keepdims"))),
-            vjp=_logsumexp_vjp,
+            vjp=_logsumexp_vjp, batch=over_axes,
             text=lambda node, args: f"logsumexp({args[0]}, axis={node.attr('axis')})",
             latex=lambda node, args: latex_operator("logsumexp", args, axis_subscript(_axis_of(node), bool(node.attr("keepdims"))))))
 register(Op(name="log_softmax", arity=1, canonical=axes_canonical("log_softmax", one=True),
             shape=_one_axis_shape(True),
             emit=lambda node, args: f"{args[0]} - {_lse_text(node, args[0], True)}",
-            vjp=_log_softmax_vjp,
+            vjp=_log_softmax_vjp, batch=over_axes,
             text=lambda node, args: f"log_softmax({args[0]}, axis={node.attr('axis')})",
             latex=lambda node, args: r"\log " + latex_operator("softmax", args, axis_subscript(_axis_of(node)))))
 register(Op(name="softmax", arity=1, canonical=axes_canonical("softmax", one=True),
             shape=_one_axis_shape(True),
             emit=lambda node, args: f"xp.exp({args[0]} - {_lse_text(node, args[0], True)})",
-            vjp=_softmax_vjp,
+            vjp=_softmax_vjp, batch=over_axes,
             text=lambda node, args: f"softmax({args[0]}, axis={node.attr('axis')})",
             latex=lambda node, args: latex_operator("softmax", args, axis_subscript(_axis_of(node)))))
 
@@ -251,7 +252,7 @@ def cross_entropy(z: Node, y: Node, axis: int, normalized: bool) -> Node:
 
 # -Σ y log softmax(z) along `axis`, per example, fused so that its gradient is one line: g (p - y).
 register(Op(name="softmax_cross_entropy", arity=3, canonical=axes_canonical("softmax_cross_entropy", one=True),
-            shape=_xent_shape, emit=_xent_emit, vjp=_xent_vjp,
+            shape=_xent_shape, emit=_xent_emit, vjp=_xent_vjp, batch=over_axes,
             text=lambda node, args: f"softmax_cross_entropy({args[0]}, {args[1]})",
             latex=lambda node, args: "-" + latex_operator("sum", [rf"{group(args[1])} \odot \log "
                                                      + latex_operator("softmax", args[:1], axis_subscript(_axis_of(node)))],

@@ -140,8 +140,10 @@ class _Closing:
         kind, value = self.classify(node)
         if kind != "outer" or value.op == "const":
             return value
-        if value not in self.captures:
-            self.captures[value] = placeholder(value.shape, "captured")
+        if value not in self.captures:  # a loop's saved values stay a list of steps (codegen/loop_state.py)
+            saved = (value.op == "scan_result" and value.attr("saved") is not None) or (
+                value.op == "input" and value.name == "saved_steps")
+            self.captures[value] = placeholder(value.shape, "saved_steps" if saved else "captured")
         return self.captures[value]
 
     def classify(self, root: Node) -> tuple[str, Node]:

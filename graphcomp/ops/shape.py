@@ -11,6 +11,7 @@ from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
+from .batching import WHOLE, all_batched, batch_size, lifted, materialized, reshaped
 from .table import Op, axes_canonical, like, linear_in, not_differentiable, register
 
 
@@ -57,8 +58,29 @@ def _broadcast_like_text(node: Node, args: tuple) -> str:
     return str(args[0]) if node.inputs[0].op == "const" else f"broadcast({args[0]}, like={args[1]})"
 
 
+def _spread(value: Node, refs: tuple) -> Node:
+    """A batched value (k, ...) lined up with the rank of its batched result, broadcast to the shapes
+    of `refs` (only their shapes are read) under its batch axis."""
+    full = (value.shape[0],) + broadcast_shapes(tuple(x.shape for x in refs), "expand")
+    return value if tuple(value.shape) == full else apply("expand", value, value, *refs)
+
+
+def _broadcast_like_batch(node: Node, operands: tuple) -> Node | None:
+    """k adjoints spread at once: each gets its size-1 axes back (or is lined up), then is broadcast."""
+    g, ref = node.inputs
+    gb = operands[0]
+    if gb is None:  # only the reference is batched: the value does not depend on it
+        return None
+    axis = node.attr("axis")
+    if axis is None:
+        return _spread(lifted(gb, ref.ndim), (ref,))
+    dims = iter(gb.shape[1:])
+    shape = tuple(1 if i in axis else next(dims) for i in range(ref.ndim))
+    return _spread(reshaped(gb, (gb.shape[0],) + shape), (ref,))
+
+
 register(Op(name="broadcast_like", arity=2, shape=_broadcast_like_shape, emit=_broadcast_like_emit,
-            vjp=_broadcast_like_vjp, jvp=linear_in(0), text=_broadcast_like_text,
+            vjp=_broadcast_like_vjp, jvp=linear_in(0), batch=_broadcast_like_batch, text=_broadcast_like_text,
             latex=_broadcast_like_latex, inlined=True, number_operands=True, scalar_identity=True))
 
 
@@ -78,7 +100,9 @@ def _expand_vjp(node: Node, g: Node) -> tuple:
 # a fused formula that cancelled its operands, like x - x + 1, still has x's shape.
 register(Op(name="expand", arity=None, shape=lambda shapes, attrs: broadcast_shapes(shapes, "expand"),
             emit=_expand_emit, vjp=_expand_vjp,
-            jvp=linear_in(0), text=lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
+            jvp=linear_in(0), batch=lambda node, operands: None if operands[0] is None else _spread(
+                lifted(operands[0], node.ndim), node.inputs[1:]),
+            text=lambda node, args: f"broadcast({args[0]}, like={', '.join(map(str, args[1:]))})",
             latex=lambda node, args: (f"\\mathbf{{1}}_{{{', '.join(args[1:])}}}" if args[0] == 1
                                       else latex_operator("broadcast", args[:1], ", ".join(args[1:]))),
             number_operands=True))
@@ -125,9 +149,21 @@ def _sum_to_text(node: Node, args: tuple) -> str:
 
 
 # Undo broadcasting: sum an adjoint over the axes its operand was broadcast along.
+def _sum_to_batch(node: Node, operands: tuple) -> Node:
+    """k sums at once: the axes that were 1 summed keeping them, then the leading ones, after the batch axis."""
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    x = operands[0]
+    if kept:
+        x = apply("sum", x, axis=tuple(a + 1 for a in kept), keepdims=True)
+    if leading:
+        x = apply("sum", x, axis=tuple(a + 1 for a in leading))
+    return x
+
+
 register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit,
             vjp=lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
-            jvp=linear_in(0), text=_sum_to_text, latex=_sum_to_latex, scalar_identity=True))
+            jvp=linear_in(0), batch=_sum_to_batch,
+            text=_sum_to_text, latex=_sum_to_latex, scalar_identity=True))
 
 
 def sum_to(x: Node, shape: Shape) -> Node:
@@ -175,7 +211,8 @@ def _reshape_emit(node: Node, args: tuple) -> str:
 
 register(Op(name="reshape", arity=1, shape=_reshape_shape, emit=_reshape_emit,
             vjp=lambda node, g: (reshape(g, node.inputs[0].shape),),
-            jvp=linear_in(0), text=lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
+            jvp=linear_in(0), batch=lambda node, operands: reshaped(operands[0], (batch_size(operands),) + node.shape),
+            text=lambda node, args: f"reshape({args[0]}, {format_shape(node.shape)})",
             latex=lambda node, args: latex_operator("reshape", args, latex_shape(node.shape)),
             inlined=True, scalar_identity=True))
 
@@ -186,13 +223,13 @@ def reshape(x: Node, shape: Shape) -> Node:
 
 # A zero gradient for a leaf the loss does not depend on.
 register(Op(name="zeros_like", arity=1, shape=like(0),
-            emit=lambda node, args: f"xp.zeros_like({args[0]})", vjp=not_differentiable,
+            emit=lambda node, args: f"xp.zeros_like({args[0]})", vjp=not_differentiable, batch=lambda node, operands: None,
             text=lambda node, args: "0", latex=lambda node, args: "0"))
 
 
 # The same value under a new name: an adjoint that equals a forward value reads `d_t1 = w`.
 register(Op(name="alias", arity=1, shape=like(0), emit=lambda node, args: str(args[0]),
-            vjp=lambda node, g: (g,), jvp=linear_in(0), text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
+            vjp=lambda node, g: (g,), jvp=linear_in(0), batch=lambda node, operands: operands[0], text=lambda node, args: str(args[0]), latex=lambda node, args: str(args[0]),
             number_operands=True, scalar_identity=True))
 
 
@@ -231,14 +268,24 @@ def _entry_text(entry: tuple) -> str:
 register(Op(name="index", arity=1, shape=_index_shape,
             emit=lambda node, args: f"{args[0]}[{_code_index(node.attr('index'), node.inputs[0].ndim)}]",
             vjp=lambda node, g: (apply("unindex", g, node.inputs[0], index=node.attr("index")),),
-            jvp=linear_in(0), text=lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
+            jvp=linear_in(0), batch=lambda node, operands: apply("index", operands[0], index=(WHOLE,) + node.attr("index")),
+            text=lambda node, args: f"{args[0]}[{_index_text(node.attr('index'))}]",
             latex=lambda node, args: f"{group(args[0])}\\left[{_index_text(node.attr('index'))}\\right]"))
+
+def _unindex_batch(node: Node, operands: tuple) -> Node | None:
+    """k adjoints placed at once, into zeros shaped like k copies of x."""
+    if operands[0] is None:
+        return None
+    like = materialized(node.inputs[1], batch_size(operands)) if operands[1] is None else operands[1]
+    return apply("unindex", operands[0], like, index=(WHOLE,) + node.attr("index"))
+
 
 # The adjoint of x[index]: g placed at index in an array of zeros shaped like x.
 register(Op(name="unindex", arity=2, shape=like(1),
             emit=lambda node, args: f"_unindex(xp, {args[0]}, {args[1]}, np.s_[{_code_index(node.attr('index'), node.ndim)}])",
             vjp=lambda node, g: (apply("index", g, index=node.attr("index")), None),
-            jvp=linear_in(0), text=lambda node, args: f"unindex({args[0]})",
+            jvp=linear_in(0), batch=_unindex_batch,
+            text=lambda node, args: f"unindex({args[0]})",
             latex=lambda node, args: latex_operator("place", args, f"[{_index_text(node.attr('index'))}]")))
 
 
@@ -266,13 +313,14 @@ def _concat_vjp(node: Node, g: Node) -> tuple:
 register(Op(name="concat", arity=None, canonical=axes_canonical("concat", one=True), shape=_concat_shape,
             emit=lambda node, args: f"xp.concat({tuple_text(args)}, axis={node.attr('axis')})",
             vjp=_concat_vjp,
+            batch=lambda node, operands: apply("concat", *all_batched(node, operands), axis=node.attr("axis") + 1),
             text=lambda node, args: f"concat({', '.join(args)}, axis={node.attr('axis')})",
             latex=lambda node, args: latex_operator("concat", args, axis_subscript((node.attr("axis"),)))))
 
 
 # Blocks the gradient: the value is used as a constant (e.g. the max subtracted inside logsumexp).
 register(Op(name="stop_gradient", arity=1, shape=like(0), emit=lambda node, args: str(args[0]),
-            vjp=not_differentiable, text=lambda node, args: f"stop_gradient({args[0]})",
+            vjp=not_differentiable, batch=lambda node, operands: apply("stop_gradient", operands[0]), text=lambda node, args: f"stop_gradient({args[0]})",
             latex=lambda node, args: args[0], transparent=True, scalar_identity=True))
 
 

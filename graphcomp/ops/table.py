@@ -16,6 +16,8 @@ Rule signatures, fixed for every op:
     emit(node, args) -> NumPy expression text   (args: variable names or number literals)
     vjp(node, g) -> one Node or None per input  (g: adjoint of node, same shape)
     jvp(node, tangents) -> Node or None          (tangents: one Node or None per input; the node's tangent)
+    batch(node, operands) -> Node or None        (operands: per input, its batched value (leading axis k) or
+                                                  None where it is not batched; the node's batched value)
     text(node, args) / latex(node, args) -> formula
 """
 from __future__ import annotations
@@ -76,6 +78,13 @@ class Op:
     selects: Optional[Callable[[Node], object]] = None
     """One result of a value that is a tuple of arrays (a loop's): selects(node) -> which one. Reverse mode
     hands its adjoint to that value's rule, which gets {result: adjoint} for all its results at once."""
+    batch: Optional[Callable[[Node, tuple], Optional[Node]]] = None
+    """batch(node, operands) -> the node computed for k values at once (diff/batching.py, the way whole
+    Jacobians are built): each operand is given as its batched value, with one extra leading axis of size
+    k, or as None where it is not batched (the node's own operand serves every one of the k); the result
+    has shape (k,) + node.shape, or is None where the value does not depend on the batched operands (a
+    shape reference). Ops declared by a formula need none (broadcasting does it); for the others without
+    one, the batch is computed by a loop over its k values."""
 
     @property
     def has_formula(self) -> bool:
