@@ -88,3 +88,36 @@ def test_the_example_runs(capsys):
     grads = ad_survey.main()
     assert np.allclose([grads["x1"], grads["x2"]], [DF_DX1, DF_DX2], rtol=1e-15)
     assert "y = 11.6521, dy/dx1 = 5.5000, dy/dx2 = 1.7163" in capsys.readouterr().out
+
+
+SURVEY_FORWARD_TRACE = ["v1 = log(x1) = 0.693147", "dot_v1 = dot_x1/x1 = 0.5", "v2 = x1 * x2 = 10",
+                        "dot_v2 = dot_x1*x2 + dot_x2*x1 = 5", "v4 = v1 + v2 = 10.6931", "dot_v4 = dot_v1 + dot_v2 = 5.5",
+                        "v3 = sin(x2) = -0.958924", "dot_v3 = dot_x2*cos(x2) = 0", "y = v4 - v3 = 11.6521",
+                        "dot_y = dot_v4 - dot_v3 = 5.5"]
+
+
+@pytest.mark.parametrize("kind", ["python", "spec"])
+def test_forward_mode_is_the_surveys_tangent_trace(kind):
+    """Forward mode along x1 (ẋ1 = 1, ẋ2 = 0): the survey's v̇1 = 0.5, v̇2 = 5, v̇3 = 0, v̇4 = ẏ = 5.5."""
+    model = gc.compile(survey_graph(kind))
+    trace = model.tangent_derivation({"x1": 1.0, "x2": 0.0}, at={"x1": 2.0, "x2": 5.0})
+    assert trace.text().splitlines() == SURVEY_FORWARD_TRACE
+    assert r"\dot{v}_{3} &= \dot{x}_{2} \cos{\left(x_{2} \right)} = 0" in trace.latex()
+    assert not katex_errors([trace.latex()])
+
+
+def test_gc_jvp_gives_both_partials_in_forward_mode():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import ad_survey
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    module = gc.compile(ad_survey.build_forward(), loss="y").load()
+    along_x1 = module.forward(x1=2.0, x2=5.0, dot_x1=1.0, dot_x2=0.0)
+    along_x2 = module.forward(x1=2.0, x2=5.0, dot_x1=0.0, dot_x2=1.0)
+    assert along_x1["dot_y"] == pytest.approx(DF_DX1, rel=1e-15) and along_x2["dot_y"] == pytest.approx(DF_DX2, rel=1e-15)
+
+
+def test_grad_tangent_on_the_spec_prints_the_trace(capsys):
+    assert main(["grad", str(EXAMPLES / "ad_survey.toml"), "--at", "x1=2,x2=5", "--tangent", "x1=1,x2=0"]) == 0
+    assert capsys.readouterr().out.splitlines() == SURVEY_FORWARD_TRACE

@@ -24,7 +24,6 @@ from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
 from ..inspection.explorer import picture_view
 from ..inspection.derivative_graph import backward_view
-from ..inspection.tangents import tangent_derivation
 from ..inspection.unroll import unrolled
 from ..inspection.export import FORMATS, write
 from ..inspection.pictures import DEFAULT_DPI
@@ -165,7 +164,7 @@ def _grad(args: argparse.Namespace) -> int:
     model = _compiled(spec)
     at = leaf_values(args, spec, model)
     if args.tangent is not None:
-        trace = tangent_derivation(model, parse_values(args.tangent), at)
+        trace = model.tangent_derivation(parse_values(args.tangent), at)
         print(trace.latex() if args.latex else trace.text())
         return 0
     if at is not None or args.steps:

@@ -11,6 +11,7 @@ from ..inspection.derivation import Derivation, derivation
 from ..inspection.equations import gradient_latex, gradient_text
 from ..inspection.explorer import explorer_html, notebook_html
 from ..inspection.report import markdown, summary
+from ..inspection.tangents import tangent_derivation
 from ..ir import Graph
 from .custom_check import check_custom_rules
 from .request import check_request
@@ -39,6 +40,13 @@ class CompiledModel(GeneratedModule):
         inspection.derivation.derivation), as `graphcomp grad` shows them."""
         self.loss_or_error()
         return derivation(self, at, unroll=unroll)
+
+    def tangent_derivation(self, tangents: dict, at: dict | None = None) -> Derivation:
+        """Forward mode value by value, on the graph as written: each value followed by its tangent along
+        `tangents` (leaf name -> its tangent; the others stay), with numbers when `at` is given:
+        tangent_derivation({"x1": 1, "x2": 0}, at={"x1": 2, "x2": 5}) ends with dot_<loss>, the loss's
+        directional derivative. `graphcomp grad --tangent` prints it."""
+        return tangent_derivation(self, tangents, at)
 
     def report(self, path: str | Path, at: dict | None = None) -> Path:
         """Write a Markdown report: the forward pass (with values, given `at`), local derivatives before
