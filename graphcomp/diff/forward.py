@@ -150,6 +150,9 @@ def interleaved(order: list[Node], primal_of: Callable[[Node], Node | None]) -> 
     of (`primal_of`), once what it reads is computed; the other values in their order. Code in this order
     interleaves the tangent lines with the forward lines (t = sin(a); dot_t = cos(a)*dot_a), as a
     forward-mode program is written by hand."""
+    primals = {node: primal_of(node) for node in order}
+    if all(primal is None for primal in primals.values()):
+        return order
     position = {node: k for k, node in enumerate(order)}
     users: dict[Node, list[Node]] = {}
     for node in order:
@@ -158,7 +161,7 @@ def interleaved(order: list[Node], primal_of: Callable[[Node], Node | None]) -> 
     key: dict[Node, float] = {}
     tangent_side: set[Node] = set()  # tangents, and the values only tangents read (a rule's parts)
     for node in reversed(order):
-        primal = primal_of(node)
+        primal = primals[node]
         readers = users.get(node, [])
         key[node] = -1 if node.is_leaf else position[primal] + 0.5 if primal in position else position[node]
         if primal is not None:
@@ -166,8 +169,6 @@ def interleaved(order: list[Node], primal_of: Callable[[Node], Node | None]) -> 
         elif not node.is_leaf and readers and all(user in tangent_side for user in readers):
             tangent_side.add(node)
             key[node] = min(key[user] for user in readers)
-    if not tangent_side:
-        return order
     waiting = {node: len(set(node.inputs)) for node in order}
     ready = [(key[node], position[node], node) for node in order if not waiting[node]]
     heapq.heapify(ready)
