@@ -67,7 +67,7 @@ class CompiledModel(GeneratedModule):
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
             dtype: str = "float64", simplify: bool = True, predict: str | None = None,
             target: str | None = None, training: dict | None = None, check_shapes: bool = False,
-            runtime: bool = True) -> CompiledModel:
+            runtime: bool = True, check_finite: bool = False) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
@@ -80,7 +80,9 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     check_shapes: a debug mode in which the module checks, after every line of forward and
     gradients, that the value computed has the shape the graph gives it. runtime: False writes only
     forward and gradients (and what they call), for users who bring their own training loop.
+    check_finite: a debug mode in which the module stops at the first value of forward or gradients
+    that holds NaN or an infinity, naming its line, formula, operands and where it was declared.
     """
     check_request(graph, wrt, loss, dtype, predict, target, training)
     return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
-                    model_class=CompiledModel)
+                    model_class=CompiledModel, check_finite=check_finite)

@@ -17,6 +17,7 @@ from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
 from .request import TRAINING_KEYS, training_problems
 from .spec_loops import build_scan, read_scans
+from .spec_lines import reading
 from .spec_order import evaluation_order
 
 BATCH = ("N", "batch")  # how a spec writes the batch dimension (TOML has no null)
@@ -49,7 +50,8 @@ def load(path: str | Path) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(file, "", f"not valid TOML: {error}") from None
-    return build(data, file)
+    with reading(file, text):  # its entries' lines, for where each value was declared
+        return build(data, file)
 
 
 def build(data: dict, file: str = "<spec>") -> Spec:
