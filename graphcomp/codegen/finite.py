@@ -56,7 +56,7 @@ def _checked(s: Statement, code: ModuleCode, rows: list[tuple]) -> Statement:
     if not s.target or not s.computes:
         return s
     node, args = s.computes
-    operands = tuple(dict.fromkeys(name for a in args if isinstance(a, str) for name in _read_by(a)))
+    operands = tuple(dict.fromkeys(_operands(s.expr)))
     mark = _MARK.format(len(rows))
     formula = OPS[node.op].text(node, tuple(literal(a) for a in args))
     rows.append((mark, s.target, s.expr, formula, operands, _place(code, node)))
@@ -65,14 +65,24 @@ def _checked(s: Statement, code: ModuleCode, rows: list[tuple]) -> Statement:
     return replace(s, check=f"{check}; {s.check}" if s.check else check)
 
 
-def _read_by(operand: str) -> list[str]:
-    """How a check passes an operand: as the code reads it (`W.T`, `t6.shape[0]`), or, when that calls
-    a function (`xp.ones_like(t2)`, which the check would compute again), the variables it reads."""
-    if "(" not in operand:
-        return [operand]
-    tree = ast.parse(operand, mode="eval")
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    return [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called and n.id != "xp"]
+def _operands(expr: str) -> list[str]:
+    """What a line's code reads, as it reads it: each variable, or a view of one (`W.T`, `t5.shape[0]`,
+    `x[:, t, :]`), never a call (`xp.ones_like(t2)`, which the check would compute again: its variables)."""
+    found: list[str] = []
+
+    def visit(n: ast.AST) -> None:
+        root = n
+        while isinstance(root, (ast.Attribute, ast.Subscript)):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id != "xp":
+            found.append(ast.unparse(n))
+            return
+        for child in ast.iter_child_nodes(n):
+            if not (isinstance(n, ast.Call) and child is n.func):
+                visit(child)
+
+    visit(ast.parse(expr, mode="eval"))
+    return found
 
 
 def _place(code: ModuleCode, node: Node) -> str:

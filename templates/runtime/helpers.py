@@ -261,7 +261,9 @@ def _summary(array):
     """An operand in one phrase: its shape, its range and how many of its values are not finite."""
     finite = np.isfinite(array)
     shape = "(" + ", ".join(map(str, array.shape)) + ("," if array.ndim == 1 else "") + ")"
-    described = f"shape {shape}" if array.ndim else "a number"
+    if not array.ndim:
+        return "a number"
+    described = f"shape {shape}"
     if finite.any():
         described += f", from {array[finite].min():.6g} to {array[finite].max():.6g}"
     missing = int(array.size - finite.sum())
