@@ -56,7 +56,8 @@ def _checked(s: Statement, code: ModuleCode, rows: list[tuple]) -> Statement:
     if not s.target or not s.computes:
         return s
     node, args = s.computes
-    operands = tuple(dict.fromkeys(_operands(s.expr)))
+    # (a carry updated in place reads its old value, gone once the line has run: not passed)
+    operands = tuple(x for x in dict.fromkeys(_operands(s.expr)) if x != s.target)
     mark = _MARK.format(len(rows))
     formula = OPS[node.op].text(node, tuple(literal(a) for a in args))
     rows.append((mark, s.target, s.expr, formula, operands, _place(code, node)))

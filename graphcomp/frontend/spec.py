@@ -237,6 +237,8 @@ def _training(data: dict, file: str) -> dict[str, Any]:
         if key in ("optimizer", "schedule"):
             if value is not None and not isinstance(value, str):
                 raise SpecError(file, f"training.{key}", f"expected a name, got {value!r}")
+        elif key == "check_finite":  # true or false: training_problems says so
+            continue
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(file, f"training.{key}", f"expected a number, got {value!r}")
     for key, problem in training_problems(settings).items():

@@ -51,6 +51,13 @@ def declared(node: object) -> Declared | None:
     return _PLACES.get(node)
 
 
+def inherit(new: object, old: object) -> None:
+    """A value graphcomp made in place of the user's `old` (a loop's step simplified) is declared where
+    `old` was, unless it has a place of its own."""
+    if new not in _PLACES and old in _PLACES:
+        _PLACES[new] = _PLACES[old]
+
+
 @contextlib.contextmanager
 def declaring(place: Declared | None) -> Iterator[None]:
     """The values built inside are declared at `place` (a spec entry); None: not the user's (graphcomp's

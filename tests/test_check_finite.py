@@ -1,0 +1,208 @@
+"""check_finite: a module compiled with it stops at the first value that is not finite, naming the line,
+the formula, the operands' values there and where the user declared the value; `train --check-finite`
+stops the same way (exit 1, the params file untouched); derivations note values on a kink."""
+import inspect
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.frontend.spec import load
+
+HERE = __file__.rsplit("/", 1)[-1]
+
+
+def _line_here() -> int:
+    return inspect.currentframe().f_back.f_lineno
+
+
+def _report(call) -> str:
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError) as caught:
+        call()
+    return str(caught.value)
+
+
+def _source_line(model, report: str) -> str:
+    number = int(re.search(r"line (\d+):", report).group(1))
+    return model.source.splitlines()[number - 1].strip()
+
+
+def test_log_of_zero_in_forward_names_line_formula_operands_and_the_dsl_line():
+    g = gc.Graph("logs")
+    x = g.input("x", (None, 3))
+    w = g.param("w", (3,), init="ones")
+    z = gc.log(x * w); declared = _line_here()  # noqa: E702
+    g.output("loss", gc.sum(z))
+    model = gc.compile(g, check_finite=True)
+    report = _report(lambda: model.load().forward(x=np.array([[1.0, 0.0, 2.0]]), w=np.ones(3)))
+    assert _source_line(model, report) == "t2 = xp.log(w*x)"  # the line the report names is the line of the code
+    assert "t2 = xp.log(w*x)" in report.splitlines()[0]
+    assert "formula:  t2 = log(w*x)" in report
+    assert f"{HERE} line {declared}" in report
+    assert "t2[0, 1] = -inf" in report and "x[0, 1] = 0.0" in report and "w[1] = 1.0" in report
+
+
+def test_zero_over_zero_is_nan():
+    g = gc.Graph("ratio")
+    x = g.input("x", (None,))
+    g.output("loss", gc.sum(g.let("r", x / x)))
+    report = _report(lambda: gc.compile(g, wrt=["x"], check_finite=True).load().forward(x=np.array([1.0, 0.0])))
+    assert "r[1] = nan" in report and "(1 of 2 not finite: 1 nan)" in report
+
+
+def test_a_gradient_that_is_not_finite_is_found_in_the_backward_pass():
+    g = gc.Graph("roots")
+    x = g.input("x", (None,))
+    w = g.param("w", (), init="ones")
+    root = gc.sqrt(x * w); declared = _line_here()  # noqa: E702
+    g.output("loss", gc.sum(root))
+    model = gc.compile(g, check_finite=True, simplify=False)
+    arrays = {"x": np.array([4.0, 0.0]), "w": np.float64(1.0)}
+    assert np.isfinite(model.load().forward(**arrays)["loss"])  # forward is fine: sqrt(0) = 0
+    report = _report(lambda: model.load().gradients(**arrays))
+    line = _source_line(model, report)
+    assert line.startswith("d_") and "# Backward" not in line
+    assert "inf" in report and f"in the derivative of" in report and f"{HERE} line {declared}" in report
+
+
+def test_a_value_inside_a_loop():
+    g = gc.Graph("loop")
+    xs = g.input("xs", (None, "T", 2))
+    h0 = g.input("h0", (None, 2))
+
+    def step(h, x):
+        return gc.log(h * x), None
+
+    h, _ = gc.scan(step, h0, xs, axis=1)
+    g.output("loss", gc.sum(h))
+    model = gc.compile(g, wrt=["h0"], check_finite=True)
+    inside = re.search(r"\n( +)for t in range\(T\):\n(.*?)\n\1\S", model.source, re.S).group(2)
+    assert "_expect_finite(xp" in inside  # checked inside the loop's body
+    data = {"xs": np.array([[[1.0, 1.0], [1.0, 0.0]]]), "h0": np.array([[2.0, 2.0]])}
+    report = _report(lambda: model.load().forward(**data))
+    assert "xp.log(" in _source_line(model, report) and "[0, 1] = -inf" in report
+    assert f"{HERE} line {step.__code__.co_firstlineno + 1}" in report
+
+
+SPEC = """[model]
+name = "spec_logs"
+loss = "loss"
+
+[inputs]
+x = ["N", 3]
+
+[params]
+w = { shape = [3], init = "ones" }
+
+[nodes]
+z = "log(x * w + 1)"
+
+[scan.run]
+xs = { x_t = "x" }
+axis = 1
+init = { s = "sum(z, axis=1)" }
+step = { s = "s / x_t" }
+
+[outputs]
+loss = "sum(run.s)"
+"""
+
+
+def test_a_spec_file_names_its_file_line_and_key(tmp_path):
+    path = tmp_path / "logs.toml"
+    path.write_text(SPEC, encoding="utf-8")
+    spec = load(path)
+    model = gc.compile(spec.graph, loss=spec.loss, check_finite=True)
+    report = _report(lambda: model.load().forward(x=np.array([[-1.0, 1.0, 2.0]]), w=np.ones(3)))
+    assert f"{path} line 12, [nodes] z" in report and "z[0, 0] = -inf" in report
+    report = _report(lambda: model.load().forward(x=np.array([[1.0, 0.0, 2.0]]), w=np.ones(3)))
+    assert f"{path} line 18, [scan.run] step.s" in report  # s / 0 inside the loop
+
+
+def test_default_modules_are_unchanged():
+    g = gc.Graph("plain")
+    x = g.input("x", (None, 3))
+    w = g.param("w", (3,))
+    g.output("loss", gc.sum(gc.log(gc.exp(x * w))))
+    plain, checked = gc.compile(g), gc.compile(g, check_finite=True)
+    model = plain.source.split("# The runtime")[0]
+    assert "_expect_finite(" not in plain.source and "_FINITE_LINES = {" not in model
+    assert "class NotFiniteValue" not in plain.source  # the helper is carried only by modules that call it
+    assert gc.compile(g).source == plain.source
+    checked_model = checked.source.split("# The runtime")[0]
+    stripped = "\n".join(line for line in checked_model.splitlines() if "_expect_finite(xp," not in line)
+    assert stripped.split("def init_params")[1] == model.split("def init_params")[1].rstrip("\n") \
+        or stripped.split("def init_params")[1].rstrip("\n") == model.split("def init_params")[1].rstrip("\n")
+
+
+def _train(module_path, data, out, *flags):
+    return subprocess.run([sys.executable, str(module_path), "train", "--data", str(data), "--out", str(out),
+                           "--epochs", "2", "--quiet", *flags], capture_output=True, text=True)
+
+
+def _sqrt_model() -> gc.Graph:
+    g = gc.Graph("roots")
+    x = g.input("x", (None, 2))
+    y = g.input("y", (None,))
+    w = g.param("w", (2,), init="zeros")
+    g.output("loss", gc.mean((gc.sqrt(gc.sum(x * w, axis=1)) - y) ** 2))
+    return g
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_train_check_finite_stops_with_the_report_and_keeps_the_params_file(tmp_path, checked):
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.ones((4, 2)), y=np.ones(4))
+    module = gc.compile(_sqrt_model(), check_finite=checked).save(tmp_path / "model.py")
+    out = tmp_path / "params.npz"
+    out.write_bytes(b"before")
+    result = _train(module, data, out, "--check-finite")
+    assert result.returncode == 1, result.stderr
+    assert out.read_bytes() == b"before"
+    assert "error: training diverged at epoch 1, batch 1: step 1:" in result.stderr
+    assert "nothing saved" in result.stderr
+    if checked:
+        assert "model.py line" in result.stderr and "formula:" in result.stderr and "declared:" in result.stderr
+    else:  # the gradient that is not finite, and how to find its line
+        assert "the gradient of 'w' holds -inf at index [0]" in result.stderr
+        assert "check_finite=True" in result.stderr
+
+
+def test_graphcomp_train_check_finite(tmp_path):
+    spec = tmp_path / "logs.toml"
+    spec.write_text(SPEC.replace('[scan.run]\nxs = { x_t = "x" }\naxis = 1\ninit = { s = "sum(z, axis=1)" }\n'
+                                 'step = { s = "s / x_t" }\n', "").replace("sum(run.s)", "sum(z)"), encoding="utf-8")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.array([[-1.0, 0.0, 2.0]] * 4))
+    result = subprocess.run([sys.executable, "-m", "graphcomp", "train", str(spec), "--data", str(data),
+                             "--out", str(tmp_path / "p.npz"), "--check-finite", "--quiet"], capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "[nodes] z" in result.stderr and "line 12" in result.stderr
+    assert not (tmp_path / "p.npz").exists()
+
+
+def _kink_model():
+    g = gc.Graph("kinks")
+    x = g.input("x", (3,))
+    w = g.param("w", (3,))
+    h = gc.relu(x * w)
+    g.output("loss", gc.sum(gc.maximum(h, x)) + gc.max(x * 2.0))
+    return gc.compile(g)
+
+
+def test_kinks_are_noted_with_the_derivative_taken():
+    derived = _kink_model().derivation(at={"x": np.array([0.0, 2.0, 2.0]), "w": np.array([1.0, 1.0, 3.0])})
+    relu, maximum, ties = derived.kinks
+    assert relu.startswith("t2 = relu(t1): 1 of 3 elements sit on the kink t1 = 0") and "dt2/dt1 = 0" in relu
+    assert maximum.startswith("t3 = maximum(t2, x)") and "dt3/dt2 = 0, dt3/dx = 1" in maximum  # x, the second, wins
+    assert ties.startswith("t6 = max(t5)") and "1/2 each" in ties
+    assert "kink: t2 = relu(t1)" in derived.text()
+
+
+def test_no_note_off_the_kinks():
+    derived = _kink_model().derivation(at={"x": np.array([1.0, 2.0, 3.0]), "w": np.array([-1.0, 3.0, 3.0])})
+    assert derived.kinks == [] and "kink" not in derived.text()
