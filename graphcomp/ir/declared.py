@@ -32,7 +32,8 @@ class Declared:
         return f"{place}, {self.key}" if self.key else place
 
 
-_PLACES: "weakref.WeakKeyDictionary[object, Declared]" = weakref.WeakKeyDictionary()
+# node -> its place: a Declared, or (file, line) as captured, made a Declared when asked (cheaper to keep)
+_PLACES: "weakref.WeakKeyDictionary[object, Declared | tuple]" = weakref.WeakKeyDictionary()
 # The entry being built (a spec file's expression), or False while graphcomp builds values of its own
 # (the passes, the derivative): then new nodes are not the user's and get no place.
 _BUILDING: contextvars.ContextVar[Declared | bool | None] = contextvars.ContextVar("declaring", default=None)
@@ -41,14 +42,14 @@ _BUILDING: contextvars.ContextVar[Declared | bool | None] = contextvars.ContextV
 def record(node: object) -> None:
     """Note where `node`, just built, was declared (nothing if it has a place already)."""
     current = _BUILDING.get()
-    if current is False or node in _PLACES:
-        return
-    _PLACES[node] = current if current is not None else _caller()
+    if current is not False and node not in _PLACES:
+        _PLACES[node] = current if current is not None else _caller()
 
 
 def declared(node: object) -> Declared | None:
     """Where the user declared `node`, if graphcomp knows."""
-    return _PLACES.get(node)
+    place = _PLACES.get(node)
+    return Declared(*place) if isinstance(place, tuple) else place
 
 
 def inherit(new: object, old: object) -> None:
@@ -69,12 +70,12 @@ def declaring(place: Declared | None) -> Iterator[None]:
         _BUILDING.reset(token)
 
 
-def _caller() -> Declared | None:
+def _caller() -> tuple[str, int] | None:
     """The first frame outside the graphcomp package: the user's line that built the value."""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module != "graphcomp" and not module.startswith("graphcomp."):
-            return Declared(frame.f_code.co_filename, frame.f_lineno)
+            return frame.f_code.co_filename, frame.f_lineno
         frame = frame.f_back
     return None
