@@ -2,6 +2,7 @@
 the formula, the operands' values there and where the user declared the value; `train --check-finite`
 stops the same way (exit 1, the params file untouched); derivations note values on a kink."""
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -11,12 +12,16 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.frontend.spec import load
+from graphcomp.frontend.spec_lines import entry_place, reading
 
-HERE = __file__.rsplit("/", 1)[-1]
+# this file as a report shows it: relative to the working folder when under it
+HERE = __file__ if os.path.relpath(__file__).startswith("..") else os.path.relpath(__file__)
 
 
-def _line_here() -> int:
-    return inspect.currentframe().f_back.f_lineno
+def _line_of(text: str) -> int:
+    """The line of this file that holds `text` (where a test builds the value a report names)."""
+    lines = inspect.getsource(sys.modules[__name__]).splitlines()
+    return next(k for k, line in enumerate(lines, 1) if text in line)
 
 
 def _report(call) -> str:
@@ -34,14 +39,14 @@ def test_log_of_zero_in_forward_names_line_formula_operands_and_the_dsl_line():
     g = gc.Graph("logs")
     x = g.input("x", (None, 3))
     w = g.param("w", (3,), init="ones")
-    z = gc.log(x * w); declared = _line_here()  # noqa: E702
+    z = gc.log(x * w)  # the value the report names
     g.output("loss", gc.sum(z))
     model = gc.compile(g, check_finite=True)
     report = _report(lambda: model.load().forward(x=np.array([[1.0, 0.0, 2.0]]), w=np.ones(3)))
     assert _source_line(model, report) == "t2 = xp.log(w*x)"  # the line the report names is the line of the code
     assert "t2 = xp.log(w*x)" in report.splitlines()[0]
     assert "formula:  t2 = log(w*x)" in report
-    assert f"{HERE} line {declared}" in report
+    assert f"declared: {HERE} line {_line_of('z = gc.log(x * w)  # the value')}" in report
     assert "t2[0, 1] = -inf" in report and "x[0, 1] = 0.0" in report and "w[1] = 1.0" in report
 
 
@@ -57,7 +62,7 @@ def test_a_gradient_that_is_not_finite_is_found_in_the_backward_pass():
     g = gc.Graph("roots")
     x = g.input("x", (None,))
     w = g.param("w", (), init="ones")
-    root = gc.sqrt(x * w); declared = _line_here()  # noqa: E702
+    root = gc.sqrt(x * w)  # its derivative at 0 is infinite
     g.output("loss", gc.sum(root))
     model = gc.compile(g, check_finite=True, simplify=False)
     arrays = {"x": np.array([4.0, 0.0]), "w": np.float64(1.0)}
@@ -65,7 +70,8 @@ def test_a_gradient_that_is_not_finite_is_found_in_the_backward_pass():
     report = _report(lambda: model.load().gradients(**arrays))
     line = _source_line(model, report)
     assert line.startswith("d_") and "# Backward" not in line
-    assert "inf" in report and f"in the derivative of" in report and f"{HERE} line {declared}" in report
+    assert "inf" in report
+    assert f"in the derivative of t2 ({HERE} line {_line_of('root = gc.sqrt(x * w)  # its')})" in report
 
 
 def test_a_value_inside_a_loop():
@@ -84,7 +90,8 @@ def test_a_value_inside_a_loop():
     data = {"xs": np.array([[[1.0, 1.0], [1.0, 0.0]]]), "h0": np.array([[2.0, 2.0]])}
     report = _report(lambda: model.load().forward(**data))
     assert "xp.log(" in _source_line(model, report) and "[0, 1] = -inf" in report
-    assert f"{HERE} line {step.__code__.co_firstlineno + 1}" in report
+    assert f"declared: {HERE} line {step.__code__.co_firstlineno + 1}" in report  # the line inside step
+    assert "xs_t[0, 1] = 0.0" in report
 
 
 SPEC = """[model]
@@ -131,11 +138,33 @@ def test_default_modules_are_unchanged():
     model = plain.source.split("# The runtime")[0]
     assert "_expect_finite(" not in plain.source and "_FINITE_LINES = {" not in model
     assert "class NotFiniteValue" not in plain.source  # the helper is carried only by modules that call it
-    assert gc.compile(g).source == plain.source
     checked_model = checked.source.split("# The runtime")[0]
-    stripped = "\n".join(line for line in checked_model.splitlines() if "_expect_finite(xp," not in line)
-    assert stripped.split("def init_params")[1] == model.split("def init_params")[1].rstrip("\n") \
-        or stripped.split("def init_params")[1].rstrip("\n") == model.split("def init_params")[1].rstrip("\n")
+    assert checked_model.count("_expect_finite(xp,") == checked_model.count("\n    _expect_finite(xp, ") > 0
+    stripped = [line for line in checked_model.splitlines() if "_expect_finite(xp," not in line]
+    start = stripped.index("def init_params(seed=0):")
+    assert stripped[start:] == model.splitlines()[model.splitlines().index("def init_params(seed=0):"):]
+
+
+def test_with_check_shapes_too():
+    g = gc.Graph("both")
+    x = g.input("x", (None, 2))
+    g.output("loss", gc.sum(gc.log(x)))
+    model = gc.compile(g, wrt=["x"], check_finite=True, check_shapes=True)
+    assert "_expect_finite(xp, t1, line=" in model.source and '_expect_shape(t1, (N, 2), "t1")' in model.source
+    assert model.load().forward(x=np.ones((3, 2)))["loss"] == 0.0
+    assert "t1[1, 0] = -inf" in _report(lambda: model.load().forward(x=np.array([[1.0, 1.0], [0.0, 1.0]])))
+
+
+def test_any_array_library():
+    import array_api_strict as strict
+
+    g = gc.Graph("strict")
+    x = g.input("x", (None, 2))
+    g.output("loss", gc.sum(gc.log(x)))
+    module = gc.compile(g, wrt=["x"], check_finite=True).load()
+    assert float(module.gradients(x=strict.asarray([[1.0, 2.0]], dtype=strict.float64))[1]["x"][0, 1]) == 0.5
+    report = _report(lambda: module.forward(x=strict.asarray([[1.0, -2.0]], dtype=strict.float64)))
+    assert "t1[0, 1] = nan" in report and "x[0, 1] = -2.0" in report
 
 
 def _train(module_path, data, out, *flags):
@@ -190,17 +219,33 @@ def _kink_model():
     x = g.input("x", (3,))
     w = g.param("w", (3,))
     h = gc.relu(x * w)
-    g.output("loss", gc.sum(gc.maximum(h, x)) + gc.max(x * 2.0))
+    g.output("loss", gc.sum(gc.maximum(h, x)) + gc.max(h * 2.0))
     return gc.compile(g)
 
 
 def test_kinks_are_noted_with_the_derivative_taken():
-    derived = _kink_model().derivation(at={"x": np.array([0.0, 2.0, 2.0]), "w": np.array([1.0, 1.0, 3.0])})
+    derived = _kink_model().derivation(at={"x": np.array([0.0, 2.0, 2.0]), "w": np.array([1.0, 1.0, 1.0])})
     relu, maximum, ties = derived.kinks
-    assert relu.startswith("t2 = relu(t1): 1 of 3 elements sit on the kink t1 = 0") and "dt2/dt1 = 0" in relu
-    assert maximum.startswith("t3 = maximum(t2, x)") and "dt3/dt2 = 0, dt3/dx = 1" in maximum  # x, the second, wins
-    assert ties.startswith("t6 = max(t5)") and "1/2 each" in ties
+    assert relu.startswith("t2 = relu(t1): 1 of 3 elements sit on the kink t1 = 0 (first at index [0]: t1 = 0)")
+    assert relu.endswith("dt2/dt1 = 0")  # relu'(0) = 0
+    assert maximum.startswith("t3 = maximum(t2, x): 3 of 3 elements sit on the kink t2 - x = 0")
+    assert maximum.endswith("dt3/dt2 = 0, dt3/dx = 1")  # the second operand wins a tie
+    assert ties.startswith("t6 = max(t5): a tie for the max in 1 of 1 results: 2 elements share the value 4")
+    assert ties.endswith("(1/2 each)")
+    gradient = derived.node_values[derived.backward.gradients[next(n for n in derived.backward.gradients
+                                                                    if n.name == "w")]]
+    assert gradient.tolist() == [0.0, 2.0, 2.0]  # x * (2 * 1/2 from the tie + 0 from maximum), relu'(0) = 0 at 0
     assert "kink: t2 = relu(t1)" in derived.text()
+
+
+def test_where_spec_keys_are():
+    text = '[nodes]\nz = "x"\n[scan.rnn.step]\nh = "h"\n[scan.gru]\nstep.h = "h"\n[scan.lstm]\nstep = { c = "c" }\n'
+    with reading("m.toml", text):
+        assert str(entry_place("m.toml", "nodes.z")) == "m.toml line 2, [nodes] z"
+        assert str(entry_place("m.toml", "scan.rnn.step.h")) == "m.toml line 4, [scan.rnn] step.h"
+        assert str(entry_place("m.toml", "scan.gru.step.h")) == "m.toml line 6, [scan.gru] step.h"
+        assert str(entry_place("m.toml", "scan.lstm.step.c")) == "m.toml line 8, [scan.lstm] step.c"
+    assert str(entry_place("m.toml", "nodes.z")) == "m.toml, [nodes] z"  # no text: no line
 
 
 def test_no_note_off_the_kinks():

@@ -240,7 +240,7 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
                                       batch_size(graph, at)))
     forward = leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
     steps = leaving_out(steps, order, elided)
-    kinks = kink_notes(computed, values, notation.name, notation.text)
+    kinks = kink_notes(computed, values, notation.name, notation.text, backward.paths)
     return Derivation(loss, steps, named_values, forward, backward, values, list(loops.values()), kinks)
 
 

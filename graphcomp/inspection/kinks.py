@@ -10,7 +10,7 @@ elements tie for the extreme value: their rule shares the gradient equally among
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 import numpy as np
 import sympy as sp
@@ -23,16 +23,19 @@ from ..ops import OPS, scalar_expr
 Name = Callable[[Node], str]
 
 
-def kink_notes(nodes: list[Node], values: Mapping[Node, object], name: Name, formula: Name) -> list[str]:
-    """One note per value of `nodes` that sits on a kink at `values` (a traced run), in their order."""
+def kink_notes(nodes: list[Node], values: Mapping[Node, object], name: Name, formula: Name,
+               paths: Collection[tuple[Node, int]]) -> list[str]:
+    """One note per value of `nodes` that sits on a kink at `values` (a traced run), in their order.
+    `paths`: the (node, operand index) pairs a gradient flows through; a kink only matters where such an
+    operand meets it (a mask's zeros select a case, but no derivative depends on them)."""
     notes = []
     for node in nodes:
         if node not in values or any(x.op != "const" and x not in values for x in node.inputs):
             continue
         operands = [np.asarray(x.attr("value") if x.op == "const" else values[x], dtype=float) for x in node.inputs]
         if OPS[node.op].has_formula:
-            note = _formula_kink(node, operands, name)
-        elif node.op in ("max", "min", "max_pool2d"):
+            note = _formula_kink(node, operands, name, {i for i in range(len(node.inputs)) if (node, i) in paths})
+        elif node.op in ("max", "min", "max_pool2d") and (node, 0) in paths:
             note = _tie(node, operands[0], np.asarray(values[node], dtype=float))
         else:
             continue
@@ -41,15 +44,18 @@ def kink_notes(nodes: list[Node], values: Mapping[Node, object], name: Name, for
     return notes
 
 
-def _formula_kink(node: Node, operands: list[np.ndarray], name: Name) -> str:
-    """The first kink of an elementwise formula that an element sits on, and the derivative taken there."""
+def _formula_kink(node: Node, operands: list[np.ndarray], name: Name, moving: set[int]) -> str:
+    """The first kink of an elementwise formula that an element sits on, and the derivative taken there:
+    where the two sides of an inequality of its cases meet, or |·|'s argument is 0, with an operand the
+    gradient flows through (`moving`) on it. (An equality selects a case: no kink.)"""
     expr = scalar_expr(node)
     symbols = [placeholder(i) for i in range(len(node.inputs))]
     arrays = np.broadcast_arrays(*operands) if operands else []
+    inequalities = (sp.StrictGreaterThan, sp.StrictLessThan, sp.GreaterThan, sp.LessThan)
     edges = [(r.lhs - r.rhs) for p in expr.atoms(sp.Piecewise) for _, condition in p.args
-             for r in ([condition] if isinstance(condition, sp.core.relational.Relational)
-                       else condition.atoms(sp.core.relational.Relational))]
+             for r in ([condition] if isinstance(condition, inequalities) else condition.atoms(*inequalities))]
     edges += [a.args[0] for a in expr.atoms(sp.Abs)]
+    edges = [e for e in edges if any(symbols[i] in e.free_symbols for i in moving)]
     for edge in edges:
         at = np.asarray(sp.lambdify(symbols, edge, modules="numpy")(*arrays)) == 0
         if not at.any():
