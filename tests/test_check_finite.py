@@ -251,3 +251,20 @@ def test_where_spec_keys_are():
 def test_no_note_off_the_kinks():
     derived = _kink_model().derivation(at={"x": np.array([1.0, 2.0, 3.0]), "w": np.array([-1.0, 3.0, 3.0])})
     assert derived.kinks == [] and "kink" not in derived.text()
+
+
+def test_every_line_of_a_loop_and_its_derivative_is_checked_and_the_numbers_are_the_same():
+    spec = load("examples/rnn_loop.toml")
+    plain = gc.compile(spec.graph, loss=spec.loss)
+    checked = gc.compile(spec.graph, loss=spec.loss, check_finite=True)
+    lines = checked.source.split("# The runtime")[0].splitlines()
+    sums = [k for k, line in enumerate(lines) if " += " in line]
+    assert sums and all(lines[k + 1].strip().startswith(f"_expect_finite(xp, {lines[k].split()[0]}, line={k + 1},")
+                        for k in sums)
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(3, 5, 1)), "y": rng.normal(size=(3, 1)), **plain.load().init_params(0)}
+    expected, got = plain.load().gradients(**arrays), checked.load().gradients(**arrays)
+    assert all(np.array_equal(expected[1][name], got[1][name]) for name in expected[1])
+    arrays["x"][1, 3, 0] = np.inf
+    report = _report(lambda: checked.load().gradients(**arrays))
+    assert "examples/rnn_loop.toml line 24, [nodes] h0" in report  # mean(x) in h0 is the first inf

@@ -53,16 +53,17 @@ def number_lines(source: str) -> str:
 def _checked(s: Statement, code: ModuleCode, rows: list[tuple]) -> Statement:
     if s.block:
         return replace(s, block=tuple(_checked(inner, code, rows) for inner in s.block))
-    if not s.target or not s.computes:
+    if not s.computes or not s.target and " += " not in s.expr:
         return s
     node, args = s.computes
+    target, expr = (s.target, s.expr) if s.target else s.expr.split(" += ")  # a loop's running sum: d_W += term
     # (a carry updated in place reads its old value, gone once the line has run: not passed)
-    operands = tuple(x for x in dict.fromkeys(_operands(s.expr)) if x != s.target)
+    operands = tuple(x for x in dict.fromkeys(_operands(expr)) if x != target)
     mark = _MARK.format(len(rows))
     formula = OPS[node.op].text(node, tuple(literal(a) for a in args))
-    rows.append((mark, s.target, s.expr, formula, operands, _place(code, node)))
+    rows.append((mark, target, expr if s.target else f"{target} + {expr}", formula, operands, _place(code, node)))
     tuple_text = "(" + ", ".join(operands) + ("," if len(operands) == 1 else "") + ")"
-    check = f"_expect_finite(xp, {s.target}, line={mark}, operands={tuple_text})"
+    check = f"_expect_finite(xp, {target}, line={mark}, operands={tuple_text})"
     return replace(s, check=f"{check}; {s.check}" if s.check else check)
 
 

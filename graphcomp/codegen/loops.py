@@ -194,7 +194,8 @@ def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode,
             continue
         if node in sums:
             variable, term = sums[node]
-            lines.append(Statement("", f"{variable} += {literal(inner.operand(term))}"))
+            lines.append(Statement("", f"{variable} += {literal(inner.operand(term))}",
+                                   computes=(node, (variable, inner.operand(term)))))
             inner.inlined[node] = variable
             continue
         code._numbers[node] = OPS[node.op].has_formula and all(
