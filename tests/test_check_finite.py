@@ -268,3 +268,27 @@ def test_every_line_of_a_loop_and_its_derivative_is_checked_and_the_numbers_are_
     arrays["x"][1, 3, 0] = np.inf
     report = _report(lambda: checked.load().gradients(**arrays))
     assert "examples/rnn_loop.toml line 24, [nodes] h0" in report  # mean(x) in h0 is the first inf
+
+
+def test_graphcomp_grad_at_a_kink_notes_it(tmp_path, capsys):
+    from graphcomp.frontend.cli import main
+
+    spec = tmp_path / "kink.toml"
+    spec.write_text('[model]\nname = "kink"\nloss = "f"\nwrt = ["u", "v"]\n\n[inputs]\nu = []\nv = []\n\n'
+                    '[outputs]\nf = "relu(u) + maximum(u, v)"\n', encoding="utf-8")
+    assert main(["grad", str(spec), "--at", "u=0,v=0"]) == 0
+    text = capsys.readouterr().out
+    assert "kink: t1 = relu(u): it sits on the kink u = 0 (u = 0); there the derivative takes the first case " \
+           "whose condition holds: dt1/du = 0" in text
+    assert "dt2/du = 0, dt2/dv = 1" in text
+    assert main(["grad", str(spec), "--at", "u=0,v=0", "--latex"]) == 0
+    assert "\n% kink: t1 = relu(u)" in capsys.readouterr().out
+    assert main(["grad", str(spec), "--at", "u=1,v=0"]) == 0
+    assert "kink" not in capsys.readouterr().out
+
+
+def test_check_finite_must_be_true_or_false():
+    g = gc.Graph("flag")
+    g.output("y", g.input("x", ()) * 2)
+    with pytest.raises(gc.GraphcompError, match="check_finite must be True or False, got 'yes'"):
+        gc.compile(g, check_finite="yes")

@@ -163,7 +163,7 @@ def _grad(args: argparse.Namespace) -> int:
         steps = model.derivation(at=at, unroll=True)  # a loop step by step: backpropagation through time
         if at is not None and at.described:
             print(("% " if args.latex else "# ") + at.described)
-        print(steps.latex() if args.latex else steps.text())
+        print(steps.latex() + "".join(f"\n% kink: {note}" for note in steps.kinks) if args.latex else steps.text())
         return 0
     formulas = model.gradient_latex() if args.latex else model.gradient_text()
     several_lines = any("\n" in formula for formula in formulas.values())
@@ -241,8 +241,7 @@ def _train(args: argparse.Namespace) -> int:
                            ".npz", "params.npz")  # resume: in place
     output = _python_output(args.output) if args.output else None
     check_outputs({"-o": output, "--out": out}, {"the spec": args.spec, "--data": args.data, "--params": args.params})
-    spec = read_spec(args.spec)
-    model = _compiled(spec, check_finite=getattr(args, "check_finite", spec.training.get("check_finite", False)))
+    model = _compiled(read_spec(args.spec), check_finite=getattr(args, "check_finite", None))
     m = model.load()
     run = read_file(m.load_run, args.resume) if args.resume else None
     settings = _training_settings(args, m.TRAINING, run)
@@ -375,7 +374,8 @@ def _graph_of(module, path: str) -> Graph:
     raise SpecError(path, "", "define the model as a module-level `graph` (a gc.Graph) or a `build()` function returning one")
 
 
-def _compiled(spec: Spec, simplify: bool = True, check_finite: bool = False) -> CompiledModel:
+def _compiled(spec: Spec, simplify: bool = True, check_finite: bool | None = None) -> CompiledModel:
+    check_finite = spec.training.get("check_finite", False) if check_finite is None else check_finite  # [training]'s
     return compile(spec.graph, wrt=spec.wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
                    target=spec.target, training=spec.training, check_finite=check_finite)
 

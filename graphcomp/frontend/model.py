@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..codegen import GeneratedModule, generate
+from ..errors import GraphError
 from ..files import write_atomic
 from ..inspection.derivation import Derivation, derivation
 from ..inspection.equations import gradient_latex, gradient_text
@@ -84,5 +87,7 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     that holds NaN or an infinity, naming its line, formula, operands and where it was declared.
     """
     check_request(graph, wrt, loss, dtype, predict, target, training)
+    if not isinstance(check_finite, (bool, np.bool_)):
+        raise GraphError(f"compile: check_finite must be True or False, got {check_finite!r}")
     return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
-                    model_class=CompiledModel, check_finite=check_finite)
+                    model_class=CompiledModel, check_finite=bool(check_finite))
