@@ -51,6 +51,8 @@ def number_lines(source: str) -> str:
 
 
 def _checked(s: Statement, code: ModuleCode, rows: list[tuple]) -> Statement:
+    """The statement with its check (a loop: each line of its block), and its row added to `rows`. With
+    check_shapes too, both checks share the line after the statement."""
     if s.block:
         return replace(s, block=tuple(_checked(inner, code, rows) for inner in s.block))
     if not s.computes or not s.target and " += " not in s.expr:
