@@ -292,3 +292,20 @@ def test_check_finite_must_be_true_or_false():
     g.output("y", g.input("x", ()) * 2)
     with pytest.raises(gc.GraphcompError, match="check_finite must be True or False, got 'yes'"):
         gc.compile(g, check_finite="yes")
+
+
+def test_kinks_of_abs_leaky_relu_min_and_max_pooling():
+    g = gc.Graph("more_kinks")
+    x = g.input("x", (4,))
+    w = g.param("w", (4,))
+    image = g.input("image", (1, 1, 2, 4))
+    v = x * w
+    pooled = gc.max_pool2d(image * gc.reshape(w, (1, 1, 1, 4)), size=2, stride=2)
+    g.output("loss", gc.sum(gc.abs(v)) + gc.sum(gc.leaky_relu(v, slope=0.25)) + gc.min(v) + gc.sum(pooled))
+    at = {"x": np.array([0.0, 1.0, 1.0, 2.0]), "w": np.array([1.0, -1.0, -1.0, 1.0]),
+          "image": np.array([[[[1.0, 2.0, 3.0, 3.0], [1.0, 0.0, 1.0, 1.0]]]])}  # times w: 1 twice in a window
+    kinks = gc.compile(g).derivation(at=at).kinks
+    assert any("= abs(" in k and "1 of 4 elements sit on the kink" in k and k.endswith("= 0") for k in kinks)
+    assert any("= leaky_relu(" in k and k.endswith("= 0.25") for k in kinks)  # leaky_relu'(0) = slope
+    assert any("= min(" in k and "2 elements share the value -1" in k and "(1/2 each)" in k for k in kinks)
+    assert any("= max_pool2d(" in k and "a tie for the max of a pooling window in 1 of 2 results" in k for k in kinks)
