@@ -10,6 +10,7 @@ elements tie for the extreme value: their rule shares the gradient equally among
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Collection, Mapping
 
 import numpy as np
@@ -57,7 +58,7 @@ def _formula_kink(node: Node, operands: list[np.ndarray], name: Name, moving: se
     edges += [a.args[0] for a in expr.atoms(sp.Abs)]
     edges = [e for e in edges if any(symbols[i] in e.free_symbols for i in moving)]
     for edge in edges:
-        at = np.asarray(sp.lambdify(symbols, edge, modules="numpy")(*arrays)) == 0
+        at = np.asarray(_numeric(edge, len(symbols))(*arrays)) == 0
         if not at.any():
             continue
         index = tuple(int(k) for k in np.argwhere(at)[0]) if at.ndim else ()
@@ -71,6 +72,13 @@ def _formula_kink(node: Node, operands: list[np.ndarray], name: Name, moving: se
         return (f"{count} on the kink {plain_text(edge.xreplace(names))} = 0 ({place}{where}); there the derivative "
                 f"takes the first case whose condition holds: {slopes}")
     return ""
+
+
+@functools.cache
+def _numeric(edge: sp.Expr, arity: int) -> Callable:
+    """An edge of a kink as a NumPy function of the op's operands, made once per formula (SymPy's
+    lambdify over the op table's own formula, never over user text)."""
+    return sp.lambdify([placeholder(i) for i in range(arity)], edge, modules="numpy")
 
 
 def _tie(node: Node, x: np.ndarray, result: np.ndarray) -> str:
