@@ -64,7 +64,8 @@ def _formula_kink(node: Node, operands: list[np.ndarray], name: Name, moving: se
         index = tuple(int(k) for k in np.argwhere(at)[0]) if at.ndim else ()
         point = {s: float(a[index]) for s, a in zip(symbols, arrays)}
         names = {s: sp.Symbol(_operand_name(x, name), real=True) for s, x in zip(symbols, node.inputs)}
-        where = ", ".join(f"{names[s]} = {_number(v)}" for s, v in point.items() if node.inputs[symbols.index(s)].op != "const")
+        where = ", ".join(f"{names[s]} = {_number(point[s])}" for i, s in enumerate(symbols)
+                          if node.inputs[i].op != "const")
         slopes = ", ".join(f"d{name(node)}/d{names[s]} = {_number(float(local_derivative(expr, i).xreplace(point)))}"
                            for i, s in enumerate(symbols) if node.inputs[i].op != "const")
         count = f"{int(at.sum())} of {at.size} elements sit" if at.ndim else "it sits"

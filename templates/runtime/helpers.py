@@ -237,7 +237,8 @@ def _not_finite(value, line, operands):
     report = [f"not a finite number at {module} line {line}: {name} = {code}",
               f"  formula:  {name} = {formula}",
               f"  declared: {place or 'by graphcomp (part of a derivative)'}",
-              f"  {name}{_index_text(index)} = {values[index]}  ({int(bad.sum())} of {values.size} not finite: {counts})"]
+              f"  {name}{_index_text(index)} = {values[index]}  "
+              f"({int(bad.sum())} of {values.size} not finite: {counts})"]
     for label, operand in zip(labels, operands):
         array = _numpy(operand)
         report.append(f"  {label}{_at(array, index, values.shape)}  ({_summary(array)})")

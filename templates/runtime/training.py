@@ -122,8 +122,8 @@ def _expect_finite_step(keep, values, step, batch):
             array = _numpy(value)
             bad = ~np.isfinite(array)
             index = [int(k) for k in np.argwhere(bad)[0]]
-            raise _NotFinite(f"step {step + 1}: {what} holds {array[tuple(index)]} at index {index} ({int(bad.sum())} of "
-                             f"{array.size} values not finite){_where_first()}", batch)
+            raise _NotFinite(f"step {step + 1}: {what} holds {array[tuple(index)]} at index {index} "
+                             f"({int(bad.sum())} of {array.size} values not finite){_where_first()}", batch)
 
 
 def _where_first():
