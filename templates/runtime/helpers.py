@@ -220,6 +220,9 @@ class NotFiniteValue(FloatingPointError):
 def _expect_finite(xp, value, line, operands=()):
     """check_finite: the value the line above computed must hold finite numbers only; else stop, with its
     line, formula, operands and where it was declared (_FINITE_LINES[line])."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and not (dtype.kind in "fc" if xp is _NP else xp.isdtype(dtype, ("real floating", "complex floating"))):
+        return  # integers (ids) and booleans are finite
     if not bool(xp.all(xp.isfinite(value))):
         _not_finite(value, line, operands)
 
