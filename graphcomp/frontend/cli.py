@@ -294,7 +294,7 @@ def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings:
         saved, last = getattr(error, "saved", None), getattr(error, "epoch", 1) - 1
         first, *report = str(error).split("\n")  # check_finite's report: one line each
         print(f"graphcomp: error: {_one_line(first)}; " + (f"saved the params of epoch {last} to {saved}" if saved
-              else "nothing saved"), *map(_one_line, report), sep="\n" if report else "", file=sys.stderr)
+              else "nothing saved"), *map(_one_line, report), sep="\n", file=sys.stderr)
         return 1
     except OSError as error:  # train() could not write `out` (a full disk): its message names the file
         raise OutputError(str(error)) from None
