@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..ir import Graph, Node
+from ..ir import Declared, Graph, Node, declaring
 from . import dsl, losses
 from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
@@ -66,7 +66,8 @@ def build(data: dict, file: str = "<spec>") -> Spec:
     builders = {"graph": _general, "mlp": _mlp, "cnn": _cnn}
     if kind not in builders:
         raise SpecError(file, "model.kind", f"unknown kind {kind!r}; choose one of {', '.join(builders)}")
-    spec = builders[kind](graph, data, model, file)
+    with declaring(Declared(file)):  # values built outside an entry's expression (a kind's layers): the file
+        spec = builders[kind](graph, data, model, file)
     spec.training = _training(data, file)
     for key in ("loss", "predict"):
         value = getattr(spec, key)
