@@ -5,6 +5,7 @@ non-finite value (check_finite) names the file, the line and the key: `[nodes] z
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 import re
 from typing import Iterator
@@ -41,7 +42,18 @@ def entry_place(file: str, where: str) -> Declared:
 def _key_line(text: str, table: str, key: list[str]) -> int | None:
     """The line defining `key` in `[table]`: `a.b = ...` there, `b = ...` under `[table.a]`, or the
     inline table `a = { b = ... }` that holds it."""
-    found: dict[int, int] = {}
+    lines = _key_lines(text)
+    for place in ((table, ".".join(key)), (".".join([table, *key[:-1]]), key[-1]), (table, key[0])):
+        if place in lines:
+            return lines[place]
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """{(table, key): the line of its first definition}, read once per file: every entry of a spec of
+    10,000 entries looks its line up here, so reading the spec stays linear in its size."""
+    found: dict[tuple[str, str], int] = {}
     header = ""
     for number, line in enumerate(text.splitlines(), 1):
         match = _HEADER.match(line)
@@ -49,15 +61,9 @@ def _key_line(text: str, table: str, key: list[str]) -> int | None:
             header = _dotted(match.group(1))
             continue
         match = _KEY.match(line)
-        if not match:
-            continue
-        written = _dotted(match.group(1))
-        for rank, (want_header, want_key) in enumerate(((table, ".".join(key)),
-                                                        (".".join([table, *key[:-1]]), key[-1]),
-                                                        (table, key[0]))):
-            if header == want_header and written == want_key and rank not in found:
-                found[rank] = number
-    return found[min(found)] if found else None
+        if match:
+            found.setdefault((header, _dotted(match.group(1))), number)
+    return found
 
 
 def _dotted(text: str) -> str:
