@@ -66,7 +66,7 @@ def _formula_kink(node: Node, operands: list[np.ndarray], name: Name, moving: se
         names = {s: sp.Symbol(_operand_name(x, name), real=True) for s, x in zip(symbols, node.inputs)}
         where = ", ".join(f"{names[s]} = {_number(point[s])}" for i, s in enumerate(symbols)
                           if node.inputs[i].op != "const")
-        slopes = ", ".join(f"d{name(node)}/d{names[s]} = {_number(float(local_derivative(expr, i).xreplace(point)))}"
+        slopes = ", ".join(f"d{name(node)}/d{names[s]} = {_slope(local_derivative(expr, i).xreplace(point))}"
                            for i, s in enumerate(symbols) if node.inputs[i].op != "const")
         count = f"{int(at.sum())} of {at.size} elements sit" if at.ndim else "it sits"
         place = f"first at index {list(index)}: " if index else ""
@@ -109,6 +109,11 @@ def _tie(node: Node, x: np.ndarray, result: np.ndarray) -> str:
 
 def _operand_name(x: Node, name: Name) -> str:
     return _number(x.attr("value")) if x.op == "const" else name(x)
+
+
+def _slope(value: sp.Expr) -> str:
+    """A local derivative at the kink: a number, or (where SymPy leaves it undecided) its formula."""
+    return _number(float(value)) if value.is_number and value.is_real else plain_text(value)
 
 
 def _number(value: float) -> str:
