@@ -10,6 +10,7 @@ from ..ir import Graph, Node, format_shape, toposort
 from ..ops.indexing import id_bounds
 from ..version import __version__
 from .checks import checked_lines, checked_statements
+from .finite import add_finite_checks
 from .names import ValueNames
 from .running import buffer_rows, refuse_buffers_in_loops, statistics_returned
 from .runtime import helpers_called, runtime_source
@@ -17,10 +18,11 @@ from .statements import ModuleCode
 
 
 def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = False, runtime: bool = True,
-                   inference: ModuleCode | None = None) -> dict:
+                   inference: ModuleCode | None = None, check_finite: bool = False) -> dict:
     """The context of the module whose lines `code` planned; `loss` is the output it differentiates.
 
     check_shapes: every line of forward and _gradients is followed by a check of the shape it computed.
+    check_finite: every line computing a value is followed by a check that it is finite (codegen/finite.py).
     runtime: the module carries the training loop, its files and its command line (else only
     forward and gradients, with the functions they call). inference: for a graph with buffers, the
     lines of forward() outside training (codegen/running.py); `code`'s forward lines are then
@@ -37,6 +39,8 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
         context.update(_gradients_context(code))
     if check_shapes:
         _add_shape_checks(context, code, inference)
+    if check_finite:  # (after the shape checks, which insert lines reading the batch size)
+        add_finite_checks(context, code, inference)
     functions = ("forward", "gradient_forward", "backward", "inference")
     lines = [s.expr for key in functions for top in context.get(key, ()) for _, s in top.nested()]  # a loop's lines too
     lines += [s.check for key in functions for s in context.get(key, ()) if s.check]
@@ -139,6 +143,7 @@ def _forward_context(code: ModuleCode, loss: str | None) -> dict:
         "needs": {name: tuple(leaf_name for leaf_name, leaf in graph.inputs.items() if leaf in toposort([node]))
                   for name, node in graph.outputs.items()},
         "checked_lines": {},  # with check_shapes: {variable: its line's formula}, for the checks' errors
+        "finite_lines": [],  # with check_finite: the rows of _FINITE_LINES, by marker (codegen/finite.py)
     }
 
 

@@ -12,9 +12,10 @@ from typing import Sequence
 from ..diff.reverse import Backward, reverse_mode
 from ..errors import DifferentiationError
 from ..files import write_atomic
-from ..ir import Graph, Node
+from ..ir import Graph, Node, declaring
 from ..passes import optimize
 from .context import module_context
+from .finite import number_lines
 from .defaults import DEFAULT_TRAINING, loss_name, wrt_leaves
 from .listing import Listing
 from .loading import source_spec
@@ -88,26 +89,32 @@ class GeneratedModule:
 def generate(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
              dtype: str = "float64", simplify: bool = True, predict: str | None = None,
              target: str | None = None, training: dict | None = None, check_shapes: bool = False,
-             runtime: bool = True, model_class: type[GeneratedModule] = GeneratedModule) -> GeneratedModule:
+             runtime: bool = True, model_class: type[GeneratedModule] = GeneratedModule,
+             check_finite: bool = False) -> GeneratedModule:
     """Differentiate `graph` and generate its NumPy module (the arguments of `gc.compile`); the
     result is a `model_class`. check_shapes: the module checks the shape of every value it computes
-    against the graph's (a debug mode; off, the code is exactly as without it). runtime: False leaves
-    out the training loop, its files and command line (forward and gradients only). The arguments are
-    taken as checked (`gc.compile` checks them first, frontend/request.py)."""
+    against the graph's (a debug mode; off, the code is exactly as without it). check_finite: the
+    module stops at the first value that is not finite, with a report (codegen/finite.py; off, the code
+    is exactly as without it). runtime: False leaves out the training loop, its files and command line
+    (forward and gradients only). The arguments are taken as checked (`gc.compile` checks them first,
+    frontend/request.py). The values graphcomp builds here are its own: they get no place of
+    declaration (ir/declared.py)."""
     leaves, loss_output = wrt_leaves(graph, wrt), loss_name(graph, loss)
     source_graph = graph
     changes: list = []
     origins: dict[Node, Node] = {}
-    if simplify:
-        graph = optimize(graph, wrt=leaves, log=changes, origins=origins)
-    backward = None
-    if loss_output is not None and graph.outputs[loss_output].shape == ():
-        backward = reverse_mode(graph.outputs[loss_output], leaves)
-    code = ModuleCode(graph, leaves, backward, dtype, written=source_graph, origins=origins)
-    inference = inference_code(source_graph, dtype, simplify) if source_graph.buffers else None
-    context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime, inference=inference)
+    with declaring(None):
+        if simplify:
+            graph = optimize(graph, wrt=leaves, log=changes, origins=origins)
+        backward = None
+        if loss_output is not None and graph.outputs[loss_output].shape == ():
+            backward = reverse_mode(graph.outputs[loss_output], leaves)
+        code = ModuleCode(graph, leaves, backward, dtype, written=source_graph, origins=origins)
+        inference = inference_code(source_graph, dtype, simplify) if source_graph.buffers else None
+        context = module_context(code, loss_output, check_shapes=check_shapes, runtime=runtime, inference=inference,
+                                 check_finite=check_finite)
     context.update(predict=predict, target=target, training={**DEFAULT_TRAINING, **(training or {})},
                    threshold=0.5 if predict and source_graph.outputs[predict].op == "sigmoid" else 0.0)
-    return model_class(source_graph, graph, render(context), tuple(x.name for x in leaves), loss_output, backward,
-                       code.listing(), changes, dtype=dtype)
-
+    source = render(context)
+    return model_class(source_graph, graph, number_lines(source) if check_finite else source,
+                       tuple(x.name for x in leaves), loss_output, backward, code.listing(), changes, dtype=dtype)

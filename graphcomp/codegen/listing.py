@@ -16,6 +16,8 @@ class Statement:
     comment: str = ""
     check: str = ""  # with check_shapes: the line after it that checks the shape it computed
     block: tuple["Statement", ...] = ()  # a `for` loop: `expr` is its header, `block` the lines it repeats
+    # (node, its operands' texts): the value this line computes, read by check_finite (codegen/finite.py)
+    computes: tuple = field(default=(), compare=False)
 
     @property
     def line(self) -> str:

@@ -194,7 +194,8 @@ def body_lines(code: ModuleCode, roots: list[Node], inner: FunctionCode,
             continue
         if node in sums:
             variable, term = sums[node]
-            lines.append(Statement("", f"{variable} += {literal(inner.operand(term))}"))
+            lines.append(Statement("", f"{variable} += {literal(inner.operand(term))}",
+                                   computes=(node, (variable, inner.operand(term)))))
             inner.inlined[node] = variable
             continue
         code._numbers[node] = OPS[node.op].has_formula and all(
@@ -270,8 +271,10 @@ def _mentions(statements, name: str) -> bool:
 
 def _renamed(statement: Statement, old: str, new: str) -> Statement:
     pattern = _word(old)
+    computes = statement.computes and (statement.computes[0], tuple(
+        pattern.sub(new, a) if isinstance(a, str) else a for a in statement.computes[1]))
     return replace(statement, target=pattern.sub(new, statement.target), expr=pattern.sub(new, statement.expr),
-                   block=tuple(_renamed(s, old, new) for s in statement.block))
+                   block=tuple(_renamed(s, old, new) for s in statement.block), computes=computes)
 
 
 def body_shapes(code: ModuleCode) -> dict[str, tuple]:

@@ -12,7 +12,7 @@ from typing import Iterable
 
 # The training settings' one table, which the runtime carries and graphcomp's spec reader and command
 # line read too (the runtime imports nothing of graphcomp: it may sit below every layer).
-from ..templates.runtime.settings import BACKENDS, SETTINGS, setting_argument, setting_problems  # noqa: F401
+from ..templates.runtime.settings import BACKENDS, SETTINGS, setting_argument, setting_flag, setting_problems  # noqa: F401
 
 # The line a generated module's runtime starts after (the golden tests compare the model above it).
 MARKER = "# The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/)."

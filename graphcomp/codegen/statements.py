@@ -113,7 +113,7 @@ class ModuleCode:
         common, text = self._common_parts(node, args, text)
         if self._numbers[node]:  # a line of its own is read by functions too: an array, not an int
             text = f"xp.asarray({text}, dtype=xp.{self.dtype})"
-        return common + [Statement(self.names.variable(node), text)]
+        return common + [Statement(self.names.variable(node), text, computes=(node, args))]
 
     def _common_parts(self, node: Node, args: tuple, text: str | None) -> tuple[list[Statement], str]:
         """A fused formula's repeated subexpressions, computed once each (sympy.cse): (their lines,

@@ -1,11 +1,10 @@
 """The `graphcomp` command: compile, grad, graph, check and train a model spec.
 
-A spec is a TOML file (see graphcomp.spec) or a Python file that builds a gc.Graph
-(a module-level `graph`, or a `build()` function returning one). Any problem with the
-input is one line on stderr naming the file, the entry and the problem, with exit
-code 2; nothing is written then. Outputs are checked before any work: none may be one of the
-command's inputs or another output, and each folder must take a new file; every file is written
-atomically (graphcomp.files), so a failure leaves the old file as it was.
+A spec is a TOML file (see graphcomp.spec) or a Python file that builds a gc.Graph (a module-level
+`graph`, or a `build()` function returning one). Any problem with the input is one line on stderr naming
+the file, the entry and the problem, with exit code 2; nothing is written then. Outputs are checked
+before any work: none may be one of the command's inputs or another output, and each folder must take a
+new file; every file is written atomically (graphcomp.files), so a failure leaves the old file as it was.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 
-from ..codegen.runtime import BACKENDS, SETTINGS, setting_argument
+from ..codegen.runtime import BACKENDS, SETTINGS, setting_flag
 from ..codegen import loss_name, wrt_leaves
 from ..errors import GraphcompError, InputError, OutputError
 from ..files import check_outputs, file_with_suffix, read_file, reading
@@ -138,9 +137,8 @@ def _add_train_command(commands) -> None:
     p.add_argument("--params", help="start from these saved params (.npz) instead of the spec's initial ones")
     p.add_argument("--resume", metavar="RUN", help="continue the run saved in this .npz file (params, optimizer "
                    "state, epoch, random generator) with its settings; flags given override them")
-    for setting in SETTINGS.values():
-        p.add_argument(setting.flag, type=setting_argument(setting), default=argparse.SUPPRESS,  # given or not
-                       help=f"{setting.help} (overrides the spec's [training] setting; default {setting.default})")
+    for setting in SETTINGS.values():  # (--check-finite also compiles the module with check_finite)
+        setting_flag(p, setting, f"{setting.help} (overrides the spec's [training] setting; default {setting.default})")
     p.add_argument("--backend", choices=tuple(BACKENDS),
                    help="the array library to train with (default numpy; others need array-api-compat)")
     p.add_argument("--every", type=int, metavar="N", help="print progress every N epochs, and the last (default: "
@@ -171,7 +169,7 @@ def _grad(args: argparse.Namespace) -> int:
         steps = model.derivation(at=at, unroll=True)  # a loop step by step: backpropagation through time
         if at is not None and at.described:
             print(("% " if args.latex else "# ") + at.described)
-        print(steps.latex() if args.latex else steps.text())
+        print(steps.latex() + "".join(f"\n% kink: {note}" for note in steps.kinks) if args.latex else steps.text())
         return 0
     formulas = model.gradient_latex() if args.latex else model.gradient_text()
     several_lines = any("\n" in formula for formula in formulas.values())
@@ -240,7 +238,7 @@ def _train(args: argparse.Namespace) -> int:
                            ".npz", "params.npz")  # resume: in place
     output = _python_output(args.output) if args.output else None
     check_outputs({"-o": output, "--out": out}, {"the spec": args.spec, "--data": args.data, "--params": args.params})
-    model = _compiled(read_spec(args.spec))
+    model = _compiled(read_spec(args.spec), check_finite=getattr(args, "check_finite", None))
     m = model.load()
     run = read_file(m.load_run, args.resume) if args.resume else None
     settings = _training_settings(args, m.TRAINING, run)
@@ -291,8 +289,9 @@ def _fit(args: argparse.Namespace, m, params: dict | None, data: dict, settings:
         return 130
     except FloatingPointError as error:
         saved, last = getattr(error, "saved", None), getattr(error, "epoch", 1) - 1
-        print(f"graphcomp: error: {_one_line(str(error))}; "
-              + (f"saved the params of epoch {last} to {saved}" if saved else "nothing saved"), file=sys.stderr)
+        first, *report = str(error).split("\n")  # check_finite's report: one line each
+        print(f"graphcomp: error: {_one_line(first)}; " + (f"saved the params of epoch {last} to {saved}" if saved
+              else "nothing saved"), *map(_one_line, report), sep="\n", file=sys.stderr)
         return 1
     except OSError as error:  # train() could not write `out` (a full disk): its message names the file
         raise OutputError(str(error)) from None
@@ -372,9 +371,10 @@ def _graph_of(module, path: str) -> Graph:
     raise SpecError(path, "", "define the model as a module-level `graph` (a gc.Graph) or a `build()` function returning one")
 
 
-def _compiled(spec: Spec, simplify: bool = True) -> CompiledModel:
+def _compiled(spec: Spec, simplify: bool = True, check_finite: bool | None = None) -> CompiledModel:
+    check_finite = spec.training.get("check_finite", False) if check_finite is None else check_finite  # [training]'s
     return compile(spec.graph, wrt=spec.wrt, loss=spec.loss, simplify=simplify, predict=spec.predict,
-                   target=spec.target, training=spec.training)
+                   target=spec.target, training=spec.training, check_finite=check_finite)
 
 
 if __name__ == "__main__":

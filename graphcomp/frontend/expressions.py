@@ -10,10 +10,11 @@ import math
 from typing import Any, Callable
 
 from ..errors import GraphcompError
-from ..ir import Node, apply
 from ..diff.forward import jvp
+from ..ir import Node, apply, declaring
 from . import dsl, losses
 from .custom import CustomOp
+from .spec_lines import entry_place
 
 
 class SpecError(GraphcompError, ValueError):
@@ -84,7 +85,8 @@ class Evaluator:
     def evaluate(self, tree: ast.AST) -> Any:
         """The value of a whole expression; nesting deeper than Python's stack is a SpecError."""
         try:
-            return self.visit(tree)
+            with declaring(entry_place(self.file, self.where)):  # its values are declared at this entry
+                return self.visit(tree)
         except RecursionError:
             raise self.error(TOO_DEEP) from None
 

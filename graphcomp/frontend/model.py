@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..codegen import GeneratedModule, generate
+from ..errors import GraphError
 from ..files import write_atomic
 from ..inspection.derivation import Derivation, derivation
 from ..inspection.equations import gradient_latex, gradient_text
@@ -76,7 +79,7 @@ class CompiledModel(GeneratedModule):
 def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = None,
             dtype: str = "float64", simplify: bool = True, predict: str | None = None,
             target: str | None = None, training: dict | None = None, check_shapes: bool = False,
-            runtime: bool = True) -> CompiledModel:
+            runtime: bool = True, check_finite: bool = False) -> CompiledModel:
     """Differentiate `graph` and generate its NumPy module.
 
     wrt: leaf names to differentiate with respect to; by default every param,
@@ -89,8 +92,12 @@ def compile(graph: Graph, wrt: Sequence[str] | None = None, loss: str | None = N
     check_shapes: a debug mode in which the module checks, after every line of forward and
     gradients, that the value computed has the shape the graph gives it. runtime: False writes only
     forward and gradients (and what they call), for users who bring their own training loop.
+    check_finite: a debug mode in which the module stops at the first value of forward or gradients
+    that holds NaN or an infinity, naming its line, formula, operands and where it was declared.
     """
     check_request(graph, wrt, loss, dtype, predict, target, training)
     check_custom_rules(graph)  # each custom op's rule against finite differences (unless check=False)
+    if not isinstance(check_finite, (bool, np.bool_)):
+        raise GraphError(f"compile: check_finite must be True or False, got {check_finite!r}")
     return generate(graph, wrt, loss, dtype, simplify, predict, target, training, check_shapes, runtime,
-                    model_class=CompiledModel)
+                    model_class=CompiledModel, check_finite=bool(check_finite))

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..ir import Graph, Node
+from ..ir import Declared, Graph, Node, declaring
 from . import dsl, losses
 from .expressions import Evaluator, SpecError, guard, parse
 from .layers import mlp
 from .request import TRAINING_KEYS, training_problems
 from .spec_loops import build_scan, read_scans
+from .spec_lines import reading
 from .spec_ops import read_ops
 from .spec_order import evaluation_order
 
@@ -50,7 +51,8 @@ def load(path: str | Path) -> Spec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(file, "", f"not valid TOML: {error}") from None
-    return build(data, file)
+    with reading(file, text):  # its entries' lines, for where each value was declared
+        return build(data, file)
 
 
 def build(data: dict, file: str = "<spec>") -> Spec:
@@ -65,7 +67,8 @@ def build(data: dict, file: str = "<spec>") -> Spec:
     builders = {"graph": _general, "mlp": _mlp, "cnn": _cnn}
     if kind not in builders:
         raise SpecError(file, "model.kind", f"unknown kind {kind!r}; choose one of {', '.join(builders)}")
-    spec = builders[kind](graph, data, model, file)
+    with declaring(Declared(file)):  # values built outside an entry's expression (a kind's layers): the file
+        spec = builders[kind](graph, data, model, file)
     spec.training = _training(data, file)
     for key in ("loss", "predict"):
         value = getattr(spec, key)
@@ -239,6 +242,8 @@ def _training(data: dict, file: str) -> dict[str, Any]:
         if key in ("optimizer", "schedule"):
             if value is not None and not isinstance(value, str):
                 raise SpecError(file, f"training.{key}", f"expected a name, got {value!r}")
+        elif key == "check_finite":  # true or false: training_problems says so
+            continue
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(file, f"training.{key}", f"expected a number, got {value!r}")
     for key, problem in training_problems(settings).items():

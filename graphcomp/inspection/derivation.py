@@ -23,6 +23,7 @@ from ..ir import Node, toposort
 from ..ops import OPS, in_terms_of, scalar_expr
 from ..ops.nn import softmax_of
 from .equations import is_scalar_graph
+from .kinks import kink_notes
 from .leaf_values import batch_size, check_leaves, computed_values
 from .loop_steps import LoopStep, loop_steps
 from .notation import Notation, grouped_text, signed, signed_text
@@ -151,6 +152,7 @@ class Derivation:
     backward: Backward | None = field(default=None, repr=False)
     node_values: dict[Node, object] = field(default_factory=dict, repr=False)
     loops: list[LoopStep] = field(default_factory=list)  # each loop's recursions, forward and backward
+    kinks: list[str] = field(default_factory=list)  # values on a kink at `at`, and the derivative taken (kinks.py)
 
     def _lines(self, latex: bool) -> list[str]:
         """Each step's line, a loop's forward recursion after the loop's value and its backward
@@ -178,8 +180,9 @@ class Derivation:
         return math_html(self.latex())
 
     def text(self) -> str:
-        """The forward pass, then one plain-text line per backward step: df/du = 1 * df/dt1 = 1 * 4 = 4."""
-        return "\n".join(self._lines(latex=False))
+        """The forward pass, then one plain-text line per backward step: df/du = 1 * df/dt1 = 1 * 4 = 4;
+        then a note for each value that sits on a kink."""
+        return "\n".join(self._lines(latex=False) + [f"kink: {note}" for note in self.kinks])
 
     __str__ = text
 
@@ -237,7 +240,8 @@ def derivation(model: GeneratedModule, at: Mapping[str, object] | None = None, u
                                       batch_size(graph, at)))
     forward = leaving_out(forward, [None] * (len(forward) - len(computed)) + computed, elided)
     steps = leaving_out(steps, order, elided)
-    return Derivation(loss, steps, named_values, forward, backward, values, list(loops.values()))
+    kinks = kink_notes(computed, values, notation.name, notation.text, backward.paths)
+    return Derivation(loss, steps, named_values, forward, backward, values, list(loops.values()), kinks)
 
 
 class _ChainRule:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..errors import GraphError
+from .declared import record
 from .naming import check_user_name
 from .shapes import Shape, check_shape, format_shape, normalize_index
 
@@ -155,6 +156,7 @@ def apply(op_name: str, *operands: Any, **attrs: Any) -> Node:
         shape = op.shape(tuple(x.shape for x in inputs), dict(frozen))
         node = Node(op_name, inputs, frozen, tuple(shape))
         _INTERNED[key] = node
+        record(node)  # where the user built it, for reports of its value (ir/declared.py)
     return node
 
 
@@ -320,6 +322,7 @@ class Graph:
     # ---- helpers ------------------------------------------------------
     def _leaf(self, node: Node) -> Node:
         self.leaves[node.name] = node
+        record(node)
         return node
 
     def _new_name(self, name: str, what: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import weakref
 
-from ..ir import Graph, Node, apply, toposort
+from ..ir import Graph, Node, apply, inherit, toposort
 from ..ops.scan import Body
 from .changes import rebuild
 from .fusion import fuse_chains
@@ -30,6 +30,8 @@ def simplified(body: Body) -> Body:
     step.outputs = {f"out{k}": x for k, x in enumerate(outputs)}  # the step's values, named for the pass only
     fused = fuse_chains(step, set(body.carries + body.xs + body.captured))
     outputs = [fused.get(x, x) for x in outputs]
+    for old, new in [*mapping.items(), *fused.items()]:  # where the user wrote each value of the step
+        inherit(new, old)
     c = len(body.carries)
     return Body(carries=body.carries, xs=body.xs, captured=body.captured,
                 new_carries=tuple(outputs[:c]), ys=tuple(outputs[c:]))

@@ -22,6 +22,7 @@ NEEDS: dict = {}           # output -> the inputs it is computed from
 GRADIENT_ARGS: tuple = ()  # _gradients' arguments after xp, in order
 USES_DROPOUT = False       # _gradients takes a random generator first (for dropout masks)
 _CHECKED_LINES: dict = {}  # with check_shapes: each checked variable's line
+_FINITE_LINES: dict = {}   # with check_finite: line -> (variable, code, formula, operands, where declared)
 
 
 def init_params(seed=0):

@@ -3,7 +3,7 @@ import numpy as np
 
 from ._model import NEEDS, PREDICT, TRAINING, init_params
 from .files import _npz_path, _writable, load_data, load_params, load_run
-from .settings import BACKENDS, SETTINGS, setting_argument, setting_problems
+from .settings import BACKENDS, SETTINGS, setting_flag, setting_problems
 from .training import (TrainingDiverged, TrainingInterrupted, _best, _figures, _progress, _progress_every, _shown,
                        evaluate, predict, train)
 
@@ -28,9 +28,7 @@ def main(argv=None):
                      "(default: about 20 lines, every max(1, ceil(epochs / 20)) epochs)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines")
     for setting in SETTINGS.values():
-        default = TRAINING.get(setting.name, setting.default)
-        fit.add_argument(setting.flag, type=setting_argument(setting), default=argparse.SUPPRESS,  # given or not
-                         help=f"{setting.help} (default: {default})")
+        setting_flag(fit, setting, f"{setting.help} (default: {TRAINING.get(setting.name, setting.default)})")
     score = commands.add_parser("evaluate", help="print the loss (and accuracy) on a data file")
     score.add_argument("--params", required=True, help="trained params (.npz)")
     score.add_argument("--data", required=True, help=".npz or .csv file of the inputs and targets")
@@ -89,8 +87,10 @@ def _train_command(args):
             if stop.saved else "no epoch was completed: nothing saved"), file=sys.stderr)
         return 130
     except TrainingDiverged as stop:
-        print(f"error: {stop}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
-                                    if stop.saved else f"nothing saved ({out} is unchanged)"), file=sys.stderr)
+        first, *report = str(stop).split("\n")  # check_finite's report follows its first line
+        print(f"error: {first}; " + (f"saved the params of epoch {stop.run['epoch']}, the last finite ones, to {stop.saved}"
+                                     if stop.saved else f"nothing saved ({out} is unchanged)"), *report, sep="\n",
+              file=sys.stderr)
         return 1
     best = _best(records)
     if best:

@@ -2,8 +2,8 @@
 Each is copied into a module only when one of its lines calls it, with the helpers it calls in turn."""
 import numpy as np
 
-from ._model import _CHECKED_LINES, DTYPE
-from .arrays import _NP
+from ._model import _CHECKED_LINES, _FINITE_LINES, DTYPE
+from .arrays import _NP, _numpy
 
 
 def _sigmoid(xp, x):
@@ -206,6 +206,72 @@ def _expect_shape(value, expected, name):
     if shape != expected:
         raise ValueError(f"check_shapes: {name} = {_CHECKED_LINES[name]} computed shape {shape}, "
                          f"but the graph gives {name} the shape {expected}")
+
+
+class NotFiniteValue(FloatingPointError):
+    """check_finite: a line of the model computed a value holding NaN or an infinity. `line`: the line of
+    the module; `name`: the value's variable; `index`: the first element that is not finite."""
+
+    def __init__(self, message, line, name, index):
+        super().__init__(message)
+        self.line, self.name, self.index = line, name, index
+
+
+def _expect_finite(xp, value, line, operands=()):
+    """check_finite: the value the line above computed must hold finite numbers only; else stop, with its
+    line, formula, operands and where it was declared (_FINITE_LINES[line])."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and not (dtype.kind in "fc" if xp is _NP else xp.isdtype(dtype, ("real floating", "complex floating"))):
+        return  # integers (ids) and booleans are finite
+    if not bool(xp.all(xp.isfinite(value))):
+        _not_finite(value, line, operands)
+
+
+def _not_finite(value, line, operands):
+    """Raise NotFiniteValue with the report: the line, the formula, where the value was declared, its
+    first element that is not finite, and each operand's value there."""
+    name, code, formula, labels, place = _FINITE_LINES[line]
+    values = _numpy(value)
+    bad = ~np.isfinite(values)
+    index = tuple(int(k) for k in np.argwhere(bad)[0])
+    kinds = ((np.isnan(values), "nan"), (values == np.inf, "inf"), (values == -np.inf, "-inf"))
+    counts = ", ".join(f"{int(found.sum())} {kind}" for found, kind in kinds if found.any())
+    module = str(globals().get("__file__", "model.py")).replace("\\", "/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    report = [f"not a finite number at {module} line {line}: {name} = {code}",
+              f"  formula:  {name} = {formula}",
+              f"  declared: {place or 'by graphcomp (part of a derivative)'}",
+              f"  {name}{_index_text(index)} = {values[index]}  "
+              f"({int(bad.sum())} of {values.size} not finite: {counts})"]
+    for label, operand in zip(labels, operands):
+        array = _numpy(operand)
+        report.append(f"  {label}{_at(array, index, values.shape)}  ({_summary(array)})")
+    raise NotFiniteValue("\n".join(report), line, name, index)
+
+
+def _index_text(index):
+    return "[" + ", ".join(map(str, index)) + "]" if index else ""
+
+
+def _at(array, index, shape):
+    """An operand's value at the bad element: broadcasting reads index 0 along its axes of size 1; an
+    operand of another shape (a matmul's, a reduction's) has no one element there."""
+    if array.ndim > len(shape) or any(d not in (1, s) for d, s in zip(array.shape[::-1], shape[::-1])):
+        return ""
+    position = tuple(0 if d == 1 else k for d, k in zip(array.shape, index[len(shape) - array.ndim:]))
+    return f"{_index_text(position)} = {array[position]}"
+
+
+def _summary(array):
+    """An operand in one phrase: its shape, its range and how many of its values are not finite."""
+    finite = np.isfinite(array)
+    shape = "(" + ", ".join(map(str, array.shape)) + ("," if array.ndim == 1 else "") + ")"
+    if not array.ndim:
+        return "a number"
+    described = f"shape {shape}"
+    if finite.any():
+        described += f", from {array[finite].min():.6g} to {array[finite].max():.6g}"
+    missing = int(array.size - finite.sum())
+    return described + (f", {missing} not finite" if missing else ", all finite")
 
 
 def _variance(xp, x, mean, axis):

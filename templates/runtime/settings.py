@@ -72,6 +72,9 @@ SETTINGS = {setting.name: setting for setting in (
              "takes lr * min(1, (k + 1) / warmup) times the schedule's factor"),
     _Setting("validation", float, 0.0, _number(0, 1, open_high=True), "a fraction in [0, 1)",
              "the fraction of examples held out and scored after every epoch"),
+    _Setting("check_finite", bool, False, lambda value: isinstance(value, bool), "true or false",
+             "stop at the first value that is not a finite number: in a module compiled with check_finite, "
+             "at its line, with its formula and operands; else the loss, a gradient or a param after each step"),
 )}
 
 # The array libraries train() can move data to: backend name -> the module whose asarray makes its arrays.
@@ -95,6 +98,17 @@ def setting_problems(settings):
         elif not setting.accepts(value):
             problems[name] = f"must be {setting.must_be}, got {value!r}"
     return problems
+
+
+def setting_flag(parser, setting, help):
+    """Add one setting's flag to a command line: `--lr 0.1`; a true-or-false setting is a switch,
+    `--check-finite`. Absent unless given (argparse.SUPPRESS), so that other sources of it count."""
+    import argparse
+
+    if setting.kind is bool:
+        parser.add_argument(setting.flag, action="store_true", default=argparse.SUPPRESS, help=help)
+    else:
+        parser.add_argument(setting.flag, type=setting_argument(setting), default=argparse.SUPPRESS, help=help)
 
 
 def setting_argument(setting):

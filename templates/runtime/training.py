@@ -29,7 +29,7 @@ class TrainingDiverged(FloatingPointError):
 
 def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", momentum=0.9, beta1=0.9,
           beta2=0.999, schedule=None, step_size=10, gamma=0.5, weight_decay=None, l1=0.0, clip=None, warmup=0,
-          validation=0.0, backend=None, resume=None, out=None, verbose=False, on_epoch=None):
+          validation=0.0, check_finite=False, backend=None, resume=None, out=None, verbose=False, on_epoch=None):
     """Minibatch training of LOSS, shuffling the examples at every epoch (from `seed`).
 
     params: {name: array}, e.g. from init_params(), with batch norm's BUFFERS, which each step updates
@@ -45,7 +45,10 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
     k (counted from 0 over the run) takes lr * min(1, (k + 1) / warmup) times the schedule's factor,
     which for "cosine" becomes (1 + cos(pi * max(0, k - warmup) / max(1, steps - warmup))) / 2 over
     the run's `steps` = epochs * batches per epoch. validation: the fraction of examples held out
-    (chosen from `seed`) and scored after every epoch.
+    (chosen from `seed`) and scored after every epoch. check_finite: after every step, the loss, each
+    gradient and each updated param must be finite numbers, else TrainingDiverged names the first that
+    is not, its step and batch (a module compiled with check_finite stops earlier, at the line
+    computing the first value that is not finite, with its report).
     backend: None computes with the library of the arrays given (NumPy for NumPy arrays); "numpy",
     "torch", "cupy", "jax" or "dask" moves them there first (that library and array_api_compat must be
     installed). With Dask, the data stay chunked over the examples and each step's gradients are
@@ -66,7 +69,7 @@ def train(params, data, *, epochs, lr, batch_size, seed=0, optimizer="sgd", mome
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "optimizer": optimizer,
                 "momentum": momentum, "beta1": beta1, "beta2": beta2, "schedule": schedule, "step_size": step_size,
                 "gamma": gamma, "weight_decay": weight_decay, "l1": l1, "clip": clip, "warmup": warmup,
-                "validation": validation}
+                "validation": validation, "check_finite": check_finite}
     for name, problem in setting_problems(settings).items():
         raise ValueError(f"{name} {problem}")
     if resume is not None:
@@ -111,6 +114,26 @@ class _NotFinite(Exception):
         self.batch = batch
 
 
+def _expect_finite_step(keep, values, step, batch):
+    """check_finite without line checks: the first of `values` ({what: array}) that is not finite, with
+    the step, the position of its first bad element and how to find the line that computed it."""
+    for what, value in values.items():
+        if not bool(keep.all(keep.isfinite(value))):
+            array = _numpy(value)
+            bad = ~np.isfinite(array)
+            index = [int(k) for k in np.argwhere(bad)[0]]
+            raise _NotFinite(f"step {step + 1}: {what} holds {array[tuple(index)]} at index {index} "
+                             f"({int(bad.sum())} of {array.size} values not finite){_where_first()}", batch)
+
+
+def _where_first():
+    """How to find the line: a module that does not check its lines (check_finite) cannot say it."""
+    if globals().get("_FINITE_LINES"):
+        return ""
+    return ("; compile the model with check_finite=True (graphcomp train --check-finite) to stop at the line "
+            "that computes the first value that is not finite")
+
+
 def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     """One pass over the training examples in a fresh random order; the epoch's record."""
     import functools
@@ -131,17 +154,26 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         rows = order[start:start + batch_size]
         arguments = [_rows(xp, split.train[name], rows, name) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
-        outputs, grads, *statistics = step(xp, *arguments)  # with BUFFERS, also the batch statistics
+        try:
+            outputs, grads, *statistics = step(xp, *arguments)  # with BUFFERS, also the batch statistics
+        except FloatingPointError as error:  # compiled with check_finite: a line computed a value that is not finite
+            raise _NotFinite(f"step {run.step + 1}: {error}", batch) from None
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
             outputs, grads, *statistics = _computed(outputs, grads, *statistics)
         loss = float(outputs[LOSS])
         if not math.isfinite(loss):
-            raise _NotFinite(f"the loss is {loss}", batch)
+            raise _NotFinite(f"step {run.step + 1}: the loss is {loss}{_where_first()}" if settings["check_finite"]
+                             else f"the loss is {loss}", batch)
+        if settings["check_finite"]:
+            _expect_finite_step(keep, {f"the gradient of {name!r}": grads[name] for name in TRAINED}, run.step, batch)
         step_rate = _warmed(rate, run.step, steps, settings)
         run.step += 1
         grads = _clipped(keep, grads, settings["clip"])
         for name in TRAINED:
             _apply(keep, run, name, grads[name], step_rate, settings)
+        if settings["check_finite"]:
+            _expect_finite_step(keep, {f"param {name!r} after its update": params[name] for name in TRAINED},
+                                run.step - 1, batch)
         for name, value in (statistics[0] if statistics else {}).items():  # batch norm's running statistics
             params[name] = (1 - RUNNING_MOMENTUM[name]) * params[name] + RUNNING_MOMENTUM[name] * value
         total += loss * len(rows)
