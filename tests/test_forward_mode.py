@@ -258,3 +258,26 @@ def test_gaussian_nll_tangent_through_matrix_rules_matches_torch():
     value, tangent = torch.func.jvp(nll_of, (t["L"],), (t["V"],))
     out = m.forward(**arrays)
     assert abs(out["nll"] - value.item()) < 1e-10 and abs(out["dot_nll"] - tangent.item()) < 1e-10
+
+
+def test_mlp_tangent_matches_jax_jvp():
+    import jax
+    import jax.numpy as jnp
+
+    was = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        rng = np.random.default_rng(8)
+        m = gc.compile(_mlp_graph(), loss="loss").load()
+        arrays = {"x": rng.normal(size=(6, 4)), "y": np.eye(3)[rng.integers(0, 3, 6)], "W1": rng.normal(size=(4, 5)),
+                  "b1": rng.normal(size=5), "W2": rng.normal(size=(5, 3)), "b2": rng.normal(size=3),
+                  "V1": rng.normal(size=(4, 5)), "v2": rng.normal(size=3)}
+
+        def loss(W1, b2):
+            z = jnp.tanh(arrays["x"] @ W1 + arrays["b1"]) @ arrays["W2"] + b2
+            return -(arrays["y"] * jax.nn.log_softmax(z, axis=1)).sum(axis=1).mean()
+        value, tangent = jax.jvp(loss, (arrays["W1"], arrays["b2"]), (arrays["V1"], arrays["v2"]))
+        out = m.forward(**arrays)
+        assert abs(out["loss"] - float(value)) < 1e-10 and abs(out["dot_loss"] - float(tangent)) < 1e-10
+    finally:
+        jax.config.update("jax_enable_x64", was)
