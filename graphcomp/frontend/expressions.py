@@ -26,6 +26,21 @@ class SpecError(GraphcompError, ValueError):
         super().__init__(message)
 
 
+def checked_table(table: Any, file: str, where: str, allowed: set[str], required: tuple[str, ...],
+                  example: str) -> dict:
+    """A spec's sub-table ([scan.NAME], [ops.NAME]) as a dict, after the checks every such table gets:
+    it is a table, its keys are known, the required ones are there; each problem is one SpecError."""
+    if not isinstance(table, dict):
+        raise SpecError(file, where, f"expected a table [{where}], {example}")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SpecError(file, where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+    for key in required:
+        if key not in table:
+            raise SpecError(file, where, f"missing {key!r}; {example}")
+    return table
+
+
 def _printable(text: str) -> str:
     """One line, whatever the user wrote: control characters as Python escapes."""
     return text if text.isprintable() else repr(text)[1:-1]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ir import Graph, Node, format_shape
-from .expressions import Evaluator, Results, SpecError, guard, parse
+from .expressions import Evaluator, Results, SpecError, checked_table, guard, parse
 from .recurrent import scan
 from .spec_order import evaluation_order
 
@@ -70,14 +70,7 @@ def read_scans(tables: Any, outer_names: dict[str, str], file: str) -> dict[str,
 
 def _read_scan(name: str, table: Any, file: str, taken: dict[str, str]) -> ScanTable:
     where = f"scan.{name}"
-    if not isinstance(table, dict):
-        raise SpecError(file, where, f"expected a table [{where}], {EXAMPLE}")
-    unknown = sorted(set(table) - SCAN_KEYS)
-    if unknown:
-        raise SpecError(file, where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(SCAN_KEYS))}")
-    for key in ("xs", "init", "step"):
-        if key not in table:
-            raise SpecError(file, where, f"missing {key!r}; {EXAMPLE}")
+    table = checked_table(table, file, where, SCAN_KEYS, ("xs", "init", "step"), EXAMPLE)
     parts = {key: _expressions(table.get(key, {}), file, f"{where}.{key}", required=key != "let" and key != "ys")
              for key in ("xs", "init", "let", "step", "ys")}
     _check_carries(parts["init"], parts["step"], file, where)

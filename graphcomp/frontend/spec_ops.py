@@ -20,7 +20,7 @@ from typing import Any
 
 from ..ir import Node
 from .custom import RESERVED, CustomOp, custom_op
-from .expressions import FUNCTIONS, LAYERS, Evaluator, SpecError, guard, parse
+from .expressions import FUNCTIONS, LAYERS, Evaluator, SpecError, checked_table, guard, parse
 
 OP_KEYS = {"inputs", "forward", "vjp", "jvp", "check"}
 EXAMPLE = 'e.g. [ops.softplus_stable] with inputs = ["x"], forward = "log(1 + exp(x))", vjp.x = "g * sigmoid(x)"'
@@ -46,14 +46,7 @@ def read_ops(tables: Any, taken: dict[str, str], file: str) -> dict[str, CustomO
 
 def _read_op(name: str, table: Any, file: str, earlier: dict[str, CustomOp]) -> CustomOp:
     where = f"ops.{name}"
-    if not isinstance(table, dict):
-        raise SpecError(file, where, f"expected a table [{where}], {EXAMPLE}")
-    unknown = sorted(set(table) - OP_KEYS)
-    if unknown:
-        raise SpecError(file, where, f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(OP_KEYS))}")
-    for key in ("inputs", "forward", "vjp"):
-        if key not in table:
-            raise SpecError(file, where, f"missing {key!r}; {EXAMPLE}")
+    table = checked_table(table, file, where, OP_KEYS, ("inputs", "forward", "vjp"), EXAMPLE)
     inputs = _inputs(table["inputs"], file, f"{where}.inputs")
     forward = _expression(table["forward"], set(inputs), earlier, file, f"{where}.forward")
     rules = table["vjp"]
