@@ -19,7 +19,7 @@ from ..errors import GraphError
 from ..formulas.derivatives import G, placeholder
 from ..formulas.functions import expm1, log1p
 from ..formulas.latex import elementwise_latex, latex_number, latex_operator, operand_symbol
-from ..formulas.printing import number_text
+from ..formulas.printing import number_text, sympy_number
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes
 from .pointwise import fuse, pointwise
@@ -105,7 +105,7 @@ def _where_jvp(node: Node, tangents: tuple) -> Node | None:
 def _where_latex(node: Node, args: tuple) -> str:
     """a 1[c] + b 1[¬c], the notation of every case distinction (a 0 term left out)."""
     dummies = {k: operand_symbol(f"w{k}", a) for k, a in enumerate(args) if isinstance(a, str)}
-    symbols = [dummies[k][0] if k in dummies else sp.sympify(a) for k, a in enumerate(args)]
+    symbols = [dummies[k][0] if k in dummies else sympy_number(a) for k, a in enumerate(args)]
     expr = sp.Piecewise((symbols[0], RELATIONS[node.attr("relation")](symbols[2], symbols[3])), (symbols[1], True),
                         evaluate=False)
     return elementwise_latex(expr, dict(dummies.values()), tensor=node.shape != ())
