@@ -86,12 +86,29 @@ def _writable(path):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise NotADirectoryError(0, f"{folder} is a file, not a folder")
         os.makedirs(folder, exist_ok=True)
-        descriptor, probe = _new_file_beside(os.path.join(folder, "write-test"))
-        os.close(descriptor)
-        os.unlink(probe)
+        _probe_folder(folder)
     except OSError as error:
         raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     return path
+
+
+def _probe_folder(folder):
+    """Prove that `folder` takes a new file. Where the system makes unnamed files (Linux's O_TMPFILE) the
+    probe has no name, so a process killed at that instant leaves nothing behind; elsewhere a hidden file
+    is made and removed at once."""
+    import errno
+    import os
+
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
+            return
+        except OSError as error:  # a file system without unnamed files says so; any other error is the answer
+            if error.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+    descriptor, probe = _new_file_beside(os.path.join(folder, "write-test"))
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def _write_atomic(path, arrays):
