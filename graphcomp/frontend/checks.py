@@ -9,9 +9,10 @@ import numpy as np
 
 from ..diff.forward import jvp
 from ..errors import DifferentiationError
+from ..inspection.tangents import free_name
 from ..diff.gradcheck import gradient_errors
 from ..diff.reverse import grad
-from ..ir import Graph, Node, apply
+from ..ir import Node, apply
 from .model import CompiledModel, compile
 from .spec import Spec
 
@@ -46,7 +47,7 @@ def adjoint_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int =
     source = spec.graph
     leaves = [leaf for leaf in source.leaves.values() if not leaf.is_integer_input]
     graph, pairs = source.remapped({}), {}
-    tangents = {leaf: graph.input(_fresh(graph, f"v_{leaf.name}"), leaf.shape) for leaf in leaves}
+    tangents = {leaf: graph.input(free_name(graph, f"v_{leaf.name}"), leaf.shape) for leaf in leaves}
     skipped: dict[str, float | str] = {}
     for name, output in source.outputs.items():
         try:
@@ -56,9 +57,9 @@ def adjoint_errors(model: CompiledModel, spec: Spec, seed: int = 0, batch: int =
             continue
         if moved.op == "zeros_like":
             continue
-        u = graph.input(_fresh(graph, f"u_{name}"), output.shape)
+        u = graph.input(free_name(graph, f"u_{name}"), output.shape)
         pulled = grad(_inner(output, u), leaves)
-        pairs[name] = (_fresh(graph, f"Jv_{name}"), _fresh(graph, f"vJu_{name}"))
+        pairs[name] = (free_name(graph, f"Jv_{name}"), free_name(graph, f"vJu_{name}"))
         graph.output(pairs[name][0], _inner(moved, u))
         graph.output(pairs[name][1], _sum_of([_inner(g, tangents[x]) for x, g in zip(leaves, pulled)]))
     if not pairs:
@@ -87,10 +88,3 @@ def _sum_of(terms: list[Node]) -> Node:
     for term in terms[1:]:
         total = total + term
     return total
-
-
-def _fresh(graph: Graph, name: str) -> str:
-    taken, candidate, k = set(graph.leaves) | set(graph.outputs), name, 2
-    while candidate in taken:
-        candidate, k = f"{name}_{k}", k + 1
-    return candidate

@@ -34,12 +34,12 @@ def tangent_derivation(model: GeneratedModule, tangents: Mapping[str, object],
             raise GraphError(f"--tangent: {name!r} is no input or param of graph {source.name!r}; they are "
                              + ", ".join(source.leaves))
         leaf = source.leaves[name]
-        moved[leaf] = graph.input(_free(graph, TANGENT_PREFIX + name), leaf.shape)
+        moved[leaf] = graph.input(free_name(graph, TANGENT_PREFIX + name), leaf.shape)
     loss_node = source.outputs[loss]
     found = forward_mode([loss_node], moved)
     if loss_node not in found:
         raise GraphError(f"--tangent: {model.loss} does not depend on {', '.join(tangents)}")
-    graph.output(_free(graph, TANGENT_PREFIX + loss), found[loss_node])
+    graph.output(free_name(graph, TANGENT_PREFIX + loss), found[loss_node])
     traced = generate(graph, wrt=[], loss=loss, simplify=False)
     notation = Notation(traced.graph)
     values = _values(traced, {**(at or {}), **{moved[source.leaves[n]].name: v for n, v in tangents.items()}}) \
@@ -50,8 +50,8 @@ def tangent_derivation(model: GeneratedModule, tangents: Mapping[str, object],
     return Derivation(loss, [], {notation.name(n): v for n, v in values.items() if n in notation}, steps)
 
 
-def _free(graph: Graph, name: str) -> str:
-    """`name`, or name_2, ... if the graph has a value of that name."""
+def free_name(graph: Graph, name: str) -> str:
+    """`name`, or name_2, ... if the graph has a leaf or an output of that name: a name a view may add."""
     taken, candidate, k = set(graph.leaves) | set(graph.outputs), name, 2
     while candidate in taken:
         candidate, k = f"{name}_{k}", k + 1
