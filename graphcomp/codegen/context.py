@@ -11,6 +11,7 @@ from ..ops.indexing import id_bounds
 from ..version import __version__
 from .checks import checked_lines, checked_statements
 from .finite import add_finite_checks
+from .in_place import in_place_code, unpacking
 from .names import ValueNames
 from .running import buffer_rows, refuse_buffers_in_loops, statistics_returned
 from .runtime import helpers_called, runtime_source
@@ -41,7 +42,9 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
         _add_shape_checks(context, code, inference)
     if check_finite:  # (after the shape checks, which insert lines reading the batch size)
         add_finite_checks(context, code, inference)
-    functions = ("forward", "gradient_forward", "backward", "inference")
+    if code.gradients is not None and runtime and not (check_shapes or check_finite):  # (those check every line)
+        context.update(_in_place_context(code, context["gradient_forward"] + context["backward"]))
+    functions = ("forward", "gradient_forward", "backward", "inference", "in_place")
     lines = [s.expr for key in functions for top in context.get(key, ()) for _, s in top.nested()]  # a loop's lines too
     lines += [s.check for key in functions for s in context.get(key, ()) if s.check]
     lines += [operand for key in ("outputs", "gradient_outputs", "gradient_values", "inference_outputs")
@@ -65,6 +68,15 @@ def _gradients_context(code: ModuleCode) -> dict:
         "gradient_statistics": [(name, _statistic_text(function.operand(value), function.operand(x), row, name))
                                 for name, value, x, row in statistics_returned(code.roots) if name in graph.buffers],
     }
+
+
+def _in_place_context(code: ModuleCode, statements: list) -> dict:
+    """_gradients_in_place and _buffers, train()'s step on NumPy arrays (codegen/in_place.py)."""
+    written = in_place_code(code, statements)
+    if written is None:
+        return {}
+    return {"in_place": written.lines, "in_place_buffers": written.buffers,
+            "in_place_unpacking": unpacking(written.buffers)}
 
 
 def _statistic_text(value: str, x: str, row: Node, name: str) -> str:

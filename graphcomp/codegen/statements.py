@@ -44,6 +44,7 @@ class ModuleCode:
         # step computed again reads other variables)
         self._texts: dict[tuple, str] = {}
         self._common: dict[tuple, tuple[list[Statement], str]] = {}
+        self._formulas: dict[tuple, sp.Expr | None] = {}  # a fused formula over its common parts' names
         # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
         # which the standard's functions refuse: filled in topological order as statements are planned
         self._numbers: dict[Node, bool] = {}
@@ -121,9 +122,7 @@ class ModuleCode:
         if node.op != FUSED_FORMULA:
             return [], text
         if (node, args) not in self._common:
-            bound = scalar_expr(node).xreplace({
-                placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
-                for i, a in enumerate(args)})
+            bound = _bound(node, args)
             replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
             kept, conditions = _without_conditions(replacements)
             inside = self._written_parts(node, args)
@@ -143,7 +142,21 @@ class ModuleCode:
                     part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
                 lines.append(Statement(str(names[part]), part_text))
             self._common[node, args] = (lines, numpy_text(reduced) if kept else self._text(node, args))
+            self._formulas[node, args] = reduced if kept else None
         return self._common[node, args]
+
+    def is_number(self, node: Node) -> bool:
+        """Whether the code computes the value as a Python number (a count of examples, a formula of counts)."""
+        return self._numbers.get(node, False)
+
+    def formula(self, node: Node, args: tuple) -> sp.Expr | None:
+        """The formula a line of an elementwise node computes, over its operands' texts (and the names of
+        its formula's common parts, which lines before it compute); None for other nodes."""
+        if not OPS[node.op].has_formula or self._numbers.get(node) or _constant_text(node):
+            return None
+        if self._formulas.get((node, args)) is not None:
+            return self._formulas[node, args]
+        return _bound(node, args)
 
     def _written_parts(self, node: Node, args: tuple) -> dict[sp.Basic, Node]:
         """{formula over the operands' names: value of the graph as written} for the values a fused
@@ -185,6 +198,12 @@ class ModuleCode:
         if node not in self._custom_results:
             return OPS[node.op].inlined
         return node.op != FUSED_FORMULA or not self._common_parts(node, args, None)[0]
+
+
+def _bound(node: Node, args: tuple) -> sp.Expr:
+    """An elementwise node's formula over its operands as the code reads them: names, texts, numbers."""
+    return scalar_expr(node).xreplace({placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+                                       for i, a in enumerate(args)})
 
 
 def _or(node: Node | None, default: Node) -> Node:

@@ -105,7 +105,11 @@ def _matmul_batch(node: Node, operands: tuple) -> Node:
     return reshaped(apply("matmul", a2, b2), (k,) + node.shape)
 
 
-register(Op(name="matmul", arity=2, shape=_matmul_shape,
+def _matmul_into(node: Node, args: tuple, out: str) -> str | None:
+    return None if by_rows(*node.inputs) else f"np.matmul({args[0]}, {args[1]}, out={out})"
+
+
+register(Op(name="matmul", arity=2, shape=_matmul_shape, into=_matmul_into,
             emit=_matmul_emit, vjp=_matmul_vjp, jvp=linear_in(0, 1), batch=_matmul_batch,
             text=lambda node, args: f"{args[0]} @ {args[1]}",
             latex=lambda node, args: f"{group(args[0])} {group(args[1])}"))
@@ -217,13 +221,20 @@ def _reduce_shape(name: str) -> ShapeRule:
     return rule
 
 
-def _reduce_emit(function: str) -> Emit:
-    def emit(node: Node, args: tuple) -> str:
+_UFUNCS = {"sum": "add", "max": "maximum", "min": "minimum"}
+
+
+def _reduce_emit(function: str, into: bool = False) -> Emit:
+    """`xp.sum(x, axis=0)`; into: the in-place form, `np.add.reduce(x, axis=0, out=out)` (Op.into)."""
+    def emit(node: Node, args: tuple, out: str = "") -> str:
         x = node.inputs[0]
         axes = reduced_axes(node.attr("axis"), x.ndim)
         options = "" if axes == tuple(range(x.ndim)) else f", axis={axis_argument(axes)}"
         if node.attr("keepdims"):
             options += ", keepdims=True"
+        if into:  # the ufunc's own reduce (whose axis is 0 unless told): np.sum's checks cost more than a small sum
+            every = ", axis=None" if axes == tuple(range(x.ndim)) else ""
+            return f"np.{_UFUNCS[function]}.reduce({args[0]}{every}{options}, out={out})"
         return f"xp.{function}({args[0]}{options})"
     return emit
 
@@ -276,6 +287,7 @@ def _axes_latex(node: Node) -> str:
 
 
 register(Op(name="sum", arity=1, shape=_reduce_shape("sum"), emit=_reduce_emit("sum"), vjp=_sum_vjp,
+            into=_reduce_emit("sum", into=True),
             batch=over_axes,
             canonical=axes_canonical("sum", keepdims=True),
             jvp=linear_in(0), text=_reduction_text("sum"), latex=_reduction_latex("sum", r"\sum"),

@@ -133,6 +133,14 @@ def _sum_to_emit(node: Node, args: tuple) -> str:
     return text
 
 
+def _sum_to_into(node: Node, args: tuple, out: str) -> str | None:
+    """One sum written into `out` (Op.into); None for two (axes kept and axes summed away)."""
+    kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
+    if kept and leading:
+        return None
+    return f"np.add.reduce({args[0]}, axis={axis_argument(kept or leading)}{', keepdims=True' if kept else ''}, out={out})"
+
+
 def _sum_to_latex(node: Node, args: tuple) -> str:
     kept, leading = _sum_to_axes(node.inputs[0].shape, node.shape)
     if leading == (0,) and not kept:
@@ -160,7 +168,7 @@ def _sum_to_batch(node: Node, operands: tuple) -> Node:
     return x
 
 
-register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit,
+register(Op(name="sum_to", arity=1, shape=_sum_to_shape, emit=_sum_to_emit, into=_sum_to_into,
             vjp=lambda node, g: (apply("broadcast_like", g, node.inputs[0], axis=None),),
             jvp=linear_in(0), batch=_sum_to_batch,
             text=_sum_to_text, latex=_sum_to_latex, scalar_identity=True))

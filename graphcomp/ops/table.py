@@ -78,6 +78,10 @@ class Op:
     selects: Optional[Callable[[Node], object]] = None
     """One result of a value that is a tuple of arrays (a loop's): selects(node) -> which one. Reverse mode
     hands its adjoint to that value's rule, which gets {result: adjoint} for all its results at once."""
+    into: Optional[Callable[[Node, tuple, str], Optional[str]]] = None
+    """into(node, args, out) -> NumPy code writing the node's value into the existing array `out` of its
+    shape (`np.matmul(a, b, out=out)`), for the training step's in-place form (codegen/in_place.py); None:
+    the op keeps its ordinary line there. Ops declared by a formula need none (formulas/in_place.py)."""
     batch: Optional[Callable[[Node, tuple], Optional[Node]]] = None
     """batch(node, operands) -> the node computed for k values at once (diff/batching.py, the way whole
     Jacobians are built): each operand is given as its batched value, with one extra leading axis of size

@@ -21,6 +21,7 @@ INTEGERS: dict = {}        # integer inputs -> (their dtype, how many rows or cl
 NEEDS: dict = {}           # output -> the inputs it is computed from
 GRADIENT_ARGS: tuple = ()  # _gradients' arguments after xp, in order
 USES_DROPOUT = False       # _gradients takes a random generator first (for dropout masks)
+IN_PLACE = False           # train() steps NumPy arrays with _gradients_in_place, into arrays from _buffers
 _CHECKED_LINES: dict = {}  # with check_shapes: each checked variable's line
 _FINITE_LINES: dict = {}   # with check_finite: line -> (variable, code, formula, operands, where declared)
 
@@ -39,3 +40,11 @@ def gradients(**arrays):
 
 def _gradients(xp, *arrays):
     raise NotImplementedError("defined by each generated module")
+
+
+def _buffers(n):
+    raise NotImplementedError("defined by each generated module that has IN_PLACE")
+
+
+def _gradients_in_place(buffers, xp, *arrays):
+    raise NotImplementedError("defined by each generated module that has IN_PLACE")

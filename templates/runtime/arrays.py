@@ -106,8 +106,17 @@ def _numpy_namespace():
     def astype(x, dtype):
         return x.astype(dtype) if type(x) is np.ndarray else np.astype(x, dtype)
 
-    reductions = {name: reduction(name) for name in ("sum", "mean", "max", "min")}
-    return types.SimpleNamespace(**{**vars(np), **reductions, "astype": astype})
+    def mean(x, axis=None, keepdims=False):  # as NumPy's: the sum divided by the count (a float's own
+        if type(x) is not np.ndarray or x.dtype.kind != "f":  # dtype), without its Python-level checks
+            return np.mean(x, axis=axis, keepdims=keepdims)
+        axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+        count = 1
+        for a in axes:
+            count *= x.shape[a]
+        return x.sum(axis=axis, keepdims=keepdims) / count
+
+    reductions = {name: reduction(name) for name in ("sum", "max", "min")}
+    return types.SimpleNamespace(**{**vars(np), **reductions, "mean": mean, "astype": astype})
 
 
 _NP = _numpy_namespace()

@@ -3,7 +3,7 @@ state of a run (to resume it), Ctrl-C and divergence, scoring, and other array l
 import numpy as np
 
 from ._model import (BUFFERS, DTYPE, GRADIENT_ARGS, INPUTS, INTEGERS, LOSS, PARAMS, PREDICT, TARGET, THRESHOLD, TRAINED,
-                     RUNNING_MOMENTUM, USES_DROPOUT, _gradients, forward)
+                     IN_PLACE, RUNNING_MOMENTUM, USES_DROPOUT, _buffers, _gradients, _gradients_in_place, forward)
 from .arrays import _NP, _numpy, _read, _check_finite
 from .files import _save_run, _writable
 from .settings import BACKENDS, decay_of, setting_problems
@@ -136,7 +136,6 @@ def _where_first():
 
 def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     """One pass over the training examples in a fresh random order; the epoch's record."""
-    import functools
     import math
 
     params, size, batch_size = run.params, split.size, settings["batch_size"]
@@ -145,17 +144,16 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
     steps = settings["epochs"] * -(-size // batch_size)  # the run's optimizer steps, for the warm-up's cosine
     order = run.rng.permutation(size)
     total, correct, counted = 0.0, 0, 0
-    # Checked once by train(): each step calls the unchecked _gradients with its arguments in order;
-    # batched inputs are cut to the minibatch's rows (a batch of every example takes them whole).
+    # Checked once by train(): each step calls the unchecked _gradients (_step) with its arguments in
+    # order; batched inputs are cut to the minibatch's rows (a batch of every example takes them whole).
     sources = [(name, name in split.batched and batch_size < size, name in params) for name in GRADIENT_ARGS]
     target_at = GRADIENT_ARGS.index(TARGET) if TARGET in GRADIENT_ARGS else None
-    step = functools.partial(_gradients, run.rng) if USES_DROPOUT else _gradients  # dropout draws from the run's generator
     for batch, start in enumerate(range(0, size, batch_size), 1):
         rows = order[start:start + batch_size]
         arguments = [_rows(xp, split.train[name], rows, name) if cut else (params if trained else split.train)[name]
                      for name, cut, trained in sources]
         try:
-            outputs, grads, *statistics = step(xp, *arguments)  # with BUFFERS, also the batch statistics
+            outputs, grads, *statistics = _step(run, xp, len(rows), arguments)  # with BUFFERS, the batch statistics
         except FloatingPointError as error:  # compiled with check_finite: a line computed a value that is not finite
             raise _NotFinite(f"step {run.step + 1}: {error}", batch) from None
         if keep is not xp:  # Dask: the step's loss and gradients, computed across the chunks at once
@@ -193,6 +191,20 @@ def _epoch(xp, keep, run, split, settings, epoch, ctrl_c):
         record.update(_scores(params, split.validation, "val_"))
     run.finished(record["loss"])
     return record
+
+
+def _step(run, xp, examples, arguments):
+    """(outputs, gradients, and with BUFFERS the batch statistics) of one training step. On NumPy arrays
+    _gradients_in_place computes them into arrays made once for each batch size (run.buffers), so the
+    values it returns are overwritten by the next step; on other libraries, _gradients. Dropout draws
+    from the run's generator."""
+    before = (run.rng,) if USES_DROPOUT else ()
+    if not IN_PLACE or xp is not _NP:
+        return _gradients(*before, xp, *arguments)
+    buffers = run.buffers.get(examples)
+    if buffers is None:
+        buffers = run.buffers[examples] = _buffers(examples)
+    return _gradients_in_place(buffers, *before, xp, *arguments)
 
 
 def _apply(keep, run, name, grad, rate, settings):
@@ -257,6 +269,7 @@ class _Run:
         self.moments = {name: tuple(keep.zeros_like(value) for _ in range(averages)) + (None,) * (2 - averages)
                         for name, value in params.items() if name not in BUFFERS}  # buffers are never trained
         self.epoch, self.step, self.losses = 0, 0, []
+        self.buffers = {}  # batch size -> the arrays each step writes into (_gradients_in_place)
         if resume is not None:
             self.epoch, self.step, self.losses = resume["epoch"], resume["step"], list(resume["losses"])
             self.moments = {name: tuple(None if m is None else _copy(keep, m) for m in resume["moments"][name])
@@ -378,6 +391,8 @@ def _clipped(keep, grads, clip):
 def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
     """(the step to subtract from a param, the optimizer's running averages after it)."""
     first, second = state
+    if xp is _NP:  # the averages are the run's own arrays: updated in place, the same numbers
+        return _update_in_place(optimizer, first, second, grad, rate, step, momentum, beta1, beta2), state
     if optimizer == "momentum":
         first = momentum * first + grad
         return rate * first, (first, second)
@@ -386,6 +401,28 @@ def _update(xp, optimizer, state, grad, rate, step, momentum, beta1, beta2):
     corrected_first = first / (1 - beta1 ** step)
     corrected_second = second / (1 - beta2 ** step)
     return rate * corrected_first / (xp.sqrt(corrected_second) + 1e-8), (first, second)
+
+
+def _update_in_place(optimizer, first, second, grad, rate, step, momentum, beta1, beta2):
+    """_update on NumPy arrays: the averages `first` and `second` updated in place, and one new array,
+    the step, where the functional form makes seven."""
+    if optimizer == "momentum":
+        first *= momentum
+        first += grad
+        return rate * first
+    first *= beta1
+    first += (1 - beta1) * grad
+    second *= beta2
+    square = np.multiply(grad, 1 - beta2)
+    square *= grad
+    second += square
+    denominator = np.divide(second, 1 - beta2 ** step, out=square)
+    np.sqrt(denominator, out=denominator)
+    denominator += 1e-8
+    change = first / (1 - beta1 ** step)
+    change *= rate
+    change /= denominator
+    return change
 
 
 def _correct(prediction, target):

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'y': ('x1', 'x2')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x1', 'x2')  # _gradients' arguments, in order
+IN_PLACE = False  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 

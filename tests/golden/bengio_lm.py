@@ -30,6 +30,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {'context': ('int64', 27), 'next': ('int64', 27)}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('context',), 'loss': ('context', 'next')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('context', 'next', 'C_weight', 'hidden_weight', 'bn_weight', 'bn_bias', 'out_weight', 'out_bias')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -145,6 +146,80 @@ def _gradients(xp, context, next_, C_weight, hidden_weight, bn_weight, bn_bias, 
     d_t2 = x.T @ d_a  # a = x @ t2; into t2
     d_t8 = h.T @ d_logits  # t9 = h @ t8; into t8
     d_out_bias = xp.sum(d_logits, axis=0)  # logits = t9 + out_bias; dlogits/dout_bias = 1
+    outputs = {'logits': logits, 'loss': loss}
+    grads = {'C_weight': d_C_weight, 'hidden_weight': d_t2.T, 'bn_weight': d_bn_weight, 'bn_bias': d_bn_bias, 'out_weight': d_t8.T, 'out_bias': d_out_bias}
+    statistics = {'bn_running_mean': xp.reshape(t3, (200,)), 'bn_running_var': xp.reshape(t5, (200,)) * (a.shape[0] / (a.shape[0] - 1))}
+    return outputs, grads, statistics
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 200), dtype=DTYPE),  # a
+        np.empty((1, 200), dtype=DTYPE),  # sigma_x
+        np.empty((n, 200), dtype=DTYPE),  # xhat
+        np.empty((n, 200), dtype=DTYPE),  # h
+        np.empty((n, 27), dtype=DTYPE),  # t9
+        np.empty((n, 27), dtype=DTYPE),  # logits
+        np.empty((n, 27), dtype=DTYPE),  # P
+        np.empty((n, 27), dtype=DTYPE),  # d_logits
+        np.empty((n, 200), dtype=DTYPE),  # d_h
+        np.empty((n, 200), dtype=DTYPE),  # d_t7
+        np.empty((200,), dtype=DTYPE),  # d_bn_bias
+        np.empty((n, 200), dtype=DTYPE),  # t13
+        np.empty((200,), dtype=DTYPE),  # d_bn_weight
+        np.empty((n, 30), dtype=DTYPE),  # d_x
+        np.empty((30, 200), dtype=DTYPE),  # d_t2
+        np.empty((200, 27), dtype=DTYPE),  # d_t8
+        np.empty((27,), dtype=DTYPE),  # d_out_bias
+    )
+
+
+def _gradients_in_place(buffers, xp, context, next_, C_weight, hidden_weight, bn_weight, bn_bias, out_weight, out_bias):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (a, sigma_x, xhat, h, t9, logits, P, d_logits, d_h, d_t7, d_bn_bias, t13, d_bn_weight, d_x,
+     d_t2, d_t8, d_out_bias) = buffers
+    t1 = _take(xp, C_weight, context)
+    x = xp.reshape(t1, (-1, 30))
+    t2 = hidden_weight.T
+    np.matmul(x, t2, out=a)  # a = x @ t2
+    t3 = xp.mean(a, axis=0, keepdims=True)
+    t5 = _variance(xp, a, t3, axis=0)
+    np.add(1e-05, t5, out=sigma_x)  # sigma_x = xp.sqrt(t5 + 1e-05)
+    np.sqrt(sigma_x, out=sigma_x)
+    np.subtract(a, t3, out=xhat)  # xhat = (a - t3)/sigma_x
+    xhat /= sigma_x
+    t7 = bn_weight * xhat + bn_bias
+    np.tanh(t7, out=h)  # h = xp.tanh(t7)
+    t8 = out_weight.T
+    np.matmul(h, t8, out=t9)  # t9 = h @ t8
+    np.add(out_bias, t9, out=logits)  # logits = t9 + out_bias
+    t10 = xp.astype(next_, _dtype(xp))
+    Y = xp.astype(t10[..., None] == xp.arange(27, dtype=t10.dtype), t10.dtype)
+    t11 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t12 = xp.squeeze(t11, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t12)
+    np.subtract(logits, t11, out=P)  # P = xp.exp(logits - t11)
+    np.exp(P, out=P)
+    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t12.shape[0]
+    d_logits /= t12.shape[0]
+    np.matmul(d_logits, t8.T, out=d_h)  # d_h = d_logits @ t8.T
+    np.square(h, out=d_t7)  # d_t7 = d_h*(1 - h**2)
+    np.subtract(1, d_t7, out=d_t7)
+    d_t7 *= d_h
+    np.add.reduce(d_t7, axis=0, out=d_bn_bias)  # d_bn_bias = xp.sum(d_t7, axis=0)
+    np.multiply(d_t7, xhat, out=t13)  # t13 = d_t7 * xhat
+    np.add.reduce(t13, axis=0, out=d_bn_weight)  # d_bn_weight = xp.sum(t13, axis=0)
+    d_a = bn_weight*(a.shape[0]*d_t7 - d_bn_bias - d_bn_weight*xhat)/(a.shape[0]*sigma_x)  # t7 = bn_weight * xhat + bn_bias; into a
+    np.matmul(d_a, t2.T, out=d_x)  # d_x = d_a @ t2.T
+    d_C_weight = _take_grad(xp, xp.reshape(d_x, (-1, 3, 10)), C_weight, context)  # t1 = C_weight[context]; into C_weight
+    np.matmul(x.T, d_a, out=d_t2)  # d_t2 = x.T @ d_a
+    np.matmul(h.T, d_logits, out=d_t8)  # d_t8 = h.T @ d_logits
+    np.add.reduce(d_logits, axis=0, out=d_out_bias)  # d_out_bias = xp.sum(d_logits, axis=0)
     outputs = {'logits': logits, 'loss': loss}
     grads = {'C_weight': d_C_weight, 'hidden_weight': d_t2.T, 'bn_weight': d_bn_weight, 'bn_bias': d_bn_bias, 'out_weight': d_t8.T, 'out_bias': d_out_bias}
     statistics = {'bn_running_mean': xp.reshape(t3, (200,)), 'bn_running_var': xp.reshape(t5, (200,)) * (a.shape[0] / (a.shape[0] - 1))}

@@ -30,6 +30,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {'context': ('int64', 27), 'next': ('int64', 27)}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('context',), 'loss': ('context', 'next')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('context', 'next', 'C', 'Wq', 'Wk', 'Wv', 'ln_g', 'ln_b', 'W1', 'bn_g', 'bn_b', 'W2', 'b2')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -225,6 +226,166 @@ def _gradients(xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2
     d_W1 = x.T @ d_t13  # t13 = x @ W1; into W1
     d_W2 = h.T @ d_logits  # t19 = h @ W2; into W2
     d_b2 = xp.sum(d_logits, axis=0)  # logits = t19 + b2; dlogits/db2 = 1
+    outputs = {'logits': logits, 'loss': loss}
+    grads = {'C': d_C, 'Wq': d_Wq, 'Wk': d_Wk, 'Wv': d_Wv, 'ln_g': d_ln_g, 'ln_b': d_ln_b, 'W1': d_W1, 'bn_g': d_bn_g, 'bn_b': d_bn_b, 'W2': d_W2, 'b2': d_b2}
+    statistics = {'bn_running_mean': xp.reshape(t14, (64,)), 'bn_running_var': xp.reshape(t16, (64,)) * (t13.shape[0] / (t13.shape[0] - 1))}
+    return outputs, grads, statistics
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 3, 1), dtype=DTYPE),  # sigma_x
+        np.empty((n, 3, 8), dtype=DTYPE),  # xhat
+        np.empty((n, 3, 3), dtype=DTYPE),  # t8
+        np.empty((n, 3, 3), dtype=DTYPE),  # t9
+        np.empty((n, 3, 8), dtype=DTYPE),  # t12
+        np.empty((n, 3, 8), dtype=DTYPE),  # a
+        np.empty((n, 64), dtype=DTYPE),  # t13
+        np.empty((1, 64), dtype=DTYPE),  # sigma_x2
+        np.empty((n, 64), dtype=DTYPE),  # xhat2
+        np.empty((n, 64), dtype=DTYPE),  # t24
+        np.empty((n, 64), dtype=DTYPE),  # h
+        np.empty((n, 27), dtype=DTYPE),  # t19
+        np.empty((n, 27), dtype=DTYPE),  # logits
+        np.empty((n, 27), dtype=DTYPE),  # P2
+        np.empty((n, 27), dtype=DTYPE),  # d_logits
+        np.empty((n, 64), dtype=DTYPE),  # d_h
+        np.empty((n, 64), dtype=DTYPE),  # d_t18_2
+        np.empty((n, 64), dtype=DTYPE),  # d_t24
+        np.empty((n, 64), dtype=DTYPE),  # d_t23
+        np.empty((n, 64), dtype=DTYPE),  # d_t18_1
+        np.empty((n, 64), dtype=DTYPE),  # d_t18
+        np.empty((64,), dtype=DTYPE),  # d_bn_b
+        np.empty((n, 64), dtype=DTYPE),  # t25
+        np.empty((64,), dtype=DTYPE),  # d_bn_g
+        np.empty((n, 24), dtype=DTYPE),  # d_x
+        np.empty((n, 3, 8), dtype=DTYPE),  # d_t11
+        np.empty((n, 3, 3), dtype=DTYPE),  # d_P
+        np.empty((n, 3, 3), dtype=DTYPE),  # t26
+        np.empty((n, 3, 1), dtype=DTYPE),  # t27
+        np.empty((n, 3, 3), dtype=DTYPE),  # d_t10
+        np.empty((n, 3, 3), dtype=DTYPE),  # d_t8
+        np.empty((n, 8, 3), dtype=DTYPE),  # d_t7
+        np.empty((n, 3, 8), dtype=DTYPE),  # d_t5
+        np.empty((n, 3, 8), dtype=DTYPE),  # d_n
+        np.empty((n, 3, 8), dtype=DTYPE),  # t28
+        np.empty((n, 3, 1), dtype=DTYPE),  # t29
+        np.empty((n, 3, 8), dtype=DTYPE),  # t30
+        np.empty((n, 3, 1), dtype=DTYPE),  # t31
+        np.empty((n, 3, 8), dtype=DTYPE),  # d_e
+        np.empty((n, 3, 8), dtype=DTYPE),  # t32
+        np.empty((8,), dtype=DTYPE),  # d_ln_g
+        np.empty((8,), dtype=DTYPE),  # d_ln_b
+        np.empty((24, 64), dtype=DTYPE),  # d_W1
+        np.empty((64, 27), dtype=DTYPE),  # d_W2
+        np.empty((27,), dtype=DTYPE),  # d_b2
+    )
+
+
+def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, W1, bn_g, bn_b, W2, b2):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (sigma_x, xhat, t8, t9, t12, a, t13, sigma_x2, xhat2, t24, h, t19, logits, P2, d_logits, d_h,
+     d_t18_2, d_t24, d_t23, d_t18_1, d_t18, d_bn_b, t25, d_bn_g, d_x, d_t11, d_P, t26, t27, d_t10,
+     d_t8, d_t7, d_t5, d_n, t28, t29, t30, t31, d_e, t32, d_ln_g, d_ln_b, d_W1, d_W2, d_b2) = buffers
+    e = _take(xp, C, context)
+    t1 = xp.mean(e, axis=2, keepdims=True)
+    t3 = _variance(xp, e, t1, axis=2)
+    np.add(1e-05, t3, out=sigma_x)  # sigma_x = xp.sqrt(t3 + 1e-05)
+    np.sqrt(sigma_x, out=sigma_x)
+    np.subtract(e, t1, out=xhat)  # xhat = (e - t1)/sigma_x
+    xhat /= sigma_x
+    n = ln_g * xhat + ln_b
+    t5 = _matmul_rows(xp, n, Wq)
+    t6 = _matmul_rows(xp, n, Wk)
+    t7 = xp.permute_dims(t6, (0, 2, 1))
+    np.matmul(t5, t7, out=t8)  # t8 = t5 @ t7
+    np.multiply(0.35355339059327373, t8, out=t9)  # t9 = t8 / 2.8284271247461903
+    t10 = _causal_mask(xp, t9)
+    P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
+    t11 = _matmul_rows(xp, n, Wv)
+    np.matmul(P, t11, out=t12)  # t12 = P @ t11
+    np.add(e, t12, out=a)  # a = e + t12
+    x = xp.reshape(a, (-1, 24))
+    np.matmul(x, W1, out=t13)  # t13 = x @ W1
+    t14 = xp.mean(t13, axis=0, keepdims=True)
+    t16 = _variance(xp, t13, t14, axis=0)
+    np.add(1e-05, t16, out=sigma_x2)  # sigma_x2 = xp.sqrt(t16 + 1e-05)
+    np.sqrt(sigma_x2, out=sigma_x2)
+    np.subtract(t13, t14, out=xhat2)  # xhat2 = (t13 - t14)/sigma_x2
+    xhat2 /= sigma_x2
+    t18 = bn_g * xhat2 + bn_b
+    t23 = 0.035677408136300125*(t18*t18*t18) + 0.7978845608028654*t18
+    np.tanh(t23, out=t24)  # t24 = xp.tanh(t23) + 1
+    t24 += 1
+    np.multiply(0.5, t18, out=h)  # h = 0.5*t18*t24
+    h *= t24
+    np.matmul(h, W2, out=t19)  # t19 = h @ W2
+    np.add(b2, t19, out=logits)  # logits = t19 + b2
+    t20 = xp.astype(next_, _dtype(xp))
+    Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
+    t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t22)
+    np.subtract(logits, t21, out=P2)  # P2 = xp.exp(logits - t21)
+    np.exp(P2, out=P2)
+    np.subtract(P2, Y, out=d_logits)  # d_logits = (P2 - Y)/t22.shape[0]
+    d_logits /= t22.shape[0]
+    np.matmul(d_logits, W2.T, out=d_h)  # d_h = d_logits @ W2.T
+    np.multiply(0.5, d_h, out=d_t18_2)  # d_t18_2 = 0.5*d_h*t24
+    d_t18_2 *= t24
+    np.multiply(0.5, d_h, out=d_t24)  # d_t24 = 0.5*d_h*t18
+    d_t24 *= t18
+    np.subtract(2, t24, out=d_t23)  # d_t23 = d_t24*t24*(2 - t24)
+    d_t23 *= d_t24
+    d_t23 *= t24
+    np.square(t18, out=d_t18_1)  # d_t18_1 = d_t23*(0.10703222440890037*t18**2 + 0.7978845608028654)
+    d_t18_1 *= 0.10703222440890037
+    d_t18_1 += 0.7978845608028654
+    d_t18_1 *= d_t23
+    np.add(d_t18_1, d_t18_2, out=d_t18)  # d_t18 = d_t18_1 + d_t18_2
+    np.add.reduce(d_t18, axis=0, out=d_bn_b)  # d_bn_b = xp.sum(d_t18, axis=0)
+    np.multiply(d_t18, xhat2, out=t25)  # t25 = d_t18 * xhat2
+    np.add.reduce(t25, axis=0, out=d_bn_g)  # d_bn_g = xp.sum(t25, axis=0)
+    d_t13 = bn_g*(d_t18*t13.shape[0] - d_bn_b - d_bn_g*xhat2)/(sigma_x2*t13.shape[0])  # t18 = bn_g * xhat2 + bn_b; into t13
+    np.matmul(d_t13, W1.T, out=d_x)  # d_x = d_t13 @ W1.T
+    d_a = xp.reshape(d_x, (-1, 3, 8))  # x = reshape(a, (None, 24)); into a
+    np.matmul(xp.permute_dims(P, (0, 2, 1)), d_a, out=d_t11)  # d_t11 = xp.permute_dims(P, (0, 2, 1)) @ d_a
+    d_n_3 = _matmul_rows(xp, d_t11, Wv.T)  # t11 = n @ Wv; into n
+    np.matmul(d_a, xp.permute_dims(t11, (0, 2, 1)), out=d_P)  # d_P = d_a @ xp.permute_dims(t11, (0, 2, 1))
+    np.multiply(P, d_P, out=t26)  # t26 = d_P * P
+    np.add.reduce(t26, axis=2, keepdims=True, out=t27)  # t27 = xp.sum(t26, axis=2, keepdims=True)
+    np.subtract(d_P, t27, out=d_t10)  # d_t10 = P*(d_P - t27)
+    d_t10 *= P
+    d_t9 = _causal_mask(xp, d_t10, fill=0.0)  # t10 = causal_mask(t9); into t9
+    np.multiply(0.35355339059327373, d_t9, out=d_t8)  # d_t8 = 0.35355339059327373*d_t9
+    np.matmul(xp.permute_dims(t5, (0, 2, 1)), d_t8, out=d_t7)  # d_t7 = xp.permute_dims(t5, (0, 2, 1)) @ d_t8
+    d_t6 = xp.permute_dims(d_t7, (0, 2, 1))  # t7 = transpose(t6); into t6
+    d_n_2 = _matmul_rows(xp, d_t6, Wk.T)  # t6 = n @ Wk; into n
+    np.matmul(d_t8, xp.permute_dims(t7, (0, 2, 1)), out=d_t5)  # d_t5 = d_t8 @ xp.permute_dims(t7, (0, 2, 1))
+    d_n_1 = _matmul_rows(xp, d_t5, Wq.T)  # t5 = n @ Wq; into n
+    np.add(d_n_1, d_n_2, out=d_n)  # d_n = d_n_1 + d_n_2 + d_n_3
+    d_n += d_n_3
+    np.multiply(d_n, ln_g, out=t28)  # t28 = ln_g * d_n
+    np.add.reduce(t28, axis=2, keepdims=True, out=t29)  # t29 = xp.sum(t28, axis=2, keepdims=True)
+    np.multiply(t28, xhat, out=t30)  # t30 = t28 * xhat
+    np.add.reduce(t30, axis=2, keepdims=True, out=t31)  # t31 = xp.sum(t30, axis=2, keepdims=True)
+    d_e_1 = (1/8)*(8*t28 - t29 - t31*xhat)/sigma_x  # n = ln_g * xhat + ln_b; into e
+    np.add(d_a, d_e_1, out=d_e)  # d_e = d_a + d_e_1
+    d_C = _take_grad(xp, d_e, C, context)  # e = C[context]; into C
+    d_Wq = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t5, (-1, 8))  # t5 = n @ Wq; into Wq
+    d_Wk = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t6, (-1, 8))  # t6 = n @ Wk; into Wk
+    d_Wv = xp.reshape(n, (-1, 8)).T @ xp.reshape(d_t11, (-1, 8))  # t11 = n @ Wv; into Wv
+    np.multiply(d_n, xhat, out=t32)  # t32 = d_n * xhat
+    np.add.reduce(t32, axis=(0, 1), out=d_ln_g)  # d_ln_g = xp.sum(t32, axis=(0, 1))
+    np.add.reduce(d_n, axis=(0, 1), out=d_ln_b)  # d_ln_b = xp.sum(d_n, axis=(0, 1))
+    np.matmul(x.T, d_t13, out=d_W1)  # d_W1 = x.T @ d_t13
+    np.matmul(h.T, d_logits, out=d_W2)  # d_W2 = h.T @ d_logits
+    np.add.reduce(d_logits, axis=0, out=d_b2)  # d_b2 = xp.sum(d_logits, axis=0)
     outputs = {'logits': logits, 'loss': loss}
     grads = {'C': d_C, 'Wq': d_Wq, 'Wk': d_Wk, 'Wv': d_Wv, 'ln_g': d_ln_g, 'ln_b': d_ln_b, 'W1': d_W1, 'bn_g': d_bn_g, 'bn_b': d_bn_b, 'W2': d_W2, 'b2': d_b2}
     statistics = {'bn_running_mean': xp.reshape(t14, (64,)), 'bn_running_var': xp.reshape(t16, (64,)) * (t13.shape[0] / (t13.shape[0] - 1))}

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'w', 'b')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -76,5 +77,39 @@ def _gradients(xp, x, y, w, b):
     return outputs, grads
 
 
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n,), dtype=DTYPE),  # t1
+        np.empty((n,), dtype=DTYPE),  # residual
+        np.empty((n,), dtype=DTYPE),  # d_residual
+        np.empty((3,), dtype=DTYPE),  # d_w
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, w, b):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    t1, residual, d_residual, d_w = buffers
+    np.matmul(x, w, out=t1)  # t1 = x @ w
+    np.add(b, t1, out=residual)  # residual = b + t1 - y
+    residual -= y
+    t6 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
+    loss = xp.mean(t6)
+    np.multiply(residual, 2, out=d_residual)  # d_residual = (2*_sigmoid(xp, 2*residual) - 1)/t6.shape[0]
+    _sigmoid_into(d_residual, d_residual)
+    d_residual *= 2
+    d_residual -= 1
+    d_residual /= t6.shape[0]
+    np.matmul(x.T, d_residual, out=d_w)  # d_w = x.T @ d_residual
+    d_b = xp.sum(d_residual, axis=0)  # residual = b + t1 - y; dresidual/db = 1
+    outputs = {'loss': loss}
+    grads = {'w': d_w, 'b': d_b}
+    return outputs, grads
+
+
 # The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/).
-# (the runtime, with the helpers sigmoid)
+# (the runtime, with the helpers sigmoid, sigmoid_into)

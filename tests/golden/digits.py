@@ -28,6 +28,7 @@ LABELS = {'labels': 10}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('x',), 'loss': ('x', 'labels')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'labels', 'W1', 'b1', 'W2', 'b2')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -91,6 +92,57 @@ def _gradients(xp, x, labels, W1, b1, W2, b2):
     d_b1 = xp.sum(d_t2, axis=0)  # h = where(b1 + t2 > 0, b1 + t2, 0); dh/db1 = where(h > 0, 1, 0)
     d_W2 = h.T @ d_logits  # t4 = h @ W2; into W2
     d_b2 = xp.sum(d_logits, axis=0)  # logits = t4 + b2; dlogits/db2 = 1
+    outputs = {'logits': logits, 'loss': loss}
+    grads = {'W1': d_W1, 'b1': d_b1, 'W2': d_W2, 'b2': d_b2}
+    return outputs, grads
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 64), dtype=DTYPE),  # t1
+        np.empty((n, 64), dtype=DTYPE),  # t2
+        np.empty((n, 64), dtype=DTYPE),  # h
+        np.empty((n, 10), dtype=DTYPE),  # t4
+        np.empty((n, 10), dtype=DTYPE),  # logits
+        np.empty((n, 10), dtype=DTYPE),  # P
+        np.empty((n, 10), dtype=DTYPE),  # d_logits
+        np.empty((n, 64), dtype=DTYPE),  # d_h
+        np.empty((n, 64), dtype=DTYPE),  # d_t2
+        np.empty((64, 64), dtype=DTYPE),  # d_W1
+        np.empty((64,), dtype=DTYPE),  # d_b1
+        np.empty((64, 10), dtype=DTYPE),  # d_W2
+        np.empty((10,), dtype=DTYPE),  # d_b2
+    )
+
+
+def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    t1, t2, h, t4, logits, P, d_logits, d_h, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
+    np.multiply(x, 1/16, out=t1)  # t1 = x / 16
+    np.matmul(t1, W1, out=t2)  # t2 = t1 @ W1
+    t3 = b1 + t2
+    np.maximum(t3, 0, out=h)  # h = xp.maximum(t3, 0)
+    np.matmul(h, W2, out=t4)  # t4 = h @ W2
+    np.add(b2, t4, out=logits)  # logits = t4 + b2
+    Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
+    t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
+    t6 = xp.squeeze(t5, axis=1) - xp.sum(Y * logits, axis=1)
+    loss = xp.mean(t6)
+    np.subtract(logits, t5, out=P)  # P = xp.exp(logits - t5)
+    np.exp(P, out=P)
+    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t6.shape[0]
+    d_logits /= t6.shape[0]
+    np.matmul(d_logits, W2.T, out=d_h)  # d_h = d_logits @ W2.T
+    np.multiply(d_h, (h > 0), out=d_t2)  # d_t2 = d_h * xp.astype(h > 0, h.dtype)
+    np.matmul(t1.T, d_t2, out=d_W1)  # d_W1 = t1.T @ d_t2
+    np.add.reduce(d_t2, axis=0, out=d_b1)  # d_b1 = xp.sum(d_t2, axis=0)
+    np.matmul(h.T, d_logits, out=d_W2)  # d_W2 = h.T @ d_logits
+    np.add.reduce(d_logits, axis=0, out=d_b2)  # d_b2 = xp.sum(d_logits, axis=0)
     outputs = {'logits': logits, 'loss': loss}
     grads = {'W1': d_W1, 'b1': d_b1, 'W2': d_W2, 'b2': d_b2}
     return outputs, grads

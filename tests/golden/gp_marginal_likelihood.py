@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'log_s', 'log_l', 'log_noise')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -95,6 +96,69 @@ def _gradients(xp, x, y, log_s, log_l, log_noise):
     t24 = -2*d_t9*t9  # t9 = -D*exp(-2*log_l)/2
     d_log_l = xp.sum(t24, axis=(0, 1))  # t9 = -D*exp(-2*log_l)/2; dt9/dlog_l = -2*t9
     t25 = 2*d_K*(K - t10*t2)  # K = t10*t2 + t14*exp(2*log_noise)
+    d_log_noise = xp.sum(t25, axis=(0, 1))  # K = t10*t2 + t14*exp(2*log_noise); dK/dlog_noise = 2*(K - t10*t2)
+    outputs = {'loss': loss}
+    grads = {'log_s': d_log_s, 'log_l': d_log_l, 'log_noise': d_log_noise}
+    return outputs, grads
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((40, 40), dtype=DTYPE),  # D
+        np.empty((40, 40), dtype=DTYPE),  # t9
+        np.empty((40, 40), dtype=DTYPE),  # t10
+        np.empty((40, 40), dtype=DTYPE),  # d_K_2
+        np.empty((40,), dtype=DTYPE),  # d_alpha
+        np.empty((40, 40), dtype=DTYPE),  # d_K_1
+        np.empty((40, 40), dtype=DTYPE),  # d_K
+        np.empty((40, 40), dtype=DTYPE),  # t23
+        np.empty((40, 40), dtype=DTYPE),  # d_t10
+        np.empty((40, 40), dtype=DTYPE),  # d_t9
+        np.empty((40, 40), dtype=DTYPE),  # t24
+        np.empty((40, 40), dtype=DTYPE),  # t25
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, log_s, log_l, log_noise):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    D, t9, t10, d_K_2, d_alpha, d_K_1, d_K, t23, d_t10, d_t9, t24, t25 = buffers
+    t2 = xp.exp(2*log_s)
+    np.subtract(x, x.T, out=D)  # D = (x - x.T)**2
+    np.square(D, out=D)
+    np.multiply(log_l, -2, out=t9)  # t9 = -1/2*D*xp.exp(-2*log_l)
+    np.exp(t9, out=t9)
+    t9 *= D
+    t9 *= -1/2
+    np.exp(t9, out=t10)  # t10 = xp.exp(t9)
+    t14 = xp.eye(40, dtype=D.dtype)
+    K = t10*t2 + t14*xp.exp(2*log_noise)
+    alpha = xp.linalg.solve(K, y)
+    t16 = y @ alpha
+    t18 = _logdet(xp, K)
+    loss = 0.5*t16 + 0.5*t18 + 36.7575413281869
+    np.multiply(0.5, xp.linalg.inv(K).T, out=d_K_2)  # d_K_2 = 0.5 * xp.linalg.inv(K).T
+    np.multiply(0.5, y, out=d_alpha)  # d_alpha = 0.5*y
+    t21 = xp.linalg.solve(K.T, d_alpha)  # alpha = solve(K, y)
+    t22 = t21[:, None] * alpha  # alpha = solve(K, y)
+    np.negative(t22, out=d_K_1)  # d_K_1 = -t22
+    np.add(d_K_1, d_K_2, out=d_K)  # d_K = d_K_1 + d_K_2
+    np.multiply(d_K, t10, out=t23)  # t23 = d_K*t10
+    d_t2 = xp.sum(t23, axis=(0, 1))  # K = t10*t2 + t14*exp(2*log_noise); dK/dt2 = t10
+    d_log_s = 2*d_t2*t2  # t2 = exp(2*log_s); dt2/dlog_s = 2*t2
+    np.multiply(d_K, t2, out=d_t10)  # d_t10 = d_K*t2
+    np.multiply(d_t10, t10, out=d_t9)  # d_t9 = d_t10*t10
+    np.multiply(d_t9, t9, out=t24)  # t24 = -2*d_t9*t9
+    t24 *= -2
+    d_log_l = xp.sum(t24, axis=(0, 1))  # t9 = -D*exp(-2*log_l)/2; dt9/dlog_l = -2*t9
+    np.multiply(t10, t2, out=t25)  # t25 = 2*d_K*(K - t10*t2)
+    np.subtract(K, t25, out=t25)
+    t25 *= d_K
+    t25 *= 2
     d_log_noise = xp.sum(t25, axis=(0, 1))  # K = t10*t2 + t14*exp(2*log_noise); dK/dlog_noise = 2*(K - t10*t2)
     outputs = {'loss': loss}
     grads = {'log_s': d_log_s, 'log_l': d_log_l, 'log_noise': d_log_noise}

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -283,5 +284,196 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     return outputs, grads
 
 
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 2), dtype=DTYPE),  # t1
+        np.empty((64,), dtype=DTYPE),  # t9
+        np.empty((n, 1), dtype=DTYPE),  # t28
+        np.empty((n, 1), dtype=DTYPE),  # prediction
+        np.empty((n, 1), dtype=DTYPE),  # t29
+        np.empty((n, 1), dtype=DTYPE),  # t30
+        np.empty((n, 1), dtype=DTYPE),  # d_t29
+        np.empty((n, 16), dtype=DTYPE),  # d_t27
+        np.empty((64, 2), dtype=DTYPE),  # d_lstm_weight_ih
+        np.empty((64, 16), dtype=DTYPE),  # d_lstm_weight_hh
+        np.empty((64,), dtype=DTYPE),  # d_t9
+        np.empty((16, 1), dtype=DTYPE),  # d_W
+        np.empty((1,), dtype=DTYPE),  # d_b
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias_hh, W, b):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (t1, t9, t28, prediction, t29, t30, d_t29, d_t27, d_lstm_weight_ih, d_lstm_weight_hh, d_t9,
+     d_W, d_b) = buffers
+    np.add.reduce(x, axis=1, out=t1)  # t1 = xp.sum(x, axis=1)
+    t2 = t1[:, 0:1]
+    t3 = lstm_bias_hh[0:16]
+    t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    np.add(lstm_bias_hh, lstm_bias_ih, out=t9)  # t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
+    T = x.shape[1]
+    t27 = t4
+    carry1 = t4
+    t56 = []
+    t57 = []
+    t58 = []
+    t59 = []
+    t60 = []
+    t61 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t61.append(t27)
+        t58.append(carry1)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = t31 + t32
+        t34 = t33 + t10
+        t35 = _sigmoid(xp, t34)
+        t36 = x_t @ t12
+        t37 = t27 @ t14
+        t38 = t36 + t37
+        t39 = t38 + t15
+        t40 = _sigmoid(xp, t39)
+        t41 = t40 * carry1
+        t42 = x_t @ t17
+        t43 = t27 @ t19
+        t44 = t42 + t43
+        t45 = t44 + t20
+        t46 = _sigmoid(xp, t45)
+        t47 = x_t @ t22
+        t48 = t27 @ t24
+        t49 = t47 + t48
+        t50 = t49 + t25
+        t51 = xp.tanh(t50)
+        t52 = t46 * t51
+        carry1 = t41 + t52
+        t54 = xp.tanh(carry1)
+        t27 = t35 * t54
+        t56.append(t35)
+        t57.append(t40)
+        t59.append(t46)
+        t60.append(t51)
+    np.matmul(t27, W, out=t28)  # t28 = t27 @ W
+    np.add(b, t28, out=prediction)  # prediction = t28 + b
+    np.subtract(prediction, y, out=t29)  # t29 = prediction - y
+    np.square(t29, out=t30)  # t30 = t29 ** 2
+    loss = xp.mean(t30)
+    np.divide(t29, t30.shape[0], out=d_t29)  # d_t29 = 2*t29/t30.shape[0]
+    d_t29 *= 2
+    np.matmul(d_t29, W.T, out=d_t27)  # d_t27 = d_t29 @ W.T
+    # Saved by the forward loop at every step, read backwards: t56 (t35), t57 (t40), t58 (carry1 at the start of each step), t59 (t46), t60 (t51), t61 (t27 at the start of each step)
+    # t85 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t56, t57, t58, t59, t60, x, t61), reverse): the derivative of the loop t26
+    T_2 = len(t56)
+    d_t27_2 = d_t27
+    d_carry1 = xp.zeros_like(t4)
+    d_t6 = xp.zeros_like(t6)
+    d_t8 = xp.zeros_like(t8)
+    d_t10 = xp.zeros_like(t10)
+    d_t12 = xp.zeros_like(t12)
+    d_t14 = xp.zeros_like(t14)
+    d_t15 = xp.zeros_like(t15)
+    d_t17 = xp.zeros_like(t17)
+    d_t19 = xp.zeros_like(t19)
+    d_t20 = xp.zeros_like(t20)
+    d_t22 = xp.zeros_like(t22)
+    d_t24 = xp.zeros_like(t24)
+    d_t25 = xp.zeros_like(t25)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t56_t = t56[t_2]
+        t57_t = t57[t_2]
+        t58_t = t58[t_2]
+        t59_t = t59[t_2]
+        t60_t = t60[t_2]
+        x_t_2 = x[:, t_2, :]
+        t61_t = t61[t_2]
+        t62 = d_t27_2*t56_t
+        t63 = t57_t * t58_t
+        t64 = t59_t * t60_t
+        t65 = t63 + t64
+        t66 = xp.tanh(t65)
+        t67 = t62*(1 - t66**2)
+        t68 = d_carry1 + t67
+        t69 = t59_t*t68
+        t70 = t69*(1 - t60_t**2)
+        t71 = t70 @ t24.T
+        t72 = t60_t*t68
+        t73 = t59_t*t72*(1 - t59_t)
+        t74 = t73 @ t19.T
+        t75 = t58_t*t68
+        t76 = t57_t*t75*(1 - t57_t)
+        t77 = t76 @ t14.T
+        t78 = d_t27_2*t66
+        t79 = t56_t*t78*(1 - t56_t)
+        t80 = t79 @ t8.T
+        d_t27_2 = t71 + t74 + t77 + t80
+        d_carry1 = t57_t*t68
+        t83 = x_t_2.T
+        d_t6 += t83 @ t79
+        t84 = t61_t.T
+        d_t8 += t84 @ t79
+        d_t10 += xp.sum(t79, axis=0)
+        d_t12 += t83 @ t76
+        d_t14 += t84 @ t76
+        d_t15 += xp.sum(t76, axis=0)
+        d_t17 += t83 @ t73
+        d_t19 += t84 @ t73
+        d_t20 += xp.sum(t73, axis=0)
+        d_t22 += t83 @ t70
+        d_t24 += t84 @ t70
+        d_t25 += xp.sum(t70, axis=0)
+    d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
+    d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
+    d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih
+    d_lstm_weight_ih_1 = _unindex(xp, d_t6.T, lstm_weight_ih, np.s_[48:64, ...])  # t5 = lstm_weight_ih[48:64]; into lstm_weight_ih
+    np.add(d_lstm_weight_ih_1, d_lstm_weight_ih_2, out=d_lstm_weight_ih)  # d_lstm_weight_ih = d_lstm_weight_ih_1 + d_lstm_weight_ih_2 + d_lstm_weight_ih_3 + d_lstm_weight_ih_4
+    d_lstm_weight_ih += d_lstm_weight_ih_3
+    d_lstm_weight_ih += d_lstm_weight_ih_4
+    d_lstm_weight_hh_4 = _unindex(xp, d_t24.T, lstm_weight_hh, np.s_[32:48, ...])  # t23 = lstm_weight_hh[32:48]; into lstm_weight_hh
+    d_lstm_weight_hh_3 = _unindex(xp, d_t19.T, lstm_weight_hh, np.s_[0:16, ...])  # t18 = lstm_weight_hh[0:16]; into lstm_weight_hh
+    d_lstm_weight_hh_2 = _unindex(xp, d_t14.T, lstm_weight_hh, np.s_[16:32, ...])  # t13 = lstm_weight_hh[16:32]; into lstm_weight_hh
+    d_lstm_weight_hh_1 = _unindex(xp, d_t8.T, lstm_weight_hh, np.s_[48:64, ...])  # t7 = lstm_weight_hh[48:64]; into lstm_weight_hh
+    np.add(d_lstm_weight_hh_1, d_lstm_weight_hh_2, out=d_lstm_weight_hh)  # d_lstm_weight_hh = d_lstm_weight_hh_1 + d_lstm_weight_hh_2 + d_lstm_weight_hh_3 + d_lstm_weight_hh_4
+    d_lstm_weight_hh += d_lstm_weight_hh_3
+    d_lstm_weight_hh += d_lstm_weight_hh_4
+    d_t9_4 = _unindex(xp, d_t25, t9, np.s_[32:48])  # t25 = t9[32:48]; into t9
+    d_t9_3 = _unindex(xp, d_t20, t9, np.s_[0:16])  # t20 = t9[0:16]; into t9
+    d_t9_2 = _unindex(xp, d_t15, t9, np.s_[16:32])  # t15 = t9[16:32]; into t9
+    d_t9_1 = _unindex(xp, d_t10, t9, np.s_[48:64])  # t10 = t9[48:64]; into t9
+    np.add(d_t9_1, d_t9_2, out=d_t9)  # d_t9 = d_t9_1 + d_t9_2 + d_t9_3 + d_t9_4
+    d_t9 += d_t9_3
+    d_t9 += d_t9_4
+    np.matmul(t27.T, d_t29, out=d_W)  # d_W = t27.T @ d_t29
+    np.add.reduce(d_t29, axis=0, out=d_b)  # d_b = xp.sum(d_t29, axis=0)
+    outputs = {'prediction': prediction, 'loss': loss}
+    grads = {'lstm_weight_ih': d_lstm_weight_ih, 'lstm_weight_hh': d_lstm_weight_hh, 'lstm_bias_ih': d_t9, 'lstm_bias_hh': d_t9, 'W': d_W, 'b': d_b}
+    return outputs, grads
+
+
 # The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/).
-# (the runtime, with the helpers added, sigmoid, unindex)
+# (the runtime, with the helpers added, sigmoid, sigmoid_into, unindex)

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'lstm_weight_ih', 'lstm_weight_hh', 'lstm_bias_ih', 'lstm_bias_hh', 'W', 'b')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -259,5 +260,180 @@ def _gradients(xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias
     return outputs, grads
 
 
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 2), dtype=DTYPE),  # t1
+        np.empty((64,), dtype=DTYPE),  # t9
+        np.empty((n, 1), dtype=DTYPE),  # t28
+        np.empty((n, 1), dtype=DTYPE),  # prediction
+        np.empty((n, 1), dtype=DTYPE),  # t30
+        np.empty((n, 16), dtype=DTYPE),  # d_t27
+        np.empty((64, 2), dtype=DTYPE),  # d_lstm_weight_ih
+        np.empty((64, 16), dtype=DTYPE),  # d_lstm_weight_hh
+        np.empty((64,), dtype=DTYPE),  # d_t9
+        np.empty((16, 1), dtype=DTYPE),  # d_W
+        np.empty((1,), dtype=DTYPE),  # d_b
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_bias_ih, lstm_bias_hh, W, b):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (t1, t9, t28, prediction, t30, d_t27, d_lstm_weight_ih, d_lstm_weight_hh, d_t9, d_W, d_b) = buffers
+    np.add.reduce(x, axis=1, out=t1)  # t1 = xp.sum(x, axis=1)
+    t2 = t1[:, 0:1]
+    t3 = lstm_bias_hh[0:16]
+    t4 = xp.full(np.broadcast_shapes(t2.shape, t3.shape), 0, dtype=t2.dtype)
+    t5 = lstm_weight_ih[48:64, ...]
+    t6 = t5.T
+    t7 = lstm_weight_hh[48:64, ...]
+    t8 = t7.T
+    np.add(lstm_bias_hh, lstm_bias_ih, out=t9)  # t9 = lstm_bias_ih + lstm_bias_hh
+    t10 = t9[48:64]
+    t11 = lstm_weight_ih[16:32, ...]
+    t12 = t11.T
+    t13 = lstm_weight_hh[16:32, ...]
+    t14 = t13.T
+    t15 = t9[16:32]
+    t16 = lstm_weight_ih[0:16, ...]
+    t17 = t16.T
+    t18 = lstm_weight_hh[0:16, ...]
+    t19 = t18.T
+    t20 = t9[0:16]
+    t21 = lstm_weight_ih[32:48, ...]
+    t22 = t21.T
+    t23 = lstm_weight_hh[32:48, ...]
+    t24 = t23.T
+    t25 = t9[32:48]
+    # t26 = scan(init=(t4, t4), xs=(x))
+    T = x.shape[1]
+    t27 = t4
+    carry1 = t4
+    t46 = []
+    t47 = []
+    t48 = []
+    t49 = []
+    t50 = []
+    t51 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t51.append(t27)
+        t48.append(carry1)
+        t31 = x_t @ t6
+        t32 = t27 @ t8
+        t33 = _sigmoid(xp, t10 + t31 + t32)
+        t34 = x_t @ t12
+        t35 = t27 @ t14
+        t36 = _sigmoid(xp, t15 + t34 + t35)
+        t37 = x_t @ t17
+        t38 = t27 @ t19
+        t39 = _sigmoid(xp, t20 + t37 + t38)
+        t40 = x_t @ t22
+        t41 = t27 @ t24
+        t42 = xp.tanh(t25 + t40 + t41)
+        carry1 = carry1*t36 + t39*t42
+        t44 = xp.tanh(carry1)
+        t27 = t33 * t44
+        t46.append(t33)
+        t47.append(t36)
+        t49.append(t39)
+        t50.append(t42)
+    np.matmul(t27, W, out=t28)  # t28 = t27 @ W
+    np.add(b, t28, out=prediction)  # prediction = t28 + b
+    np.subtract(prediction, y, out=t30)  # t30 = (prediction - y)**2
+    np.square(t30, out=t30)
+    loss = xp.mean(t30)
+    d_prediction = 2*(prediction - y)/t30.shape[0]  # t30 = (prediction - y)**2; dt30/dprediction = 2*(prediction - y)
+    np.matmul(d_prediction, W.T, out=d_t27)  # d_t27 = d_prediction @ W.T
+    # Saved by the forward loop at every step, read backwards: t46 (t33), t47 (t36), t48 (carry1 at the start of each step), t49 (t39), t50 (t42), t51 (t27 at the start of each step)
+    # t73 = scan(init=(d_t27, xp.zeros_like(t4), xp.zeros_like(t6), xp.zeros_like(t8), xp.zeros_like(t10), xp.zeros_like(t12), xp.zeros_like(t14), xp.zeros_like(t15), xp.zeros_like(t17), xp.zeros_like(t19), xp.zeros_like(t20), xp.zeros_like(t22), xp.zeros_like(t24), xp.zeros_like(t25)), xs=(t46, t47, t48, t49, t50, x, t51), reverse): the derivative of the loop t26
+    T_2 = len(t46)
+    d_t27_2 = d_t27
+    d_carry1 = xp.zeros_like(t4)
+    d_t6 = xp.zeros_like(t6)
+    d_t8 = xp.zeros_like(t8)
+    d_t10 = xp.zeros_like(t10)
+    d_t12 = xp.zeros_like(t12)
+    d_t14 = xp.zeros_like(t14)
+    d_t15 = xp.zeros_like(t15)
+    d_t17 = xp.zeros_like(t17)
+    d_t19 = xp.zeros_like(t19)
+    d_t20 = xp.zeros_like(t20)
+    d_t22 = xp.zeros_like(t22)
+    d_t24 = xp.zeros_like(t24)
+    d_t25 = xp.zeros_like(t25)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t46_t = t46[t_2]
+        t47_t = t47[t_2]
+        t48_t = t48[t_2]
+        t49_t = t49[t_2]
+        t50_t = t50[t_2]
+        x_t_2 = x[:, t_2, :]
+        t51_t = t51[t_2]
+        t52 = d_t27_2*t46_t
+        t53 = t47_t*t48_t + t49_t*t50_t
+        t54 = xp.tanh(t53)
+        t55 = t52*(1 - t54**2)
+        t56 = d_carry1 + t55
+        t57 = t49_t*t56
+        t58 = t57*(1 - t50_t**2)
+        t59 = t58 @ t24.T
+        t60 = t50_t*t56
+        t61 = t49_t*t60*(1 - t49_t)
+        t62 = t61 @ t19.T
+        t63 = t48_t*t56
+        t64 = t47_t*t63*(1 - t47_t)
+        t65 = t64 @ t14.T
+        t66 = d_t27_2*t54
+        t67 = t46_t*t66*(1 - t46_t)
+        t68 = t67 @ t8.T
+        d_t27_2 = t59 + t62 + t65 + t68
+        d_carry1 = t47_t*t56
+        t71 = x_t_2.T
+        d_t6 += t71 @ t67
+        t72 = t51_t.T
+        d_t8 += t72 @ t67
+        d_t10 += xp.sum(t67, axis=0)
+        d_t12 += t71 @ t64
+        d_t14 += t72 @ t64
+        d_t15 += xp.sum(t64, axis=0)
+        d_t17 += t71 @ t61
+        d_t19 += t72 @ t61
+        d_t20 += xp.sum(t61, axis=0)
+        d_t22 += t71 @ t58
+        d_t24 += t72 @ t58
+        d_t25 += xp.sum(t58, axis=0)
+    d_lstm_weight_ih_4 = _unindex(xp, d_t22.T, lstm_weight_ih, np.s_[32:48, ...])  # t21 = lstm_weight_ih[32:48]; into lstm_weight_ih
+    d_lstm_weight_ih_3 = _unindex(xp, d_t17.T, lstm_weight_ih, np.s_[0:16, ...])  # t16 = lstm_weight_ih[0:16]; into lstm_weight_ih
+    d_lstm_weight_ih_2 = _unindex(xp, d_t12.T, lstm_weight_ih, np.s_[16:32, ...])  # t11 = lstm_weight_ih[16:32]; into lstm_weight_ih
+    d_lstm_weight_ih_1 = _unindex(xp, d_t6.T, lstm_weight_ih, np.s_[48:64, ...])  # t5 = lstm_weight_ih[48:64]; into lstm_weight_ih
+    np.add(d_lstm_weight_ih_1, d_lstm_weight_ih_2, out=d_lstm_weight_ih)  # d_lstm_weight_ih = d_lstm_weight_ih_1 + d_lstm_weight_ih_2 + d_lstm_weight_ih_3 + d_lstm_weight_ih_4
+    d_lstm_weight_ih += d_lstm_weight_ih_3
+    d_lstm_weight_ih += d_lstm_weight_ih_4
+    d_lstm_weight_hh_4 = _unindex(xp, d_t24.T, lstm_weight_hh, np.s_[32:48, ...])  # t23 = lstm_weight_hh[32:48]; into lstm_weight_hh
+    d_lstm_weight_hh_3 = _unindex(xp, d_t19.T, lstm_weight_hh, np.s_[0:16, ...])  # t18 = lstm_weight_hh[0:16]; into lstm_weight_hh
+    d_lstm_weight_hh_2 = _unindex(xp, d_t14.T, lstm_weight_hh, np.s_[16:32, ...])  # t13 = lstm_weight_hh[16:32]; into lstm_weight_hh
+    d_lstm_weight_hh_1 = _unindex(xp, d_t8.T, lstm_weight_hh, np.s_[48:64, ...])  # t7 = lstm_weight_hh[48:64]; into lstm_weight_hh
+    np.add(d_lstm_weight_hh_1, d_lstm_weight_hh_2, out=d_lstm_weight_hh)  # d_lstm_weight_hh = d_lstm_weight_hh_1 + d_lstm_weight_hh_2 + d_lstm_weight_hh_3 + d_lstm_weight_hh_4
+    d_lstm_weight_hh += d_lstm_weight_hh_3
+    d_lstm_weight_hh += d_lstm_weight_hh_4
+    d_t9_4 = _unindex(xp, d_t25, t9, np.s_[32:48])  # t25 = t9[32:48]; into t9
+    d_t9_3 = _unindex(xp, d_t20, t9, np.s_[0:16])  # t20 = t9[0:16]; into t9
+    d_t9_2 = _unindex(xp, d_t15, t9, np.s_[16:32])  # t15 = t9[16:32]; into t9
+    d_t9_1 = _unindex(xp, d_t10, t9, np.s_[48:64])  # t10 = t9[48:64]; into t9
+    np.add(d_t9_1, d_t9_2, out=d_t9)  # d_t9 = d_t9_1 + d_t9_2 + d_t9_3 + d_t9_4
+    d_t9 += d_t9_3
+    d_t9 += d_t9_4
+    np.matmul(t27.T, d_prediction, out=d_W)  # d_W = t27.T @ d_prediction
+    np.add.reduce(d_prediction, axis=0, out=d_b)  # d_b = xp.sum(d_prediction, axis=0)
+    outputs = {'prediction': prediction, 'loss': loss}
+    grads = {'lstm_weight_ih': d_lstm_weight_ih, 'lstm_weight_hh': d_lstm_weight_hh, 'lstm_bias_ih': d_t9, 'lstm_bias_hh': d_t9, 'W': d_W, 'b': d_b}
+    return outputs, grads
+
+
 # The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/).
-# (the runtime, with the helpers added, sigmoid, unindex)
+# (the runtime, with the helpers added, sigmoid, sigmoid_into, unindex)

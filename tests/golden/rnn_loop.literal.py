@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -124,6 +125,76 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
         d_b += xp.sum(t14, axis=0)
     d_Wy = rnn_h.T @ d_t5  # t4 = rnn_h @ Wy; into Wy
     d_by = xp.sum(d_t5, axis=0)  # prediction = t4 + by; dprediction/dby = 1
+    outputs = {'prediction': prediction, 'loss': loss}
+    grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
+    return outputs, grads
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 8), dtype=DTYPE),  # t2
+        np.empty((n, 1), dtype=DTYPE),  # t4
+        np.empty((n, 1), dtype=DTYPE),  # prediction
+        np.empty((n, 1), dtype=DTYPE),  # t5
+        np.empty((n, 1), dtype=DTYPE),  # t6
+        np.empty((n, 1), dtype=DTYPE),  # d_t5
+        np.empty((n, 8), dtype=DTYPE),  # d_rnn_h
+        np.empty((8, 1), dtype=DTYPE),  # d_Wy
+        np.empty((1,), dtype=DTYPE),  # d_by
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    t2, t4, prediction, t5, t6, d_t5, d_rnn_h, d_Wy, d_by = buffers
+    t1 = xp.mean(x, axis=1)
+    np.matmul(t1, Wx, out=t2)  # t2 = t1 @ Wx
+    h0 = xp.full_like(t2, 0)
+    # t3 = scan(init=(h0), xs=(x))
+    T = x.shape[1]
+    rnn_h = h0
+    t12 = []
+    t13 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t13.append(rnn_h)
+        t7 = x_t @ Wx
+        t8 = rnn_h @ Wh
+        t9 = t7 + t8
+        t10 = t9 + b
+        rnn_h = xp.tanh(t10)
+        t12.append(rnn_h)
+    np.matmul(rnn_h, Wy, out=t4)  # t4 = rnn_h @ Wy
+    np.add(by, t4, out=prediction)  # prediction = t4 + by
+    np.subtract(prediction, y, out=t5)  # t5 = prediction - y
+    np.square(t5, out=t6)  # t6 = t5 ** 2
+    loss = xp.mean(t6)
+    np.divide(t5, t6.shape[0], out=d_t5)  # d_t5 = 2*t5/t6.shape[0]
+    d_t5 *= 2
+    np.matmul(d_t5, Wy.T, out=d_rnn_h)  # d_rnn_h = d_t5 @ Wy.T
+    # Saved by the forward loop at every step, read backwards: t12 (rnn_h after each step), t13 (rnn_h at the start of each step)
+    # t16 = scan(init=(d_rnn_h, xp.zeros_like(Wx), xp.zeros_like(Wh), xp.zeros_like(b)), xs=(t12, x, t13), reverse): the derivative of the loop t3
+    T_2 = len(t12)
+    d_rnn_h_2 = d_rnn_h
+    d_Wx = xp.zeros_like(Wx)
+    d_Wh = xp.zeros_like(Wh)
+    d_b = xp.zeros_like(b)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t12_t = t12[t_2]
+        x_t_2 = x[:, t_2, :]
+        t13_t = t13[t_2]
+        t14 = d_rnn_h_2*(1 - t12_t**2)
+        d_rnn_h_2 = t14 @ Wh.T
+        d_Wx += x_t_2.T @ t14
+        d_Wh += t13_t.T @ t14
+        d_b += xp.sum(t14, axis=0)
+    np.matmul(rnn_h.T, d_t5, out=d_Wy)  # d_Wy = rnn_h.T @ d_t5
+    np.add.reduce(d_t5, axis=0, out=d_by)  # d_by = xp.sum(d_t5, axis=0)
     outputs = {'prediction': prediction, 'loss': loss}
     grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
     return outputs, grads

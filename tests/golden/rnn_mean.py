@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'prediction': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'Wx', 'Wh', 'b', 'Wy', 'by')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -118,6 +119,72 @@ def _gradients(xp, x, y, Wx, Wh, b, Wy, by):
         d_b += xp.sum(t13, axis=0)
     d_Wy = hT.T @ d_prediction  # t5 = hT @ Wy; into Wy
     d_by = xp.sum(d_prediction, axis=0)  # prediction = t5 + by; dprediction/dby = 1
+    outputs = {'prediction': prediction, 'loss': loss}
+    grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
+    return outputs, grads
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 1), dtype=DTYPE),  # t1
+        np.empty((n, 8), dtype=DTYPE),  # t2
+        np.empty((n, 1), dtype=DTYPE),  # t5
+        np.empty((n, 1), dtype=DTYPE),  # prediction
+        np.empty((n, 1), dtype=DTYPE),  # t7
+        np.empty((n, 8), dtype=DTYPE),  # d_hT
+        np.empty((8, 1), dtype=DTYPE),  # d_Wy
+        np.empty((1,), dtype=DTYPE),  # d_by
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    t1, t2, t5, prediction, t7, d_hT, d_Wy, d_by = buffers
+    np.add.reduce(x, axis=1, out=t1)  # t1 = xp.sum(x, axis=1)
+    np.matmul(t1, Wx, out=t2)  # t2 = t1 @ Wx
+    t3 = xp.full_like(t2, 0)
+    # t4 = scan(init=(t3), xs=(x))
+    T = x.shape[1]
+    hT = t3
+    t11 = []
+    t12 = []
+    for t in range(T):
+        x_t = x[:, t, :]
+        t12.append(hT)
+        t8 = x_t @ Wx
+        t9 = hT @ Wh
+        hT = xp.tanh(b + t8 + t9)
+        t11.append(hT)
+    np.matmul(hT, Wy, out=t5)  # t5 = hT @ Wy
+    np.add(by, t5, out=prediction)  # prediction = t5 + by
+    np.subtract(prediction, y, out=t7)  # t7 = (prediction - y)**2
+    np.square(t7, out=t7)
+    loss = xp.mean(t7)
+    d_prediction = 2*(prediction - y)/t7.shape[0]  # t7 = (prediction - y)**2; dt7/dprediction = 2*(prediction - y)
+    np.matmul(d_prediction, Wy.T, out=d_hT)  # d_hT = d_prediction @ Wy.T
+    # Saved by the forward loop at every step, read backwards: t11 (hT after each step), t12 (hT at the start of each step)
+    # t15 = scan(init=(d_hT, xp.zeros_like(Wx), xp.zeros_like(Wh), xp.zeros_like(b)), xs=(t11, x, t12), reverse): the derivative of the loop t4
+    T_2 = len(t11)
+    d_hT_2 = d_hT
+    d_Wx = xp.zeros_like(Wx)
+    d_Wh = xp.zeros_like(Wh)
+    d_b = xp.zeros_like(b)
+    for t_2 in range(T_2 - 1, -1, -1):
+        t11_t = t11[t_2]
+        x_t_2 = x[:, t_2, :]
+        t12_t = t12[t_2]
+        t13 = d_hT_2*(1 - t11_t**2)
+        d_hT_2 = t13 @ Wh.T
+        d_Wx += x_t_2.T @ t13
+        d_Wh += t12_t.T @ t13
+        d_b += xp.sum(t13, axis=0)
+    np.matmul(hT.T, d_prediction, out=d_Wy)  # d_Wy = hT.T @ d_prediction
+    np.add.reduce(d_prediction, axis=0, out=d_by)  # d_by = xp.sum(d_prediction, axis=0)
     outputs = {'prediction': prediction, 'loss': loss}
     grads = {'Wx': d_Wx, 'Wh': d_Wh, 'b': d_b, 'Wy': d_Wy, 'by': d_by}
     return outputs, grads

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {'ids': ('int64', 27), 'targets': ('int64', 27)}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'logits': ('ids',), 'loss': ('ids', 'targets')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('ids', 'targets', 'wte', 'wpe', 'h0_ln1_weight', 'h0_ln1_bias', 'h0_attn_weight', 'h0_attn_bias', 'h0_proj_weight', 'h0_proj_bias', 'h0_ln2_weight', 'h0_ln2_bias', 'h0_fc_weight', 'h0_fc_bias', 'h0_fc2_weight', 'h0_fc2_bias', 'h1_ln1_weight', 'h1_ln1_bias', 'h1_attn_weight', 'h1_attn_bias', 'h1_proj_weight', 'h1_proj_bias', 'h1_ln2_weight', 'h1_ln2_bias', 'h1_fc_weight', 'h1_fc_bias', 'h1_fc2_weight', 'h1_fc2_bias', 'ln_f_weight', 'ln_f_bias')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = True  # _gradients takes a random generator first (dropout masks)
 
 
@@ -439,6 +440,387 @@ def _gradients(_rng, xp, ids, targets, wte, wpe, h0_ln1_weight, h0_ln1_bias, h0_
     t128 = d_h * xhat5  # h = ln_f_weight * xhat5 + ln_f_bias
     d_ln_f_weight = xp.sum(t128, axis=(0, 1))  # h = ln_f_weight * xhat5 + ln_f_bias; into ln_f_weight
     d_ln_f_bias = xp.sum(d_h, axis=(0, 1))  # h = ln_f_weight * xhat5 + ln_f_bias; into ln_f_bias
+    outputs = {'logits': logits, 'loss': loss}
+    grads = {'wte': d_wte, 'wpe': d_wpe, 'h0_ln1_weight': d_h0_ln1_weight, 'h0_ln1_bias': d_h0_ln1_bias, 'h0_attn_weight': d_t9.T, 'h0_attn_bias': d_h0_attn_bias, 'h0_proj_weight': d_t28.T, 'h0_proj_bias': d_h0_proj_bias, 'h0_ln2_weight': d_h0_ln2_weight, 'h0_ln2_bias': d_h0_ln2_bias, 'h0_fc_weight': d_t38.T, 'h0_fc_bias': d_h0_fc_bias, 'h0_fc2_weight': d_t42.T, 'h0_fc2_bias': d_h0_fc2_bias, 'h1_ln1_weight': d_h1_ln1_weight, 'h1_ln1_bias': d_h1_ln1_bias, 'h1_attn_weight': d_t52.T, 'h1_attn_bias': d_h1_attn_bias, 'h1_proj_weight': d_t71.T, 'h1_proj_bias': d_h1_proj_bias, 'h1_ln2_weight': d_h1_ln2_weight, 'h1_ln2_bias': d_h1_ln2_bias, 'h1_fc_weight': d_t81.T, 'h1_fc_bias': d_h1_fc_bias, 'h1_fc2_weight': d_t85.T, 'h1_fc2_bias': d_h1_fc2_bias, 'ln_f_weight': d_ln_f_weight, 'ln_f_bias': d_ln_f_bias}
+    return outputs, grads
+
+
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 16, 64), dtype=DTYPE),  # t2
+        np.empty((n, 16, 64), dtype=DTYPE),  # x0
+        np.empty((n, 16, 64), dtype=DTYPE),  # t5
+        np.empty((n, 16, 1), dtype=DTYPE),  # t7
+        np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x
+        np.empty((n, 16, 64), dtype=DTYPE),  # xhat
+        np.empty((n, 16, 192), dtype=DTYPE),  # t11
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t19
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t20
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # t25
+        np.empty((n, 16, 64), dtype=DTYPE),  # t30
+        np.empty((n, 16, 64), dtype=DTYPE),  # t32
+        np.empty((n, 16, 64), dtype=DTYPE),  # x0a
+        np.empty((n, 16, 64), dtype=DTYPE),  # t34
+        np.empty((n, 16, 1), dtype=DTYPE),  # t36
+        np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x2
+        np.empty((n, 16, 64), dtype=DTYPE),  # xhat2
+        np.empty((n, 16, 256), dtype=DTYPE),  # t40
+        np.empty((n, 16, 64), dtype=DTYPE),  # t44
+        np.empty((n, 16, 64), dtype=DTYPE),  # t46
+        np.empty((n, 16, 64), dtype=DTYPE),  # x0b
+        np.empty((n, 16, 64), dtype=DTYPE),  # t48
+        np.empty((n, 16, 1), dtype=DTYPE),  # t50
+        np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x3
+        np.empty((n, 16, 64), dtype=DTYPE),  # xhat3
+        np.empty((n, 16, 192), dtype=DTYPE),  # t54
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t62
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t63
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # t68
+        np.empty((n, 16, 64), dtype=DTYPE),  # t73
+        np.empty((n, 16, 64), dtype=DTYPE),  # t75
+        np.empty((n, 16, 64), dtype=DTYPE),  # x1a
+        np.empty((n, 16, 64), dtype=DTYPE),  # t77
+        np.empty((n, 16, 1), dtype=DTYPE),  # t79
+        np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x4
+        np.empty((n, 16, 64), dtype=DTYPE),  # xhat4
+        np.empty((n, 16, 256), dtype=DTYPE),  # t83
+        np.empty((n, 16, 64), dtype=DTYPE),  # t87
+        np.empty((n, 16, 64), dtype=DTYPE),  # t89
+        np.empty((n, 16, 64), dtype=DTYPE),  # x1b
+        np.empty((n, 16, 64), dtype=DTYPE),  # t91
+        np.empty((n, 16, 1), dtype=DTYPE),  # t93
+        np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x5
+        np.empty((n, 16, 64), dtype=DTYPE),  # xhat5
+        np.empty((n, 16, 27), dtype=DTYPE),  # P3
+        np.empty((n, 16, 27), dtype=DTYPE),  # d_logits
+        np.empty((n, 16, 64), dtype=DTYPE),  # t98
+        np.empty((n, 16, 1), dtype=DTYPE),  # t99
+        np.empty((n, 16, 64), dtype=DTYPE),  # t100
+        np.empty((n, 16, 1), dtype=DTYPE),  # t101
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_t87
+        np.empty((n, 16, 64), dtype=DTYPE),  # t103
+        np.empty((n, 16, 1), dtype=DTYPE),  # t104
+        np.empty((n, 16, 64), dtype=DTYPE),  # t105
+        np.empty((n, 16, 1), dtype=DTYPE),  # t106
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_x1a
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_t73
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # d_t67
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_P2
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t107
+        np.empty((n, 2, 16, 1), dtype=DTYPE),  # t108
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_t64
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_t62
+        np.empty((n, 2, 32, 16), dtype=DTYPE),  # d_t61
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # d_t57
+        np.empty((n, 16, 192), dtype=DTYPE),  # d_t54
+        np.empty((n, 16, 64), dtype=DTYPE),  # t109
+        np.empty((n, 16, 1), dtype=DTYPE),  # t110
+        np.empty((n, 16, 64), dtype=DTYPE),  # t111
+        np.empty((n, 16, 1), dtype=DTYPE),  # t112
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_x0b
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_t44
+        np.empty((n, 16, 64), dtype=DTYPE),  # t114
+        np.empty((n, 16, 1), dtype=DTYPE),  # t115
+        np.empty((n, 16, 64), dtype=DTYPE),  # t116
+        np.empty((n, 16, 1), dtype=DTYPE),  # t117
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_x0a
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_t30
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # d_t24
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_P
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t118
+        np.empty((n, 2, 16, 1), dtype=DTYPE),  # t119
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_t21
+        np.empty((n, 2, 16, 16), dtype=DTYPE),  # d_t19
+        np.empty((n, 2, 32, 16), dtype=DTYPE),  # d_t18
+        np.empty((n, 2, 16, 32), dtype=DTYPE),  # d_t14
+        np.empty((n, 16, 192), dtype=DTYPE),  # d_t11
+        np.empty((n, 16, 64), dtype=DTYPE),  # t120
+        np.empty((n, 16, 1), dtype=DTYPE),  # t121
+        np.empty((n, 16, 64), dtype=DTYPE),  # t122
+        np.empty((n, 16, 1), dtype=DTYPE),  # t123
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_x0
+        np.empty((n, 16, 64), dtype=DTYPE),  # d_t2
+        np.empty((27, 64), dtype=DTYPE),  # d_wte
+        np.empty((16, 64), dtype=DTYPE),  # d_wpe
+        np.empty((n, 16, 64), dtype=DTYPE),  # t124
+        np.empty((64,), dtype=DTYPE),  # d_h0_ln1_weight
+        np.empty((64,), dtype=DTYPE),  # d_h0_ln1_bias
+        np.empty((192,), dtype=DTYPE),  # d_h0_attn_bias
+        np.empty((64,), dtype=DTYPE),  # d_h0_proj_bias
+        np.empty((n, 16, 64), dtype=DTYPE),  # t125
+        np.empty((64,), dtype=DTYPE),  # d_h0_ln2_weight
+        np.empty((64,), dtype=DTYPE),  # d_h0_ln2_bias
+        np.empty((256,), dtype=DTYPE),  # d_h0_fc_bias
+        np.empty((64,), dtype=DTYPE),  # d_h0_fc2_bias
+        np.empty((n, 16, 64), dtype=DTYPE),  # t126
+        np.empty((64,), dtype=DTYPE),  # d_h1_ln1_weight
+        np.empty((64,), dtype=DTYPE),  # d_h1_ln1_bias
+        np.empty((192,), dtype=DTYPE),  # d_h1_attn_bias
+        np.empty((64,), dtype=DTYPE),  # d_h1_proj_bias
+        np.empty((n, 16, 64), dtype=DTYPE),  # t127
+        np.empty((64,), dtype=DTYPE),  # d_h1_ln2_weight
+        np.empty((64,), dtype=DTYPE),  # d_h1_ln2_bias
+        np.empty((256,), dtype=DTYPE),  # d_h1_fc_bias
+        np.empty((64,), dtype=DTYPE),  # d_h1_fc2_bias
+        np.empty((n, 16, 64), dtype=DTYPE),  # t128
+        np.empty((64,), dtype=DTYPE),  # d_ln_f_weight
+        np.empty((64,), dtype=DTYPE),  # d_ln_f_bias
+    )
+
+
+def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight, h0_ln1_bias, h0_attn_weight, h0_attn_bias, h0_proj_weight, h0_proj_bias, h0_ln2_weight, h0_ln2_bias, h0_fc_weight, h0_fc_bias, h0_fc2_weight, h0_fc2_bias, h1_ln1_weight, h1_ln1_bias, h1_attn_weight, h1_attn_bias, h1_proj_weight, h1_proj_bias, h1_ln2_weight, h1_ln2_bias, h1_fc_weight, h1_fc_bias, h1_fc2_weight, h1_fc2_bias, ln_f_weight, ln_f_bias):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (t2, x0, t5, t7, sigma_x, xhat, t11, t19, t20, t25, t30, t32, x0a, t34, t36, sigma_x2, xhat2,
+     t40, t44, t46, x0b, t48, t50, sigma_x3, xhat3, t54, t62, t63, t68, t73, t75, x1a, t77, t79,
+     sigma_x4, xhat4, t83, t87, t89, x1b, t91, t93, sigma_x5, xhat5, P3, d_logits, t98, t99, t100,
+     t101, d_t87, t103, t104, t105, t106, d_x1a, d_t73, d_t67, d_P2, t107, t108, d_t64, d_t62,
+     d_t61, d_t57, d_t54, t109, t110, t111, t112, d_x0b, d_t44, t114, t115, t116, t117, d_x0a,
+     d_t30, d_t24, d_P, t118, t119, d_t21, d_t19, d_t18, d_t14, d_t11, t120, t121, t122, t123,
+     d_x0, d_t2, d_wte, d_wpe, t124, d_h0_ln1_weight, d_h0_ln1_bias, d_h0_attn_bias,
+     d_h0_proj_bias, t125, d_h0_ln2_weight, d_h0_ln2_bias, d_h0_fc_bias, d_h0_fc2_bias, t126,
+     d_h1_ln1_weight, d_h1_ln1_bias, d_h1_attn_bias, d_h1_proj_bias, t127, d_h1_ln2_weight,
+     d_h1_ln2_bias, d_h1_fc_bias, d_h1_fc2_bias, t128, d_ln_f_weight, d_ln_f_bias) = buffers
+    t1 = _take(xp, wte, ids)
+    np.add(t1, wpe, out=t2)  # t2 = t1 + wpe
+    t3 = _dropout_mask(xp, _rng, t2, rate=0.1)
+    np.multiply(t2, t3, out=x0)  # x0 = t2 * t3
+    t4 = xp.mean(x0, axis=2, keepdims=True)
+    np.subtract(x0, t4, out=t5)  # t5 = x0 - t4
+    t6 = _variance(xp, x0, t4, axis=2)
+    np.add(1e-05, t6, out=t7)  # t7 = t6 + 1e-05
+    np.sqrt(t7, out=sigma_x)  # sigma_x = xp.sqrt(t7)
+    np.divide(t5, sigma_x, out=xhat)  # xhat = t5 / sigma_x
+    t8 = h0_ln1_weight * xhat + h0_ln1_bias
+    t9 = h0_attn_weight.T
+    t10 = _matmul_rows(xp, t8, t9)
+    np.add(h0_attn_bias, t10, out=t11)  # t11 = t10 + h0_attn_bias
+    t12 = t11[:, :, 0:64]
+    t13 = xp.reshape(t12, (-1, 16, 2, 32))
+    t14 = xp.permute_dims(t13, (0, 2, 1, 3))
+    t15 = t11[:, :, 64:128]
+    t16 = xp.reshape(t15, (-1, 16, 2, 32))
+    t17 = xp.permute_dims(t16, (0, 2, 1, 3))
+    t18 = xp.permute_dims(t17, (0, 1, 3, 2))
+    np.matmul(t14, t18, out=t19)  # t19 = t14 @ t18
+    np.multiply(0.17677669529663687, t19, out=t20)  # t20 = t19 / 5.656854249492381
+    t21 = _causal_mask(xp, t20)
+    P = xp.exp(t21 - _logsumexp(xp, t21, axis=3, keepdims=True))
+    t22 = t11[:, :, 128:192]
+    t23 = xp.reshape(t22, (-1, 16, 2, 32))
+    t24 = xp.permute_dims(t23, (0, 2, 1, 3))
+    np.matmul(P, t24, out=t25)  # t25 = P @ t24
+    t26 = xp.permute_dims(t25, (0, 2, 1, 3))
+    t27 = xp.reshape(t26, (-1, 16, 64))
+    t28 = h0_proj_weight.T
+    t29 = _matmul_rows(xp, t27, t28)
+    np.add(h0_proj_bias, t29, out=t30)  # t30 = t29 + h0_proj_bias
+    t31 = _dropout_mask(xp, _rng, t30, rate=0.1)
+    np.multiply(t30, t31, out=t32)  # t32 = t30 * t31
+    np.add(t32, x0, out=x0a)  # x0a = x0 + t32
+    t33 = xp.mean(x0a, axis=2, keepdims=True)
+    np.subtract(x0a, t33, out=t34)  # t34 = x0a - t33
+    t35 = _variance(xp, x0a, t33, axis=2)
+    np.add(1e-05, t35, out=t36)  # t36 = t35 + 1e-05
+    np.sqrt(t36, out=sigma_x2)  # sigma_x2 = xp.sqrt(t36)
+    np.divide(t34, sigma_x2, out=xhat2)  # xhat2 = t34 / sigma_x2
+    t37 = h0_ln2_weight * xhat2 + h0_ln2_bias
+    t38 = h0_fc_weight.T
+    t39 = _matmul_rows(xp, t37, t38)
+    np.add(h0_fc_bias, t39, out=t40)  # t40 = t39 + h0_fc_bias
+    t41 = 0.5 * t40 * (1 + xp.tanh(0.7978845608028654 * (t40 + 0.044715 * t40 ** 3)))
+    t42 = h0_fc2_weight.T
+    t43 = _matmul_rows(xp, t41, t42)
+    np.add(h0_fc2_bias, t43, out=t44)  # t44 = t43 + h0_fc2_bias
+    t45 = _dropout_mask(xp, _rng, t44, rate=0.1)
+    np.multiply(t44, t45, out=t46)  # t46 = t44 * t45
+    np.add(t46, x0a, out=x0b)  # x0b = x0a + t46
+    t47 = xp.mean(x0b, axis=2, keepdims=True)
+    np.subtract(x0b, t47, out=t48)  # t48 = x0b - t47
+    t49 = _variance(xp, x0b, t47, axis=2)
+    np.add(1e-05, t49, out=t50)  # t50 = t49 + 1e-05
+    np.sqrt(t50, out=sigma_x3)  # sigma_x3 = xp.sqrt(t50)
+    np.divide(t48, sigma_x3, out=xhat3)  # xhat3 = t48 / sigma_x3
+    t51 = h1_ln1_weight * xhat3 + h1_ln1_bias
+    t52 = h1_attn_weight.T
+    t53 = _matmul_rows(xp, t51, t52)
+    np.add(h1_attn_bias, t53, out=t54)  # t54 = t53 + h1_attn_bias
+    t55 = t54[:, :, 0:64]
+    t56 = xp.reshape(t55, (-1, 16, 2, 32))
+    t57 = xp.permute_dims(t56, (0, 2, 1, 3))
+    t58 = t54[:, :, 64:128]
+    t59 = xp.reshape(t58, (-1, 16, 2, 32))
+    t60 = xp.permute_dims(t59, (0, 2, 1, 3))
+    t61 = xp.permute_dims(t60, (0, 1, 3, 2))
+    np.matmul(t57, t61, out=t62)  # t62 = t57 @ t61
+    np.multiply(0.17677669529663687, t62, out=t63)  # t63 = t62 / 5.656854249492381
+    t64 = _causal_mask(xp, t63)
+    P2 = xp.exp(t64 - _logsumexp(xp, t64, axis=3, keepdims=True))
+    t65 = t54[:, :, 128:192]
+    t66 = xp.reshape(t65, (-1, 16, 2, 32))
+    t67 = xp.permute_dims(t66, (0, 2, 1, 3))
+    np.matmul(P2, t67, out=t68)  # t68 = P2 @ t67
+    t69 = xp.permute_dims(t68, (0, 2, 1, 3))
+    t70 = xp.reshape(t69, (-1, 16, 64))
+    t71 = h1_proj_weight.T
+    t72 = _matmul_rows(xp, t70, t71)
+    np.add(h1_proj_bias, t72, out=t73)  # t73 = t72 + h1_proj_bias
+    t74 = _dropout_mask(xp, _rng, t73, rate=0.1)
+    np.multiply(t73, t74, out=t75)  # t75 = t73 * t74
+    np.add(t75, x0b, out=x1a)  # x1a = x0b + t75
+    t76 = xp.mean(x1a, axis=2, keepdims=True)
+    np.subtract(x1a, t76, out=t77)  # t77 = x1a - t76
+    t78 = _variance(xp, x1a, t76, axis=2)
+    np.add(1e-05, t78, out=t79)  # t79 = t78 + 1e-05
+    np.sqrt(t79, out=sigma_x4)  # sigma_x4 = xp.sqrt(t79)
+    np.divide(t77, sigma_x4, out=xhat4)  # xhat4 = t77 / sigma_x4
+    t80 = h1_ln2_weight * xhat4 + h1_ln2_bias
+    t81 = h1_fc_weight.T
+    t82 = _matmul_rows(xp, t80, t81)
+    np.add(h1_fc_bias, t82, out=t83)  # t83 = t82 + h1_fc_bias
+    t84 = 0.5 * t83 * (1 + xp.tanh(0.7978845608028654 * (t83 + 0.044715 * t83 ** 3)))
+    t85 = h1_fc2_weight.T
+    t86 = _matmul_rows(xp, t84, t85)
+    np.add(h1_fc2_bias, t86, out=t87)  # t87 = t86 + h1_fc2_bias
+    t88 = _dropout_mask(xp, _rng, t87, rate=0.1)
+    np.multiply(t87, t88, out=t89)  # t89 = t87 * t88
+    np.add(t89, x1a, out=x1b)  # x1b = x1a + t89
+    t90 = xp.mean(x1b, axis=2, keepdims=True)
+    np.subtract(x1b, t90, out=t91)  # t91 = x1b - t90
+    t92 = _variance(xp, x1b, t90, axis=2)
+    np.add(1e-05, t92, out=t93)  # t93 = t92 + 1e-05
+    np.sqrt(t93, out=sigma_x5)  # sigma_x5 = xp.sqrt(t93)
+    np.divide(t91, sigma_x5, out=xhat5)  # xhat5 = t91 / sigma_x5
+    h = ln_f_weight * xhat5 + ln_f_bias
+    t94 = wte.T
+    logits = _matmul_rows(xp, h, t94)
+    t95 = xp.astype(targets, _dtype(xp))
+    Y = xp.astype(t95[..., None] == xp.arange(27, dtype=t95.dtype), t95.dtype)
+    t96 = _logsumexp(xp, logits, axis=2, keepdims=True)
+    t97 = xp.squeeze(t96, axis=2) - xp.sum(Y * logits, axis=2)
+    loss = xp.mean(t97)
+    np.subtract(logits, t96, out=P3)  # P3 = xp.exp(logits - t96)
+    np.exp(P3, out=P3)
+    np.subtract(P3, Y, out=d_logits)  # d_logits = (P3 - Y)/(t97.shape[0] * 16)
+    d_logits /= (t97.shape[0] * 16)
+    d_t94 = xp.reshape(h, (-1, 64)).T @ xp.reshape(d_logits, (-1, 27))  # logits = h @ t94; into t94
+    d_h = _matmul_rows(xp, d_logits, t94.T)  # logits = h @ t94; into h
+    np.multiply(d_h, ln_f_weight, out=t98)  # t98 = ln_f_weight * d_h
+    np.add.reduce(t98, axis=2, keepdims=True, out=t99)  # t99 = xp.sum(t98, axis=2, keepdims=True)
+    np.multiply(t98, xhat5, out=t100)  # t100 = t98 * xhat5
+    np.add.reduce(t100, axis=2, keepdims=True, out=t101)  # t101 = xp.sum(t100, axis=2, keepdims=True)
+    d_x1b = (1/64)*(64*t98 - t101*xhat5 - t99)/sigma_x5  # h = ln_f_weight * xhat5 + ln_f_bias; into x1b
+    np.multiply(d_x1b, t88, out=d_t87)  # d_t87 = d_x1b*t88
+    d_t84 = _matmul_rows(xp, d_t87, t85.T)  # t86 = t84 @ t85; into t84
+    t102 = xp.tanh(0.035677408136300125*(t83*t83*t83) + 0.7978845608028654*t83)  # t84 = gelu(t83); dt84/dt83 = (t83*(1 - tanh(t83*(0.035677408136300125*t83**2 + 0.79788456080286541))**2)*(0.10703222440890037*t83**2 + 0.79788456080286541) + tanh(t83*(0.035677408136300125*t83**2 + 0.79788456080286541)) + 1)/2
+    d_t83 = (1/2)*d_t84*(t102 + t83*(1 - t102**2)*(0.10703222440890038*t83**2 + 0.7978845608028654) + 1)  # t84 = gelu(t83); dt84/dt83 = (t83*(1 - tanh(t83*(0.035677408136300125*t83**2 + 0.79788456080286541))**2)*(0.10703222440890037*t83**2 + 0.79788456080286541) + tanh(t83*(0.035677408136300125*t83**2 + 0.79788456080286541)) + 1)/2
+    d_t80 = _matmul_rows(xp, d_t83, t81.T)  # t82 = t80 @ t81; into t80
+    np.multiply(d_t80, h1_ln2_weight, out=t103)  # t103 = h1_ln2_weight * d_t80
+    np.add.reduce(t103, axis=2, keepdims=True, out=t104)  # t104 = xp.sum(t103, axis=2, keepdims=True)
+    np.multiply(t103, xhat4, out=t105)  # t105 = t103 * xhat4
+    np.add.reduce(t105, axis=2, keepdims=True, out=t106)  # t106 = xp.sum(t105, axis=2, keepdims=True)
+    d_x1a_1 = (1/64)*(64*t103 - t104 - t106*xhat4)/sigma_x4  # t80 = h1_ln2_weight * xhat4 + h1_ln2_bias; into x1a
+    np.add(d_x1a_1, d_x1b, out=d_x1a)  # d_x1a = d_x1a_1 + d_x1b
+    np.multiply(d_x1a, t74, out=d_t73)  # d_t73 = d_x1a*t74
+    d_t70 = _matmul_rows(xp, d_t73, t71.T)  # t72 = t70 @ t71; into t70
+    d_t68 = xp.permute_dims(xp.reshape(d_t70, (-1, 16, 2, 32)), (0, 2, 1, 3))  # t69 = transpose(t68); into t68
+    np.matmul(xp.permute_dims(P2, (0, 1, 3, 2)), d_t68, out=d_t67)  # d_t67 = xp.permute_dims(P2, (0, 1, 3, 2)) @ d_t68
+    d_t54_3 = _unindex(xp, xp.reshape(xp.permute_dims(d_t67, (0, 2, 1, 3)), (-1, 16, 64)), t54, np.s_[:, :, 128:192])  # t65 = t54[:, :, 128:192]; into t54
+    np.matmul(d_t68, xp.permute_dims(t67, (0, 1, 3, 2)), out=d_P2)  # d_P2 = d_t68 @ xp.permute_dims(t67, (0, 1, 3, 2))
+    np.multiply(P2, d_P2, out=t107)  # t107 = d_P2 * P2
+    np.add.reduce(t107, axis=3, keepdims=True, out=t108)  # t108 = xp.sum(t107, axis=3, keepdims=True)
+    np.subtract(d_P2, t108, out=d_t64)  # d_t64 = P2*(d_P2 - t108)
+    d_t64 *= P2
+    d_t63 = _causal_mask(xp, d_t64, fill=0.0)  # t64 = causal_mask(t63); into t63
+    np.multiply(0.17677669529663687, d_t63, out=d_t62)  # d_t62 = 0.17677669529663687*d_t63
+    np.matmul(xp.permute_dims(t57, (0, 1, 3, 2)), d_t62, out=d_t61)  # d_t61 = xp.permute_dims(t57, (0, 1, 3, 2)) @ d_t62
+    d_t54_2 = _unindex(xp, xp.reshape(xp.permute_dims(xp.permute_dims(d_t61, (0, 1, 3, 2)), (0, 2, 1, 3)), (-1, 16, 64)), t54, np.s_[:, :, 64:128])  # t58 = t54[:, :, 64:128]; into t54
+    np.matmul(d_t62, xp.permute_dims(t61, (0, 1, 3, 2)), out=d_t57)  # d_t57 = d_t62 @ xp.permute_dims(t61, (0, 1, 3, 2))
+    d_t54_1 = _unindex(xp, xp.reshape(xp.permute_dims(d_t57, (0, 2, 1, 3)), (-1, 16, 64)), t54, np.s_[:, :, 0:64])  # t55 = t54[:, :, 0:64]; into t54
+    np.add(d_t54_1, d_t54_2, out=d_t54)  # d_t54 = d_t54_1 + d_t54_2 + d_t54_3
+    d_t54 += d_t54_3
+    d_t51 = _matmul_rows(xp, d_t54, t52.T)  # t53 = t51 @ t52; into t51
+    np.multiply(d_t51, h1_ln1_weight, out=t109)  # t109 = h1_ln1_weight * d_t51
+    np.add.reduce(t109, axis=2, keepdims=True, out=t110)  # t110 = xp.sum(t109, axis=2, keepdims=True)
+    np.multiply(t109, xhat3, out=t111)  # t111 = t109 * xhat3
+    np.add.reduce(t111, axis=2, keepdims=True, out=t112)  # t112 = xp.sum(t111, axis=2, keepdims=True)
+    d_x0b_1 = (1/64)*(64*t109 - t110 - t112*xhat3)/sigma_x3  # t51 = h1_ln1_weight * xhat3 + h1_ln1_bias; into x0b
+    np.add(d_x0b_1, d_x1a, out=d_x0b)  # d_x0b = d_x0b_1 + d_x1a
+    np.multiply(d_x0b, t45, out=d_t44)  # d_t44 = d_x0b*t45
+    d_t41 = _matmul_rows(xp, d_t44, t42.T)  # t43 = t41 @ t42; into t41
+    t113 = xp.tanh(0.035677408136300125*(t40*t40*t40) + 0.7978845608028654*t40)  # t41 = gelu(t40); dt41/dt40 = (t40*(1 - tanh(t40*(0.035677408136300125*t40**2 + 0.79788456080286541))**2)*(0.10703222440890037*t40**2 + 0.79788456080286541) + tanh(t40*(0.035677408136300125*t40**2 + 0.79788456080286541)) + 1)/2
+    d_t40 = (1/2)*d_t41*(t113 + t40*(1 - t113**2)*(0.10703222440890038*t40**2 + 0.7978845608028654) + 1)  # t41 = gelu(t40); dt41/dt40 = (t40*(1 - tanh(t40*(0.035677408136300125*t40**2 + 0.79788456080286541))**2)*(0.10703222440890037*t40**2 + 0.79788456080286541) + tanh(t40*(0.035677408136300125*t40**2 + 0.79788456080286541)) + 1)/2
+    d_t37 = _matmul_rows(xp, d_t40, t38.T)  # t39 = t37 @ t38; into t37
+    np.multiply(d_t37, h0_ln2_weight, out=t114)  # t114 = h0_ln2_weight * d_t37
+    np.add.reduce(t114, axis=2, keepdims=True, out=t115)  # t115 = xp.sum(t114, axis=2, keepdims=True)
+    np.multiply(t114, xhat2, out=t116)  # t116 = t114 * xhat2
+    np.add.reduce(t116, axis=2, keepdims=True, out=t117)  # t117 = xp.sum(t116, axis=2, keepdims=True)
+    d_x0a_1 = (1/64)*(64*t114 - t115 - t117*xhat2)/sigma_x2  # t37 = h0_ln2_weight * xhat2 + h0_ln2_bias; into x0a
+    np.add(d_x0a_1, d_x0b, out=d_x0a)  # d_x0a = d_x0a_1 + d_x0b
+    np.multiply(d_x0a, t31, out=d_t30)  # d_t30 = d_x0a*t31
+    d_t27 = _matmul_rows(xp, d_t30, t28.T)  # t29 = t27 @ t28; into t27
+    d_t25 = xp.permute_dims(xp.reshape(d_t27, (-1, 16, 2, 32)), (0, 2, 1, 3))  # t26 = transpose(t25); into t25
+    np.matmul(xp.permute_dims(P, (0, 1, 3, 2)), d_t25, out=d_t24)  # d_t24 = xp.permute_dims(P, (0, 1, 3, 2)) @ d_t25
+    d_t11_3 = _unindex(xp, xp.reshape(xp.permute_dims(d_t24, (0, 2, 1, 3)), (-1, 16, 64)), t11, np.s_[:, :, 128:192])  # t22 = t11[:, :, 128:192]; into t11
+    np.matmul(d_t25, xp.permute_dims(t24, (0, 1, 3, 2)), out=d_P)  # d_P = d_t25 @ xp.permute_dims(t24, (0, 1, 3, 2))
+    np.multiply(P, d_P, out=t118)  # t118 = d_P * P
+    np.add.reduce(t118, axis=3, keepdims=True, out=t119)  # t119 = xp.sum(t118, axis=3, keepdims=True)
+    np.subtract(d_P, t119, out=d_t21)  # d_t21 = P*(d_P - t119)
+    d_t21 *= P
+    d_t20 = _causal_mask(xp, d_t21, fill=0.0)  # t21 = causal_mask(t20); into t20
+    np.multiply(0.17677669529663687, d_t20, out=d_t19)  # d_t19 = 0.17677669529663687*d_t20
+    np.matmul(xp.permute_dims(t14, (0, 1, 3, 2)), d_t19, out=d_t18)  # d_t18 = xp.permute_dims(t14, (0, 1, 3, 2)) @ d_t19
+    d_t11_2 = _unindex(xp, xp.reshape(xp.permute_dims(xp.permute_dims(d_t18, (0, 1, 3, 2)), (0, 2, 1, 3)), (-1, 16, 64)), t11, np.s_[:, :, 64:128])  # t15 = t11[:, :, 64:128]; into t11
+    np.matmul(d_t19, xp.permute_dims(t18, (0, 1, 3, 2)), out=d_t14)  # d_t14 = d_t19 @ xp.permute_dims(t18, (0, 1, 3, 2))
+    d_t11_1 = _unindex(xp, xp.reshape(xp.permute_dims(d_t14, (0, 2, 1, 3)), (-1, 16, 64)), t11, np.s_[:, :, 0:64])  # t12 = t11[:, :, 0:64]; into t11
+    np.add(d_t11_1, d_t11_2, out=d_t11)  # d_t11 = d_t11_1 + d_t11_2 + d_t11_3
+    d_t11 += d_t11_3
+    d_t8 = _matmul_rows(xp, d_t11, t9.T)  # t10 = t8 @ t9; into t8
+    np.multiply(d_t8, h0_ln1_weight, out=t120)  # t120 = h0_ln1_weight * d_t8
+    np.add.reduce(t120, axis=2, keepdims=True, out=t121)  # t121 = xp.sum(t120, axis=2, keepdims=True)
+    np.multiply(t120, xhat, out=t122)  # t122 = t120 * xhat
+    np.add.reduce(t122, axis=2, keepdims=True, out=t123)  # t123 = xp.sum(t122, axis=2, keepdims=True)
+    d_x0_1 = (1/64)*(64*t120 - t121 - t123*xhat)/sigma_x  # t8 = h0_ln1_weight * xhat + h0_ln1_bias; into x0
+    np.add(d_x0_1, d_x0a, out=d_x0)  # d_x0 = d_x0_1 + d_x0a
+    np.multiply(d_x0, t3, out=d_t2)  # d_t2 = d_x0*t3
+    d_wte_1 = _take_grad(xp, d_t2, wte, ids)  # t1 = wte[ids]; into wte
+    np.add(d_t94.T, d_wte_1, out=d_wte)  # d_wte = d_t94.T + d_wte_1
+    np.add.reduce(d_t2, axis=0, out=d_wpe)  # d_wpe = xp.sum(d_t2, axis=0)
+    np.multiply(d_t8, xhat, out=t124)  # t124 = d_t8 * xhat
+    np.add.reduce(t124, axis=(0, 1), out=d_h0_ln1_weight)  # d_h0_ln1_weight = xp.sum(t124, axis=(0, 1))
+    np.add.reduce(d_t8, axis=(0, 1), out=d_h0_ln1_bias)  # d_h0_ln1_bias = xp.sum(d_t8, axis=(0, 1))
+    d_t9 = xp.reshape(t8, (-1, 64)).T @ xp.reshape(d_t11, (-1, 192))  # t10 = t8 @ t9; into t9
+    np.add.reduce(d_t11, axis=(0, 1), out=d_h0_attn_bias)  # d_h0_attn_bias = xp.sum(d_t11, axis=(0, 1))
+    d_t28 = xp.reshape(t27, (-1, 64)).T @ xp.reshape(d_t30, (-1, 64))  # t29 = t27 @ t28; into t28
+    np.add.reduce(d_t30, axis=(0, 1), out=d_h0_proj_bias)  # d_h0_proj_bias = xp.sum(d_t30, axis=(0, 1))
+    np.multiply(d_t37, xhat2, out=t125)  # t125 = d_t37 * xhat2
+    np.add.reduce(t125, axis=(0, 1), out=d_h0_ln2_weight)  # d_h0_ln2_weight = xp.sum(t125, axis=(0, 1))
+    np.add.reduce(d_t37, axis=(0, 1), out=d_h0_ln2_bias)  # d_h0_ln2_bias = xp.sum(d_t37, axis=(0, 1))
+    d_t38 = xp.reshape(t37, (-1, 64)).T @ xp.reshape(d_t40, (-1, 256))  # t39 = t37 @ t38; into t38
+    np.add.reduce(d_t40, axis=(0, 1), out=d_h0_fc_bias)  # d_h0_fc_bias = xp.sum(d_t40, axis=(0, 1))
+    d_t42 = xp.reshape(t41, (-1, 256)).T @ xp.reshape(d_t44, (-1, 64))  # t43 = t41 @ t42; into t42
+    np.add.reduce(d_t44, axis=(0, 1), out=d_h0_fc2_bias)  # d_h0_fc2_bias = xp.sum(d_t44, axis=(0, 1))
+    np.multiply(d_t51, xhat3, out=t126)  # t126 = d_t51 * xhat3
+    np.add.reduce(t126, axis=(0, 1), out=d_h1_ln1_weight)  # d_h1_ln1_weight = xp.sum(t126, axis=(0, 1))
+    np.add.reduce(d_t51, axis=(0, 1), out=d_h1_ln1_bias)  # d_h1_ln1_bias = xp.sum(d_t51, axis=(0, 1))
+    d_t52 = xp.reshape(t51, (-1, 64)).T @ xp.reshape(d_t54, (-1, 192))  # t53 = t51 @ t52; into t52
+    np.add.reduce(d_t54, axis=(0, 1), out=d_h1_attn_bias)  # d_h1_attn_bias = xp.sum(d_t54, axis=(0, 1))
+    d_t71 = xp.reshape(t70, (-1, 64)).T @ xp.reshape(d_t73, (-1, 64))  # t72 = t70 @ t71; into t71
+    np.add.reduce(d_t73, axis=(0, 1), out=d_h1_proj_bias)  # d_h1_proj_bias = xp.sum(d_t73, axis=(0, 1))
+    np.multiply(d_t80, xhat4, out=t127)  # t127 = d_t80 * xhat4
+    np.add.reduce(t127, axis=(0, 1), out=d_h1_ln2_weight)  # d_h1_ln2_weight = xp.sum(t127, axis=(0, 1))
+    np.add.reduce(d_t80, axis=(0, 1), out=d_h1_ln2_bias)  # d_h1_ln2_bias = xp.sum(d_t80, axis=(0, 1))
+    d_t81 = xp.reshape(t80, (-1, 64)).T @ xp.reshape(d_t83, (-1, 256))  # t82 = t80 @ t81; into t81
+    np.add.reduce(d_t83, axis=(0, 1), out=d_h1_fc_bias)  # d_h1_fc_bias = xp.sum(d_t83, axis=(0, 1))
+    d_t85 = xp.reshape(t84, (-1, 256)).T @ xp.reshape(d_t87, (-1, 64))  # t86 = t84 @ t85; into t85
+    np.add.reduce(d_t87, axis=(0, 1), out=d_h1_fc2_bias)  # d_h1_fc2_bias = xp.sum(d_t87, axis=(0, 1))
+    np.multiply(d_h, xhat5, out=t128)  # t128 = d_h * xhat5
+    np.add.reduce(t128, axis=(0, 1), out=d_ln_f_weight)  # d_ln_f_weight = xp.sum(t128, axis=(0, 1))
+    np.add.reduce(d_h, axis=(0, 1), out=d_ln_f_bias)  # d_ln_f_bias = xp.sum(d_h, axis=(0, 1))
     outputs = {'logits': logits, 'loss': loss}
     grads = {'wte': d_wte, 'wpe': d_wpe, 'h0_ln1_weight': d_h0_ln1_weight, 'h0_ln1_bias': d_h0_ln1_bias, 'h0_attn_weight': d_t9.T, 'h0_attn_bias': d_h0_attn_bias, 'h0_proj_weight': d_t28.T, 'h0_proj_bias': d_h0_proj_bias, 'h0_ln2_weight': d_h0_ln2_weight, 'h0_ln2_bias': d_h0_ln2_bias, 'h0_fc_weight': d_t38.T, 'h0_fc_bias': d_h0_fc_bias, 'h0_fc2_weight': d_t42.T, 'h0_fc2_bias': d_h0_fc2_bias, 'h1_ln1_weight': d_h1_ln1_weight, 'h1_ln1_bias': d_h1_ln1_bias, 'h1_attn_weight': d_t52.T, 'h1_attn_bias': d_h1_attn_bias, 'h1_proj_weight': d_t71.T, 'h1_proj_bias': d_h1_proj_bias, 'h1_ln2_weight': d_h1_ln2_weight, 'h1_ln2_bias': d_h1_ln2_bias, 'h1_fc_weight': d_t81.T, 'h1_fc_bias': d_h1_fc_bias, 'h1_fc2_weight': d_t85.T, 'h1_fc2_bias': d_h1_fc2_bias, 'ln_f_weight': d_ln_f_weight, 'ln_f_bias': d_ln_f_bias}
     return outputs, grads

@@ -28,6 +28,7 @@ LABELS = {}  # inputs that hold class labels, and how many classes
 INTEGERS = {}  # integer inputs: their dtype, and how many rows (or classes) their ids pick
 NEEDS = {'p': ('x',), 'loss': ('x', 'y')}  # the inputs each output is computed from
 GRADIENT_ARGS = ('x', 'y', 'W1', 'b1', 'W2', 'b2')  # _gradients' arguments, in order
+IN_PLACE = True  # train() steps NumPy arrays with _gradients_in_place, into arrays made once
 USES_DROPOUT = False  # _gradients takes a random generator first (dropout masks)
 
 
@@ -113,5 +114,87 @@ def _gradients(xp, x, y, W1, b1, W2, b2):
     return outputs, grads
 
 
+def _buffers(n):
+    """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
+    them once for each batch size and reuses them at every step."""
+    return (
+        np.empty((n, 8), dtype=DTYPE),  # t1
+        np.empty((n, 8), dtype=DTYPE),  # t2
+        np.empty((n, 8), dtype=DTYPE),  # h
+        np.empty((n, 1), dtype=DTYPE),  # t3
+        np.empty((n, 1), dtype=DTYPE),  # t4
+        np.empty((n, 1), dtype=DTYPE),  # p
+        np.empty((n, 1), dtype=DTYPE),  # t5
+        np.empty((n, 1), dtype=DTYPE),  # t6
+        np.empty((n, 1), dtype=DTYPE),  # t7
+        np.empty((n, 1), dtype=DTYPE),  # t8
+        np.empty((n, 1), dtype=DTYPE),  # t9
+        np.empty((n, 1), dtype=DTYPE),  # t10
+        np.empty((n, 1), dtype=DTYPE),  # t11
+        np.empty((n, 1), dtype=DTYPE),  # t12
+        np.empty((n, 1), dtype=DTYPE),  # d_t12
+        np.empty((n, 1), dtype=DTYPE),  # d_t11
+        np.empty((n, 1), dtype=DTYPE),  # d_t9
+        np.empty((n, 1), dtype=DTYPE),  # d_t8
+        np.empty((n, 1), dtype=DTYPE),  # d_p_2
+        np.empty((n, 1), dtype=DTYPE),  # d_t5
+        np.empty((n, 1), dtype=DTYPE),  # d_p_1
+        np.empty((n, 1), dtype=DTYPE),  # d_p
+        np.empty((n, 1), dtype=DTYPE),  # d_t4
+        np.empty((n, 8), dtype=DTYPE),  # d_h
+        np.empty((n, 8), dtype=DTYPE),  # d_t2
+        np.empty((2, 8), dtype=DTYPE),  # d_W1
+        np.empty((8,), dtype=DTYPE),  # d_b1
+        np.empty((8, 1), dtype=DTYPE),  # d_W2
+        np.empty((1,), dtype=DTYPE),  # d_b2
+    )
+
+
+def _gradients_in_place(buffers, xp, x, y, W1, b1, W2, b2):
+    """_gradients for NumPy arrays, writing each value it can into its array of `buffers` (from _buffers)
+    with out= and in-place operators instead of making a new array for every operation: train()'s step.
+    Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
+    call overwrites."""
+    (t1, t2, h, t3, t4, p, t5, t6, t7, t8, t9, t10, t11, t12, d_t12, d_t11, d_t9, d_t8, d_p_2,
+     d_t5, d_p_1, d_p, d_t4, d_h, d_t2, d_W1, d_b1, d_W2, d_b2) = buffers
+    np.matmul(x, W1, out=t1)  # t1 = x @ W1
+    np.add(b1, t1, out=t2)  # t2 = t1 + b1
+    np.tanh(t2, out=h)  # h = xp.tanh(t2)
+    np.matmul(h, W2, out=t3)  # t3 = h @ W2
+    np.add(b2, t3, out=t4)  # t4 = t3 + b2
+    _sigmoid_into(t4, p)  # p = _sigmoid(xp, t4)
+    np.log(p, out=t5)  # t5 = xp.log(p)
+    np.multiply(t5, y, out=t6)  # t6 = y * t5
+    np.subtract(1, y, out=t7)  # t7 = 1 - y
+    np.subtract(1, p, out=t8)  # t8 = 1 - p
+    np.log(t8, out=t9)  # t9 = xp.log(t8)
+    np.multiply(t7, t9, out=t10)  # t10 = t7 * t9
+    np.add(t10, t6, out=t11)  # t11 = t6 + t10
+    np.negative(t11, out=t12)  # t12 = -t11
+    loss = xp.mean(t12)
+    np.divide(xp.ones_like(t12), t12.shape[0], out=d_t12)  # d_t12 = xp.ones_like(t12) / t12.shape[0]
+    np.negative(d_t12, out=d_t11)  # d_t11 = -d_t12
+    np.multiply(d_t11, t7, out=d_t9)  # d_t9 = d_t11*t7
+    np.divide(d_t9, t8, out=d_t8)  # d_t8 = d_t9/t8
+    np.negative(d_t8, out=d_p_2)  # d_p_2 = -d_t8
+    np.multiply(d_t11, y, out=d_t5)  # d_t5 = d_t11*y
+    np.divide(d_t5, p, out=d_p_1)  # d_p_1 = d_t5/p
+    np.add(d_p_1, d_p_2, out=d_p)  # d_p = d_p_1 + d_p_2
+    np.subtract(1, p, out=d_t4)  # d_t4 = d_p*p*(1 - p)
+    d_t4 *= d_p
+    d_t4 *= p
+    np.matmul(d_t4, W2.T, out=d_h)  # d_h = d_t4 @ W2.T
+    np.square(h, out=d_t2)  # d_t2 = d_h*(1 - h**2)
+    np.subtract(1, d_t2, out=d_t2)
+    d_t2 *= d_h
+    np.matmul(x.T, d_t2, out=d_W1)  # d_W1 = x.T @ d_t2
+    np.add.reduce(d_t2, axis=0, out=d_b1)  # d_b1 = xp.sum(d_t2, axis=0)
+    np.matmul(h.T, d_t4, out=d_W2)  # d_W2 = h.T @ d_t4
+    np.add.reduce(d_t4, axis=0, out=d_b2)  # d_b2 = xp.sum(d_t4, axis=0)
+    outputs = {'p': p, 'loss': loss}
+    grads = {'W1': d_W1, 'b1': d_b1, 'W2': d_W2, 'b2': d_b2}
+    return outputs, grads
+
+
 # The runtime: the same in every module graphcomp writes (its files are graphcomp's templates/runtime/).
-# (the runtime, with the helpers sigmoid)
+# (the runtime, with the helpers sigmoid, sigmoid_into)

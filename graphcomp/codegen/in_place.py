@@ -1,0 +1,90 @@
+"""The training step's in-place form, for NumPy arrays: `_gradients_in_place` computes what _gradients
+computes, line for line, but writes every value it can into an array made once per batch size
+(`_buffers(n)`), with NumPy's `out=` arguments and in-place operators, instead of a new array for each
+operation: `np.matmul(x, W1, out=t1)`, `np.subtract(1, h1, out=d_a1)`, `d_a1 *= h1`. Each such line
+carries the ordinary line as its comment. A value is written in place when its op says how (`Op.into`:
+matmul, sum) or its formula is a chain of operations (formulas/in_place.py); loops, the softmax family,
+scalars and values with a named length keep their ordinary lines.
+
+NumPy alone: the Array API standard has no `out=`, and lazy libraries (JAX, Dask) have no arrays to
+write into, so train() takes this form only for NumPy arrays, and _gradients stays the readable
+reference every other library runs (tests compare the two).
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..formulas.in_place import in_place_lines
+from ..formulas.printing import tuple_text
+from ..ops import OPS
+from .listing import Statement
+from .statements import ModuleCode
+
+BATCH = "n"  # _buffers' argument: the number of examples in the batch
+
+
+@dataclass(frozen=True)
+class InPlaceCode:
+    lines: list[Statement]          # the body of _gradients_in_place, after its buffers are unpacked
+    buffers: list[tuple[str, str]]  # (variable, the shape of its array, `n` for the batch axis)
+
+
+def in_place_code(code: ModuleCode, statements: list[Statement]) -> InPlaceCode | None:
+    """The in-place form of _gradients' `statements` (its forward lines, then its backward lines); None
+    when no value of them can be written into an array made beforehand."""
+    lines: list[Statement] = []
+    buffers: list[tuple[str, str]] = []
+    for statement in statements:
+        written = _written(code, statement)
+        if written is None:
+            lines.append(statement)
+            continue
+        shape = tuple_text(BATCH if size is None else size for size in statement.computes[0].shape)
+        buffers.append((statement.target, shape))
+        lines.append(Statement("", written[0], comment=f"{statement.target} = {statement.expr}"))
+        lines += [Statement("", line) for line in written[1:]]
+    return InPlaceCode(lines, buffers) if buffers else None
+
+
+def _written(code: ModuleCode, statement: Statement) -> list[str] | None:
+    """The lines writing the statement's value into its array (named as the value), or None."""
+    if statement.block or not statement.target or not statement.computes:
+        return None
+    node, args = statement.computes
+    if not node.shape or not all(size is None or isinstance(size, int) for size in node.shape):
+        return None  # a scalar stays a NumPy scalar; a named length ("T") is not known before the step
+    into = OPS[node.op].into
+    if into is not None:
+        line = into(node, args, statement.target) if all(isinstance(a, str) for a in args) else None
+        return None if line is None else [line]
+    formula = code.formula(node, args)
+    numbers = {sp.Symbol(a, real=True) for x, a in zip(node.inputs, args) if code.is_number(x) and isinstance(a, str)}
+    if formula is None or not _numbers_in_chains(formula, numbers):
+        return None
+    return in_place_lines(formula, statement.target)
+
+
+def _numbers_in_chains(formula: sp.Expr, numbers: set, parent: sp.Expr | None = None) -> bool:
+    """Whether the Python numbers (counts of examples, which may be ints) are only terms of sums, factors
+    and divisors of products: np.reciprocal(n) of an int n is an int, 1 // n."""
+    for arg in formula.args:
+        divisor = isinstance(formula, sp.Pow) and formula.exp == -1 and isinstance(parent, sp.Mul)
+        if arg in numbers and not (isinstance(formula, (sp.Add, sp.Mul)) or divisor):
+            return False
+        if not _numbers_in_chains(arg, numbers, formula):
+            return False
+    return True
+
+
+def unpacking(buffers: list[tuple[str, str]], width: int = 96) -> list[str]:
+    """`t1, a1, h1 = buffers`, wrapped in parentheses over lines of at most `width` characters."""
+    text = ", ".join(name for name, _ in buffers) + ("," if len(buffers) == 1 else "")
+    if len(text) + len(" = buffers") <= width:
+        return [text + " = buffers"]
+    rows = textwrap.wrap(text, width - 2, break_on_hyphens=False)
+    rows = ["(" + rows[0]] + [" " + row for row in rows[1:]]
+    rows[-1] += ") = buffers"
+    return rows
