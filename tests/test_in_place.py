@@ -96,7 +96,17 @@ def test_the_in_place_step_reads_like_the_functional_one():
     names = [line.split("# ")[1] for line in made.splitlines() if "np.empty(" in line]
     assert names and step.count(" = buffers") == 1
     for name in names:  # the first line writing each array gives the functional line it stands for
-        assert f"out={name})  # {name} = " in step, name
+        assert f"out={name})  # {name} = " in step or f"(in {name})" in step, name
+
+
+def test_a_value_read_once_lends_its_array_to_the_value_computed_from_it():
+    source = gc.compile(_mlp(), loss="loss").source
+    step = source[source.index("def _gradients_in_place("):source.index("# The runtime:")]
+    assert "np.matmul(x, W1, out=h1)  # t1 = x @ W1 (in h1)" in step
+    assert "h1 += b1  # a1 = t1 + b1 (in h1)" in step
+    assert "_sigmoid_into(h1, h1)  # h1 = _sigmoid(xp, a1)" in step
+    unpacked = next(line for line in step.splitlines() if line.endswith(" = buffers")).split(" = ")[0].strip().split(", ")
+    assert "h1" in unpacked and "t1" not in unpacked and "a1" not in unpacked  # no arrays of their own
 
 
 def test_modules_that_check_every_line_have_no_in_place_step():

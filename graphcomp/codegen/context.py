@@ -3,6 +3,7 @@ functions the code calls) that `templates/module.py.j2` lays out."""
 from __future__ import annotations
 
 import math
+import re
 
 from ..errors import GraphError
 from ..formulas.printing import tuple_text
@@ -43,7 +44,7 @@ def module_context(code: ModuleCode, loss: str | None, check_shapes: bool = Fals
     if check_finite:  # (after the shape checks, which insert lines reading the batch size)
         add_finite_checks(context, code, inference)
     if code.gradients is not None and runtime and not (check_shapes or check_finite):  # (those check every line)
-        context.update(_in_place_context(code, context["gradient_forward"] + context["backward"]))
+        context.update(_in_place_context(code, context["gradient_forward"] + context["backward"], context))
     functions = ("forward", "gradient_forward", "backward", "inference", "in_place")
     lines = [s.expr for key in functions for top in context.get(key, ()) for _, s in top.nested()]  # a loop's lines too
     lines += [s.check for key in functions for s in context.get(key, ()) if s.check]
@@ -70,9 +71,11 @@ def _gradients_context(code: ModuleCode) -> dict:
     }
 
 
-def _in_place_context(code: ModuleCode, statements: list) -> dict:
+def _in_place_context(code: ModuleCode, statements: list, context: dict) -> dict:
     """_gradients_in_place and _buffers, train()'s step on NumPy arrays (codegen/in_place.py)."""
-    written = in_place_code(code, statements)
+    returned = {name for key in ("gradient_outputs", "gradient_values", "gradient_statistics")
+                for _, text in context.get(key, ()) for name in re.findall(r"[A-Za-z_]\w*", text)}
+    written = in_place_code(code, statements, returned)
     if written is None:
         return {}
     return {"in_place": written.lines, "in_place_buffers": written.buffers,

@@ -12,6 +12,7 @@ reference every other library runs (tests compare the two).
 """
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass
 
@@ -32,21 +33,71 @@ class InPlaceCode:
     buffers: list[tuple[str, str]]  # (variable, the shape of its array, `n` for the batch axis)
 
 
-def in_place_code(code: ModuleCode, statements: list[Statement]) -> InPlaceCode | None:
+def in_place_code(code: ModuleCode, statements: list[Statement], returned: set[str]) -> InPlaceCode | None:
     """The in-place form of _gradients' `statements` (its forward lines, then its backward lines); None
-    when no value of them can be written into an array made beforehand."""
+    when no value of them can be written into an array made beforehand. `returned`: the variables the
+    function returns, whose arrays no later value may take over."""
+    planned: list[tuple[Statement, list[str] | None]] = [(s, _written(code, s)) for s in statements]
+    holder = _holders(code, planned, returned)
     lines: list[Statement] = []
     buffers: list[tuple[str, str]] = []
-    for statement in statements:
-        written = _written(code, statement)
+    for statement, written in planned:
         if written is None:
             lines.append(statement)
             continue
-        shape = tuple_text(BATCH if size is None else size for size in statement.computes[0].shape)
-        buffers.append((statement.target, shape))
-        lines.append(Statement("", written[0], comment=f"{statement.target} = {statement.expr}"))
+        name = statement.target
+        if holder[name] == name:
+            buffers.append((name, tuple_text(BATCH if size is None else size for size in statement.computes[0].shape)))
+        written = [_renamed(line, holder) for line in written]
+        held = f" (in {holder[name]})" if holder[name] != name else ""
+        lines.append(Statement("", written[0], comment=f"{name} = {statement.expr}{held}"))
         lines += [Statement("", line) for line in written[1:]]
     return InPlaceCode(lines, buffers) if buffers else None
+
+
+def _holders(code: ModuleCode, planned: list, returned: set[str]) -> dict[str, str]:
+    """{value written in place: the variable of the array that holds it}. A value computed elementwise
+    from one that nothing else reads, of its shape, takes over that value's array: `np.matmul(x, W1,
+    out=a1)`, then `np.add(b1, a1, out=a1)` for a1 = t1 + b1, one array where there were two. The
+    operand it replaces must appear in the first of its lines only (the others read the array after
+    it was overwritten)."""
+    holder: dict[str, str] = {}
+    node_of = {statement.target: statement.computes[0] for statement, written in planned if written is not None}
+    by_node = {node: name for name, node in node_of.items()}
+    for statement, written in planned:
+        if written is None:
+            continue
+        name, node = statement.target, statement.computes[0]
+        holder[name] = name
+        if not OPS[node.op].has_formula:
+            continue
+        for operand in dict.fromkeys(node.inputs):
+            taken = by_node.get(operand)
+            if (taken is not None and taken not in returned and code.reads(operand) == 1 and operand.shape == node.shape
+                    and not any(re.search(rf"\b{re.escape(taken)}\b", line) for line in written[1:])):
+                for value, array in holder.items():  # the array passes on to this value
+                    if array == holder[taken]:
+                        holder[value] = name
+                break
+    return holder
+
+
+AUGMENTED = {"add": "+=", "multiply": "*=", "subtract": "-=", "divide": "/="}
+
+
+def _renamed(line: str, holder: dict[str, str]) -> str:
+    """A line with every value written in place named by the variable of the array holding it; an
+    operation of that array with an operand into itself written as such: `h1 += b1`."""
+    line = re.sub(r"\b[A-Za-z_]\w*\b", lambda m: holder.get(m.group(0), m.group(0)), line)
+    call = re.fullmatch(r"np\.(add|multiply|subtract|divide)\(([\w.]+), ([\w.]+), out=(\w+)\)", line)
+    if call is None:
+        return line
+    function, a, b, out = call.groups()
+    if a == out:
+        return f"{out} {AUGMENTED[function]} {b}"
+    if b == out and function in ("add", "multiply"):
+        return f"{out} {AUGMENTED[function]} {a}"
+    return line
 
 
 def _written(code: ModuleCode, statement: Statement) -> list[str] | None:

@@ -145,6 +145,10 @@ class ModuleCode:
             self._formulas[node, args] = reduced if kept else None
         return self._common[node, args]
 
+    def reads(self, node: Node) -> int:
+        """How many times the code reads the value (being returned counts once)."""
+        return self._uses.get(node, 0)
+
     def is_number(self, node: Node) -> bool:
         """Whether the code computes the value as a Python number (a count of examples, a formula of counts)."""
         return self._numbers.get(node, False)

@@ -163,14 +163,10 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 200), dtype=DTYPE),  # a
-        np.empty((n, 200), dtype=DTYPE),  # t4
-        np.empty((1, 200), dtype=DTYPE),  # t6
         np.empty((1, 200), dtype=DTYPE),  # sigma_x
         np.empty((n, 200), dtype=DTYPE),  # xhat
         np.empty((n, 200), dtype=DTYPE),  # h
-        np.empty((n, 27), dtype=DTYPE),  # t9
         np.empty((n, 27), dtype=DTYPE),  # logits
-        np.empty((n, 27), dtype=DTYPE),  # P
         np.empty((n, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 200), dtype=DTYPE),  # d_h
         np.empty((n, 200), dtype=DTYPE),  # d_t7
@@ -189,31 +185,31 @@ def _gradients_in_place(buffers, xp, context, next_, C_weight, hidden_weight, bn
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (a, t4, t6, sigma_x, xhat, h, t9, logits, P, d_logits, d_h, d_t7, d_bn_bias, t13, d_bn_weight,
-     d_x, d_t2, d_t8, d_out_bias) = buffers
+    (a, sigma_x, xhat, h, logits, d_logits, d_h, d_t7, d_bn_bias, t13, d_bn_weight, d_x, d_t2,
+     d_t8, d_out_bias) = buffers
     t1 = _take(xp, C_weight, context)
     x = xp.reshape(t1, (-1, 30))
     t2 = hidden_weight.T
     np.matmul(x, t2, out=a)  # a = x @ t2
     t3 = xp.mean(a, axis=0, keepdims=True)
-    np.subtract(a, t3, out=t4)  # t4 = a - t3
+    np.subtract(a, t3, out=xhat)  # t4 = a - t3 (in xhat)
     t5 = _variance(xp, a, t3, axis=0)
-    np.add(1e-05, t5, out=t6)  # t6 = t5 + 1e-05
-    np.sqrt(t6, out=sigma_x)  # sigma_x = xp.sqrt(t6)
-    np.divide(t4, sigma_x, out=xhat)  # xhat = t4 / sigma_x
+    np.add(1e-05, t5, out=sigma_x)  # t6 = t5 + 1e-05 (in sigma_x)
+    np.sqrt(sigma_x, out=sigma_x)  # sigma_x = xp.sqrt(t6)
+    xhat /= sigma_x  # xhat = t4 / sigma_x
     t7 = bn_weight * xhat + bn_bias
     np.tanh(t7, out=h)  # h = xp.tanh(t7)
     t8 = out_weight.T
-    np.matmul(h, t8, out=t9)  # t9 = h @ t8
-    np.add(out_bias, t9, out=logits)  # logits = t9 + out_bias
+    np.matmul(h, t8, out=logits)  # t9 = h @ t8 (in logits)
+    logits += out_bias  # logits = t9 + out_bias
     t10 = xp.astype(next_, _dtype(xp))
     Y = xp.astype(t10[..., None] == xp.arange(27, dtype=t10.dtype), t10.dtype)
     t11 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t12 = xp.squeeze(t11, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t12)
-    np.subtract(logits, t11, out=P)  # P = xp.exp(logits - t11)
-    np.exp(P, out=P)
-    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t12.shape[0]
+    np.subtract(logits, t11, out=d_logits)  # P = xp.exp(logits - t11) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P - Y)/t12.shape[0]
     d_logits /= t12.shape[0]
     np.matmul(d_logits, t8.T, out=d_h)  # d_h = d_logits @ t8.T
     np.square(h, out=d_t7)  # d_t7 = d_h*(1 - h**2)

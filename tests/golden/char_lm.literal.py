@@ -241,22 +241,14 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n, 3, 8), dtype=DTYPE),  # t2
-        np.empty((n, 3, 1), dtype=DTYPE),  # t4
         np.empty((n, 3, 1), dtype=DTYPE),  # sigma_x
         np.empty((n, 3, 8), dtype=DTYPE),  # xhat
-        np.empty((n, 3, 3), dtype=DTYPE),  # t8
         np.empty((n, 3, 3), dtype=DTYPE),  # t9
-        np.empty((n, 3, 8), dtype=DTYPE),  # t12
         np.empty((n, 3, 8), dtype=DTYPE),  # a
         np.empty((n, 64), dtype=DTYPE),  # t13
-        np.empty((n, 64), dtype=DTYPE),  # t15
-        np.empty((1, 64), dtype=DTYPE),  # t17
         np.empty((1, 64), dtype=DTYPE),  # sigma_x2
         np.empty((n, 64), dtype=DTYPE),  # xhat2
-        np.empty((n, 27), dtype=DTYPE),  # t19
         np.empty((n, 27), dtype=DTYPE),  # logits
-        np.empty((n, 27), dtype=DTYPE),  # P2
         np.empty((n, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 64), dtype=DTYPE),  # d_h
         np.empty((64,), dtype=DTYPE),  # d_bn_b
@@ -291,47 +283,47 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t2, t4, sigma_x, xhat, t8, t9, t12, a, t13, t15, t17, sigma_x2, xhat2, t19, logits, P2,
-     d_logits, d_h, d_bn_b, t24, d_bn_g, d_x, d_t11, d_P, t25, t26, d_t10, d_t8, d_t7, d_t5, d_n,
-     t27, t28, t29, t30, d_e, t31, d_ln_g, d_ln_b, d_W1, d_W2, d_b2) = buffers
+    (sigma_x, xhat, t9, a, t13, sigma_x2, xhat2, logits, d_logits, d_h, d_bn_b, t24, d_bn_g, d_x,
+     d_t11, d_P, t25, t26, d_t10, d_t8, d_t7, d_t5, d_n, t27, t28, t29, t30, d_e, t31, d_ln_g,
+     d_ln_b, d_W1, d_W2, d_b2) = buffers
     e = _take(xp, C, context)
     t1 = xp.mean(e, axis=2, keepdims=True)
-    np.subtract(e, t1, out=t2)  # t2 = e - t1
+    np.subtract(e, t1, out=xhat)  # t2 = e - t1 (in xhat)
     t3 = _variance(xp, e, t1, axis=2)
-    np.add(1e-05, t3, out=t4)  # t4 = t3 + 1e-05
-    np.sqrt(t4, out=sigma_x)  # sigma_x = xp.sqrt(t4)
-    np.divide(t2, sigma_x, out=xhat)  # xhat = t2 / sigma_x
+    np.add(1e-05, t3, out=sigma_x)  # t4 = t3 + 1e-05 (in sigma_x)
+    np.sqrt(sigma_x, out=sigma_x)  # sigma_x = xp.sqrt(t4)
+    xhat /= sigma_x  # xhat = t2 / sigma_x
     n = ln_g * xhat + ln_b
     t5 = _matmul_rows(xp, n, Wq)
     t6 = _matmul_rows(xp, n, Wk)
     t7 = xp.permute_dims(t6, (0, 2, 1))
-    np.matmul(t5, t7, out=t8)  # t8 = t5 @ t7
-    np.multiply(0.35355339059327373, t8, out=t9)  # t9 = t8 / 2.8284271247461903
+    np.matmul(t5, t7, out=t9)  # t8 = t5 @ t7 (in t9)
+    t9 *= 0.35355339059327373  # t9 = t8 / 2.8284271247461903
     t10 = _causal_mask(xp, t9)
     P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
     t11 = _matmul_rows(xp, n, Wv)
-    np.matmul(P, t11, out=t12)  # t12 = P @ t11
-    np.add(e, t12, out=a)  # a = e + t12
+    np.matmul(P, t11, out=a)  # t12 = P @ t11 (in a)
+    a += e  # a = e + t12
     x = xp.reshape(a, (-1, 24))
     np.matmul(x, W1, out=t13)  # t13 = x @ W1
     t14 = xp.mean(t13, axis=0, keepdims=True)
-    np.subtract(t13, t14, out=t15)  # t15 = t13 - t14
+    np.subtract(t13, t14, out=xhat2)  # t15 = t13 - t14 (in xhat2)
     t16 = _variance(xp, t13, t14, axis=0)
-    np.add(1e-05, t16, out=t17)  # t17 = t16 + 1e-05
-    np.sqrt(t17, out=sigma_x2)  # sigma_x2 = xp.sqrt(t17)
-    np.divide(t15, sigma_x2, out=xhat2)  # xhat2 = t15 / sigma_x2
+    np.add(1e-05, t16, out=sigma_x2)  # t17 = t16 + 1e-05 (in sigma_x2)
+    np.sqrt(sigma_x2, out=sigma_x2)  # sigma_x2 = xp.sqrt(t17)
+    xhat2 /= sigma_x2  # xhat2 = t15 / sigma_x2
     t18 = bn_g * xhat2 + bn_b
     h = 0.5 * t18 * (1 + xp.tanh(0.7978845608028654 * (t18 + 0.044715 * t18 ** 3)))
-    np.matmul(h, W2, out=t19)  # t19 = h @ W2
-    np.add(b2, t19, out=logits)  # logits = t19 + b2
+    np.matmul(h, W2, out=logits)  # t19 = h @ W2 (in logits)
+    logits += b2  # logits = t19 + b2
     t20 = xp.astype(next_, _dtype(xp))
     Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
     t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t22)
-    np.subtract(logits, t21, out=P2)  # P2 = xp.exp(logits - t21)
-    np.exp(P2, out=P2)
-    np.subtract(P2, Y, out=d_logits)  # d_logits = (P2 - Y)/t22.shape[0]
+    np.subtract(logits, t21, out=d_logits)  # P2 = xp.exp(logits - t21) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P2 - Y)/t22.shape[0]
     d_logits /= t22.shape[0]
     np.matmul(d_logits, W2.T, out=d_h)  # d_h = d_logits @ W2.T
     t23 = xp.tanh(0.035677408136300125*(t18*t18*t18) + 0.7978845608028654*t18)  # h = gelu(t18); dh/dt18 = (t18*(1 - tanh(t18*(0.035677408136300125*t18**2 + 0.79788456080286541))**2)*(0.10703222440890037*t18**2 + 0.79788456080286541) + tanh(t18*(0.035677408136300125*t18**2 + 0.79788456080286541)) + 1)/2

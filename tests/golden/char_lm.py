@@ -238,21 +238,16 @@ def _buffers(n):
     return (
         np.empty((n, 3, 1), dtype=DTYPE),  # sigma_x
         np.empty((n, 3, 8), dtype=DTYPE),  # xhat
-        np.empty((n, 3, 3), dtype=DTYPE),  # t8
         np.empty((n, 3, 3), dtype=DTYPE),  # t9
-        np.empty((n, 3, 8), dtype=DTYPE),  # t12
         np.empty((n, 3, 8), dtype=DTYPE),  # a
         np.empty((n, 64), dtype=DTYPE),  # t13
         np.empty((1, 64), dtype=DTYPE),  # sigma_x2
         np.empty((n, 64), dtype=DTYPE),  # xhat2
         np.empty((n, 64), dtype=DTYPE),  # t24
         np.empty((n, 64), dtype=DTYPE),  # h
-        np.empty((n, 27), dtype=DTYPE),  # t19
         np.empty((n, 27), dtype=DTYPE),  # logits
-        np.empty((n, 27), dtype=DTYPE),  # P2
         np.empty((n, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 64), dtype=DTYPE),  # d_h
-        np.empty((n, 64), dtype=DTYPE),  # d_t18_2
         np.empty((n, 64), dtype=DTYPE),  # d_t24
         np.empty((n, 64), dtype=DTYPE),  # d_t23
         np.empty((n, 64), dtype=DTYPE),  # d_t18_1
@@ -289,9 +284,9 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (sigma_x, xhat, t8, t9, t12, a, t13, sigma_x2, xhat2, t24, h, t19, logits, P2, d_logits, d_h,
-     d_t18_2, d_t24, d_t23, d_t18_1, d_t18, d_bn_b, t25, d_bn_g, d_x, d_t11, d_P, t26, t27, d_t10,
-     d_t8, d_t7, d_t5, d_n, t28, t29, t30, t31, d_e, t32, d_ln_g, d_ln_b, d_W1, d_W2, d_b2) = buffers
+    (sigma_x, xhat, t9, a, t13, sigma_x2, xhat2, t24, h, logits, d_logits, d_h, d_t24, d_t23,
+     d_t18_1, d_t18, d_bn_b, t25, d_bn_g, d_x, d_t11, d_P, t26, t27, d_t10, d_t8, d_t7, d_t5, d_n,
+     t28, t29, t30, t31, d_e, t32, d_ln_g, d_ln_b, d_W1, d_W2, d_b2) = buffers
     e = _take(xp, C, context)
     t1 = xp.mean(e, axis=2, keepdims=True)
     t3 = _variance(xp, e, t1, axis=2)
@@ -303,13 +298,13 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     t5 = _matmul_rows(xp, n, Wq)
     t6 = _matmul_rows(xp, n, Wk)
     t7 = xp.permute_dims(t6, (0, 2, 1))
-    np.matmul(t5, t7, out=t8)  # t8 = t5 @ t7
-    np.multiply(0.35355339059327373, t8, out=t9)  # t9 = t8 / 2.8284271247461903
+    np.matmul(t5, t7, out=t9)  # t8 = t5 @ t7 (in t9)
+    t9 *= 0.35355339059327373  # t9 = t8 / 2.8284271247461903
     t10 = _causal_mask(xp, t9)
     P = xp.exp(t10 - _logsumexp(xp, t10, axis=2, keepdims=True))
     t11 = _matmul_rows(xp, n, Wv)
-    np.matmul(P, t11, out=t12)  # t12 = P @ t11
-    np.add(e, t12, out=a)  # a = e + t12
+    np.matmul(P, t11, out=a)  # t12 = P @ t11 (in a)
+    a += e  # a = e + t12
     x = xp.reshape(a, (-1, 24))
     np.matmul(x, W1, out=t13)  # t13 = x @ W1
     t14 = xp.mean(t13, axis=0, keepdims=True)
@@ -324,20 +319,20 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     t24 += 1
     np.multiply(0.5, t18, out=h)  # h = 0.5*t18*t24
     h *= t24
-    np.matmul(h, W2, out=t19)  # t19 = h @ W2
-    np.add(b2, t19, out=logits)  # logits = t19 + b2
+    np.matmul(h, W2, out=logits)  # t19 = h @ W2 (in logits)
+    logits += b2  # logits = t19 + b2
     t20 = xp.astype(next_, _dtype(xp))
     Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
     t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t22)
-    np.subtract(logits, t21, out=P2)  # P2 = xp.exp(logits - t21)
-    np.exp(P2, out=P2)
-    np.subtract(P2, Y, out=d_logits)  # d_logits = (P2 - Y)/t22.shape[0]
+    np.subtract(logits, t21, out=d_logits)  # P2 = xp.exp(logits - t21) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P2 - Y)/t22.shape[0]
     d_logits /= t22.shape[0]
     np.matmul(d_logits, W2.T, out=d_h)  # d_h = d_logits @ W2.T
-    np.multiply(0.5, d_h, out=d_t18_2)  # d_t18_2 = 0.5*d_h*t24
-    d_t18_2 *= t24
+    np.multiply(0.5, d_h, out=d_t18)  # d_t18_2 = 0.5*d_h*t24 (in d_t18)
+    d_t18 *= t24
     np.multiply(0.5, d_h, out=d_t24)  # d_t24 = 0.5*d_h*t18
     d_t24 *= t18
     np.subtract(2, t24, out=d_t23)  # d_t23 = d_t24*t24*(2 - t24)
@@ -347,7 +342,7 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     d_t18_1 *= 0.10703222440890037
     d_t18_1 += 0.7978845608028654
     d_t18_1 *= d_t23
-    np.add(d_t18_1, d_t18_2, out=d_t18)  # d_t18 = d_t18_1 + d_t18_2
+    d_t18 += d_t18_1  # d_t18 = d_t18_1 + d_t18_2
     np.add.reduce(d_t18, axis=0, out=d_bn_b)  # d_bn_b = xp.sum(d_t18, axis=0)
     np.multiply(d_t18, xhat2, out=t25)  # t25 = d_t18 * xhat2
     np.add.reduce(t25, axis=0, out=d_bn_g)  # d_bn_g = xp.sum(t25, axis=0)

@@ -104,9 +104,7 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 8, 10, 10), dtype=DTYPE),  # t3
-        np.empty((n, 5), dtype=DTYPE),  # t5
         np.empty((n, 5), dtype=DTYPE),  # logits
-        np.empty((n, 5), dtype=DTYPE),  # P
         np.empty((n, 5), dtype=DTYPE),  # d_logits
         np.empty((n, 200), dtype=DTYPE),  # d_t4
         np.empty((200, 5), dtype=DTYPE),  # d_W
@@ -119,21 +117,21 @@ def _gradients_in_place(buffers, xp, x, kernels, conv_bias, W, b, labels):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t3, t5, logits, P, d_logits, d_t4, d_W, d_b = buffers
+    t3, logits, d_logits, d_t4, d_W, d_b = buffers
     t1 = _conv2d(xp, x, kernels, stride=1, padding=0)
     t2 = xp.reshape(conv_bias, (8, 1, 1))
     np.add(t1, t2, out=t3)  # t3 = t1 + t2
     pooled = _max_pool2d(xp, t3, size=2, stride=2)
     t4 = xp.reshape(pooled, (-1, 200))
-    np.matmul(t4, W, out=t5)  # t5 = t4 @ W
-    np.add(b, t5, out=logits)  # logits = t5 + b
+    np.matmul(t4, W, out=logits)  # t5 = t4 @ W (in logits)
+    logits += b  # logits = t5 + b
     Y = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
     t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t7 = xp.squeeze(t6, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t7)
-    np.subtract(logits, t6, out=P)  # P = xp.exp(logits - t6)
-    np.exp(P, out=P)
-    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t7.shape[0]
+    np.subtract(logits, t6, out=d_logits)  # P = xp.exp(logits - t6) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P - Y)/t7.shape[0]
     d_logits /= t7.shape[0]
     np.matmul(d_logits, W.T, out=d_t4)  # d_t4 = d_logits @ W.T
     d_t3 = _max_pool2d_grad(xp, xp.reshape(d_t4, (-1, 8, 5, 5)), t3, pooled, size=2, stride=2)  # pooled = max_pool2d(t3, size=2, stride=2); into t3

@@ -94,15 +94,9 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n,), dtype=DTYPE),  # t1
-        np.empty((n,), dtype=DTYPE),  # t2
         np.empty((n,), dtype=DTYPE),  # residual
         np.empty((n,), dtype=DTYPE),  # t3
-        np.empty((n,), dtype=DTYPE),  # t5
         np.empty((n,), dtype=DTYPE),  # t6
-        np.empty((n,), dtype=DTYPE),  # d_t6
-        np.empty((n,), dtype=DTYPE),  # d_residual_2
-        np.empty((n,), dtype=DTYPE),  # d_t3
         np.empty((n,), dtype=DTYPE),  # d_residual_1
         np.empty((n,), dtype=DTYPE),  # d_residual
         np.empty((3,), dtype=DTYPE),  # d_w
@@ -114,22 +108,22 @@ def _gradients_in_place(buffers, xp, x, y, w, b):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, t2, residual, t3, t5, t6, d_t6, d_residual_2, d_t3, d_residual_1, d_residual, d_w = buffers
-    np.matmul(x, w, out=t1)  # t1 = x @ w
-    np.add(b, t1, out=t2)  # t2 = t1 + b
-    np.subtract(t2, y, out=residual)  # residual = t2 - y
+    residual, t3, t6, d_residual_1, d_residual, d_w = buffers
+    np.matmul(x, w, out=residual)  # t1 = x @ w (in residual)
+    residual += b  # t2 = t1 + b (in residual)
+    residual -= y  # residual = t2 - y
     np.multiply(residual, 2, out=t3)  # t3 = 2 * residual
     t4 = xp.logaddexp(0, t3)
-    np.subtract(t4, residual, out=t5)  # t5 = t4 - residual
-    np.subtract(t5, 0.6931471805599453, out=t6)  # t6 = t5 - 0.6931471805599453
+    np.subtract(t4, residual, out=t6)  # t5 = t4 - residual (in t6)
+    t6 -= 0.6931471805599453  # t6 = t5 - 0.6931471805599453
     loss = xp.mean(t6)
     t7 = xp.asarray(t6.shape[0], dtype=xp.float64)  # loss = mean(t6)
-    np.divide(xp.ones_like(t6), t7, out=d_t6)  # d_t6 = xp.ones_like(t6) / t7
-    np.negative(d_t6, out=d_residual_2)  # d_residual_2 = -d_t6
-    _sigmoid_into(t3, d_t3)  # d_t3 = _sigmoid(xp, t3)/t7
-    d_t3 /= t7
-    np.multiply(d_t3, 2, out=d_residual_1)  # d_residual_1 = 2*d_t3
-    np.add(d_residual_1, d_residual_2, out=d_residual)  # d_residual = d_residual_1 + d_residual_2
+    np.divide(xp.ones_like(t6), t7, out=d_residual)  # d_t6 = xp.ones_like(t6) / t7 (in d_residual)
+    np.negative(d_residual, out=d_residual)  # d_residual_2 = -d_t6 (in d_residual)
+    _sigmoid_into(t3, d_residual_1)  # d_t3 = _sigmoid(xp, t3)/t7 (in d_residual_1)
+    d_residual_1 /= t7
+    d_residual_1 *= 2  # d_residual_1 = 2*d_t3
+    d_residual += d_residual_1  # d_residual = d_residual_1 + d_residual_2
     np.matmul(x.T, d_residual, out=d_w)  # d_w = x.T @ d_residual
     d_b = xp.sum(d_residual, axis=0)  # t2 = t1 + b; dt2/db = 1
     outputs = {'loss': loss}

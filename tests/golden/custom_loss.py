@@ -81,7 +81,6 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n,), dtype=DTYPE),  # t1
         np.empty((n,), dtype=DTYPE),  # residual
         np.empty((n,), dtype=DTYPE),  # d_residual
         np.empty((3,), dtype=DTYPE),  # d_w
@@ -93,9 +92,9 @@ def _gradients_in_place(buffers, xp, x, y, w, b):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, residual, d_residual, d_w = buffers
-    np.matmul(x, w, out=t1)  # t1 = x @ w
-    np.add(b, t1, out=residual)  # residual = b + t1 - y
+    residual, d_residual, d_w = buffers
+    np.matmul(x, w, out=residual)  # t1 = x @ w (in residual)
+    residual += b  # residual = b + t1 - y
     residual -= y
     t6 = xp.logaddexp(0, 2*residual) - residual - 0.6931471805599453
     loss = xp.mean(t6)

@@ -102,13 +102,9 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 64), dtype=DTYPE),  # t1
-        np.empty((n, 64), dtype=DTYPE),  # t2
         np.empty((n, 64), dtype=DTYPE),  # h
-        np.empty((n, 10), dtype=DTYPE),  # t4
         np.empty((n, 10), dtype=DTYPE),  # logits
-        np.empty((n, 10), dtype=DTYPE),  # P
         np.empty((n, 10), dtype=DTYPE),  # d_logits
-        np.empty((n, 64), dtype=DTYPE),  # d_h
         np.empty((n, 64), dtype=DTYPE),  # d_t2
         np.empty((64, 64), dtype=DTYPE),  # d_W1
         np.empty((64,), dtype=DTYPE),  # d_b1
@@ -122,23 +118,23 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, t2, h, t4, logits, P, d_logits, d_h, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
+    t1, h, logits, d_logits, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
     np.multiply(x, 1/16, out=t1)  # t1 = x / 16
-    np.matmul(t1, W1, out=t2)  # t2 = t1 @ W1
+    np.matmul(t1, W1, out=h)  # t2 = t1 @ W1 (in h)
     t3 = b1 + t2
     np.maximum(t3, 0, out=h)  # h = xp.maximum(t3, 0)
-    np.matmul(h, W2, out=t4)  # t4 = h @ W2
-    np.add(b2, t4, out=logits)  # logits = t4 + b2
+    np.matmul(h, W2, out=logits)  # t4 = h @ W2 (in logits)
+    logits += b2  # logits = t4 + b2
     Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
     t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t6 = xp.squeeze(t5, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t6)
-    np.subtract(logits, t5, out=P)  # P = xp.exp(logits - t5)
-    np.exp(P, out=P)
-    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t6.shape[0]
+    np.subtract(logits, t5, out=d_logits)  # P = xp.exp(logits - t5) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P - Y)/t6.shape[0]
     d_logits /= t6.shape[0]
-    np.matmul(d_logits, W2.T, out=d_h)  # d_h = d_logits @ W2.T
-    np.multiply(d_h, (h > 0), out=d_t2)  # d_t2 = d_h * xp.astype(h > 0, h.dtype)
+    np.matmul(d_logits, W2.T, out=d_t2)  # d_h = d_logits @ W2.T (in d_t2)
+    np.multiply(d_t2, (h > 0), out=d_t2)  # d_t2 = d_h * xp.astype(h > 0, h.dtype)
     np.matmul(t1.T, d_t2, out=d_W1)  # d_W1 = t1.T @ d_t2
     np.add.reduce(d_t2, axis=0, out=d_b1)  # d_b1 = xp.sum(d_t2, axis=0)
     np.matmul(h.T, d_logits, out=d_W2)  # d_W2 = h.T @ d_logits

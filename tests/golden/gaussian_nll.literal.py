@@ -118,7 +118,6 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((3, 3), dtype=DTYPE),  # t2
         np.empty((3, 3), dtype=DTYPE),  # t4
         np.empty((3, 3), dtype=DTYPE),  # Sigma
         np.empty((n, 3), dtype=DTYPE),  # r
@@ -126,15 +125,10 @@ def _buffers(n):
         np.empty((n,), dtype=DTYPE),  # t9
         np.empty((n,), dtype=DTYPE),  # d_t9
         np.empty((n, 3), dtype=DTYPE),  # d_t7
-        np.empty((3, 3), dtype=DTYPE),  # t13
-        np.empty((3, 3), dtype=DTYPE),  # d_Sigma_2
         np.empty((3, 3), dtype=DTYPE),  # d_Sigma_1
         np.empty((3, 3), dtype=DTYPE),  # d_Sigma
-        np.empty((3, 3), dtype=DTYPE),  # d_L_2
         np.empty((3, 3), dtype=DTYPE),  # d_t1
         np.empty((3, 3), dtype=DTYPE),  # d_L
-        np.empty((n, 3), dtype=DTYPE),  # d_r_2
-        np.empty((n, 3), dtype=DTYPE),  # d_r
         np.empty((n, 3), dtype=DTYPE),  # t14
         np.empty((3,), dtype=DTYPE),  # d_mu
     )
@@ -145,13 +139,12 @@ def _gradients_in_place(buffers, xp, x, L, mu):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t2, t4, Sigma, r, t8, t9, d_t9, d_t7, t13, d_Sigma_2, d_Sigma_1, d_Sigma, d_L_2, d_t1, d_L,
-     d_r_2, d_r, t14, d_mu) = buffers
+    t4, Sigma, r, t8, t9, d_t9, d_t7, d_Sigma_1, d_Sigma, d_t1, d_L, t14, d_mu = buffers
     t1 = L.T
-    np.matmul(L, t1, out=t2)  # t2 = L @ t1
+    np.matmul(L, t1, out=Sigma)  # t2 = L @ t1 (in Sigma)
     t3 = xp.eye(3, dtype=L.dtype)
     np.multiply(0.001, t3, out=t4)  # t4 = 0.001 * t3
-    np.add(t2, t4, out=Sigma)  # Sigma = t2 + t4
+    Sigma += t4  # Sigma = t2 + t4
     t5 = _logdet(xp, Sigma)
     np.subtract(x, mu, out=r)  # r = x - mu
     t6 = r.T
@@ -167,16 +160,16 @@ def _gradients_in_place(buffers, xp, x, L, mu):
     d_t8 = xp.broadcast_to(d_t9[:, None], t8.shape)  # t9 = sum(t8, axis=1); into t8
     np.multiply(d_t8, r, out=d_t7)  # d_t7 = d_t8*r
     d_t6 = xp.linalg.solve(Sigma.T, d_t7.T)  # z = solve(Sigma, t6); into t6
-    np.matmul(d_t6, t7, out=t13)  # t13 = d_t6 @ t7
-    np.negative(t13, out=d_Sigma_2)  # d_Sigma_2 = -t13
+    np.matmul(d_t6, t7, out=d_Sigma)  # t13 = d_t6 @ t7 (in d_Sigma)
+    np.negative(d_Sigma, out=d_Sigma)  # d_Sigma_2 = -t13 (in d_Sigma)
     np.multiply(0.5, xp.linalg.inv(Sigma).T, out=d_Sigma_1)  # d_Sigma_1 = 0.5 * xp.linalg.inv(Sigma).T
-    np.add(d_Sigma_1, d_Sigma_2, out=d_Sigma)  # d_Sigma = d_Sigma_1 + d_Sigma_2
-    np.matmul(d_Sigma, t1.T, out=d_L_2)  # d_L_2 = d_Sigma @ t1.T
+    d_Sigma += d_Sigma_1  # d_Sigma = d_Sigma_1 + d_Sigma_2
+    np.matmul(d_Sigma, t1.T, out=d_L)  # d_L_2 = d_Sigma @ t1.T (in d_L)
     np.matmul(t1, d_Sigma, out=d_t1)  # d_t1 = t1 @ d_Sigma
-    np.add(d_L_2, d_t1.T, out=d_L)  # d_L = d_L_2 + d_t1.T
-    np.multiply(d_t8, t7, out=d_r_2)  # d_r_2 = d_t8*t7
-    np.add(d_r_2, d_t6.T, out=d_r)  # d_r = d_r_2 + d_t6.T
-    np.negative(d_r, out=t14)  # t14 = -d_r
+    d_L += d_t1.T  # d_L = d_L_2 + d_t1.T
+    np.multiply(d_t8, t7, out=t14)  # d_r_2 = d_t8*t7 (in t14)
+    t14 += d_t6.T  # d_r = d_r_2 + d_t6.T (in t14)
+    np.negative(t14, out=t14)  # t14 = -d_r
     np.add.reduce(t14, axis=0, out=d_mu)  # d_mu = xp.sum(t14, axis=0)
     outputs = {'loss': loss}
     grads = {'L': d_L, 'mu': d_mu}

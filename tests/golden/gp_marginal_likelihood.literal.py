@@ -138,20 +138,15 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((40, 40), dtype=DTYPE),  # t4
         np.empty((40, 40), dtype=DTYPE),  # D
         np.empty((40, 40), dtype=DTYPE),  # t5
-        np.empty((40, 40), dtype=DTYPE),  # t9
         np.empty((40, 40), dtype=DTYPE),  # t10
-        np.empty((40, 40), dtype=DTYPE),  # t11
         np.empty((40, 40), dtype=DTYPE),  # t15
         np.empty((40, 40), dtype=DTYPE),  # K
-        np.empty((40, 40), dtype=DTYPE),  # d_K_2
         np.empty((40,), dtype=DTYPE),  # d_alpha
         np.empty((40, 40), dtype=DTYPE),  # d_K_1
         np.empty((40, 40), dtype=DTYPE),  # d_K
         np.empty((40, 40), dtype=DTYPE),  # t23
-        np.empty((40, 40), dtype=DTYPE),  # d_t10
         np.empty((40, 40), dtype=DTYPE),  # d_t9
         np.empty((40, 40), dtype=DTYPE),  # t24
         np.empty((40, 40), dtype=DTYPE),  # t25
@@ -163,23 +158,23 @@ def _gradients_in_place(buffers, xp, x, y, log_s, log_l, log_noise):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t4, D, t5, t9, t10, t11, t15, K, d_K_2, d_alpha, d_K_1, d_K, t23, d_t10, d_t9, t24, t25) = buffers
+    D, t5, t10, t15, K, d_alpha, d_K_1, d_K, t23, d_t9, t24, t25 = buffers
     t1 = 2 * log_s
     t2 = xp.exp(t1)
-    np.subtract(x, x.T, out=t4)  # t4 = x - x.T
-    np.square(t4, out=D)  # D = t4 ** 2
+    np.subtract(x, x.T, out=D)  # t4 = x - x.T (in D)
+    np.square(D, out=D)  # D = t4 ** 2
     np.negative(D, out=t5)  # t5 = -D
     t6 = 2 * log_l
     t7 = xp.exp(t6)
     t8 = 2 * t7
-    np.divide(t5, t8, out=t9)  # t9 = t5 / t8
-    np.exp(t9, out=t10)  # t10 = xp.exp(t9)
-    np.multiply(t10, t2, out=t11)  # t11 = t2 * t10
+    np.divide(t5, t8, out=t10)  # t9 = t5 / t8 (in t10)
+    np.exp(t10, out=t10)  # t10 = xp.exp(t9)
+    np.multiply(t10, t2, out=K)  # t11 = t2 * t10 (in K)
     t12 = 2 * log_noise
     t13 = xp.exp(t12)
     t14 = xp.eye(40, dtype=D.dtype)
     np.multiply(t13, t14, out=t15)  # t15 = t13 * t14
-    np.add(t11, t15, out=K)  # K = t11 + t15
+    K += t15  # K = t11 + t15
     alpha = xp.linalg.solve(K, y)
     t16 = y @ alpha
     t17 = 0.5 * t16
@@ -187,18 +182,18 @@ def _gradients_in_place(buffers, xp, x, y, log_s, log_l, log_noise):
     t19 = 0.5 * t18
     t20 = t17 + t19
     loss = t20 + 36.7575413281869
-    np.multiply(0.5, xp.linalg.inv(K).T, out=d_K_2)  # d_K_2 = 0.5 * xp.linalg.inv(K).T
+    np.multiply(0.5, xp.linalg.inv(K).T, out=d_K)  # d_K_2 = 0.5 * xp.linalg.inv(K).T (in d_K)
     np.multiply(0.5, y, out=d_alpha)  # d_alpha = 0.5*y
     t21 = xp.linalg.solve(K.T, d_alpha)  # alpha = solve(K, y)
     t22 = t21[:, None] * alpha  # alpha = solve(K, y)
     np.negative(t22, out=d_K_1)  # d_K_1 = -t22
-    np.add(d_K_1, d_K_2, out=d_K)  # d_K = d_K_1 + d_K_2
+    d_K += d_K_1  # d_K = d_K_1 + d_K_2
     np.multiply(d_K, t10, out=t23)  # t23 = d_K*t10
     d_t2 = xp.sum(t23, axis=(0, 1))  # t11 = t2 * t10; dt11/dt2 = t10
     d_t1 = d_t2*t2  # t2 = exp(t1); dt2/dt1 = t2
     d_log_s = 2*d_t1  # t1 = 2 * log_s; dt1/dlog_s = 2
-    np.multiply(d_K, t2, out=d_t10)  # d_t10 = d_K*t2
-    np.multiply(d_t10, t10, out=d_t9)  # d_t9 = d_t10*t10
+    np.multiply(d_K, t2, out=d_t9)  # d_t10 = d_K*t2 (in d_t9)
+    d_t9 *= t10  # d_t9 = d_t10*t10
     np.power(t8, -2, out=t24)  # t24 = -d_t9*t5/t8**2
     t24 *= d_t9
     t24 *= t5

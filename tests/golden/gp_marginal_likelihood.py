@@ -109,13 +109,10 @@ def _buffers(n):
         np.empty((40, 40), dtype=DTYPE),  # D
         np.empty((40, 40), dtype=DTYPE),  # t9
         np.empty((40, 40), dtype=DTYPE),  # t10
-        np.empty((40, 40), dtype=DTYPE),  # d_K_2
         np.empty((40,), dtype=DTYPE),  # d_alpha
         np.empty((40, 40), dtype=DTYPE),  # d_K_1
         np.empty((40, 40), dtype=DTYPE),  # d_K
         np.empty((40, 40), dtype=DTYPE),  # t23
-        np.empty((40, 40), dtype=DTYPE),  # d_t10
-        np.empty((40, 40), dtype=DTYPE),  # d_t9
         np.empty((40, 40), dtype=DTYPE),  # t24
         np.empty((40, 40), dtype=DTYPE),  # t25
     )
@@ -126,7 +123,7 @@ def _gradients_in_place(buffers, xp, x, y, log_s, log_l, log_noise):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    D, t9, t10, d_K_2, d_alpha, d_K_1, d_K, t23, d_t10, d_t9, t24, t25 = buffers
+    D, t9, t10, d_alpha, d_K_1, d_K, t23, t24, t25 = buffers
     t2 = xp.exp(2*log_s)
     np.subtract(x, x.T, out=D)  # D = (x - x.T)**2
     np.square(D, out=D)
@@ -141,18 +138,18 @@ def _gradients_in_place(buffers, xp, x, y, log_s, log_l, log_noise):
     t16 = y @ alpha
     t18 = _logdet(xp, K)
     loss = 0.5*t16 + 0.5*t18 + 36.7575413281869
-    np.multiply(0.5, xp.linalg.inv(K).T, out=d_K_2)  # d_K_2 = 0.5 * xp.linalg.inv(K).T
+    np.multiply(0.5, xp.linalg.inv(K).T, out=d_K)  # d_K_2 = 0.5 * xp.linalg.inv(K).T (in d_K)
     np.multiply(0.5, y, out=d_alpha)  # d_alpha = 0.5*y
     t21 = xp.linalg.solve(K.T, d_alpha)  # alpha = solve(K, y)
     t22 = t21[:, None] * alpha  # alpha = solve(K, y)
     np.negative(t22, out=d_K_1)  # d_K_1 = -t22
-    np.add(d_K_1, d_K_2, out=d_K)  # d_K = d_K_1 + d_K_2
+    d_K += d_K_1  # d_K = d_K_1 + d_K_2
     np.multiply(d_K, t10, out=t23)  # t23 = d_K*t10
     d_t2 = xp.sum(t23, axis=(0, 1))  # K = t10*t2 + t14*exp(2*log_noise); dK/dt2 = t10
     d_log_s = 2*d_t2*t2  # t2 = exp(2*log_s); dt2/dlog_s = 2*t2
-    np.multiply(d_K, t2, out=d_t10)  # d_t10 = d_K*t2
-    np.multiply(d_t10, t10, out=d_t9)  # d_t9 = d_t10*t10
-    np.multiply(d_t9, t9, out=t24)  # t24 = -2*d_t9*t9
+    np.multiply(d_K, t2, out=t24)  # d_t10 = d_K*t2 (in t24)
+    t24 *= t10  # d_t9 = d_t10*t10 (in t24)
+    t24 *= t9  # t24 = -2*d_t9*t9
     t24 *= -2
     d_log_l = xp.sum(t24, axis=(0, 1))  # t9 = -D*exp(-2*log_l)/2; dt9/dlog_l = -2*t9
     np.multiply(t10, t2, out=t25)  # t25 = 2*d_K*(K - t10*t2)

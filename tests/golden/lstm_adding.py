@@ -266,7 +266,6 @@ def _buffers(n):
     return (
         np.empty((n, 2), dtype=DTYPE),  # t1
         np.empty((64,), dtype=DTYPE),  # t9
-        np.empty((n, 1), dtype=DTYPE),  # t28
         np.empty((n, 1), dtype=DTYPE),  # prediction
         np.empty((n, 1), dtype=DTYPE),  # t30
         np.empty((n, 16), dtype=DTYPE),  # d_t27
@@ -283,7 +282,7 @@ def _gradients_in_place(buffers, xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t1, t9, t28, prediction, t30, d_t27, d_lstm_weight_ih, d_lstm_weight_hh, d_t9, d_W, d_b) = buffers
+    t1, t9, prediction, t30, d_t27, d_lstm_weight_ih, d_lstm_weight_hh, d_t9, d_W, d_b = buffers
     np.add.reduce(x, axis=1, out=t1)  # t1 = xp.sum(x, axis=1)
     t2 = t1[:, 0:1]
     t3 = lstm_bias_hh[0:16]
@@ -342,8 +341,8 @@ def _gradients_in_place(buffers, xp, x, y, lstm_weight_ih, lstm_weight_hh, lstm_
         t47.append(t36)
         t49.append(t39)
         t50.append(t42)
-    np.matmul(t27, W, out=t28)  # t28 = t27 @ W
-    np.add(b, t28, out=prediction)  # prediction = t28 + b
+    np.matmul(t27, W, out=prediction)  # t28 = t27 @ W (in prediction)
+    prediction += b  # prediction = t28 + b
     np.subtract(prediction, y, out=t30)  # t30 = (prediction - y)**2
     np.square(t30, out=t30)
     loss = xp.mean(t30)

@@ -111,19 +111,13 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n, 32), dtype=DTYPE),  # t1
         np.empty((n, 32), dtype=DTYPE),  # a1
         np.empty((n, 32), dtype=DTYPE),  # h1
-        np.empty((n, 32), dtype=DTYPE),  # t2
         np.empty((n, 32), dtype=DTYPE),  # a2
         np.empty((n, 32), dtype=DTYPE),  # h2
-        np.empty((n, 3), dtype=DTYPE),  # t3
         np.empty((n, 3), dtype=DTYPE),  # logits
-        np.empty((n, 3), dtype=DTYPE),  # P
         np.empty((n, 3), dtype=DTYPE),  # d_logits
-        np.empty((n, 32), dtype=DTYPE),  # d_h2
         np.empty((n, 32), dtype=DTYPE),  # d_a2
-        np.empty((n, 32), dtype=DTYPE),  # d_h1
         np.empty((n, 32), dtype=DTYPE),  # d_a1
         np.empty((2, 32), dtype=DTYPE),  # d_W1
         np.empty((32,), dtype=DTYPE),  # d_b1
@@ -139,28 +133,27 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2, W3, b3):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t1, a1, h1, t2, a2, h2, t3, logits, P, d_logits, d_h2, d_a2, d_h1, d_a1, d_W1, d_b1, d_W2,
-     d_b2, d_W3, d_b3) = buffers
-    np.matmul(x, W1, out=t1)  # t1 = x @ W1
-    np.add(b1, t1, out=a1)  # a1 = t1 + b1
+    a1, h1, a2, h2, logits, d_logits, d_a2, d_a1, d_W1, d_b1, d_W2, d_b2, d_W3, d_b3 = buffers
+    np.matmul(x, W1, out=a1)  # t1 = x @ W1 (in a1)
+    a1 += b1  # a1 = t1 + b1
     np.maximum(a1, 0, out=h1)  # h1 = xp.maximum(a1, 0)
-    np.matmul(h1, W2, out=t2)  # t2 = h1 @ W2
-    np.add(b2, t2, out=a2)  # a2 = t2 + b2
+    np.matmul(h1, W2, out=a2)  # t2 = h1 @ W2 (in a2)
+    a2 += b2  # a2 = t2 + b2
     np.maximum(a2, 0, out=h2)  # h2 = xp.maximum(a2, 0)
-    np.matmul(h2, W3, out=t3)  # t3 = h2 @ W3
-    np.add(b3, t3, out=logits)  # logits = t3 + b3
+    np.matmul(h2, W3, out=logits)  # t3 = h2 @ W3 (in logits)
+    logits += b3  # logits = t3 + b3
     Y = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
     t4 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t5 = xp.squeeze(t4, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t5)
-    np.subtract(logits, t4, out=P)  # P = xp.exp(logits - t4)
-    np.exp(P, out=P)
-    np.subtract(P, Y, out=d_logits)  # d_logits = (P - Y)/t5.shape[0]
+    np.subtract(logits, t4, out=d_logits)  # P = xp.exp(logits - t4) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P - Y)/t5.shape[0]
     d_logits /= t5.shape[0]
-    np.matmul(d_logits, W3.T, out=d_h2)  # d_h2 = d_logits @ W3.T
-    np.multiply(d_h2, (a2 > 0), out=d_a2)  # d_a2 = d_h2 * xp.astype(a2 > 0, a2.dtype)
-    np.matmul(d_a2, W2.T, out=d_h1)  # d_h1 = d_a2 @ W2.T
-    np.multiply(d_h1, (a1 > 0), out=d_a1)  # d_a1 = d_h1 * xp.astype(a1 > 0, a1.dtype)
+    np.matmul(d_logits, W3.T, out=d_a2)  # d_h2 = d_logits @ W3.T (in d_a2)
+    np.multiply(d_a2, (a2 > 0), out=d_a2)  # d_a2 = d_h2 * xp.astype(a2 > 0, a2.dtype)
+    np.matmul(d_a2, W2.T, out=d_a1)  # d_h1 = d_a2 @ W2.T (in d_a1)
+    np.multiply(d_a1, (a1 > 0), out=d_a1)  # d_a1 = d_h1 * xp.astype(a1 > 0, a1.dtype)
     np.matmul(x.T, d_a1, out=d_W1)  # d_W1 = x.T @ d_a1
     np.add.reduce(d_a1, axis=0, out=d_b1)  # d_b1 = xp.sum(d_a1, axis=0)
     np.matmul(h1.T, d_a2, out=d_W2)  # d_W2 = h1.T @ d_a2

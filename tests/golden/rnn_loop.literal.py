@@ -135,7 +135,6 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 8), dtype=DTYPE),  # t2
-        np.empty((n, 1), dtype=DTYPE),  # t4
         np.empty((n, 1), dtype=DTYPE),  # prediction
         np.empty((n, 1), dtype=DTYPE),  # t5
         np.empty((n, 1), dtype=DTYPE),  # t6
@@ -151,7 +150,7 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t2, t4, prediction, t5, t6, d_t5, d_rnn_h, d_Wy, d_by = buffers
+    t2, prediction, t5, t6, d_t5, d_rnn_h, d_Wy, d_by = buffers
     t1 = xp.mean(x, axis=1)
     np.matmul(t1, Wx, out=t2)  # t2 = t1 @ Wx
     h0 = xp.full_like(t2, 0)
@@ -169,8 +168,8 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
         t10 = t9 + b
         rnn_h = xp.tanh(t10)
         t12.append(rnn_h)
-    np.matmul(rnn_h, Wy, out=t4)  # t4 = rnn_h @ Wy
-    np.add(by, t4, out=prediction)  # prediction = t4 + by
+    np.matmul(rnn_h, Wy, out=prediction)  # t4 = rnn_h @ Wy (in prediction)
+    prediction += by  # prediction = t4 + by
     np.subtract(prediction, y, out=t5)  # t5 = prediction - y
     np.square(t5, out=t6)  # t6 = t5 ** 2
     loss = xp.mean(t6)

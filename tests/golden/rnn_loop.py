@@ -129,7 +129,6 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 8), dtype=DTYPE),  # t2
-        np.empty((n, 1), dtype=DTYPE),  # t4
         np.empty((n, 1), dtype=DTYPE),  # prediction
         np.empty((n, 1), dtype=DTYPE),  # t6
         np.empty((n, 8), dtype=DTYPE),  # d_rnn_h
@@ -143,7 +142,7 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t2, t4, prediction, t6, d_rnn_h, d_Wy, d_by = buffers
+    t2, prediction, t6, d_rnn_h, d_Wy, d_by = buffers
     t1 = xp.mean(x, axis=1)
     np.matmul(t1, Wx, out=t2)  # t2 = t1 @ Wx
     h0 = xp.full_like(t2, 0)
@@ -159,8 +158,8 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
         t8 = rnn_h @ Wh
         rnn_h = xp.tanh(b + t7 + t8)
         t10.append(rnn_h)
-    np.matmul(rnn_h, Wy, out=t4)  # t4 = rnn_h @ Wy
-    np.add(by, t4, out=prediction)  # prediction = t4 + by
+    np.matmul(rnn_h, Wy, out=prediction)  # t4 = rnn_h @ Wy (in prediction)
+    prediction += by  # prediction = t4 + by
     np.subtract(prediction, y, out=t6)  # t6 = (prediction - y)**2
     np.square(t6, out=t6)
     loss = xp.mean(t6)

@@ -130,7 +130,6 @@ def _buffers(n):
     return (
         np.empty((n, 1), dtype=DTYPE),  # t1
         np.empty((n, 8), dtype=DTYPE),  # t2
-        np.empty((n, 1), dtype=DTYPE),  # t5
         np.empty((n, 1), dtype=DTYPE),  # prediction
         np.empty((n, 1), dtype=DTYPE),  # t7
         np.empty((n, 8), dtype=DTYPE),  # d_hT
@@ -144,7 +143,7 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, t2, t5, prediction, t7, d_hT, d_Wy, d_by = buffers
+    t1, t2, prediction, t7, d_hT, d_Wy, d_by = buffers
     np.add.reduce(x, axis=1, out=t1)  # t1 = xp.sum(x, axis=1)
     np.matmul(t1, Wx, out=t2)  # t2 = t1 @ Wx
     t3 = xp.full_like(t2, 0)
@@ -160,8 +159,8 @@ def _gradients_in_place(buffers, xp, x, y, Wx, Wh, b, Wy, by):
         t9 = hT @ Wh
         hT = xp.tanh(b + t8 + t9)
         t11.append(hT)
-    np.matmul(hT, Wy, out=t5)  # t5 = hT @ Wy
-    np.add(by, t5, out=prediction)  # prediction = t5 + by
+    np.matmul(hT, Wy, out=prediction)  # t5 = hT @ Wy (in prediction)
+    prediction += by  # prediction = t5 + by
     np.subtract(prediction, y, out=t7)  # t7 = (prediction - y)**2
     np.square(t7, out=t7)
     loss = xp.mean(t7)

@@ -451,49 +451,32 @@ def _buffers(n):
     return (
         np.empty((n, 16, 64), dtype=DTYPE),  # t2
         np.empty((n, 16, 64), dtype=DTYPE),  # x0
-        np.empty((n, 16, 64), dtype=DTYPE),  # t5
-        np.empty((n, 16, 1), dtype=DTYPE),  # t7
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat
         np.empty((n, 16, 192), dtype=DTYPE),  # t11
-        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t19
         np.empty((n, 2, 16, 16), dtype=DTYPE),  # t20
         np.empty((n, 2, 16, 32), dtype=DTYPE),  # t25
         np.empty((n, 16, 64), dtype=DTYPE),  # t30
-        np.empty((n, 16, 64), dtype=DTYPE),  # t32
         np.empty((n, 16, 64), dtype=DTYPE),  # x0a
-        np.empty((n, 16, 64), dtype=DTYPE),  # t34
-        np.empty((n, 16, 1), dtype=DTYPE),  # t36
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x2
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat2
         np.empty((n, 16, 256), dtype=DTYPE),  # t40
         np.empty((n, 16, 64), dtype=DTYPE),  # t44
-        np.empty((n, 16, 64), dtype=DTYPE),  # t46
         np.empty((n, 16, 64), dtype=DTYPE),  # x0b
-        np.empty((n, 16, 64), dtype=DTYPE),  # t48
-        np.empty((n, 16, 1), dtype=DTYPE),  # t50
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x3
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat3
         np.empty((n, 16, 192), dtype=DTYPE),  # t54
-        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t62
         np.empty((n, 2, 16, 16), dtype=DTYPE),  # t63
         np.empty((n, 2, 16, 32), dtype=DTYPE),  # t68
         np.empty((n, 16, 64), dtype=DTYPE),  # t73
-        np.empty((n, 16, 64), dtype=DTYPE),  # t75
         np.empty((n, 16, 64), dtype=DTYPE),  # x1a
-        np.empty((n, 16, 64), dtype=DTYPE),  # t77
-        np.empty((n, 16, 1), dtype=DTYPE),  # t79
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x4
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat4
         np.empty((n, 16, 256), dtype=DTYPE),  # t83
         np.empty((n, 16, 64), dtype=DTYPE),  # t87
-        np.empty((n, 16, 64), dtype=DTYPE),  # t89
         np.empty((n, 16, 64), dtype=DTYPE),  # x1b
-        np.empty((n, 16, 64), dtype=DTYPE),  # t91
-        np.empty((n, 16, 1), dtype=DTYPE),  # t93
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x5
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat5
-        np.empty((n, 16, 27), dtype=DTYPE),  # P3
         np.empty((n, 16, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 16, 64), dtype=DTYPE),  # t98
         np.empty((n, 16, 1), dtype=DTYPE),  # t99
@@ -540,7 +523,6 @@ def _buffers(n):
         np.empty((n, 16, 1), dtype=DTYPE),  # t121
         np.empty((n, 16, 64), dtype=DTYPE),  # t122
         np.empty((n, 16, 1), dtype=DTYPE),  # t123
-        np.empty((n, 16, 64), dtype=DTYPE),  # d_x0
         np.empty((n, 16, 64), dtype=DTYPE),  # d_t2
         np.empty((27, 64), dtype=DTYPE),  # d_wte
         np.empty((16, 64), dtype=DTYPE),  # d_wpe
@@ -575,13 +557,12 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t2, x0, t5, t7, sigma_x, xhat, t11, t19, t20, t25, t30, t32, x0a, t34, t36, sigma_x2, xhat2,
-     t40, t44, t46, x0b, t48, t50, sigma_x3, xhat3, t54, t62, t63, t68, t73, t75, x1a, t77, t79,
-     sigma_x4, xhat4, t83, t87, t89, x1b, t91, t93, sigma_x5, xhat5, P3, d_logits, t98, t99, t100,
-     t101, d_t87, t103, t104, t105, t106, d_x1a, d_t73, d_t67, d_P2, t107, t108, d_t64, d_t62,
-     d_t61, d_t57, d_t54, t109, t110, t111, t112, d_x0b, d_t44, t114, t115, t116, t117, d_x0a,
-     d_t30, d_t24, d_P, t118, t119, d_t21, d_t19, d_t18, d_t14, d_t11, t120, t121, t122, t123,
-     d_x0, d_t2, d_wte, d_wpe, t124, d_h0_ln1_weight, d_h0_ln1_bias, d_h0_attn_bias,
+    (t2, x0, sigma_x, xhat, t11, t20, t25, t30, x0a, sigma_x2, xhat2, t40, t44, x0b, sigma_x3,
+     xhat3, t54, t63, t68, t73, x1a, sigma_x4, xhat4, t83, t87, x1b, sigma_x5, xhat5, d_logits,
+     t98, t99, t100, t101, d_t87, t103, t104, t105, t106, d_x1a, d_t73, d_t67, d_P2, t107, t108,
+     d_t64, d_t62, d_t61, d_t57, d_t54, t109, t110, t111, t112, d_x0b, d_t44, t114, t115, t116,
+     t117, d_x0a, d_t30, d_t24, d_P, t118, t119, d_t21, d_t19, d_t18, d_t14, d_t11, t120, t121,
+     t122, t123, d_t2, d_wte, d_wpe, t124, d_h0_ln1_weight, d_h0_ln1_bias, d_h0_attn_bias,
      d_h0_proj_bias, t125, d_h0_ln2_weight, d_h0_ln2_bias, d_h0_fc_bias, d_h0_fc2_bias, t126,
      d_h1_ln1_weight, d_h1_ln1_bias, d_h1_attn_bias, d_h1_proj_bias, t127, d_h1_ln2_weight,
      d_h1_ln2_bias, d_h1_fc_bias, d_h1_fc2_bias, t128, d_ln_f_weight, d_ln_f_bias) = buffers
@@ -590,11 +571,11 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t3 = _dropout_mask(xp, _rng, t2, rate=0.1)
     np.multiply(t2, t3, out=x0)  # x0 = t2 * t3
     t4 = xp.mean(x0, axis=2, keepdims=True)
-    np.subtract(x0, t4, out=t5)  # t5 = x0 - t4
+    np.subtract(x0, t4, out=xhat)  # t5 = x0 - t4 (in xhat)
     t6 = _variance(xp, x0, t4, axis=2)
-    np.add(1e-05, t6, out=t7)  # t7 = t6 + 1e-05
-    np.sqrt(t7, out=sigma_x)  # sigma_x = xp.sqrt(t7)
-    np.divide(t5, sigma_x, out=xhat)  # xhat = t5 / sigma_x
+    np.add(1e-05, t6, out=sigma_x)  # t7 = t6 + 1e-05 (in sigma_x)
+    np.sqrt(sigma_x, out=sigma_x)  # sigma_x = xp.sqrt(t7)
+    xhat /= sigma_x  # xhat = t5 / sigma_x
     t8 = h0_ln1_weight * xhat + h0_ln1_bias
     t9 = h0_attn_weight.T
     t10 = _matmul_rows(xp, t8, t9)
@@ -606,8 +587,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t16 = xp.reshape(t15, (-1, 16, 2, 32))
     t17 = xp.permute_dims(t16, (0, 2, 1, 3))
     t18 = xp.permute_dims(t17, (0, 1, 3, 2))
-    np.matmul(t14, t18, out=t19)  # t19 = t14 @ t18
-    np.multiply(0.17677669529663687, t19, out=t20)  # t20 = t19 / 5.656854249492381
+    np.matmul(t14, t18, out=t20)  # t19 = t14 @ t18 (in t20)
+    t20 *= 0.17677669529663687  # t20 = t19 / 5.656854249492381
     t21 = _causal_mask(xp, t20)
     P = xp.exp(t21 - _logsumexp(xp, t21, axis=3, keepdims=True))
     t22 = t11[:, :, 128:192]
@@ -620,14 +601,14 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t29 = _matmul_rows(xp, t27, t28)
     np.add(h0_proj_bias, t29, out=t30)  # t30 = t29 + h0_proj_bias
     t31 = _dropout_mask(xp, _rng, t30, rate=0.1)
-    np.multiply(t30, t31, out=t32)  # t32 = t30 * t31
-    np.add(t32, x0, out=x0a)  # x0a = x0 + t32
+    np.multiply(t30, t31, out=x0a)  # t32 = t30 * t31 (in x0a)
+    x0a += x0  # x0a = x0 + t32
     t33 = xp.mean(x0a, axis=2, keepdims=True)
-    np.subtract(x0a, t33, out=t34)  # t34 = x0a - t33
+    np.subtract(x0a, t33, out=xhat2)  # t34 = x0a - t33 (in xhat2)
     t35 = _variance(xp, x0a, t33, axis=2)
-    np.add(1e-05, t35, out=t36)  # t36 = t35 + 1e-05
-    np.sqrt(t36, out=sigma_x2)  # sigma_x2 = xp.sqrt(t36)
-    np.divide(t34, sigma_x2, out=xhat2)  # xhat2 = t34 / sigma_x2
+    np.add(1e-05, t35, out=sigma_x2)  # t36 = t35 + 1e-05 (in sigma_x2)
+    np.sqrt(sigma_x2, out=sigma_x2)  # sigma_x2 = xp.sqrt(t36)
+    xhat2 /= sigma_x2  # xhat2 = t34 / sigma_x2
     t37 = h0_ln2_weight * xhat2 + h0_ln2_bias
     t38 = h0_fc_weight.T
     t39 = _matmul_rows(xp, t37, t38)
@@ -637,14 +618,14 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t43 = _matmul_rows(xp, t41, t42)
     np.add(h0_fc2_bias, t43, out=t44)  # t44 = t43 + h0_fc2_bias
     t45 = _dropout_mask(xp, _rng, t44, rate=0.1)
-    np.multiply(t44, t45, out=t46)  # t46 = t44 * t45
-    np.add(t46, x0a, out=x0b)  # x0b = x0a + t46
+    np.multiply(t44, t45, out=x0b)  # t46 = t44 * t45 (in x0b)
+    x0b += x0a  # x0b = x0a + t46
     t47 = xp.mean(x0b, axis=2, keepdims=True)
-    np.subtract(x0b, t47, out=t48)  # t48 = x0b - t47
+    np.subtract(x0b, t47, out=xhat3)  # t48 = x0b - t47 (in xhat3)
     t49 = _variance(xp, x0b, t47, axis=2)
-    np.add(1e-05, t49, out=t50)  # t50 = t49 + 1e-05
-    np.sqrt(t50, out=sigma_x3)  # sigma_x3 = xp.sqrt(t50)
-    np.divide(t48, sigma_x3, out=xhat3)  # xhat3 = t48 / sigma_x3
+    np.add(1e-05, t49, out=sigma_x3)  # t50 = t49 + 1e-05 (in sigma_x3)
+    np.sqrt(sigma_x3, out=sigma_x3)  # sigma_x3 = xp.sqrt(t50)
+    xhat3 /= sigma_x3  # xhat3 = t48 / sigma_x3
     t51 = h1_ln1_weight * xhat3 + h1_ln1_bias
     t52 = h1_attn_weight.T
     t53 = _matmul_rows(xp, t51, t52)
@@ -656,8 +637,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t59 = xp.reshape(t58, (-1, 16, 2, 32))
     t60 = xp.permute_dims(t59, (0, 2, 1, 3))
     t61 = xp.permute_dims(t60, (0, 1, 3, 2))
-    np.matmul(t57, t61, out=t62)  # t62 = t57 @ t61
-    np.multiply(0.17677669529663687, t62, out=t63)  # t63 = t62 / 5.656854249492381
+    np.matmul(t57, t61, out=t63)  # t62 = t57 @ t61 (in t63)
+    t63 *= 0.17677669529663687  # t63 = t62 / 5.656854249492381
     t64 = _causal_mask(xp, t63)
     P2 = xp.exp(t64 - _logsumexp(xp, t64, axis=3, keepdims=True))
     t65 = t54[:, :, 128:192]
@@ -670,14 +651,14 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t72 = _matmul_rows(xp, t70, t71)
     np.add(h1_proj_bias, t72, out=t73)  # t73 = t72 + h1_proj_bias
     t74 = _dropout_mask(xp, _rng, t73, rate=0.1)
-    np.multiply(t73, t74, out=t75)  # t75 = t73 * t74
-    np.add(t75, x0b, out=x1a)  # x1a = x0b + t75
+    np.multiply(t73, t74, out=x1a)  # t75 = t73 * t74 (in x1a)
+    x1a += x0b  # x1a = x0b + t75
     t76 = xp.mean(x1a, axis=2, keepdims=True)
-    np.subtract(x1a, t76, out=t77)  # t77 = x1a - t76
+    np.subtract(x1a, t76, out=xhat4)  # t77 = x1a - t76 (in xhat4)
     t78 = _variance(xp, x1a, t76, axis=2)
-    np.add(1e-05, t78, out=t79)  # t79 = t78 + 1e-05
-    np.sqrt(t79, out=sigma_x4)  # sigma_x4 = xp.sqrt(t79)
-    np.divide(t77, sigma_x4, out=xhat4)  # xhat4 = t77 / sigma_x4
+    np.add(1e-05, t78, out=sigma_x4)  # t79 = t78 + 1e-05 (in sigma_x4)
+    np.sqrt(sigma_x4, out=sigma_x4)  # sigma_x4 = xp.sqrt(t79)
+    xhat4 /= sigma_x4  # xhat4 = t77 / sigma_x4
     t80 = h1_ln2_weight * xhat4 + h1_ln2_bias
     t81 = h1_fc_weight.T
     t82 = _matmul_rows(xp, t80, t81)
@@ -687,14 +668,14 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t86 = _matmul_rows(xp, t84, t85)
     np.add(h1_fc2_bias, t86, out=t87)  # t87 = t86 + h1_fc2_bias
     t88 = _dropout_mask(xp, _rng, t87, rate=0.1)
-    np.multiply(t87, t88, out=t89)  # t89 = t87 * t88
-    np.add(t89, x1a, out=x1b)  # x1b = x1a + t89
+    np.multiply(t87, t88, out=x1b)  # t89 = t87 * t88 (in x1b)
+    x1b += x1a  # x1b = x1a + t89
     t90 = xp.mean(x1b, axis=2, keepdims=True)
-    np.subtract(x1b, t90, out=t91)  # t91 = x1b - t90
+    np.subtract(x1b, t90, out=xhat5)  # t91 = x1b - t90 (in xhat5)
     t92 = _variance(xp, x1b, t90, axis=2)
-    np.add(1e-05, t92, out=t93)  # t93 = t92 + 1e-05
-    np.sqrt(t93, out=sigma_x5)  # sigma_x5 = xp.sqrt(t93)
-    np.divide(t91, sigma_x5, out=xhat5)  # xhat5 = t91 / sigma_x5
+    np.add(1e-05, t92, out=sigma_x5)  # t93 = t92 + 1e-05 (in sigma_x5)
+    np.sqrt(sigma_x5, out=sigma_x5)  # sigma_x5 = xp.sqrt(t93)
+    xhat5 /= sigma_x5  # xhat5 = t91 / sigma_x5
     h = ln_f_weight * xhat5 + ln_f_bias
     t94 = wte.T
     logits = _matmul_rows(xp, h, t94)
@@ -703,9 +684,9 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t96 = _logsumexp(xp, logits, axis=2, keepdims=True)
     t97 = xp.squeeze(t96, axis=2) - xp.sum(Y * logits, axis=2)
     loss = xp.mean(t97)
-    np.subtract(logits, t96, out=P3)  # P3 = xp.exp(logits - t96)
-    np.exp(P3, out=P3)
-    np.subtract(P3, Y, out=d_logits)  # d_logits = (P3 - Y)/(t97.shape[0] * 16)
+    np.subtract(logits, t96, out=d_logits)  # P3 = xp.exp(logits - t96) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P3 - Y)/(t97.shape[0] * 16)
     d_logits /= (t97.shape[0] * 16)
     d_t94 = xp.reshape(h, (-1, 64)).T @ xp.reshape(d_logits, (-1, 27))  # logits = h @ t94; into t94
     d_h = _matmul_rows(xp, d_logits, t94.T)  # logits = h @ t94; into h
@@ -785,8 +766,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     np.multiply(t120, xhat, out=t122)  # t122 = t120 * xhat
     np.add.reduce(t122, axis=2, keepdims=True, out=t123)  # t123 = xp.sum(t122, axis=2, keepdims=True)
     d_x0_1 = (1/64)*(64*t120 - t121 - t123*xhat)/sigma_x  # t8 = h0_ln1_weight * xhat + h0_ln1_bias; into x0
-    np.add(d_x0_1, d_x0a, out=d_x0)  # d_x0 = d_x0_1 + d_x0a
-    np.multiply(d_x0, t3, out=d_t2)  # d_t2 = d_x0*t3
+    np.add(d_x0_1, d_x0a, out=d_t2)  # d_x0 = d_x0_1 + d_x0a (in d_t2)
+    d_t2 *= t3  # d_t2 = d_x0*t3
     d_wte_1 = _take_grad(xp, d_t2, wte, ids)  # t1 = wte[ids]; into wte
     np.add(d_t94.T, d_wte_1, out=d_wte)  # d_wte = d_t94.T + d_wte_1
     np.add.reduce(d_t2, axis=0, out=d_wpe)  # d_wpe = xp.sum(d_t2, axis=0)

@@ -440,7 +440,6 @@ def _buffers(n):
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat
         np.empty((n, 16, 192), dtype=DTYPE),  # t11
-        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t19
         np.empty((n, 2, 16, 16), dtype=DTYPE),  # t20
         np.empty((n, 2, 16, 32), dtype=DTYPE),  # t25
         np.empty((n, 16, 64), dtype=DTYPE),  # t30
@@ -455,7 +454,6 @@ def _buffers(n):
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x3
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat3
         np.empty((n, 16, 192), dtype=DTYPE),  # t54
-        np.empty((n, 2, 16, 16), dtype=DTYPE),  # t62
         np.empty((n, 2, 16, 16), dtype=DTYPE),  # t63
         np.empty((n, 2, 16, 32), dtype=DTYPE),  # t68
         np.empty((n, 16, 64), dtype=DTYPE),  # t73
@@ -469,14 +467,12 @@ def _buffers(n):
         np.empty((n, 16, 64), dtype=DTYPE),  # x1b
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x5
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat5
-        np.empty((n, 16, 27), dtype=DTYPE),  # P3
         np.empty((n, 16, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 16, 64), dtype=DTYPE),  # t102
         np.empty((n, 16, 1), dtype=DTYPE),  # t103
         np.empty((n, 16, 64), dtype=DTYPE),  # t104
         np.empty((n, 16, 1), dtype=DTYPE),  # t105
         np.empty((n, 16, 64), dtype=DTYPE),  # d_t87
-        np.empty((n, 16, 256), dtype=DTYPE),  # d_t83_2
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t101
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t100
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t83_1
@@ -502,7 +498,6 @@ def _buffers(n):
         np.empty((n, 16, 1), dtype=DTYPE),  # t115
         np.empty((n, 16, 64), dtype=DTYPE),  # d_x0b
         np.empty((n, 16, 64), dtype=DTYPE),  # d_t44
-        np.empty((n, 16, 256), dtype=DTYPE),  # d_t40_2
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t99
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t98
         np.empty((n, 16, 256), dtype=DTYPE),  # d_t40_1
@@ -526,7 +521,6 @@ def _buffers(n):
         np.empty((n, 16, 1), dtype=DTYPE),  # t123
         np.empty((n, 16, 64), dtype=DTYPE),  # t124
         np.empty((n, 16, 1), dtype=DTYPE),  # t125
-        np.empty((n, 16, 64), dtype=DTYPE),  # d_x0
         np.empty((n, 16, 64), dtype=DTYPE),  # d_t2
         np.empty((27, 64), dtype=DTYPE),  # d_wte
         np.empty((16, 64), dtype=DTYPE),  # d_wpe
@@ -561,17 +555,16 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t2, x0, sigma_x, xhat, t11, t19, t20, t25, t30, x0a, sigma_x2, xhat2, t40, t99, t41, t44, x0b,
-     sigma_x3, xhat3, t54, t62, t63, t68, t73, x1a, sigma_x4, xhat4, t83, t101, t84, t87, x1b,
-     sigma_x5, xhat5, P3, d_logits, t102, t103, t104, t105, d_t87, d_t83_2, d_t101, d_t100,
-     d_t83_1, d_t83, t106, t107, t108, t109, d_x1a, d_t73, d_t67, d_P2, t110, t111, d_t64, d_t62,
-     d_t61, d_t57, d_t54, t112, t113, t114, t115, d_x0b, d_t44, d_t40_2, d_t99, d_t98, d_t40_1,
-     d_t40, t116, t117, t118, t119, d_x0a, d_t30, d_t24, d_P, t120, t121, d_t21, d_t19, d_t18,
-     d_t14, d_t11, t122, t123, t124, t125, d_x0, d_t2, d_wte, d_wpe, t126, d_h0_ln1_weight,
-     d_h0_ln1_bias, d_h0_attn_bias, d_h0_proj_bias, t127, d_h0_ln2_weight, d_h0_ln2_bias,
-     d_h0_fc_bias, d_h0_fc2_bias, t128, d_h1_ln1_weight, d_h1_ln1_bias, d_h1_attn_bias,
-     d_h1_proj_bias, t129, d_h1_ln2_weight, d_h1_ln2_bias, d_h1_fc_bias, d_h1_fc2_bias, t130,
-     d_ln_f_weight, d_ln_f_bias) = buffers
+    (t2, x0, sigma_x, xhat, t11, t20, t25, t30, x0a, sigma_x2, xhat2, t40, t99, t41, t44, x0b,
+     sigma_x3, xhat3, t54, t63, t68, t73, x1a, sigma_x4, xhat4, t83, t101, t84, t87, x1b, sigma_x5,
+     xhat5, d_logits, t102, t103, t104, t105, d_t87, d_t101, d_t100, d_t83_1, d_t83, t106, t107,
+     t108, t109, d_x1a, d_t73, d_t67, d_P2, t110, t111, d_t64, d_t62, d_t61, d_t57, d_t54, t112,
+     t113, t114, t115, d_x0b, d_t44, d_t99, d_t98, d_t40_1, d_t40, t116, t117, t118, t119, d_x0a,
+     d_t30, d_t24, d_P, t120, t121, d_t21, d_t19, d_t18, d_t14, d_t11, t122, t123, t124, t125,
+     d_t2, d_wte, d_wpe, t126, d_h0_ln1_weight, d_h0_ln1_bias, d_h0_attn_bias, d_h0_proj_bias,
+     t127, d_h0_ln2_weight, d_h0_ln2_bias, d_h0_fc_bias, d_h0_fc2_bias, t128, d_h1_ln1_weight,
+     d_h1_ln1_bias, d_h1_attn_bias, d_h1_proj_bias, t129, d_h1_ln2_weight, d_h1_ln2_bias,
+     d_h1_fc_bias, d_h1_fc2_bias, t130, d_ln_f_weight, d_ln_f_bias) = buffers
     t1 = _take(xp, wte, ids)
     np.add(t1, wpe, out=t2)  # t2 = t1 + wpe
     t3 = _dropout_mask(xp, _rng, t2, rate=0.1)
@@ -593,8 +586,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t16 = xp.reshape(t15, (-1, 16, 2, 32))
     t17 = xp.permute_dims(t16, (0, 2, 1, 3))
     t18 = xp.permute_dims(t17, (0, 1, 3, 2))
-    np.matmul(t14, t18, out=t19)  # t19 = t14 @ t18
-    np.multiply(0.17677669529663687, t19, out=t20)  # t20 = t19 / 5.656854249492381
+    np.matmul(t14, t18, out=t20)  # t19 = t14 @ t18 (in t20)
+    t20 *= 0.17677669529663687  # t20 = t19 / 5.656854249492381
     t21 = _causal_mask(xp, t20)
     P = xp.exp(t21 - _logsumexp(xp, t21, axis=3, keepdims=True))
     t22 = t11[:, :, 128:192]
@@ -647,8 +640,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t59 = xp.reshape(t58, (-1, 16, 2, 32))
     t60 = xp.permute_dims(t59, (0, 2, 1, 3))
     t61 = xp.permute_dims(t60, (0, 1, 3, 2))
-    np.matmul(t57, t61, out=t62)  # t62 = t57 @ t61
-    np.multiply(0.17677669529663687, t62, out=t63)  # t63 = t62 / 5.656854249492381
+    np.matmul(t57, t61, out=t63)  # t62 = t57 @ t61 (in t63)
+    t63 *= 0.17677669529663687  # t63 = t62 / 5.656854249492381
     t64 = _causal_mask(xp, t63)
     P2 = xp.exp(t64 - _logsumexp(xp, t64, axis=3, keepdims=True))
     t65 = t54[:, :, 128:192]
@@ -698,9 +691,9 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t96 = _logsumexp(xp, logits, axis=2, keepdims=True)
     t97 = xp.squeeze(t96, axis=2) - xp.sum(Y * logits, axis=2)
     loss = xp.mean(t97)
-    np.subtract(logits, t96, out=P3)  # P3 = xp.exp(logits - t96)
-    np.exp(P3, out=P3)
-    np.subtract(P3, Y, out=d_logits)  # d_logits = (P3 - Y)/(t97.shape[0] * 16)
+    np.subtract(logits, t96, out=d_logits)  # P3 = xp.exp(logits - t96) (in d_logits)
+    np.exp(d_logits, out=d_logits)
+    d_logits -= Y  # d_logits = (P3 - Y)/(t97.shape[0] * 16)
     d_logits /= (t97.shape[0] * 16)
     d_t94 = xp.reshape(h, (-1, 64)).T @ xp.reshape(d_logits, (-1, 27))  # logits = h @ t94; into t94
     d_h = _matmul_rows(xp, d_logits, t94.T)  # logits = h @ t94; into h
@@ -711,8 +704,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     d_x1b = (1/64)*(64*t102 - t103 - t105*xhat5)/sigma_x5  # h = ln_f_weight * xhat5 + ln_f_bias; into x1b
     np.multiply(d_x1b, t88, out=d_t87)  # d_t87 = d_x1b*t88
     d_t84 = _matmul_rows(xp, d_t87, t85.T)  # t86 = t84 @ t85; into t84
-    np.multiply(0.5, d_t84, out=d_t83_2)  # d_t83_2 = 0.5*d_t84*t101
-    d_t83_2 *= t101
+    np.multiply(0.5, d_t84, out=d_t83)  # d_t83_2 = 0.5*d_t84*t101 (in d_t83)
+    d_t83 *= t101
     np.multiply(0.5, d_t84, out=d_t101)  # d_t101 = 0.5*d_t84*t83
     d_t101 *= t83
     np.subtract(2, t101, out=d_t100)  # d_t100 = d_t101*t101*(2 - t101)
@@ -722,7 +715,7 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     d_t83_1 *= 0.10703222440890037
     d_t83_1 += 0.7978845608028654
     d_t83_1 *= d_t100
-    np.add(d_t83_1, d_t83_2, out=d_t83)  # d_t83 = d_t83_1 + d_t83_2
+    d_t83 += d_t83_1  # d_t83 = d_t83_1 + d_t83_2
     d_t80 = _matmul_rows(xp, d_t83, t81.T)  # t82 = t80 @ t81; into t80
     np.multiply(d_t80, h1_ln2_weight, out=t106)  # t106 = h1_ln2_weight * d_t80
     np.add.reduce(t106, axis=2, keepdims=True, out=t107)  # t107 = xp.sum(t106, axis=2, keepdims=True)
@@ -757,8 +750,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     np.add(d_x0b_1, d_x1a, out=d_x0b)  # d_x0b = d_x0b_1 + d_x1a
     np.multiply(d_x0b, t45, out=d_t44)  # d_t44 = d_x0b*t45
     d_t41 = _matmul_rows(xp, d_t44, t42.T)  # t43 = t41 @ t42; into t41
-    np.multiply(0.5, d_t41, out=d_t40_2)  # d_t40_2 = 0.5*d_t41*t99
-    d_t40_2 *= t99
+    np.multiply(0.5, d_t41, out=d_t40)  # d_t40_2 = 0.5*d_t41*t99 (in d_t40)
+    d_t40 *= t99
     np.multiply(0.5, d_t41, out=d_t99)  # d_t99 = 0.5*d_t41*t40
     d_t99 *= t40
     np.subtract(2, t99, out=d_t98)  # d_t98 = d_t99*t99*(2 - t99)
@@ -768,7 +761,7 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     d_t40_1 *= 0.10703222440890037
     d_t40_1 += 0.7978845608028654
     d_t40_1 *= d_t98
-    np.add(d_t40_1, d_t40_2, out=d_t40)  # d_t40 = d_t40_1 + d_t40_2
+    d_t40 += d_t40_1  # d_t40 = d_t40_1 + d_t40_2
     d_t37 = _matmul_rows(xp, d_t40, t38.T)  # t39 = t37 @ t38; into t37
     np.multiply(d_t37, h0_ln2_weight, out=t116)  # t116 = h0_ln2_weight * d_t37
     np.add.reduce(t116, axis=2, keepdims=True, out=t117)  # t117 = xp.sum(t116, axis=2, keepdims=True)
@@ -800,8 +793,8 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     np.multiply(t122, xhat, out=t124)  # t124 = t122 * xhat
     np.add.reduce(t124, axis=2, keepdims=True, out=t125)  # t125 = xp.sum(t124, axis=2, keepdims=True)
     d_x0_1 = (1/64)*(64*t122 - t123 - t125*xhat)/sigma_x  # t8 = h0_ln1_weight * xhat + h0_ln1_bias; into x0
-    np.add(d_x0_1, d_x0a, out=d_x0)  # d_x0 = d_x0_1 + d_x0a
-    np.multiply(d_x0, t3, out=d_t2)  # d_t2 = d_x0*t3
+    np.add(d_x0_1, d_x0a, out=d_t2)  # d_x0 = d_x0_1 + d_x0a (in d_t2)
+    d_t2 *= t3  # d_t2 = d_x0*t3
     d_wte_1 = _take_grad(xp, d_t2, wte, ids)  # t1 = wte[ids]; into wte
     np.add(d_t94.T, d_wte_1, out=d_wte)  # d_wte = d_t94.T + d_wte_1
     np.add.reduce(d_t2, axis=0, out=d_wpe)  # d_wpe = xp.sum(d_t2, axis=0)

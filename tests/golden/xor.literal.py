@@ -118,26 +118,13 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n, 8), dtype=DTYPE),  # t1
-        np.empty((n, 8), dtype=DTYPE),  # t2
         np.empty((n, 8), dtype=DTYPE),  # h
-        np.empty((n, 1), dtype=DTYPE),  # t3
-        np.empty((n, 1), dtype=DTYPE),  # t4
         np.empty((n, 1), dtype=DTYPE),  # p
-        np.empty((n, 1), dtype=DTYPE),  # t5
-        np.empty((n, 1), dtype=DTYPE),  # t6
         np.empty((n, 1), dtype=DTYPE),  # t7
         np.empty((n, 1), dtype=DTYPE),  # t8
-        np.empty((n, 1), dtype=DTYPE),  # t9
         np.empty((n, 1), dtype=DTYPE),  # t10
-        np.empty((n, 1), dtype=DTYPE),  # t11
         np.empty((n, 1), dtype=DTYPE),  # t12
-        np.empty((n, 1), dtype=DTYPE),  # d_t12
         np.empty((n, 1), dtype=DTYPE),  # d_t11
-        np.empty((n, 1), dtype=DTYPE),  # d_t9
-        np.empty((n, 1), dtype=DTYPE),  # d_t8
-        np.empty((n, 1), dtype=DTYPE),  # d_p_2
-        np.empty((n, 1), dtype=DTYPE),  # d_t5
         np.empty((n, 1), dtype=DTYPE),  # d_p_1
         np.empty((n, 1), dtype=DTYPE),  # d_p
         np.empty((n, 1), dtype=DTYPE),  # d_t4
@@ -155,31 +142,30 @@ def _gradients_in_place(buffers, xp, x, y, W1, b1, W2, b2):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (t1, t2, h, t3, t4, p, t5, t6, t7, t8, t9, t10, t11, t12, d_t12, d_t11, d_t9, d_t8, d_p_2,
-     d_t5, d_p_1, d_p, d_t4, d_h, d_t2, d_W1, d_b1, d_W2, d_b2) = buffers
-    np.matmul(x, W1, out=t1)  # t1 = x @ W1
-    np.add(b1, t1, out=t2)  # t2 = t1 + b1
-    np.tanh(t2, out=h)  # h = xp.tanh(t2)
-    np.matmul(h, W2, out=t3)  # t3 = h @ W2
-    np.add(b2, t3, out=t4)  # t4 = t3 + b2
-    _sigmoid_into(t4, p)  # p = _sigmoid(xp, t4)
-    np.log(p, out=t5)  # t5 = xp.log(p)
-    np.multiply(t5, y, out=t6)  # t6 = y * t5
+    h, p, t7, t8, t10, t12, d_t11, d_p_1, d_p, d_t4, d_h, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
+    np.matmul(x, W1, out=h)  # t1 = x @ W1 (in h)
+    h += b1  # t2 = t1 + b1 (in h)
+    np.tanh(h, out=h)  # h = xp.tanh(t2)
+    np.matmul(h, W2, out=p)  # t3 = h @ W2 (in p)
+    p += b2  # t4 = t3 + b2 (in p)
+    _sigmoid_into(p, p)  # p = _sigmoid(xp, t4)
+    np.log(p, out=t12)  # t5 = xp.log(p) (in t12)
+    t12 *= y  # t6 = y * t5 (in t12)
     np.subtract(1, y, out=t7)  # t7 = 1 - y
     np.subtract(1, p, out=t8)  # t8 = 1 - p
-    np.log(t8, out=t9)  # t9 = xp.log(t8)
-    np.multiply(t7, t9, out=t10)  # t10 = t7 * t9
-    np.add(t10, t6, out=t11)  # t11 = t6 + t10
-    np.negative(t11, out=t12)  # t12 = -t11
+    np.log(t8, out=t10)  # t9 = xp.log(t8) (in t10)
+    t10 *= t7  # t10 = t7 * t9
+    t12 += t10  # t11 = t6 + t10 (in t12)
+    np.negative(t12, out=t12)  # t12 = -t11
     loss = xp.mean(t12)
-    np.divide(xp.ones_like(t12), t12.shape[0], out=d_t12)  # d_t12 = xp.ones_like(t12) / t12.shape[0]
-    np.negative(d_t12, out=d_t11)  # d_t11 = -d_t12
-    np.multiply(d_t11, t7, out=d_t9)  # d_t9 = d_t11*t7
-    np.divide(d_t9, t8, out=d_t8)  # d_t8 = d_t9/t8
-    np.negative(d_t8, out=d_p_2)  # d_p_2 = -d_t8
-    np.multiply(d_t11, y, out=d_t5)  # d_t5 = d_t11*y
-    np.divide(d_t5, p, out=d_p_1)  # d_p_1 = d_t5/p
-    np.add(d_p_1, d_p_2, out=d_p)  # d_p = d_p_1 + d_p_2
+    np.divide(xp.ones_like(t12), t12.shape[0], out=d_t11)  # d_t12 = xp.ones_like(t12) / t12.shape[0] (in d_t11)
+    np.negative(d_t11, out=d_t11)  # d_t11 = -d_t12
+    np.multiply(d_t11, t7, out=d_p)  # d_t9 = d_t11*t7 (in d_p)
+    d_p /= t8  # d_t8 = d_t9/t8 (in d_p)
+    np.negative(d_p, out=d_p)  # d_p_2 = -d_t8 (in d_p)
+    np.multiply(d_t11, y, out=d_p_1)  # d_t5 = d_t11*y (in d_p_1)
+    d_p_1 /= p  # d_p_1 = d_t5/p
+    d_p += d_p_1  # d_p = d_p_1 + d_p_2
     np.subtract(1, p, out=d_t4)  # d_t4 = d_p*p*(1 - p)
     d_t4 *= d_p
     d_t4 *= p

@@ -94,9 +94,7 @@ def _buffers(n):
     """The arrays _gradients_in_place writes its values into, for a batch of n examples: train() makes
     them once for each batch size and reuses them at every step."""
     return (
-        np.empty((n, 8), dtype=DTYPE),  # t1
         np.empty((n, 8), dtype=DTYPE),  # h
-        np.empty((n, 1), dtype=DTYPE),  # t3
         np.empty((n, 1), dtype=DTYPE),  # t4
         np.empty((n, 1), dtype=DTYPE),  # p
         np.empty((n, 1), dtype=DTYPE),  # d_t4
@@ -114,12 +112,12 @@ def _gradients_in_place(buffers, xp, x, y, W1, b1, W2, b2):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, h, t3, t4, p, d_t4, d_h, d_t1, d_W1, d_b1, d_W2, d_b2 = buffers
-    np.matmul(x, W1, out=t1)  # t1 = x @ W1
-    np.add(b1, t1, out=h)  # h = xp.tanh(b1 + t1)
+    h, t4, p, d_t4, d_h, d_t1, d_W1, d_b1, d_W2, d_b2 = buffers
+    np.matmul(x, W1, out=h)  # t1 = x @ W1 (in h)
+    h += b1  # h = xp.tanh(b1 + t1)
     np.tanh(h, out=h)
-    np.matmul(h, W2, out=t3)  # t3 = h @ W2
-    np.add(b2, t3, out=t4)  # t4 = t3 + b2
+    np.matmul(h, W2, out=t4)  # t3 = h @ W2 (in t4)
+    t4 += b2  # t4 = t3 + b2
     _sigmoid_into(t4, p)  # p = _sigmoid(xp, t4)
     t12 = y*xp.logaddexp(0, -t4) + (1 - y)*xp.logaddexp(0, t4)
     loss = xp.mean(t12)
