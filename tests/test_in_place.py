@@ -43,7 +43,7 @@ def _close(a, b) -> bool:
     return a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("seed", [*range(60), 98, 210, 212])  # (98, 210, 212: a gradient that is a number)
 def test_random_graphs_give_the_functional_values(seed):
     case = random_case(seed, new_ops=True)
     model = gc.compile(case.graph, wrt=case.wrt, loss="loss")

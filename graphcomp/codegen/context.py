@@ -74,7 +74,7 @@ def _gradients_context(code: ModuleCode) -> dict:
 def _in_place_context(code: ModuleCode, statements: list, context: dict) -> dict:
     """_gradients_in_place and _buffers, train()'s step on NumPy arrays (codegen/in_place.py)."""
     returned = {name for key in ("gradient_outputs", "gradient_values", "gradient_statistics")
-                for _, text in context.get(key, ()) for name in re.findall(r"[A-Za-z_]\w*", text)}
+                for _, text in context.get(key, ()) for name in re.findall(r"[A-Za-z_]\w*", str(text))}
     written = in_place_code(code, statements, returned)
     if written is None:
         return {}
