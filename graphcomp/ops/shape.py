@@ -11,6 +11,7 @@ from ..formulas.latex import axis_subscript, group, latex_operator, latex_shape
 from ..formulas.printing import axis_argument, subscript_text, tuple_text
 from ..ir.graph import Node, apply
 from ..ir.shapes import Shape, broadcast_shapes, format_shape, shapes_text
+from .indexing import integer_input
 from .batching import WHOLE, all_batched, batch_size, lifted, materialized, reshaped
 from .table import Op, axes_canonical, like, linear_in, not_differentiable, register
 
@@ -336,7 +337,16 @@ def _one_hot_emit(node: Node, args: tuple) -> str:
     return f"xp.astype({args[0]}[..., None] == xp.arange({node.attr('classes')}, dtype={args[0]}.dtype), {args[0]}.dtype)"
 
 
+def _one_hot_into(node: Node, args: tuple, out: str) -> str | None:
+    """The rows written into `out` as the comparison's 0s and 1s (Op.into); integer labels keep their own
+    dtype's rows, as the functional line makes them."""
+    if integer_input(node.inputs[0]) is not None:
+        return None
+    return f"np.equal({args[0]}[..., None], np.arange({node.attr('classes')}, dtype={args[0]}.dtype), out={out})"
+
+
 # Integer class labels (stored as floats) -> one-hot rows; labels get no gradient.
 register(Op(name="one_hot", arity=1, shape=lambda shapes, attrs: shapes[0] + (attrs["classes"],), emit=_one_hot_emit,
+            into=_one_hot_into,
             vjp=not_differentiable, text=lambda node, args: f"one_hot({args[0]}, {node.attr('classes')})",
             latex=lambda node, args: latex_operator("onehot", args, str(node.attr("classes")))))

@@ -161,6 +161,7 @@ def _buffers(n):
         np.empty((n, 200), dtype=DTYPE),  # xhat
         np.empty((n, 200), dtype=DTYPE),  # h
         np.empty((n, 27), dtype=DTYPE),  # logits
+        np.empty((n, 27), dtype=DTYPE),  # Y
         np.empty((n, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 200), dtype=DTYPE),  # d_h
         np.empty((n, 200), dtype=DTYPE),  # d_t7
@@ -179,7 +180,7 @@ def _gradients_in_place(buffers, xp, context, next_, C_weight, hidden_weight, bn
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (a, sigma_x, xhat, h, logits, d_logits, d_h, d_t7, d_bn_bias, t13, d_bn_weight, d_x, d_t2,
+    (a, sigma_x, xhat, h, logits, Y, d_logits, d_h, d_t7, d_bn_bias, t13, d_bn_weight, d_x, d_t2,
      d_t8, d_out_bias) = buffers
     t1 = _take(xp, C_weight, context)
     x = xp.reshape(t1, (-1, 30))
@@ -197,7 +198,7 @@ def _gradients_in_place(buffers, xp, context, next_, C_weight, hidden_weight, bn
     np.matmul(h, t8, out=logits)  # t9 = h @ t8 (in logits)
     logits += out_bias  # logits = t9 + out_bias
     t10 = xp.astype(next_, _dtype(xp))
-    Y = xp.astype(t10[..., None] == xp.arange(27, dtype=t10.dtype), t10.dtype)
+    np.equal(t10[..., None], np.arange(27, dtype=t10.dtype), out=Y)  # Y = xp.astype(t10[..., None] == xp.arange(27, dtype=t10.dtype), t10.dtype)
     t11 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t12 = xp.squeeze(t11, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t12)

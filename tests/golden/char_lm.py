@@ -246,6 +246,7 @@ def _buffers(n):
         np.empty((n, 64), dtype=DTYPE),  # t24
         np.empty((n, 64), dtype=DTYPE),  # h
         np.empty((n, 27), dtype=DTYPE),  # logits
+        np.empty((n, 27), dtype=DTYPE),  # Y
         np.empty((n, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 64), dtype=DTYPE),  # d_h
         np.empty((n, 64), dtype=DTYPE),  # d_t24
@@ -284,7 +285,7 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    (sigma_x, xhat, t9, a, t13, sigma_x2, xhat2, t24, h, logits, d_logits, d_h, d_t24, d_t23,
+    (sigma_x, xhat, t9, a, t13, sigma_x2, xhat2, t24, h, logits, Y, d_logits, d_h, d_t24, d_t23,
      d_t18_1, d_t18, d_bn_b, t25, d_bn_g, d_x, d_t11, d_P, t26, t27, d_t10, d_t8, d_t7, d_t5, d_n,
      t28, t29, t30, t31, d_e, t32, d_ln_g, d_ln_b, d_W1, d_W2, d_b2) = buffers
     e = _take(xp, C, context)
@@ -322,7 +323,7 @@ def _gradients_in_place(buffers, xp, context, next_, C, Wq, Wk, Wv, ln_g, ln_b, 
     np.matmul(h, W2, out=logits)  # t19 = h @ W2 (in logits)
     logits += b2  # logits = t19 + b2
     t20 = xp.astype(next_, _dtype(xp))
-    Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
+    np.equal(t20[..., None], np.arange(27, dtype=t20.dtype), out=Y)  # Y = xp.astype(t20[..., None] == xp.arange(27, dtype=t20.dtype), t20.dtype)
     t21 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t22 = xp.squeeze(t21, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t22)

@@ -105,6 +105,7 @@ def _buffers(n):
     return (
         np.empty((n, 8, 10, 10), dtype=DTYPE),  # t3
         np.empty((n, 5), dtype=DTYPE),  # logits
+        np.empty((n, 5), dtype=DTYPE),  # Y
         np.empty((n, 5), dtype=DTYPE),  # d_logits
         np.empty((n, 200), dtype=DTYPE),  # d_t4
         np.empty((200, 5), dtype=DTYPE),  # d_W
@@ -117,7 +118,7 @@ def _gradients_in_place(buffers, xp, x, labels, kernels, conv_bias, W, b):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t3, logits, d_logits, d_t4, d_W, d_b = buffers
+    t3, logits, Y, d_logits, d_t4, d_W, d_b = buffers
     t1 = _conv2d(xp, x, kernels, stride=1, padding=0)
     t2 = xp.reshape(conv_bias, (8, 1, 1))
     np.add(t1, t2, out=t3)  # t3 = t1 + t2
@@ -125,7 +126,7 @@ def _gradients_in_place(buffers, xp, x, labels, kernels, conv_bias, W, b):
     t4 = xp.reshape(pooled, (-1, 200))
     np.matmul(t4, W, out=logits)  # t5 = t4 @ W (in logits)
     logits += b  # logits = t5 + b
-    Y = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
+    np.equal(labels[..., None], np.arange(5, dtype=labels.dtype), out=Y)  # Y = xp.astype(labels[..., None] == xp.arange(5, dtype=labels.dtype), labels.dtype)
     t6 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t7 = xp.squeeze(t6, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t7)

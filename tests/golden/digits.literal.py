@@ -105,6 +105,7 @@ def _buffers(n):
         np.empty((n, 64), dtype=DTYPE),  # t3
         np.empty((n, 64), dtype=DTYPE),  # h
         np.empty((n, 10), dtype=DTYPE),  # logits
+        np.empty((n, 10), dtype=DTYPE),  # Y
         np.empty((n, 10), dtype=DTYPE),  # d_logits
         np.empty((n, 64), dtype=DTYPE),  # d_t3
         np.empty((64, 64), dtype=DTYPE),  # d_W1
@@ -119,14 +120,14 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, t3, h, logits, d_logits, d_t3, d_W1, d_b1, d_W2, d_b2 = buffers
+    t1, t3, h, logits, Y, d_logits, d_t3, d_W1, d_b1, d_W2, d_b2 = buffers
     np.multiply(x, 1/16, out=t1)  # t1 = x / 16
     np.matmul(t1, W1, out=t3)  # t2 = t1 @ W1 (in t3)
     t3 += b1  # t3 = t2 + b1
     np.maximum(t3, 0, out=h)  # h = xp.maximum(t3, 0)
     np.matmul(h, W2, out=logits)  # t4 = h @ W2 (in logits)
     logits += b2  # logits = t4 + b2
-    Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
+    np.equal(labels[..., None], np.arange(10, dtype=labels.dtype), out=Y)  # Y = xp.astype(labels[..., None] == xp.arange(10, dtype=labels.dtype), labels.dtype)
     t5 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t6 = xp.squeeze(t5, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t6)

@@ -116,6 +116,7 @@ def _buffers(n):
         np.empty((n, 32), dtype=DTYPE),  # a2
         np.empty((n, 32), dtype=DTYPE),  # h2
         np.empty((n, 3), dtype=DTYPE),  # logits
+        np.empty((n, 3), dtype=DTYPE),  # Y
         np.empty((n, 3), dtype=DTYPE),  # d_logits
         np.empty((n, 32), dtype=DTYPE),  # d_a2
         np.empty((n, 32), dtype=DTYPE),  # d_a1
@@ -133,7 +134,7 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2, W3, b3):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    a1, h1, a2, h2, logits, d_logits, d_a2, d_a1, d_W1, d_b1, d_W2, d_b2, d_W3, d_b3 = buffers
+    a1, h1, a2, h2, logits, Y, d_logits, d_a2, d_a1, d_W1, d_b1, d_W2, d_b2, d_W3, d_b3 = buffers
     np.matmul(x, W1, out=a1)  # t1 = x @ W1 (in a1)
     a1 += b1  # a1 = t1 + b1
     np.maximum(a1, 0, out=h1)  # h1 = xp.maximum(a1, 0)
@@ -142,7 +143,7 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2, W3, b3):
     np.maximum(a2, 0, out=h2)  # h2 = xp.maximum(a2, 0)
     np.matmul(h2, W3, out=logits)  # t3 = h2 @ W3 (in logits)
     logits += b3  # logits = t3 + b3
-    Y = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
+    np.equal(labels[..., None], np.arange(3, dtype=labels.dtype), out=Y)  # Y = xp.astype(labels[..., None] == xp.arange(3, dtype=labels.dtype), labels.dtype)
     t4 = _logsumexp(xp, logits, axis=1, keepdims=True)
     t5 = xp.squeeze(t4, axis=1) - xp.sum(Y * logits, axis=1)
     loss = xp.mean(t5)

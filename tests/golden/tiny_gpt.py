@@ -467,6 +467,7 @@ def _buffers(n):
         np.empty((n, 16, 64), dtype=DTYPE),  # x1b
         np.empty((n, 16, 1), dtype=DTYPE),  # sigma_x5
         np.empty((n, 16, 64), dtype=DTYPE),  # xhat5
+        np.empty((n, 16, 27), dtype=DTYPE),  # Y
         np.empty((n, 16, 27), dtype=DTYPE),  # d_logits
         np.empty((n, 16, 64), dtype=DTYPE),  # t102
         np.empty((n, 16, 1), dtype=DTYPE),  # t103
@@ -557,7 +558,7 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     call overwrites."""
     (t2, x0, sigma_x, xhat, t11, t20, t25, t30, x0a, sigma_x2, xhat2, t40, t99, t41, t44, x0b,
      sigma_x3, xhat3, t54, t63, t68, t73, x1a, sigma_x4, xhat4, t83, t101, t84, t87, x1b, sigma_x5,
-     xhat5, d_logits, t102, t103, t104, t105, d_t87, d_t101, d_t100, d_t83_1, d_t83, t106, t107,
+     xhat5, Y, d_logits, t102, t103, t104, t105, d_t87, d_t101, d_t100, d_t83_1, d_t83, t106, t107,
      t108, t109, d_x1a, d_t73, d_t67, d_P2, t110, t111, d_t64, d_t62, d_t61, d_t57, d_t54, t112,
      t113, t114, t115, d_x0b, d_t44, d_t99, d_t98, d_t40_1, d_t40, t116, t117, t118, t119, d_x0a,
      d_t30, d_t24, d_P, t120, t121, d_t21, d_t19, d_t18, d_t14, d_t11, t122, t123, t124, t125,
@@ -687,7 +688,7 @@ def _gradients_in_place(buffers, _rng, xp, ids, targets, wte, wpe, h0_ln1_weight
     t94 = wte.T
     logits = _matmul_rows(xp, h, t94)
     t95 = xp.astype(targets, _dtype(xp))
-    Y = xp.astype(t95[..., None] == xp.arange(27, dtype=t95.dtype), t95.dtype)
+    np.equal(t95[..., None], np.arange(27, dtype=t95.dtype), out=Y)  # Y = xp.astype(t95[..., None] == xp.arange(27, dtype=t95.dtype), t95.dtype)
     t96 = _logsumexp(xp, logits, axis=2, keepdims=True)
     t97 = xp.squeeze(t96, axis=2) - xp.sum(Y * logits, axis=2)
     loss = xp.mean(t97)
