@@ -248,5 +248,6 @@ def report(title: str, result: Profile, steps: int, step_seconds: float, top: in
     outside = steps * step_seconds - in_listed - in_rest
     out.append(f"the {len(listed)} lines above: {share(in_listed)} of the step; the other {len(rest)} generated "
                f"lines: {share(in_rest)}; outside the generated lines (training loop, update, loop headers, "
-               f"calls): {share(outside)}")
+               f"calls): {share(outside)}" + (" (below zero: the runs differed by more than the runtime's share; "
+                                              "more --repeat)" if outside < 0 else ""))
     return "\n".join(out)

@@ -2,6 +2,7 @@
 whatever the functions are called, without changing a value they compute; and bench_step.py's RNN on
 gc.scan is the unrolled RNN's model, loss and gradients alike. No timing is asserted, only counts and
 signs: the machine's speed is not the subject here."""
+import argparse
 import sys
 import traceback
 from pathlib import Path
@@ -141,3 +142,20 @@ def test_the_rnn_on_gc_scan_is_the_unrolled_rnn():
     assert abs(float(outputs["loss"]) - float(loop_outputs["loss"])) <= 1e-10
     assert all(np.max(np.abs(grads[name] - loop_grads[name])) <= 1e-10 for name in grads)
     assert all(np.abs(grads[name]).max() > 1e-6 for name in grads)  # every gradient is exercised
+
+
+def test_bench_loops_profiles_its_own_workloads():
+    import bench_loops
+    args = argparse.Namespace(rnn_steps=3, lstm_steps=3, checkpoint=2, repeat=1)
+    assert line_profile.choose("unrolled", bench_loops.profiled(args)) == "RNN T=3 unrolled, hidden 64, batch 32"
+    lines = bench_loops.profile("checkpoint", args).splitlines()
+    assert lines[0].startswith("LSTM T=3 checkpoint=2, hidden 64, batch 32: the 10 slowest generated lines over 2 steps")
+    assert len(lines) == 13
+
+
+def test_bench_lm_profiles_the_bengio_step():
+    import bench_lm
+    args = argparse.Namespace(batch=8, dtype="float64", repeat=1)
+    lines = bench_lm.profile("bengio", args).splitlines()
+    assert lines[0].startswith("Bengio MLP (context 3, hidden 200, batch norm), batch 8 (float64): the 10 slowest")
+    assert any("_take_grad" in line for line in lines)  # the embedding's gradient: the step's own lines
