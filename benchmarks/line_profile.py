@@ -75,7 +75,9 @@ class _Timer(ast.NodeTransformer):
             return node
         value = ast.Assign(targets=[ast.Name(f"{PREFIX}value", ast.Store())], value=node.value)
         result = ast.Return(ast.Name(f"{PREFIX}value", ast.Load()))
-        return self.timed([value], node) + [ast.copy_location(result, node)]
+        for made in (value, value.targets[0], result, result.value):  # an error points at the return's line
+            ast.copy_location(made, node)
+        return self.timed([value], node) + [result]
 
     def generic_visit(self, node: ast.AST) -> ast.AST | list[ast.stmt]:
         if not isinstance(node, SIMPLE) or _declaration(node):
@@ -120,7 +122,8 @@ def generated_functions(tree: ast.Module, source: str) -> list[ast.FunctionDef]:
 def instrumented_tree(source: str, table: LineTable) -> ast.Module:
     """The module's syntax tree with every generated function's simple statements timed."""
     tree = ast.parse(source)
-    taken = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id.startswith(PREFIX)})
+    names = {node.id if isinstance(node, ast.Name) else node.arg for node in ast.walk(tree) if isinstance(node, (ast.Name, ast.arg))}
+    taken = sorted(name for name in names if name.startswith(PREFIX))
     if taken:
         raise ValueError(f"the generated source already uses the profiler's names: {', '.join(taken)}")
     lines = source.splitlines()

@@ -105,6 +105,8 @@ def test_an_error_in_the_instrumented_module_points_at_the_generated_line():
 def test_a_source_without_the_runtime_is_refused():
     with pytest.raises(ValueError, match="no line starting with '# The runtime'"):
         line_profile.instrument("def f(x):\n    return x\n")
+    with pytest.raises(ValueError, match="already uses the profiler's names: _lp_start"):
+        line_profile.instrument("def f(_lp_start):\n    return 1\n# The runtime\n")
 
 
 def test_the_report_lists_ten_lines_and_splits_the_step():
