@@ -1,14 +1,16 @@
 """One SGD training step (gradients + update) of the generated module against hand-written NumPy.
 
 Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32] [--profile NAME]
-For each workload (MLPs small and large, relu and sigmoid; the CNN of the lecture notes on convolutional networks on 28x28 images; an RNN
-over 20 steps, unrolled by Python and as one gc.scan loop, both against the same hand-written BPTT),
-the generated module's own train() runs one epoch of minibatch SGD, and a hand-written NumPy loop
-does the same work (shuffle, slice, forward, backward, update) in the same process, interleaved with
-the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU, PyTensor; `pip install -e '.[bench]'` installs them, a peer not installed shows `-`); the table gives
-the median time per step of the generated module and of hand-written NumPy, and every other time as
-a ratio to the NumPy step: the generated module's, the peers', and that of the MLP's matrix products
-alone (the BLAS floor); then the peak memory of one step of the generated module and of NumPy. Timings are noisy: compare ratios, which are measured in one run.
+For each workload (MLPs small and large, relu and sigmoid; the CNN of the lecture notes on convolutional
+networks on 28x28 images; an RNN over 20 steps, unrolled by Python and as one gc.scan loop, both against
+the same hand-written BPTT), the generated module's own train() runs one epoch of minibatch SGD, and a
+hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
+process, interleaved with the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU, PyTensor;
+`pip install -e '.[bench]'` installs them, a peer not installed shows `-`); the table gives the median
+time per step of the generated module and of hand-written NumPy, and every other time as a ratio to the
+NumPy step: the generated module's, the peers', and that of the MLP's matrix products alone (the BLAS
+floor); then the peak memory of one step of the generated module and of NumPy. Timings are noisy: compare
+ratios, which are measured in one run.
 --profile NAME (a workload's name, or a unique part of it) prints instead the ten slowest lines of the
 generated module for that workload (line_profile.py): time per step, share of the step, calls, code.
 """
