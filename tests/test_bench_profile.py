@@ -87,7 +87,8 @@ def test_a_generated_function_of_any_name_is_timed_and_the_runtime_is_not():
     assert module._step_anything(np, 3) == 8
     module.train(module.init_params(seed=0), data, epochs=1, lr=0.1, batch_size=BATCH)
     functions = {line.function for line in table.lines(0.0)}
-    assert "_step_anything" in functions and "_gradients" in functions
+    assert "_step_anything" in functions
+    assert functions - {"_step_anything", "init_params"}  # the step train() calls, whatever its name
     assert not functions & {"train", "_epoch", "_apply"}  # the runtime's time is the rest of the step
 
 
