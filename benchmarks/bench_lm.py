@@ -1,6 +1,6 @@
 """The training steps of the two language-model examples against PyTorch CPU eager and JAX jit.
 
-Run: python benchmarks/bench_lm.py [--repeat 7] [--dtype float64|float32] [--batch 32]
+Run: python benchmarks/bench_lm.py [--repeat 7] [--dtype float64|float32] [--batch 32] [--profile NAME]
 Workloads: examples/bengio_lm.py (context 3, embedding 10, hidden 200 with batch norm, vocabulary 27) and
 examples/tiny_gpt.py (2 blocks, 2 heads, d = 64, context 16, weight-tied output, dropout 0.1), one step
 each at the examples' batch of 32: forward and gradients, no update. The generated module's `_gradients`
@@ -17,6 +17,7 @@ MALLOC_MMAP_THRESHOLD_=33554432 in the environment keep them), and the peak memo
 Every library computes on one thread, as in bench_loops.py (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and
 XLA's flags set unless given; torch.set_num_threads(1)): the matrices are small, and the machine's other
 core is often busy.
+--profile NAME prints instead the ten slowest lines of one example's generated step (line_profile.py).
 """
 import os
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import graphcomp as gc
+import line_profile
 import peers
 from bench_loops import median_times, peak_megabytes
 
@@ -45,10 +47,11 @@ LABELS = {"bengio_lm": "Bengio MLP (context 3, hidden 200, batch norm)",
           "tiny_gpt": "tiny GPT (2 layers, 2 heads, d=64, T=16)"}
 
 
-def workload(example: str, dtype: str, batch: int, seed: int = 0):
-    """(module, params, data): the example compiled in `dtype`, its initial params, one batch of its data."""
+def workload(example: str, dtype: str, batch: int, seed: int = 0, module=None):
+    """(module, params, data): the example compiled in `dtype` (or `module`, that model already imported:
+    the profiler's instrumented one), its initial params, one batch of its data."""
     source = EXAMPLES[example]
-    module = gc.compile(source.build(), loss="loss", dtype=dtype).load()
+    module = module or gc.compile(source.build(), loss="loss", dtype=dtype).load()
     params = {name: value.astype(dtype) for name, value in source.initial_params(module, seed=0).items()}
     data = source.examples(source.read_names())
     rows = np.random.default_rng(seed).choice(len(next(iter(data.values()))), batch, replace=False)
@@ -251,12 +254,34 @@ def table(rows: dict, dtype: str) -> None:
               + ", ".join(f"{run} {value:.1e}" for run, value in row["checks"].items()))
 
 
+def profile(name: str, args) -> str:
+    """The ten slowest lines of one example's generated step (`_gradients` with dropout, as timed above)."""
+    inner = {"bengio_lm": 50, "tiny_gpt": 5}
+    names = {f"{LABELS[example]}, batch {args.batch}": example for example in EXAMPLES}
+    chosen = line_profile.choose(name, names)
+    example = names[chosen]
+
+    def run_of(module):
+        step = generated_step(*workload(example, args.dtype, args.batch, module=module))
+        return lambda: [step() for _ in range(inner[example])]
+    model = gc.compile(EXAMPLES[example].build(), loss="loss", dtype=args.dtype)
+    return line_profile.step_profile(f"{chosen} ({args.dtype})", model, run_of, inner[example], args.repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds; the median is reported")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--batch", type=int, default=32, help="examples per step (the examples train at 32)")
+    parser.add_argument("--profile", metavar="NAME", help="print the ten slowest generated lines of one example's "
+                        "step (a unique part of its name: Bengio, GPT) instead of the table")
     args = parser.parse_args()
+    if args.profile:
+        try:
+            print(profile(args.profile, args))
+        except line_profile.UnknownWorkload as error:
+            parser.error(str(error))
+        return
     rows = {f"{LABELS[example]}, batch {args.batch}": measure(example, args.dtype, args.batch, args.repeat, inner)
             for example, inner in (("bengio_lm", 50), ("tiny_gpt", 5))}
     table(rows, args.dtype)

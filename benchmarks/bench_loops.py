@@ -1,7 +1,7 @@
 """Loops as loops (issue 22): training steps of recurrent nets compiled with gc.scan and gc.lstm.
 
 Run: python benchmarks/bench_loops.py [--repeat 7] [--rnn-steps 20] [--lstm-steps 100] [--checkpoint 10]
-     [--unrolled 10,20] [--long 10000]
+     [--unrolled 10,20] [--long 10000] [--profile NAME]
 Two workloads, float64, batch 32, 8 inputs, hidden 64, the last state regressed onto a target (mse):
 a tanh RNN over 20 steps on gc.scan, and gc.lstm over 100 steps (also with checkpoint=10: its time and
 peak memory against keeping every step). Each is one training step (forward
@@ -16,6 +16,7 @@ no figure. Compile times are measured each in a fresh process (SymPy's caches co
 Every library computes on one thread (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and XLA's flags are set
 unless given): the matrices are small (32x64 by 64x256), and on a machine whose second core is busy two
 BLAS threads made the same NumPy step 5 to 20 times slower and erratic.
+--profile NAME prints instead the ten slowest lines of one workload's generated step (line_profile.py).
 """
 import os
 
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import graphcomp as gc
+import line_profile
 import peers
 
 BATCH, INPUTS, HIDDEN = 32, 8, 64
@@ -206,11 +208,17 @@ def jax_step(kind, p, data):
 
 # ------------------------------------------------------------------------------------ measurements
 
-def workload(kind, steps, unrolled=False, seed=0, checkpoint=None):
-    """(generated step, params, data): the compiled module's `_gradients` on one batch, params from
-    init_params(0) with the zero-initialised ones drawn small, so that every gradient is exercised."""
+def model(kind, steps, unrolled=False, checkpoint=None):
+    """The compiled model of a workload."""
     graph = rnn_graph(steps, unrolled=unrolled) if kind == "rnn" else lstm_graph(steps, checkpoint=checkpoint)
-    module = gc.compile(graph, loss="loss").load()
+    return gc.compile(graph, loss="loss")
+
+
+def workload(kind, steps, unrolled=False, seed=0, checkpoint=None, module=None):
+    """(generated step, params, data): the compiled module's `_gradients` on one batch, params from
+    init_params(0) with the zero-initialised ones drawn small, so that every gradient is exercised.
+    `module`: the model's module already imported (the profiler's instrumented one)."""
+    module = module or model(kind, steps, unrolled, checkpoint).load()
     rng = np.random.default_rng(seed)
     params = {k: v if v.any() else 0.1 * rng.normal(size=v.shape) for k, v in module.init_params(seed=0).items()}
     data = {"x": rng.normal(size=(BATCH, steps, INPUTS)), "y": rng.normal(size=(BATCH, 1))}
@@ -332,6 +340,27 @@ def compile_table(lengths) -> None:
             print(f"{label:<32}{steps:>8}{result['seconds']:>10.2f}{result['lines']:>8}   {same}", flush=True)
 
 
+def profiled(args) -> dict:
+    """The workloads --profile may name: (kind, steps, unrolled, checkpoint, steps per run)."""
+    rnn, lstm, rest = f"RNN T={args.rnn_steps}", f"LSTM T={args.lstm_steps}", ", hidden 64, batch 32"
+    return {f"{rnn} on gc.scan{rest}": ("rnn", args.rnn_steps, False, None, 10),
+            f"{rnn} unrolled{rest}": ("rnn", args.rnn_steps, True, None, 10),
+            f"{lstm}{rest}": ("lstm", args.lstm_steps, False, None, 2),
+            f"{lstm} checkpoint={args.checkpoint}{rest}": ("lstm", args.lstm_steps, False, args.checkpoint, 2)}
+
+
+def profile(name, args) -> str:
+    """The ten slowest lines of one workload's generated step (its `_gradients`, as the table times it)."""
+    workloads = profiled(args)
+    chosen = line_profile.choose(name, workloads)
+    kind, steps, unrolled, checkpoint, inner = workloads[chosen]
+
+    def run_of(module):
+        step = workload(kind, steps, unrolled, checkpoint=checkpoint, module=module)[0]
+        return lambda: [step() for _ in range(inner)]
+    return line_profile.step_profile(chosen, model(kind, steps, unrolled, checkpoint), run_of, inner, args.repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds; the median is reported")
@@ -341,7 +370,15 @@ def main() -> None:
     parser.add_argument("--long", default="10000", help="the long length compiled (T=10 is the short one)")
     parser.add_argument("--unrolled", default="10,20", help="lengths the unrolled RNN is compiled at")
     parser.add_argument("--compile", nargs=2, metavar=("MODEL", "T"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="NAME", help="print the ten slowest generated lines of one workload "
+                        "(its name, or a unique part of it: scan, unrolled, 'LSTM T=100,', checkpoint) instead of the tables")
     args = parser.parse_args()
+    if args.profile:
+        try:
+            print(profile(args.profile, args))
+        except line_profile.UnknownWorkload as error:
+            parser.error(str(error))
+        return
     if args.compile:
         result = compile_once(*args.compile)
         print(json.dumps(result))

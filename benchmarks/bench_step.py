@@ -1,14 +1,18 @@
 """One SGD training step (gradients + update) of the generated module against hand-written NumPy.
 
-Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32]
-For each workload (MLPs small and large, relu and sigmoid; the CNN of the lecture notes on convolutional networks on 28x28 images; an RNN
-unrolled over 20 steps), the generated module's own train() runs one epoch of minibatch SGD, and a
+Run: python benchmarks/bench_step.py [--repeat 7] [--dtype float64|float32] [--profile NAME]
+For each workload (MLPs small and large, relu and sigmoid; the CNN of the lecture notes on convolutional
+networks on 28x28 images; an RNN over 20 steps, unrolled by Python and as one gc.scan loop, both against
+the same hand-written BPTT), the generated module's own train() runs one epoch of minibatch SGD, and a
 hand-written NumPy loop does the same work (shuffle, slice, forward, backward, update) in the same
-process, interleaved with the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU,
-PyTensor; `pip install -e '.[bench]'` installs them, a peer not installed shows `-`); the table gives
-the median time per step of the generated module and of hand-written NumPy, and every other time as
-a ratio to the NumPy step: the generated module's, the peers', and that of the MLP's matrix products
-alone (the BLAS floor); then the peak memory of one step of the generated module and of NumPy. Timings are noisy: compare ratios, which are measured in one run.
+process, interleaved with the peers of peers.py (JAX jit with x64, eager PyTorch on the CPU, PyTensor;
+`pip install -e '.[bench]'` installs them, a peer not installed shows `-`); the table gives the median
+time per step of the generated module and of hand-written NumPy, and every other time as a ratio to the
+NumPy step: the generated module's, the peers', and that of the MLP's matrix products alone (the BLAS
+floor); then the peak memory of one step of the generated module and of NumPy. Timings are noisy: compare
+ratios, which are measured in one run.
+--profile NAME (a workload's name, or a unique part of it) prints instead the ten slowest lines of the
+generated module for that workload (line_profile.py): time per step, share of the step, calls, code.
 """
 import argparse
 import statistics
@@ -18,6 +22,7 @@ import tracemalloc
 import numpy as np
 
 import graphcomp as gc
+import line_profile
 import peers
 
 WORKLOADS = {  # name: (layer sizes, activation, batch, steps per epoch)
@@ -26,6 +31,10 @@ WORKLOADS = {  # name: (layer sizes, activation, batch, steps per epoch)
     "MLP 784-512-256-10 sigmoid, batch 256": ((784, 512, 256, 10), "sigmoid", 256, 10),
     "MLP 784-512-256-10 relu, batch 256": ((784, 512, 256, 10), "relu", 256, 10),
 }
+CNN = "CNN 1x28x28, 8 3x3 filters, batch 64"
+RNN = "RNN 20 steps, hidden 64, batch 32"
+RNN_SCAN = "RNN on gc.scan 20 steps, hidden 64, batch 32"
+NAMES = (*WORKLOADS, CNN, RNN, RNN_SCAN)
 
 
 def build(sizes, activation) -> gc.Graph:
@@ -124,6 +133,19 @@ def rnn_graph(steps: int = 20, hidden: int = 64, inputs: int = 8) -> gc.Graph:
     return g
 
 
+def rnn_scan_graph(steps: int = 20, hidden: int = 64, inputs: int = 8) -> gc.Graph:
+    """The RNN of rnn_graph as one gc.scan loop over the 20 steps (examples/rnn_mean.py's form): from a
+    zero state, so that its first step is rnn_graph's tanh(x_0 Wx + bh)."""
+    g = gc.Graph("rnn_scan")
+    x, y = g.input("x", (None, steps, inputs)), g.input("y", (None, 1))
+    Wx, Wh = g.param("Wx", (inputs, hidden)), g.param("Wh", (hidden, hidden))
+    bh, Wy = g.param("bh", (hidden,), init="zeros"), g.param("Wy", (hidden, 1))
+    h0 = gc.zeros_like(x[:, 0, :] @ Wx)  # (N, hidden) zeros
+    h, _ = gc.scan(lambda h, x_t: (gc.tanh(x_t @ Wx + h @ Wh + bh), None), h0, x, axis=1)
+    g.output("loss", gc.mse(h @ Wy, y))
+    return g
+
+
 def rnn_by_hand(params, data, batch, lr, rng):
     """The same RNN, one epoch of SGD with backpropagation through time, written in NumPy."""
     x, y = data["x"], data["y"]
@@ -163,7 +185,8 @@ def median_step(run, steps, repeat) -> float:
 
 
 def workloads(dtype: str):
-    """(name, graph, data, steps, hand-written epoch) for every workload of the table."""
+    """(name, graph, data, batch, steps, hand-written epoch, peers) for every workload of the table;
+    peers() builds the peers' epochs (only when called: JAX compiles, PyTorch allocates)."""
     rng = np.random.default_rng(0)
     for name, (sizes, activation, batch, steps) in WORKLOADS.items():
         data = {"x": rng.normal(size=(batch * steps, sizes[0])).astype(dtype),
@@ -171,16 +194,18 @@ def workloads(dtype: str):
         yield name, build(sizes, activation), data, batch, steps, (
             lambda hand, data=data, batch=batch, activation=activation:
             by_hand(hand, data, batch, 0.01, activation, np.random.default_rng(0))), \
-            {peer: make(sizes, activation, data, batch, dtype) for peer, make in peers.MLP_PEERS.items()}
+            lambda sizes=sizes, activation=activation, data=data, batch=batch: {
+                peer: make(sizes, activation, data, batch, dtype) for peer, make in peers.MLP_PEERS.items()}
     data = {"x": rng.normal(size=(64 * 4, 1, 28, 28)).astype(dtype),
             "labels": rng.integers(0, 10, size=64 * 4).astype(dtype)}
-    yield "CNN 1x28x28, 8 3x3 filters, batch 64", cnn_graph(), data, 64, 4, (
+    yield CNN, cnn_graph(), data, 64, 4, (
         lambda hand, data=data: cnn_by_hand(hand, data, 64, 0.01, np.random.default_rng(0))), \
-        {"PyTorch": peers.torch_cnn(data, 64, dtype)}
+        lambda data=data: {"PyTorch": peers.torch_cnn(data, 64, dtype)}
     data = {"x": rng.normal(size=(32 * 8, 20, 8)).astype(dtype), "y": rng.normal(size=(32 * 8, 1)).astype(dtype)}
-    yield "RNN 20 steps, hidden 64, batch 32", rnn_graph(), data, 32, 8, (
-        lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0))), \
-        {"PyTorch": peers.torch_rnn(data, 32, dtype)}
+    for name, graph in ((RNN, rnn_graph()), (RNN_SCAN, rnn_scan_graph())):  # the same data, the same baseline
+        yield name, graph, data, 32, 8, (
+            lambda hand, data=data: rnn_by_hand(hand, data, 32, 0.01, np.random.default_rng(0))), \
+            lambda data=data: {"PyTorch": peers.torch_rnn(data, 32, dtype)}
 
 
 def blas_floor(sizes, batch, dtype):
@@ -222,17 +247,14 @@ def peak_megabytes(run) -> float:
 PEER_COLUMNS = ("JAX jit", "PyTorch", "PyTensor")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    args = parser.parse_args()
-    print(f"{'workload':<42}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}"
+def table(args) -> None:
+    print(f"{'workload':<46}{'generated ms':>14}{'NumPy ms':>10}{'ratio':>8}"
           + "".join(f"{peer:>10}" for peer in PEER_COLUMNS) + f"{'GEMMs':>8}{'step MB':>9}{'NumPy MB':>10}")
-    for name, graph, data, batch, steps, epoch_by_hand, peer_runs in workloads(args.dtype):
+    for name, graph, data, batch, steps, epoch_by_hand, make_peers in workloads(args.dtype):
         module = gc.compile(graph, loss="loss", dtype=args.dtype).load()
         params = module.init_params(seed=0)
         hand = {k: v.copy() for k, v in params.items()}
+        peer_runs = make_peers()
         runs = {"generated": lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch),
                 "NumPy": lambda: epoch_by_hand(hand),
                 **({"GEMMs": blas_floor(WORKLOADS[name][0], batch, args.dtype)} if name in WORKLOADS else {}),
@@ -247,9 +269,41 @@ def main() -> None:
         ratio = {run: f"{value / median['NumPy']:.2f}" for run, value in median.items()}
         one_batch = {key: value[:batch] for key, value in data.items()}
         memory = step_peak(module, dict(params), data, batch), peak_megabytes(lambda: epoch_by_hand(hand, one_batch))
-        print(f"{name:<42}{1000 * median['generated']:>14.3f}{1000 * median['NumPy']:>10.3f}{ratio['generated']:>8}"
+        print(f"{name:<46}{1000 * median['generated']:>14.3f}{1000 * median['NumPy']:>10.3f}{ratio['generated']:>8}"
               + "".join(f"{ratio.get(peer, '-'):>10}" for peer in PEER_COLUMNS)
               + f"{ratio.get('GEMMs', '-'):>8}{memory[0]:>9.1f}{memory[1]:>10.1f}", flush=True)
+
+
+def profile(name: str, dtype: str, repeat: int) -> str:
+    """The ten slowest generated lines of workload `name` (a unique part of one is enough): the
+    module's own train(), one epoch per run, as the table times it."""
+    chosen = line_profile.choose(name, NAMES)
+    for title, graph, data, batch, steps, _, _ in workloads(dtype):
+        if title == chosen:
+            model = gc.compile(graph, loss="loss", dtype=dtype)
+
+            def epochs(module):
+                params = module.init_params(seed=0)
+                return lambda: module.train(params, data, epochs=1, lr=0.01, batch_size=batch)
+            return line_profile.step_profile(f"{title} ({dtype})", model, epochs, steps, repeat)
+    raise AssertionError(f"{chosen!r} is in NAMES but not among the workloads")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--profile", metavar="NAME", help="print the ten slowest generated lines of one workload "
+                        "(its name, or a unique part of it) instead of the table")
+    args = parser.parse_args()
+    if args.profile is None:
+        table(args)
+        return
+    try:
+        print(profile(args.profile, args.dtype, args.repeat))
+    except line_profile.UnknownWorkload as error:
+        parser.error(str(error))
+
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@ are installed, compile time against graph size, recurrent nets on gc.scan agains
 language-model examples' training steps against PyTorch and JAX, the same module on NumPy and on
 PyTorch CPU tensors, and whole Jacobians and Hessians against JAX jit and torch.func.
 
-Run: python benchmarks/run.py [--quick]
+Run: python benchmarks/run.py [--quick] [--profile NAME]
+--profile NAME runs only bench_step.py --profile NAME: the ten slowest generated lines of that workload.
 """
 import argparse
 import importlib.util
@@ -18,7 +19,12 @@ HERE = Path(__file__).parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and a 2,500-node largest chain")
+    parser.add_argument("--profile", metavar="NAME", help="only the ten slowest generated lines of one of "
+                        "bench_step.py's workloads (its name, or a unique part of it)")
     args = parser.parse_args()
+    if args.profile is not None:
+        repeat = ["--repeat", "3"] if args.quick else []
+        return subprocess.call([sys.executable, str(HERE / "bench_step.py"), "--profile", args.profile, *repeat])
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}")
     runs = [["bench_step.py", "--repeat", "3" if args.quick else "7"],
             ["bench_step.py", "--repeat", "3" if args.quick else "7", "--dtype", "float32"],
