@@ -13,7 +13,17 @@ floor); then the peak memory of one step of the generated module and of NumPy. T
 ratios, which are measured in one run.
 --profile NAME (a workload's name, or a unique part of it) prints instead the ten slowest lines of the
 generated module for that workload (line_profile.py): time per step, share of the step, calls, code.
+Every library computes on one thread, as in bench_loops.py (the thread counts are set when run as a
+script): on a shared 2-core machine, BLAS threads make the small steps slower and erratic.
 """
+import os
+
+if __name__ == "__main__":  # run as a script (not imported by a test): before the libraries load
+    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+# the libraries below read the thread counts when they load
 import argparse
 import statistics
 import time
@@ -225,11 +235,17 @@ def blas_floor(sizes, batch, dtype):
 
 
 def step_peak(module, params, data, batch) -> float:
-    """Peak memory of one training step of the generated module (its _gradients and the update)."""
+    """Peak memory of one training step of the generated module, as train() takes it on NumPy arrays (its
+    _gradients_in_place, with the arrays it writes into, which this first step makes; else _gradients),
+    and the update."""
     arguments = [data[name][:batch] if name in module.INPUTS else params[name] for name in module.GRADIENT_ARGS]
 
     def step():
-        _, grads = module._gradients(module._namespace(arguments), *arguments)
+        xp = module._namespace(arguments)
+        if module.IN_PLACE:
+            _, grads, *_ = module._gradients_in_place(module._buffers(batch), xp, *arguments)
+        else:
+            _, grads, *_ = module._gradients(xp, *arguments)
         for name in module.TRAINED:
             params[name] -= 0.01 * grads[name]
     return peak_megabytes(step)

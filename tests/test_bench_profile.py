@@ -36,11 +36,12 @@ def one_epoch(data):
 def test_the_profile_names_the_lines_of_the_generated_step():
     model, data = mlp()
     result = line_profile.profile(model, one_epoch(data), repeat=2, overhead=0.0)
-    code = {line.text.split("  #")[0]: line for line in result.lines}
-    first = code["t1 = x @ W1"]  # the first layer's product, in whichever generated function trains
+    # the first layer's product, in whichever generated function trains: a line of its own, or written
+    # into an array with that line as its comment (the in-place step)
+    (first,) = [line for line in result.lines if "t1 = x @ W1" in line.text]
     assert first.calls == 2 * STEPS and f"def {first.function}(" in model.source
-    assert model.source.splitlines()[first.number - 1].strip().startswith("t1 = x @ W1")
-    gradient = [line for line in result.lines if line.text.startswith("d_W1 = x.T @")]  # its weight's gradient
+    assert "t1 = x @ W1" in model.source.splitlines()[first.number - 1]
+    gradient = [line for line in result.lines if "d_W1 = x.T @" in line.text]  # its weight's gradient
     assert len(gradient) == 1 and gradient[0].calls == 2 * STEPS
     assert all(line.seconds >= 0 for line in result.lines)
     assert [line.seconds for line in result.lines] == sorted((line.seconds for line in result.lines), reverse=True)
@@ -120,7 +121,7 @@ def test_the_report_lists_ten_lines_and_splits_the_step():
     lines = text.splitlines()
     assert lines[0].startswith("small MLP: the 10 slowest generated lines over 10 steps")
     assert len(lines) == 13 and lines[-1].startswith("the 10 lines above:")
-    assert any(line.endswith("t1 = x @ W1") for line in lines[2:12])
+    assert any("x, W1" in line or "x @ W1" in line for line in lines[2:12])
     assert line_profile.timer_overhead(rounds=3, runs=1000) >= 0
 
 
