@@ -58,6 +58,20 @@ def test_random_graphs_give_the_functional_values(seed):
         assert _close(grads[name], grads_here[name]), (seed, name)
 
 
+def test_a_common_part_of_a_formula_reads_the_array_that_holds_its_operand():
+    g = gc.Graph("digits_like")  # relu(x/16 @ W1 + b1): the sum is a common part of relu's fused formula
+    x, labels = g.input("x", (None, 6)), g.input("labels", (None,))
+    W1, b1, W2 = g.param("W1", (6, 5)), g.param("b1", (5,)), g.param("W2", (5, 3))
+    h = g.let("h", gc.relu((x / 16) @ W1 + b1))
+    g.output("loss", gc.softmax_cross_entropy(h @ W2, labels))
+    module = gc.compile(g, loss="loss").load()
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.normal(size=(8, 6)) * 16, "labels": rng.integers(0, 3, size=8).astype(float),
+              **module.init_params(seed=0)}
+    (outputs, grads), (outputs_here, grads_here) = _both(module, arrays, 8)
+    assert all(_close(grads[name], grads_here[name]) for name in grads)
+
+
 def test_arrays_reused_from_one_step_to_the_next_hold_the_new_step():
     module = gc.compile(_mlp(), loss="loss").load()
     rng = np.random.default_rng(0)

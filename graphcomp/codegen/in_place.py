@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -42,8 +42,8 @@ def in_place_code(code: ModuleCode, statements: list[Statement], returned: set[s
     lines: list[Statement] = []
     buffers: list[tuple[str, str]] = []
     for statement, written in planned:
-        if written is None:
-            lines.append(statement)
+        if written is None:  # (a common part of a fused formula may read a value whose array another holds)
+            lines.append(replace(statement, expr=_renamed(statement.expr, holder)) if not statement.block else statement)
             continue
         name = statement.target
         if holder[name] == name:
@@ -59,8 +59,8 @@ def _holders(code: ModuleCode, planned: list, returned: set[str]) -> dict[str, s
     """{value written in place: the variable of the array that holds it}. A value computed elementwise
     from one that nothing else reads, of its shape, takes over that value's array: `np.matmul(x, W1,
     out=a1)`, then `np.add(b1, a1, out=a1)` for a1 = t1 + b1, one array where there were two. The
-    operand it replaces must appear in the first of its lines only (the others read the array after
-    it was overwritten)."""
+    operand it replaces must be read by the first of its lines only (the others read the array after
+    it was overwritten), not by a common part of its formula computed before it."""
     holder: dict[str, str] = {}
     node_of = {statement.target: statement.computes[0] for statement, written in planned if written is not None}
     by_node = {node: name for name, node in node_of.items()}
@@ -73,8 +73,9 @@ def _holders(code: ModuleCode, planned: list, returned: set[str]) -> dict[str, s
             continue
         for operand in dict.fromkeys(node.inputs):
             taken = by_node.get(operand)
+            read = [bool(re.search(rf"\b{re.escape(taken)}\b", line)) for line in written] if taken else []
             if (taken is not None and taken not in returned and code.reads(operand) == 1 and operand.shape == node.shape
-                    and not any(re.search(rf"\b{re.escape(taken)}\b", line) for line in written[1:])):
+                    and read[0] and not any(read[1:])):
                 for value, array in holder.items():  # the array passes on to this value
                     if array == holder[taken]:
                         holder[value] = name

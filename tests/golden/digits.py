@@ -102,6 +102,7 @@ def _buffers(n):
     them once for each batch size and reuses them at every step."""
     return (
         np.empty((n, 64), dtype=DTYPE),  # t1
+        np.empty((n, 64), dtype=DTYPE),  # t2
         np.empty((n, 64), dtype=DTYPE),  # h
         np.empty((n, 10), dtype=DTYPE),  # logits
         np.empty((n, 10), dtype=DTYPE),  # Y
@@ -119,9 +120,9 @@ def _gradients_in_place(buffers, xp, x, labels, W1, b1, W2, b2):
     with out= and in-place operators instead of making a new array for every operation: train()'s step.
     Each such line has _gradients' line as its comment. What it returns lives in `buffers`, which the next
     call overwrites."""
-    t1, h, logits, Y, d_logits, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
+    t1, t2, h, logits, Y, d_logits, d_t2, d_W1, d_b1, d_W2, d_b2 = buffers
     np.multiply(x, 1/16, out=t1)  # t1 = x / 16
-    np.matmul(t1, W1, out=h)  # t2 = t1 @ W1 (in h)
+    np.matmul(t1, W1, out=t2)  # t2 = t1 @ W1
     t3 = b1 + t2
     np.maximum(t3, 0, out=h)  # h = xp.maximum(t3, 0)
     np.matmul(h, W2, out=logits)  # t4 = h @ W2 (in logits)
