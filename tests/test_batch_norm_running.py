@@ -71,12 +71,16 @@ def data_for(shape, examples=12, seed=0):
 
 def recorded_steps(module):
     """Wraps the module's training step so that each minibatch it is given is recorded."""
-    batches, step = [], module._gradients
+    batches, step, step_in_place = [], module._gradients, module._gradients_in_place
 
     def recording(xp, *arguments):
         batches.append(dict(zip(module.GRADIENT_ARGS, (np.array(a) for a in arguments))))
         return step(xp, *arguments)
-    module._gradients = recording
+
+    def recording_in_place(buffers, xp, *arguments):  # the step train() takes on NumPy arrays
+        batches.append(dict(zip(module.GRADIENT_ARGS, (np.array(a) for a in arguments))))
+        return step_in_place(buffers, xp, *arguments)
+    module._gradients, module._gradients_in_place = recording, recording_in_place
     return batches
 
 

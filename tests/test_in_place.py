@@ -101,6 +101,22 @@ def test_train_ends_with_the_params_of_the_functional_step(activation, optimizer
         assert _close(in_place[name], functional[name]), name
 
 
+def test_dropout_draws_the_same_masks_in_place(monkeypatch):
+    g = gc.Graph("dropped")
+    x, labels = g.input("x", (None, 6)), g.input("labels", (None,))
+    W1, W2 = g.param("W1", (6, 8)), g.param("W2", (8, 3))
+    h = gc.dropout(gc.tanh(x @ W1), 0.5)
+    g.output("loss", gc.softmax_cross_entropy(h @ W2, labels))
+    module = gc.compile(g, loss="loss").load()
+    assert module.USES_DROPOUT and module.IN_PLACE
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=(40, 6)), "labels": rng.integers(0, 3, size=40).astype(float)}
+    in_place, _ = module.train(module.init_params(seed=0), data, epochs=2, lr=0.1, batch_size=16, seed=5)
+    monkeypatch.setattr(module, "IN_PLACE", False)
+    functional, _ = module.train(module.init_params(seed=0), data, epochs=2, lr=0.1, batch_size=16, seed=5)
+    assert all(_close(in_place[name], functional[name]) for name in functional)
+
+
 def test_the_in_place_step_reads_like_the_functional_one():
     source = gc.compile(sigmoid_net(), loss="loss").source
     made = source[source.index("def _buffers("):source.index("def _gradients_in_place(")]
