@@ -185,14 +185,15 @@ def _dropout_mask(xp, rng, like, rate):
 
 def _logsumexp(xp, x, axis, keepdims=False):
     """log Σ exp(x) along `axis`, with the max taken out first so that exp never overflows."""
-    top = xp.max(x, axis=axis, keepdims=True)
-    if xp is _NP and np.ndim(x):  # one new array of the size of x, its exponentials made in place
+    if type(x) is np.ndarray and x.ndim:  # NumPy's ufuncs called directly; one new array of the size of x,
+        top = np.maximum.reduce(x, axis=axis, keepdims=True)  # its exponentials made in place
         shifted = np.subtract(x, top)
         np.exp(shifted, out=shifted)
         out = np.add.reduce(shifted, axis=axis, keepdims=True)
         np.log(out, out=out)
         out += top
     else:
+        top = xp.max(x, axis=axis, keepdims=True)
         out = top + xp.log(xp.sum(xp.exp(x - top), axis=axis, keepdims=True))
     return out if keepdims else xp.squeeze(out, axis=axis)
 
