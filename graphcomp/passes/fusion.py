@@ -4,7 +4,6 @@ softplus typed out)."""
 from __future__ import annotations
 
 import functools
-import itertools
 from typing import Optional
 
 import sympy as sp
@@ -60,7 +59,6 @@ class _Regions:
 
     def __init__(self, uses: dict[Node, int], kept: set[Node], varying: set[Node]) -> None:
         self.uses, self.kept, self.varying = uses, kept, varying
-        self.fresh = (sp.Symbol(f"v{k}", real=True) for k in itertools.count())
         self.wholes: dict[Node, tuple] = {}   # node -> (expr, frontier, region), grown as far as possible
         self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
         self.owns: dict[Node, tuple] = {}     # node -> (expr, frontier, region) of the node alone
@@ -68,7 +66,7 @@ class _Regions:
     def own(self, node: Node) -> tuple:
         """The node's formula over symbols of its inputs: made once, `whole` and `stepwise` start from it."""
         if node not in self.owns:
-            symbols = [next(self.fresh) for _ in node.inputs]
+            symbols = [_slot(k) for k in range(len(node.inputs))]
             expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
             self.owns[node] = expr, dict(zip(symbols, node.inputs)), frozenset({node})
         return self.owns[node]
@@ -118,12 +116,30 @@ class _Regions:
 
 
 def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
-    """`view` with the operand `symbol` replaced by the formula and region of `inner`."""
+    """`view` with the operand `symbol` replaced by the formula and region of `inner`.
+
+    A formula's operands are the symbols v0, v1, ... numbered in the order they were taken in (the
+    inner formula's renumbered after the view's, whose own keep their numbers: a caller walking the
+    view's operands may go on with the ones it has not reached). So regions of the same shape are the
+    same SymPy formula, wherever they are in the graph: SymPy's cache and `local_derivative`'s then
+    compute each once, which keeps a 10,000-node chain of repeated steps quick to fuse."""
     expr, frontier, region = view
     inner_expr, inner_frontier, inner_region = inner
+    start = 1 + max(_slot_number(s) for s in (*frontier, symbol))
+    renumbered = {s: _slot(start + k) for k, s in enumerate(inner_frontier)}
     frontier = {s: x for s, x in frontier.items() if s != symbol}
-    frontier.update(inner_frontier)
-    return expr.xreplace({symbol: inner_expr}), frontier, region | inner_region
+    frontier.update((renumbered[s], x) for s, x in inner_frontier.items())
+    return expr.xreplace({symbol: inner_expr.xreplace(renumbered)}), frontier, region | inner_region
+
+
+@functools.lru_cache(maxsize=None)
+def _slot(k: int) -> sp.Symbol:
+    """The k-th operand of a formula being fused."""
+    return sp.Symbol(f"v{k}", real=True)
+
+
+def _slot_number(symbol: sp.Symbol) -> int:
+    return int(symbol.name[1:])
 
 
 @functools.lru_cache(maxsize=4096)
