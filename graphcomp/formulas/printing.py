@@ -6,6 +6,8 @@ error, never a silently wrong line of code.
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Iterable
 
 import sympy as sp
@@ -243,7 +245,16 @@ def number_text(value: int | float) -> str:
 
 
 def sympy_number(value: int | float) -> sp.Expr:
+    if isinstance(value, (int, float)) and value != 0 and math.isfinite(value):
+        return _number(type(value), value)
     return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
+@lru_cache(maxsize=4096)
+def _number(kind: type, value: int | float) -> sp.Expr:
+    """A number as SymPy's, made once: the passes fold the same constants into formula after formula
+    (the type is part of the key: 1 and 1.0 are different numbers to SymPy)."""
+    return sp.Float(value) if issubclass(kind, float) else sp.Integer(value)
 
 
 # ---------------------------------------------------------------- tuples as code

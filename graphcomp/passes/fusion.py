@@ -174,7 +174,18 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple 
     formula = scalar_expr(fused)
     if whole != expr:
         allowed = (sigmoid, softplus)
+    if _rational(formula):  # its derivatives are rational too: nothing to recompute, nothing to take
+        return fused
     if any(recomputes_functions(local_derivative(formula, i), allowed)
            for i, x in enumerate(fused.inputs) if x.op != "const" and (differentiated is None or x in differentiated)):
         return None
     return fused
+
+
+@functools.lru_cache(maxsize=4096)
+def _rational(formula: sp.Expr) -> bool:
+    """Whether a formula is sums, products and powers by numbers of its operands alone (no exp, tanh,
+    |x|, cases ...): every derivative of it is then such a formula too, which evaluates no function,
+    so `_fused` need not take them (a wide sum of scaled terms is thousands of such formulas, each
+    with numbers of its own)."""
+    return not formula.atoms(sp.Function) and all(power.exp.is_Number for power in formula.atoms(sp.Pow))
