@@ -83,7 +83,7 @@ class _Regions:
                     expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
                     growing = True
         self.wholes[node] = (expr, frontier, region)
-        if len(region) == 1:
+        if len(region) == 1 or not _has_exponentials(expr):  # nothing a stable form would take in
             return None
         folded = _folded(expr, frontier)
         if stable_form(folded) == folded:
@@ -162,7 +162,7 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple 
     separate nodes would reuse their forward values), the chain stays split. A
     formula recognised as σ or softplus may differentiate to σ (softplus' = σ).
     """
-    expr = _folded(expr, binding)
+    expr, binding = _in_placeholders(expr, binding)
     if not expr.free_symbols:
         return None
     whole = stable_form(expr)
@@ -189,3 +189,26 @@ def _rational(formula: sp.Expr) -> bool:
     so `_fused` need not take them (a wide sum of scaled terms is thousands of such formulas, each
     with numbers of its own)."""
     return not formula.atoms(sp.Function) and all(power.exp.is_Number for power in formula.atoms(sp.Pow))
+
+
+def _in_placeholders(expr: sp.Expr, binding: dict[sp.Symbol, Node]) -> tuple[sp.Expr, dict[sp.Symbol, Node]]:
+    """`expr` with its constants folded in and its operands written x0, x1, ... in the order `fuse`
+    numbers them, and the binding of those: one SymPy rebuild rather than two (`fuse` then finds its
+    numbering made). Operands bound twice to one value are left to `fuse` to merge, as before."""
+    values = [x for x in binding.values() if x.op != "const"]
+    if len(set(values)) < len(values):
+        return _folded(expr, binding), binding
+    renaming, renamed = {}, {}
+    for symbol, x in binding.items():
+        if x.op == "const":
+            renaming[symbol] = sympy_number(x.attr("value"))
+        else:
+            renaming[symbol] = placeholder(len(renamed))
+            renamed[renaming[symbol]] = x
+    return expr.xreplace(renaming), renamed
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_exponentials(expr: sp.Expr) -> bool:
+    """Whether a formula holds exp or log, which every stable form (σ, tanh, softplus typed out) does."""
+    return expr.has(sp.exp, sp.log)
