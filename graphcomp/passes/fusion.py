@@ -10,7 +10,7 @@ import sympy as sp
 
 from ..formulas.printing import sympy_number
 from ..formulas.derivatives import local_derivative, placeholder, recomputes_functions, sigmoid, softplus, stable_form
-from ..ir import Graph, Node, depending_on, toposort, use_counts
+from ..ir import Graph, Node, apply, depending_on, toposort, use_counts
 from ..ops import OPS, fuse, scalar_expr
 from .changes import Change, rebuild
 
@@ -62,6 +62,7 @@ class _Regions:
         self.wholes: dict[Node, tuple] = {}   # node -> (expr, frontier, region), grown as far as possible
         self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
         self.owns: dict[Node, tuple] = {}     # node -> (expr, frontier, region) of the node alone
+        self.shapes: dict[tuple, Optional[tuple]] = {}  # a trial's shape -> what `_fused` made of it
 
     def own(self, node: Node) -> tuple:
         """The node's formula over symbols of its inputs: made once, `whole` and `stepwise` start from it."""
@@ -88,8 +89,8 @@ class _Regions:
         folded = _folded(expr, frontier)
         if stable_form(folded) == folded:
             return None
-        return _fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape,
-                      differentiated={new[x] for x in frontier.values() if x in self.varying})
+        return self.fused(expr, {s: new[x] for s, x in frontier.items()}, node.shape,
+                          differentiated={new[x] for x in frontier.values() if x in self.varying})
 
     def stepwise(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
         current, fused, rejected = self.own(node), None, set()
@@ -105,14 +106,76 @@ class _Regions:
                     trial = _absorb(current, symbol, self.steps[x])
                     # softplus differentiates to σ anyway: a region holding one may recompute σ.
                     allowed = (sigmoid,) if any(r.op == "softplus" for r in trial[2]) else ()
-                    node_for_trial = _fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape, allowed,
-                                            {new[y] for y in trial[1].values() if y in self.varying})
+                    node_for_trial = self.fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape,
+                                                allowed, {new[y] for y in trial[1].values() if y in self.varying})
                     if node_for_trial is None:
                         rejected.add(symbol)
                         continue
                     current, fused, growing = trial, node_for_trial, True
         self.steps[node] = current
         return fused
+
+
+    def fused(self, expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple = (),
+              differentiated: set[Node] | None = None) -> Optional[Node]:
+        """`_fused`, worked out once per shape of trial: the same formula over operands of the same
+        kinds (numbers, shapes, which are differentiated, which are one value) gives the same node
+        over other operands, made here again from a template without SymPy (a 10,000-node chain
+        repeats a few trials thousands of times)."""
+        key = _trial_shape(expr, binding, shape, allowed, differentiated)
+        if key is None:
+            return _fused(expr, binding, shape, allowed, differentiated)
+        operands = list(dict.fromkeys(x for x in binding.values() if x.op != "const"))
+        if key not in self.shapes:
+            made = _fused(expr, binding, shape, allowed, differentiated)
+            self.shapes[key] = None if made is None else _template(made, {x: k for k, x in enumerate(operands)})
+            if made is not None and self.shapes[key] is None:
+                del self.shapes[key]  # made of values outside the trial: not a template
+            return made
+        template = self.shapes[key]
+        return None if template is None else _from_template(template, operands)
+
+
+_SPREADS = ("broadcast_like", "reshape", "div")  # `fuse` may read such operands as numbers (ops/pointwise.py)
+
+
+def _trial_shape(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple,
+                 differentiated: set[Node] | None) -> tuple | None:
+    """What `_fused` reads of a trial, with its operands as places: None where it reads more (an
+    operand `fuse` may take as a spread number)."""
+    first: dict[Node, int] = {}
+    kinds = []
+    for x in binding.values():
+        if x.op == "const":
+            value = x.attr("value")
+            kinds.append(("number", type(value), repr(value)))
+        elif x.op in _SPREADS:
+            return None
+        else:
+            kinds.append((first.setdefault(x, len(first)), tuple(x.shape),
+                          None if differentiated is None else x in differentiated))
+    return expr, tuple(binding), tuple(kinds), tuple(shape), allowed
+
+
+def _template(node: Node, places: dict[Node, int], depth: int = 3):
+    """`node` as a recipe over the trial's operands (their places), or None where it reads another value."""
+    if node in places:
+        return ("operand", places[node])
+    if node.op == "const":
+        return ("node", node)
+    if node.is_leaf or depth == 0:
+        return None
+    inputs = [_template(x, places, depth - 1) for x in node.inputs]
+    return None if any(x is None for x in inputs) else ("apply", node.op, tuple(inputs), node.attrs)
+
+
+def _from_template(template: tuple, operands: list[Node]) -> Node:
+    if template[0] == "operand":
+        return operands[template[1]]
+    if template[0] == "node":
+        return template[1]
+    _, op, inputs, attrs = template
+    return apply(op, *(_from_template(x, operands) for x in inputs), **dict(attrs))
 
 
 def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
