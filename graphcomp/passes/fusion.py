@@ -229,7 +229,7 @@ def _fused(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple 
     if not expr.free_symbols:
         return None
     whole = stable_form(expr)
-    fused = fuse(whole, binding, shape)
+    fused = _formula_node(whole, binding, shape)
     if fused is None or fused.shape != shape:
         return None
     if fused.op != "formula":
@@ -259,7 +259,7 @@ def _in_placeholders(expr: sp.Expr, binding: dict[sp.Symbol, Node]) -> tuple[sp.
     numbers them, and the binding of those: one SymPy rebuild rather than two (`fuse` then finds its
     numbering made). Operands bound twice to one value are left to `fuse` to merge, as before."""
     values = [x for x in binding.values() if x.op != "const"]
-    if len(set(values)) < len(values):
+    if len(set(values)) < len(values):  # merged after folding: like terms then add up in the same order
         return _folded(expr, binding), binding
     renaming, renamed = {}, {}
     for symbol, x in binding.items():
@@ -269,6 +269,18 @@ def _in_placeholders(expr: sp.Expr, binding: dict[sp.Symbol, Node]) -> tuple[sp.
             renaming[symbol] = placeholder(len(renamed))
             renamed[renaming[symbol]] = x
     return expr.xreplace(renaming), renamed
+
+
+def _formula_node(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape) -> Optional[Node]:
+    """`fuse(expr, binding, shape)` where that is simply the formula over the bound values in their
+    order (all of them read, none `fuse` might read as a spread number, the shape theirs): made
+    directly, without `fuse` renaming the placeholders they already have."""
+    if (any(symbol is not placeholder(k) for k, symbol in enumerate(binding))
+            or len(expr.free_symbols) != len(binding) or expr in binding
+            or any(x.op in _SPREADS for x in binding.values())):
+        return fuse(expr, binding, shape)
+    node = apply("formula", *binding.values(), expr=expr)
+    return node if tuple(node.shape) == tuple(shape) else fuse(expr, binding, shape)
 
 
 @functools.lru_cache(maxsize=4096)
