@@ -31,7 +31,8 @@ def formula(node: Node, function: FunctionCode) -> str:
         return OPS[node.op].text(node, args)
     key = ("text", node.attrs, stand_ins.pattern)
     if key not in function.comment_parts:
-        function.comment_parts[key] = OPS[node.op].text(node, tuple(str(stand_ins.symbols[k]) for k in range(len(args))))
+        stand_in_args = tuple(str(stand_ins.symbols[k]) for k in range(len(args)))
+        function.comment_parts[key] = OPS[node.op].text(node, stand_in_args)
     return stand_ins.named_back(function.comment_parts[key])
 
 

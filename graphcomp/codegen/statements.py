@@ -138,28 +138,33 @@ class ModuleCode:
         parts found and their code, under stand-ins, are shared by every formula of that shape. Each
         node still names its own parts, in the order the code reads them."""
         operands = {a: stand_ins.symbols[k] for k, a in enumerate(args) if isinstance(a, str)}
-        key = (scalar_expr(node), stand_ins.pattern, tuple(None if isinstance(a, str) else (type(a), a) for a in args))
+        key = (scalar_expr(node), stand_ins.pattern,
+               tuple(None if isinstance(a, str) else (type(a), repr(a)) for a in args))
         if key not in self._shapes:
             self._shapes[key] = _cse(_bound_formula(node, args, operands.__getitem__))
         kept, conditions, reduced = self._shapes[key]
         if not kept:
             return [], self._own_text(node, args)
         parts = self._part_names(kept, self._written_parts(node, args, operands.__getitem__))
-        numbers = tuple(k for k, (a, x) in enumerate(zip(args, node.inputs)) if isinstance(a, str) and self._numbers.get(x))
+        numbers = tuple(k for k, (a, x) in enumerate(zip(args, node.inputs))
+                        if isinstance(a, str) and self._numbers.get(x))
         named = renaming([*((("operand", k), a) for k, a in enumerate(args) if isinstance(a, str)),
                           *((("part", j), str(name)) for j, name in enumerate(parts))], split=None)
         if named is None:  # a part named as an operand: printed as it is
             real = {symbol: sp.Symbol(a, real=True) for a, symbol in operands.items()}
             real.update((part, name) for (part, _), name in zip(kept, parts))
-            lines, text = self._part_texts(kept, conditions, reduced, real, {sp.Symbol(args[k], real=True) for k in numbers})
+            lines, text = self._part_texts(kept, conditions, reduced, real,
+                                           {sp.Symbol(args[k], real=True) for k in numbers})
         else:
             printed = (key, named.pattern, numbers)
             if printed not in self._printed:
-                by_stand_in = {operands[a]: named.symbols["operand", k] for k, a in enumerate(args) if isinstance(a, str)}
+                by_stand_in = {operands[a]: named.symbols["operand", k]
+                               for k, a in enumerate(args) if isinstance(a, str)}
                 by_stand_in.update((part, named.symbols["part", j]) for j, (part, _) in enumerate(kept))
                 self._printed[printed] = self._part_texts(kept, conditions, reduced, by_stand_in,
                                                           {named.symbols["operand", k] for k in numbers})
-            lines, text = [named.named_back(line) for line in self._printed[printed][0]], named.named_back(self._printed[printed][1])
+            lines, text = self._printed[printed]
+            lines, text = [named.named_back(line) for line in lines], named.named_back(text)
         return [Statement(str(name), line) for name, line in zip(parts, lines)], text
 
     def _own_text(self, node: Node, args: tuple) -> str:
@@ -203,7 +208,8 @@ class ModuleCode:
         kept, conditions, reduced = _cse(_bound_formula(node, args, operand))
         if not kept:
             return [], self._text(node, args)
-        names = dict(zip((part for part, _ in kept), self._part_names(kept, self._written_parts(node, args, operand))))
+        inside = self._written_parts(node, args, operand)
+        names = dict(zip((part for part, _ in kept), self._part_names(kept, inside)))
         numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
         lines, text = self._part_texts(kept, conditions, reduced, names, numbers)
         return [Statement(str(names[part]), line) for (part, _), line in zip(kept, lines)], text

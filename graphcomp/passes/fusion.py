@@ -115,7 +115,6 @@ class _Regions:
         self.steps[node] = current
         return fused
 
-
     def fused(self, expr: sp.Expr, binding: dict[sp.Symbol, Node], shape, allowed: tuple = (),
               differentiated: set[Node] | None = None) -> Optional[Node]:
         """`_fused`, worked out once per shape of trial: the same formula over operands of the same
