@@ -63,6 +63,7 @@ class _Regions:
         self.steps: dict[Node, tuple] = {}    # node -> (expr, frontier, region) as actually fused
         self.owns: dict[Node, tuple] = {}     # node -> (expr, frontier, region) of the node alone
         self.shapes: dict[tuple, Optional[tuple]] = {}  # a trial's shape -> what `_fused` made of it
+        self.absorbed: dict[tuple, sp.Expr] = {}  # the formulas `_absorb` made, by what they were made of
 
     def own(self, node: Node) -> tuple:
         """The node's formula over symbols of its inputs: made once, `whole` and `stepwise` start from it."""
@@ -81,7 +82,7 @@ class _Regions:
                 if (x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region)
                         and _pieces(expr) + _pieces(self.wholes[x][0]) == 0  # stable forms have no cases
                         and len(region) + len(self.wholes[x][2]) <= MAX_REGION):
-                    expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x])
+                    expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x], self.absorbed)
                     growing = True
         self.wholes[node] = (expr, frontier, region)
         if len(region) == 1 or not _has_exponentials(expr):  # nothing a stable form would take in
@@ -103,7 +104,7 @@ class _Regions:
                             or len(current[2]) + len(self.steps[x][2]) > MAX_REGION):  # and slow for SymPy
                         rejected.add(symbol)
                         continue
-                    trial = _absorb(current, symbol, self.steps[x])
+                    trial = _absorb(current, symbol, self.steps[x], self.absorbed)
                     # softplus differentiates to σ anyway: a region holding one may recompute σ.
                     allowed = (sigmoid,) if any(r.op == "softplus" for r in trial[2]) else ()
                     node_for_trial = self.fused(trial[0], {s: new[y] for s, y in trial[1].items()}, node.shape,
@@ -177,21 +178,28 @@ def _from_template(template: tuple, operands: list[Node]) -> Node:
     return apply(op, *(_from_template(x, operands) for x in inputs), **dict(attrs))
 
 
-def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple) -> tuple:
+def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple, formulas: dict | None = None) -> tuple:
     """`view` with the operand `symbol` replaced by the formula and region of `inner`.
 
     A formula's operands are the symbols v0, v1, ... numbered in the order they were taken in (the
     inner formula's renumbered after the view's, whose own keep their numbers: a caller walking the
     view's operands may go on with the ones it has not reached). So regions of the same shape are the
     same SymPy formula, wherever they are in the graph: SymPy's cache and `local_derivative`'s then
-    compute each once, which keeps a 10,000-node chain of repeated steps quick to fuse."""
+    compute each once, which keeps a 10,000-node chain of repeated steps quick to fuse. `formulas`
+    (one fusion's) keeps the formulas made, by what they were made of."""
     expr, frontier, region = view
     inner_expr, inner_frontier, inner_region = inner
     start = 1 + max(_slot_number(s) for s in (*frontier, symbol))
     renumbered = {s: _slot(start + k) for k, s in enumerate(inner_frontier)}
+    key = (expr, symbol, inner_expr, tuple(inner_frontier), start)
+    made = None if formulas is None else formulas.get(key)
+    if made is None:
+        made = expr.xreplace({symbol: inner_expr.xreplace(renumbered)})
+        if formulas is not None:
+            formulas[key] = made
     frontier = {s: x for s, x in frontier.items() if s != symbol}
     frontier.update((renumbered[s], x) for s, x in inner_frontier.items())
-    return expr.xreplace({symbol: inner_expr.xreplace(renumbered)}), frontier, region | inner_region
+    return made, frontier, region | inner_region
 
 
 @functools.lru_cache(maxsize=None)
