@@ -70,11 +70,13 @@ class _Regions:
         if node not in self.owns:
             symbols = [_slot(k) for k in range(len(node.inputs))]
             expr = scalar_expr(node).xreplace({placeholder(i): s for i, s in enumerate(symbols)})
-            self.owns[node] = expr, dict(zip(symbols, node.inputs)), frozenset({node})
+            self.owns[node] = (expr, dict(zip(symbols, node.inputs)), frozenset({node}),
+                               {symbol: (node, k) for k, symbol in enumerate(symbols)})
         return self.owns[node]
 
     def whole(self, node: Node, new: dict[Node, Node]) -> Optional[Node]:
-        expr, frontier, region = self.own(node)
+        view = self.own(node)
+        expr, frontier, region = view[:3]
         growing = True
         while growing:
             growing = False
@@ -82,9 +84,10 @@ class _Regions:
                 if (x in self.wholes and x not in self.kept and self.uses[x] == sum(r.inputs.count(x) for r in region)
                         and _pieces(expr) + _pieces(self.wholes[x][0]) == 0  # stable forms have no cases
                         and len(region) + len(self.wholes[x][2]) <= MAX_REGION):
-                    expr, frontier, region = _absorb((expr, frontier, region), symbol, self.wholes[x], self.absorbed)
+                    view = _absorb(view, symbol, self.wholes[x], self.absorbed)
+                    expr, frontier, region = view[:3]
                     growing = True
-        self.wholes[node] = (expr, frontier, region)
+        self.wholes[node] = view
         if len(region) == 1 or not _has_exponentials(expr):  # nothing a stable form would take in
             return None
         folded = _folded(expr, frontier)
@@ -181,17 +184,26 @@ def _from_template(template: tuple, operands: list[Node]) -> Node:
 def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple, formulas: dict | None = None) -> tuple:
     """`view` with the operand `symbol` replaced by the formula and region of `inner`.
 
-    A formula's operands are the symbols v0, v1, ... numbered in the order they were taken in (the
-    inner formula's renumbered after the view's, whose own keep their numbers: a caller walking the
-    view's operands may go on with the ones it has not reached). So regions of the same shape are the
-    same SymPy formula, wherever they are in the graph: SymPy's cache and `local_derivative`'s then
-    compute each once, which keeps a 10,000-node chain of repeated steps quick to fuse. `formulas`
-    (one fusion's) keeps the formulas made, by what they were made of."""
-    expr, frontier, region = view
-    inner_expr, inner_frontier, inner_region = inner
+    A view is (formula, its operands {symbol: value}, its region, each operand's origin: the node and
+    input it was first an operand of). The operands are the symbols v0, v1, ... numbered in the order
+    they were taken in: the inner formula's renumbered after the view's, whose own keep their numbers
+    (a caller walking the view's operands may go on with the ones it has not reached), and one that
+    has the origin of an operand the view has is that operand (a value taken in twice, as e^(2a) in
+    (e^(2a) - 1)/(e^(2a) + 1), reads its operands as one, so that tanh a is seen). So regions of the
+    same shape are the same SymPy formula, wherever they are in the graph: SymPy's cache and
+    `local_derivative`'s then compute each once, which keeps a 10,000-node chain of repeated steps
+    quick to fuse. `formulas` (one fusion's) keeps the formulas made, by what they were made of."""
+    expr, frontier, region, origins = view
+    inner_expr, inner_frontier, inner_region, inner_origins = inner
+    taken = {origins[s]: s for s in frontier if s != symbol}
     start = 1 + max(_slot_number(s) for s in (*frontier, symbol))
-    renumbered = {s: _slot(start + k) for k, s in enumerate(inner_frontier)}
-    key = (expr, symbol, inner_expr, tuple(inner_frontier), start)
+    renumbered, fresh = {}, start
+    for s in inner_frontier:
+        same = taken.get(inner_origins[s])
+        if same is None:
+            same, fresh = _slot(fresh), fresh + 1
+        renumbered[s] = same
+    key = (expr, symbol, inner_expr, tuple(renumbered.items()))
     made = None if formulas is None else formulas.get(key)
     if made is None:
         made = expr.xreplace({symbol: inner_expr.xreplace(renumbered)})
@@ -199,7 +211,9 @@ def _absorb(view: tuple, symbol: sp.Symbol, inner: tuple, formulas: dict | None 
             formulas[key] = made
     frontier = {s: x for s, x in frontier.items() if s != symbol}
     frontier.update((renumbered[s], x) for s, x in inner_frontier.items())
-    return made, frontier, region | inner_region
+    origins = {s: origins[s] for s in frontier if s in origins}
+    origins.update((renumbered[s], inner_origins[s]) for s in inner_frontier)
+    return made, frontier, region | inner_region, origins
 
 
 @functools.lru_cache(maxsize=None)
