@@ -4,6 +4,9 @@ is at most about twice as much, and a chain that repeats one step does each shap
 once however long it is. A cache that compile fills holds no graph after it (benchmarks/bench_compile.py
 gives the seconds)."""
 import gc as garbage
+import os
+import subprocess
+import sys
 import weakref
 from collections import Counter
 
@@ -122,3 +125,20 @@ def test_no_cache_of_a_compile_keeps_its_graph_alive():
         toposort([constant(k + 0.25)])
     garbage.collect()
     assert last() is None
+
+
+def test_buffers_are_declared_in_the_graphs_order_whatever_the_hashes():
+    """Two batch norms, one after the other: their buffers come in that order, never in the order of a
+    set of nodes (which varied from run to run with Python's string hashes, and with it the module's text)."""
+    orders = set()
+    for seed in ("1", "2", "3"):
+        script = ("import graphcomp as gc\n"
+                  "g = gc.Graph('two_norms'); x = g.input('x', (None, 2))\n"
+                  "h = gc.batch_norm(x, g.param('g0', (2,)), g.param('b0', (2,)), name='bn0')\n"
+                  "h = gc.batch_norm(gc.tanh(h), g.param('g1', (2,)), g.param('b1', (2,)), name='bn1')\n"
+                  "g.output('loss', gc.sum(h * h))\n"
+                  "print(list(g.buffers))\n")
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        orders.add(run.stdout.strip())
+    assert orders == {"['bn0_running_mean', 'bn0_running_var', 'bn1_running_mean', 'bn1_running_var']"}
