@@ -1,9 +1,10 @@
-"""Compile time against graph size: elementwise chains, MLPs and unrolled RNNs of growing size, and
-TOML specs of chains (written last entry first) and wide sums.
+"""Compile time against graph size: elementwise chains, wide sums of independent terms, MLPs (up to 100
+layers) and unrolled RNNs of growing size, and TOML specs of chains (written last entry first) and wide sums.
 
-Run: python benchmarks/bench_compile.py [--largest 10003] [--only graphs|specs]
---largest N caps every graph and spec timed at N nodes: the longest chain and the spec chains have
-about N nodes, the wide specs are sized to fit, and a fixed-size graph larger than N is left out.
+Run: python benchmarks/bench_compile.py [--largest 10003] [--only graphs|specs] [--repeat 1]
+--largest N caps every graph and spec timed at N nodes: the longest chain, the widest sum and the spec
+chains have about N nodes, the wide specs are sized to fit, and a fixed-size graph larger than N is left
+out. --repeat K compiles each graph K times and prints the median.
 Prints one row per graph: its node count, seconds to compile (simplified, and as written), and
 milliseconds per node; a spec's row also gives the seconds to read it (TOML, expressions, names and
 shapes checked: what every graphcomp command does first) and what `graphcomp check` takes beyond
@@ -11,6 +12,7 @@ compiling. Compile time is linear in graph size when the per-node figure stays f
 grow; timings are noisy, so compare the per-node column, not single seconds.
 """
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +37,19 @@ def chain(steps: int) -> gc.Graph:
     return g
 
 
+def wide(terms: int) -> gc.Graph:
+    """`terms` independent terms x * k + w (k from 1.0001 up), added one after the other: 4 nodes a term,
+    every one elementwise, so the whole graph below the loss is one fusion candidate, but wide, not deep."""
+    g = gc.Graph("wide")
+    x, w = g.input("x", (None, 4)), g.param("w", (4,))
+    total = None
+    for k in range(1, terms + 1):
+        term = x * (1 + k / 10000) + w
+        total = term if total is None else total + term
+    g.output("loss", gc.sum(total))
+    return g
+
+
 def mlp(layers: int) -> gc.Graph:
     g = gc.Graph("mlp")
     x, labels = g.input("x", (None, 16)), g.input("labels", (None,))
@@ -55,10 +70,14 @@ def rnn(steps: int) -> gc.Graph:
     return g
 
 
-def seconds(graph: gc.Graph, simplify: bool, **options) -> float:
-    start = time.perf_counter()
-    gc.compile(graph, simplify=simplify, **options)
-    return time.perf_counter() - start
+def seconds(graph: gc.Graph, simplify: bool, repeat: int = 1, **options) -> float:
+    """The median of `repeat` compiles' wall-clock seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        gc.compile(graph, simplify=simplify, **options)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def specs(largest: int) -> list[tuple[str, str]]:
@@ -74,11 +93,12 @@ def specs(largest: int) -> list[tuple[str, str]]:
 
 
 def graph_cases(largest: int) -> list[tuple[str, gc.Graph]]:
-    """(label, graph) of every graph timed: chains up to about `largest` nodes (4 a step, and 3), MLPs and
-    RNNs; none of more than `largest` nodes."""
+    """(label, graph) of every graph timed: chains up to about `largest` nodes (4 a step, and 3), wide sums
+    as large (4 a term, and 2), MLPs of up to 100 layers and RNNs; none of more than `largest` nodes."""
     steps = sorted({size for size in (25, 100, 250, 1000) if 4 * size + 3 <= largest} | {(largest - 3) // 4} - {0})
     built = [(f"chain {size}", chain(size)) for size in steps]
-    built += [(f"mlp {layers}", mlp(layers)) for layers in (2, 8, 32)]
+    built += [(f"wide {size}", wide(size)) for size in steps]
+    built += [(f"mlp {layers}", mlp(layers)) for layers in (2, 8, 32, 100)]
     built += [(f"rnn {size}", rnn(size)) for size in (5, 20, 80)]
     return [(label, graph) for label, graph in built if len(graph.nodes()) <= largest]
 
@@ -88,20 +108,23 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=10003, help="the most nodes a graph or spec timed has: the "
                         "longest chain has about this many, larger fixed-size graphs are left out (default 10003)")
     parser.add_argument("--only", choices=("graphs", "specs"), help="time only the graphs built in Python, or only the specs")
+    parser.add_argument("--repeat", type=int, default=1, help="compiles of each graph, the median printed (default 1)")
     args = parser.parse_args()
     if args.largest < 50:
         parser.error(f"--largest must be at least 50 (nodes), got {args.largest}")
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.only != "specs":
-        graphs(args.largest)
+        graphs(args.largest, args.repeat)
     if args.only != "graphs":
         spec_files(args.largest)
 
 
-def graphs(largest: int) -> None:
+def graphs(largest: int, repeat: int = 1) -> None:
     print(f"{'graph':<14}{'nodes':>8}{'simplified s':>15}{'as written s':>15}{'ms/node':>10}")
     for label, graph in graph_cases(largest):
         nodes = len(graph.nodes())
-        fused, literal = seconds(graph, True), seconds(graph, False)
+        fused, literal = seconds(graph, True, repeat), seconds(graph, False, repeat)
         print(f"{label:<14}{nodes:>8}{fused:>15.2f}{literal:>15.2f}{1000 * fused / nodes:>10.2f}", flush=True)
 
 

@@ -14,6 +14,7 @@ from ..diff.forward import TANGENT_OF, interleaved
 from ..diff.reverse import Backward
 from ..formulas.printing import number_text, numpy_text, sympy_number
 from ..formulas.derivatives import placeholder
+from ..formulas.renaming import Renaming, renaming
 from ..ir import Graph, Node, toposort, use_counts
 from ..passes import MAX_REGION
 from ..ops import OPS, scalar_expr
@@ -44,7 +45,12 @@ class ModuleCode:
         # step computed again reads other variables)
         self._texts: dict[tuple, str] = {}
         self._common: dict[tuple, tuple[list[Statement], str]] = {}
-        self._formulas: dict[tuple, sp.Expr | None] = {}  # a fused formula over its common parts' names
+        # one compile's formulas by shape (formulas.renaming): sympy.cse's parts, and their code
+        self._shapes: dict[tuple, tuple] = {}
+        self._printed: dict[tuple, tuple[list[str], str]] = {}
+        self._own_texts: dict[tuple, str] = {}
+        # (node, args) -> what its formula over its common parts' names is made from, for `formula`
+        self._reduced: dict[tuple, tuple] = {}
         # values the code computes as Python numbers (counts of examples, formulas of counts and constants),
         # which the standard's functions refuse: filled in topological order as statements are planned
         self._numbers: dict[Node, bool] = {}
@@ -122,27 +128,11 @@ class ModuleCode:
         if node.op != FUSED_FORMULA:
             return [], text
         if (node, args) not in self._common:
-            bound = _bound(node, args)
-            replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
-            kept, conditions = _without_conditions(replacements)
-            inside = self._written_parts(node, args)
-            names, expanded = {}, {}
-            for part, formula in kept:  # a part that is a value the user's graph has keeps that value's name
-                expanded[part] = formula.xreplace(expanded)
-                written = inside.get(expanded[part])
-                name = self.names.part_of_formula(written) if written is not None else None
-                names[part] = sp.Symbol(name or self.names.temporary(), real=True)
-            reduced = reduced.xreplace(conditions).xreplace(names)
-            numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
-            lines = []
-            for part, formula in kept:
-                part_text = numpy_text(formula.xreplace(names))
-                if formula.free_symbols <= numbers:  # from counts of examples alone: a Python number, made an array
-                    numbers.add(part)
-                    part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
-                lines.append(Statement(str(names[part]), part_text))
-            self._common[node, args] = (lines, numpy_text(reduced) if kept else self._text(node, args))
-            self._formulas[node, args] = reduced if kept else None
+            stand_ins = renaming([(k, a) for k, a in enumerate(args) if isinstance(a, str)])
+            if stand_ins is None or _constant_text(node) is not None:
+                self._common[node, args] = self._parts_of(node, args, lambda a: sp.Symbol(a, real=True))
+            else:
+                self._common[node, args] = self._parts_once(node, args, stand_ins)
         return self._common[node, args]
 
     def reads(self, node: Node) -> int:
@@ -153,22 +143,109 @@ class ModuleCode:
         """Whether the code computes the value as a Python number (a count of examples, a formula of counts)."""
         return self._numbers.get(node, False)
 
-    def formula(self, node: Node, args: tuple) -> sp.Expr | None:
-        """The formula a line of an elementwise node computes, over its operands' texts (and the names of
-        its formula's common parts, which lines before it compute); None for other nodes."""
-        if not OPS[node.op].has_formula or self._numbers.get(node) or _constant_text(node):
+    def formula(self, node: Node, args: tuple) -> sp.Basic | None:
+        """The formula a line of an elementwise node computes, over its operands' texts and the names of
+        its formula's common parts (which lines before it compute); None for other nodes."""
+        if not OPS[node.op].has_formula or self._numbers.get(node) or _constant_text(node) is not None:
             return None
-        if self._formulas.get((node, args)) is not None:
-            return self._formulas[node, args]
-        return _bound(node, args)
+        self._common_parts(node, args, None)
+        if (node, args) not in self._reduced:
+            return _bound_formula(node, args, lambda a: sp.Symbol(a, real=True))
+        (kept, conditions, reduced), operands, parts = self._reduced[node, args]
+        names = {symbol: sp.Symbol(a, real=True) for a, symbol in operands.items()}
+        names.update((part, name) for (part, _), name in zip(kept, parts))
+        return reduced.xreplace(conditions).xreplace(names)
 
-    def _written_parts(self, node: Node, args: tuple) -> dict[sp.Basic, Node]:
-        """{formula over the operands' names: value of the graph as written} for the values a fused
-        formula took in, found by walking back from the value it stands for to its operands."""
+    def _parts_once(self, node: Node, args: tuple, stand_ins: Renaming) -> tuple[list[Statement], str]:
+        """`_parts_of`, done once per formula, numbers and order of names (formulas.renaming): the
+        parts found and their code, under stand-ins, are shared by every formula of that shape. Each
+        node still names its own parts, in the order the code reads them."""
+        operands = {a: stand_ins.symbols[k] for k, a in enumerate(args) if isinstance(a, str)}
+        key = (scalar_expr(node), stand_ins.pattern,
+               tuple(None if isinstance(a, str) else (type(a), repr(a)) for a in args))
+        if key not in self._shapes:
+            self._shapes[key] = _cse(_bound_formula(node, args, operands.__getitem__))
+        kept, conditions, reduced = self._shapes[key]
+        if not kept:
+            return [], self._own_text(node, args)
+        parts = self._part_names(kept, self._written_parts(node, args, operands.__getitem__))
+        self._reduced[node, args] = (self._shapes[key], operands, parts)
+        numbers = tuple(k for k, (a, x) in enumerate(zip(args, node.inputs))
+                        if isinstance(a, str) and self._numbers.get(x))
+        named = renaming([*((("operand", k), a) for k, a in enumerate(args) if isinstance(a, str)),
+                          *((("part", j), str(name)) for j, name in enumerate(parts))], split=None)
+        if named is None:  # a part named as an operand: printed as it is
+            real = {symbol: sp.Symbol(a, real=True) for a, symbol in operands.items()}
+            real.update((part, name) for (part, _), name in zip(kept, parts))
+            lines, text = self._part_texts(kept, conditions, reduced, real,
+                                           {sp.Symbol(args[k], real=True) for k in numbers})
+        else:
+            printed = (key, named.pattern, numbers)
+            if printed not in self._printed:
+                by_stand_in = {operands[a]: named.symbols["operand", k]
+                               for k, a in enumerate(args) if isinstance(a, str)}
+                by_stand_in.update((part, named.symbols["part", j]) for j, (part, _) in enumerate(kept))
+                self._printed[printed] = self._part_texts(kept, conditions, reduced, by_stand_in,
+                                                          {named.symbols["operand", k] for k in numbers})
+            lines, text = self._printed[printed]
+            lines, text = [named.named_back(line) for line in lines], named.named_back(text)
+        return [Statement(str(name), line) for name, line in zip(parts, lines)], text
+
+    def _own_text(self, node: Node, args: tuple) -> str:
+        """`_text` of a fused formula, printed once per formula and order of its operands' texts."""
+        if (node, args) not in self._texts:
+            named = renaming([(k, literal(a)) for k, a in enumerate(args)], split=None)
+            if named is None:
+                return self._text(node, args)
+            key = (scalar_expr(node), named.pattern)
+            if key not in self._own_texts:
+                self._own_texts[key] = OPS[node.op].emit(node, tuple(str(named.symbols[k]) for k in range(len(args))))
+            self._texts[node, args] = named.named_back(self._own_texts[key])
+        return self._texts[node, args]
+
+    def _part_texts(self, kept: list, conditions: dict, reduced: sp.Basic, names: dict,
+                    numbers: set) -> tuple[list[str], str]:
+        """The code of each part and of the formula, the parts and operands named by `names`; a part
+        computed from `numbers` alone (counts of examples) is made an array."""
+        texts = []
+        for part, formula in kept:
+            part_text = numpy_text(formula.xreplace(names))
+            if formula.xreplace(names).free_symbols <= numbers:
+                numbers.add(names[part])
+                part_text = f"xp.asarray({part_text}, dtype=xp.{self.dtype})"
+            texts.append(part_text)
+        return texts, numpy_text(reduced.xreplace(conditions).xreplace(names))
+
+    def _part_names(self, kept: list, inside: dict) -> list[sp.Symbol]:
+        """The name of each part: a value the user's graph has keeps that value's name, others are
+        temporaries, given in the order the parts are computed."""
+        names, expanded = [], {}
+        for part, formula in kept:
+            expanded[part] = formula.xreplace(expanded)
+            written = inside.get(expanded[part])
+            name = self.names.part_of_formula(written) if written is not None else None
+            names.append(sp.Symbol(name or self.names.temporary(), real=True))
+        return names
+
+    def _parts_of(self, node: Node, args: tuple, operand) -> tuple[list[Statement], str]:
+        """`_common_parts` of one node, its operands named `operand(text)`."""
+        kept, conditions, reduced = _cse(_bound_formula(node, args, operand))
+        if not kept:
+            return [], self._text(node, args)
+        inside = self._written_parts(node, args, operand)
+        names = dict(zip((part for part, _ in kept), self._part_names(kept, inside)))
+        self._reduced[node, args] = ((kept, conditions, reduced), {}, list(names.values()))
+        numbers = {sp.Symbol(a, real=True) for a, x in zip(args, node.inputs) if isinstance(a, str) and self._numbers.get(x)}
+        lines, text = self._part_texts(kept, conditions, reduced, names, numbers)
+        return [Statement(str(names[part]), line) for (part, _), line in zip(kept, lines)], text
+
+    def _written_parts(self, node: Node, args: tuple, operand) -> dict[sp.Basic, Node]:
+        """{formula over the operands' symbols `operand(text)`: value of the graph as written} for the
+        values a fused formula took in, found by walking back from the value it stands for to its operands."""
         root = self.names.origin(node)
         if root is None:
             return {}
-        stops = {_or(self.names.origin(x), x): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+        stops = {_or(self.names.origin(x), x): sympy_number(a) if not isinstance(a, str) else operand(a)
                  for x, a in zip(node.inputs, args)}
         formulas: dict[Node, sp.Basic | None] = {}
         stack = [(root, False)]
@@ -204,14 +281,21 @@ class ModuleCode:
         return node.op != FUSED_FORMULA or not self._common_parts(node, args, None)[0]
 
 
-def _bound(node: Node, args: tuple) -> sp.Expr:
-    """An elementwise node's formula over its operands as the code reads them: names, texts, numbers."""
-    return scalar_expr(node).xreplace({placeholder(i): sympy_number(a) if not isinstance(a, str) else sp.Symbol(a, real=True)
+def _or(node: Node | None, default: Node) -> Node:
+    return default if node is None else node
+
+
+def _bound_formula(node: Node, args: tuple, operand) -> sp.Basic:
+    """A fused formula over its operands: numbers as numbers, names as the symbols `operand(text)`."""
+    return scalar_expr(node).xreplace({placeholder(i): sympy_number(a) if not isinstance(a, str) else operand(a)
                                        for i, a in enumerate(args)})
 
 
-def _or(node: Node | None, default: Node) -> Node:
-    return default if node is None else node
+def _cse(bound: sp.Basic) -> tuple[list, dict, sp.Basic]:
+    """sympy.cse of a formula: (parts kept, {condition's symbol: condition}, the formula over them)."""
+    replacements, (reduced,) = sp.cse(bound, symbols=sp.numbered_symbols("_part", real=True), order="none")
+    kept, conditions = _without_conditions(replacements)
+    return kept, conditions, reduced
 
 
 def _without_conditions(replacements: list) -> tuple[list, dict]:

@@ -6,6 +6,8 @@ error, never a silently wrong line of code.
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Iterable
 
 import sympy as sp
@@ -16,6 +18,7 @@ from sympy.printing.str import StrPrinter
 
 from ..errors import DifferentiationError
 from .derivatives import constants_evaluated
+from .renaming import renaming
 
 
 def positive_first(self, expr: sp.Add, order=None) -> str:
@@ -208,7 +211,7 @@ _TEXT = TextPrinter()
 
 def plain_text(expr: sp.Expr) -> str:
     """A formula as a person types it: h*(1 - h), where(a > 0, 1, 0)."""
-    return _TEXT.doprint(factored(expr))
+    return _printed_once(expr, "text")
 
 
 def factored(expr: sp.Expr) -> sp.Expr:
@@ -229,9 +232,34 @@ def _common_factor(expr: sp.Expr) -> bool:
 def numpy_text(expr: sp.Expr) -> str:
     """NumPy source for a scalar expression whose symbols are variable names."""
     try:
-        return _PRINTER.doprint(factored(constants_evaluated(expr)))
+        return _printed_once(expr, "numpy")
     except Exception as error:  # SymPy raises PrintMethodNotImplementedError and friends
         raise DifferentiationError(f"cannot print {expr} as NumPy code: {error}") from error
+
+
+def _printed_once(expr: sp.Expr, kind: str) -> str:
+    """`expr` printed by the printer `kind`, once per shape of formula: its variables are renamed to
+    stand-ins that sort as their names do (formulas.renaming), so that the thousands of formulas of a
+    long chain that differ in their variables' names only are printed once each, and read the same."""
+    symbols = expr.free_symbols
+    stand_ins = None
+    if all(type(s) is sp.Symbol and s == _real(s.name) and s.name not in _PRINTER.reserved_words for s in symbols):
+        stand_ins = renaming([(s, s.name) for s in symbols], split=None)
+    if stand_ins is None:
+        return _printed(expr, kind)
+    return stand_ins.named_back(_printed(expr.xreplace(stand_ins.symbols), kind))
+
+
+@lru_cache(maxsize=8192)
+def _printed(expr: sp.Expr, kind: str) -> str:
+    if kind == "text":
+        return _TEXT.doprint(factored(expr))
+    return _PRINTER.doprint(factored(constants_evaluated(expr)))
+
+
+@lru_cache(maxsize=8192)
+def _real(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
 
 
 def number_text(value: int | float) -> str:
@@ -243,7 +271,16 @@ def number_text(value: int | float) -> str:
 
 
 def sympy_number(value: int | float) -> sp.Expr:
+    if isinstance(value, (int, float)) and value != 0 and math.isfinite(value):
+        return _number(type(value), value)
     return sp.Integer(value) if isinstance(value, int) else sp.Float(value)
+
+
+@lru_cache(maxsize=4096)
+def _number(kind: type, value: int | float) -> sp.Expr:
+    """A number as SymPy's, made once: the passes fold the same constants into formula after formula
+    (the type is part of the key: 1 and 1.0 are different numbers to SymPy)."""
+    return sp.Float(value) if issubclass(kind, float) else sp.Integer(value)
 
 
 # ---------------------------------------------------------------- tuples as code

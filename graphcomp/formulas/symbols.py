@@ -4,6 +4,8 @@ a dot: dot_x1 prints \\dot{x}_{1}.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 from sympy.printing.conventions import split_super_sub
 
@@ -38,7 +40,9 @@ def bar(name: str) -> str:
     return _scripted(rf"\overline{{{text}}}" if text.startswith(r"\mathrm") else rf"\bar{{{text}}}", sups, subs)
 
 
+@lru_cache(maxsize=4096)
 def _base_latex(base: str) -> str:
+    """A name's letters in LaTeX (made once per base: t of t1, t2, ... t5000)."""
     text = sp.latex(sp.Symbol(base))
     return rf"\mathrm{{{base}}}" if text == base and len(base) > 1 else text  # one word, not a product of letters
 

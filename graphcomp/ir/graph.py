@@ -343,7 +343,7 @@ class Graph:
         nodes not already checked for an earlier name are visited."""
         if not isinstance(node, Node):
             raise GraphError(f"{what}: expected a graph node, got {type(node).__name__}")
-        stack, seen = [node], set()
+        stack, seen, found = [node], set(), []
         while stack:
             x = stack.pop()
             if x in self._owned or x in seen:
@@ -351,8 +351,9 @@ class Graph:
             if x.op in ("input", "param") and self.leaves.get(x.name) is not x:
                 raise GraphError(f"{what} uses {x.op} {x.name!r}, which belongs to another graph")
             seen.add(x)
+            found.append(x)
             stack.extend(x.inputs)
-        for x in seen:
+        for x in reversed(found):  # operands mostly before their users; never the order of a set (hashes vary by run)
             self._declare_buffers(x)
         self._owned |= seen
         return node
