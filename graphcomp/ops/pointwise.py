@@ -65,7 +65,8 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
     silently shrinks to a scalar.
     """
     expr, binding = _spreads_as_numbers(expr, binding, shape)
-    expr = expr.xreplace({s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"})
+    constants = {s: sympy_number(n.attr("value")) for s, n in binding.items() if n.op == "const"}
+    expr = expr.xreplace(constants) if constants else expr  # (each xreplace walks the whole formula)
     if expr == 0:
         return None
     operands: list[Node] = []
@@ -75,10 +76,12 @@ def fuse(expr: sp.Expr, binding: dict[sp.Symbol, Node], shape: Shape) -> Optiona
         if node not in operands:
             operands.append(node)
         renaming[symbol] = placeholder(operands.index(node))
-    expr = expr.xreplace(renaming)
+    if any(symbol != stand_in for symbol, stand_in in renaming.items()):
+        expr = expr.xreplace(renaming)
     if expr == 0:
         return None
-    used = [x for i, x in enumerate(operands) if placeholder(i) in expr.free_symbols]
+    free = expr.free_symbols
+    used = [x for i, x in enumerate(operands) if placeholder(i) in free]
     if len(used) < len(operands):  # x - x cancelled: renumber the placeholders that are left
         expr = expr.xreplace({placeholder(operands.index(x)): placeholder(k) for k, x in enumerate(used)})
     if not used:
@@ -94,7 +97,8 @@ def _spreads_as_numbers(expr: sp.Expr, binding: dict, shape: Shape) -> tuple[sp.
     """A number spread over an array (the gradient of a sum or mean: ones, or ones / N) taken as
     the number itself where the formula's other operands already have its shape: (p - y) / N
     rather than ones_like(t) / N * (p - y)."""
-    used = {s: n for s, n in binding.items() if s in expr.free_symbols}
+    free = expr.free_symbols  # (SymPy walks the formula for it each time it is asked)
+    used = {s: n for s, n in binding.items() if s in free}
     for symbol, node in used.items():
         spread = _spread(node)
         others = [n.shape for s, n in used.items() if s is not symbol and n.op != "const"]
