@@ -37,7 +37,8 @@ def gradients_source(build, shape=(None, 4), simplify=True):
 
 def gradients_body(source):
     """The code of the generated gradients function, without its comments."""
-    body = source[source.index("def _gradients"):source.index("def train")]
+    body = source[source.index("def _gradients("):]
+    body = body[:body.index("\n\n\n")]  # (train()'s in-place step follows it)
     return "\n".join(line.split("  # ")[0] for line in body.splitlines())
 
 
@@ -110,7 +111,8 @@ def test_cross_entropy_of_a_softmax_becomes_the_fused_op():
     ops = {n.op for n in model.compiled_graph.nodes()}
     assert "softmax_cross_entropy" in ops and "log" not in ops
     # one gradient line: g (p Σy - y), which is g (p - y) for probability rows y
-    body = model.source[model.source.index("def _gradients"):]
+    body = model.source[model.source.index("def _gradients("):]
+    body = body[:body.index("\n\n\n")]  # (train()'s in-place step follows it)
     (lse,) = re.findall(r"^    (t\d+) = _logsumexp\(xp, z, axis=1, keepdims=True\)$", body, flags=re.M)  # computed once
     assert re.search(rf"^    P = xp\.exp\(z - {lse}\)  #", body, flags=re.M)  # the probabilities, as the lecture names them
     assert re.search(r"^    d_z = \(P\*t\d+ - y\)/t\d+\.shape\[0\]  #", body, flags=re.M)
