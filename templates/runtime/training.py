@@ -413,7 +413,8 @@ def _update_in_place(optimizer, first, second, grad, rate, step, momentum, beta1
     first *= beta1
     first += (1 - beta1) * grad
     second *= beta2
-    square = np.multiply(grad, 1 - beta2)
+    square = np.empty_like(second)  # (a param of shape () has a NumPy scalar for its gradient)
+    np.multiply(grad, 1 - beta2, out=square)
     square *= grad
     second += square
     denominator = np.divide(second, 1 - beta2 ** step, out=square)
