@@ -20,7 +20,8 @@ import sympy as sp
 
 from ..formulas.in_place import in_place_lines
 from ..formulas.printing import tuple_text
-from ..ops import OPS
+from ..formulas.renaming import renaming
+from ..ops import OPS, scalar_expr
 from .listing import Statement
 from .statements import ModuleCode
 
@@ -37,7 +38,8 @@ def in_place_code(code: ModuleCode, statements: list[Statement], returned: set[s
     """The in-place form of _gradients' `statements` (its forward lines, then its backward lines); None
     when no value of them can be written into an array made beforehand. `returned`: the variables the
     function returns, whose arrays no later value may take over."""
-    planned: list[tuple[Statement, list[str] | None]] = [(s, _written(code, s)) for s in statements]
+    shapes: dict[tuple, list[str] | None] = {}  # lines under stand-ins, by formula and order of names
+    planned: list[tuple[Statement, list[str] | None]] = [(s, _written(code, s, shapes)) for s in statements]
     holder = _holders(code, planned, returned)
     lines: list[Statement] = []
     buffers: list[tuple[str, str]] = []
@@ -62,13 +64,14 @@ def _holders(code: ModuleCode, planned: list, returned: set[str]) -> dict[str, s
     operand it replaces must be read by the first of its lines only (the others read the array after
     it was overwritten), not by a common part of its formula computed before it."""
     holder: dict[str, str] = {}
+    sharing: dict[str, list[str]] = {}  # an array's variable -> the values it holds, in order
     node_of = {statement.target: statement.computes[0] for statement, written in planned if written is not None}
     by_node = {node: name for name, node in node_of.items()}
     for statement, written in planned:
         if written is None:
             continue
         name, node = statement.target, statement.computes[0]
-        holder[name] = name
+        holder[name], sharing[name] = name, [name]
         if not OPS[node.op].has_formula:
             continue
         for operand in dict.fromkeys(node.inputs):
@@ -76,9 +79,10 @@ def _holders(code: ModuleCode, planned: list, returned: set[str]) -> dict[str, s
             read = [bool(re.search(rf"\b{re.escape(taken)}\b", line)) for line in written] if taken else []
             if (taken is not None and taken not in returned and code.reads(operand) == 1 and operand.shape == node.shape
                     and read[0] and not any(read[1:])):
-                for value, array in holder.items():  # the array passes on to this value
-                    if array == holder[taken]:
-                        holder[value] = name
+                held = sharing.pop(holder[taken]) + sharing.pop(name)  # the array passes on to this value
+                sharing[name] = held
+                for value in held:
+                    holder[value] = name
                 break
     return holder
 
@@ -101,7 +105,7 @@ def _renamed(line: str, holder: dict[str, str]) -> str:
     return line
 
 
-def _written(code: ModuleCode, statement: Statement) -> list[str] | None:
+def _written(code: ModuleCode, statement: Statement, shapes: dict) -> list[str] | None:
     """The lines writing the statement's value into its array (named as the value), or None."""
     if statement.block or not statement.target or not statement.computes:
         return None
@@ -112,11 +116,27 @@ def _written(code: ModuleCode, statement: Statement) -> list[str] | None:
     if into is not None:
         line = into(node, args, statement.target) if all(isinstance(a, str) for a in args) else None
         return None if line is None else [line]
-    formula = code.formula(node, args)
-    numbers = {sp.Symbol(a, real=True) for x, a in zip(node.inputs, args) if code.is_number(x) and isinstance(a, str)}
+    if not code.computes_formula(node):
+        return None
+    named = None if code.has_parts(node, args) else renaming(
+        [*((k, a) for k, a in enumerate(args) if isinstance(a, str)), ("out", statement.target)], split=None)
+    if named is None:  # a formula over the names of its common parts, or names that stand-ins cannot keep
+        return _lowered(code, node, args, statement.target, lambda a: sp.Symbol(a, real=True))
+    key = (scalar_expr(node), named.pattern, tuple(None if isinstance(a, str) else (type(a), repr(a)) for a in args),
+           tuple(code.is_number(x) for x in node.inputs))
+    if key not in shapes:  # a chain repeats a few formulas over ever new names: each lowered once
+        symbols = {a: named.symbols[k] for k, a in enumerate(args) if isinstance(a, str)}
+        shapes[key] = _lowered(code, node, args, str(named.symbols["out"]), symbols.__getitem__)
+    return None if shapes[key] is None else [named.named_back(line) for line in shapes[key]]
+
+
+def _lowered(code: ModuleCode, node, args: tuple, out: str, operand) -> list[str] | None:
+    """The formula's lines into `out`, its operands written `operand(text)`; None where they cannot be."""
+    formula = code.formula(node, args, operand)
+    numbers = {operand(a) for x, a in zip(node.inputs, args) if code.is_number(x) and isinstance(a, str)}
     if formula is None or not _numbers_in_chains(formula, numbers):
         return None
-    return in_place_lines(formula, statement.target)
+    return in_place_lines(formula, out)
 
 
 def _numbers_in_chains(formula: sp.Expr, numbers: set, parent: sp.Expr | None = None) -> bool:

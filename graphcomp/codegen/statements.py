@@ -139,18 +139,27 @@ class ModuleCode:
         """How many times the code reads the value (being returned counts once)."""
         return self._uses.get(node, 0)
 
+    def computes_formula(self, node: Node) -> bool:
+        """Whether the node's line computes an elementwise formula on arrays (not Python numbers)."""
+        return OPS[node.op].has_formula and not self._numbers.get(node) and _constant_text(node) is None
+
+    def has_parts(self, node: Node, args: tuple) -> bool:
+        """Whether the node's line reads common parts of its formula computed before it."""
+        self._common_parts(node, args, None)
+        return (node, args) in self._reduced
+
     def is_number(self, node: Node) -> bool:
         """Whether the code computes the value as a Python number (a count of examples, a formula of counts)."""
         return self._numbers.get(node, False)
 
-    def formula(self, node: Node, args: tuple) -> sp.Basic | None:
+    def formula(self, node: Node, args: tuple, operand=None) -> sp.Basic | None:
         """The formula a line of an elementwise node computes, over its operands' texts and the names of
-        its formula's common parts (which lines before it compute); None for other nodes."""
-        if not OPS[node.op].has_formula or self._numbers.get(node) or _constant_text(node) is not None:
+        its formula's common parts (which lines before it compute); None for other nodes. `operand(text)`:
+        the symbol of an operand, for a formula without common parts (its texts by default)."""
+        if not self.computes_formula(node):
             return None
-        self._common_parts(node, args, None)
-        if (node, args) not in self._reduced:
-            return _bound_formula(node, args, lambda a: sp.Symbol(a, real=True))
+        if not self.has_parts(node, args):
+            return _bound_formula(node, args, operand or (lambda a: sp.Symbol(a, real=True)))
         (kept, conditions, reduced), operands, parts = self._reduced[node, args]
         names = {symbol: sp.Symbol(a, real=True) for a, symbol in operands.items()}
         names.update((part, name) for (part, _), name in zip(kept, parts))
