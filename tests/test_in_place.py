@@ -219,3 +219,18 @@ def test_any_formula_written_in_place_equals_its_ordinary_line(formula):
         want = np.broadcast_to(_evaluated(formula, values), (4, 3))
         got = _written(lines, values, (4, 3))
     assert np.allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True), (formula, lines)
+
+
+def test_sigmoid_through_exp_is_exact_in_the_tail_and_silent_where_exp_overflows():
+    import warnings
+
+    x = np.array([-1000.0, -40.0, 0.0, 40.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow warning would be an error here
+        values = _sigmoid(_NP, x)
+        scalar = _sigmoid(_NP, np.float64(-1000.0))
+    assert values[0] == 0.0 and scalar == 0.0 and values[2] == 0.5 and values[4] == 1.0
+    assert abs(values[1] - np.exp(-40.0) / (1 + np.exp(-40.0))) <= 1e-30  # the tanh form gave 0
+    out = np.empty(5)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(_sigmoid_into(x, out), values)

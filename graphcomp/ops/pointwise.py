@@ -225,7 +225,7 @@ pointwise("neg", lambda a: -a, emit="-{0}", text="-{0}")
 pointwise("exp", sp.exp)
 pointwise("log", sp.log)
 pointwise("tanh", sp.tanh)
-# The generated _sigmoid computes (1 + tanh(a/2)) / 2: exactly σ, and it never overflows.
+# The generated _sigmoid computes 1 / (1 + e^(-a)); e^(-a) overflowing to inf gives the limit 0, not a NaN.
 pointwise("sigmoid", sigmoid)
 # Ties, following the Max module of the lecture notes on layers as modules: d max(a, b)/da = 1 if a > b else 0, so at a tie the
 # gradient goes to b; relu'(0) = 0 and leaky_relu'(0) = slope for the same reason.
